@@ -1,0 +1,174 @@
+"""Engines, sessions, transactions and migrations.
+
+SQLite: WAL, foreign keys on, and SQLAlchemy's documented pysqlite recipe (the
+driver's own BEGIN is switched off, SQLAlchemy emits BEGIN itself) so that every
+write transaction starts with ``BEGIN IMMEDIATE`` and writers queue on the busy
+timeout instead of failing half-way. Read transactions use a plain ``BEGIN``.
+
+PostgreSQL (psycopg 3): READ COMMITTED plus ``SELECT ... FOR UPDATE`` on the rows a
+write depends on (container slot, ticket, firm counter).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from . import errors
+
+log = logging.getLogger("licentia.central")
+T = TypeVar("T")
+
+_BEGIN_OPTION = "licentia_begin"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN (recipe)
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10):
+        self.engine = make_engine(url, pool_size=pool_size)
+
+    @property
+    def sqlite(self) -> bool:
+        return is_sqlite(self.engine)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False, autoflush=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def write_tx(session: Session) -> Iterator[Session]:
+    """One write transaction: BEGIN IMMEDIATE on SQLite; commit on success."""
+    with session.begin():
+        session.connection(execution_options={_BEGIN_OPTION: "IMMEDIATE"})
+        yield session
+
+
+@contextmanager
+def read_tx(session: Session) -> Iterator[Session]:
+    with session.begin():
+        yield session
+
+
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent insert of the same unique row: run again, see it
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in _RETRYABLE_PG:
+        return True
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
+
+
+def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``fn`` in a write transaction, again on a lost race (unique insert, deadlock)."""
+    for attempt in range(attempts):
+        try:
+            with write_tx(session):
+                return fn()
+        except DBAPIError as exc:
+            session.expunge_all()
+            if not _retryable(exc):
+                raise
+            log.info("write transaction retried (%s): %s", attempt + 1, exc.orig)
+            if attempt == attempts - 1:
+                if isinstance(exc, IntegrityError):
+                    raise errors.Conflict("conflict", "The data changed at the same time. Try again.") from None
+                raise errors.Unavailable() from None
+    raise AssertionError("unreachable")
+
+
+def run_read(session: Session, fn: Callable[[], T]) -> T:
+    with read_tx(session):
+        return fn()
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def alembic_config(connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision`` (in one transaction; serialized across workers)."""
+    from alembic import command
+
+    with engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    from alembic import command
+
+    with engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

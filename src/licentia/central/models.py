@@ -1,0 +1,257 @@
+"""Central's database schema: one declarative base, UUID keys, enums stored by value.
+
+The migration in ``migrations/versions`` creates exactly this schema (a test
+checks that they agree). ``audit_log`` is append-only: the code only inserts,
+and database triggers refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Role(str, enum.Enum):
+    admin = "admin"
+    vendor = "vendor"
+
+
+class Level(str, enum.Enum):
+    loose = "loose"
+    medium = "medium"
+    tight = "tight"
+
+
+class TicketState(str, enum.Enum):
+    new = "new"
+    activated = "activated"
+    deactivated = "deactivated"
+    revoked = "revoked"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _uuid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class Firm(Base):
+    __tablename__ = "firms"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    code: Mapped[int] = mapped_column(BigInteger, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)  # product-key secret, under the master key
+    license_counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    item_counter: Mapped[int] = mapped_column(Integer, default=0)
+    customer_counter: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+    keys: Mapped[list[FirmKey]] = relationship(back_populates="firm", order_by="FirmKey.created_seq")
+
+
+class FirmKey(Base):
+    __tablename__ = "firm_keys"
+    __table_args__ = (UniqueConstraint("firm_id", "kid"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    kid: Mapped[str] = mapped_column(String(16))
+    public_pem: Mapped[str] = mapped_column(Text)
+    private_enc: Mapped[bytes] = mapped_column(LargeBinary)  # raw Ed25519 private key, under the master key
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    retired: Mapped[bool] = mapped_column(Boolean, default=False)
+    endorsement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # by the previous key
+    created_seq: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per firm: rotation order
+    created: Mapped[int] = mapped_column(BigInteger)
+
+    firm: Mapped[Firm] = relationship(back_populates="keys")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the key
+    role: Mapped[str] = mapped_column(String(16))
+    firm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("firms.id"), nullable=True)
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("firm_id", "item_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    item_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    product_code: Mapped[int] = mapped_column(BigInteger)
+    feature_map: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(16))
+    key_versions: Mapped[list[int]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)  # the template (relative or absolute times)
+    module_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("items.id"), nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("firm_id", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    number: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Container(Base):
+    __tablename__ = "containers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    level: Mapped[str] = mapped_column(String(16))
+    sign_pub: Mapped[str] = mapped_column(String(64))
+    box_pub: Mapped[str] = mapped_column(String(64))
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class ContainerFirm(Base):
+    """Where one container's slot for one firm stands, as Central saw it."""
+
+    __tablename__ = "container_firms"
+    __table_args__ = (UniqueConstraint("container_id", "firm_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    reported_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    reported_vtime: Mapped[int] = mapped_column(BigInteger, default=0)
+    issued_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    flagged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class TicketItem(Base):
+    __tablename__ = "ticket_items"
+
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id"), primary_key=True)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        UniqueConstraint("firm_id", "license_id"),
+        Index("ix_tickets_container_state", "container_id", "firm_id", "state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    ticket: Mapped[str] = mapped_column(String(32), unique=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    license_id: Mapped[int] = mapped_column(BigInteger)
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id"))  # the base item
+    state: Mapped[str] = mapped_column(String(16))
+    container_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("containers.id"), nullable=True)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # absolute, fixed at 1st activation
+    first_activated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    activated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    entry: Mapped[str | None] = mapped_column(Text, nullable=True)  # the signed license entry (JSON)
+    created: Mapped[int] = mapped_column(BigInteger)
+    revoked: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    items: Mapped[list[Item]] = relationship(secondary="ticket_items", order_by="Item.item_id", viewonly=True)
+    base_item: Mapped[Item] = relationship(foreign_keys=[item_id], viewonly=True)
+    customer: Mapped[Customer] = relationship(viewonly=True)
+    container: Mapped[Container | None] = relationship(viewonly=True)
+
+
+class ProcessedRequest(Base):
+    """An answered activation/sync request: its update, returned again byte for byte."""
+
+    __tablename__ = "processed_requests"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    response: Mapped[str] = mapped_column(Text)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProcessedReceipt(Base):
+    __tablename__ = "processed_receipts"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"))
+    response: Mapped[str] = mapped_column(Text)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditEntry(Base):
+    """Append-only: inserted by the code, UPDATE/DELETE refused by triggers."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(32))  # API key id
+    role: Mapped[str] = mapped_column(String(16))
+    firm_code: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Attempt(Base):
+    """A failed public attempt (activation, info, deactivation), for rate limiting."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_scope_key_time", "scope", "key", "time"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(String(8))  # "address" | "ticket"
+    key: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))
+
+
+#: Tables that record what happened rather than state: tests compare all other tables.
+LOG_TABLES = ("audit_log", "attempts")

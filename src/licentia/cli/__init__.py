@@ -1,0 +1,1 @@
+"""The ``licentia`` command (Typer + Rich). Never imported by ``import licentia``."""

@@ -1,0 +1,35 @@
+"""Entry point of the ``licentia`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from . import _common
+
+app = typer.Typer(
+    name="licentia",
+    help="licentia: software licensing and protection.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    _common.set_debug(debug)
+
+
+def _register() -> None:
+    from . import central_cmd, enduser, vendor
+
+    app.add_typer(central_cmd.app, name="central", help="Run License Central (vendor back office).")
+    app.add_typer(vendor.app, name="vendor", help="Vendor commands against License Central's REST API.")
+    enduser.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

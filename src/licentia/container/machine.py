@@ -1,0 +1,339 @@
+"""The machine container: licenses bound to this machine's traits.
+
+Files in ``<home>/containers/<serial>/``:
+
+- ``container.json`` (written once): serial, level, salt, public keys, and the
+  container secret (its two private keys) wrapped per trait combination.
+- ``state.json``: one slot per firm code (sequence number, virtual clock, last sync,
+  pinned firm keys, firm-signed license entries, sealed product keys, per-license
+  counters, removed-license tombstones) and an HMAC under a key derived from the
+  container secret, so that a hand-edited state is refused.
+- ``lock``: flock target; every read-modify-write of state.json holds it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import _exceptions as E
+from ..core import _crypto, codes, exchange
+from ..core._encoding import b64d, b64e, canonical
+from ..core.documents import DocumentInvalid
+from ..core.license import LicenseEntry, LicenseState
+from . import _files, binding
+from .traits import TraitReader
+
+CONTAINER_FORMAT = "licentia-container/1"
+STATE_FORMAT = "licentia-state/1"
+#: a local access records a clock observation only when time moved on this much
+OBSERVE_STEP = 3600
+_STATE_MAC_INFO = b"licentia state mac v1"
+
+
+@dataclass
+class Slot:
+    """One firm's part of a container."""
+
+    firm_code: int
+    seq: int = 0
+    vclock: int = 0
+    last_sync: int | None = None
+    central: str | None = None
+    pinned: dict[str, str] | None = None  # kid -> b64 raw Ed25519 public key
+    endorsements: list[dict[str, Any]] | None = None
+    entries: list[dict[str, Any]] | None = None  # signed license entry documents
+    keys: list[dict[str, Any]] | None = None  # sealed product keys
+    licenses: dict[str, dict[str, Any]] | None = None  # license_id -> {units_used, first_use}
+    removed: dict[str, str] | None = None  # license_id -> digest of the removed entry
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "vclock": self.vclock,
+            "last_sync": self.last_sync,
+            "central": self.central,
+            "pinned": self.pinned or {},
+            "endorsements": self.endorsements or [],
+            "entries": self.entries or [],
+            "keys": self.keys or [],
+            "licenses": self.licenses or {},
+            "removed": self.removed or {},
+        }
+
+    @classmethod
+    def from_json(cls, firm_code: int, obj: dict[str, Any]) -> Slot:
+        return cls(firm_code=firm_code, **obj)
+
+    def pinned_keys(self) -> dict[str, _crypto.Ed25519PublicKey]:
+        return {kid: _crypto.Ed25519PublicKey.from_public_bytes(b64d(raw)) for kid, raw in (self.pinned or {}).items()}
+
+    def license_state(self, license_id: int) -> LicenseState:
+        rec = (self.licenses or {}).get(str(license_id), {})
+        return LicenseState(
+            units_used=int(rec.get("units_used", 0)), first_use=rec.get("first_use"), last_sync=self.last_sync
+        )
+
+
+class MachineContainer:
+    kind = "machine"
+
+    def __init__(self, path: Path, meta: dict[str, Any], secret: bytes):
+        self.path = path
+        self.meta = meta
+        self.serial: str = meta["serial"]
+        self.level: str = meta["level"]
+        self._sign_key = _crypto.Ed25519PrivateKey.from_private_bytes(secret[:32])
+        self._box_key = _crypto.X25519PrivateKey.from_private_bytes(secret[32:64])
+        self._mac_key = _crypto.hkdf(secret, salt=self.serial.encode(), info=_STATE_MAC_INFO)
+        self._state_path = path / "state.json"
+        self._lock_path = path / "lock"
+        self._cache_key: tuple[int, int, int] | None = None
+        self._slots: dict[int, Slot] = {}
+
+    # ------------------------------------------------------------ creation / opening
+
+    @classmethod
+    def create(cls, home: Path, level: str, traits: dict[str, str], now: int) -> MachineContainer:
+        if level not in exchange.LEVELS:
+            raise ValueError(f"binding level is one of {', '.join(exchange.LEVELS)}")
+        serial = codes.new_serial(codes.SERIAL_PREFIX_MACHINE)
+        sign_key = _crypto.Ed25519PrivateKey.generate()
+        box_key = _crypto.X25519PrivateKey.generate()
+        secret = _crypto.raw_private(sign_key) + _crypto.raw_private(box_key)
+        salt = os.urandom(32)
+        meta = {
+            "format": CONTAINER_FORMAT,
+            "kind": cls.kind,
+            "serial": serial,
+            "level": level,
+            "created": now,
+            "salt": b64e(salt),
+            "sign_pub": b64e(_crypto.raw_public(sign_key.public_key())),
+            "box_pub": b64e(_crypto.raw_public(box_key.public_key())),
+            "wraps": binding.wrap(secret, serial=serial, level=level, traits=traits, salt=salt),
+        }
+        root = home / "containers"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = root / serial
+        tmp = root / f".{serial}.tmp"
+        tmp.mkdir(mode=0o700)
+        _files.write_json_atomic(tmp / "container.json", meta)
+        container = cls(tmp, meta, secret)
+        container._write_state({})
+        os.replace(tmp, path)
+        return cls(path, meta, secret)
+
+    @classmethod
+    def read_meta(cls, path: Path) -> dict[str, Any]:
+        meta = json.loads((path / "container.json").read_bytes())
+        if meta.get("format") != CONTAINER_FORMAT or meta.get("kind") != cls.kind:
+            raise ValueError("not a machine container")
+        return meta
+
+    @classmethod
+    def open(cls, path: Path, traits: TraitReader | dict[str, str]) -> MachineContainer:
+        """Open a container; ContainerLocked when the binding does not match."""
+        try:
+            meta = cls.read_meta(path)
+        except (OSError, ValueError) as exc:
+            raise E.LicenseInvalid(reason=f"container {path.name} unreadable: {exc}") from None
+        values = traits() if callable(traits) else traits
+        try:
+            secret = binding.unwrap(
+                meta["wraps"], serial=meta["serial"], level=meta["level"], traits=values, salt=b64d(meta["salt"])
+            )
+        except binding.BindingMismatch:
+            raise E.ContainerLocked(
+                f"container {meta['serial']} is bound to another machine, or too many of this machine's "
+                "components changed; activate the license again or contact the vendor"
+            ) from None
+        container = cls(path, meta, secret)
+        if _crypto.raw_public(container._sign_key.public_key()) != b64d(meta["sign_pub"]):
+            raise E.LicenseInvalid(reason="container keys do not match their public keys")
+        return container
+
+    # ------------------------------------------------------------ state
+
+    def _mac(self, body: dict[str, Any]) -> str:
+        return b64e(hmac.new(self._mac_key, canonical(body), "sha256").digest())
+
+    def _write_state(self, slots: dict[int, Slot]) -> None:
+        body = {"format": STATE_FORMAT, "serial": self.serial, "slots": {str(f): s.to_json() for f, s in slots.items()}}
+        _files.write_json_atomic(self._state_path, {"body": body, "mac": self._mac(body)})
+        self._slots = slots
+        self._cache_key = _files.stat_key(self._state_path)
+
+    def _read_state(self) -> dict[int, Slot]:
+        key = _files.stat_key(self._state_path)
+        if key is not None and key == self._cache_key:
+            return self._slots
+        try:
+            doc = json.loads(self._state_path.read_bytes())
+            body = doc["body"]
+            ok = hmac.compare_digest(doc["mac"], self._mac(body))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise E.LicenseInvalid(reason=f"container {self.serial} state unreadable: {exc}") from None
+        if not ok or body.get("serial") != self.serial or body.get("format") != STATE_FORMAT:
+            raise E.LicenseInvalid(reason=f"container {self.serial} state fails its MAC")
+        slots = {int(f): Slot.from_json(int(f), s) for f, s in body["slots"].items()}
+        self._slots, self._cache_key = slots, key
+        return slots
+
+    def slots(self) -> dict[int, Slot]:
+        """Current slots (cached while state.json is unchanged)."""
+        return self._read_state()
+
+    def mutate(self, change: Callable[[dict[int, Slot]], Any]) -> Any:
+        """Run ``change`` on a fresh copy of the slots under the lock; write if it returns normally."""
+        with _files.locked(self._lock_path):
+            self._cache_key = None  # always re-read under the lock
+            current = self._read_state()
+            slots = {f: Slot.from_json(f, json.loads(json.dumps(s.to_json()))) for f, s in current.items()}
+            result = change(slots)
+            self._write_state(slots)
+            return result
+
+    # ------------------------------------------------------------ keys and documents
+
+    @property
+    def sign_pub(self) -> str:
+        return self.meta["sign_pub"]
+
+    @property
+    def box_pub(self) -> str:
+        return self.meta["box_pub"]
+
+    def make_request(
+        self, action: str, now: int, *, ticket: str | None = None, firm_code: int | None = None
+    ) -> dict[str, Any]:
+        """A signed request; records ``now`` as a clock observation in every slot."""
+
+        def change(slots: dict[int, Slot]) -> dict[str, Any]:
+            for slot in slots.values():
+                slot.vclock = max(slot.vclock, now)
+            return exchange.build_request(
+                serial=self.serial,
+                level=self.level,
+                sign_key=self._sign_key,
+                box_pub=b64d(self.box_pub),
+                slots={f: exchange.SlotPosition(s.seq, s.vclock) for f, s in slots.items()},
+                action=action,
+                now=now,
+                ticket=ticket,
+                firm_code=firm_code,
+            )
+
+        return self.mutate(change)
+
+    def apply_update(
+        self, data: bytes | str | dict[str, Any], now: int, *, central: str | None = None
+    ) -> exchange.Update:
+        """Verify and apply an update atomically; nothing changes on any error."""
+
+        def change(slots: dict[int, Slot]) -> exchange.Update:
+            try:
+                doc = exchange.parse_update_firm(data)
+                slot = slots.get(doc)
+                update = exchange.verify_update(data, slot.pinned_keys() if slot and slot.pinned else None)
+            except DocumentInvalid as exc:
+                raise E.LicenseInvalid(reason=f"update refused: {exc.reason}") from None
+            if update.serial != self.serial:
+                raise E.ActivationError(
+                    f"this update is for container {update.serial}, not {self.serial}: apply it on the machine "
+                    "that made the request"
+                )
+            if any(e.container_key != self.sign_pub for e in update.entries):
+                raise E.LicenseInvalid(reason="update entry names another container key")
+            slot = slots.get(update.firm_code) or Slot(firm_code=update.firm_code)
+            if update.seq <= slot.seq:
+                raise E.ActivationError(
+                    f"this update (sequence {update.seq}) is older than the container's state (sequence "
+                    f"{slot.seq}): it was applied already or replayed; run 'licentia sync' for a fresh one"
+                )
+            keys = exchange.accept_keys(
+                update.firm_code,
+                slot.pinned_keys() or {_crypto.key_id(update.firm_pub): update.firm_pub},
+                list(update.endorsements),
+            )
+            removed = dict(slot.removed or {})
+            entries = [e for e in update.entries if removed.get(str(e.license_id)) != e.digest]
+            digests = {e.digest for e in entries}
+            old = slot.licenses or {}
+            slot.seq = update.seq
+            slot.vclock = update.time  # Central's signed time also corrects a clock that ran ahead
+            slot.last_sync = update.time
+            slot.central = central or slot.central
+            slot.pinned = {kid: b64e(_crypto.raw_public(k)) for kid, k in keys.items()}
+            slot.endorsements = list(update.endorsements)
+            slot.entries = [e.document for e in entries]
+            slot.keys = [k for k in update.sealed_keys if k.get("license") in digests]
+            slot.licenses = {str(e.license_id): old.get(str(e.license_id), {}) for e in entries}
+            slot.removed = {lid: d for lid, d in removed.items() if lid not in slot.licenses}
+            slots[update.firm_code] = slot
+            return update
+
+        return self.mutate(change)
+
+    def record_access(
+        self, firm_code: int, license_id: int, *, units: int, start_usage: bool, now: int, check: Callable[[Slot], None]
+    ) -> Slot:
+        """Record what an access must persist, re-checking under the lock with fresh state."""
+
+        def change(slots: dict[int, Slot]) -> Slot:
+            slot = slots[firm_code]
+            check(slot)
+            rec = dict((slot.licenses or {}).get(str(license_id), {}))
+            if units:
+                rec["units_used"] = int(rec.get("units_used", 0)) + units
+            if start_usage and rec.get("first_use") is None:
+                rec["first_use"] = max(now, slot.vclock)
+            slot.licenses = {**(slot.licenses or {}), str(license_id): rec}
+            slot.vclock = max(slot.vclock, now)
+            return slot
+
+        return self.mutate(change)
+
+    def remove_license(self, firm_code: int, license_id: int, now: int) -> dict[str, Any]:
+        """Remove a license and return the signed receipt that proves it."""
+
+        def change(slots: dict[int, Slot]) -> dict[str, Any]:
+            slot = slots.get(firm_code)
+            docs = {int(d["payload"]["license_id"]): d for d in (slot.entries or [])} if slot else {}
+            if license_id not in docs:
+                raise E.LicenseNotFound(f"license {license_id} of firm {firm_code} is not in container {self.serial}")
+            from ..core.documents import document_digest
+
+            doc = docs[license_id]
+            digest = document_digest(doc)
+            slot.entries = [d for d in slot.entries or [] if d is not doc]
+            slot.keys = [k for k in slot.keys or [] if k.get("license") != digest]
+            slot.licenses = {k: v for k, v in (slot.licenses or {}).items() if k != str(license_id)}
+            slot.removed = {**(slot.removed or {}), str(license_id): digest}
+            slot.seq += 1  # an old update that still holds this license can no longer be applied
+            slot.vclock = max(slot.vclock, now)
+            return exchange.build_receipt(
+                serial=self.serial,
+                sign_key=self._sign_key,
+                firm_code=firm_code,
+                license_id=license_id,
+                ticket=doc["payload"].get("ticket"),
+                seq=slot.seq,
+                vtime=slot.vclock,
+            )
+
+        return self.mutate(change)
+
+    def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
+        slot = self.slots().get(entry.firm_code)
+        for sealed in (slot.keys if slot else None) or []:
+            if sealed.get("license") == entry.digest and sealed.get("version") == version:
+                try:
+                    return exchange.unseal_product_key(self._box_key, self.serial, sealed)
+                except DocumentInvalid as exc:
+                    raise E.LicenseInvalid(reason=f"product key: {exc.reason}") from None
+        return None

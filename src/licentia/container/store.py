@@ -1,0 +1,54 @@
+"""Where containers live, and finding the one of a binding level."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .machine import MachineContainer
+from .traits import TraitReader
+
+
+def default_home(environ: dict[str, str] | None = None) -> Path:
+    """``LICENTIA_HOME``, else the user's data dir (root: /var/lib/licentia)."""
+    env = os.environ if environ is None else environ
+    if env.get("LICENTIA_HOME"):
+        return Path(env["LICENTIA_HOME"])
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/licentia")
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "licentia"
+
+
+def container_dirs(home: Path) -> list[Path]:
+    root = home / "containers"
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def find_level(home: Path, level: str) -> Path | None:
+    for path in container_dirs(home):
+        try:
+            if MachineContainer.read_meta(path)["level"] == level:
+                return path
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def open_or_create(home: Path, level: str, traits: TraitReader, now: int) -> MachineContainer:
+    """The machine container of ``level`` (made on first use)."""
+    path = find_level(home, level)
+    if path is not None:
+        return MachineContainer.open(path, traits)
+    from ._files import locked
+
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with locked(home / ".create.lock"):
+        path = find_level(home, level)
+        if path is not None:
+            return MachineContainer.open(path, traits)
+        return MachineContainer.create(home, level, traits(), now)
+

@@ -1,0 +1,1 @@
+"""licentia.core: codes, the license model, signed document formats. No I/O."""

@@ -1,0 +1,102 @@
+"""Signed documents: license entries, updates, requests and receipts.
+
+Every document is a JSON envelope ``{"payload": {...}, "kid": "...", "sig": "..."}``.
+The signature is Ed25519 over ``b"licentia/" + type + b"\\n" + canonical(payload)``,
+so a signature made for one document type never verifies as another.
+docs/formats.md is the reference; tests/vectors/ hold examples.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import _crypto
+from ._encoding import b64d, b64e, canonical
+
+FORMAT_VERSION = 1
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+
+
+class DocumentInvalid(ValueError):
+    """A document failed parsing or verification. ``reason`` is for the log only."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _message(doc_type: str, payload: dict[str, Any]) -> bytes:
+    return b"licentia/" + doc_type.encode() + b"\n" + canonical(payload)
+
+
+def sign_document(doc_type: str, payload: dict[str, Any], key: _crypto.Ed25519PrivateKey) -> dict[str, Any]:
+    payload = dict(payload)
+    payload["type"] = doc_type
+    payload["v"] = FORMAT_VERSION
+    sig = _crypto.sign(key, _message(doc_type, payload))
+    return {"payload": payload, "kid": _crypto.key_id(key.public_key()), "sig": b64e(sig)}
+
+
+def document_digest(doc: dict[str, Any]) -> str:
+    """SHA-256 (hex) over the canonical envelope: what identifies a document."""
+    return _crypto.sha256(canonical(doc)).hex()
+
+
+def parse(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    """Parse an envelope's structure (no signature check)."""
+    if isinstance(data, (bytes, str)):
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise DocumentInvalid("document too large")
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DocumentInvalid(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or set(data) != {"payload", "kid", "sig"}:
+        raise DocumentInvalid("not a signed envelope")
+    payload = data["payload"]
+    if not isinstance(payload, dict) or not isinstance(data["kid"], str) or not isinstance(data["sig"], str):
+        raise DocumentInvalid("envelope fields have wrong types")
+    if payload.get("v") != FORMAT_VERSION:
+        raise DocumentInvalid(f"unsupported format version {payload.get('v')!r}")
+    return data
+
+
+def doc_type(doc: dict[str, Any]) -> str:
+    return str(doc["payload"].get("type"))
+
+
+def verify_document(
+    doc: dict[str, Any], expected_type: str, keys: dict[str, _crypto.Ed25519PublicKey] | _crypto.Ed25519PublicKey
+) -> dict[str, Any]:
+    """Check type and signature; return the payload. ``keys`` maps key id to key."""
+    doc = parse(doc)
+    payload = doc["payload"]
+    if payload.get("type") != expected_type:
+        raise DocumentInvalid(f"expected a {expected_type} document, got {payload.get('type')!r}")
+    if isinstance(keys, _crypto.Ed25519PublicKey):
+        keys = {_crypto.key_id(keys): keys}
+    key = keys.get(doc["kid"])
+    if key is None:
+        raise DocumentInvalid(f"signed by unknown key {doc['kid']!r}")
+    try:
+        sig = b64d(doc["sig"])
+    except ValueError:
+        raise DocumentInvalid("signature is not base64") from None
+    if not _crypto.verify(key, sig, _message(expected_type, payload)):
+        raise DocumentInvalid("bad signature")
+    return payload
+
+
+def require(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    """Fetch a typed field from a verified payload (bool is never an int here)."""
+    if name not in payload or payload[name] is None:
+        if optional:
+            return None
+        raise DocumentInvalid(f"field {name!r} missing")
+    value = payload[name]
+    if isinstance(value, bool) and kind in (int, (int,)):
+        raise DocumentInvalid(f"field {name!r} has wrong type")
+    if not isinstance(value, kind):
+        raise DocumentInvalid(f"field {name!r} has wrong type")
+    return value

@@ -1,0 +1,343 @@
+"""Requests, updates, receipts and firm-key endorsements: the documents that travel
+between a container and License Central.
+
+- request  (signed by the container's Ed25519 key): who the container is, where each
+  firm slot stands (sequence number, virtual time), and the ticket to activate.
+- update   (signed by a firm key): the whole set of that firm's licenses for one
+  container, the next sequence number, Central's signed time, and product keys
+  sealed to the container's X25519 key (bound to each entry's digest).
+- receipt  (signed by the container): proof that a license was removed.
+- firm-key (signed by an older firm key): endorses a rotated key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _crypto, codes
+from ._encoding import b64d, b64e
+from .documents import DocumentInvalid, document_digest, parse, require, sign_document, verify_document
+from .license import LicenseEntry
+
+LEVELS = ("loose", "medium", "tight")
+ACTIONS = ("activate", "sync")
+
+
+def _pub_from_b64(text: str, kind: type) -> Any:
+    try:
+        raw = b64d(text)
+        return kind.from_public_bytes(raw)
+    except ValueError:
+        raise DocumentInvalid("bad public key") from None
+
+
+# ---------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class SlotPosition:
+    seq: int
+    vtime: int
+
+
+@dataclass(frozen=True)
+class Request:
+    serial: str
+    level: str
+    sign_pub: str
+    box_pub: str
+    slots: dict[int, SlotPosition]
+    action: str
+    ticket: str | None
+    firm_code: int | None
+    created: int
+    digest: str
+    document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def position(self, firm_code: int) -> SlotPosition:
+        return self.slots.get(firm_code, SlotPosition(0, 0))
+
+
+def build_request(
+    *,
+    serial: str,
+    level: str,
+    sign_key: _crypto.Ed25519PrivateKey,
+    box_pub: bytes,
+    slots: dict[int, SlotPosition],
+    action: str,
+    now: int,
+    ticket: str | None = None,
+    firm_code: int | None = None,
+) -> dict[str, Any]:
+    payload = {
+        "serial": serial,
+        "level": level,
+        "sign_pub": b64e(_crypto.raw_public(sign_key.public_key())),
+        "box_pub": b64e(box_pub),
+        "slots": {str(f): {"seq": p.seq, "vtime": p.vtime} for f, p in sorted(slots.items())},
+        "action": action,
+        "ticket": ticket,
+        "firm_code": firm_code,
+        "created": now,
+        "nonce": b64e(os.urandom(16)),
+    }
+    return sign_document("request", payload, sign_key)
+
+
+def verify_request(data: bytes | str | dict[str, Any]) -> Request:
+    """Verify a request's self-signature and shape (Central then checks the serial's key)."""
+    doc = parse(data)
+    payload = doc["payload"]
+    sign_pub = require(payload, "sign_pub", str)
+    key = _pub_from_b64(sign_pub, _crypto.Ed25519PublicKey)
+    payload = verify_document(doc, "request", key)
+    try:
+        serial = codes.check_serial(require(payload, "serial", str))
+        ticket = require(payload, "ticket", str, optional=True)
+        if ticket is not None:
+            ticket = codes.normalize_ticket(ticket)
+        firm = require(payload, "firm_code", int, optional=True)
+        if firm is not None:
+            codes.check_firm_code(firm)
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(str(exc)) from None
+    level = require(payload, "level", str)
+    if level not in LEVELS:
+        raise DocumentInvalid("bad level")
+    action = require(payload, "action", str)
+    if action not in ACTIONS:
+        raise DocumentInvalid("bad action")
+    if action == "activate" and ticket is None:
+        raise DocumentInvalid("activation without ticket")
+    box_pub = require(payload, "box_pub", str)
+    _pub_from_b64(box_pub, _crypto.X25519PublicKey)
+    slots: dict[int, SlotPosition] = {}
+    for k, v in require(payload, "slots", dict).items():
+        if not k.isdigit() or not isinstance(v, dict):
+            raise DocumentInvalid("bad slot")
+        seq, vtime = require(v, "seq", int), require(v, "vtime", int)
+        if seq < 0 or vtime < 0:
+            raise DocumentInvalid("bad slot")
+        slots[int(k)] = SlotPosition(seq, vtime)
+    return Request(
+        serial=serial,
+        level=level,
+        sign_pub=sign_pub,
+        box_pub=box_pub,
+        slots=slots,
+        action=action,
+        ticket=ticket,
+        firm_code=firm,
+        created=require(payload, "created", int),
+        digest=document_digest(doc),
+        document=doc,
+    )
+
+
+# ---------------------------------------------------------------- product keys
+
+
+def derive_product_key(firm_secret: bytes, firm_code: int, product_code: int, version: int) -> bytes:
+    """Central's product key for (firm, product, key version)."""
+    info = f"licentia product key|{firm_code}|{product_code}|{version}".encode()
+    return _crypto.hkdf(firm_secret, salt=None, info=info)
+
+
+def _seal_context(serial: str, license_digest: str, version: int) -> bytes:
+    return f"licentia product key|{serial}|{license_digest}|{version}".encode()
+
+
+def seal_product_key(box_pub: bytes, serial: str, license_digest: str, version: int, key: bytes) -> dict[str, Any]:
+    return {
+        "license": license_digest,
+        "version": version,
+        "sealed": b64e(_crypto.seal(box_pub, key, _seal_context(serial, license_digest, version))),
+    }
+
+
+def unseal_product_key(box_key: _crypto.X25519PrivateKey, serial: str, sealed: dict[str, Any]) -> bytes:
+    try:
+        blob = b64d(sealed["sealed"])
+        return _crypto.unseal(box_key, blob, _seal_context(serial, sealed["license"], int(sealed["version"])))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DocumentInvalid(f"sealed product key unusable: {exc}") from None
+
+
+# ---------------------------------------------------------------- firm keys
+
+
+def endorse_key(old: _crypto.Ed25519PrivateKey, firm_code: int, new_pub: _crypto.Ed25519PublicKey) -> dict[str, Any]:
+    return sign_document("firm-key", {"firm_code": firm_code, "pub": b64e(_crypto.raw_public(new_pub))}, old)
+
+
+def accept_keys(
+    firm_code: int, pinned: dict[str, _crypto.Ed25519PublicKey], endorsements: list[dict[str, Any]]
+) -> dict[str, _crypto.Ed25519PublicKey]:
+    """Pinned keys plus every key endorsed (transitively) by a pinned key."""
+    keys = dict(pinned)
+    changed = True
+    while changed:
+        changed = False
+        for doc in endorsements:
+            try:
+                payload = verify_document(doc, "firm-key", keys)
+            except DocumentInvalid:
+                continue
+            if payload.get("firm_code") != firm_code:
+                continue
+            key = _pub_from_b64(require(payload, "pub", str), _crypto.Ed25519PublicKey)
+            kid = _crypto.key_id(key)
+            if kid not in keys:
+                keys[kid] = key
+                changed = True
+    return keys
+
+
+# ---------------------------------------------------------------- updates
+
+
+@dataclass(frozen=True)
+class Update:
+    firm_code: int
+    serial: str
+    seq: int
+    time: int
+    entries: tuple[LicenseEntry, ...]
+    sealed_keys: tuple[dict[str, Any], ...]
+    firm_pub: _crypto.Ed25519PublicKey
+    endorsements: tuple[dict[str, Any], ...]
+    request: str | None
+    digest: str
+    document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def build_update(
+    *,
+    firm_code: int,
+    firm_key: _crypto.Ed25519PrivateKey,
+    serial: str,
+    seq: int,
+    now: int,
+    entries: list[dict[str, Any]],
+    sealed_keys: list[dict[str, Any]],
+    request_digest: str | None,
+    endorsements: list[dict[str, Any]] | None = None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    payload = {
+        "firm_code": firm_code,
+        "firm_pub": b64e(_crypto.raw_public(firm_key.public_key())),
+        "serial": serial,
+        "seq": seq,
+        "time": now,
+        "entries": entries,
+        "keys": sealed_keys,
+        "endorsements": endorsements or [],
+        "request": request_digest,
+        "message": message,
+    }
+    return sign_document("update", payload, firm_key)
+
+
+def verify_update(
+    data: bytes | str | dict[str, Any], pinned: dict[str, _crypto.Ed25519PublicKey] | None = None
+) -> Update:
+    """Verify an update. With ``pinned`` keys (the slot's), the signer must be pinned
+    or endorsed by a pinned key; without, the embedded key must sign it (first use)."""
+    doc = parse(data)
+    payload = doc["payload"]
+    firm_code = require(payload, "firm_code", int)
+    firm_pub = _pub_from_b64(require(payload, "firm_pub", str), _crypto.Ed25519PublicKey)
+    endorsements = require(payload, "endorsements", list)
+    if pinned:
+        keys = accept_keys(firm_code, pinned, endorsements)
+    else:
+        keys = {_crypto.key_id(firm_pub): firm_pub}
+    if doc["kid"] != _crypto.key_id(firm_pub):
+        raise DocumentInvalid("update kid does not match its firm key")
+    payload = verify_document(doc, "update", keys)
+    serial = require(payload, "serial", str)
+    entries = []
+    for entry_doc in require(payload, "entries", list):
+        entry = LicenseEntry.verify(entry_doc, keys)
+        if entry.firm_code != firm_code or entry.serial != serial:
+            raise DocumentInvalid("entry for another firm or container")
+        entries.append(entry)
+    sealed = require(payload, "keys", list)
+    if not all(isinstance(s, dict) for s in sealed):
+        raise DocumentInvalid("bad sealed key list")
+    seq = require(payload, "seq", int)
+    if seq < 1:
+        raise DocumentInvalid("bad sequence number")
+    return Update(
+        firm_code=firm_code,
+        serial=serial,
+        seq=seq,
+        time=require(payload, "time", int),
+        entries=tuple(entries),
+        sealed_keys=tuple(sealed),
+        firm_pub=firm_pub,
+        endorsements=tuple(endorsements),
+        request=require(payload, "request", str, optional=True),
+        digest=document_digest(doc),
+        document=doc,
+    )
+
+
+# ---------------------------------------------------------------- receipts
+
+
+@dataclass(frozen=True)
+class Receipt:
+    serial: str
+    firm_code: int
+    license_id: int
+    ticket: str | None
+    seq: int
+    vtime: int
+    digest: str
+    document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def build_receipt(
+    *,
+    serial: str,
+    sign_key: _crypto.Ed25519PrivateKey,
+    firm_code: int,
+    license_id: int,
+    ticket: str | None,
+    seq: int,
+    vtime: int,
+) -> dict[str, Any]:
+    payload = {
+        "serial": serial,
+        "firm_code": firm_code,
+        "license_id": license_id,
+        "ticket": ticket,
+        "seq": seq,
+        "vtime": vtime,
+    }
+    return sign_document("receipt", payload, sign_key)
+
+
+def verify_receipt(data: bytes | str | dict[str, Any], container_pub: _crypto.Ed25519PublicKey) -> Receipt:
+    doc = parse(data)
+    payload = verify_document(doc, "receipt", container_pub)
+    return Receipt(
+        serial=require(payload, "serial", str),
+        firm_code=require(payload, "firm_code", int),
+        license_id=require(payload, "license_id", int),
+        ticket=require(payload, "ticket", str, optional=True),
+        seq=require(payload, "seq", int),
+        vtime=require(payload, "vtime", int),
+        digest=document_digest(doc),
+        document=doc,
+    )
+
+
+def parse_update_firm(data: bytes | str | dict[str, Any]) -> int:
+    """The firm code an (unverified) update claims, to find the slot whose keys verify it."""
+    return int(require(parse(data)["payload"], "firm_code", int))

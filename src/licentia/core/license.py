@@ -1,0 +1,254 @@
+"""The license model and the pure evaluation of an access.
+
+``evaluate(entry, state, request, now)`` is a pure function: no I/O, no clock.
+It returns an ``Evaluation`` naming either a grant (and what the container must
+record) or the error class a caller should raise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _exceptions as E
+from . import _crypto, codes
+from ._encoding import b64d, b64e
+from .documents import DocumentInvalid, require, sign_document, verify_document
+
+DAY = 86400
+#: How far the system clock may fall behind the virtual clock before time-bound
+#: licenses stop (NTP steps, a dead CMOS battery corrected late).
+CLOCK_TOLERANCE = 2 * 3600
+
+
+@dataclass(frozen=True)
+class Options:
+    """License options. Times are Unix seconds (UTC); periods are seconds."""
+
+    expires: int | None = None
+    not_before: int | None = None
+    usage_period: int | None = None
+    units: int | None = None
+    quantity: int = 1
+    maintenance_until: int | None = None
+    sync_interval: int | None = None
+    data: bytes | None = None
+
+    @property
+    def time_bound(self) -> bool:
+        return any(x is not None for x in (self.expires, self.not_before, self.usage_period, self.sync_interval))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expires": self.expires,
+            "not_before": self.not_before,
+            "usage_period": self.usage_period,
+            "units": self.units,
+            "quantity": self.quantity,
+            "maintenance_until": self.maintenance_until,
+            "sync_interval": self.sync_interval,
+            "data": None if self.data is None else b64e(self.data),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Options:
+        if not isinstance(obj, dict):
+            raise DocumentInvalid("options is not an object")
+        ints = {}
+        for name in ("expires", "not_before", "usage_period", "units", "maintenance_until", "sync_interval"):
+            value = require(obj, name, int, optional=True)
+            if value is not None and value < 0:
+                raise DocumentInvalid(f"option {name} is negative")
+            ints[name] = value
+        quantity = require(obj, "quantity", int)
+        if quantity < 0:
+            raise DocumentInvalid("quantity is negative")
+        data = require(obj, "data", str, optional=True)
+        try:
+            raw = None if data is None else b64d(data)
+        except ValueError:
+            raise DocumentInvalid("data is not base64") from None
+        return cls(quantity=quantity, data=raw, **ints)
+
+
+@dataclass(frozen=True)
+class LicenseEntry:
+    """One firm-signed license, naming the container it was issued to."""
+
+    firm_code: int
+    product_code: int
+    feature_map: int
+    text: str
+    license_id: int
+    serial: str
+    container_key: str  # base64url of the container's Ed25519 public key
+    options: Options
+    issued: int
+    ticket: str | None = None
+    key_versions: tuple[int, ...] = ()
+    kid: str = ""
+    digest: str = ""
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "firm_code": self.firm_code,
+            "product_code": self.product_code,
+            "feature_map": self.feature_map,
+            "text": self.text,
+            "license_id": self.license_id,
+            "container": {"serial": self.serial, "sign_pub": self.container_key},
+            "options": self.options.to_json(),
+            "issued": self.issued,
+            "ticket": self.ticket,
+            "key_versions": list(self.key_versions),
+        }
+
+    def sign(self, firm_key: _crypto.Ed25519PrivateKey) -> dict[str, Any]:
+        return sign_document("license", self.payload(), firm_key)
+
+    @classmethod
+    def verify(cls, document: dict[str, Any], keys: dict[str, _crypto.Ed25519PublicKey]) -> LicenseEntry:
+        """Verify a signed license entry against pinned firm keys."""
+        from .documents import document_digest
+
+        payload = verify_document(document, "license", keys)
+        return cls.from_payload(payload, kid=document["kid"], digest=document_digest(document), document=document)
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], *, kid: str = "", digest: str = "", document: dict[str, Any] | None = None
+    ) -> LicenseEntry:
+        try:
+            firm = codes.check_firm_code(require(payload, "firm_code", int))
+            product = codes.check_product_code(require(payload, "product_code", int))
+            fmap = codes.check_feature(require(payload, "feature_map", int))
+            container = require(payload, "container", dict)
+            serial = codes.check_serial(require(container, "serial", str))
+        except codes.InvalidCode as exc:
+            raise DocumentInvalid(str(exc)) from None
+        versions = require(payload, "key_versions", list)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions):
+            raise DocumentInvalid("bad key_versions")
+        return cls(
+            firm_code=firm,
+            product_code=product,
+            feature_map=fmap,
+            text=require(payload, "text", str),
+            license_id=require(payload, "license_id", int),
+            serial=serial,
+            container_key=require(container, "sign_pub", str),
+            options=Options.from_json(payload.get("options")),
+            issued=require(payload, "issued", int),
+            ticket=require(payload, "ticket", str, optional=True),
+            key_versions=tuple(versions),
+            kid=kid,
+            digest=digest,
+            document=document or {},
+        )
+
+    def summary(self) -> str:
+        return f"license {self.license_id} (firm {self.firm_code}, product {self.product_code})"
+
+
+@dataclass(frozen=True)
+class LicenseState:
+    """What a container records about one license between accesses."""
+
+    units_used: int = 0
+    first_use: int | None = None
+    last_sync: int | None = None
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    firm_code: int
+    product_code: int
+    feature_code: int = 0
+    units: int = 0
+    release_date: int | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The result of evaluating one license for one access."""
+
+    error: type[E.LicenseError] | None = None
+    message: str = ""
+    start_usage: bool = False  # the access starts the usage period (record first_use)
+    units: int = 0  # units to consume
+    expires: int | None = None  # effective end of validity (expiry or usage period)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def effective_time(now: int, vclock: int) -> tuple[int, bool]:
+    """Return (time to evaluate at, clock_tampered)."""
+    if now + CLOCK_TOLERANCE < vclock:
+        return vclock, True
+    return max(now, vclock), False
+
+
+def _fmt(ts: int) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, now: int, vclock: int) -> Evaluation:
+    """Decide whether ``request`` may use ``entry`` at system time ``now``."""
+    opts = entry.options
+    if entry.firm_code != request.firm_code or entry.product_code != request.product_code:
+        return Evaluation(E.LicenseNotFound, "license is for another product")
+    if entry.feature_map & request.feature_code != request.feature_code:
+        missing = request.feature_code & ~entry.feature_map
+        return Evaluation(E.FeatureNotLicensed, f"feature bits {missing:#x} are not licensed")
+    t, tampered = effective_time(now, vclock)
+    if opts.time_bound and tampered:
+        return Evaluation(
+            E.ClockTampered,
+            f"the system clock is behind the last trusted time {_fmt(vclock)}: set the clock right, or sync",
+        )
+    if opts.not_before is not None and t < opts.not_before:
+        return Evaluation(E.LicenseNotYetValid, f"valid from {_fmt(opts.not_before)}")
+    expires = opts.expires
+    start_usage = False
+    if opts.usage_period is not None:
+        first = state.first_use
+        if first is None:
+            first = t
+            start_usage = True
+        end = first + opts.usage_period
+        expires = end if expires is None else min(expires, end)
+    if expires is not None and t >= expires:
+        return Evaluation(E.LicenseExpired, f"expired {_fmt(expires)}")
+    if opts.sync_interval is not None:
+        last = state.last_sync if state.last_sync is not None else entry.issued
+        if t > last + opts.sync_interval:
+            return Evaluation(
+                E.SyncRequired,
+                f"last synced {_fmt(last)}; run 'licentia sync' while online",
+            )
+    if request.release_date is not None and opts.maintenance_until is not None:
+        if request.release_date > opts.maintenance_until:
+            return Evaluation(
+                E.MaintenanceExpired,
+                f"this release is newer than the maintenance period ending {_fmt(opts.maintenance_until)}",
+            )
+    if request.units < 0:
+        return Evaluation(E.UnitsExhausted, "a negative number of units cannot be consumed")
+    if request.units:
+        if opts.units is None:
+            return Evaluation(E.UnitsExhausted, "this license has no unit counter")
+        left = opts.units - state.units_used
+        if request.units > left:
+            return Evaluation(E.UnitsExhausted, f"{left} units left, {request.units} asked for")
+    return Evaluation(None, "ok", start_usage=start_usage, units=request.units, expires=expires)
+
+
+def units_left(entry: LicenseEntry, state: LicenseState) -> int | None:
+    if entry.options.units is None:
+        return None
+    return max(0, entry.options.units - state.units_used)

@@ -1,0 +1,445 @@
+"""access(), Handle, trust() and info(): the runtime's local path.
+
+Search order today: the machine containers under the runtime's home. Each firm-signed
+entry is verified once per process against the keys the application pinned (cached
+by digest); a cached access then only stats the container's state file, evaluates
+the options in memory, and writes to disk only what it must (units, the first use
+that starts a usage period, a clock observation when time moved on noticeably).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .. import _exceptions as E
+from ..container import machine as _machine
+from ..container.store import container_dirs, default_home
+from ..container.traits import read_system_traits
+from ..core import _crypto, codes
+from ..core.documents import DocumentInvalid, document_digest
+from ..core.license import AccessRequest, LicenseEntry, LicenseState, evaluate, units_left
+
+_DEFAULTS: dict[str, Any] = {"clock": lambda: int(time.time()), "traits": read_system_traits}
+
+
+def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[_crypto.Ed25519PublicKey]:
+    """One or more PEM public keys, given as text/bytes or as a file path."""
+    if isinstance(pem, os.PathLike) or (isinstance(pem, str) and "-----BEGIN" not in pem):
+        data = Path(pem).read_bytes()
+    else:
+        data = pem.encode() if isinstance(pem, str) else pem
+    blocks = []
+    for chunk in data.split(b"-----END PUBLIC KEY-----"):
+        if b"-----BEGIN PUBLIC KEY-----" in chunk:
+            blocks.append(chunk[chunk.index(b"-----BEGIN") :] + b"-----END PUBLIC KEY-----\n")
+    if not blocks:
+        raise ValueError("no PEM public key found")
+    return [_crypto.load_public_pem(b) for b in blocks]
+
+
+def _as_timestamp(value: Any) -> int | None:
+    """Unix seconds from an int, a datetime (naive = UTC) or a date."""
+    import datetime as _dt
+
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return int(value.timestamp())
+    if isinstance(value, _dt.date):
+        return int(_dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).timestamp())
+    raise TypeError("release_date is Unix seconds, a datetime or a date")
+
+
+@dataclass
+class _Grant:
+    entry: LicenseEntry
+    container: _machine.MachineContainer
+    state: LicenseState
+    expires: int | None
+
+
+class Handle:
+    """A granted access. Use as a context manager or call ``release()``."""
+
+    __slots__ = (
+        "firm_code",
+        "product_code",
+        "feature_code",
+        "feature_map",
+        "units_left",
+        "expires",
+        "container_serial",
+        "license_id",
+        "text",
+        "_entry",
+        "_container",
+        "_pid",
+        "_released",
+    )
+
+    def __init__(self, grant: _Grant, request: AccessRequest, units_after: int | None):
+        entry = grant.entry
+        self.firm_code = entry.firm_code
+        self.product_code = entry.product_code
+        self.feature_code = request.feature_code
+        self.feature_map = entry.feature_map
+        self.units_left = units_after
+        self.expires = grant.expires
+        self.container_serial = grant.container.serial
+        self.license_id = entry.license_id
+        self.text = entry.text
+        self._entry = entry
+        self._container = grant.container
+        self._pid = os.getpid()
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        return self._released or self._pid != os.getpid()
+
+    @property
+    def data(self) -> bytes | None:
+        """The license's protected data, if any."""
+        return self._entry.options.data
+
+    def product_key(self, version: int = 1) -> bytes:
+        """The product key of ``version`` sealed in this license."""
+        if self.released:
+            raise E.LicenseError("this handle was released (or belongs to the parent process)")
+        key = self._container.product_key(self._entry, version)
+        if key is None:
+            raise E.LicenseNotFound(f"license {self.license_id} holds no product key of version {version}")
+        return key
+
+    def release(self) -> None:
+        self._released = True
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"<licentia.Handle firm={self.firm_code} product={self.product_code} license={self.license_id} "
+            f"container={self.container_serial}{' released' if self.released else ''}>"
+        )
+
+
+class Runtime:
+    """Per-process runtime state: pinned keys, open containers, verified entries."""
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        clock: Callable[[], int] | None = None,
+        traits: Callable[[], dict[str, str]] | None = None,
+    ):
+        self._home = Path(home) if home is not None else None
+        self.clock = clock or _DEFAULTS["clock"]
+        self.traits = traits or _DEFAULTS["traits"]
+        self._keys: dict[int, dict[str, _crypto.Ed25519PublicKey]] = {}
+        self._containers: dict[Path, _machine.MachineContainer | E.LicenseError] | None = None
+        self._verified: dict[str, LicenseEntry] = {}
+        # per (container serial, firm): (slot object, entries) verified for the pinned keys
+        self._entries: dict[tuple[str, int], tuple[int, tuple[LicenseEntry, ...]]] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def home(self) -> Path:
+        if self._home is None:
+            self._home = default_home()
+        return self._home
+
+    # ------------------------------------------------------------ trust
+
+    def trust(self, firm_code: int, pem: str | bytes | os.PathLike[str]) -> None:
+        codes.check_firm_code(firm_code)
+        keys = _load_keys(pem)
+        with self._lock:
+            pinned = self._keys.setdefault(firm_code, {})
+            for key in keys:
+                pinned[_crypto.key_id(key)] = key
+            self._entries = {k: v for k, v in self._entries.items() if k[1] != firm_code}
+
+    def trusted(self, firm_code: int) -> dict[str, _crypto.Ed25519PublicKey]:
+        return self._keys.get(firm_code, {})
+
+    # ------------------------------------------------------------ containers
+
+    def reset(self) -> None:
+        """Forget open containers and caches (after fork, or when containers were added)."""
+        with self._lock:
+            self._containers = None
+            self._entries.clear()
+
+    def containers(self, rescan: bool = False) -> dict[Path, _machine.MachineContainer | E.LicenseError]:
+        with self._lock:
+            if self._containers is None or rescan:
+                known = self._containers or {}
+                found: dict[Path, _machine.MachineContainer | E.LicenseError] = {}
+                for path in container_dirs(self.home):
+                    prev = known.get(path)
+                    if isinstance(prev, _machine.MachineContainer):
+                        found[path] = prev
+                        continue
+                    try:
+                        found[path] = _machine.MachineContainer.open(path, self.traits)
+                    except E.LicenseError as exc:
+                        found[path] = exc
+                self._containers = found
+            return self._containers
+
+    def container(self, serial: str) -> _machine.MachineContainer:
+        for result in self.containers(rescan=True).values():
+            if isinstance(result, _machine.MachineContainer) and result.serial == serial:
+                return result
+        for path, result in self.containers().items():
+            if path.name == serial and isinstance(result, E.LicenseError):
+                raise result
+        raise E.ActivationError(f"container {serial} is not on this machine")
+
+    def _verified_entries(
+        self, container: _machine.MachineContainer, slot: _machine.Slot, keys: dict[str, _crypto.Ed25519PublicKey]
+    ) -> tuple[tuple[LicenseEntry, ...], list[str]]:
+        cache_key = (container.serial, slot.firm_code)
+        cached = self._entries.get(cache_key)
+        if cached is not None and cached[0] == id(slot):
+            return cached[1], []
+        good: list[LicenseEntry] = []
+        bad: list[str] = []
+        for doc in slot.entries or []:
+            digest = document_digest(doc)
+            entry = self._verified.get(digest)
+            if entry is None:
+                try:
+                    entry = LicenseEntry.verify(doc, keys)
+                except DocumentInvalid as exc:
+                    E.LicenseInvalid(reason=f"container {container.serial}: {exc.reason}")
+                    bad.append(f"container {container.serial}: a license failed verification")
+                    continue
+                if entry.serial != container.serial or entry.container_key != container.sign_pub:
+                    E.LicenseInvalid(reason=f"container {container.serial}: entry issued to {entry.serial}")
+                    bad.append(f"container {container.serial}: a license issued to another container")
+                    continue
+                self._verified[digest] = entry
+            good.append(entry)
+        result = tuple(good)
+        if not bad:
+            self._entries[cache_key] = (id(slot), result)
+        return result, bad
+
+    # ------------------------------------------------------------ access
+
+    def access(
+        self,
+        firm_code: int,
+        product_code: int,
+        feature_code: int = 0,
+        *,
+        units: int = 0,
+        firm_key: str | bytes | os.PathLike[str] | None = None,
+        release_date: int | None = None,
+    ) -> Handle:
+        if firm_key is not None:
+            self.trust(firm_code, firm_key)
+        keys = self._keys.get(firm_code)
+        if not keys:
+            raise E.TrustNotConfigured(
+                f"no firm key is pinned for firm code {firm_code}: pass firm_key= to licentia.access() or call "
+                f"licentia.trust({firm_code}, pem) at start, with the key the vendor publishes "
+                f"('licentia vendor firm public-key {firm_code}')"
+            )
+        release_date = _as_timestamp(release_date)
+        request = AccessRequest(firm_code, product_code, feature_code, units, release_date)
+        try:
+            return self._access(request, keys, rescan=False)
+        except E.LicenseError as first:
+            if first.rank > E.LicenseNotFound.rank:
+                raise
+            # a container may have been made since this process looked: look once more
+            return self._access(request, keys, rescan=True)
+
+    def _access(self, request: AccessRequest, keys: dict[str, _crypto.Ed25519PublicKey], rescan: bool) -> Handle:
+        now = self.clock()
+        failures: list[tuple[int, type[E.LicenseError], str]] = []
+        tried: list[str] = []
+        for result in self.containers(rescan).values():
+            if isinstance(result, E.LicenseError):
+                failures.append((result.rank, type(result), str(result)))
+                tried.append(str(result))
+                continue
+            container = result
+            try:
+                slot = container.slots().get(request.firm_code)
+            except E.LicenseError as exc:
+                failures.append((exc.rank, type(exc), str(exc)))
+                tried.append(f"container {container.serial}: state failed verification")
+                continue
+            if slot is None:
+                continue
+            entries, bad = self._verified_entries(container, slot, keys)
+            for message in bad:
+                failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, message))
+                tried.append(message)
+            for entry in entries:
+                if entry.product_code != request.product_code:
+                    continue
+                state = slot.license_state(entry.license_id)
+                ev = evaluate(entry, state, request, now, slot.vclock)
+                where = f"container {container.serial} {entry.summary()}"
+                if not ev.ok:
+                    assert ev.error is not None
+                    failures.append((ev.error.rank, ev.error, f"{where}: {ev.message}"))
+                    tried.append(f"{where}: {ev.message}")
+                    continue
+                grant = _Grant(entry, container, state, ev.expires)
+                if ev.units or ev.start_usage or now > slot.vclock + _machine.OBSERVE_STEP:
+                    grant = self._commit(grant, request, now)
+                return Handle(grant, request, self._units_after(grant))
+        if not failures:
+            raise E.LicenseNotFound(
+                f"no license for firm {request.firm_code}, product {request.product_code} in "
+                f"{len(self.containers())} container(s) under {self.home}: activate a ticket "
+                "('licentia activate TICKET')",
+                tried=tried,
+            )
+        rank, cls, message = max(failures, key=lambda f: f[0])
+        others = [t for t in tried if t != message]
+        text = message + (f" (also tried: {'; '.join(others)})" if others else "")
+        raise cls(text, tried=tried)
+
+    @staticmethod
+    def _units_after(grant: _Grant) -> int | None:
+        return units_left(grant.entry, grant.state)
+
+    def _commit(self, grant: _Grant, request: AccessRequest, now: int) -> _Grant:
+        entry = grant.entry
+
+        def check(slot: _machine.Slot) -> None:
+            if not any(d["payload"].get("license_id") == entry.license_id for d in slot.entries or []):
+                raise E.LicenseNotFound(f"license {entry.license_id} was removed meanwhile")
+            ev = evaluate(entry, slot.license_state(entry.license_id), request, now, slot.vclock)
+            if not ev.ok:
+                assert ev.error is not None
+                raise ev.error(f"container {grant.container.serial} {entry.summary()}: {ev.message}")
+
+        ev = evaluate(entry, grant.state, request, now, 0)
+        slot = grant.container.record_access(
+            entry.firm_code, entry.license_id, units=request.units, start_usage=ev.start_usage, now=now, check=check
+        )
+        state = slot.license_state(entry.license_id)
+        final = evaluate(entry, state, AccessRequest(entry.firm_code, entry.product_code), now, slot.vclock)
+        return _Grant(entry, grant.container, state, final.expires)
+
+    # ------------------------------------------------------------ info
+
+    def info(self) -> list[dict[str, Any]]:
+        """Containers and their licenses (verified where a firm key is pinned)."""
+        out = []
+        now = self.clock()
+        for path, result in self.containers(rescan=True).items():
+            if isinstance(result, E.LicenseError):
+                out.append({"serial": path.name, "kind": "machine", "status": str(result), "licenses": []})
+                continue
+            licenses = []
+            for firm, slot in sorted(result.slots().items()):
+                keys = self._keys.get(firm, {})
+                for doc in slot.entries or []:
+                    try:
+                        entry = LicenseEntry.verify(doc, keys) if keys else LicenseEntry.from_payload(doc["payload"])
+                    except DocumentInvalid:
+                        continue
+                    state = slot.license_state(entry.license_id)
+                    ev = evaluate(entry, state, AccessRequest(firm, entry.product_code), now, slot.vclock)
+                    licenses.append(
+                        {
+                            "firm_code": firm,
+                            "product_code": entry.product_code,
+                            "feature_map": entry.feature_map,
+                            "license_id": entry.license_id,
+                            "ticket": entry.ticket,
+                            "text": entry.text,
+                            "expires": ev.expires if ev.ok else entry.options.expires,
+                            "units_left": units_left(entry, state),
+                            "status": "ok" if ev.ok else ev.message,
+                            "verified": bool(keys),
+                        }
+                    )
+            out.append(
+                {
+                    "serial": result.serial,
+                    "kind": result.kind,
+                    "level": result.level,
+                    "path": str(path),
+                    "status": "ok",
+                    "licenses": licenses,
+                }
+            )
+        return out
+
+    def iter_slots(self) -> Iterator[tuple[_machine.MachineContainer, _machine.Slot]]:
+        for result in self.containers(rescan=True).values():
+            if isinstance(result, _machine.MachineContainer):
+                for slot in result.slots().values():
+                    yield result, slot
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    rt = _runtime
+    if rt is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime()
+            rt = _runtime
+    return rt
+
+
+def _after_fork_in_child() -> None:
+    global _runtime_lock
+    _runtime_lock = threading.Lock()
+    if _runtime is not None:
+        _runtime._lock = threading.RLock()
+        _runtime.reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def access(
+    firm_code: int,
+    product_code: int,
+    feature_code: int = 0,
+    *,
+    units: int = 0,
+    firm_key: str | bytes | os.PathLike[str] | None = None,
+    release_date: Any = None,
+) -> Handle:
+    """Find a license for (firm, product, features) and return a Handle, or raise a LicenseError."""
+    return get_runtime().access(
+        firm_code, product_code, feature_code, units=units, firm_key=firm_key, release_date=release_date
+    )
+
+
+def trust(firm_code: int, pem: str | bytes | os.PathLike[str]) -> None:
+    """Pin the firm's public key(s) for this process (PEM text/bytes or a file path)."""
+    get_runtime().trust(firm_code, pem)
+
+
+def info() -> list[dict[str, Any]]:
+    """The containers on this machine and the licenses in them."""
+    return get_runtime().info()

@@ -1,0 +1,48 @@
+"""Suite-wide fixtures: every LICENTIA_* variable is isolated per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_system(what: str, available: bool) -> None:
+    """Skip when a system part is missing; in CI a missing part fails the test."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but missing")
+    pytest.skip(f"needs {what}")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("LICENTIA_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LICENTIA_HOME", str(tmp_path / "home"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a child Python: src on the path, no LICENTIA_* leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra or {})
+    return env
+
+
+PYTHON = sys.executable

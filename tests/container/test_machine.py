@@ -1,0 +1,205 @@
+import json
+import shutil
+
+import pytest
+
+from licentia import _exceptions as E
+from licentia.container import MachineContainer
+from licentia.container.binding import BindingMismatch, unwrap
+from licentia.core import _crypto, exchange
+from licentia.core._encoding import b64d
+from licentia.core.license import Options
+from tests.factory import DAY, T0, Firm, machine_traits, other_machine
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def make(home, level="medium", traits=None):
+    return MachineContainer.create(home, level, traits or machine_traits(), T0)
+
+
+def snapshot(container):
+    return (container.path / "state.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "level,changed,opens",
+    [
+        ("loose", {"macs": "52:54:00:99:99:99"}, True),
+        ("medium", {"macs": "52:54:00:99:99:99"}, True),
+        ("medium", {"machine_id": "f" * 32}, True),
+        ("loose", {"machine_id": "f" * 32}, True),
+        ("tight", {"macs": "52:54:00:99:99:99"}, False),
+        ("tight", {}, True),
+        ("medium", {"macs": "52:54:00:99:99:99", "machine_id": "f" * 32}, False),
+    ],
+)
+def test_tolerant_binding(home, level, changed, opens):
+    c = make(home, level)
+    if opens:
+        again = MachineContainer.open(c.path, machine_traits(**changed))
+        assert again.serial == c.serial
+    else:
+        with pytest.raises(E.ContainerLocked):
+            MachineContainer.open(c.path, machine_traits(**changed))
+
+
+@pytest.mark.parametrize("level", ["loose", "medium", "tight"])
+def test_another_machine_opens_under_no_level(home, level):
+    c = make(home, level)
+    with pytest.raises(E.ContainerLocked):
+        MachineContainer.open(c.path, other_machine())
+
+
+def test_no_wrap_opens_with_low_entropy_traits_alone(home):
+    c = make(home, "loose")
+    low_only = {k: v for k, v in machine_traits().items() if k in ("hostname", "dmi", "cpu_model", "memory_gib")}
+    with pytest.raises(BindingMismatch):
+        unwrap(c.meta["wraps"], serial=c.serial, level="loose", traits=low_only, salt=b64d(c.meta["salt"]))
+    for w in c.meta["wraps"]:
+        assert set(w["traits"]) & {"machine_id", "root_fs_uuid", "macs"}
+    stored = (c.path / "container.json").read_text()
+    for value in machine_traits().values():
+        if len(value) >= 8:  # no trait value (nor anything derived per trait) is stored
+            assert value not in stored
+
+
+def test_files_are_private(home):
+    c = make(home)
+    assert (c.path / "state.json").stat().st_mode & 0o777 == 0o600
+    assert (c.path / "container.json").stat().st_mode & 0o777 == 0o600
+    assert c.path.stat().st_mode & 0o777 == 0o700
+
+
+def test_apply_update_and_replay(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket=None or "00000-00000-00000-00000-00000")
+    upd = firm.grant(req)
+    applied = c.apply_update(upd, T0)
+    assert applied.seq == 1 and len(c.slots()[firm.code].entries) == 1
+    before = snapshot(c)
+    with pytest.raises(E.ActivationError, match="older than"):
+        c.apply_update(upd, T0)
+    assert snapshot(c) == before
+
+
+def bad_updates(firm, c, req):
+    upd = firm.grant(req)
+    flipped = json.dumps(upd).replace('"feature_map": 4294967295', '"feature_map": 4294967294')
+    truncated = json.dumps(upd)[:-20]
+    forged = firm.grant(req)
+    forged["sig"] = forged["sig"][:-4] + ("AAAA" if forged["sig"][-4:] != "AAAA" else "BBBB")
+    foreign = Firm(code=firm.code).grant(req)  # same firm code, another key
+    return {"flipped": flipped, "truncated": truncated, "forged": forged, "foreign": foreign}
+
+
+@pytest.mark.parametrize("kind", ["flipped", "truncated", "forged", "foreign"])
+def test_bad_updates_change_nothing(home, kind):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    c.apply_update(firm.grant(req), T0)  # the slot now pins firm's key
+    req2 = c.make_request("sync", T0, firm_code=firm.code)
+    before = snapshot(c)
+    with pytest.raises(E.LicenseInvalid):
+        c.apply_update(bad_updates(firm, c, req2)[kind], T0)
+    assert snapshot(c) == before
+
+
+def test_update_for_another_container(home, tmp_path):
+    firm = Firm()
+    c = make(home)
+    other = make(tmp_path / "elsewhere")
+    upd = firm.grant(other.make_request("activate", T0, ticket="00000-00000-00000-00000-00000"))
+    before = snapshot(c)
+    with pytest.raises(E.ActivationError, match="for container"):
+        c.apply_update(upd, T0)
+    assert snapshot(c) == before
+
+
+def test_rotated_firm_key_needs_endorsement(home):
+    firm = Firm()
+    c = make(home)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")), T0)
+    new_key = _crypto.Ed25519PrivateKey.generate()
+    req = c.make_request("sync", T0, firm_code=firm.code)
+    rotated = Firm(code=firm.code, key=new_key, secret=firm.secret)
+    rotated.seqs = dict(firm.seqs)
+    with pytest.raises(E.LicenseInvalid):
+        c.apply_update(rotated.grant(req), T0)
+    request = exchange.verify_request(req)
+    entry = rotated.entry(request)
+    endorsed = exchange.build_update(
+        firm_code=firm.code, firm_key=new_key, serial=c.serial, seq=5, now=T0, entries=[entry], sealed_keys=[],
+        request_digest=None, endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
+    )
+    assert c.apply_update(endorsed, T0).seq == 5
+    assert len(c.slots()[firm.code].pinned) == 2
+
+
+def test_remove_license_gives_receipt_and_blocks_old_update(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    upd = firm.grant(req, license_id=42)
+    c.apply_update(upd, T0)
+    receipt = c.remove_license(firm.code, 42, T0 + 10)
+    r = exchange.verify_receipt(receipt, _crypto.Ed25519PublicKey.from_public_bytes(b64d(c.sign_pub)))
+    assert (r.license_id, r.seq, r.serial) == (42, 2, c.serial)
+    assert c.slots()[firm.code].entries == []
+    with pytest.raises(E.ActivationError):
+        c.apply_update(upd, T0)  # the old update cannot bring the license back
+    with pytest.raises(E.LicenseNotFound):
+        c.remove_license(firm.code, 42, T0)
+
+
+def test_removed_entry_does_not_come_back_in_a_later_full_state_update(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    entry = firm.entry(request, license_id=7)
+    c.apply_update(firm.update(req, [entry]), T0)
+    c.remove_license(firm.code, 7, T0)
+    later = firm.update(c.make_request("sync", T0, firm_code=firm.code), [entry])  # Central had no receipt yet
+    c.apply_update(later, T0)
+    assert c.slots()[firm.code].entries == []
+
+
+def test_hand_edited_state_is_refused(home):
+    firm = Firm()
+    c = make(home)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000"),
+                              options=Options(units=10)), T0)
+    path = c.path / "state.json"
+    doc = json.loads(path.read_text())
+    doc["body"]["slots"][str(firm.code)]["licenses"] = {}
+    path.write_text(json.dumps(doc))
+    fresh = MachineContainer.open(c.path, machine_traits())
+    with pytest.raises(E.LicenseInvalid):
+        fresh.slots()
+
+
+def test_copied_files_do_not_open_on_another_machine(home, tmp_path):
+    c = make(home)
+    copy = tmp_path / "copy"
+    shutil.copytree(c.path, copy)
+    assert MachineContainer.open(copy, machine_traits()).serial == c.serial
+    with pytest.raises(E.ContainerLocked):
+        MachineContainer.open(copy, other_machine())
+
+
+def test_signed_time_corrects_a_clock_that_ran_ahead(home):
+    firm = Firm()
+    c = make(home)
+    future = T0 + 400 * DAY
+    req = c.make_request("activate", future, ticket="00000-00000-00000-00000-00000")
+    assert exchange.verify_request(req).slots == {}
+    c.apply_update(firm.grant(req, now=future), future)
+    assert c.slots()[firm.code].vclock == future
+    c.apply_update(firm.grant(c.make_request("sync", T0, firm_code=firm.code), now=T0), T0)
+    assert c.slots()[firm.code].vclock == T0

@@ -1,0 +1,103 @@
+"""evaluate() is a pure function of (license, state, request, time)."""
+
+import pytest
+
+from licentia import _exceptions as E
+from licentia.core import _crypto, codes
+from licentia.core.documents import DocumentInvalid, document_digest
+from licentia.core.license import (
+    CLOCK_TOLERANCE,
+    AccessRequest,
+    LicenseEntry,
+    LicenseState,
+    Options,
+    evaluate,
+)
+
+DAY = 86400
+NOW = 1_800_000_000
+
+
+def entry(**opts):
+    return LicenseEntry(
+        firm_code=7, product_code=3, feature_map=0b1011, text="x", license_id=1,
+        serial=codes.new_serial(), container_key="k", options=Options(**opts), issued=NOW - DAY,
+    )
+
+
+def ev(e, state=None, now=NOW, vclock=0, **req):
+    r = AccessRequest(firm_code=req.pop("firm", 7), product_code=req.pop("product", 3), **req)
+    return evaluate(e, state or LicenseState(), r, now, vclock)
+
+
+def test_feature_bits():
+    e = entry()
+    assert ev(e, feature_code=0).ok
+    assert ev(e, feature_code=0b1010).ok
+    res = ev(e, feature_code=0b0100)
+    assert res.error is E.FeatureNotLicensed
+
+
+def test_expiry_and_activation_time():
+    e = entry(expires=NOW + 10, not_before=NOW - 10)
+    assert ev(e).ok and ev(e).expires == NOW + 10
+    assert ev(e, now=NOW + 10).error is E.LicenseExpired
+    assert ev(e, now=NOW - 11).error is E.LicenseNotYetValid
+
+
+def test_usage_period_starts_at_first_access():
+    e = entry(usage_period=5 * DAY)
+    first = ev(e)
+    assert first.ok and first.start_usage and first.expires == NOW + 5 * DAY
+    later = ev(e, LicenseState(first_use=NOW), now=NOW + 5 * DAY - 1)
+    assert later.ok and not later.start_usage
+    assert ev(e, LicenseState(first_use=NOW), now=NOW + 5 * DAY).error is E.LicenseExpired
+
+
+def test_units():
+    e = entry(units=10)
+    assert ev(e, LicenseState(units_used=7), units=3).ok
+    assert ev(e, LicenseState(units_used=8), units=3).error is E.UnitsExhausted
+    assert entry().options.units is None
+    assert ev(entry(), units=1).error is E.UnitsExhausted
+    assert ev(e, units=-1).error is E.UnitsExhausted
+
+
+def test_maintenance_period():
+    e = entry(maintenance_until=NOW)
+    assert ev(e, release_date=NOW).ok
+    assert ev(e, release_date=NOW + 1).error is E.MaintenanceExpired
+    assert ev(e).ok  # no release date given
+
+
+def test_sync_interval():
+    e = entry(sync_interval=30 * DAY)
+    assert ev(e, LicenseState(last_sync=NOW - 29 * DAY)).ok
+    assert ev(e, LicenseState(last_sync=NOW - 31 * DAY)).error is E.SyncRequired
+
+
+def test_clock_set_back_stops_time_bound_licenses_only():
+    vclock = NOW + CLOCK_TOLERANCE + 60
+    assert ev(entry(expires=NOW + 100 * DAY), vclock=vclock).error is E.ClockTampered
+    assert ev(entry(), vclock=vclock).ok
+    assert ev(entry(expires=NOW + 100 * DAY), vclock=NOW + CLOCK_TOLERANCE - 60).ok
+
+
+def test_virtual_clock_ahead_within_tolerance_evaluates_at_virtual_time():
+    e = entry(expires=NOW + 60)
+    assert ev(e, now=NOW, vclock=NOW + 120).error is E.LicenseExpired
+
+
+def test_roundtrip_sign_verify_and_tamper():
+    key = _crypto.Ed25519PrivateKey.generate()
+    e = entry(expires=NOW, units=5, data=b"\x00data")
+    doc = e.sign(key)
+    keys = {_crypto.key_id(key.public_key()): key.public_key()}
+    back = LicenseEntry.verify(doc, keys)
+    assert back.options == e.options and back.digest == document_digest(doc)
+    doc["payload"]["feature_map"] = 0xFFFFFFFF
+    with pytest.raises(DocumentInvalid):
+        LicenseEntry.verify(doc, keys)
+    other = _crypto.Ed25519PrivateKey.generate()
+    with pytest.raises(DocumentInvalid):
+        LicenseEntry.verify(e.sign(other), keys)

@@ -1,0 +1,261 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+import licentia
+from licentia import _exceptions as E
+from licentia._testing import FakeClock
+from licentia.container import MachineContainer
+from licentia.core.license import CLOCK_TOLERANCE, Options
+from licentia.runtime import Runtime
+from tests.conftest import child_env
+from tests.factory import DAY, T0, Firm, machine_traits, other_machine
+
+TICKET = "00000-00000-00000-00000-00000"
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def firm():
+    return Firm()
+
+
+def runtime(home, clock, traits=None):
+    return Runtime(home, clock=clock, traits=lambda: dict(traits or machine_traits()))
+
+
+def install(home, firm, clock, level="medium", **entry_kw):
+    c = MachineContainer.create(home, level, machine_traits(), clock())
+    req = c.make_request("activate", clock(), ticket=TICKET)
+    c.apply_update(firm.grant(req, now=clock(), **entry_kw), clock())
+    return c
+
+
+def test_trust_is_required(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    rt = runtime(tmp_path, clock)
+    with pytest.raises(E.TrustNotConfigured, match="licentia.trust"):
+        rt.access(firm.code, 1)
+
+
+def test_access_grants_a_handle(tmp_path, clock, firm):
+    c = install(tmp_path, firm, clock, options=Options(expires=T0 + 10 * DAY), feature_map=0b110, license_id=9)
+    rt = runtime(tmp_path, clock)
+    with rt.access(firm.code, 1, 0b100, firm_key=firm.pem) as h:
+        assert (h.firm_code, h.product_code, h.feature_map, h.license_id) == (firm.code, 1, 0b110, 9)
+        assert h.container_serial == c.serial and h.expires == T0 + 10 * DAY and h.units_left is None
+        assert len(h.product_key(1)) == 32
+    assert h.released
+    with pytest.raises(E.FeatureNotLicensed):
+        rt.access(firm.code, 1, 0b001)
+    with pytest.raises(E.LicenseNotFound):
+        rt.access(firm.code, 2)
+
+
+def test_product_key_matches_the_firms(tmp_path, clock, firm):
+    from licentia.core import exchange
+
+    install(tmp_path, firm, clock)
+    h = runtime(tmp_path, clock).access(firm.code, 1, firm_key=firm.pem)
+    assert h.product_key(1) == exchange.derive_product_key(firm.secret, firm.code, 1, 1)
+    with pytest.raises(E.LicenseNotFound):
+        h.product_key(2)
+
+
+def test_license_signed_by_another_key_is_invalid(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    impostor = Firm(code=firm.code)
+    rt = runtime(tmp_path, clock)
+    with pytest.raises(E.LicenseInvalid) as info:
+        rt.access(firm.code, 1, firm_key=impostor.pem)
+    assert "signature" not in str(info.value)  # the reason goes to the log only
+
+
+def test_key_file_and_several_pinned_keys(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    pem = tmp_path / "firm.pem"
+    pem.write_text(Firm(code=firm.code).pem + firm.pem)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, pem)
+    assert rt.access(firm.code, 1).license_id >= 1
+
+
+def test_units_are_consumed_and_persist(tmp_path, clock, firm):
+    install(tmp_path, firm, clock, options=Options(units=10))
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    assert rt.access(firm.code, 1, units=4).units_left == 6
+    rt2 = runtime(tmp_path, clock)
+    rt2.trust(firm.code, firm.pem)
+    assert rt2.access(firm.code, 1, units=6).units_left == 0
+    with pytest.raises(E.UnitsExhausted, match="0 units left"):
+        rt.access(firm.code, 1, units=1)
+    assert rt.access(firm.code, 1).units_left == 0
+
+
+def test_closest_to_success_wins_and_names_what_was_tried(tmp_path, clock, firm):
+    c = MachineContainer.create(tmp_path, "medium", machine_traits(), T0)
+    req = c.make_request("activate", T0, ticket=TICKET)
+    from licentia.core import exchange
+
+    r = exchange.verify_request(req)
+    entries = [
+        firm.entry(r, feature_map=0, license_id=1),
+        firm.entry(r, options=Options(expires=T0 - 1), license_id=2),
+    ]
+    c.apply_update(firm.update(req, entries), T0)
+    rt = runtime(tmp_path, clock)
+    with pytest.raises(E.LicenseExpired) as info:
+        rt.access(firm.code, 1, 1, firm_key=firm.pem)
+    text = str(info.value)
+    assert "license 2" in text and "license 1" in text and len(info.value.tried) == 2
+
+
+def test_clock_set_back(tmp_path, clock, firm):
+    install(tmp_path, firm, clock, options=Options(expires=T0 + 100 * DAY), license_id=1)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    clock.advance(30 * DAY)
+    rt.access(firm.code, 1)  # records an observation: time moved on noticeably
+    clock.advance(-(CLOCK_TOLERANCE + 3600))
+    with pytest.raises(E.ClockTampered):
+        rt.access(firm.code, 1)
+    clock.advance(CLOCK_TOLERANCE + 3600)
+    assert rt.access(firm.code, 1)
+
+
+def test_clock_set_back_leaves_untimed_licenses_working(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    clock.advance(30 * DAY)
+    rt.access(firm.code, 1)
+    clock.advance(-60 * DAY)
+    assert rt.access(firm.code, 1)
+
+
+def test_usage_period_starts_at_first_access(tmp_path, clock, firm):
+    install(tmp_path, firm, clock, options=Options(usage_period=3 * DAY))
+    clock.advance(10 * DAY)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    assert rt.access(firm.code, 1).expires == T0 + 13 * DAY
+    clock.advance(2 * DAY)
+    assert runtime(tmp_path, clock).access(firm.code, 1, firm_key=firm.pem).expires == T0 + 13 * DAY
+    clock.advance(DAY)
+    with pytest.raises(E.LicenseExpired):
+        rt.access(firm.code, 1)
+
+
+def test_cached_access_does_not_write(tmp_path, clock, firm):
+    c = install(tmp_path, firm, clock, options=Options(expires=T0 + DAY))
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    rt.access(firm.code, 1).release()
+    state = c.path / "state.json"
+    before = (state.stat().st_ino, state.stat().st_mtime_ns, state.read_bytes())
+    for _ in range(50):
+        clock.advance(10)
+        rt.access(firm.code, 1).release()
+    assert (state.stat().st_ino, state.stat().st_mtime_ns, state.read_bytes()) == before
+
+
+def test_access_sees_a_revocation_applied_by_another_process(tmp_path, clock, firm):
+    c = install(tmp_path, firm, clock)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    rt.access(firm.code, 1)
+    other = MachineContainer.open(c.path, machine_traits())
+    other.apply_update(firm.update(other.make_request("sync", T0, firm_code=firm.code), []), T0)
+    with pytest.raises(E.LicenseNotFound):
+        rt.access(firm.code, 1)
+
+
+def test_copied_home_on_another_machine_is_locked(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    rt = runtime(tmp_path, clock, traits=other_machine())
+    with pytest.raises(E.ContainerLocked):
+        rt.access(firm.code, 1, firm_key=firm.pem)
+
+
+def test_sync_interval(tmp_path, clock, firm):
+    install(tmp_path, firm, clock, options=Options(sync_interval=7 * DAY))
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    clock.advance(6 * DAY)
+    rt.access(firm.code, 1)
+    clock.advance(2 * DAY)
+    with pytest.raises(E.SyncRequired, match="licentia sync"):
+        rt.access(firm.code, 1)
+
+
+def test_maintenance_with_release_date(tmp_path, clock, firm):
+    import datetime as dt
+
+    install(tmp_path, firm, clock, options=Options(maintenance_until=T0))
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    assert rt.access(firm.code, 1, release_date=T0 - DAY)
+    with pytest.raises(E.MaintenanceExpired):
+        rt.access(firm.code, 1, release_date=dt.date(2030, 1, 1))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_does_not_reuse_parent_handle(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    rt = runtime(tmp_path, clock)
+    handle = rt.access(firm.code, 1, firm_key=firm.pem)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        ok = handle.released
+        try:
+            handle.product_key(1)
+            ok = False
+        except E.LicenseError:
+            pass
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert not handle.released
+
+
+def test_import_licentia_loads_no_cli_or_network_package():
+    code = (
+        "import sys, licentia; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('typer','rich','httpx','fastapi','sqlalchemy','uvicorn')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_public_names():
+    expected = {
+        "access", "info", "trust", "Handle", "LicenseError", "LicenseNotFound", "LicenseInvalid", "LicenseExpired",
+        "LicenseNotYetValid", "UnitsExhausted", "FeatureNotLicensed", "ClockTampered", "MaintenanceExpired",
+        "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "__version__",
+    }
+    assert set(licentia.__all__) == expected
+    for name in expected:
+        assert hasattr(licentia, name)
+    codes = [cls.code for cls in E.ALL_ERRORS]
+    assert len(codes) == len(set(codes))
+    assert all(issubclass(cls, licentia.LicenseError) for cls in E.ALL_ERRORS)
+
+
+def test_errors_are_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    for cls in E.ALL_ERRORS:
+        assert f"| {cls.code} | `{cls.__name__}`" in doc
