@@ -91,6 +91,7 @@ class MachineContainer:
         self._box_key = _crypto.X25519PrivateKey.from_private_bytes(secret[32:64])
         self._mac_key = _crypto.hkdf(secret, salt=self.serial.encode(), info=_STATE_MAC_INFO)
         self._state_path = path / "state.json"
+        self._state_str = str(self._state_path)  # os.stat on a str skips Path.__fspath__ on the hot path
         self._lock_path = path / "lock"
         self._cache_key: tuple[int, int, int] | None = None
         self._slots: dict[int, Slot] = {}
@@ -169,7 +170,7 @@ class MachineContainer:
         self._cache_key = _files.stat_key(self._state_path)
 
     def _read_state(self) -> dict[int, Slot]:
-        key = _files.stat_key(self._state_path)
+        key = _files.stat_key(self._state_str)
         if key is not None and key == self._cache_key:
             return self._slots
         try:

@@ -7,6 +7,7 @@ record) or the error class a caller should raise.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +35,10 @@ class Options:
     sync_interval: int | None = None
     data: bytes | None = None
 
-    @property
+    @functools.cached_property
     def time_bound(self) -> bool:
-        return any(x is not None for x in (self.expires, self.not_before, self.usage_period, self.sync_interval))
+        return not (self.expires is None and self.not_before is None and self.usage_period is None
+                    and self.sync_interval is None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,7 +153,7 @@ class LicenseEntry:
         return f"license {self.license_id} (firm {self.firm_code}, product {self.product_code})"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class LicenseState:
     """What a container records about one license between accesses."""
 
@@ -160,7 +162,7 @@ class LicenseState:
     last_sync: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AccessRequest:
     firm_code: int
     product_code: int
@@ -169,7 +171,7 @@ class AccessRequest:
     release_date: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Evaluation:
     """The result of evaluating one license for one access."""
 
@@ -205,7 +207,10 @@ def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, n
     if entry.feature_map & request.feature_code != request.feature_code:
         missing = request.feature_code & ~entry.feature_map
         return Evaluation(E.FeatureNotLicensed, f"feature bits {missing:#x} are not licensed")
-    t, tampered = effective_time(now, vclock)
+    if now + CLOCK_TOLERANCE < vclock:
+        t, tampered = vclock, True
+    else:
+        t, tampered = (now if now > vclock else vclock), False
     if opts.time_bound and tampered:
         return Evaluation(
             E.ClockTampered,

@@ -44,10 +44,10 @@ def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[_crypto.Ed25519Publi
 
 def _as_timestamp(value: Any) -> int | None:
     """Unix seconds from an int, a datetime (naive = UTC) or a date."""
-    import datetime as _dt
-
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
+    import datetime as _dt
+
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=_dt.timezone.utc)
@@ -57,7 +57,7 @@ def _as_timestamp(value: Any) -> int | None:
     raise TypeError("release_date is Unix seconds, a datetime or a date")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Grant:
     entry: LicenseEntry
     container: _machine.MachineContainer
@@ -183,6 +183,9 @@ class Runtime:
             self._entries.clear()
 
     def containers(self, rescan: bool = False) -> dict[Path, _machine.MachineContainer | E.LicenseError]:
+        found = self._containers
+        if found is not None and not rescan:
+            return found
         with self._lock:
             if self._containers is None or rescan:
                 known = self._containers or {}
@@ -296,9 +299,8 @@ class Runtime:
                     continue
                 state = slot.license_state(entry.license_id)
                 ev = evaluate(entry, state, request, now, slot.vclock)
-                where = f"container {container.serial} {entry.summary()}"
-                if not ev.ok:
-                    assert ev.error is not None
+                if ev.error is not None:
+                    where = f"container {container.serial} {entry.summary()}"
                     failures.append((ev.error.rank, ev.error, f"{where}: {ev.message}"))
                     tried.append(f"{where}: {ev.message}")
                     continue

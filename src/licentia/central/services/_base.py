@@ -1,0 +1,110 @@
+"""What every service shares: the context (settings, clock, master key, database),
+the caller (``Actor``), firm scoping and the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...core import codes
+from ..db import Database
+from ..errors import BadInput, Forbidden, NotFound
+from ..keys import KeyMaterial, SecretBox
+from ..models import AuditEntry, Firm, Role
+from ..settings import Settings
+
+
+@dataclass
+class Context:
+    """Everything a service needs besides its session; built once per app."""
+
+    settings: Settings
+    db: Database
+    clock: Callable[[], int]
+    keys: KeyMaterial
+    box: SecretBox
+
+    def now(self) -> int:
+        return int(self.clock())
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who called: an API key's id, its role, and (vendor) its firm."""
+
+    key_id: str
+    role: Role
+    firm_id: uuid.UUID | None = None
+    firm_code: int | None = None
+
+    @property
+    def admin(self) -> bool:
+        return self.role is Role.admin
+
+
+class Service:
+    def __init__(self, ctx: Context, session: Session):
+        self.ctx = ctx
+        self.session = session
+
+    def now(self) -> int:
+        return self.ctx.now()
+
+    # ---------------------------------------------------------------- scoping
+
+    def require_admin(self, actor: Actor) -> None:
+        if not actor.admin:
+            raise Forbidden("This needs the admin API key.")
+
+    def firm_by_code(self, code: int, *, lock: bool = False) -> Firm:
+        stmt = select(Firm).where(Firm.code == code)
+        if lock:
+            stmt = stmt.with_for_update()
+        firm = self.session.scalars(stmt).first()
+        if firm is None:
+            raise NotFound("firm", f"There is no firm {code} in Central. Check the firm code.")
+        return firm
+
+    def scoped_firm(self, actor: Actor, firm_code: int | None, *, lock: bool = False) -> Firm:
+        """The firm a call works on: the vendor key's own firm, or (admin) the one named."""
+        if firm_code is not None:
+            firm_code = check_code(firm_code)
+        if actor.admin:
+            if firm_code is None:
+                raise BadInput("With the admin key, name the firm: give firm_code (--firm-code).")
+            return self.firm_by_code(firm_code, lock=lock)
+        if firm_code is not None and firm_code != actor.firm_code:
+            raise Forbidden(f"This API key belongs to firm {actor.firm_code}, not firm {firm_code}.")
+        assert actor.firm_code is not None
+        return self.firm_by_code(actor.firm_code, lock=lock)
+
+    def require_firm_access(self, actor: Actor, firm_code: int) -> None:
+        if not actor.admin and actor.firm_code != firm_code:
+            raise Forbidden(f"This API key belongs to firm {actor.firm_code}, not firm {firm_code}.")
+
+    # ---------------------------------------------------------------- audit
+
+    def audit(self, actor: Actor, action: str, firm_code: int | None, **detail: Any) -> None:
+        """Append one audit row (inside the caller's write transaction)."""
+        self.session.add(
+            AuditEntry(
+                time=self.now(),
+                actor=actor.key_id,
+                role=actor.role.value,
+                firm_code=firm_code,
+                action=action,
+                detail=detail,
+            )
+        )
+
+
+def check_code(value: int) -> int:
+    try:
+        return codes.check_firm_code(value)
+    except codes.InvalidCode as exc:
+        raise BadInput(f"{exc}.") from None

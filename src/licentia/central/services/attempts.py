@@ -1,0 +1,63 @@
+"""Failed public attempts (activation, ticket info, deactivation), counted per
+client address and per ticket in the database so that every worker sees them.
+Successful attempts never count."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+
+from ..db import run_read, run_write
+from ..errors import TooManyAttempts
+from ..models import Attempt
+from ._base import Service
+
+ADDRESS, TICKET = "address", "ticket"
+
+
+class AttemptService(Service):
+    def check(self, address: str, ticket: str | None = None) -> None:
+        """Raise TooManyAttempts when the address or the ticket is over its limit."""
+        s = self.ctx.settings
+        since = self.now() - s.attempt_window
+
+        def count(scope: str, key: str) -> int:
+            return int(
+                self.session.scalar(
+                    select(func.count())
+                    .select_from(Attempt)
+                    .where(Attempt.scope == scope, Attempt.key == key, Attempt.time > since)
+                )
+                or 0
+            )
+
+        def tx() -> bool:
+            if count(ADDRESS, address) >= s.attempts_per_address:
+                return False
+            return not (ticket is not None and count(TICKET, ticket) >= s.attempts_per_ticket)
+
+        if not run_read(self.session, tx):
+            raise TooManyAttempts(s.attempt_window)
+
+    def record(self, action: str, address: str, ticket: str | None = None) -> None:
+        """Count one failed attempt (own transaction: the failed one was rolled back)."""
+        now = self.now()
+        cutoff = now - self.ctx.settings.attempt_window
+        keys = [(ADDRESS, address)] + ([(TICKET, ticket)] if ticket else [])
+
+        def tx() -> None:
+            for scope, key in keys:
+                # rows that no longer count are dropped as the same key comes back
+                self.session.execute(
+                    delete(Attempt).where(Attempt.scope == scope, Attempt.key == key, Attempt.time <= cutoff)
+                )
+                self.session.add(Attempt(time=now, scope=scope, key=key[:128], action=action))
+
+        run_write(self.session, tx)
+
+    def prune(self) -> None:
+        cutoff = self.now() - self.ctx.settings.attempt_window
+
+        def tx() -> None:
+            self.session.execute(delete(Attempt).where(Attempt.time <= cutoff))
+
+        run_write(self.session, tx)

@@ -1,0 +1,285 @@
+"""Items (what a ticket licenses, with an options template) and customers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from ...core import codes
+from ...core._encoding import b64d, b64e
+from ...core.license import DAY, Options
+from ..db import run_read, run_write
+from ..errors import BadInput, Conflict, NotFound
+from ..models import Customer, Firm, Item, Level
+from ._base import Actor, Service
+
+#: Option template fields: relative (days from first activation) or absolute (Unix time).
+TEMPLATE_INTS = (
+    "expires_days",
+    "expires",
+    "not_before",
+    "usage_period_days",
+    "units",
+    "quantity",
+    "maintenance_days",
+    "maintenance_until",
+    "sync_interval_days",
+)
+
+
+def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """Check an options template; return it without unset fields."""
+    raw = dict(raw or {})
+    unknown = set(raw) - set(TEMPLATE_INTS) - {"data"}
+    if unknown:
+        raise BadInput(f"Unknown option(s): {', '.join(sorted(unknown))}.")
+    out: dict[str, Any] = {}
+    for name in TEMPLATE_INTS:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BadInput(f"Option {name} is a whole number of 0 or more.")
+        out[name] = value
+    for a, b in (("expires_days", "expires"), ("maintenance_days", "maintenance_until")):
+        if a in out and b in out:
+            raise BadInput(f"Give {a} or {b}, not both.")
+    if raw.get("data") is not None:
+        data = raw["data"]
+        try:
+            if not isinstance(data, str):
+                raise ValueError
+            out["data"] = b64e(b64d(data.replace("+", "-").replace("/", "_").rstrip("=")))
+        except ValueError:
+            raise BadInput("Option data is base64 text.") from None
+    out.setdefault("quantity", 1)
+    return out
+
+
+def absolute_options(template: dict[str, Any], first_activation: int) -> Options:
+    """The license options of a ticket, fixed at its first activation."""
+
+    def days(name: str) -> int | None:
+        value = template.get(name)
+        return None if value is None else value * DAY
+
+    expires = template.get("expires")
+    if template.get("expires_days") is not None:
+        expires = first_activation + template["expires_days"] * DAY
+    maintenance = template.get("maintenance_until")
+    if template.get("maintenance_days") is not None:
+        maintenance = first_activation + template["maintenance_days"] * DAY
+    data = template.get("data")
+    return Options(
+        expires=expires,
+        not_before=template.get("not_before"),
+        usage_period=days("usage_period_days"),
+        units=template.get("units"),
+        quantity=template.get("quantity", 1),
+        maintenance_until=maintenance,
+        sync_interval=days("sync_interval_days"),
+        data=None if data is None else b64d(data),
+    )
+
+
+def item_view(item: Item, firm_code: int, module_of: str | None) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "firm_code": firm_code,
+        "name": item.name,
+        "product_code": item.product_code,
+        "feature_map": item.feature_map,
+        "level": item.level,
+        "key_versions": list(item.key_versions),
+        "options": dict(item.options),
+        "module_of": module_of,
+    }
+
+
+def customer_view(customer: Customer, firm_code: int) -> dict[str, Any]:
+    return {"number": customer.number, "firm_code": firm_code, "name": customer.name, "email": customer.email}
+
+
+def _bump(session: Any, firm: Firm, column: Any, by: int = 1) -> int:
+    """Add ``by`` to a per-firm counter atomically; return its new value."""
+    return int(
+        session.execute(
+            update(Firm).where(Firm.id == firm.id).values({column: column + by}).returning(column),
+            execution_options={"synchronize_session": False},
+        ).scalar_one()
+    )
+
+
+class CatalogService(Service):
+    # ---------------------------------------------------------------- items
+
+    def create_item(
+        self,
+        actor: Actor,
+        *,
+        firm_code: int | None,
+        name: str,
+        product_code: int | None,
+        item_id: str | None = None,
+        feature_map: int = 0xFFFFFFFF,
+        level: str = "medium",
+        key_versions: list[int] | None = None,
+        module_of: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        name = name.strip()
+        if not name:
+            raise BadInput("An item needs a name.")
+        try:
+            if item_id is not None:
+                item_id = codes.check_item_id(item_id.strip().upper())
+            codes.check_feature(feature_map)
+            if product_code is not None:
+                codes.check_product_code(product_code)
+        except codes.InvalidCode as exc:
+            raise BadInput(f"{exc}.") from None
+        if level not in {lv.value for lv in Level}:
+            raise BadInput("level is loose, medium or tight.")
+        versions = sorted(set(key_versions or [1]))
+        if not versions or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in versions):
+            raise BadInput("key_versions are whole numbers from 1.")
+        template = clean_template(options)
+
+        def tx() -> dict[str, Any]:
+            firm = self.scoped_firm(actor, firm_code)
+            base: Item | None = None
+            product = product_code
+            item_level = level
+            if module_of is not None:
+                base = self._item(firm, module_of)
+                if base.module_of_id is not None:
+                    raise BadInput(f"{module_of} is itself a module item: a module extends a base item.")
+                if product is not None and product != base.product_code:
+                    raise BadInput(f"A module item has its base item's product code {base.product_code}.")
+                product = base.product_code
+                item_level = base.level
+            if product is None:
+                raise BadInput("An item needs a product code (product_code).")
+            new_id = item_id
+            if new_id is None:
+                while True:
+                    n = _bump(self.session, firm, Firm.item_counter)
+                    candidate = f"F-{n:05d}-{product}"
+                    if not self._item_exists(firm, candidate):
+                        new_id = candidate
+                        break
+            elif self._item_exists(firm, new_id):
+                raise Conflict("item_exists", f"Item {new_id} already exists. Pick another item id.")
+            item = Item(
+                firm_id=firm.id,
+                item_id=new_id,
+                name=name,
+                product_code=product,
+                feature_map=feature_map,
+                level=item_level,
+                key_versions=versions,
+                options=template,
+                module_of_id=base.id if base else None,
+                created=self.now(),
+            )
+            self.session.add(item)
+            self.session.flush()
+            view = item_view(item, firm.code, base.item_id if base else None)
+            self.audit(actor, "item.create", firm.code, **view)
+            return view
+
+        return run_write(self.session, tx)
+
+    def get_item(self, actor: Actor, item_id: str, firm_code: int | None = None) -> dict[str, Any]:
+        def tx() -> dict[str, Any]:
+            firm = self.scoped_firm(actor, firm_code)
+            item = self._item(firm, item_id)
+            return item_view(item, firm.code, self._module_of(item))
+
+        return run_read(self.session, tx)
+
+    def list_items(self, actor: Actor, firm_code: int | None = None) -> list[dict[str, Any]]:
+        def tx() -> list[dict[str, Any]]:
+            firm = self.scoped_firm(actor, firm_code)
+            items = self.session.scalars(select(Item).where(Item.firm_id == firm.id).order_by(Item.item_id))
+            return [item_view(i, firm.code, self._module_of(i)) for i in items]
+
+        return run_read(self.session, tx)
+
+    def _item(self, firm: Firm, item_id: str) -> Item:
+        text = item_id.strip().upper() if isinstance(item_id, str) else item_id
+        item = self.session.scalars(select(Item).where(Item.firm_id == firm.id, Item.item_id == text)).first()
+        if item is None:
+            raise NotFound("item", f"Firm {firm.code} has no item {item_id}. Check the item id.")
+        return item
+
+    def _item_exists(self, firm: Firm, item_id: str) -> bool:
+        return self.session.scalar(select(Item.id).where(Item.firm_id == firm.id, Item.item_id == item_id)) is not None
+
+    def _module_of(self, item: Item) -> str | None:
+        if item.module_of_id is None:
+            return None
+        return self.session.scalar(select(Item.item_id).where(Item.id == item.module_of_id))
+
+    # ---------------------------------------------------------------- customers
+
+    def create_customer(
+        self, actor: Actor, *, firm_code: int | None, name: str, number: str | None = None, email: str | None = None
+    ) -> dict[str, Any]:
+        name = name.strip()
+        if not name:
+            raise BadInput("A customer needs a name.")
+        if number is not None:
+            number = number.strip()
+            if not number:
+                raise BadInput("A customer number is not empty.")
+        if email is not None and "@" not in email:
+            raise BadInput("The e-mail address has no '@'.")
+
+        def tx() -> dict[str, Any]:
+            firm = self.scoped_firm(actor, firm_code)
+            new_number = number
+            if new_number is None:
+                while True:
+                    candidate = str(_bump(self.session, firm, Firm.customer_counter))
+                    if not self._customer_exists(firm, candidate):
+                        new_number = candidate
+                        break
+            elif self._customer_exists(firm, new_number):
+                raise Conflict("customer_exists", f"Customer {new_number} already exists. Pick another number.")
+            customer = Customer(firm_id=firm.id, number=new_number, name=name, email=email, created=self.now())
+            self.session.add(customer)
+            self.session.flush()
+            view = customer_view(customer, firm.code)
+            self.audit(actor, "customer.create", firm.code, **view)
+            return view
+
+        return run_write(self.session, tx)
+
+    def get_customer(self, actor: Actor, number: str, firm_code: int | None = None) -> dict[str, Any]:
+        def tx() -> dict[str, Any]:
+            firm = self.scoped_firm(actor, firm_code)
+            return customer_view(self.customer(firm, number), firm.code)
+
+        return run_read(self.session, tx)
+
+    def list_customers(self, actor: Actor, firm_code: int | None = None) -> list[dict[str, Any]]:
+        def tx() -> list[dict[str, Any]]:
+            firm = self.scoped_firm(actor, firm_code)
+            rows = self.session.scalars(select(Customer).where(Customer.firm_id == firm.id).order_by(Customer.number))
+            return [customer_view(c, firm.code) for c in rows]
+
+        return run_read(self.session, tx)
+
+    def customer(self, firm: Firm, number: str) -> Customer:
+        row = self.session.scalars(select(Customer).where(Customer.firm_id == firm.id, Customer.number == number)).first()
+        if row is None:
+            raise NotFound("customer", f"Firm {firm.code} has no customer {number}. Check the customer number.")
+        return row
+
+    def _customer_exists(self, firm: Firm, number: str) -> bool:
+        return self.session.scalar(select(Customer.id).where(Customer.firm_id == firm.id, Customer.number == number)) is not None
+
+    # used by tickets
+    item = _item

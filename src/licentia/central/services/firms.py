@@ -1,0 +1,181 @@
+"""Firms and their keys: the Ed25519 signing keys (rotated, each new key endorsed by
+the previous one) and the product-key secret, both sealed under the master key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ...core import _crypto, exchange
+from ..db import run_read, run_write
+from ..errors import BadInput, Conflict, NotFound
+from ..keys import SecretBox
+from ..models import Firm, FirmKey
+from ._base import Actor, Service, check_code
+
+
+def _key_view(key: FirmKey) -> dict[str, Any]:
+    return {"kid": key.kid, "pem": key.public_pem, "active": key.active, "retired": key.retired}
+
+
+class FirmService(Service):
+    # ---------------------------------------------------------------- API
+
+    def create(self, actor: Actor, *, code: int, name: str) -> dict[str, Any]:
+        self.require_admin(actor)
+        code = check_code(code)
+        name = name.strip()
+        if not name:
+            raise BadInput("A firm needs a name.")
+
+        def tx() -> dict[str, Any]:
+            if self.session.scalar(select(Firm.id).where(Firm.code == code)) is not None:
+                raise Conflict("firm_exists", f"Firm {code} already exists. Pick another firm code.")
+            now = self.now()
+            firm = Firm(
+                code=code,
+                name=name,
+                secret_enc=self.ctx.box.seal(code, SecretBox.PRODUCT_SECRET, os.urandom(32)),
+                license_counter=0,
+                item_counter=0,
+                customer_counter=0,
+                created=now,
+            )
+            self.session.add(firm)
+            self.session.flush()
+            key = self._new_key(firm, seq=1, endorsement=None)
+            self.audit(actor, "firm.create", code, name=name, kid=key.kid)
+            return self._view(firm, [key])
+
+        return run_write(self.session, tx)
+
+    def get(self, actor: Actor, code: int) -> dict[str, Any]:
+        code = check_code(code)
+        self.require_firm_access(actor, code)
+
+        def tx() -> dict[str, Any]:
+            firm = self.firm_by_code(code)
+            return self._view(firm, self._keys(firm))
+
+        return run_read(self.session, tx)
+
+    def public_keys(self, code: int) -> dict[str, Any]:
+        """For anyone: every key (with state) and the endorsements linking them."""
+        code = check_code(code)
+
+        def tx() -> dict[str, Any]:
+            firm = self.firm_by_code(code)
+            keys = self._keys(firm)
+            return {
+                "firm_code": code,
+                "keys": [_key_view(k) for k in keys],
+                "endorsements": [k.endorsement for k in keys if k.endorsement],
+            }
+
+        return run_read(self.session, tx)
+
+    def public_pem(self, code: int) -> str:
+        view = self.public_keys(code)
+        return "".join(k["pem"] for k in view["keys"] if not k["retired"])
+
+    def rotate(self, actor: Actor, code: int) -> dict[str, Any]:
+        code = check_code(code)
+        self.require_firm_access(actor, code)
+
+        def tx() -> dict[str, Any]:
+            firm = self.firm_by_code(code, lock=True)  # one rotation at a time
+            old = self._active(firm)
+            old_private = self._private(firm, old)
+            seq = (self.session.scalar(select(func.max(FirmKey.created_seq)).where(FirmKey.firm_id == firm.id)) or 0) + 1
+            private = _crypto.Ed25519PrivateKey.generate()
+            endorsement = exchange.endorse_key(old_private, code, private.public_key())
+            old.active = False
+            self.session.flush()
+            new = self._new_key(firm, seq=seq, endorsement=endorsement, private=private)
+            self.audit(actor, "firm.rotate_key", code, old_kid=old.kid, new_kid=new.kid)
+            return self._view(firm, self._keys(firm))
+
+        return run_write(self.session, tx)
+
+    def retire(self, actor: Actor, code: int, kid: str) -> dict[str, Any]:
+        code = check_code(code)
+        self.require_firm_access(actor, code)
+
+        def tx() -> dict[str, Any]:
+            firm = self.firm_by_code(code, lock=True)
+            key = self.session.scalars(
+                select(FirmKey).where(FirmKey.firm_id == firm.id, FirmKey.kid == kid).with_for_update()
+            ).first()
+            if key is None:
+                raise NotFound("key", f"Firm {code} has no key {kid}.")
+            if key.active:
+                raise Conflict("active_key", "The active signing key cannot be retired: rotate the key first.")
+            if not key.retired:
+                key.retired = True
+                self.audit(actor, "firm.retire_key", code, kid=kid)
+            return self._view(firm, self._keys(firm))
+
+        return run_write(self.session, tx)
+
+    # ---------------------------------------------------------------- for other services
+
+    def signing_key(self, firm: Firm) -> _crypto.Ed25519PrivateKey:
+        return self._private(firm, self._active(firm))
+
+    def product_secret(self, firm: Firm) -> bytes:
+        return self.ctx.box.open(firm.code, SecretBox.PRODUCT_SECRET, firm.secret_enc)
+
+    def endorsements(self, firm: Firm) -> list[dict[str, Any]]:
+        rows = self.session.scalars(
+            select(FirmKey.endorsement)
+            .where(FirmKey.firm_id == firm.id, FirmKey.endorsement.is_not(None))
+            .order_by(FirmKey.created_seq)
+        )
+        return [r for r in rows if r]
+
+    # ---------------------------------------------------------------- internals
+
+    def _keys(self, firm: Firm) -> list[FirmKey]:
+        return list(self.session.scalars(select(FirmKey).where(FirmKey.firm_id == firm.id).order_by(FirmKey.created_seq)))
+
+    def _active(self, firm: Firm) -> FirmKey:
+        key = self.session.scalars(select(FirmKey).where(FirmKey.firm_id == firm.id, FirmKey.active.is_(True))).first()
+        if key is None:  # pragma: no cover - every firm is made with an active key
+            raise NotFound("key", f"Firm {firm.code} has no active signing key.")
+        return key
+
+    def _private(self, firm: Firm, key: FirmKey) -> _crypto.Ed25519PrivateKey:
+        raw = self.ctx.box.open(firm.code, SecretBox.signing_key(key.kid), key.private_enc)
+        return _crypto.Ed25519PrivateKey.from_private_bytes(raw)
+
+    def _new_key(
+        self,
+        firm: Firm,
+        *,
+        seq: int,
+        endorsement: dict[str, Any] | None,
+        private: _crypto.Ed25519PrivateKey | None = None,
+    ) -> FirmKey:
+        private = private or _crypto.Ed25519PrivateKey.generate()
+        public = private.public_key()
+        kid = _crypto.key_id(public)
+        key = FirmKey(
+            firm_id=firm.id,
+            kid=kid,
+            public_pem=_crypto.public_pem(public),
+            private_enc=self.ctx.box.seal(firm.code, SecretBox.signing_key(kid), _crypto.raw_private(private)),
+            active=True,
+            retired=False,
+            endorsement=endorsement,
+            created_seq=seq,
+            created=self.now(),
+        )
+        self.session.add(key)
+        self.session.flush()
+        return key
+
+    @staticmethod
+    def _view(firm: Firm, keys: list[FirmKey]) -> dict[str, Any]:
+        return {"code": firm.code, "name": firm.name, "created": firm.created, "keys": [_key_view(k) for k in keys]}

@@ -1,0 +1,189 @@
+"""Orders and tickets: one license = one ticket, with a license id unique per firm."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from ...core import codes
+from ..db import run_read, run_write
+from ..errors import BadInput, InvalidItems, InvalidTicket, NotFound
+from ..models import Container, Firm, Item, Ticket, TicketItem, TicketState
+from ._base import Actor, Service
+from .catalog import CatalogService, _bump
+
+MAX_ORDER = 1000
+TYPO = "This ticket id is mistyped: {reason}. Check it against the one you were given."
+
+
+def normalize(text: str) -> str:
+    """The canonical ticket id, or InvalidTicket (400) before any database lookup."""
+    try:
+        return codes.normalize_ticket(text)
+    except codes.InvalidCode as exc:
+        raise InvalidTicket(TYPO.format(reason=str(exc).rstrip("."))) from None
+
+
+def feature_map(items: list[Item]) -> int:
+    fmap = 0
+    for item in items:
+        fmap |= item.feature_map
+    return fmap
+
+
+class TicketService(Service):
+    def create_order(
+        self, actor: Actor, *, firm_code: int | None, customer: str, items: list[str], count: int = 1
+    ) -> dict[str, Any]:
+        if not items:
+            raise BadInput("An order names at least one item.")
+        if not isinstance(count, int) or not 1 <= count <= MAX_ORDER:
+            raise BadInput(f"quantity_of_licenses is from 1 to {MAX_ORDER}.")
+        catalog = CatalogService(self.ctx, self.session)
+
+        def tx() -> dict[str, Any]:
+            firm = self.scoped_firm(actor, firm_code)
+            cust = catalog.customer(firm, customer)
+            resolved: dict[uuid.UUID, Item] = {}
+            for item_id in items:
+                item = catalog.item(firm, item_id)
+                resolved[item.id] = item
+            chosen = list(resolved.values())
+            bases = [i for i in chosen if i.module_of_id is None]
+            if len(bases) != 1:
+                raise InvalidItems("A ticket licenses one base item plus any of its module items.")
+            base = bases[0]
+            for item in chosen:
+                if item.module_of_id is not None and item.module_of_id != base.id:
+                    raise InvalidItems(f"Module item {item.item_id} does not belong to base item {base.item_id}.")
+            last = _bump(self.session, firm, Firm.license_counter, count)
+            order = uuid.uuid4()
+            now = self.now()
+            made = []
+            for n in range(count):
+                ticket = Ticket(
+                    ticket=codes.new_ticket_id(),
+                    firm_id=firm.id,
+                    license_id=last - count + 1 + n,
+                    order_id=order,
+                    customer_id=cust.id,
+                    item_id=base.id,
+                    state=TicketState.new.value,
+                    created=now,
+                )
+                self.session.add(ticket)
+                self.session.flush()
+                for item in chosen:
+                    self.session.add(TicketItem(ticket_id=ticket.id, item_id=item.id))
+                made.append(ticket)
+            self.session.flush()
+            item_ids = sorted(i.item_id for i in chosen)
+            self.audit(
+                actor,
+                "tickets.create",
+                firm.code,
+                order=str(order),
+                customer=cust.number,
+                items=item_ids,
+                tickets=[t.ticket for t in made],
+                license_ids=[t.license_id for t in made],
+            )
+            return {
+                "order": str(order),
+                "firm_code": firm.code,
+                "customer": cust.number,
+                "items": item_ids,
+                "tickets": [{"ticket": t.ticket, "license_id": t.license_id} for t in made],
+            }
+
+        return run_write(self.session, tx)
+
+    def get(self, actor: Actor, text: str) -> dict[str, Any]:
+        ticket_id = normalize(text)
+
+        def tx() -> dict[str, Any]:
+            ticket, firm = self._scoped(actor, ticket_id)
+            return self.view(ticket, firm)
+
+        return run_read(self.session, tx)
+
+    def revoke(self, actor: Actor, text: str) -> dict[str, Any]:
+        ticket_id = normalize(text)
+
+        def tx() -> dict[str, Any]:
+            ticket, firm = self._scoped(actor, ticket_id, lock=True)
+            if ticket.state != TicketState.revoked.value:
+                before = ticket.state
+                ticket.state = TicketState.revoked.value
+                ticket.revoked = self.now()
+                self.session.flush()
+                self.audit(actor, "ticket.revoke", firm.code, ticket=ticket.ticket, state_before=before)
+            return self.view(ticket, firm)
+
+        return run_write(self.session, tx)
+
+    def info(self, ticket_id: str) -> dict[str, Any]:
+        """Public: what a ticket needs (level), for the activation wizard."""
+
+        def tx() -> dict[str, Any]:
+            row = self.session.execute(
+                select(Ticket, Firm.code, Item.product_code, Item.level)
+                .join(Firm, Ticket.firm_id == Firm.id)
+                .join(Item, Ticket.item_id == Item.id)
+                .where(Ticket.ticket == ticket_id)
+            ).first()
+            if row is None:
+                raise unknown_ticket(ticket_id)
+            ticket, firm_code, product, level = row
+            return {"ticket": ticket.ticket, "firm_code": firm_code, "product_code": product, "level": level, "state": ticket.state}
+
+        return run_read(self.session, tx)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _scoped(self, actor: Actor, ticket_id: str, *, lock: bool = False) -> tuple[Ticket, Firm]:
+        stmt = select(Ticket).where(Ticket.ticket == ticket_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        ticket = self.session.scalars(stmt).first()
+        if ticket is None or (not actor.admin and ticket.firm_id != actor.firm_id):
+            raise NotFound("ticket", f"There is no ticket {ticket_id} for this API key. Check the ticket id.")
+        firm = self.session.get(Firm, ticket.firm_id)
+        assert firm is not None
+        return ticket, firm
+
+    def view(self, ticket: Ticket, firm: Firm) -> dict[str, Any]:
+        items = list(self.session.scalars(select(Item).join(TicketItem).where(TicketItem.ticket_id == ticket.id)))
+        base = next(i for i in items if i.id == ticket.item_id)
+        serial = None
+        if ticket.container_id is not None:
+            serial = self.session.scalar(select(Container.serial).where(Container.id == ticket.container_id))
+        return {
+            "ticket": ticket.ticket,
+            "license_id": ticket.license_id,
+            "firm_code": firm.code,
+            "order": str(ticket.order_id),
+            "customer": ticket.customer.number,
+            "item": base.item_id,
+            "items": sorted(i.item_id for i in items),
+            "product_code": base.product_code,
+            "feature_map": feature_map(items),
+            "level": base.level,
+            "state": ticket.state,
+            "serial": serial if ticket.state in (TicketState.activated.value, TicketState.revoked.value) else None,
+            "options": ticket.options,
+            "created": ticket.created,
+            "first_activated": ticket.first_activated,
+            "activated": ticket.activated,
+            "revoked": ticket.revoked,
+        }
+
+
+def unknown_ticket(ticket_id: str) -> NotFound:
+    return NotFound(
+        "ticket",
+        "This ticket is not known to Central. Check the ticket id you were given.",
+        reason=f"unknown ticket {ticket_id}",
+    )
