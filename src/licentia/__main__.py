@@ -1,0 +1,3 @@
+from licentia.cli.main import main
+
+main()

@@ -1,0 +1,138 @@
+"""`licentia demo`: the whole flow in a temporary directory, one printed step at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import typer
+
+from ._common import console, fail, run_guarded
+
+FIRM = 10101
+PRODUCT = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _central(data: Path, admin_key: str) -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+    env["LICENTIA_ADMIN_KEY"] = admin_key
+    log = open(data.parent / "central.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                fail(f"License Central did not start; see {data.parent / 'central.log'}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                fail("License Central did not answer within 30 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _step(n: int, text: str) -> None:
+    console.print(f"\n[bold cyan]{n}.[/] {text}")
+
+
+def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary directory and print its path.")) -> None:
+    """Walk the whole flow (vendor, activation, access, deactivation) in a temporary directory."""
+
+    def go() -> None:
+        import httpx
+
+        from ..runtime import Runtime, activation
+
+        tmp = Path(tempfile.mkdtemp(prefix="licentia-demo-"))
+        admin = secrets.token_urlsafe(32)
+        console.print(f"[bold]licentia demo[/] in {tmp}")
+        _step(1, "Start License Central (SQLite, local files, localhost)")
+        with _central(tmp / "central", admin) as url:
+            console.print(f"   Central at {url}")
+            vendor = httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+
+            def call(method: str, path: str, body: Any = None) -> Any:
+                r = vendor.request(method, path, json=body)
+                if r.status_code >= 400:
+                    fail(f"{method} {path}: {r.text}")
+                return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+            _step(2, "Vendor: create a firm (Central makes its signing key), an item, a customer, an order")
+            call("POST", "/firms", {"code": FIRM, "name": "Demo Software"})
+            item = call(
+                "POST",
+                "/items",
+                {"firm_code": FIRM, "name": "Demo Pro", "product_code": PRODUCT, "feature_map": 0b111,
+                 "options": {"expires_days": 30, "units": 100}},
+            )
+            customer = call("POST", "/customers", {"firm_code": FIRM, "name": "Ada Example", "email": "ada@example.org"})
+            order = call("POST", "/tickets", {"firm_code": FIRM, "customer": customer["number"],
+                                              "items": [item["item_id"]]})
+            ticket = order["tickets"][0]["ticket"]
+            console.print(f"   item {item['item_id']}, customer {customer['number']}, ticket [bold]{ticket}[/]")
+            pem = tmp / f"firm-{FIRM}.pem"
+            pem.write_text(call("GET", f"/firms/{FIRM}/public-key?format=pem"))
+            console.print(f"   firm public key for the app to pin: {pem}")
+
+            _step(3, "End user: activate the ticket (a machine container is made and bound to this machine)")
+            rt = Runtime(tmp / "home")
+            container, update = activation.activate(ticket, url, runtime=rt)
+            console.print(f"   container {container.serial}, update {update.seq}, {len(update.entries)} license")
+
+            _step(4, "App: licentia.access(10101, 1, feature_code=0b101, units=5)")
+            rt.trust(FIRM, pem)
+            with rt.access(FIRM, PRODUCT, 0b101, units=5) as handle:
+                console.print(f"   granted: license {handle.license_id}, features {handle.feature_map:#05b}, "
+                              f"units left {handle.units_left}")
+            try:
+                rt.access(FIRM, PRODUCT, 0b1000)
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                console.print(f"   feature 0b1000 refused as it should be: {type(exc).__name__}")
+
+            _step(5, "End user: deactivate (the container signs a receipt; Central frees the ticket)")
+            activation.deactivate(ticket, url, runtime=rt)
+            state = call("GET", f"/tickets/{ticket}")["state"]
+            console.print(f"   ticket state at Central: {state}")
+            vendor.close()
+        _step(6, "Central stopped.")
+        if keep:
+            console.print(f"Files kept in {tmp}")
+        else:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        console.print("[bold green]Demo finished.[/]")
+
+    run_guarded(go)

@@ -1,0 +1,82 @@
+"""Permission-sensitive checks, run as an unprivileged user too (CI runs as root)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from licentia.container import MachineContainer
+from tests.conftest import SRC
+from tests.factory import T0, machine_traits
+
+SITE = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"), None)
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _can_run_as_nobody() -> bool:
+    return (
+        hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("runuser") is not None
+        and os.path.exists(SYSTEM_PYTHON) and SITE is not None
+    )
+
+
+pytestmark = pytest.mark.skipif(not _can_run_as_nobody(), reason="needs root, runuser and /usr/bin/python3")
+
+
+def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{SRC}:{SITE}", "HOME": "/nonexistent"}
+    return subprocess.run(
+        [shutil.which("runuser"), "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.fixture
+def shared_dir():
+    d = Path(tempfile.mkdtemp(prefix="licentia-perm-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_other_user_cannot_read_a_container(shared_dir):
+    c = MachineContainer.create(shared_dir / "home", "medium", machine_traits(), T0)
+    code = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "from licentia.container import MachineContainer\n"
+        "p = Path(sys.argv[1])\n"
+        "try:\n"
+        "    (p / 'container.json').read_bytes(); print('READ')\n"
+        "except PermissionError:\n"
+        "    print('DENIED')\n"
+    )
+    out = as_nobody(code, str(c.path))
+    assert out.stdout.strip() == "DENIED", out.stderr
+
+
+def test_unprivileged_user_runs_a_container(shared_dir):
+    home = shared_dir / "nobody-home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    code = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "from licentia.container import MachineContainer\n"
+        "traits = json.loads(sys.argv[2])\n"
+        "c = MachineContainer.create(Path(sys.argv[1]), 'medium', traits, 1800000000)\n"
+        "again = MachineContainer.open(c.path, traits)\n"
+        "req = again.make_request('activate', 1800000000, ticket='00000-00000-00000-00000-00000')\n"
+        "mode = oct((c.path / 'state.json').stat().st_mode & 0o777)\n"
+        "print(again.serial == c.serial, mode)\n"
+    )
+    out = as_nobody(code, str(home), json.dumps(machine_traits()))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "0o600"]
+    made = next((home / "containers").iterdir())
+    assert made.stat().st_uid == 65534
