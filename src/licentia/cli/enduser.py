@@ -17,9 +17,17 @@ LEVEL_HELP = "Binding level of the container: loose, medium or tight (online: ta
 
 
 def _central(url: Optional[str], required: bool = True) -> Optional[str]:
+    """--central, else LICENTIA_CENTRAL_URL, else [central] url in $LICENTIA_HOME/config.toml."""
+    if not url and not os.environ.get("LICENTIA_CENTRAL_URL"):
+        from ..runtime import config, get_runtime
+
+        url = config.central_url(get_runtime().home)
     url = url or os.environ.get("LICENTIA_CENTRAL_URL")
     if required and not url:
-        fail("no License Central given: pass --central URL or set LICENTIA_CENTRAL_URL")
+        fail(
+            "no License Central given: pass --central URL, set LICENTIA_CENTRAL_URL, or put "
+            "[central] url = \"...\" in $LICENTIA_HOME/config.toml"
+        )
     return url
 
 
