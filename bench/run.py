@@ -1,0 +1,35 @@
+"""`make bench`: run every benchmark, print the figures, keep them in bench/results/."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = ["bench_runtime.py", "bench_central.py"]
+
+
+def main() -> int:
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    header = f"# {stamp} on {platform.node()} ({platform.machine()}, Python {platform.python_version()})"
+    print(header)
+    failed = 0
+    for name in BENCHES:
+        print(f"\n## {name}\n", flush=True)
+        proc = subprocess.run([sys.executable, str(HERE / name)], capture_output=True, text=True)
+        print(proc.stdout, end="")
+        if proc.returncode != 0:
+            failed += 1
+            print(proc.stderr, file=sys.stderr)
+        (out_dir / f"{stamp}-{name.removesuffix('.py')}.txt").write_text(header + "\n" + proc.stdout)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
