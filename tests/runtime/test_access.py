@@ -259,3 +259,30 @@ def test_errors_are_documented():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
     for cls in E.ALL_ERRORS:
         assert f"| {cls.code} | `{cls.__name__}`" in doc
+
+
+def test_entries_are_verified_once_per_process(tmp_path, clock, firm, monkeypatch):
+    from licentia.core.license import LicenseEntry
+
+    install(tmp_path, firm, clock, options=Options(units=100))
+    calls = []
+    real = LicenseEntry.verify.__func__
+
+    def counting(cls, doc, keys):
+        calls.append(1)
+        return real(cls, doc, keys)
+
+    monkeypatch.setattr(LicenseEntry, "verify", classmethod(counting))
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    for _ in range(20):
+        rt.access(firm.code, 1, units=1).release()  # each writes the state file anew
+    assert len(calls) == 1
+
+
+def test_locked_container_beats_not_found(tmp_path, clock, firm):
+    install(tmp_path, firm, clock)
+    rt = runtime(tmp_path, clock, traits=other_machine())
+    with pytest.raises(E.ContainerLocked) as info:
+        rt.access(firm.code, 1, firm_key=firm.pem)
+    assert "bound to another machine" in str(info.value)
