@@ -12,6 +12,7 @@
      ├── SyncRequired                 (code 18) container has not synced within the sync interval
      ├── ContainerLocked              (code 19) the container's binding no longer matches
      ├── TrustNotConfigured           (code 20) no firm key pinned for the firm code asked for
+     ├── ServerUnreachable            (code 21) no license server answered (names every host tried)
      └── ActivationError              (code 30) activation, deactivation, sync or update refused
 
 Each class has a stable numeric ``code`` (listed in docs/errors.md) and a message
@@ -122,6 +123,13 @@ class TrustNotConfigured(LicenseError):
     rank = -1
 
 
+class ServerUnreachable(LicenseError):
+    """No license server could be reached; the message names every host tried."""
+
+    code = 21
+    rank = 0
+
+
 class ActivationError(LicenseError):
     """License Central or the container refused an activation, deactivation, sync or update."""
 
@@ -142,5 +150,6 @@ ALL_ERRORS: tuple[type[LicenseError], ...] = (
     SyncRequired,
     ContainerLocked,
     TrustNotConfigured,
+    ServerUnreachable,
     ActivationError,
 )

@@ -203,3 +203,26 @@ def test_signed_time_corrects_a_clock_that_ran_ahead(home):
     assert c.slots()[firm.code].vclock == future
     c.apply_update(firm.grant(c.make_request("sync", T0, firm_code=firm.code), now=T0), T0)
     assert c.slots()[firm.code].vclock == T0
+
+
+def test_withdrawn_licenses_are_remembered(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    r = exchange.verify_request(req)
+    c.apply_update(firm.update(req, [firm.entry(r, license_id=1), firm.entry(r, license_id=2)]), T0)
+    c.apply_update(firm.update(c.make_request("sync", T0, firm_code=firm.code),
+                               [firm.entry(r, license_id=2)]), T0)  # license 1 revoked
+    assert c.slots()[firm.code].withdrawn == [1]
+    c.remove_license(firm.code, 2, T0)
+    assert c.slots()[firm.code].withdrawn == [1, 2]
+
+
+def test_seal_local_roundtrip(home, tmp_path):
+    c = make(home)
+    blob = c.seal_local(b"secret", b"ctx")
+    assert c.unseal_local(blob, b"ctx") == b"secret"
+    with pytest.raises(E.LicenseInvalid):
+        c.unseal_local(blob, b"other")
+    with pytest.raises(E.LicenseInvalid):
+        make(tmp_path / "other").unseal_local(blob, b"ctx")

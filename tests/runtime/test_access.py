@@ -243,7 +243,7 @@ def test_public_names():
     expected = {
         "access", "info", "trust", "Handle", "LicenseError", "LicenseNotFound", "LicenseInvalid", "LicenseExpired",
         "LicenseNotYetValid", "UnitsExhausted", "FeatureNotLicensed", "ClockTampered", "MaintenanceExpired",
-        "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "__version__",
+        "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "ServerUnreachable", "__version__",
     }
     assert set(licentia.__all__) == expected
     for name in expected:

@@ -50,6 +50,7 @@ class Slot:
     keys: list[dict[str, Any]] | None = None  # sealed product keys
     licenses: dict[str, dict[str, Any]] | None = None  # license_id -> {units_used, first_use}
     removed: dict[str, str] | None = None  # license_id -> digest of the removed entry
+    withdrawn: list[int] | None = None  # license ids revoked by an update or removed here
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Slot:
             "keys": self.keys or [],
             "licenses": self.licenses or {},
             "removed": self.removed or {},
+            "withdrawn": self.withdrawn or [],
         }
 
     @classmethod
@@ -274,6 +276,8 @@ class MachineContainer:
             slot.entries = [e.document for e in entries]
             slot.keys = [k for k in update.sealed_keys if k.get("license") in digests]
             slot.licenses = {str(e.license_id): old.get(str(e.license_id), {}) for e in entries}
+            gone = {int(lid) for lid in old} - {e.license_id for e in entries}
+            slot.withdrawn = sorted((set(slot.withdrawn or []) | gone) - {e.license_id for e in entries})
             slot.removed = {lid: d for lid, d in removed.items() if lid not in slot.licenses}
             slots[update.firm_code] = slot
             return update
@@ -315,6 +319,7 @@ class MachineContainer:
             slot.keys = [k for k in slot.keys or [] if k.get("license") != digest]
             slot.licenses = {k: v for k, v in (slot.licenses or {}).items() if k != str(license_id)}
             slot.removed = {**(slot.removed or {}), str(license_id): digest}
+            slot.withdrawn = sorted(set(slot.withdrawn or []) | {license_id})
             slot.seq += 1  # an old update that still holds this license can no longer be applied
             slot.vclock = max(slot.vclock, now)
             return exchange.build_receipt(
@@ -328,6 +333,17 @@ class MachineContainer:
             )
 
         return self.mutate(change)
+
+    def seal_local(self, data: bytes, context: bytes) -> bytes:
+        """Seal bytes to this container (only this container, on a machine that opens it, unseals them)."""
+        return _crypto.seal(self._box_key.public_key(), data, b"licentia local|" + context)
+
+    def unseal_local(self, blob: bytes, context: bytes) -> bytes:
+        """Inverse of seal_local; raises LicenseInvalid when the blob or context do not match."""
+        try:
+            return _crypto.unseal(self._box_key, blob, b"licentia local|" + context)
+        except _crypto.CryptoError as exc:
+            raise E.LicenseInvalid(reason=f"container {self.serial}: sealed data refused: {exc}") from None
 
     def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
         slot = self.slots().get(entry.firm_code)
