@@ -12,6 +12,8 @@ write depends on (container slot, ticket, firm counter).
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,10 @@ log = logging.getLogger("licentia.central")
 T = TypeVar("T")
 
 _BEGIN_OPTION = "licentia_begin"
+#: SQLite: writers of one process queue on a lock before BEGIN IMMEDIATE, so they
+#: are woken as soon as the previous one commits (SQLite's own busy handler polls
+#: with sleeps). Writers in other processes still queue on the database lock.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -71,8 +77,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
+        _WRITE_LOCKS[engine] = threading.Lock()
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No ping on every checkout (a round trip per request): a connection the
+    # server dropped is detected when used, invalidated, and the transaction run
+    # again (run_write / run_read); pool_recycle retires idle connections early.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 class Database:
@@ -93,7 +103,12 @@ class Database:
 @contextmanager
 def write_tx(session: Session) -> Iterator[Session]:
     """One write transaction: BEGIN IMMEDIATE on SQLite; commit on success."""
-    with session.begin():
+    lock = _WRITE_LOCKS.get(session.get_bind())  # type: ignore[arg-type]
+    if lock is None:
+        with session.begin():
+            yield session
+        return
+    with lock, session.begin():
         session.connection(execution_options={_BEGIN_OPTION: "IMMEDIATE"})
         yield session
 
@@ -108,6 +123,8 @@ _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock
 
 
 def _retryable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True  # the server dropped the connection: a fresh one from the pool
     if isinstance(exc, IntegrityError):
         return True  # a concurrent insert of the same unique row: run again, see it
     code = getattr(exc.orig, "sqlstate", None)
@@ -135,7 +152,14 @@ def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
 
 
 def run_read(session: Session, fn: Callable[[], T]) -> T:
-    with read_tx(session):
+    try:
+        with read_tx(session):
+            return fn()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    session.expunge_all()
+    with read_tx(session):  # once more, on a fresh connection
         return fn()
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import codes
+from ...core import _crypto, codes
 from ..db import Database
 from ..errors import BadInput, Forbidden, NotFound
 from ..keys import KeyMaterial, SecretBox
@@ -28,9 +28,27 @@ class Context:
     clock: Callable[[], int]
     keys: KeyMaterial
     box: SecretBox
+    #: Decrypted firm secrets, by (firm code, purpose): immutable once made, so a
+    #: process may keep them (the signing key of a kid never changes).
+    secrets: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    signers: dict[tuple[int, str], _crypto.Ed25519PrivateKey] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock())
+
+    def open_secret(self, firm_code: int, purpose: str, blob: bytes) -> bytes:
+        cached = self.secrets.get((firm_code, purpose))
+        if cached is None:
+            cached = self.box.open(firm_code, purpose, blob)
+            self.secrets[(firm_code, purpose)] = cached
+        return cached
+
+    def signing_key(self, firm_code: int, kid: str, private_enc: bytes) -> _crypto.Ed25519PrivateKey:
+        key = self.signers.get((firm_code, kid))
+        if key is None:
+            raw = self.open_secret(firm_code, SecretBox.signing_key(kid), private_enc)
+            key = self.signers[(firm_code, kid)] = _crypto.Ed25519PrivateKey.from_private_bytes(raw)
+        return key
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,7 @@ class Service:
 
     # ---------------------------------------------------------------- audit
 
-    def audit(self, actor: Actor, action: str, firm_code: int | None, **detail: Any) -> None:
+    def audit(self, actor: Actor, action: str, firm_code: int | None, /, **detail: Any) -> None:
         """Append one audit row (inside the caller's write transaction)."""
         self.session.add(
             AuditEntry(

@@ -125,7 +125,7 @@ class FirmService(Service):
         return self._private(firm, self._active(firm))
 
     def product_secret(self, firm: Firm) -> bytes:
-        return self.ctx.box.open(firm.code, SecretBox.PRODUCT_SECRET, firm.secret_enc)
+        return self.ctx.open_secret(firm.code, SecretBox.PRODUCT_SECRET, firm.secret_enc)
 
     def endorsements(self, firm: Firm) -> list[dict[str, Any]]:
         rows = self.session.scalars(
@@ -147,8 +147,7 @@ class FirmService(Service):
         return key
 
     def _private(self, firm: Firm, key: FirmKey) -> _crypto.Ed25519PrivateKey:
-        raw = self.ctx.box.open(firm.code, SecretBox.signing_key(key.kid), key.private_enc)
-        return _crypto.Ed25519PrivateKey.from_private_bytes(raw)
+        return self.ctx.signing_key(firm.code, key.kid, key.private_enc)
 
     def _new_key(
         self,

@@ -1,0 +1,229 @@
+"""Benchmark: License Central activations per second with 8 concurrent clients,
+against a real uvicorn server on 127.0.0.1 (a separate process), on SQLite and on
+PostgreSQL, compared with the raw rate of one Ed25519 signature plus one row
+insert and commit under the same database settings (SQLite: WAL + BEGIN
+IMMEDIATE; PostgreSQL: the same throwaway cluster), 8 concurrent threads.
+
+    .venv/bin/python bench/bench_central.py [--per-client 40] [--json]
+
+Prints a markdown table and a JSON summary (target: ratio >= 0.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, Table, insert  # noqa: E402
+
+from licentia.central.db import make_engine, write_tx  # noqa: E402
+from licentia.core import _crypto, codes, exchange  # noqa: E402
+
+CLIENTS = 8
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+MASTER_KEY = "77" * 32
+TARGET = 0.2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``licentia central serve`` in its own process."""
+
+    def __init__(self, data: Path, database_url: str | None, workers: int = 1):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+        env.update({"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT / "src")})
+        if database_url:
+            env["LICENTIA_DATABASE_URL"] = database_url
+        self.log = open(data.parent / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(self.port),
+             "--workers", str(workers)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Central did not start (see {self.log.name})")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("Central did not answer within 60 s")
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server process so far (Linux /proc), 0.0 elsewhere."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _request(ticket: str) -> bytes:
+    sign = _crypto.Ed25519PrivateKey.generate()
+    box = _crypto.X25519PrivateKey.generate()
+    doc = exchange.build_request(
+        serial=codes.new_serial(), level="medium", sign_key=sign, box_pub=_crypto.raw_public(box.public_key()),
+        slots={}, action="activate", now=int(time.time()), ticket=ticket,
+    )
+    return json.dumps(doc).encode()
+
+
+def central_rate(database_url: str | None, work: Path, per_client: int) -> dict[str, Any]:
+    data = work / f"central-{'pg' if database_url else 'sqlite'}"
+    with Server(data, database_url) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        c.post("/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
+        item = c.post("/items", json={"firm_code": 90909, "name": "Bench", "product_code": 1,
+                                      "options": {"expires_days": 30}}, headers=admin).json()["item_id"]
+        cust = c.post("/customers", json={"firm_code": 90909, "name": "Bench"}, headers=admin).json()["number"]
+        total = CLIENTS * per_client + CLIENTS
+        tickets = [t["ticket"] for t in c.post("/tickets", json={"firm_code": 90909, "customer": cust, "items": [item],
+                                                               "quantity_of_licenses": total}, headers=admin).json()["tickets"]]
+        bodies = [_request(t) for t in tickets]
+        warm, bodies = bodies[:CLIENTS], bodies[CLIENTS:]
+        shares = [bodies[i::CLIENTS] for i in range(CLIENTS)]
+        barrier = threading.Barrier(CLIENTS + 1)
+
+        def client(share: list[bytes], warmup: bytes) -> int:
+            headers = {"Content-Type": "application/json"}
+            with httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as hc:
+                hc.post("/activations", content=warmup, headers=headers).raise_for_status()
+                barrier.wait()
+                for body in share:
+                    hc.post("/activations", content=body, headers=headers).raise_for_status()
+            return len(share)
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            futures = [pool.submit(client, shares[i], warm[i]) for i in range(CLIENTS)]
+            barrier.wait()
+            cpu0, start = srv.cpu_seconds(), time.perf_counter()
+            done = sum(f.result() for f in futures)
+            elapsed, cpu = time.perf_counter() - start, srv.cpu_seconds() - cpu0
+    return {
+        "activations": done,
+        "seconds": round(elapsed, 3),
+        "per_second": round(done / elapsed, 1),
+        "server_cpu_ms_per_activation": round(cpu / done * 1000, 2),
+        "server_busy": round(cpu / elapsed, 2),
+    }
+
+
+def raw_rate(database_url: str, ops_per_thread: int) -> dict[str, Any]:
+    """One Ed25519 signature + one row insert + commit, 8 threads, same DB settings."""
+    engine = make_engine(database_url, pool_size=CLIENTS)
+    meta = MetaData()
+    table = Table(
+        "bench_raw", meta,
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        Column("n", Integer), Column("sig", LargeBinary),
+    )
+    meta.drop_all(engine)
+    meta.create_all(engine)
+    key = _crypto.Ed25519PrivateKey.generate()
+    barrier = threading.Barrier(CLIENTS + 1)
+
+    def worker(n: int) -> int:
+        from sqlalchemy.orm import Session
+
+        with Session(engine) as session:
+            barrier.wait()
+            for i in range(ops_per_thread):
+                sig = _crypto.sign(key, f"{n}:{i}".encode())
+                with write_tx(session):
+                    session.execute(insert(table).values(n=n, sig=sig))
+        return ops_per_thread
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        futures = [pool.submit(worker, n) for n in range(CLIENTS)]
+        barrier.wait()
+        start = time.perf_counter()
+        done = sum(f.result() for f in futures)
+        elapsed = time.perf_counter() - start
+    meta.drop_all(engine)
+    engine.dispose()
+    return {"operations": done, "seconds": round(elapsed, 3), "per_second": round(done / elapsed, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-client", type=int, default=40, help="activations per client (default 40)")
+    parser.add_argument("--raw-ops", type=int, default=200, help="raw operations per thread (default 200)")
+    args = parser.parse_args()
+
+    import pgcluster
+
+    work = Path(tempfile.mkdtemp(prefix="licentia-bench-central-"))
+    results: dict[str, Any] = {"clients": CLIENTS, "target_ratio": TARGET, "backends": {}}
+    try:
+        sqlite_url = f"sqlite:///{work / 'raw.db'}"
+        central = central_rate(None, work, args.per_client)
+        raw = raw_rate(sqlite_url, args.raw_ops)
+        results["backends"]["sqlite"] = {"central": central, "raw": raw,
+                                         "ratio": round(central["per_second"] / raw["per_second"], 3)}
+        if pgcluster.available():
+            cluster = pgcluster.start(max_connections=200)
+            try:
+                central = central_rate(cluster.create_database("bench_central"), work, args.per_client)
+                raw = raw_rate(cluster.create_database("bench_raw"), args.raw_ops)
+                results["backends"]["postgresql"] = {
+                    "central": central, "raw": raw, "ratio": round(central["per_second"] / raw["per_second"], 3),
+                    "note": "throwaway PostgreSQL 15 cluster (fsync off), same for both",
+                }
+            finally:
+                cluster.stop()
+        else:
+            results["backends"]["postgresql"] = {"skipped": f"{pgcluster.WHAT} not available"}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("| backend | Central activations/s (8 clients) | raw sign+insert+commit/s (8 threads) | ratio |")
+    print("|---|---|---|---|")
+    for name, r in results["backends"].items():
+        if "skipped" in r:
+            print(f"| {name} | skipped: {r['skipped']} | | |")
+        else:
+            ok = "ok" if r["ratio"] >= TARGET else "BELOW TARGET"
+            print(f"| {name} | {r['central']['per_second']} | {r['raw']['per_second']} | {r['ratio']} ({ok}) |")
+    print()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Central's HTTP layer: routes call services; wiring lives in ``deps``."""

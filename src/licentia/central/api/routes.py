@@ -1,0 +1,231 @@
+"""The REST API under /api/v1. Routes parse, call one service method, and answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from ..services.tickets import normalize
+from . import schemas
+from .deps import (
+    ActivationDep,
+    ApiKeysDep,
+    AuditDep,
+    CallerDep,
+    CatalogDep,
+    ContainersDep,
+    FirmsDep,
+    TicketsDep,
+    client_address,
+    run_protocol,
+)
+
+FirmQuery = Query(default=None, description="admin key only: the firm")
+
+
+async def _ticket_path(ticket: str) -> str:
+    """The canonical ticket id: a typo is answered (400) before the API key or any
+    database lookup, because this dependency is declared first."""
+    return normalize(ticket)
+
+
+TicketPath = Annotated[str, Depends(_ticket_path)]
+
+# ---------------------------------------------------------------- firms and keys
+
+firms = APIRouter(tags=["firms"])
+
+
+@firms.post("/firms", status_code=201, summary="Create a firm with its first signing key (admin)")
+def create_firm(body: schemas.FirmCreate, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
+    return svc.create(caller, code=body.code, name=body.name)
+
+
+@firms.get("/firms/{code}", summary="A firm and its keys (admin, or the firm's vendor)")
+def get_firm(code: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
+    return svc.get(caller, code)
+
+
+@firms.get(
+    "/firms/{code}/public-key",
+    summary="The firm's public keys, for pinning (no API key)",
+    responses={200: {"content": {"application/json": {}, "application/x-pem-file": {}}}},
+)
+def public_key(code: int, svc: FirmsDep, format: Literal["json", "pem"] = "json") -> Any:  # noqa: A002
+    if format == "pem":
+        return PlainTextResponse(svc.public_pem(code), media_type="application/x-pem-file")
+    return svc.public_keys(code)
+
+
+@firms.post("/firms/{code}/keys/rotate", summary="Make a new active signing key, endorsed by the old one")
+def rotate_key(code: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
+    return svc.rotate(caller, code)
+
+
+@firms.post("/firms/{code}/keys/{kid}/retire", summary="Stop publishing an inactive key")
+def retire_key(code: int, kid: str, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
+    return svc.retire(caller, code, kid)
+
+
+# ---------------------------------------------------------------- API keys and audit
+
+admin = APIRouter(tags=["admin"])
+
+
+@admin.post("/apikeys", status_code=201, summary="Create an API key; the key is shown only here (admin)")
+def create_api_key(body: schemas.ApiKeyCreate, caller: CallerDep, svc: ApiKeysDep) -> dict[str, Any]:
+    return svc.create(caller, firm_code=body.firm_code, role=body.role, label=body.label)
+
+
+@admin.post("/apikeys/{key_id}/revoke", summary="Revoke an API key (admin)")
+def revoke_api_key(key_id: str, caller: CallerDep, svc: ApiKeysDep) -> dict[str, Any]:
+    return svc.revoke(caller, key_id)
+
+
+@admin.get("/audit", summary="Latest audit log rows (vendor: own firm)")
+def audit_log(
+    caller: CallerDep, svc: AuditDep, firm_code: int | None = None, limit: int = Query(default=100, ge=1, le=1000)
+) -> list[dict[str, Any]]:
+    return svc.list(caller, firm_code=firm_code, limit=limit)
+
+
+# ---------------------------------------------------------------- items and customers
+
+catalog = APIRouter(tags=["catalog"])
+
+
+@catalog.post("/items", status_code=201, summary="Create an item (or a module item with module_of)")
+def create_item(body: schemas.ItemCreate, caller: CallerDep, svc: CatalogDep) -> dict[str, Any]:
+    return svc.create_item(
+        caller,
+        firm_code=body.firm_code,
+        item_id=body.item_id,
+        name=body.name,
+        product_code=body.product_code,
+        feature_map=body.feature_map,
+        level=body.level,
+        key_versions=body.key_versions,
+        module_of=body.module_of,
+        options=body.options.model_dump(exclude_none=True),
+    )
+
+
+@catalog.get("/items", summary="The firm's items")
+def list_items(caller: CallerDep, svc: CatalogDep, firm_code: int | None = FirmQuery) -> list[dict[str, Any]]:
+    return svc.list_items(caller, firm_code)
+
+
+@catalog.get("/items/{item_id}", summary="One item")
+def get_item(item_id: str, caller: CallerDep, svc: CatalogDep, firm_code: int | None = FirmQuery) -> dict[str, Any]:
+    return svc.get_item(caller, item_id, firm_code)
+
+
+@catalog.post("/customers", status_code=201, summary="Create a customer")
+def create_customer(body: schemas.CustomerCreate, caller: CallerDep, svc: CatalogDep) -> dict[str, Any]:
+    return svc.create_customer(caller, firm_code=body.firm_code, name=body.name, number=body.number, email=body.email)
+
+
+@catalog.get("/customers", summary="The firm's customers")
+def list_customers(caller: CallerDep, svc: CatalogDep, firm_code: int | None = FirmQuery) -> list[dict[str, Any]]:
+    return svc.list_customers(caller, firm_code)
+
+
+@catalog.get("/customers/{number}", summary="One customer")
+def get_customer(number: str, caller: CallerDep, svc: CatalogDep, firm_code: int | None = FirmQuery) -> dict[str, Any]:
+    return svc.get_customer(caller, number, firm_code)
+
+
+# ---------------------------------------------------------------- tickets
+
+tickets = APIRouter(tags=["tickets"])
+
+
+@tickets.post("/tickets", status_code=201, summary="Order: one ticket per license")
+def create_tickets(body: schemas.OrderCreate, caller: CallerDep, svc: TicketsDep) -> dict[str, Any]:
+    return svc.create_order(
+        caller, firm_code=body.firm_code, customer=body.customer, items=body.items, count=body.quantity_of_licenses
+    )
+
+
+@tickets.get("/tickets/{ticket}/info", summary="What a ticket needs, for activation (no API key)")
+def ticket_info(ticket: TicketPath, request: Request, svc: ActivationDep) -> dict[str, Any]:
+    return svc.ticket_info(ticket, client_address(request))
+
+
+@tickets.get("/tickets/{ticket}", summary="One ticket (vendor)")
+def get_ticket(ticket: TicketPath, caller: CallerDep, svc: TicketsDep) -> dict[str, Any]:
+    return svc.get(caller, ticket)
+
+
+@tickets.post("/tickets/{ticket}/revoke", summary="Revoke a ticket: it leaves the container at the next sync")
+def revoke_ticket(ticket: TicketPath, caller: CallerDep, svc: TicketsDep) -> dict[str, Any]:
+    return svc.revoke(caller, ticket)
+
+
+# ---------------------------------------------------------------- containers
+
+containers = APIRouter(tags=["containers"])
+
+
+@containers.get("/containers/{serial}", summary="A container's slot for the firm")
+def get_container(serial: str, caller: CallerDep, svc: ContainersDep, firm_code: int | None = FirmQuery) -> dict[str, Any]:
+    return svc.show(caller, serial, firm_code)
+
+
+@containers.post("/containers/{serial}/clear", summary="Lift a manipulation flag (the firm's vendor)")
+def clear_container(
+    serial: str, caller: CallerDep, svc: ContainersDep, body: schemas.FirmScope | None = None
+) -> dict[str, Any]:
+    return svc.clear(caller, serial, body.firm_code if body else None)
+
+
+# ---------------------------------------------------------------- activation protocol
+
+protocol = APIRouter(tags=["activation"])
+
+_DOC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "description": "a signed request document"}}},
+    }
+}
+_RECEIPT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"receipt": {"type": "object", "description": "a signed receipt document"}},
+                }
+            }
+        },
+    }
+}
+
+
+@protocol.post("/activations", summary="Activate a ticket: request in, update out", openapi_extra=_DOC_BODY)
+async def activate(request: Request) -> Response:
+    body = await request.body()
+    text = await run_protocol(request, "activate", body, client_address(request))
+    return Response(text, media_type="application/json")
+
+
+@protocol.post("/sync", summary="Sync one firm's licenses: request in, full-state update out", openapi_extra=_DOC_BODY)
+async def sync(request: Request) -> Response:
+    body = await request.body()
+    text = await run_protocol(request, "sync", body, client_address(request))
+    return Response(text, media_type="application/json")
+
+
+@protocol.post("/deactivations", summary="Deactivate with the container's receipt", openapi_extra=_RECEIPT_BODY)
+async def deactivate(request: Request) -> Response:
+    body = await request.body()
+    text = await run_protocol(request, "deactivate", body, client_address(request))
+    return Response(text, media_type="application/json")
+
+
+# The protocol first: route matching walks this list, and activations are the hot path.
+ROUTERS = [protocol, firms, admin, catalog, tickets, containers]

@@ -1,0 +1,69 @@
+"""Request bodies of the vendor API (unknown fields are refused, to catch typos)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+Level = Literal["loose", "medium", "tight"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FirmCreate(_Body):
+    code: StrictInt = Field(description="firm code, 1..4294967295")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ApiKeyCreate(_Body):
+    firm_code: StrictInt | None = None
+    role: Literal["vendor", "admin"] = "vendor"
+    label: str | None = Field(default=None, max_length=200)
+
+
+class OptionsTemplate(_Body):
+    """Relative times (``*_days``) count from the ticket's first activation."""
+
+    expires_days: StrictInt | None = Field(default=None, ge=0)
+    expires: StrictInt | None = Field(default=None, ge=0, description="absolute Unix time")
+    not_before: StrictInt | None = Field(default=None, ge=0)
+    usage_period_days: StrictInt | None = Field(default=None, ge=0)
+    units: StrictInt | None = Field(default=None, ge=0)
+    quantity: StrictInt = Field(default=1, ge=0)
+    maintenance_days: StrictInt | None = Field(default=None, ge=0)
+    maintenance_until: StrictInt | None = Field(default=None, ge=0)
+    sync_interval_days: StrictInt | None = Field(default=None, ge=0)
+    data: str | None = Field(default=None, description="base64")
+
+
+class ItemCreate(_Body):
+    firm_code: StrictInt | None = Field(default=None, description="admin key only: the firm")
+    item_id: str | None = Field(default=None, description="like F-00002-145; generated if left out")
+    name: str = Field(min_length=1, max_length=200)
+    product_code: StrictInt | None = Field(default=None, description="required unless module_of is given")
+    feature_map: StrictInt = 0xFFFFFFFF
+    level: Level = "medium"
+    key_versions: list[StrictInt] = Field(default_factory=lambda: [1])
+    module_of: str | None = Field(default=None, description="base item id: this item adds feature bits to it")
+    options: OptionsTemplate = Field(default_factory=OptionsTemplate)
+
+
+class CustomerCreate(_Body):
+    firm_code: StrictInt | None = None
+    number: str | None = Field(default=None, max_length=64, description="generated if left out")
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+
+
+class OrderCreate(_Body):
+    firm_code: StrictInt | None = None
+    customer: str = Field(description="customer number")
+    items: list[str] = Field(min_length=1, description="one base item and any of its module items")
+    quantity_of_licenses: StrictInt = Field(default=1, ge=1, le=1000, description="one ticket per license")
+
+
+class FirmScope(_Body):
+    firm_code: StrictInt | None = None

@@ -1,0 +1,60 @@
+"""The ASGI app factory: ``create_app(settings, *, clock=None)``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .api import errors as api_errors
+from .api import routes
+from .settings import Settings
+from .startup import prepare
+
+API_PREFIX = "/api/v1"
+
+
+def _default_clock() -> int:
+    return int(time.time())
+
+
+def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
+    """Build Central: prepares data dir, keys and schema, then wires the routes.
+
+    ``clock`` returns Unix seconds; Central reads the time only through it.
+    """
+    ctx = prepare(settings, clock or _default_clock)
+    # PostgreSQL: the activation protocol runs on a few dedicated threads that
+    # overlap their network waits (SQLite runs it on the event loop: api.deps.run_protocol).
+    protocol = ThreadPoolExecutor(2, thread_name_prefix="central-protocol")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        protocol.shutdown(wait=True)
+        ctx.db.dispose()
+
+    app = FastAPI(
+        title="licentia License Central",
+        version="1",
+        description="Firms, items, customers, tickets and the activation protocol. "
+        "Vendor endpoints need 'Authorization: Bearer <API key>'.",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.central = ctx
+    app.state.protocol_executor = protocol
+    api_errors.install(app)
+
+    for router in routes.ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+
+    @app.get("/health", tags=["health"], summary="Liveness check")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,14 @@
+"""ASGI entry for process managers: ``uvicorn --factory licentia.central.asgi:app_from_env``
+(and ``licentia central serve --workers N``). Reads the settings from the
+environment: this module is an edge, like the CLI."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .app import create_app
+from .settings import Settings
+
+
+def app_from_env() -> FastAPI:
+    return create_app(Settings.from_env())

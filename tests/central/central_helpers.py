@@ -1,0 +1,187 @@
+"""Helpers for Central's tests: a settable clock, a container stand-in that makes
+real signed requests and receipts, table dumps, a real uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import Engine
+
+from licentia.core import _crypto, codes, exchange
+from licentia.core.exchange import SlotPosition
+from licentia.central.models import LOG_TABLES, Base
+from licentia.central.settings import Settings
+
+_root_spec = importlib.util.spec_from_file_location("licentia_tests_root", Path(__file__).parents[1] / "conftest.py")
+assert _root_spec and _root_spec.loader
+root = importlib.util.module_from_spec(_root_spec)
+_root_spec.loader.exec_module(root)
+free_port = root.free_port
+child_env = root.child_env
+require_system = root.require_system
+PYTHON = root.PYTHON
+SRC = root.SRC
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+MASTER_KEY = "11" * 32
+T0 = 1_800_000_000
+DAY_S = 86400
+
+
+def make_settings(data: Path, url: str | None = None, **changes: Any) -> Settings:
+    return Settings(data_dir=data, database_url=url, admin_key=ADMIN_KEY, master_key=MASTER_KEY, **changes)
+
+
+class Clock:
+    """Injected into create_app: Central's only source of time."""
+
+    def __init__(self, now: int = T0):
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: int) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+@dataclass
+class FakeContainer:
+    """What a container does on the wire: its keys, serial, per-firm slot positions."""
+
+    level: str = "medium"
+    serial: str = field(default_factory=codes.new_serial)
+    sign_key: _crypto.Ed25519PrivateKey = field(default_factory=_crypto.Ed25519PrivateKey.generate)
+    box_key: _crypto.X25519PrivateKey = field(default_factory=_crypto.X25519PrivateKey.generate)
+    slots: dict[int, SlotPosition] = field(default_factory=dict)
+
+    def request(
+        self, action: str = "activate", *, ticket: str | None = None, firm_code: int | None = None, now: int = T0,
+        level: str | None = None, slots: dict[int, SlotPosition] | None = None,
+    ) -> dict[str, Any]:
+        return exchange.build_request(
+            serial=self.serial,
+            level=level or self.level,
+            sign_key=self.sign_key,
+            box_pub=_crypto.raw_public(self.box_key.public_key()),
+            slots=dict(self.slots if slots is None else slots),
+            action=action,
+            now=now,
+            ticket=ticket,
+            firm_code=firm_code,
+        )
+
+    def apply(self, update_doc: dict[str, Any], pinned: dict[str, Any] | None = None) -> exchange.Update:
+        update = exchange.verify_update(update_doc, pinned)
+        assert update.serial == self.serial
+        old = self.slots.get(update.firm_code, SlotPosition(0, 0))
+        assert update.seq > old.seq, "a container accepts each sequence number once, in order"
+        self.slots[update.firm_code] = SlotPosition(update.seq, max(old.vtime, update.time))
+        return update
+
+    def product_keys(self, update: exchange.Update) -> list[bytes]:
+        return [exchange.unseal_product_key(self.box_key, self.serial, s) for s in update.sealed_keys]
+
+    def receipt(self, firm_code: int, license_id: int, ticket: str | None) -> dict[str, Any]:
+        pos = self.slots.get(firm_code, SlotPosition(0, 0))
+        return exchange.build_receipt(
+            serial=self.serial, sign_key=self.sign_key, firm_code=firm_code, license_id=license_id,
+            ticket=ticket, seq=pos.seq, vtime=pos.vtime,
+        )
+
+
+def dump_state(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table except the log tables (audit, attempts)."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    names = set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name in LOG_TABLES or table.name not in names:
+                continue
+            rows = conn.execute(select(table)).all()
+            out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+
+
+def error_code(resp: httpx.Response) -> str:
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return str(body["error"]["code"])
+
+
+class Vendor:
+    """Sets up a firm with a vendor key, an item, a customer; orders tickets."""
+
+    def __init__(self, client: Any, firm_code: int, *, level: str = "medium", options: dict[str, Any] | None = None):
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        self.client = client
+        self.firm_code = firm_code
+        r = client.post("/api/v1/firms", json={"code": firm_code, "name": f"Firm {firm_code}"}, headers=admin)
+        assert r.status_code == 201, r.text
+        r = client.post("/api/v1/apikeys", json={"firm_code": firm_code}, headers=admin)
+        assert r.status_code == 201, r.text
+        self.key = r.json()["key"]
+        self.headers = {"Authorization": f"Bearer {self.key}"}
+        r = self.post("/items", {"name": "Product One", "product_code": 7, "feature_map": 0b0011, "level": level,
+                                 "key_versions": [1, 2], "options": options or {"expires_days": 30, "units": 100}})
+        assert r.status_code == 201, r.text
+        self.item = r.json()["item_id"]
+        r = self.post("/customers", {"name": "Customer A", "email": "a@example.com"})
+        assert r.status_code == 201, r.text
+        self.customer = r.json()["number"]
+
+    def post(self, path: str, body: Any = None) -> httpx.Response:
+        return self.client.post("/api/v1" + path, json=body, headers=self.headers)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.client.get("/api/v1" + path, headers=self.headers)
+
+    def tickets(self, count: int = 1, items: list[str] | None = None) -> list[str]:
+        r = self.post("/tickets", {"customer": self.customer, "items": items or [self.item], "quantity_of_licenses": count})
+        assert r.status_code == 201, r.text
+        return [t["ticket"] for t in r.json()["tickets"]]
+
+    def pinned(self) -> dict[str, Any]:
+        r = self.client.get(f"/api/v1/firms/{self.firm_code}/public-key")
+        keys = {k["kid"]: _crypto.load_public_pem(k["pem"]) for k in r.json()["keys"]}
+        return keys
+
+
+class ServerThread:
+    """A real uvicorn server on 127.0.0.1:<free port>, in a thread of this process."""
+
+    def __init__(self, app: Any):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -1,0 +1,61 @@
+"""Fixtures for Central: apps on real SQLite files and a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from central_helpers import Clock, make_settings, require_system
+from fastapi.testclient import TestClient
+
+import pgcluster
+from licentia.central.app import create_app
+from licentia.central.settings import Settings
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def app(settings: Settings, clock: Clock) -> Iterator[Any]:
+    application = create_app(settings, clock=clock)
+    yield application
+    application.state.central.db.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, client=("203.0.113.7", 50000)) as c:
+        yield c
+
+
+@pytest.fixture
+def engine(app: Any) -> Any:
+    return app.state.central.db.engine
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pgcluster.Cluster | None]:
+    if not pgcluster.available():
+        yield None
+        return
+    cluster = pgcluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: pgcluster.Cluster | None) -> str:
+    require_system(pgcluster.WHAT, pg_cluster is not None)
+    assert pg_cluster is not None
+    return pg_cluster.create_database("t_" + uuid.uuid4().hex[:12])
