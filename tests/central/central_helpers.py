@@ -3,7 +3,6 @@ real signed requests and receipts, table dumps, a real uvicorn server in a threa
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,15 +18,7 @@ from licentia.core.exchange import SlotPosition
 from licentia.central.models import LOG_TABLES, Base
 from licentia.central.settings import Settings
 
-_root_spec = importlib.util.spec_from_file_location("licentia_tests_root", Path(__file__).parents[1] / "conftest.py")
-assert _root_spec and _root_spec.loader
-root = importlib.util.module_from_spec(_root_spec)
-_root_spec.loader.exec_module(root)
-free_port = root.free_port
-child_env = root.child_env
-require_system = root.require_system
-PYTHON = root.PYTHON
-SRC = root.SRC
+from tests.conftest import PYTHON, SRC, child_env, free_port, require_system  # noqa: F401
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 MASTER_KEY = "11" * 32
