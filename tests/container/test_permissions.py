@@ -11,21 +11,23 @@ from pathlib import Path
 import pytest
 
 from licentia.container import MachineContainer
-from tests.conftest import SRC
+from tests.conftest import SRC, require_system
 from tests.factory import T0, machine_traits
 
 SITE = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"), None)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def _can_run_as_nobody() -> bool:
-    return (
-        hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("runuser") is not None
-        and os.path.exists(SYSTEM_PYTHON) and SITE is not None
-    )
+pytestmark = pytest.mark.skipif(
+    not (hasattr(os, "geteuid") and os.geteuid() == 0),
+    reason="runs as root only: it checks what an unprivileged user can and cannot do",
+)
 
 
-pytestmark = pytest.mark.skipif(not _can_run_as_nobody(), reason="needs root, runuser and /usr/bin/python3")
+@pytest.fixture(autouse=True)
+def _tools():
+    require_system("runuser (util-linux)", shutil.which("runuser") is not None)
+    require_system("Debian's python3 at /usr/bin/python3", os.path.exists(SYSTEM_PYTHON) and SITE is not None)
 
 
 def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
