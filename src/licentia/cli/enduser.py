@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from ._common import console, fail, run_guarded
@@ -40,7 +41,7 @@ def _write(path: Path, data: bytes) -> None:
 def _when(ts: Optional[int]) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 def activate(
@@ -154,7 +155,7 @@ def list_(
         [], "--firm-key", help="FIRM=PEMFILE: verify that firm's licenses against a pinned key."
     ),
 ) -> None:
-    """List containers and licenses on this machine."""
+    """List containers and licenses on this machine (--json adds feature maps and more)."""
     import licentia
 
     def go() -> None:
@@ -170,26 +171,29 @@ def list_(
         if not data:
             console.print("No containers yet: activate a ticket with 'licentia activate TICKET --central URL'.")
             return
-        table = Table(title="licentia containers")
-        for col in ("container", "level", "firm", "product", "license", "ticket", "features", "expires", "units", "status"):
-            table.add_column(col)
+        unverified = False
         for c in data:
+            table = Table(
+                title=f"container {c['serial']} ({c.get('level', '-')})", title_justify="left", box=box.SIMPLE_HEAD
+            )
+            for col in ("firm:prod", "id", "ticket", "expires", "units"):
+                table.add_column(col, no_wrap=True)
+            table.add_column("status", min_width=6)
             if not c["licenses"]:
-                table.add_row(c["serial"], c.get("level", "-"), "", "", "", "", "", "", "", c["status"])
+                table.add_row("", "", "", "", "", c["status"])
             for lic in c["licenses"]:
+                unverified = unverified or not lic["verified"]
                 table.add_row(
-                    c["serial"],
-                    c.get("level", "-"),
-                    str(lic["firm_code"]),
-                    str(lic["product_code"]),
+                    f"{lic['firm_code']}:{lic['product_code']}",
                     str(lic["license_id"]),
                     lic["ticket"] or "-",
-                    f"{lic['feature_map']:#x}",
                     _when(lic["expires"]),
                     "-" if lic["units_left"] is None else str(lic["units_left"]),
-                    lic["status"] + ("" if lic["verified"] else " (unverified)"),
+                    lic["status"],
                 )
-        console.print(table)
+            console.print(table)
+        if unverified:
+            console.print("Signatures not checked: pass --firm-key FIRM=PEMFILE to verify a firm's licenses.")
 
     run_guarded(go)
 
