@@ -179,3 +179,41 @@ def test_errors_are_json_with_code_and_message(client):
     assert r.status_code == 422 and error_code(r) == "invalid_input"
     assert client.get("/docs").status_code == 200
     assert "/api/v1/activations" in client.get("/openapi.json").json()["paths"]
+
+
+def test_product_key_export_is_firm_signed_scoped_and_audited(client):
+    from licentia.core import _crypto, exchange, keyfile
+
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for code in (5001, 5002):
+        assert client.post("/api/v1/firms", json={"code": code, "name": f"F{code}"}, headers=admin).status_code == 201
+    vendor_a = client.post("/api/v1/apikeys", json={"firm_code": 5001}, headers=admin).json()["key"]
+    a = {"Authorization": f"Bearer {vendor_a}"}
+    r = client.get("/api/v1/firms/5001/products/7/keys/2", headers=a)
+    assert r.status_code == 200
+    pem = client.get("/api/v1/firms/5001/public-key", params={"format": "pem"}).text
+    key = _crypto.load_public_pem(pem)
+    pk = keyfile.verify(r.json(), key, firm_code=5001, product_code=7, version=2)
+    assert len(pk.key) == 32
+    v1 = keyfile.verify(client.get("/api/v1/firms/5001/products/7/keys/1", headers=a).json(), key)
+    assert v1.key != pk.key  # a new version is a new key
+    assert client.get("/api/v1/firms/5002/products/7/keys/2", headers=a).status_code == 403
+    assert client.get("/api/v1/firms/5001/products/7/keys/2").status_code == 401
+    audit = client.get("/api/v1/audit", headers=a).json()
+    assert any(row["action"] == "firm.export_product_key" for row in audit)
+
+
+
+def test_exported_product_key_is_the_one_sealed_into_licenses(client):
+    from licentia.core import exchange, keyfile
+
+    vendor = Vendor(client, 5003)  # item: product 7, key versions 1 and 2
+    container = FakeContainer()
+    (ticket,) = vendor.tickets()
+    r = client.post("/api/v1/activations", json=container.request(ticket=ticket))
+    assert r.status_code == 200, r.text
+    update = exchange.verify_update(r.json(), vendor.pinned())
+    sealed = {k["version"]: exchange.unseal_product_key(container.box_key, container.serial, k) for k in update.sealed_keys}
+    for version in (1, 2):
+        doc = vendor.get(f"/firms/5003/products/7/keys/{version}").json()
+        assert keyfile.verify(doc, vendor.pinned()).key == sealed[version]

@@ -27,12 +27,14 @@ item_app = typer.Typer(no_args_is_help=True, help="Items: what a ticket licenses
 customer_app = typer.Typer(no_args_is_help=True, help="Customers.")
 ticket_app = typer.Typer(no_args_is_help=True, help="Tickets: one per license.")
 container_app = typer.Typer(no_args_is_help=True, help="Containers seen by Central.")
+product_key_app = typer.Typer(no_args_is_help=True, help="Product keys for protecting code and data.")
 app.add_typer(firm_app, name="firm")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(item_app, name="item")
 app.add_typer(customer_app, name="customer")
 app.add_typer(ticket_app, name="ticket")
 app.add_typer(container_app, name="container")
+app.add_typer(product_key_app, name="product-key")
 
 CentralOpt = typer.Option(
     None, "--central", envvar="LICENTIA_CENTRAL_URL", help=f"License Central's URL (default {DEFAULT_CENTRAL})."
@@ -131,6 +133,33 @@ def firm_public_key(
             return
         output.write_text(pem)
         _note(f"{pem.count('BEGIN PUBLIC KEY')} public key(s) of firm {code} written to {output}")
+
+    _guard(run)
+
+
+@product_key_app.command("export")
+def product_key_export(
+    firm_code: int = typer.Option(..., "--firm-code", help="The firm."),
+    product_code: int = typer.Option(..., "--product-code", help="The product."),
+    version: int = typer.Option(1, "--key-version", help="Product key version."),
+    output: Path = typer.Option(..., "-o", "--output", help="Key file to write (mode 0600)."),
+    central: str = CentralOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Export a product key as a firm-signed key file for `licentia protect --product-key-file`."""
+
+    def run() -> None:
+        from ..container._files import write_atomic
+        from ..core import keyfile
+
+        doc = CentralClient(central, api_key).call(
+            "GET", f"/firms/{firm_code}/products/{product_code}/keys/{version}"
+        )
+        write_atomic(output, keyfile.dumps(doc), mode=0o600)
+        _note(
+            f"product key v{version} of firm {firm_code}, product {product_code} written to {output} (0600): "
+            "keep it on the build machine, never ship it"
+        )
 
     _guard(run)
 

@@ -59,6 +59,14 @@ def public_key(code: int, svc: FirmsDep, format: Literal["json", "pem"] = "json"
     return svc.public_keys(code)
 
 
+@firms.get(
+    "/firms/{code}/products/{product}/keys/{version}",
+    summary="The product key of a product and key version, as a firm-signed key file (vendor; audited)",
+)
+def product_key(code: int, product: int, version: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
+    return svc.product_key(caller, code, product, version)
+
+
 @firms.post("/firms/{code}/keys/rotate", summary="Make a new active signing key, endorsed by the old one")
 def rotate_key(code: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
     return svc.rotate(caller, code)

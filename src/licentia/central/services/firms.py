@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ...core import _crypto, exchange
+from ...core import _crypto, codes, exchange
 from ..db import run_read, run_write
 from ..errors import BadInput, Conflict, NotFound
 from ..keys import SecretBox
@@ -116,6 +116,27 @@ class FirmService(Service):
                 key.retired = True
                 self.audit(actor, "firm.retire_key", code, kid=kid)
             return self._view(firm, self._keys(firm))
+
+        return run_write(self.session, tx)
+
+    def product_key(self, actor: Actor, code: int, product_code: int, version: int) -> dict[str, Any]:
+        """The product key of (firm, product, version) as a firm-signed key file; audited."""
+        from ...core import keyfile
+
+        code = check_code(code)
+        self.require_firm_access(actor, code)
+        try:
+            codes.check_product_code(product_code)
+        except codes.InvalidCode as exc:
+            raise BadInput(str(exc)) from None
+        if version < 1 or version > 1_000_000:
+            raise BadInput("A key version is a whole number from 1.")
+
+        def tx() -> dict[str, Any]:
+            firm = self.firm_by_code(code)
+            key = exchange.derive_product_key(self.product_secret(firm), code, product_code, version)
+            self.audit(actor, "firm.export_product_key", code, product_code=product_code, version=version)
+            return keyfile.build(code, product_code, version, key, self.signing_key(firm))
 
         return run_write(self.session, tx)
 
