@@ -36,12 +36,13 @@ system-deps:
 
 ## make bench: benchmarks; results go to stdout and bench/results/ (docs/performance.md quotes them)
 bench: $(STAMP) system-deps
+	$(BIN)/pip install -q -c requirements.lock -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 ## make lock: refresh requirements.lock from pyproject.toml
 lock: $(BIN)/python
 	$(BIN)/pip install -q uv
-	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra bench --python-version 3.11 -o requirements.lock
 
 ## make docs-cli: regenerate docs/cli.md from --help
 docs-cli: $(STAMP)

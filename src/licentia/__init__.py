@@ -7,9 +7,12 @@
 
 Everything an application needs is exported here. ``import licentia`` loads
 ``cryptography`` only; httpx is imported when the runtime first goes on the network.
+``open_protected(path)`` reads data files made by ``licentia protect-data``; packages
+made by ``licentia protect`` raise ``ProtectedImportError`` when no license opens them.
 """
 
 from ._exceptions import (
+    AccessDenied,
     ActivationError,
     ClockTampered,
     ContainerLocked,
@@ -20,16 +23,20 @@ from ._exceptions import (
     LicenseNotFound,
     LicenseNotYetValid,
     MaintenanceExpired,
+    ProtectedImportError,
+    SeatsExhausted,
     ServerUnreachable,
     SyncRequired,
     TrustNotConfigured,
     UnitsExhausted,
 )
+from .protect import open_protected
 from .runtime import Handle, access, info, trust
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "ActivationError",
     "ClockTampered",
     "ContainerLocked",
@@ -41,6 +48,8 @@ __all__ = [
     "LicenseNotFound",
     "LicenseNotYetValid",
     "MaintenanceExpired",
+    "ProtectedImportError",
+    "SeatsExhausted",
     "ServerUnreachable",
     "SyncRequired",
     "TrustNotConfigured",
@@ -48,5 +57,6 @@ __all__ = [
     "__version__",
     "access",
     "info",
+    "open_protected",
     "trust",
 ]

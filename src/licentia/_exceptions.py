@@ -13,9 +13,16 @@
      ├── ContainerLocked              (code 19) the container's binding no longer matches
      ├── TrustNotConfigured           (code 20) no firm key pinned for the firm code asked for
      ├── ServerUnreachable            (code 21) no license server answered (names every host tried)
+     ├── SeatsExhausted               (code 22) a license server has the license, every seat is in use
+     ├── AccessDenied                 (code 23) a license server's access rules refuse this client
      └── ActivationError              (code 30) activation, deactivation, sync or update refused
 
-Each class has a stable numeric ``code`` (listed in docs/errors.md) and a message
+    ImportError
+     └── ProtectedImportError                    protected code cannot be imported: no usable
+                                                 license (the LicenseError is ``.license_error``),
+                                                 a damaged or altered file, or another Python
+
+Each ``LicenseError`` class has a stable numeric ``code`` (listed in docs/errors.md) and a message
 that says what to do. ``LicenseInvalid`` never tells the caller which check failed:
 the reason goes to the ``licentia`` logger only.
 """
@@ -130,11 +137,65 @@ class ServerUnreachable(LicenseError):
     rank = 0
 
 
+class SeatsExhausted(LicenseError):
+    """Every seat of the license is in use; the message says how many seats exist.
+
+    ``seats`` is the license quantity and ``in_use`` the seats taken (``None`` when
+    the server did not say).
+    """
+
+    code = 22
+    rank = 11
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        seats: int | None = None,
+        in_use: int | None = None,
+        tried: list[str] | None = None,
+    ):
+        self.seats = seats
+        self.in_use = in_use
+        super().__init__(message, tried=tried)
+
+
+class AccessDenied(LicenseError):
+    """A license server refuses this client (its administrator's access rules or the access mode).
+
+    The message is generic on purpose: the server's log names the rule that refused.
+    """
+
+    code = 23
+    rank = 10
+
+
 class ActivationError(LicenseError):
     """License Central or the container refused an activation, deactivation, sync or update."""
 
     code = 30
     rank = -1
+
+
+class ProtectedImportError(ImportError):
+    """A protected module cannot be imported.
+
+    Raised by the import hook of a package made with ``licentia protect``. When the
+    cause is the license (none found, expired, a release its key version does not
+    cover, ...), ``license_error`` holds the ``LicenseError``; for a damaged or altered
+    file, or a package built for another Python version, ``license_error`` is None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        license_error: LicenseError | None = None,
+        name: str | None = None,
+        path: str | None = None,
+    ):
+        super().__init__(message, name=name, path=path)
+        self.license_error = license_error
 
 
 ALL_ERRORS: tuple[type[LicenseError], ...] = (
@@ -151,5 +212,7 @@ ALL_ERRORS: tuple[type[LicenseError], ...] = (
     ContainerLocked,
     TrustNotConfigured,
     ServerUnreachable,
+    SeatsExhausted,
+    AccessDenied,
     ActivationError,
 )

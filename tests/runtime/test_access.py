@@ -244,6 +244,7 @@ def test_public_names():
         "access", "info", "trust", "Handle", "LicenseError", "LicenseNotFound", "LicenseInvalid", "LicenseExpired",
         "LicenseNotYetValid", "UnitsExhausted", "FeatureNotLicensed", "ClockTampered", "MaintenanceExpired",
         "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "ServerUnreachable", "__version__",
+        "ProtectedImportError", "open_protected", "SeatsExhausted", "AccessDenied",
     }
     assert set(licentia.__all__) == expected
     for name in expected:

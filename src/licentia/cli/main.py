@@ -26,6 +26,13 @@ def _register() -> None:
     app.add_typer(central_cmd.app, name="central", help="Run License Central (vendor back office).")
     app.add_typer(vendor.app, name="vendor", help="Vendor commands against License Central's REST API.")
     enduser.register(app)
+    from . import protect_cmd
+
+    protect_cmd.register(app)
+    from . import network_cmd, server_cmd
+
+    app.add_typer(server_cmd.app, name="server", help="Run and operate a network license server.")
+    network_cmd.register(app)
 
 
 _register()

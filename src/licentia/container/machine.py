@@ -6,7 +6,8 @@ Files in ``<home>/containers/<serial>/``:
   container secret (its two private keys) wrapped per trait combination.
 - ``state.json``: one slot per firm code (sequence number, virtual clock, last sync,
   pinned firm keys, firm-signed license entries, sealed product keys, per-license
-  counters, removed-license tombstones) and an HMAC under a key derived from the
+  counters, removed-license tombstones, licenses borrowed from a network license
+  server) and an HMAC under a key derived from the
   container secret, so that a hand-edited state is refused.
 - ``lock``: flock target; every read-modify-write of state.json holds it.
 """
@@ -51,9 +52,11 @@ class Slot:
     licenses: dict[str, dict[str, Any]] | None = None  # license_id -> {units_used, first_use}
     removed: dict[str, str] | None = None  # license_id -> digest of the removed entry
     withdrawn: list[int] | None = None  # license ids revoked by an update or removed here
+    # licenses borrowed from a network license server: {"entry", "grant", "keys"} each
+    borrowed: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "seq": self.seq,
             "vclock": self.vclock,
             "last_sync": self.last_sync,
@@ -66,6 +69,9 @@ class Slot:
             "removed": self.removed or {},
             "withdrawn": self.withdrawn or [],
         }
+        if self.borrowed:  # written only when present: older readers never see the key
+            out["borrowed"] = self.borrowed
+        return out
 
     @classmethod
     def from_json(cls, firm_code: int, obj: dict[str, Any]) -> Slot:
@@ -334,6 +340,53 @@ class MachineContainer:
 
         return self.mutate(change)
 
+    #: document types a caller may have this container sign (never requests or receipts)
+    SIGNABLE = frozenset({"lease", "borrow", "borrow-return", "usage-head"})
+
+    def sign(self, doc_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Sign a grant or usage-log document with the container's Ed25519 key.
+
+        A license server signs the leases and borrowed licenses it grants this way: the
+        firm-signed entry names this container's key, so every grant verifies back to it.
+        """
+        if doc_type not in self.SIGNABLE:
+            raise ValueError(f"a container does not sign {doc_type!r} documents on request")
+        from ..core.documents import sign_document
+
+        return sign_document(doc_type, payload, self._sign_key)
+
+    # ------------------------------------------------------------ borrowed licenses
+
+    def add_borrowed(self, firm_code: int, record: dict[str, Any], *, borrow_id: str, vtime: int) -> None:
+        """Keep a borrowed license ({"entry", "grant", "keys"}); ``vtime`` (the server's
+        signed time) moves the slot's virtual clock forward."""
+
+        def change(slots: dict[int, Slot]) -> None:
+            slot = slots.get(firm_code) or Slot(firm_code=firm_code)
+            kept = [b for b in slot.borrowed or [] if b.get("id") != borrow_id]
+            slot.borrowed = kept + [{**record, "id": borrow_id}]
+            slot.vclock = max(slot.vclock, vtime)
+            slots[firm_code] = slot
+
+        self.mutate(change)
+
+    def remove_borrowed(self, firm_code: int, borrow_id: str, now: int) -> dict[str, Any]:
+        """Remove a borrowed license; return the container-signed return receipt."""
+
+        def change(slots: dict[int, Slot]) -> dict[str, Any]:
+            slot = slots.get(firm_code)
+            found = [b for b in (slot.borrowed or []) if b.get("id") == borrow_id] if slot else []
+            if not found or slot is None:
+                raise E.LicenseNotFound(f"borrowed license {borrow_id} is not in container {self.serial}")
+            slot.borrowed = [b for b in slot.borrowed or [] if b.get("id") != borrow_id] or None
+            slot.vclock = max(slot.vclock, now)
+            from ..core.documents import sign_document
+
+            payload = {"serial": self.serial, "borrow_id": borrow_id, "firm_code": firm_code, "vtime": slot.vclock}
+            return sign_document("borrow-return", payload, self._sign_key)
+
+        return self.mutate(change)
+
     def seal_local(self, data: bytes, context: bytes) -> bytes:
         """Seal bytes to this container (only this container, on a machine that opens it, unseals them)."""
         return _crypto.seal(self._box_key.public_key(), data, b"licentia local|" + context)
@@ -347,7 +400,10 @@ class MachineContainer:
 
     def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
         slot = self.slots().get(entry.firm_code)
-        for sealed in (slot.keys if slot else None) or []:
+        sealed_keys = list((slot.keys if slot else None) or [])
+        for record in (slot.borrowed if slot else None) or []:
+            sealed_keys.extend(record.get("keys") or [])
+        for sealed in sealed_keys:
             if sealed.get("license") == entry.digest and sealed.get("version") == version:
                 try:
                     return exchange.unseal_product_key(self._box_key, self.serial, sealed)

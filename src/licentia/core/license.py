@@ -34,6 +34,7 @@ class Options:
     maintenance_until: int | None = None
     sync_interval: int | None = None
     data: bytes | None = None
+    local_only: bool = False  # never served by a network license server
 
     @functools.cached_property
     def time_bound(self) -> bool:
@@ -50,6 +51,7 @@ class Options:
             "maintenance_until": self.maintenance_until,
             "sync_interval": self.sync_interval,
             "data": None if self.data is None else b64e(self.data),
+            "local_only": self.local_only,
         }
 
     @classmethod
@@ -70,7 +72,10 @@ class Options:
             raw = None if data is None else b64d(data)
         except ValueError:
             raise DocumentInvalid("data is not base64") from None
-        return cls(quantity=quantity, data=raw, **ints)
+        local_only = obj.get("local_only", False)  # absent in documents made before it existed
+        if not isinstance(local_only, bool):
+            raise DocumentInvalid("local_only is not a boolean")
+        return cls(quantity=quantity, data=raw, local_only=local_only, **ints)
 
 
 @dataclass(frozen=True)

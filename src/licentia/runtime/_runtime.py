@@ -1,6 +1,8 @@
-"""access(), Handle, trust() and info(): the runtime's local path.
+"""access(), Handle, trust() and info(): the runtime's local path, then the network.
 
-Search order today: the machine containers under the runtime's home. Each firm-signed
+Search order: the machine containers under the runtime's home (their own licenses, then
+licenses borrowed from a license server), then license servers (``_network``: the
+``LICENTIA_HOST`` list, the configured list, discovery). Each firm-signed
 entry is verified once per process against the keys the application pinned (cached
 by digest); a cached access then only stats the container's state file, evaluates
 the options in memory, and writes to disk only what it must (units, the first use
@@ -22,9 +24,10 @@ from ..container.store import container_dirs, default_home
 from ..container.traits import read_system_traits
 from ..core import _crypto, codes
 from ..core.documents import DocumentInvalid, document_digest
-from ..core.license import AccessRequest, LicenseEntry, LicenseState, evaluate, units_left
+from ..core.license import AccessRequest, LicenseEntry, LicenseState, effective_time, evaluate, units_left
 
 _DEFAULTS: dict[str, Any] = {"clock": lambda: int(time.time()), "traits": read_system_traits}
+MODES = ("user", "station", "exclusive", "nolimit")
 
 
 def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[_crypto.Ed25519PublicKey]:
@@ -82,6 +85,8 @@ class Handle:
         "_container",
         "_pid",
         "_released",
+        "_lease",
+        "__weakref__",
     )
 
     def __init__(self, grant: _Grant, request: AccessRequest, units_after: int | None):
@@ -99,10 +104,23 @@ class Handle:
         self._container = grant.container
         self._pid = os.getpid()
         self._released = False
+        self._lease: Any = None  # a license server's lease (runtime._network), else None
 
     @property
     def released(self) -> bool:
         return self._released or self._pid != os.getpid()
+
+    @property
+    def server(self) -> str | None:
+        """``host:port`` of the license server this handle's seat is on (None: a local license)."""
+        lease = self._lease
+        return None if lease is None else lease.server.label
+
+    @property
+    def lease_lost(self) -> bool:
+        """True while a network lease is lost (renewals failed; the runtime keeps trying)."""
+        lease = self._lease
+        return lease is not None and lease.lost
 
     @property
     def data(self) -> bytes | None:
@@ -120,6 +138,9 @@ class Handle:
 
     def release(self) -> None:
         self._released = True
+        lease = self._lease
+        if lease is not None:
+            lease.release()
 
     def __enter__(self) -> Handle:
         return self
@@ -153,6 +174,8 @@ class Runtime:
         # per (container serial, firm): (slot object, entries) verified for the pinned keys
         self._entries: dict[tuple[str, int], tuple[int, tuple[LicenseEntry, ...]]] = {}
         self._lock = threading.RLock()
+        self._net: Any = None  # _network.NetworkClient, made on first use
+        self._grants: dict[str, Any] = {}  # borrow grant digest -> verified grant
 
     @property
     def home(self) -> Path:
@@ -181,6 +204,18 @@ class Runtime:
         with self._lock:
             self._containers = None
             self._entries.clear()
+
+    def network(self) -> Any:
+        """This process's network client (session key, HTTP clients, leases)."""
+        net = self._net
+        if net is None or net.pid != os.getpid():
+            from ._network import NetworkClient
+
+            with self._lock:
+                net = self._net
+                if net is None or net.pid != os.getpid():
+                    net = self._net = NetworkClient(self)
+        return net
 
     def containers(self, rescan: bool = False) -> dict[Path, _machine.MachineContainer | E.LicenseError]:
         found = self._containers
@@ -252,7 +287,11 @@ class Runtime:
         units: int = 0,
         firm_key: str | bytes | os.PathLike[str] | None = None,
         release_date: int | None = None,
+        mode: str = "user",
+        on_lease_lost: Callable[[Handle, bool], Any] | None = None,
     ) -> Handle:
+        if mode not in MODES:
+            raise ValueError(f"mode is one of {', '.join(MODES)}")
         if firm_key is not None:
             self.trust(firm_code, firm_key)
         keys = self._keys.get(firm_code)
@@ -267,10 +306,35 @@ class Runtime:
         try:
             return self._access(request, keys, rescan=False)
         except E.LicenseError as first:
-            if first.rank > E.LicenseNotFound.rank:
-                raise
-            # a container may have been made since this process looked: look once more
-            return self._access(request, keys, rescan=True)
+            local = first
+            if first.rank <= E.LicenseNotFound.rank:
+                # a container may have been made since this process looked: look once more
+                try:
+                    return self._access(request, keys, rescan=True)
+                except E.LicenseError as again:
+                    local = again
+        return self._network_access(request, keys, mode, on_lease_lost, local)
+
+    def _network_access(
+        self,
+        request: AccessRequest,
+        keys: dict[str, _crypto.Ed25519PublicKey],
+        mode: str,
+        on_lease_lost: Callable[[Handle, bool], Any] | None,
+        local: E.LicenseError,
+    ) -> Handle:
+        from . import _network
+
+        if not _network.configured(self.home):
+            raise local
+        try:
+            return self.network().access(request, keys, mode, on_lease_lost)
+        except E.LicenseError as remote:
+            # closest to success wins; on a tie the network's answer (it names the servers)
+            if local.rank > remote.rank:
+                raise local from None
+            remote.tried = local.tried + remote.tried
+            raise remote from None
 
     def _access(self, request: AccessRequest, keys: dict[str, _crypto.Ed25519PublicKey], rescan: bool) -> Handle:
         now = self.clock()
@@ -308,6 +372,10 @@ class Runtime:
                 if ev.units or ev.start_usage or now > slot.vclock + _machine.OBSERVE_STEP:
                     grant = self._commit(grant, request, now)
                 return Handle(grant, request, self._units_after(grant))
+            if slot.borrowed:
+                handle = self._borrowed(container, slot, request, keys, now, failures, tried)
+                if handle is not None:
+                    return handle
         if not failures:
             raise E.LicenseNotFound(
                 f"no license for firm {request.firm_code}, product {request.product_code} in "
@@ -319,6 +387,67 @@ class Runtime:
         others = [t for t in tried if t != message]
         text = message + (f" (also tried: {'; '.join(others)})" if others else "")
         raise cls(text, tried=tried)
+
+    def _borrowed(
+        self,
+        container: _machine.MachineContainer,
+        slot: _machine.Slot,
+        request: AccessRequest,
+        keys: dict[str, _crypto.Ed25519PublicKey],
+        now: int,
+        failures: list[tuple[int, type[E.LicenseError], str]],
+        tried: list[str],
+    ) -> Handle | None:
+        """A license borrowed from a license server: the firm-signed entry names the server's
+        container, whose key signed the borrow grant naming this container."""
+        from ..core import grants
+
+        for record in slot.borrowed or []:
+            where = f"container {container.serial} borrowed license"
+            try:
+                doc = record["entry"]
+                if doc["payload"].get("product_code") != request.product_code:
+                    continue
+                digest = document_digest(doc)
+                entry = self._verified.get(digest)
+                if entry is None:
+                    entry = LicenseEntry.verify(doc, keys)
+                    self._verified[digest] = entry
+                grant_digest = document_digest(record["grant"])
+                grant = self._grants.get(grant_digest)
+                if grant is None:
+                    grant = grants.verify_borrow(record["grant"], entry)
+                    self._grants[grant_digest] = grant
+            except (DocumentInvalid, KeyError, TypeError) as exc:
+                E.LicenseInvalid(reason=f"{where}: {getattr(exc, 'reason', exc)}")
+                failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: failed verification"))
+                tried.append(f"{where}: failed verification")
+                continue
+            if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
+                E.LicenseInvalid(reason=f"{where}: grant for container {grant.client_serial}")
+                failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: issued to another container"))
+                continue
+            where = f"{where} {entry.summary()}"
+            ev = evaluate(entry, LicenseState(first_use=grant.issued), AccessRequest(
+                request.firm_code, request.product_code, request.feature_code, 0, request.release_date), now,
+                slot.vclock)
+            t, tampered = effective_time(now, slot.vclock)
+            error: tuple[type[E.LicenseError], str] | None = None
+            if ev.error is not None:
+                error = (ev.error, ev.message)
+            elif tampered:
+                error = (E.ClockTampered, "the system clock is behind the last trusted time: set the clock right")
+            elif t >= grant.expires:
+                error = (E.LicenseExpired, "the borrowing period is over: borrow again ('licentia borrow')")
+            elif request.units:
+                error = (E.UnitsExhausted, "a borrowed license carries no unit counter")
+            if error is not None:
+                failures.append((error[0].rank, error[0], f"{where}: {error[1]}"))
+                tried.append(f"{where}: {error[1]}")
+                continue
+            expires = grant.expires if ev.expires is None else min(ev.expires, grant.expires)
+            return Handle(_Grant(entry, container, LicenseState(), expires), request, None)
+        return None
 
     @staticmethod
     def _units_after(grant: _Grant) -> int | None:
@@ -377,6 +506,23 @@ class Runtime:
                             "verified": bool(keys),
                         }
                     )
+                for record in slot.borrowed or []:
+                    payload, grant = record["entry"]["payload"], record["grant"]["payload"]
+                    over = max(now, slot.vclock) >= int(grant.get("expires", 0))
+                    licenses.append(
+                        {
+                            "firm_code": firm,
+                            "product_code": payload.get("product_code"),
+                            "feature_map": payload.get("feature_map"),
+                            "license_id": payload.get("license_id"),
+                            "ticket": payload.get("ticket"),
+                            "text": payload.get("text"),
+                            "expires": grant.get("expires"),
+                            "units_left": None,
+                            "status": "borrowing period over" if over else f"borrowed from {record.get('server')}",
+                            "verified": False,
+                        }
+                    )
             out.append(
                 {
                     "serial": result.serial,
@@ -416,6 +562,7 @@ def _after_fork_in_child() -> None:
     _runtime_lock = threading.Lock()
     if _runtime is not None:
         _runtime._lock = threading.RLock()
+        _runtime._net = None  # no leases, HTTP connections or heartbeat thread from the parent
         _runtime.reset()
 
 
@@ -430,10 +577,20 @@ def access(
     units: int = 0,
     firm_key: str | bytes | os.PathLike[str] | None = None,
     release_date: Any = None,
+    mode: str = "user",
+    on_lease_lost: Callable[[Handle, bool], Any] | None = None,
 ) -> Handle:
-    """Find a license for (firm, product, features) and return a Handle, or raise a LicenseError."""
+    """Find a license for (firm, product, features) and return a Handle, or raise a LicenseError.
+
+    Local containers first, then license servers. ``mode`` counts a server's seats:
+    ``"user"`` (a seat per access), ``"station"`` (one seat per user and host),
+    ``"exclusive"`` (one process per host), ``"nolimit"`` (no seat; licenses without a seat
+    limit only). ``on_lease_lost(handle, back)`` is called from the heartbeat thread when a
+    server lease is lost (``back=False``) and when it came back (``back=True``).
+    """
     return get_runtime().access(
-        firm_code, product_code, feature_code, units=units, firm_key=firm_key, release_date=release_date
+        firm_code, product_code, feature_code, units=units, firm_key=firm_key, release_date=release_date,
+        mode=mode, on_lease_lost=on_lease_lost,
     )
 
 

@@ -37,6 +37,7 @@ class OptionsTemplate(_Body):
     maintenance_until: StrictInt | None = Field(default=None, ge=0)
     sync_interval_days: StrictInt | None = Field(default=None, ge=0)
     data: str | None = Field(default=None, description="base64")
+    local_only: bool = Field(default=False, description="never served by a network license server")
 
 
 class ItemCreate(_Body):

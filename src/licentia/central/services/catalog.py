@@ -31,7 +31,7 @@ TEMPLATE_INTS = (
 def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Check an options template; return it without unset fields."""
     raw = dict(raw or {})
-    unknown = set(raw) - set(TEMPLATE_INTS) - {"data"}
+    unknown = set(raw) - set(TEMPLATE_INTS) - {"data", "local_only"}
     if unknown:
         raise BadInput(f"Unknown option(s): {', '.join(sorted(unknown))}.")
     out: dict[str, Any] = {}
@@ -53,6 +53,10 @@ def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
             out["data"] = b64e(b64d(data.replace("+", "-").replace("/", "_").rstrip("=")))
         except ValueError:
             raise BadInput("Option data is base64 text.") from None
+    if raw.get("local_only"):
+        if not isinstance(raw["local_only"], bool):
+            raise BadInput("Option local_only is true or false.")
+        out["local_only"] = True
     out.setdefault("quantity", 1)
     return out
 
@@ -80,6 +84,7 @@ def absolute_options(template: dict[str, Any], first_activation: int) -> Options
         maintenance_until=maintenance,
         sync_interval=days("sync_interval_days"),
         data=None if data is None else b64d(data),
+        local_only=bool(template.get("local_only", False)),
     )
 
 

@@ -1,0 +1,326 @@
+"""Benchmark: the network license server on loopback.
+
+- access + release pairs (two requests: POST /api/v1/leases, DELETE /api/v1/leases/{id})
+  per second with 1, 16 and 64 concurrent clients, with p50 and p99 pair latency;
+- at 64 clients, requests per second against a hello-world endpoint (GET /hello) on the
+  same server stack (FastAPI + uvicorn with uvloop and httptools, the same process);
+  target: access+release requests/s >= 0.5 x hello-world requests/s;
+- memory (RSS of the server process) for 10,000 active leases.
+
+The server is `licentia server start` in its own process; the load generator is a light
+asyncio client (raw HTTP/1.1 on kept-alive connections, uvloop when available) in a
+second process, so that each gets one of the machine's cores. Every access signs a
+lease with the server container's key, seals the product key to the session, and
+commits its lease and usage event (hash-chained, the head signed) before answering.
+
+    .venv/bin/python bench/bench_server.py [--seconds 3] [--leases 10000]
+
+Prints a markdown table and a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+TARGET = 0.5
+LEVELS = (1, 16, 64)
+MEMORY_LEASES = 10_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- the load generator (its own process)
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    async def call(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        i = lower.find(b"content-length:")
+        n = int(lower[i + 15 : lower.find(b"\r\n", i)]) if i >= 0 else 0
+        body = await self.reader.readexactly(n) if n else b""
+        return status, body
+
+
+def _post(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _access_body(session: str, cid: str) -> bytes:
+    return json.dumps({"firm_code": 10101, "product_code": 1, "mode": "user", "client_lease_id": cid,
+                       "session": session, "nonce": cid, "user": "bench", "host": "bench-host", "pid": 1}).encode()
+
+
+async def _connect(port: int, n: int) -> list[Conn]:
+    conns = []
+    for _ in range(n):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        conns.append(Conn(r, w))
+    return conns
+
+
+async def _pairs(port: int, clients: int, seconds: float, session: str) -> dict[str, Any]:
+    conns = await _connect(port, clients)
+    latencies: list[float] = []
+    stop = time.perf_counter() + 0.3 + seconds
+    measure_from = time.perf_counter() + 0.3  # warm-up
+    done = 0
+
+    async def worker(k: int, conn: Conn) -> None:
+        nonlocal done
+        i = 0
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                return
+            cid = f"b{k}-{i}"
+            i += 1
+            status, body = await conn.call(_post("/api/v1/leases", _access_body(session, cid)))
+            if status != 200:
+                raise RuntimeError(f"access failed: {status} {body[:200]!r}")
+            lease_id = json.loads(body)["lease_id"]
+            raw = f"DELETE /api/v1/leases/{lease_id}?client={cid} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+            status, body = await conn.call(raw)
+            if status != 200:
+                raise RuntimeError(f"release failed: {status} {body[:200]!r}")
+            t1 = time.perf_counter()
+            if t0 >= measure_from:
+                latencies.append(t1 - t0)
+                done += 1
+
+    await asyncio.gather(*(worker(k, c) for k, c in enumerate(conns)))
+    for c in conns:
+        c.writer.close()
+    latencies.sort()
+    return {
+        "clients": clients,
+        "pairs": done,
+        "pairs_per_second": round(done / seconds, 1),
+        "requests_per_second": round(2 * done / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1e3, 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3, 2),
+    }
+
+
+async def _hello(port: int, clients: int, seconds: float, path: str = "/hello") -> dict[str, Any]:
+    conns = await _connect(port, clients)
+    raw = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    stop = time.perf_counter() + 0.3 + seconds
+    measure_from = time.perf_counter() + 0.3
+    done = 0
+
+    async def worker(conn: Conn) -> None:
+        nonlocal done
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                return
+            status, _ = await conn.call(raw)
+            if status != 200:
+                raise RuntimeError("hello failed")
+            if t0 >= measure_from:
+                done += 1
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    for c in conns:
+        c.writer.close()
+    return {"clients": clients, "requests": done, "requests_per_second": round(done / seconds, 1)}
+
+
+async def _hold(port: int, count: int, session: str) -> int:
+    conns = await _connect(port, 32)
+    made = 0
+
+    async def worker(k: int, conn: Conn) -> None:
+        nonlocal made
+        for i in range(k, count, len(conns)):
+            status, body = await conn.call(_post("/api/v1/leases", _access_body(session, f"hold-{i}")))
+            if status != 200:
+                raise RuntimeError(f"access failed: {status} {body[:200]!r}")
+            made += 1
+
+    await asyncio.gather(*(worker(k, c) for k, c in enumerate(conns)))
+    for c in conns:
+        c.writer.close()
+    return made
+
+
+def load_main(port: int, task: str, clients: int, seconds: float) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from licentia.core import _crypto
+    from licentia.core._encoding import b64e
+
+    session = b64e(_crypto.raw_public(_crypto.X25519PrivateKey.generate().public_key()))
+    if task == "pairs":
+        out: Any = asyncio.run(_pairs(port, clients, seconds, session))
+    elif task == "hello":
+        out = asyncio.run(_hello(port, clients, seconds))
+    elif task == "hello-asgi":
+        out = asyncio.run(_hello(port, clients, seconds, "/hello-asgi"))
+    else:
+        t0 = time.perf_counter()
+        made = asyncio.run(_hold(port, clients, session))
+        out = {"leases": made, "seconds": round(time.perf_counter() - t0, 2)}
+    print(json.dumps(out))
+
+
+def run_load(port: int, task: str, clients: int, seconds: float) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    out = subprocess.run([sys.executable, __file__, "--load", task, str(port), str(clients), str(seconds)],
+                         env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- the server
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (default 3)")
+    parser.add_argument("--leases", type=int, default=MEMORY_LEASES, help="active leases for the memory figure")
+    args = parser.parse_args()
+
+    from licentia.container import MachineContainer, read_system_traits
+    from licentia.core.license import Options
+    from tests.factory import Firm
+
+    work = Path(tempfile.mkdtemp(prefix="licentia-bench-server-"))
+    proc = None
+    try:
+        now = int(time.time())
+        data = work / "data"
+        firm = Firm()
+        c = MachineContainer.create(data, "medium", read_system_traits(), now)
+        req = c.make_request("activate", now, ticket="00000-00000-00000-00000-00000")
+        c.apply_update(firm.grant(req, now=now, options=Options(quantity=args.leases + 1000)), now)
+        config = work / "server.toml"
+        config.write_text("[server]\ndiscovery = false\nlease_ttl = 600\n")
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+        env["PYTHONPATH"] = str(ROOT / "src")
+        log = open(work / "server.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "licentia", "server", "start", "--data", str(data),
+                                 "--host", "127.0.0.1", "--port", str(port), "--config", str(config)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError((work / "server.log").read_text())
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the license server did not start")
+            time.sleep(0.1)
+        levels = [run_load(port, "pairs", n, args.seconds) for n in LEVELS[:-1]]
+        # the machine is shared and noisy: at 64 clients, alternate the two measurements
+        # three times and keep the median run of each
+        runs64, hellos = [], []
+        for _ in range(3):
+            runs64.append(run_load(port, "pairs", LEVELS[-1], args.seconds))
+            hellos.append(run_load(port, "hello", LEVELS[-1], args.seconds))
+        levels.append(sorted(runs64, key=lambda r: r["requests_per_second"])[1])
+        hello = sorted(hellos, key=lambda r: r["requests_per_second"])[1]
+        hello_raw = run_load(port, "hello-asgi", 64, args.seconds)
+        at64 = levels[-1]
+        ratio = round(at64["requests_per_second"] / hello["requests_per_second"], 3)
+        ratio_raw = round(at64["requests_per_second"] / hello_raw["requests_per_second"], 3)
+
+        def db_size() -> int:
+            return sum(p.stat().st_size for p in data.glob("seats.db*"))
+
+        before, db_before = rss_kib(proc.pid), db_size()
+        held = run_load(port, "hold", args.leases, 0)
+        after, db_after = rss_kib(proc.pid), db_size()
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/licenses", timeout=30)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{answer.status_code} {answer.text[:300]} {(work / 'server.log').read_text()[-3000:]}")
+        status = answer.json()["licenses"][0]
+        memory = {
+            "active_leases": status["in_use"],
+            "created_in_s": held["seconds"],
+            "rss_before_mib": round(before / 1024, 1),
+            "rss_after_mib": round(after / 1024, 1),
+            "rss_growth_mib": round((after - before) / 1024, 1),
+            "bytes_per_lease": round((after - before) * 1024 / max(1, status["in_use"])),
+            "database_growth_mib": round((db_after - db_before) / 2**20, 1),
+            "database_bytes_per_lease": round((db_after - db_before) / max(1, status["in_use"])),
+        }
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    result = {"levels": levels, "hello_at_64": hello, "hello_raw_asgi_at_64": hello_raw, "ratio_at_64": ratio,
+              "ratio_at_64_vs_raw_asgi": ratio_raw, "target_ratio": TARGET, "memory": memory}
+    print("| clients | access+release pairs/s | requests/s | p50 pair ms | p99 pair ms |")
+    print("|---|---|---|---|---|")
+    for lv in levels:
+        print(f"| {lv['clients']} | {lv['pairs_per_second']} | {lv['requests_per_second']} | {lv['p50_ms']} | "
+              f"{lv['p99_ms']} |")
+    print(f"| 64, GET /hello (FastAPI route) | | {hello['requests_per_second']} | | |")
+    print(f"| 64, GET /hello-asgi (raw ASGI) | | {hello_raw['requests_per_second']} | | |")
+    ok = "ok" if ratio >= TARGET else "BELOW TARGET"
+    print(f"\nratio at 64 clients (access+release requests/s over hello-world requests/s): {ratio} ({ok}; "
+          f"target >= {TARGET}); against the raw ASGI hello world: {ratio_raw}")
+    print(f"memory for {memory['active_leases']} active leases: RSS {memory['rss_before_mib']} -> "
+          f"{memory['rss_after_mib']} MiB (+{memory['rss_growth_mib']} MiB, {memory['bytes_per_lease']} B/lease); "
+          f"database +{memory['database_growth_mib']} MiB ({memory['database_bytes_per_lease']} B/lease, "
+          f"with its usage event)\n")
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--load":
+        load_main(int(sys.argv[3]), sys.argv[2], int(sys.argv[4]), float(sys.argv[5]))
+    else:
+        main()

@@ -1,0 +1,384 @@
+"""``licentia server ...``: run and operate a network license server."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import _common
+from ._common import console, fail, run_guarded
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+usage_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False, invoke_without_command=True)
+app.add_typer(usage_app, name="usage", help="Usage events: report (--from/--to, --json/--csv) or 'verify'.")
+
+DataOpt = typer.Option(None, "--data", help="Data directory (default: $LICENTIA_SERVER_DATA or ./.licentia-server).")
+UrlOpt = typer.Option(None, "--url", help="The server's URL (default: http://127.0.0.1:22370).")
+TokenOpt = typer.Option(None, "--token", help="Admin token (default: $LICENTIA_SERVER_ADMIN_TOKEN or DATA/admin.token).")
+
+
+def _data(data: Optional[Path]) -> Path:
+    from ..server.settings import DEFAULT_DATA
+
+    return Path(data) if data else Path(os.environ.get("LICENTIA_SERVER_DATA") or DEFAULT_DATA)
+
+
+def _runtime(data: Optional[Path]):  # type: ignore[no-untyped-def]
+    from ..runtime import Runtime
+
+    return Runtime(home=_data(data))
+
+
+def _when(ts: Optional[int]) -> str:
+    if ts is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@app.command()
+def start(
+    data: Path = DataOpt,
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
+    port: int = typer.Option(22370, "--port", help="TCP port of the HTTP API."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config: [server] settings and access rules."),
+) -> None:
+    """Run the license server. Ctrl-C stops it; SIGHUP (or editing --config) reloads the access rules."""
+    run_guarded(_start, data, host, port, config)
+
+
+def _start(data: Optional[Path], host: str, port: int, config: Optional[Path]) -> None:
+    import uvicorn
+
+    from ..server.app import create_app
+    from ..server.settings import Settings
+
+    settings = Settings.from_env(data_dir=data, config_path=config, host=host, port=port)  # env is read here only
+    if not _port_free(host, port):
+        fail(f"port {port} on {host} is in use: stop what runs there or pick another with --port")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("licentia").setLevel(logging.INFO)
+    app = create_app(settings)
+    server = app.state.license_server
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if settings.tls else "http"
+    console.print(f"License server: {scheme}://{shown}:{port}  (admin page: /admin)", highlight=False)
+    console.print(f"data: {settings.data_dir}  containers: {', '.join(s for s in server.status()['server']['containers']) or 'none yet'}", highlight=False)
+    console.print(f"admin token: {app.state.admin_source}", highlight=False)
+    served, local = server.served()
+    console.print(f"{len(served)} license(s) served, {len(local)} local-only kept back; config version "
+                  f"{server.config_version}", highlight=False)
+    if not served:
+        console.print("No licenses yet: 'licentia server activate TICKET --central URL'.", highlight=False)
+    kwargs: dict[str, Any] = {}
+    if settings.tls:
+        kwargs.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", timeout_keep_alive=75,
+                access_log=False, **kwargs)
+    console.print("License server stopped.", highlight=False)
+
+
+@app.command()
+def activate(
+    ticket: str = typer.Argument(..., help="The ticket id from the vendor."),
+    central: Optional[str] = typer.Option(None, "--central", help="License Central URL (or LICENTIA_CENTRAL_URL)."),
+    data: Path = DataOpt,
+    offline: bool = typer.Option(False, "--offline", help="Write a request file instead of going online."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Request file to write (with --offline)."),
+    level: Optional[str] = typer.Option(None, "--level", help="Binding level of the server's container."),
+) -> None:
+    """Activate a ticket into the server's own container (its licenses become seats)."""
+    from ..runtime import activation
+    from .enduser import _central, _write
+
+    def go() -> None:
+        rt = _runtime(data)
+        if offline:
+            if output is None:
+                fail("--offline needs -o FILE for the request")
+            request = activation.make_request(ticket, level=level or "medium", runtime=rt)
+            _write(output, activation.dump(request))
+            console.print(f"Request written to [bold]{output}[/]. Submit it with 'licentia depot submit "
+                          f"{output.name} --central URL -o update.json', then 'licentia server apply update.json'.")
+            return
+        container, update = activation.activate(ticket, _central(central) or "", level=level, runtime=rt)
+        console.print(f"Activated ticket {ticket} into server container [bold]{container.serial}[/] "
+                      f"({len(update.entries)} license(s) from firm {update.firm_code}). A running server "
+                      "picks it up by itself.")
+
+    run_guarded(go)
+
+
+@app.command()
+def apply(
+    file: Path = typer.Argument(..., help="An update file from License Central."),
+    data: Path = DataOpt,
+) -> None:
+    """Apply an update file to the server's container (offline activation)."""
+    from ..runtime import activation
+
+    def go() -> None:
+        update = activation.apply(activation.read_document(file), runtime=_runtime(data))
+        console.print(f"Applied update {update.seq} of firm {update.firm_code} to container {update.serial}.")
+
+    run_guarded(go)
+
+
+@app.command()
+def deactivate(
+    ticket: str = typer.Argument(..., help="The ticket whose license leaves the server."),
+    central: Optional[str] = typer.Option(None, "--central", help="License Central URL (default: where it came from)."),
+    data: Path = DataOpt,
+    offline: bool = typer.Option(False, "--offline", help="Write a receipt file instead of going online."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Receipt file to write (with --offline)."),
+) -> None:
+    """Remove a license from the server's container so its ticket can be activated elsewhere."""
+    from ..runtime import activation
+    from .enduser import _central, _write
+
+    def go() -> None:
+        if offline and output is None:
+            fail("--offline needs -o FILE for the receipt")
+        receipt = activation.deactivate(ticket, _central(central, required=False), offline=offline,
+                                        runtime=_runtime(data))
+        if offline:
+            assert output is not None
+            _write(output, activation.dump(receipt))
+            console.print(f"License removed. Receipt written to [bold]{output}[/].")
+        else:
+            console.print(f"License of ticket {ticket} removed from the server and freed at License Central.")
+
+    run_guarded(go)
+
+
+@app.command()
+def sync(
+    central: Optional[str] = typer.Option(None, "--central", help="License Central URL (default: where each came from)."),
+    data: Path = DataOpt,
+) -> None:
+    """Fetch pending updates for the server's container from License Central."""
+    from ..runtime import activation
+    from .enduser import _central
+
+    def go() -> None:
+        done = activation.sync(_central(central, required=False), runtime=_runtime(data))
+        if not done:
+            console.print("Nothing to sync: no container knows a License Central.")
+        for serial, firm, update in done:
+            console.print(f"Container {serial}, firm {firm}: update {update.seq}, {len(update.entries)} license(s).")
+
+    run_guarded(go)
+
+
+# ------------------------------------------------------------ talking to a running server
+
+
+def _admin(url: Optional[str], token: Optional[str], data: Optional[Path]) -> tuple[str, dict[str, str]]:
+    url = (url or "http://127.0.0.1:22370").rstrip("/")
+    token = token or os.environ.get("LICENTIA_SERVER_ADMIN_TOKEN")
+    if not token:
+        path = _data(data) / "admin.token"
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            fail(f"no admin token: pass --token, set LICENTIA_SERVER_ADMIN_TOKEN, or run this where {path} is")
+    return url, {"Authorization": f"Bearer {token}"}
+
+
+def _call(method: str, url: str, path: str, headers: dict[str, str]) -> Any:
+    import httpx
+
+    ca = os.environ.get("LICENTIA_CA_FILE")
+    verify: Any = True
+    if ca:
+        import ssl
+
+        verify = ssl.create_default_context(cafile=ca)
+    try:
+        r = httpx.request(method, url + path, headers=headers, timeout=15, verify=verify, trust_env=False)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the license server at {url} ({exc.__class__.__name__}): is it running? (--url)")
+    if r.status_code == 401:
+        fail("the server refused the admin token")
+    if r.status_code >= 400:
+        fail(f"the server answered HTTP {r.status_code}: {r.text[:200]}")
+    return r.json()
+
+
+@app.command()
+def status(
+    url: Optional[str] = UrlOpt,
+    token: Optional[str] = TokenOpt,
+    data: Path = DataOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Licenses, seats in use, sessions and borrowed seats of a running server."""
+    from rich.table import Table
+
+    def go() -> None:
+        base, headers = _admin(url, token, data)
+        s = _call("GET", base, "/api/v1/admin/status", headers)
+        if as_json:
+            print(json.dumps(s, indent=1))
+            return
+        srv = s["server"]
+        console.print(f"containers {', '.join(srv['containers']) or '-'} · config version {srv['config_version']}"
+                      + (f" · [red]config error: {srv['config_error']}[/]" if srv.get("config_error") else "")
+                      + f" · lease TTL {srv['lease_ttl']} s · linger {srv['linger']} s", highlight=False)
+        t = Table(title="licenses")
+        for col in ("firm", "product", "license", "text", "seats", "in use", "expires", "status"):
+            t.add_column(col)
+        for lic in s["licenses"]:
+            t.add_row(str(lic["firm_code"]), str(lic["product_code"]), str(lic["license_id"]), lic["text"],
+                      str(lic["seats"] or "no limit"), str(lic["in_use"]), _when(lic["expires"]), lic["status"])
+        console.print(t)
+        t = Table(title="sessions")
+        for col in ("lease", "user", "host", "address", "product", "mode", "since", "state"):
+            t.add_column(col)
+        for x in s["sessions"]:
+            t.add_row(x["lease_id"], x["user"], x["host"], x["ip"], f"{x['firm_code']}:{x['product_code']}",
+                      x["mode"], _when(x["since"]), x["state"])
+        console.print(t)
+        t = Table(title="borrowed")
+        for col in ("borrow", "user", "host", "container", "product", "since", "until"):
+            t.add_column(col)
+        for x in s["borrowed"]:
+            t.add_row(x["lease_id"], x["user"], x["host"], x["borrower"] or "-",
+                      f"{x['firm_code']}:{x['product_code']}", _when(x["since"]), _when(x["expires"]))
+        console.print(t)
+
+    run_guarded(go)
+
+
+@app.command("release")
+def release_session(
+    lease_id: str = typer.Argument(..., help="The session's lease id (see 'licentia server status')."),
+    url: Optional[str] = UrlOpt,
+    token: Optional[str] = TokenOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Release a session (or a borrowed seat) on a running server; its client cannot renew it."""
+
+    def go() -> None:
+        base, headers = _admin(url, token, data)
+        done = _call("DELETE", base, f"/api/v1/admin/sessions/{lease_id}", headers)
+        console.print("released" if done.get("released") else f"no live session {lease_id}")
+
+    run_guarded(go)
+
+
+@app.command()
+def reload(url: Optional[str] = UrlOpt, token: Optional[str] = TokenOpt, data: Path = DataOpt) -> None:
+    """Reload a running server's config (as SIGHUP does) and look for new licenses."""
+
+    def go() -> None:
+        base, headers = _admin(url, token, data)
+        done = _call("POST", base, "/api/v1/admin/reload", headers)
+        if done.get("config_error"):
+            fail(f"config not reloaded: {done['config_error']}")
+        console.print(f"config version {done['config_version']}")
+
+    run_guarded(go)
+
+
+# ------------------------------------------------------------ usage
+
+
+def _time(text: Optional[str], default: int) -> int:
+    if not text:
+        return default
+    if text.isdigit():
+        return int(text)
+    try:
+        value = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{text!r} is not a date: give YYYY-MM-DD, an ISO date-time, or Unix seconds")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return int(value.timestamp())
+
+
+@usage_app.callback()
+def usage(
+    ctx: typer.Context,
+    start: Optional[str] = typer.Option(None, "--from", help="From (inclusive): YYYY-MM-DD, ISO date-time or Unix seconds."),
+    end: Optional[str] = typer.Option(None, "--to", help="To (exclusive); default: now."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON ({\"errorCode\": 0, \"licenseUsageList\": [...]})."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    events: bool = typer.Option(False, "--events", help="Every raw event (access, renew, release, deny, ...)."),
+    data: Path = DataOpt,
+) -> None:
+    """Usage: one row per access (access and release time, seconds) and per denial."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def go() -> None:
+        from ..runtime import get_runtime
+        from ..seats import SeatEngine
+        from ..seats.store import SqliteSeatStore
+        from ..seats.usage import to_csv
+
+        db = _data(data) / "seats.db"
+        if not db.exists():
+            fail(f"no usage log in {_data(data)} (seats.db is missing): pass --data DIR")
+        now = get_runtime().clock()
+        store = SqliteSeatStore(db, readonly=True)
+        try:
+            engine = SeatEngine(store, clock=lambda: now)
+            rows = engine.usage(_time(start, 0), _time(end, now + 1), events=events)
+        finally:
+            store.close()
+        if as_csv and not events:
+            print(to_csv(rows), end="")
+        elif as_json or as_csv:
+            key = "events" if events else "licenseUsageList"
+            print(json.dumps({"errorCode": 0, key: rows}, indent=1))
+        else:
+            from rich.table import Table
+
+            t = Table(title="license usage")
+            cols = ("event", "time", "leaseId") if events else ("accessTime", "releaseTime", "seconds", "success",
+                                                                  "fail", "invalid", "firmCode", "productCode",
+                                                                  "featureCode", "ticketLicenseId",
+                                                                  "userIdentification")
+            for col in cols:
+                t.add_column(col)
+            for r in rows:
+                t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
+            console.print(t)
+
+    run_guarded(go)
+
+
+@usage_app.command("verify")
+def usage_verify(data: Path = DataOpt) -> None:
+    """Check the usage log's hash chain and its signature by the server's container key."""
+    from ..server.core import verify_usage_offline
+
+    def go() -> None:
+        result = verify_usage_offline(_data(data))
+        if result["ok"]:
+            console.print(f"usage log intact: {result['events']} event(s)"
+                          + (f", {result['first']}..{result['last']}" if result["events"] else ""), highlight=False)
+            return
+        for problem in result["problems"]:
+            _common.err_console.print(f"  {problem}", highlight=False)
+        fail("the usage log was altered: " + "; ".join(result["problems"][:3]))
+
+    run_guarded(go)

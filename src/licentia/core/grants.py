@@ -1,0 +1,231 @@
+"""What a network license server grants: leases and borrowed licenses.
+
+A server holds firm-signed license entries that name its own container (serial and
+Ed25519 key). It hands a client the entry document itself plus a grant signed by that
+container key, so every grant verifies back to the firm key the application pins:
+
+- lease         (``type: "lease"``): a seat for one running access, bound to the
+  client session's ephemeral X25519 key and to the nonce of the request it answers.
+- borrow        (``type: "borrow"``): a seat taken into the client's own container
+  until ``expires``, bound to that container's serial and Ed25519 key.
+- borrow-return (``type: "borrow-return"``, signed by the client container): proof
+  that the borrowed license left the client container.
+
+Product keys travel sealed: to the session key for a lease (context
+``licentia lease key|<server serial>|<entry digest>|<version>|<session>``) and to
+the client container for a borrowed license (the container's own sealing, as in an
+update). docs/formats.md is the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import _crypto
+from ._encoding import b64d, b64e
+from .documents import DocumentInvalid, document_digest, require, verify_document
+from .license import LicenseEntry
+
+Signer = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+LEASE = "lease"
+BORROW = "borrow"
+BORROW_RETURN = "borrow-return"
+
+
+def container_key(entry: LicenseEntry) -> _crypto.Ed25519PublicKey:
+    """The Ed25519 key of the container an entry was issued to."""
+    try:
+        return _crypto.Ed25519PublicKey.from_public_bytes(b64d(entry.container_key))
+    except ValueError:
+        raise DocumentInvalid("entry names a malformed container key") from None
+
+
+# ---------------------------------------------------------------- leases
+
+
+@dataclass(frozen=True)
+class Lease:
+    lease_id: str
+    client_lease_id: str
+    serial: str
+    license: str  # entry digest
+    license_id: int
+    firm_code: int
+    product_code: int
+    feature_code: int
+    mode: str
+    session: str
+    nonce: str
+    issued: int
+    expires: int
+    first_use: int | None
+    document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def build_lease(
+    sign: Signer,
+    *,
+    lease_id: str,
+    client_lease_id: str,
+    entry: LicenseEntry,
+    feature_code: int,
+    mode: str,
+    session: str,
+    nonce: str,
+    issued: int,
+    expires: int,
+    first_use: int | None = None,
+) -> dict[str, Any]:
+    payload = {
+        "lease_id": lease_id,
+        "client_lease_id": client_lease_id,
+        "serial": entry.serial,
+        "license": entry.digest,
+        "license_id": entry.license_id,
+        "firm_code": entry.firm_code,
+        "product_code": entry.product_code,
+        "feature_code": feature_code,
+        "mode": mode,
+        "session": session,
+        "nonce": nonce,
+        "issued": issued,
+        "expires": expires,
+        "first_use": first_use,
+    }
+    return sign(LEASE, payload)
+
+
+def verify_lease(doc: dict[str, Any], entry: LicenseEntry) -> Lease:
+    """Check a lease against the (already verified) entry it names."""
+    payload = verify_document(doc, LEASE, container_key(entry))
+    lease = Lease(
+        lease_id=require(payload, "lease_id", str),
+        client_lease_id=require(payload, "client_lease_id", str),
+        serial=require(payload, "serial", str),
+        license=require(payload, "license", str),
+        license_id=require(payload, "license_id", int),
+        firm_code=require(payload, "firm_code", int),
+        product_code=require(payload, "product_code", int),
+        feature_code=require(payload, "feature_code", int),
+        mode=require(payload, "mode", str),
+        session=require(payload, "session", str),
+        nonce=require(payload, "nonce", str),
+        issued=require(payload, "issued", int),
+        expires=require(payload, "expires", int),
+        first_use=require(payload, "first_use", int, optional=True),
+        document=doc,
+    )
+    if lease.license != entry.digest or lease.serial != entry.serial or lease.license_id != entry.license_id:
+        raise DocumentInvalid("lease names another license")
+    return lease
+
+
+def _lease_key_context(serial: str, license_digest: str, version: int, session: str) -> bytes:
+    return f"licentia lease key|{serial}|{license_digest}|{version}|{session}".encode()
+
+
+def seal_lease_key(session: str, serial: str, license_digest: str, version: int, key: bytes) -> dict[str, Any]:
+    """Seal a product key to a client session's X25519 key (base64url ``session``)."""
+    blob = _crypto.seal(b64d(session), key, _lease_key_context(serial, license_digest, version, session))
+    return {"version": version, "sealed": b64e(blob)}
+
+
+def unseal_lease_key(
+    session_key: _crypto.X25519PrivateKey, session: str, serial: str, license_digest: str, sealed: dict[str, Any]
+) -> bytes:
+    try:
+        version = int(sealed["version"])
+        blob = b64d(sealed["sealed"])
+        return _crypto.unseal(session_key, blob, _lease_key_context(serial, license_digest, version, session))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DocumentInvalid(f"sealed lease key unusable: {exc}") from None
+
+
+# ---------------------------------------------------------------- borrowing
+
+
+@dataclass(frozen=True)
+class Borrow:
+    borrow_id: str
+    serial: str  # the server container
+    license: str
+    license_id: int
+    firm_code: int
+    product_code: int
+    client_serial: str
+    client_key: str
+    issued: int
+    expires: int
+    digest: str = ""
+    document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def build_borrow(
+    sign: Signer,
+    *,
+    borrow_id: str,
+    entry: LicenseEntry,
+    client_serial: str,
+    client_key: str,
+    issued: int,
+    expires: int,
+) -> dict[str, Any]:
+    payload = {
+        "borrow_id": borrow_id,
+        "serial": entry.serial,
+        "license": entry.digest,
+        "license_id": entry.license_id,
+        "firm_code": entry.firm_code,
+        "product_code": entry.product_code,
+        "client": {"serial": client_serial, "sign_pub": client_key},
+        "issued": issued,
+        "expires": expires,
+    }
+    return sign(BORROW, payload)
+
+
+def verify_borrow(doc: dict[str, Any], entry: LicenseEntry) -> Borrow:
+    payload = verify_document(doc, BORROW, container_key(entry))
+    client = require(payload, "client", dict)
+    grant = Borrow(
+        borrow_id=require(payload, "borrow_id", str),
+        serial=require(payload, "serial", str),
+        license=require(payload, "license", str),
+        license_id=require(payload, "license_id", int),
+        firm_code=require(payload, "firm_code", int),
+        product_code=require(payload, "product_code", int),
+        client_serial=require(client, "serial", str),
+        client_key=require(client, "sign_pub", str),
+        issued=require(payload, "issued", int),
+        expires=require(payload, "expires", int),
+        digest=document_digest(doc),
+        document=doc,
+    )
+    if grant.license != entry.digest or grant.serial != entry.serial or grant.license_id != entry.license_id:
+        raise DocumentInvalid("borrow grant names another license")
+    return grant
+
+
+@dataclass(frozen=True)
+class BorrowReturn:
+    serial: str
+    borrow_id: str
+    firm_code: int
+    vtime: int
+
+
+def verify_return(doc: dict[str, Any], client_key: str) -> BorrowReturn:
+    """Check a return receipt against the client container key recorded at borrow time."""
+    try:
+        key = _crypto.Ed25519PublicKey.from_public_bytes(b64d(client_key))
+    except ValueError:
+        raise DocumentInvalid("bad client key") from None
+    payload = verify_document(doc, BORROW_RETURN, key)
+    return BorrowReturn(
+        serial=require(payload, "serial", str),
+        borrow_id=require(payload, "borrow_id", str),
+        firm_code=require(payload, "firm_code", int),
+        vtime=require(payload, "vtime", int),
+    )

@@ -1,0 +1,144 @@
+"""Product keys for protected code and data, from a license (or the grace store).
+
+One key per (firm, product, feature, key version) per process: the first import (or
+``open_protected``) calls ``licentia.access``, keeps the handle for the life of the
+process (released at exit) and keeps the key in memory only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import warnings
+from typing import Any
+
+from .. import _exceptions as E
+from ._format import format_duration
+
+_log = logging.getLogger("licentia")
+
+#: only these failures may fall back to a grace record: never expiry, revocation, tampering...
+GRACE_ON = (E.LicenseNotFound, E.ServerUnreachable)
+
+
+class GraceWarning(UserWarning):
+    """A protected package runs on its grace period: the license could not be found."""
+
+
+_lock = threading.Lock()
+_keys: dict[tuple[int, int, int, int], bytes] = {}
+_handles: list[Any] = []
+
+
+def product_key(
+    firm: int, product: int, feature: int, version: int, *, firm_key: Any = None, grace: int = 0, label: str = ""
+) -> bytes:
+    """The product key of ``version``; raises the ``LicenseError`` when no license gives it."""
+    ident = (firm, product, feature, version)
+    key = _keys.get(ident)
+    if key is not None:
+        return key
+    with _lock:
+        key = _keys.get(ident)
+        if key is None:
+            key = _acquire(firm, product, feature, version, firm_key=firm_key, grace=grace, label=label)
+            _keys[ident] = key
+    return key
+
+
+def _acquire(firm: int, product: int, feature: int, version: int, *, firm_key: Any, grace: int, label: str) -> bytes:
+    from ..runtime._runtime import get_runtime
+
+    rt = get_runtime()
+    handle = None
+    try:
+        handle = rt.access(firm, product, feature, firm_key=firm_key)
+        try:
+            key = handle.product_key(version)
+        except E.LicenseNotFound as exc:
+            raise E.LicenseNotFound(
+                f"license {handle.license_id} does not carry product key version {version}, which this release "
+                "needs (a license for an older release does not open it): renew the license or ask the vendor",
+                tried=exc.tried,
+            ) from None
+    except E.LicenseError as exc:
+        if handle is not None:
+            handle.release()
+        if grace and isinstance(exc, GRACE_ON):
+            key = _from_grace(rt, firm, product, feature, version, exc, label)
+            if key is not None:
+                return key
+        raise
+    _handles.append(handle)
+    atexit.register(handle.release)
+    if grace:
+        _store_grace(rt, handle, firm, product, feature, version, key, grace, label)
+    return key
+
+
+def _store_grace(
+    rt: Any, handle: Any, firm: int, product: int, feature: int, version: int, key: bytes, grace: int, label: str
+) -> None:
+    from ..container import MachineContainer, NoUsableTraits, open_or_create
+    from . import grace as _grace
+
+    try:
+        container, source = handle._container, "local"
+        if not isinstance(container, MachineContainer):  # a license server's seat: seal to this machine
+            container, source = open_or_create(rt.home, "medium", rt.traits, rt.clock()), "server"
+        _grace.store(
+            rt.home,
+            container,
+            firm=firm,
+            product=product,
+            feature=feature,
+            version=version,
+            license_id=handle.license_id,
+            expires=handle.expires,
+            key=key,
+            grace=grace,
+            now=rt.clock(),
+            source=source,
+        )
+    except (OSError, E.LicenseError, NoUsableTraits) as exc:  # never fail a licensed start for grace
+        _log.warning("%s: could not write the grace record: %s", label, exc)
+
+
+def _from_grace(
+    rt: Any, firm: int, product: int, feature: int, version: int, exc: E.LicenseError, label: str
+) -> bytes | None:
+    from . import grace as _grace
+
+    now = rt.clock()
+    try:
+        containers = rt.containers(rescan=True)
+    except OSError:
+        return None
+    found, why = _grace.recall(
+        rt.home, containers, firm=firm, product=product, feature=feature, version=version, now=now
+    )
+    if found is None:
+        if why:
+            _log.warning("%s: no grace period: %s", label, why)
+            exc.args = (f"{exc.args[0] if exc.args else exc} (no grace period: {why})",)
+        return None
+    import datetime as _dt
+
+    until = _dt.datetime.fromtimestamp(found.deadline, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    message = (
+        f"{label}: no license found ({exc}); running on the grace period, {format_duration(found.left)} left "
+        f"(until {until}). Make the license available again before then."
+    )
+    _log.warning("%s", message)
+    warnings.warn(message, GraceWarning, stacklevel=2)
+    return found.key
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

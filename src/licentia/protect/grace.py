@@ -1,0 +1,158 @@
+"""The grace store: a product key sealed to the local container, with a deadline.
+
+After each successful access of a package built with ``--grace``, the product key is
+sealed (``MachineContainer.seal_local``) to a local machine container and written to
+``$LICENTIA_HOME/grace/<firm>-<product>-<feature>-v<version>.json`` (0600, atomic): for
+a local license (``source: local``) the container that holds it; for a license server's
+seat (``source: server``) this machine's container of level medium, made if there is
+none. The sealing context binds firm, product, feature, key version, license id,
+container serial, source, the time of the access and the deadline, so no clear field of
+the record can be changed without the record failing to open.
+
+A record is used only when the license cannot be found (``LicenseNotFound`` or
+``ServerUnreachable``; the caller decides that), and only when
+
+- its container still opens on this machine and (for a local license) has a slot for
+  the firm;
+- the license is not in the slot's ``withdrawn`` list (revoked by an update, or
+  deactivated here): grace never outlives a revocation that reached this machine;
+- the clock was not set back: now >= max(slot virtual clock, time of the access) - 2 h;
+- the deadline is after max(now, slot virtual clock, time of the access).
+
+The deadline is the access time plus the grace period, but never later than the
+license's own expiry: grace never outlives an expiry either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import _exceptions as E
+from ..container import _files
+from ..container.machine import MachineContainer
+from ..core._encoding import b64d, b64e
+from ..core.license import CLOCK_TOLERANCE
+
+RECORD_FORMAT = "licentia-grace/1"
+SOURCES = ("local", "server")
+
+
+@dataclass(frozen=True)
+class Recalled:
+    key: bytes
+    deadline: int
+    left: int  # seconds
+
+
+def record_path(home: Path, firm: int, product: int, feature: int, version: int) -> Path:
+    return home / "grace" / f"{firm}-{product}-{feature}-v{version}.json"
+
+
+def _context(rec: dict[str, Any]) -> bytes:
+    return (
+        f"licentia grace|{rec['firm']}|{rec['product']}|{rec['feature']}|{rec['version']}|"
+        f"{rec['license_id']}|{rec['serial']}|{rec['source']}|{rec['stored']}|{rec['deadline']}"
+    ).encode()
+
+
+def store(
+    home: Path,
+    container: MachineContainer,
+    *,
+    firm: int,
+    product: int,
+    feature: int,
+    version: int,
+    license_id: int,
+    expires: int | None,
+    key: bytes,
+    grace: int,
+    now: int,
+    source: str = "local",
+) -> int | None:
+    """Write (replace) the grace record after a successful access; return its deadline."""
+    deadline = now + grace
+    if expires is not None:
+        deadline = min(deadline, expires)
+    if deadline <= now or source not in SOURCES:
+        return None
+    rec: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "firm": firm,
+        "product": product,
+        "feature": feature,
+        "version": version,
+        "license_id": license_id,
+        "serial": container.serial,
+        "source": source,
+        "stored": now,
+        "deadline": deadline,
+    }
+    rec["sealed"] = b64e(container.seal_local(key, _context(rec)))
+    path = record_path(home, firm, product, feature, version)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _files.write_atomic(path, json.dumps(rec, sort_keys=True).encode(), mode=0o600)
+    return deadline
+
+
+def recall(
+    home: Path,
+    containers: dict[Path, Any],
+    *,
+    firm: int,
+    product: int,
+    feature: int,
+    version: int,
+    now: int,
+) -> tuple[Recalled | None, str | None]:
+    """(the key and time left, None) when a record may be used, else (None, why not or None)."""
+    path = record_path(home, firm, product, feature, version)
+    try:
+        rec = json.loads(path.read_bytes())
+        if rec.get("format") != RECORD_FORMAT:
+            return None, None
+        license_id, serial, source = int(rec["license_id"]), str(rec["serial"]), str(rec["source"])
+        stored, deadline = int(rec["stored"]), int(rec["deadline"])
+        same = (int(rec["firm"]), int(rec["product"]), int(rec["feature"]), int(rec["version"]))
+        sealed = b64d(rec["sealed"])
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, "the grace record is unreadable"
+    if same != (firm, product, feature, version):
+        return None, "the grace record is for another product"
+    container = next(
+        (c for c in containers.values() if isinstance(c, MachineContainer) and c.serial == serial), None
+    )
+    if container is None:
+        return None, f"the container {serial} that held the license is gone or locked"
+    try:
+        slot = container.slots().get(firm)
+    except E.LicenseError:
+        return None, f"container {serial} cannot be read"
+    if slot is None and source != "server":
+        return None, f"container {serial} holds nothing of firm {firm}"
+    if slot is not None and license_id in (slot.withdrawn or []):
+        return None, f"license {license_id} was revoked or deactivated"
+    vclock = slot.vclock if slot is not None else 0
+    seen = max(vclock, stored)
+    if now + CLOCK_TOLERANCE < seen:
+        return None, "the system clock is behind the container's clock"
+    if deadline <= max(now, seen):
+        return None, "the grace period is over"
+    try:
+        key = container.unseal_local(sealed, _context(rec))
+    except E.LicenseError:
+        return None, "the grace record does not open"
+    return Recalled(key, deadline, deadline - max(now, vclock)), None
+
+
+def forget(home: Path, firm: int, product: int, feature: int, version: int) -> None:
+    try:
+        os.unlink(record_path(home, firm, product, feature, version))
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,162 @@
+"""The seat engine's vocabulary: clients, servable licenses, leases, refusals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import _exceptions as E
+
+#: access modes a client may ask for
+MODES = ("user", "station", "exclusive", "nolimit")
+#: the mode of a seat taken into a client's container
+BORROW = "borrow"
+
+ACTIVE = "active"  # held; renewed by heartbeats until ``expires``
+LINGERING = "lingering"  # released, the seat kept until ``linger_until``
+RELEASED = "released"
+EXPIRED = "expired"  # the client stopped renewing (or a borrow ran out)
+REVOKED = "revoked"  # released by the administrator: the client may not renew it
+RETURNED = "returned"  # a borrowed seat given back
+LIVE_STATES = (ACTIVE, LINGERING)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who asks. Everything but ``ip`` is what the client says about itself."""
+
+    client_lease_id: str  # stable for one handle: a reconnect with it finds its own seat
+    user: str = ""
+    host: str = ""
+    ip: str = ""
+    pid: int = 0
+    groups: tuple[str, ...] = ()
+
+    @property
+    def ident(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+@dataclass(frozen=True)
+class SeatLicense:
+    """One license the engine may lend seats of (the caller checked its options)."""
+
+    key: str  # unique and stable, e.g. "<container serial>/<license id>"
+    firm_code: int
+    product_code: int
+    license_id: int
+    quantity: int  # seats; 0 = no seat limit (the only kind that allows "nolimit")
+    feature_map: int = 0
+    ticket: str | None = None
+    text: str = ""
+    valid_until: int | None = None  # caps how long a seat may be borrowed
+
+    @property
+    def product(self) -> tuple[int, int]:
+        return (self.firm_code, self.product_code)
+
+
+@dataclass
+class Lease:
+    id: str
+    client_lease_id: str
+    license_key: str
+    firm_code: int
+    product_code: int
+    license_id: int
+    feature_code: int
+    feature_map: int
+    ticket: str | None
+    mode: str
+    seat: str  # leases with the same (license_key, seat) share one seat
+    user: str
+    host: str
+    ip: str
+    groups: tuple[str, ...]
+    pid: int
+    access_time: int
+    renewed: int
+    expires: int
+    state: str = ACTIVE
+    end_time: int | None = None
+    linger_until: int | None = None
+    borrower: dict[str, Any] | None = None  # {"serial", "sign_pub", "box_pub"} of a borrowing container
+    first_use: int | None = field(default=None, compare=False)
+
+    @property
+    def live_until(self) -> int:
+        if self.state == ACTIVE:
+            return self.expires
+        if self.state == LINGERING:
+            return self.linger_until or 0
+        return 0
+
+    def live(self, now: int) -> bool:
+        return self.live_until > now
+
+    @property
+    def counted(self) -> bool:
+        return self.mode != "nolimit"
+
+    @property
+    def ident(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    def view(self, now: int) -> dict[str, Any]:
+        """What an administrator sees of a session."""
+        return {
+            "lease_id": self.id,
+            "license_key": self.license_key,
+            "firm_code": self.firm_code,
+            "product_code": self.product_code,
+            "license_id": self.license_id,
+            "mode": self.mode,
+            "user": self.user,
+            "host": self.host,
+            "ip": self.ip,
+            "pid": self.pid,
+            "since": self.access_time,
+            "expires": self.expires,
+            "state": self.state if self.live(now) else "ended",
+            "borrower": (self.borrower or {}).get("serial"),
+        }
+
+
+class Refusal(Exception):
+    """The engine refuses an access. ``client_message`` goes to the client; ``log`` names
+    the rule for the server log; ``error`` is the LicenseError class the client raises."""
+
+    def __init__(
+        self,
+        error: type[E.LicenseError],
+        client_message: str,
+        log: str = "",
+        *,
+        seats: int | None = None,
+        in_use: int | None = None,
+    ):
+        self.error = error
+        self.client_message = client_message
+        self.log = log or client_message
+        self.seats = seats
+        self.in_use = in_use
+        super().__init__(self.log)
+
+    @property
+    def rank(self) -> int:
+        return self.error.rank
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.error.code, "type": self.error.__name__, "message": self.client_message}
+        if self.seats is not None:
+            out["seats"] = self.seats
+            out["in_use"] = self.in_use
+        return out
+
+
+class LeaseUnknown(Exception):
+    """A renewal or release names a lease that is not live (expired, released, never was)."""
+
+
+class LeaseRevoked(LeaseUnknown):
+    """The administrator released this lease: the client must not take it back by itself."""

@@ -1,0 +1,237 @@
+"""Usage events: their shape, the hash chain, the signed head, the license-usage view.
+
+Every access, renewal, release, expiry, denial, borrow and return is one event. Its
+body is canonical JSON with the fields of the license-based usage view (DOMAIN.md:
+``accessTime``, ``releaseTime``, ``seconds``, ``success``, ``fail``, ``invalid``,
+``firmCode``, ``productCode``, ``featureCode``, ``featureMap``, ``ticketLicenseId``,
+``userIdentification``) plus ``seq``, ``event``, ``time``, ``leaseId``, ``mode``,
+``host`` and ``ip``. Times in stored bodies are Unix seconds.
+
+Chain: ``hash(n) = SHA-256(hash(n-1) || body(n))`` (hex), starting from 32 zero bytes
+or from the anchor left by retention pruning. After every transaction that appends
+events, the engine stores a head ``{"seq", "hash", "anchor_seq", "anchor_hash",
+"time"}`` signed (``type: "usage-head"``) with the server container's key. A changed,
+inserted or removed event, a cut tail, or pruning outside the retention rule no longer
+matches the chain or the signed head.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+from typing import Any, Iterable
+
+from ..core import _crypto
+from ..core._encoding import canonical
+from ..core.documents import DocumentInvalid, verify_document
+from .model import Client, Lease
+
+GENESIS = "00" * 32
+HEAD_TYPE = "usage-head"
+FINAL_KINDS = ("release", "expire", "revoke", "return")
+
+#: columns of the license-usage view, in order (DOMAIN.md), then licentia's own
+VIEW_FIELDS = (
+    "accessTime",
+    "releaseTime",
+    "seconds",
+    "success",
+    "fail",
+    "invalid",
+    "firmCode",
+    "productCode",
+    "featureCode",
+    "featureMap",
+    "ticketLicenseId",
+    "userIdentification",
+)
+EXTRA_FIELDS = ("leaseId", "mode", "host", "ip", "event")
+
+
+def chain(prev: str, body: str) -> str:
+    return _crypto.sha256(bytes.fromhex(prev) + body.encode()).hex()
+
+
+def lease_event(kind: str, now: int, lease: Lease, *, end: int | None = None, reason: str = "") -> dict[str, Any]:
+    final = kind in FINAL_KINDS
+    release = (end if end is not None else now) if final else None
+    seconds = max(0, (release if final else now) - lease.access_time) if kind != "access" else 0
+    out = {
+        "event": kind,
+        "time": now,
+        "leaseId": lease.id,
+        "mode": lease.mode,
+        "accessTime": lease.access_time,
+        "releaseTime": release,
+        "seconds": seconds,
+        "success": 1,
+        "fail": 0,
+        "invalid": 0,
+        "firmCode": lease.firm_code,
+        "productCode": lease.product_code,
+        "featureCode": lease.feature_code,
+        "featureMap": lease.feature_map,
+        "ticketLicenseId": lease.license_id,
+        "userIdentification": lease.ident,
+        "host": lease.host,
+        "ip": lease.ip,
+    }
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def denial_event(
+    now: int,
+    client: Client,
+    *,
+    firm_code: int,
+    product_code: int,
+    feature_code: int,
+    mode: str,
+    invalid: bool,
+    reason: str,
+    license_id: int = 0,
+    feature_map: int = 0,
+) -> dict[str, Any]:
+    return {
+        "event": "deny",
+        "time": now,
+        "leaseId": None,
+        "mode": mode,
+        "accessTime": now,
+        "releaseTime": None,
+        "seconds": 0,
+        "success": 0,
+        "fail": 0 if invalid else 1,
+        "invalid": 1 if invalid else 0,
+        "firmCode": firm_code,
+        "productCode": product_code,
+        "featureCode": feature_code,
+        "featureMap": feature_map,
+        "ticketLicenseId": license_id,
+        "userIdentification": client.ident,
+        "host": client.host,
+        "ip": client.ip,
+        "reason": reason,
+    }
+
+
+def encode(seq: int, body: dict[str, Any]) -> str:
+    return canonical({**body, "seq": seq}).decode()
+
+
+# ---------------------------------------------------------------- the view
+
+
+def iso(ts: int | None) -> str | None:
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def view_row(body: dict[str, Any], now: int | None = None) -> dict[str, Any]:
+    """One licenseUsageList entry (times as ISO 8601 UTC, as in the reporting API)."""
+    row = {k: body.get(k) for k in VIEW_FIELDS}
+    if row["releaseTime"] is None and body.get("success") and now is not None:
+        row["seconds"] = max(0, now - int(body["accessTime"]))  # still running
+    row["accessTime"] = iso(body.get("accessTime"))
+    row["releaseTime"] = iso(body.get("releaseTime"))
+    if row["releaseTime"] is None:
+        del row["releaseTime"]
+    for k in EXTRA_FIELDS:
+        row[k] = body.get(k)
+    return row
+
+
+def license_usage(sessions: Iterable[dict[str, Any]], finals: Iterable[dict[str, Any]],
+                  denials: Iterable[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """Sessions (access/borrow events) completed by their final event, plus denials,
+    in access-time order."""
+    ends = {f["leaseId"]: f for f in finals}
+    rows = []
+    for start in sessions:
+        end = ends.get(start["leaseId"])
+        rows.append(view_row(end or start, None if end else now))
+    rows.extend(view_row(d) for d in denials)
+    rows.sort(key=lambda r: (r["accessTime"] or "", r.get("leaseId") or ""))
+    return rows
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[*VIEW_FIELDS, *EXTRA_FIELDS], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- verification
+
+
+def verify_log(tx: Any, public_key: _crypto.Ed25519PublicKey | None, *, batch: int = 5000) -> dict[str, Any]:
+    """Check the chain and the signed head; returns {"ok", "events", "first", "last", "problems"}."""
+    problems: list[str] = []
+    head_text = tx.get_meta("usage_head")
+    head: dict[str, Any] | None = None
+    if head_text:
+        try:
+            doc = json.loads(head_text)
+            if public_key is None:
+                head = doc["payload"]
+            else:
+                head = verify_document(doc, HEAD_TYPE, public_key)
+        except (ValueError, KeyError, DocumentInvalid) as exc:
+            problems.append(f"the signed head of the log does not verify ({getattr(exc, 'reason', exc)})")
+    anchor_seq = int(head["anchor_seq"]) if head else 0
+    prev = str(head["anchor_hash"]) if head else GENESIS
+    expected = anchor_seq + 1
+    count = 0
+    first = last = None
+    changed = 0
+    after = 0
+    if head is None and not problems:
+        # no head: only an empty log is in order
+        rows = tx.events(0, 1)
+        if rows:
+            problems.append("the log has events but no signed head")
+    while True:
+        rows = tx.events(after, batch)
+        if not rows:
+            break
+        for seq, _time, body, stored in rows:
+            if first is None:
+                first = seq
+                if seq < expected:
+                    problems.append(f"event {seq} lies before the log's anchor {anchor_seq}")
+            if seq > expected:
+                problems.append(f"event(s) {expected}..{seq - 1} missing")
+            digest = chain(prev, body)
+            try:
+                body_seq = json.loads(body).get("seq")
+            except ValueError:
+                body_seq = None
+            if digest != stored or body_seq != seq:
+                changed += 1
+                if changed <= 20:
+                    problems.append(f"event {seq} was changed")
+            prev = stored
+            expected = seq + 1
+            last = seq
+            count += 1
+        after = rows[-1][0]
+    if head is not None:
+        if last is None and int(head["seq"]) != anchor_seq:
+            problems.append(f"events {anchor_seq + 1}..{head['seq']} missing")
+        elif last is not None and last < int(head["seq"]):
+            problems.append(f"event(s) {last + 1}..{head['seq']} missing (the log was cut)")
+        elif last is not None and last > int(head["seq"]):
+            problems.append(f"event(s) {int(head['seq']) + 1}..{last} are not covered by the signed head")
+        elif last is not None and prev != head["hash"]:
+            problems.append("the chain does not end where the signed head says")
+    if changed > 20:
+        problems.append(f"... {changed} changed events in all")
+    return {"ok": not problems, "events": count, "first": first, "last": last, "problems": problems}

@@ -1,0 +1,207 @@
+"""The license server's settings: the only place that reads its environment.
+
+Sources, strongest first: command-line options, environment variables, the ``[server]``
+table of the config file (``--config server.toml``, which also holds the access rules),
+defaults. Everything below receives a ``Settings`` object; the clock is a setting
+(the runtime's default clock unless a caller passes one).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 22370
+DEFAULT_DATA = ".licentia-server"
+
+#: Every environment variable the server reads (docs/server.md lists them too).
+ENV_VARS = {
+    "LICENTIA_SERVER_DATA": "data directory (default ./.licentia-server)",
+    "LICENTIA_SERVER_ADMIN_TOKEN": "admin token (default: made into DATA/admin.token, 0600)",
+}
+
+#: ``[server]`` keys a reload (SIGHUP or a changed file) applies without a restart
+RELOADABLE = ("lease_ttl", "heartbeat", "linger", "access_token", "usage_retention_days")
+_KEYS = {
+    *RELOADABLE,
+    "discovery",
+    "discovery_port",
+    "discovery_bind",
+    "durability",
+    "tls_cert",
+    "tls_key",
+    "sweep_interval",
+    "config_poll",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message says which and why."""
+
+
+_RUNTIME_DEFAULTS: dict[str, Any] = {}
+
+
+def _default_clock() -> int:
+    """The runtime's default clock (tests inject theirs through licentia._testing)."""
+    defaults = _RUNTIME_DEFAULTS.get("d")
+    if defaults is None:
+        from ..runtime._runtime import _DEFAULTS
+
+        defaults = _RUNTIME_DEFAULTS["d"] = _DEFAULTS
+    return int(defaults["clock"]())
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA))
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    config_path: Path | None = None
+    admin_token: str | None = None  # None: DATA/admin.token
+    access_token: str | None = None  # clients send it as "Authorization: Bearer ..."
+    lease_ttl: int = 120
+    heartbeat: float | None = None  # seconds between a client's renewals (None: ttl / 3)
+    linger: int = 0
+    usage_retention_days: int | None = 365
+    durability: str = "process"  # "full": fsync every commit (survives a power loss)
+    discovery: bool = True
+    discovery_port: int = DEFAULT_PORT
+    discovery_bind: str = "0.0.0.0"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    sweep_interval: float = 1.0  # real seconds between expiry sweeps
+    config_poll: float = 1.0  # real seconds between checks of the config file
+    clock: Callable[[], int] = field(default=_default_clock, compare=False, repr=False)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "seats.db"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.heartbeat if self.heartbeat else max(1.0, self.lease_ttl / 3)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        data_dir: str | Path | None = None,
+        config_path: str | Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        data = Path(data_dir) if data_dir else Path(env.get("LICENTIA_SERVER_DATA") or DEFAULT_DATA)
+        values: dict[str, Any] = {}
+        path = Path(config_path) if config_path else None
+        if path is not None:
+            values.update(server_table(read_config(path)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(
+            data_dir=data,
+            config_path=path,
+            admin_token=env.get("LICENTIA_SERVER_ADMIN_TOKEN") or None,
+            **values,
+        )
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"config file {path} cannot be read: {exc}") from None
+
+
+def server_table(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ``[server]`` table, checked; returns Settings field values."""
+    raw = doc.get("server", {})
+    if not isinstance(raw, dict):
+        raise SettingsError("[server] is a table")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise SettingsError(f"[server]: unknown key(s) {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+
+    def whole(name: str, minimum: int) -> None:
+        if name in raw:
+            v = raw[name]
+            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+                raise SettingsError(f"[server] {name} is a whole number of at least {minimum}")
+            out[name] = v
+
+    def seconds(name: str, minimum: float) -> None:
+        if name in raw:
+            v = raw[name]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < minimum:
+                raise SettingsError(f"[server] {name} is a number of seconds of at least {minimum}")
+            out[name] = float(v)
+
+    whole("lease_ttl", 1)
+    whole("linger", 0)
+    whole("discovery_port", 1)
+    seconds("heartbeat", 0.05)
+    seconds("sweep_interval", 0.05)
+    seconds("config_poll", 0.05)
+    if "usage_retention_days" in raw:
+        v = raw["usage_retention_days"]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise SettingsError("[server] usage_retention_days is a whole number (0: keep every event)")
+        out["usage_retention_days"] = v or None
+    for name in ("access_token", "discovery_bind"):
+        if name in raw:
+            if not isinstance(raw[name], str) or not raw[name]:
+                raise SettingsError(f"[server] {name} is non-empty text")
+            out[name] = raw[name]
+    if "durability" in raw:
+        if raw["durability"] not in ("process", "full"):
+            raise SettingsError("[server] durability is \"process\" or \"full\"")
+        out["durability"] = raw["durability"]
+    if "discovery" in raw:
+        if not isinstance(raw["discovery"], bool):
+            raise SettingsError("[server] discovery is true or false")
+        out["discovery"] = raw["discovery"]
+    for name in ("tls_cert", "tls_key"):
+        if name in raw:
+            out[name] = Path(raw[name])
+    if ("tls_cert" in out) != ("tls_key" in out):
+        raise SettingsError("[server] tls_cert and tls_key go together")
+    return out
+
+
+def load_admin_token(settings: Settings) -> tuple[str, str]:
+    """The admin token and where it came from ("environment", or the file; made if missing)."""
+    if settings.admin_token:
+        return settings.admin_token, "environment"
+    path = settings.admin_token_file
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token, str(path)
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token, str(path)

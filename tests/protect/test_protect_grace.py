@@ -1,0 +1,206 @@
+"""Grace: a license that cannot be found keeps a --grace build running until its deadline,
+never after expiry or revocation, never with the clock set back."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from licentia import _exceptions as E
+from licentia.container import MachineContainer
+from licentia.core.license import Options
+from licentia.protect import _keys, grace
+from tests.factory import DAY, T0, machine_traits
+from tests.protect.helpers import EXPECTED_RUN, FIRM_CODE, PRODUCT, Machine
+from tests.protect.test_protect_package import REPORT, report
+
+REPORT_CODE = REPORT.format(module="sampleapp")
+
+GRACE = 3 * DAY
+
+
+def state_file(machine: Machine):
+    assert machine.container is not None
+    return machine.container.path / "state.json"
+
+
+def lose_license(machine: Machine, firm) -> bytes:
+    """Activate another product's license first and return that state: restoring it later makes our
+    license unfindable while its container (and firm slot) stay. In the field: a license server or a
+    cloud container out of reach, a license that went away without a revocation."""
+    machine.activate(firm, product=PRODUCT + 1)
+    return state_file(machine).read_bytes()
+
+
+def test_only_not_found_and_unreachable_fall_back_to_grace():
+    assert _keys.GRACE_ON == (E.LicenseNotFound, E.ServerUnreachable)
+    assert not issubclass(E.LicenseExpired, _keys.GRACE_ON) and not issubclass(E.LicenseInvalid, _keys.GRACE_ON)
+
+
+def test_grace_honoured_with_a_warning_then_refused_after_the_deadline(firm, built, machine):
+    out = built(grace=GRACE)
+    before = lose_license(machine, firm)
+    machine.activate(firm)
+    r = machine.run(out, "-m", "sampleapp")
+    assert r.returncode == 0 and "grace" not in r.stderr, r.stderr
+    record = machine.home / "grace" / f"{FIRM_CODE}-{PRODUCT}-0-v1.json"
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert json.loads(record.read_text())["deadline"] == T0 + GRACE
+
+    state_file(machine).write_bytes(before)  # the license cannot be found any more
+    machine.set_time(T0 + DAY)
+    r = machine.run(out, "-m", "sampleapp")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == EXPECTED_RUN
+    assert "GraceWarning" in r.stderr and "running on the grace period, 2 days left" in r.stderr
+
+    machine.set_time(T0 + GRACE + 1)
+    lines = report(machine, out)
+    assert lines[0] == "ERROR ProtectedImportError True LicenseNotFound"
+    assert "no grace period: the grace period is over" in lines[1]
+
+    machine.set_time(T0 - DAY)  # setting the clock back does not bring it back
+    lines = report(machine, out)
+    assert "no grace period: the system clock is behind the container's clock" in lines[1]
+
+
+def test_no_grace_after_revocation(firm, built, machine):
+    out = built(grace=GRACE)
+    machine.activate(firm)
+    assert report(machine, out) == ["IMPORTED"]
+    machine.revoke_all(firm)
+    machine.set_time(T0 + 60)
+    lines = report(machine, out)
+    assert lines[0] == "ERROR ProtectedImportError True LicenseNotFound"
+    assert "was revoked or deactivated" in lines[1]
+
+
+def test_no_grace_after_expiry(firm, built, machine):
+    out = built(grace=GRACE)
+    before = lose_license(machine, firm)
+    machine.activate(firm, options=Options(expires=T0 + DAY))
+    assert report(machine, out) == ["IMPORTED"]
+    machine.set_time(T0 + 2 * DAY)
+    lines = report(machine, out)
+    assert lines[0] == "ERROR ProtectedImportError True LicenseExpired" and "grace period" not in lines[1]
+    state_file(machine).write_bytes(before)  # even unfindable: the deadline stopped at the expiry
+    lines = report(machine, out)
+    assert lines[0] == "ERROR ProtectedImportError True LicenseNotFound"
+    assert "the grace period is over" in lines[1]
+
+
+def test_an_edited_grace_record_does_not_open(firm, built, machine):
+    out = built(grace=GRACE)
+    before = lose_license(machine, firm)
+    machine.activate(firm)
+    assert report(machine, out) == ["IMPORTED"]
+    record = machine.home / "grace" / f"{FIRM_CODE}-{PRODUCT}-0-v1.json"
+    rec = json.loads(record.read_text())
+    rec["deadline"] += 365 * DAY
+    record.write_text(json.dumps(rec))
+    state_file(machine).write_bytes(before)
+    machine.set_time(T0 + DAY)
+    lines = report(machine, out)
+    assert lines[0] == "ERROR ProtectedImportError True LicenseNotFound"
+    assert "the grace record does not open" in lines[1]
+
+
+def test_without_grace_nothing_is_stored_and_nothing_recalled(firm, built, machine):
+    out = built()
+    before = lose_license(machine, firm)
+    machine.activate(firm)
+    assert report(machine, out) == ["IMPORTED"]
+    assert not (machine.home / "grace").exists()
+    state_file(machine).write_bytes(before)
+    lines = report(machine, out)
+    assert lines[0] == "ERROR ProtectedImportError True LicenseNotFound" and "grace period" not in lines[1]
+
+
+@pytest.mark.slow
+def test_grace_for_a_license_server_seat_when_the_server_is_unreachable(firm, built, tmp_path):
+    from tests.server.netsite import Site
+
+    out = built(grace=GRACE)
+    site = Site(tmp_path / "site", firm=firm)
+    try:
+        site.add_license(quantity=1)
+        site.start()
+        m = Machine(tmp_path / "client")
+        env = m.env(out, LICENTIA_HOST=site.host)
+        r = m.run(out, "-m", "sampleapp", env=env)
+        assert r.returncode == 0 and r.stdout.splitlines() == EXPECTED_RUN, r.stderr
+        rec = json.loads((m.home / "grace" / f"{FIRM_CODE}-{PRODUCT}-0-v1.json").read_text())
+        assert rec["source"] == "server" and rec["deadline"] == T0 + GRACE  # sealed to a container made here
+
+        site.stop()
+        m.set_time(T0 + DAY)
+        r = m.run(out, "-m", "sampleapp", env=env)
+        assert r.returncode == 0 and r.stdout.splitlines() == EXPECTED_RUN, r.stderr
+        assert "running on the grace period, 2 days left" in r.stderr
+
+        m.set_time(T0 + GRACE)
+        r = m.code(out, REPORT_CODE, env=env)
+        lines = r.stdout.strip().splitlines()
+        assert lines[0] == "ERROR ProtectedImportError True ServerUnreachable", r.stderr
+        assert "no grace period: the grace period is over" in lines[1]
+    finally:
+        site.stop()
+
+
+# ---------------------------------------------------------------- the store itself, in-process
+
+
+def _store(home, container, now=T0, expires=None, license_id=7):
+    return grace.store(home, container, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1,
+                       license_id=license_id, expires=expires, key=b"k" * 32, grace=GRACE, now=now)
+
+
+def _recall(home, container, now):
+    return grace.recall(home, {container.path: container}, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1,
+                        now=now)
+
+
+def test_store_and_recall_rules(tmp_path, firm):
+    m = Machine(tmp_path / "m")
+    lid = m.activate(firm, product=PRODUCT + 1)  # the firm slot exists
+    c = MachineContainer.open(m.container.path, machine_traits())
+    assert _store(m.home, c, expires=T0 + DAY) == T0 + DAY  # capped at the license's expiry
+    assert _store(m.home, c, expires=T0) is None  # nothing to keep for an expired license
+    assert _store(m.home, c) == T0 + GRACE
+    found, why = _recall(m.home, c, T0 + DAY)
+    assert found is not None and why is None
+    assert (found.key, found.deadline, found.left) == (b"k" * 32, T0 + GRACE, 2 * DAY)
+    assert _recall(m.home, c, T0 + GRACE) == (None, "the grace period is over")
+    assert _recall(m.home, c, T0 - 3 * 3600)[1] == "the system clock is behind the container's clock"
+    # another product's record never answers
+    assert grace.recall(m.home, {c.path: c}, firm=FIRM_CODE, product=PRODUCT, feature=1, version=1,
+                        now=T0) == (None, None)
+    # a record sealed to another container does not open here
+    other = Machine(tmp_path / "other")
+    other.activate(firm, product=PRODUCT + 1)
+    c2 = MachineContainer.open(other.container.path, machine_traits())
+    _store(m.home, c2)
+    assert _recall(m.home, c, T0)[1].startswith("the container ")
+    # a license server's seat: sealed to a container without the firm's slot
+    fresh = Machine(tmp_path / "fresh")
+    fresh.container = MachineContainer.create(fresh.home, "medium", machine_traits(), T0)
+    c3 = MachineContainer.open(fresh.container.path, machine_traits())
+    grace.store(fresh.home, c3, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1, license_id=3, expires=None,
+                key=b"s" * 32, grace=GRACE, now=T0, source="server")
+    found, _ = grace.recall(fresh.home, {c3.path: c3}, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1,
+                            now=T0 + 60)
+    assert found is not None and found.key == b"s" * 32
+    assert _store(m.home, c) == T0 + GRACE
+    record = m.home / "grace" / f"{FIRM_CODE}-{PRODUCT}-0-v1.json"
+    rec = json.loads(record.read_text())
+    rec["source"] = "server"  # the source is bound too
+    record.write_text(json.dumps(rec))
+    assert _recall(m.home, c, T0) == (None, "the grace record does not open")
+    # withdrawn licenses never get grace
+    _store(m.home, c, license_id=lid)
+    assert _recall(m.home, c, T0)[0] is not None
+    m.revoke_all(firm)
+    c = MachineContainer.open(m.container.path, machine_traits())
+    assert _recall(m.home, c, T0) == (None, f"license {lid} was revoked or deactivated")

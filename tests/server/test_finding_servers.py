@@ -1,0 +1,161 @@
+"""How a runtime finds servers: the configured list, discovery (127.255.255.255 only), TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+
+import pytest
+
+from licentia.runtime import _network
+from tests.server.netsite import Client, Site
+
+pytestmark = pytest.mark.slow
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def site(tmp_path):
+    s = Site(tmp_path)
+    s.add_license(quantity=2)
+    yield s
+    s.stop()
+
+
+def test_config_server_list(site):
+    site.start()
+    c = Client(site, "a", servers="")
+    try:
+        assert c.access().startswith("ERR LicenseNotFound")  # nowhere to look: the local result stands
+        c.cli("config", "server", "add", site.host)
+        c.cli("config", "server", "add", "lic.example.invalid:1")
+        listed = c.cli("config", "server", "list").stdout
+        assert site.host in listed and "lic.example.invalid:1" in listed and "discovery: off" in listed
+        assert c.access().startswith(f"OK {site.host}")
+        c.cli("config", "server", "remove", "lic.example.invalid:1")
+        assert "example" not in c.cli("config", "server", "list").stdout
+        c.cli("config", "server", "remove", "nothere:5", ok=False)
+    finally:
+        c.close()
+
+
+def test_discovery_by_broadcast_on_loopback(tmp_path, site):
+    port = free_udp_port()
+    site.write_config(discovery=True, discovery_port=port, discovery_bind="0.0.0.0")
+    site.start()
+    second = Site(tmp_path / "second")
+    second.add_license(quantity=1)
+    second.write_config(discovery=True, discovery_port=port, discovery_bind="0.0.0.0")
+    second.start()
+    try:
+        found = _network.discover("127.255.255.255", port, 1.0)
+        assert {s.port for s in found} == {site.port, second.port}  # both hear it (SO_REUSEADDR)
+        c = Client(site, "a", servers="")
+        try:
+            assert c.access().startswith("ERR LicenseNotFound")  # discovery is off by default
+            c.cli("config", "discovery", "on", "--broadcast", "127.255.255.255", "--port", str(port))
+            c.close()
+            c = Client(site, "a", servers="")
+            answer = c.access()
+            assert answer.startswith("OK 127.0.0.1:"), answer
+        finally:
+            c.close()
+    finally:
+        second.stop()
+
+
+def test_a_taken_discovery_port_only_warns(site):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind(("0.0.0.0", 0))  # no SO_REUSEADDR: the server cannot share it
+        port = blocker.getsockname()[1]
+        site.write_config(discovery=True, discovery_port=port)
+        site.start()
+        assert "discovery: cannot listen" in site.log()
+        c = Client(site, "a")
+        try:
+            assert c.access().startswith("OK")
+        finally:
+            c.close()
+
+
+def _certificates(folder):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "licentia test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "ca.pem"
+
+
+def test_tls_with_the_ca_in_licentia_ca_file(tmp_path, site):
+    ca = _certificates(tmp_path)
+    site.write_config(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"))
+    site.start(wait=False)
+    import ssl
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 60
+    ctx = ssl.create_default_context(cafile=str(ca))
+    while True:
+        try:
+            if httpx.get(f"https://127.0.0.1:{site.port}/health", verify=ctx, timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, site.log()
+        time.sleep(0.1)
+    trusting = Client(site, "a", LICENTIA_CA_FILE=str(ca))
+    plain = Client(site, "b")  # speaks HTTP to a TLS port
+    other_ca = Client(site, "c", servers=f"https://{site.host}")  # the system CAs do not know the test CA
+    try:
+        assert trusting.access().startswith(f"OK {site.host}")
+        assert plain.access().startswith("ERR ServerUnreachable")
+        assert other_ca.access().startswith("ERR ServerUnreachable")
+    finally:
+        for c in (trusting, plain, other_ca):
+            c.close()
+
+
+def test_parse_server_addresses():
+    p = _network.parse_server
+    assert p("lic") == _network.ServerAddr("lic", 22370, False)
+    assert p("lic:1234") == _network.ServerAddr("lic", 1234, False)
+    assert p("https://lic:99/") == _network.ServerAddr("lic", 99, True)
+    assert p("[::1]:7") == _network.ServerAddr("::1", 7, False)
+    assert p("::1") == _network.ServerAddr("::1", 22370, False)
+    assert [s.label for s in _network.parse_servers("a, b:2 ,,")] == ["a:22370", "b:2"]
+    with pytest.raises(ValueError):
+        p("a:0")

@@ -1,0 +1,167 @@
+"""The server's HTTP layer and settings in-process (ASGI test client, injected clock and traits)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from fastapi.testclient import TestClient
+
+from licentia._testing import FakeClock
+from licentia.container import MachineContainer
+from licentia.core import _crypto, exchange, grants
+from licentia.core._encoding import b64e
+from licentia.core.documents import DocumentInvalid, sign_document
+from licentia.core.license import LicenseEntry, Options
+from licentia.runtime import _runtime
+from licentia.server import Settings, SettingsError, create_app
+from licentia.server.settings import load_admin_token, server_table
+from tests.factory import T0, Firm, machine_traits
+
+TICKET = "00000-00000-00000-00000-00000"
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def traits():
+    saved = dict(_runtime._DEFAULTS)
+    _runtime._DEFAULTS["traits"] = lambda: machine_traits()
+    yield
+    _runtime._DEFAULTS.clear()
+    _runtime._DEFAULTS.update(saved)
+
+
+@pytest.fixture
+def app(tmp_path, clock, traits):
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    req = c.make_request("activate", T0, ticket=TICKET)
+    c.apply_update(firm.grant(req, now=T0, options=Options(quantity=1, units=10)), T0)
+    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm")
+    with TestClient(create_app(settings)) as client:
+        client.firm = firm  # type: ignore[attr-defined]
+        client.container = c  # type: ignore[attr-defined]
+        yield client
+
+
+def body(**kw):
+    session = b64e(_crypto.raw_public(_crypto.X25519PrivateKey.generate().public_key()))
+    out = {"firm_code": 10101, "product_code": 1, "client_lease_id": "c1", "session": session, "nonce": "n1",
+           "user": "u", "host": "h"}
+    out.update(kw)
+    return out
+
+
+@pytest.mark.parametrize("bad", [
+    {"firm_code": "x"}, {"mode": "shared"}, {"session": "not-a-key"}, {"client_lease_id": ""}, {"units": -1},
+    {"groups": "eng"}, {"firm_code": 0},
+])
+def test_bad_requests_get_400(app, bad):
+    r = app.post("/api/v1/leases", json=body(**bad))
+    assert r.status_code == 400 and r.json()["error"]["type"] == "BadRequest"
+
+
+def test_not_json_and_not_an_object(app):
+    assert app.post("/api/v1/leases", content=b"{nope").status_code == 400
+    assert app.post("/api/v1/leases", json=[1, 2]).status_code == 400
+
+
+def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
+    session_key = _crypto.X25519PrivateKey.generate()
+    session = b64e(_crypto.raw_public(session_key.public_key()))
+    r = app.post("/api/v1/leases", json=body(session=session, units=3))
+    assert r.status_code == 200, r.text
+    data = r.json()
+    firm = app.firm
+    entry = LicenseEntry.verify(data["entry"], {_crypto.key_id(firm.key.public_key()): firm.key.public_key()})
+    lease = grants.verify_lease(data["lease"], entry)
+    assert lease.session == session and lease.nonce == "n1" and lease.lease_id == data["lease_id"]
+    (sealed,) = data["keys"]
+    key = grants.unseal_lease_key(session_key, session, entry.serial, entry.digest, sealed)
+    assert key == exchange.derive_product_key(firm.secret, firm.code, 1, 1)
+    # another session's key cannot open it
+    with pytest.raises(DocumentInvalid):
+        grants.unseal_lease_key(_crypto.X25519PrivateKey.generate(), session, entry.serial, entry.digest, sealed)
+    # a lease signed by any other key does not verify against the entry
+    impostor = _crypto.Ed25519PrivateKey.generate()
+    forged = grants.build_lease(lambda t, p: sign_document(t, p, impostor), lease_id="x", client_lease_id="c1",
+                                entry=entry, feature_code=0, mode="user", session=session, nonce="n1", issued=T0,
+                                expires=T0 + 1)
+    with pytest.raises(DocumentInvalid):
+        grants.verify_lease(forged, entry)
+    # units were counted in the server's container
+    slot = app.container.slots()[firm.code]
+    assert slot.license_state(entry.license_id).units_used == 3
+    assert app.post("/api/v1/leases", json=body(client_lease_id="c2", units=20)).json()["error"]["type"] == \
+        "UnitsExhausted"
+
+
+def test_renew_release_and_admin(app, clock):
+    lease_id = app.post("/api/v1/leases", json=body()).json()["lease_id"]
+    assert app.post(f"/api/v1/leases/{lease_id}/renew", json={"client_lease_id": "other"}).status_code == 404
+    assert app.post(f"/api/v1/leases/{lease_id}/renew", json={"client_lease_id": "c1"}).status_code == 200
+    assert app.delete(f"/api/v1/leases/{lease_id}", params={"client": "other"}).json() == {"released": False}
+    assert app.get("/api/v1/admin/status").status_code == 401
+    status = app.get("/api/v1/admin/status", headers={"Authorization": "Bearer adm"}).json()
+    assert [s["lease_id"] for s in status["sessions"]] == [lease_id]
+    assert app.delete(f"/api/v1/leases/{lease_id}", params={"client": "c1"}).json() == {"released": True}
+    clock.advance(200)
+    assert app.post(f"/api/v1/leases/{lease_id}/renew", json={"client_lease_id": "c1"}).status_code == 404
+
+
+def test_settings_from_the_config_file(tmp_path):
+    assert server_table({"server": {"lease_ttl": 60, "linger": 5, "heartbeat": 2}}) == {
+        "lease_ttl": 60, "linger": 5, "heartbeat": 2.0}
+    for bad in ({"lease_ttl": 0}, {"ttl": 5}, {"tls_cert": "x"}, {"durability": "maybe"}, {"discovery": "yes"}):
+        with pytest.raises(SettingsError):
+            server_table({"server": bad})
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[server]\nlease_ttl = 45\n")
+    s = Settings.from_env({"LICENTIA_SERVER_DATA": str(tmp_path / "d")}, config_path=cfg, port=1234)
+    assert (s.lease_ttl, s.port, s.data_dir, s.heartbeat_seconds) == (45, 1234, tmp_path / "d", 15)
+    assert Settings.from_env({}).data_dir.name == ".licentia-server"
+    with pytest.raises(SettingsError):
+        Settings.from_env({}, config_path=tmp_path / "missing.toml")
+
+
+def test_admin_token_file_is_made_private(tmp_path):
+    s = Settings(data_dir=tmp_path / "d")
+    token, source = load_admin_token(s)
+    assert source.endswith("admin.token") and len(token) > 30
+    assert stat.S_IMODE(os.stat(s.admin_token_file).st_mode) == 0o600
+    assert load_admin_token(s)[0] == token
+    assert load_admin_token(Settings(data_dir=tmp_path / "d", admin_token="env"))[0] == "env"
+
+
+def test_container_signs_only_grant_documents(tmp_path):
+    c = MachineContainer.create(tmp_path, "medium", machine_traits(), T0)
+    assert c.sign("lease", {"a": 1})["payload"]["type"] == "lease"
+    for kind in ("request", "receipt", "update", "license"):
+        with pytest.raises(ValueError):
+            c.sign(kind, {})
+
+
+def test_access_mode_is_checked_before_anything_else(tmp_path):
+    from licentia.runtime import Runtime
+
+    rt = Runtime(tmp_path, clock=lambda: T0, traits=lambda: machine_traits())
+    with pytest.raises(ValueError, match="mode is one of"):
+        rt.access(10101, 1, mode="shared", firm_key=Firm().pem)
+
+
+def test_local_license_ignores_the_mode_and_has_no_server(tmp_path):
+    from licentia.runtime import Runtime
+
+    firm = Firm()
+    c = MachineContainer.create(tmp_path, "medium", machine_traits(), T0)
+    req = c.make_request("activate", T0, ticket=TICKET)
+    c.apply_update(firm.grant(req, now=T0), T0)
+    rt = Runtime(tmp_path, clock=lambda: T0, traits=lambda: machine_traits())
+    with rt.access(firm.code, 1, mode="exclusive", firm_key=firm.pem) as h:
+        assert h.server is None and not h.lease_lost
