@@ -73,8 +73,10 @@ def _post(path: str, body: bytes) -> bytes:
 
 
 def _access_body(session: str, cid: str) -> bytes:
-    return json.dumps({"firm_code": 10101, "product_code": 1, "mode": "user", "client_lease_id": cid,
-                       "session": session, "nonce": cid, "user": "bench", "host": "bench-host", "pid": 1}).encode()
+    # what the runtime sends for a first access (a fresh client lease id: "reconnect": false)
+    return json.dumps({"firm_code": 10101, "product_code": 1, "feature_code": 0, "units": 0, "release_date": None,
+                       "mode": "user", "client_lease_id": cid, "reconnect": False, "session": session,
+                       "nonce": cid, "user": "bench", "host": "bench-host", "pid": 1, "groups": []}).encode()
 
 
 async def _connect(port: int, n: int) -> list[Conn]:

@@ -351,9 +351,14 @@ class MachineContainer:
         """
         if doc_type not in self.SIGNABLE:
             raise ValueError(f"a container does not sign {doc_type!r} documents on request")
-        from ..core.documents import sign_document
+        from ..core.documents import FORMAT_VERSION, _message
 
-        return sign_document(doc_type, payload, self._sign_key)
+        # the envelope of documents.sign_document, with the key id computed once
+        payload = {**payload, "type": doc_type, "v": FORMAT_VERSION}
+        kid = self.__dict__.get("_kid")
+        if kid is None:
+            kid = self._kid = _crypto.key_id(self._sign_key.public_key())
+        return {"payload": payload, "kid": kid, "sig": b64e(_crypto.sign(self._sign_key, _message(doc_type, payload)))}
 
     # ------------------------------------------------------------ borrowed licenses
 

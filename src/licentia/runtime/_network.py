@@ -446,6 +446,7 @@ class NetworkClient:
             "release_date": request.release_date,
             "mode": mode,
             "client_lease_id": secrets.token_urlsafe(12),
+            "reconnect": False,  # a fresh id: the server need not look for a lease of it
             "session": self.session,
             **self.identity(),
         }
@@ -594,7 +595,7 @@ class NetworkClient:
     def _reacquire(self, lease: _Lease) -> bool:
         import httpx
 
-        body = {**lease.body, "nonce": secrets.token_urlsafe(12), "pid": os.getpid()}
+        body = {**lease.body, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True}
         request = AccessRequest(body["firm_code"], body["product_code"], body["feature_code"], 0,
                                 body.get("release_date"))
         try:

@@ -89,6 +89,7 @@ class SeatEngine:
         self.counters: dict[str, int] = {}
         self._batch: _Work | None = None
         self._seq = secrets.randbelow(1 << 24)
+        self._salt = secrets.token_hex(4)
 
     # ------------------------------------------------------------ plumbing
 
@@ -191,10 +192,10 @@ class SeatEngine:
         return lease
 
     def _lease_id(self, now: int) -> str:
-        """Time-ordered (new rows go to the end of the index) and unpredictable in its tail.
+        """Time-ordered (new rows go to the end of the index), unique per engine instance.
         A lease id is no secret: renewing or releasing also needs the client's lease id."""
         self._seq = (self._seq + 1) & 0xFFFFFF
-        return f"{now:09x}{self._seq:06x}{secrets.token_hex(4)}"
+        return f"{now:09x}{self._seq:06x}{self._salt}"
 
     def record_denial(
         self, client: Client, *, firm_code: int, product_code: int, feature_code: int = 0, mode: str = "user",
@@ -217,15 +218,19 @@ class SeatEngine:
         feature_code: int = 0,
         mode: str = "user",
         candidates: Sequence[SeatLicense],
+        reconnect: bool = True,
     ) -> Lease:
-        """A lease on the first candidate with a seat for this client, or raise Refusal."""
+        """A lease on the first candidate with a seat for this client, or raise Refusal.
+
+        With ``reconnect`` (the default) a client lease id that names a live lease gets that
+        lease back; a caller that knows the id is new (a first access) may skip the look-up."""
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         now = self.clock()
         refusal: Refusal | None = None
         with self._work(now) as w:
             keys = {c.key for c in candidates}
-            prev = w.tx.lease_by_client(client.client_lease_id)
+            prev = w.tx.lease_by_client(client.client_lease_id) if reconnect else None
             if prev is not None and prev.mode != BORROW and prev.state in (ACTIVE, LINGERING):
                 if prev.live(now) and prev.license_key in keys:
                     # the same client again (a retry, or back after a network drop): its own seat

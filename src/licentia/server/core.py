@@ -34,6 +34,7 @@ log = logging.getLogger("licentia.server")
 MAX_NAME = 256
 MAX_BORROW_DAYS = 3650
 RESCAN_EVERY = 2.0  # real seconds between looks for new containers on a miss
+SERVED_CHECK = 0.2  # real seconds between looks at the containers' state files
 
 
 def _dumps(obj: Any) -> str:
@@ -163,6 +164,7 @@ class LicenseServer:
         self._slots_now: dict[str, dict[int, _machine.Slot]] = {}
         self._lock = threading.RLock()
         self._last_rescan = 0.0
+        self._served_checked = 0.0
         self.load_config(initial=True)
 
     # ------------------------------------------------------------ config
@@ -253,12 +255,18 @@ class LicenseServer:
         return container
 
     def served(self) -> tuple[list[Served], list[Served]]:
-        """(licenses served over the network, local-only licenses kept back)."""
+        """(licenses served over the network, local-only licenses kept back).
+
+        The containers' state files are looked at again at most every SERVED_CHECK seconds:
+        an update applied to the server's container is live within that time."""
+        cached = self._served_cache
+        if cached is not None and time.monotonic() - self._served_checked < SERVED_CHECK:
+            return cached[1], cached[2]
+        self._served_checked = time.monotonic()
         containers = [c for c in self.runtime.containers().values() if isinstance(c, _machine.MachineContainer)]
         now_slots = {c.serial: c.slots() for c in containers}
         self._slots_now = now_slots  # what _candidates evaluates against (no second stat)
         state = tuple((serial, id(slots)) for serial, slots in now_slots.items())
-        cached = self._served_cache
         if cached is not None and cached[0] == state:
             return cached[1], cached[2]
         with self._lock:
@@ -290,6 +298,7 @@ class LicenseServer:
         """Look for containers and licenses added since (server activate/apply while running)."""
         self.runtime.containers(rescan=True)
         self._served_cache = None
+        self._served_checked = 0.0
 
     def product_key(self, item: Served, version: int) -> bytes | None:
         k = (item.key, item.entry.digest, version)
@@ -370,7 +379,8 @@ class LicenseServer:
             raise error
         try:
             lease = self.engine.acquire(client, firm_code=firm, product_code=product, feature_code=feature, mode=mode,
-                                        candidates=[item.seat_license(ev) for item, ev in candidates])
+                                        candidates=[item.seat_license(ev) for item, ev in candidates],
+                                        reconnect=body.get("reconnect") is not False)
         except Refusal as refusal:
             raise ApiError.from_refusal(refusal) from None
         item, ev = next((i, v) for i, v in candidates if i.key == lease.license_key)
