@@ -14,6 +14,7 @@ Files in ``<home>/containers/<serial>/``:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import os
@@ -34,6 +35,7 @@ STATE_FORMAT = "licentia-state/1"
 #: a local access records a clock observation only when time moved on this much
 OBSERVE_STEP = 3600
 _STATE_MAC_INFO = b"licentia state mac v1"
+_LOCAL_KEY_INFO = b"licentia local key v1"
 
 
 @dataclass
@@ -95,9 +97,11 @@ class MachineContainer:
         self.meta = meta
         self.serial: str = meta["serial"]
         self.level: str = meta["level"]
-        self._sign_key = _crypto.Ed25519PrivateKey.from_private_bytes(secret[:32])
-        self._box_key = _crypto.X25519PrivateKey.from_private_bytes(secret[32:64])
+        self._secret = secret
         self._mac_key = _crypto.hkdf(secret, salt=self.serial.encode(), info=_STATE_MAC_INFO)
+        # symmetric key for what only this container may read back (local product-key
+        # copies, grace records): the hot path then needs no X25519 operation at all
+        self._local_key = _crypto.hkdf(secret, salt=self.serial.encode(), info=_LOCAL_KEY_INFO)
         self._state_path = path / "state.json"
         self._state_str = str(self._state_path)  # os.stat on a str skips Path.__fspath__ on the hot path
         self._lock_path = path / "lock"
@@ -161,10 +165,23 @@ class MachineContainer:
                 f"container {meta['serial']} is bound to another machine, or too many of this machine's "
                 "components changed; activate the license again or contact the vendor"
             ) from None
-        container = cls(path, meta, secret)
-        if _crypto.raw_public(container._sign_key.public_key()) != b64d(meta["sign_pub"]):
+        return cls(path, meta, secret)
+
+    # ------------------------------------------------------------ private keys, loaded on first use
+
+    @functools.cached_property
+    def _sign_key(self) -> _crypto.Ed25519PrivateKey:
+        key = _crypto.Ed25519PrivateKey.from_private_bytes(self._secret[:32])
+        if _crypto.raw_public(key.public_key()) != b64d(self.meta["sign_pub"]):
             raise E.LicenseInvalid(reason="container keys do not match their public keys")
-        return container
+        return key
+
+    @functools.cached_property
+    def _box_key(self) -> _crypto.X25519PrivateKey:
+        key = _crypto.X25519PrivateKey.from_private_bytes(self._secret[32:64])
+        if _crypto.raw_public(key.public_key()) != b64d(self.meta["box_pub"]):
+            raise E.LicenseInvalid(reason="container keys do not match their public keys")
+        return key
 
     # ------------------------------------------------------------ state
 
@@ -280,7 +297,7 @@ class MachineContainer:
             slot.pinned = {kid: b64e(_crypto.raw_public(k)) for kid, k in keys.items()}
             slot.endorsements = list(update.endorsements)
             slot.entries = [e.document for e in entries]
-            slot.keys = [k for k in update.sealed_keys if k.get("license") in digests]
+            slot.keys = [self._with_local_copy(k) for k in update.sealed_keys if k.get("license") in digests]
             slot.licenses = {str(e.license_id): old.get(str(e.license_id), {}) for e in entries}
             gone = {int(lid) for lid in old} - {e.license_id for e in entries}
             slot.withdrawn = sorted((set(slot.withdrawn or []) | gone) - {e.license_id for e in entries})
@@ -393,15 +410,30 @@ class MachineContainer:
         return self.mutate(change)
 
     def seal_local(self, data: bytes, context: bytes) -> bytes:
-        """Seal bytes to this container (only this container, on a machine that opens it, unseals them)."""
-        return _crypto.seal(self._box_key.public_key(), data, b"licentia local|" + context)
+        """Seal bytes to this container (only this container, on a machine that opens it, unseals them).
+
+        AES-256-GCM under a key derived from the container secret, ``context`` bound as
+        associated data."""
+        return _crypto.aead_encrypt(self._local_key, data, b"licentia local|" + context)
 
     def unseal_local(self, blob: bytes, context: bytes) -> bytes:
         """Inverse of seal_local; raises LicenseInvalid when the blob or context do not match."""
         try:
-            return _crypto.unseal(self._box_key, blob, b"licentia local|" + context)
+            return _crypto.aead_decrypt(self._local_key, blob, b"licentia local|" + context)
         except _crypto.CryptoError as exc:
             raise E.LicenseInvalid(reason=f"container {self.serial}: sealed data refused: {exc}") from None
+
+    @staticmethod
+    def _local_context(sealed: dict[str, Any]) -> bytes:
+        return f"product key|{sealed.get('license')}|{sealed.get('version')}".encode()
+
+    def _with_local_copy(self, sealed: dict[str, Any]) -> dict[str, Any]:
+        """A sealed product key plus a copy under the local key (made once, when applied)."""
+        try:
+            key = exchange.unseal_product_key(self._box_key, self.serial, sealed)
+        except DocumentInvalid as exc:
+            raise E.LicenseInvalid(reason=f"update refused: product key: {exc.reason}") from None
+        return {**sealed, "local": b64e(self.seal_local(key, self._local_context(sealed)))}
 
     def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
         slot = self.slots().get(entry.firm_code)
@@ -410,6 +442,8 @@ class MachineContainer:
             sealed_keys.extend(record.get("keys") or [])
         for sealed in sealed_keys:
             if sealed.get("license") == entry.digest and sealed.get("version") == version:
+                if "local" in sealed:
+                    return self.unseal_local(b64d(sealed["local"]), self._local_context(sealed))
                 try:
                     return exchange.unseal_product_key(self._box_key, self.serial, sealed)
                 except DocumentInvalid as exc:
