@@ -252,3 +252,25 @@ def test_serve_with_two_workers(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_item_create_local_only_and_product_key_export(server, tmp_path):
+    from licentia.core import keyfile
+
+    url = server.url
+    assert run(["vendor", "firm", "create", "--code", "40404", "--name", "F"], url=url, key=ADMIN_KEY)[0] == 0
+    key = run(["vendor", "apikey", "create", "--firm-code", "40404"], url=url, key=ADMIN_KEY)[1].strip()
+    code, out, err = run(["vendor", "item", "create", "--name", "Local", "--product-code", "9", "--local-only"],
+                         url=url, key=key)
+    assert code == 0, err
+    code, shown, err = run(["vendor", "item", "show", out.strip()], url=url, key=key)
+    assert code == 0 and '"local_only": true' in shown
+    code, out, err = run(["vendor", "item", "create", "--name", "Net", "--product-code", "8"], url=url, key=key)
+    assert '"local_only"' not in run(["vendor", "item", "show", out.strip()], url=url, key=key)[1]
+    target = tmp_path / "key.json"
+    code, out, err = run(["vendor", "product-key", "export", "--firm-code", "40404", "--product-code", "9",
+                          "--key-version", "3", "-o", str(target)], url=url, key=key)
+    assert code == 0, err
+    assert target.stat().st_mode & 0o777 == 0o600
+    pem = httpx.get(f"{url}/api/v1/firms/40404/public-key?format=pem").text
+    assert keyfile.verify(target.read_bytes(), keyfile.keys_from_pem(pem), product_code=9, version=3).version == 3

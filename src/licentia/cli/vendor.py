@@ -230,6 +230,9 @@ def item_create(
     maintenance_until: int = typer.Option(None, "--maintenance-until", help="Maintenance until this Unix time."),
     sync_interval_days: int = typer.Option(None, "--sync-interval-days", help="Must sync at least this often."),
     data: str = typer.Option(None, "--data", help="Vendor data (base64)."),
+    local_only: bool = typer.Option(
+        False, "--local-only", help="Never served by a network license server (local containers only)."
+    ),
     firm_code: int = FirmOpt,
     central: str = CentralOpt,
     api_key: str = KeyOpt,
@@ -252,6 +255,7 @@ def item_create(
             "maintenance_until": maintenance_until,
             "sync_interval_days": sync_interval_days,
             "data": data,
+            "local_only": True if local_only else None,
         }
         body = {
             "firm_code": firm_code,
