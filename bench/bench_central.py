@@ -106,6 +106,7 @@ def _request(ticket: str) -> bytes:
 
 
 def central_rate(database_url: str | None, work: Path, per_client: int, workers: int = 1) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
     data = work / f"central-{'pg' if database_url else 'sqlite'}-{workers}"
     with Server(data, database_url, workers=workers) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -195,10 +196,25 @@ def raw_rate(database_url: str, ops_per_thread: int) -> dict[str, Any]:
     return {"operations": done, "seconds": round(elapsed, 3), "per_second": round(done / elapsed, 1)}
 
 
+def _rounds(rounds: int, central: Any, raw: Any, note: str) -> dict[str, Any]:
+    """Alternate Central and raw measurements; report the median of the per-round ratios."""
+    import statistics
+
+    pairs = []
+    for i in range(rounds):
+        c, r = central(i), raw(i)
+        pairs.append((c, r, c["per_second"] / r["per_second"]))
+    pairs.sort(key=lambda p: p[2])
+    c, r, ratio = pairs[len(pairs) // 2]
+    return {"central": c, "raw": r, "ratio": round(ratio, 3), "ratios": [round(p[2], 3) for p in pairs],
+            "median_of": rounds, "note": note, "spread": round(statistics.pstdev(p[2] for p in pairs), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-client", type=int, default=40, help="activations per client (default 40)")
-    parser.add_argument("--raw-ops", type=int, default=200, help="raw operations per thread (default 200)")
+    parser.add_argument("--per-client", type=int, default=120, help="activations per client and round (default 120)")
+    parser.add_argument("--raw-ops", type=int, default=600, help="raw operations per thread and round (default 600)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the median ratio is reported (default 3)")
     args = parser.parse_args()
 
     import pgcluster
@@ -206,26 +222,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="licentia-bench-central-"))
     results: dict[str, Any] = {"clients": CLIENTS, "target_ratio": TARGET, "backends": {}}
     try:
-        sqlite_url = f"sqlite:///{work / 'raw.db'}"
-        central = central_rate(None, work, args.per_client)
-        raw = raw_rate(sqlite_url, args.raw_ops)
-        results["backends"]["sqlite"] = {"central": central, "raw": raw,
-                                         "ratio": round(central["per_second"] / raw["per_second"], 3)}
+        results["backends"]["sqlite"] = _rounds(
+            args.rounds,
+            lambda i: central_rate(None, work / f"r{i}", args.per_client),
+            lambda i: raw_rate(f"sqlite:///{work / f'raw{i}.db'}", args.raw_ops),
+            "WAL + BEGIN IMMEDIATE for both; one Central worker",
+        )
         if pgcluster.available():
             cluster = pgcluster.start(max_connections=200)
             try:
-                central = central_rate(cluster.create_database("bench_central"), work, args.per_client)
-                raw = raw_rate(cluster.create_database("bench_raw"), args.raw_ops)
-                results["backends"]["postgresql"] = {
-                    "central": central, "raw": raw, "ratio": round(central["per_second"] / raw["per_second"], 3),
-                    "note": "throwaway PostgreSQL 15 cluster (fsync off), same for both",
-                }
-                # Central on PostgreSQL is stateless: its scale-out form is several workers.
-                central2 = central_rate(cluster.create_database("bench_central2"), work, args.per_client, workers=2)
-                results["backends"]["postgresql, 2 workers"] = {
-                    "central": central2, "raw": raw, "ratio": round(central2["per_second"] / raw["per_second"], 3),
-                    "note": "the same cluster; Central with --workers 2 (one per core)",
-                }
+                for workers in (1, 2):
+                    name = "postgresql" if workers == 1 else "postgresql, 2 workers"
+                    results["backends"][name] = _rounds(
+                        args.rounds,
+                        lambda i, w=workers: central_rate(cluster.create_database(f"bench_c{w}_{i}"), work / f"p{w}{i}",
+                                                          args.per_client, workers=w),
+                        lambda i, w=workers: raw_rate(cluster.create_database(f"bench_r{w}_{i}"), args.raw_ops),
+                        f"throwaway PostgreSQL 15 cluster (fsync off) for both; Central with {workers} worker(s)",
+                    )
             finally:
                 cluster.stop()
         else:
@@ -240,7 +254,8 @@ def main() -> None:
             print(f"| {name} | skipped: {r['skipped']} | | |")
         else:
             ok = "ok" if r["ratio"] >= TARGET else "BELOW TARGET"
-            print(f"| {name} | {r['central']['per_second']} | {r['raw']['per_second']} | {r['ratio']} ({ok}) |")
+            print(f"| {name} | {r['central']['per_second']} | {r['raw']['per_second']} | {r['ratio']} ({ok}; "
+                  f"rounds {', '.join(map(str, r['ratios']))}) |")
     print()
     print(json.dumps(results, indent=2))
 
