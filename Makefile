@@ -22,12 +22,13 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
-## system packages the suite uses: PostgreSQL 15 server binaries (initdb/pg_ctl), Debian's python3 (unprivileged-user tests)
+## system packages the suite uses: PostgreSQL 15 server binaries (initdb/pg_ctl), Debian's python3 (unprivileged-user tests), Debian's chromium (browser tests, driven by Playwright)
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=""; \
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	  [ -x /usr/bin/python3 ] || missing="$$missing python3"; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
