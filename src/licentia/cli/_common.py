@@ -42,5 +42,19 @@ def run_guarded(func, *args, **kwargs):  # type: ignore[no-untyped-def]
         fail(str(exc) or exc.__class__.__name__)
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind (host, port) now: checked before starting, so that a
+    busy port gets one clear line instead of a traceback from the server."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def stdin_is_tty() -> bool:
     return sys.stdin.isatty()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 
 import typer
@@ -12,16 +11,6 @@ import typer
 from . import _common
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @app.command()
@@ -67,7 +56,7 @@ def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) ->
     from ..central.settings import Settings
 
     settings = Settings.from_env(data_dir=data)  # the edge: env is read here only
-    if not _port_free(host, port):
+    if not _common.port_free(host, port):
         _common.fail(f"port {port} on {host} is in use: stop what runs there or pick another with --port")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings)

@@ -6,7 +6,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,16 +41,6 @@ def _when(ts: Optional[int]) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 @app.command()
 def start(
     data: Path = DataOpt,
@@ -70,7 +59,7 @@ def _start(data: Optional[Path], host: str, port: int, config: Optional[Path]) -
     from ..server.settings import Settings
 
     settings = Settings.from_env(data_dir=data, config_path=config, host=host, port=port)  # env is read here only
-    if not _port_free(host, port):
+    if not _common.port_free(host, port):
         fail(f"port {port} on {host} is in use: stop what runs there or pick another with --port")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("licentia").setLevel(logging.INFO)
