@@ -12,7 +12,6 @@ The runtime's network settings live in ``$LICENTIA_HOME/config.toml``::
 from __future__ import annotations
 
 import datetime as _dt
-import tomllib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -88,14 +87,9 @@ def _config_path() -> Path:
 
 
 def _load() -> dict[str, Any]:
-    path = _config_path()
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        fail(f"{path} cannot be read ({exc}): fix or remove it")
+    from ..runtime import config, get_runtime
+
+    return config.load(get_runtime().home)
 
 
 def _save(doc: dict[str, Any]) -> None:
