@@ -157,9 +157,11 @@ U_BOX = update(_c).where(_c.c.id == bindparam("cid")).values(box_pub=bindparam("
 U_TICKET = update(_t).where(_t.c.id == bindparam("tid"))
 I_SLOT, I_DONE = insert(_cf), insert(_pr)
 #: Register a container unless its serial is known (then: look it up, locked).
+# RETURNING says whether the row was inserted: rowcount is not reliable for
+# INSERT ... ON CONFLICT DO NOTHING on every driver (psycopg reports -1 here).
 I_CONTAINER = {
-    "sqlite": sqlite_insert(_c).on_conflict_do_nothing(index_elements=["serial"]),
-    "postgresql": pg_insert(_c).on_conflict_do_nothing(index_elements=["serial"]),
+    "sqlite": sqlite_insert(_c).on_conflict_do_nothing(index_elements=["serial"]).returning(_c.c.id),
+    "postgresql": pg_insert(_c).on_conflict_do_nothing(index_elements=["serial"]).returning(_c.c.id),
 }
 
 
@@ -382,8 +384,8 @@ class ActivationService(Service):
                     "box_pub": req.box_pub,
                     "created": self.now(),
                 },
-            ).rowcount
-            if inserted == 1:
+            ).first()
+            if inserted is not None:
                 return new_id, True
         row = conn.execute(Q_CONTAINER, {"serial": req.serial}).first()
         if row is None:
