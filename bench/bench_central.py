@@ -50,13 +50,14 @@ def _free_port() -> int:
 class Server:
     """``licentia central serve`` in its own process."""
 
-    def __init__(self, data: Path, database_url: str | None, workers: int = 1):
+    def __init__(self, data: Path, database_url: str | None, workers: int = 1, protocol_threads: int = 2):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
         env.update({"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT / "src")})
         if database_url:
             env["LICENTIA_DATABASE_URL"] = database_url
+        env["LICENTIA_PROTOCOL_THREADS"] = str(protocol_threads)
         self.log = open(data.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(self.port),
@@ -105,10 +106,12 @@ def _request(ticket: str) -> bytes:
     return json.dumps(doc).encode()
 
 
-def central_rate(database_url: str | None, work: Path, per_client: int, workers: int = 1) -> dict[str, Any]:
+def central_rate(
+    database_url: str | None, work: Path, per_client: int, workers: int = 1, protocol_threads: int = 2
+) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     data = work / f"central-{'pg' if database_url else 'sqlite'}-{workers}"
-    with Server(data, database_url, workers=workers) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
+    with Server(data, database_url, workers=workers, protocol_threads=protocol_threads) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         c.post("/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
         item = c.post("/items", json={"firm_code": 90909, "name": "Bench", "product_code": 1,
@@ -231,14 +234,21 @@ def main() -> None:
         if pgcluster.available():
             cluster = pgcluster.start(max_connections=200)
             try:
-                for workers in (1, 2):
-                    name = "postgresql" if workers == 1 else "postgresql, 2 workers"
+                variants = [
+                    ("postgresql", 1, 2, "Central with 1 worker, protocol on 2 threads (the default)"),
+                    ("postgresql, protocol on the event loop", 1, 0,
+                     "Central with 1 worker, LICENTIA_PROTOCOL_THREADS=0 (database on the same host)"),
+                    ("postgresql, 2 workers", 2, 2, "Central with 2 workers (one per core), default threads"),
+                ]
+                for name, workers, threads, note in variants:
+                    tag = f"{workers}{threads}"
                     results["backends"][name] = _rounds(
                         args.rounds,
-                        lambda i, w=workers: central_rate(cluster.create_database(f"bench_c{w}_{i}"), work / f"p{w}{i}",
-                                                          args.per_client, workers=w),
-                        lambda i, w=workers: raw_rate(cluster.create_database(f"bench_r{w}_{i}"), args.raw_ops),
-                        f"throwaway PostgreSQL 15 cluster (fsync off) for both; Central with {workers} worker(s)",
+                        lambda i, w=workers, t=threads, g=tag: central_rate(
+                            cluster.create_database(f"bench_c{g}_{i}"), work / f"p{g}{i}", args.per_client,
+                            workers=w, protocol_threads=t),
+                        lambda i, g=tag: raw_rate(cluster.create_database(f"bench_r{g}_{i}"), args.raw_ops),
+                        f"throwaway PostgreSQL 15 cluster (fsync off) for both; {note}",
                     )
             finally:
                 cluster.stop()

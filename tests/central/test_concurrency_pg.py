@@ -17,16 +17,20 @@ from licentia.core import exchange
 THREADS = 8
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend_url(request, tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-on-loop"])
+def backend(request, tmp_path):
+    """(database URL, protocol threads): PostgreSQL with protocol threads and on the event loop."""
     if request.param == "sqlite":
-        return None
-    return request.getfixturevalue("pg_url")
+        return None, 2
+    return request.getfixturevalue("pg_url"), 0 if request.param.endswith("on-loop") else 2
 
 
-def test_concurrent_orders_and_activations(tmp_path, backend_url):
+def test_concurrent_orders_and_activations(tmp_path, backend):
+    backend_url, threads = backend
     clock = Clock()
-    app = create_app(make_settings(tmp_path / "data", backend_url), clock=clock)
+    settings = make_settings(tmp_path / "data", backend_url).with_changes(protocol_threads=threads)
+    app = create_app(settings, clock=clock)
+    assert (app.state.protocol_executor is None) == (backend_url is None or threads == 0)
     try:
         with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as setup:
             vendor = Vendor(setup, 60606)

@@ -94,3 +94,12 @@ def test_a_wrong_master_key_is_refused_at_start(tmp_path):
     app.state.central.db.dispose()
     with pytest.raises(SettingsError, match="master key"):
         create_app(good.with_changes(master_key="55" * 32), clock=Clock())
+
+
+def test_protocol_threads_setting(tmp_path):
+    from licentia.central.settings import Settings, SettingsError
+
+    assert Settings.from_env({}, data_dir=tmp_path).protocol_threads == 2
+    assert Settings.from_env({"LICENTIA_PROTOCOL_THREADS": "0"}, data_dir=tmp_path).protocol_threads == 0
+    with pytest.raises(SettingsError, match="at least 0"):
+        Settings.from_env({"LICENTIA_PROTOCOL_THREADS": "-1"}, data_dir=tmp_path)

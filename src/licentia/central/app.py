@@ -27,14 +27,17 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     ``clock`` returns Unix seconds; Central reads the time only through it.
     """
     ctx = prepare(settings, clock or _default_clock)
-    # PostgreSQL: the activation protocol runs on a few dedicated threads that
-    # overlap their network waits (SQLite runs it on the event loop: api.deps.run_protocol).
-    protocol = ThreadPoolExecutor(2, thread_name_prefix="central-protocol")
+    # PostgreSQL: the activation protocol runs on a few dedicated threads that overlap
+    # their network waits, or on the event loop with protocol_threads=0 (a database on
+    # the same host). SQLite always runs it on the event loop: api.deps.run_protocol.
+    threads = 0 if ctx.db.sqlite else settings.protocol_threads
+    protocol = ThreadPoolExecutor(threads, thread_name_prefix="central-protocol") if threads else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        protocol.shutdown(wait=True)
+        if protocol is not None:
+            protocol.shutdown(wait=True)
         ctx.db.dispose()
 
     app = FastAPI(

@@ -63,10 +63,11 @@ async def run_protocol(request: Request, method: str, *args: Any) -> str:
         with ctx.db.session() as s:
             return getattr(ActivationService(ctx, s), method)(*args)  # type: ignore[no-any-return]
 
-    if ctx.db.sqlite:
+    executor = request.app.state.protocol_executor
+    if executor is None:  # SQLite, or PostgreSQL with protocol_threads=0
         return call()
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(request.app.state.protocol_executor, call)
+    return await loop.run_in_executor(executor, call)
 
 
 def client_address(request: Request) -> str:
