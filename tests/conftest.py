@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -46,3 +48,36 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@contextlib.contextmanager
+def central_process(data: Path, admin_key: str) -> Iterator[str]:
+    """`licentia central serve` in its own process on a free port; yields its URL once /health answers."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    log = open(data / "log.txt", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data / "d"), "--port", str(port)],
+        env=child_env({"LICENTIA_ADMIN_KEY": admin_key}), stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (data / "log.txt").read_text()
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "Central did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()

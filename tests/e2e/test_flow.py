@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, child_env, free_port
+from tests.conftest import ROOT, central_process, child_env, free_port
 from tests.factory import machine_traits, other_machine
 
 FAKES_DIR = ROOT / "tests" / "_fakes"
@@ -77,27 +77,9 @@ class Machine:
 @pytest.fixture(scope="module")
 def central(tmp_path_factory):
     data = tmp_path_factory.mktemp("central")
-    port = free_port()
     admin = secrets.token_urlsafe(24)
-    env = child_env({"LICENTIA_ADMIN_KEY": admin})
-    log = open(data / "log.txt", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "licentia", "central", "serve", "--data", str(data / "d"),
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (data / "log.txt").read_text()
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "Central did not start"
-        time.sleep(0.1)
-    yield url, admin
-    proc.terminate()
-    proc.wait(20)
-    log.close()
+    with central_process(data, admin) as url:
+        yield url, admin
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
-from tests.conftest import child_env, free_port
+from tests.conftest import central_process, child_env
 from tests.protect.helpers import EXPECTED_RUN, SAMPLE, Machine
 from tests.protect.test_protect_cli import app
 
@@ -21,48 +20,26 @@ FIRM = 4343
 @pytest.fixture(scope="module")
 def central(tmp_path_factory):
     data = tmp_path_factory.mktemp("central")
-    port = free_port()
     admin = secrets.token_urlsafe(24)
-    log = open(data / "log.txt", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "licentia", "central", "serve", "--data", str(data / "d"),
-                             "--port", str(port)], env=child_env({"LICENTIA_ADMIN_KEY": admin}), stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (data / "log.txt").read_text()
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "Central did not start"
-        time.sleep(0.1)
+    with central_process(data, admin) as url:
 
-    def vendor(*args: str, key: str = admin) -> str:
-        env = child_env({"LICENTIA_CENTRAL_URL": url, "LICENTIA_API_KEY": key})
-        out = subprocess.run([sys.executable, "-m", "licentia", "vendor", *args], env=env, capture_output=True,
-                             text=True, timeout=60)
-        assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
-        return out.stdout
+        def vendor(*args: str, key: str = admin) -> str:
+            env = child_env({"LICENTIA_CENTRAL_URL": url, "LICENTIA_API_KEY": key})
+            out = subprocess.run([sys.executable, "-m", "licentia", "vendor", *args], env=env, capture_output=True,
+                                 text=True, timeout=60)
+            assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
+            return out.stdout
 
-    vendor("firm", "create", "--code", str(FIRM), "--name", "Protect Software")
-    vkey = vendor("apikey", "create", "--firm-code", str(FIRM)).strip().split()[-1]
-    vendor("item", "create", "--item-id", "E-00001-1", "--name", "Protected", "--product-code", "1", key=vkey)
-    vendor("customer", "create", "--number", "C-1", "--name", "Ada", key=vkey)
-    ticket = vendor("ticket", "create", "--customer", "C-1", "--item", "E-00001-1", key=vkey).strip()
-    r = httpx.get(f"{url}/api/v1/firms/{FIRM}/products/1/keys/1", headers={"Authorization": f"Bearer {vkey}"})
-    missing = r.status_code == 404 and "No such endpoint" in r.text
-    yield {"url": url, "vkey": vkey, "ticket": ticket, "missing": missing, "vendor": vendor}
-    proc.terminate()
-    proc.wait(20)
-    log.close()
+        vendor("firm", "create", "--code", str(FIRM), "--name", "Protect Software")
+        vkey = vendor("apikey", "create", "--firm-code", str(FIRM)).strip().split()[-1]
+        vendor("item", "create", "--item-id", "E-00001-1", "--name", "Protected", "--product-code", "1", key=vkey)
+        vendor("customer", "create", "--number", "C-1", "--name", "Ada", key=vkey)
+        ticket = vendor("ticket", "create", "--customer", "C-1", "--item", "E-00001-1", key=vkey).strip()
+        yield {"url": url, "vkey": vkey, "ticket": ticket, "vendor": vendor}
 
 
 @pytest.mark.slow
 def test_protect_with_central_then_run_with_a_central_license(central, tmp_path, monkeypatch):
-    if central["missing"]:
-        pytest.skip("Central has no GET /api/v1/firms/{code}/products/{product}/keys/{version} yet")
     from typer.testing import CliRunner
 
     out = tmp_path / "dist"
