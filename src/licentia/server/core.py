@@ -22,7 +22,7 @@ from .. import _exceptions as E
 from ..container import machine as _machine
 from ..core import _crypto, codes, exchange, grants
 from ..core._encoding import b64d
-from ..core.documents import DocumentInvalid, document_digest
+from ..core.documents import DocumentInvalid
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, evaluate
 from ..runtime import Runtime
 from ..seats import MODES, Acl, AclError, Client, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense
@@ -155,7 +155,6 @@ class LicenseServer:
             signer=self._sign,
             retention_days=settings.usage_retention_days,
         )
-        self._verified: dict[str, LicenseEntry] = {}
         self._served_cache: tuple[tuple[Any, ...], list[Served], list[Served]] | None = None
         self._keys: dict[tuple[str, str, int], bytes] = {}
         self._sealed: dict[tuple[str, str], str] = {}
@@ -274,21 +273,12 @@ class LicenseServer:
             local: list[Served] = []
             for container in containers:
                 for slot in container.slots().values():
-                    keys = slot.pinned_keys()
-                    for doc in slot.entries or []:
-                        digest = document_digest(doc)
-                        entry = self._verified.get(digest)
-                        if entry is None:
-                            try:
-                                entry = LicenseEntry.verify(doc, keys)
-                            except DocumentInvalid as exc:
-                                log.error("container %s: a license fails verification: %s", container.serial,
-                                          exc.reason)
-                                continue
-                            if entry.serial != container.serial or entry.container_key != container.sign_pub:
-                                log.error("container %s holds a license issued to %s", container.serial, entry.serial)
-                                continue
-                            self._verified[digest] = entry
+                    # the same verification (and digest cache) as a local access, against the
+                    # firm keys the server's container pinned
+                    entries, bad = self.runtime._verified_entries(container, slot, slot.pinned_keys())
+                    for message in bad:
+                        log.error("%s (the reason is in the log above)", message)
+                    for entry in entries:
                         item = Served(entry, container, f"{container.serial}/{entry.license_id}")
                         (local if entry.options.local_only else served).append(item)
             self._served_cache = (state, served, local)
