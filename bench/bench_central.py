@@ -33,7 +33,7 @@ import httpx  # noqa: E402
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, Table, insert  # noqa: E402
 
 from licentia.central.db import make_engine, write_tx  # noqa: E402
-from licentia.core import _crypto, codes, exchange  # noqa: E402
+from licentia.core import hazmat, codes, exchange  # noqa: E402
 
 CLIENTS = 8
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
@@ -97,10 +97,10 @@ class Server:
 
 
 def _request(ticket: str) -> bytes:
-    sign = _crypto.Ed25519PrivateKey.generate()
-    box = _crypto.X25519PrivateKey.generate()
+    sign = hazmat.Ed25519PrivateKey.generate()
+    box = hazmat.X25519PrivateKey.generate()
     doc = exchange.build_request(
-        serial=codes.new_serial(), level="medium", sign_key=sign, box_pub=_crypto.raw_public(box.public_key()),
+        serial=codes.new_serial(), level="medium", sign_key=sign, box_pub=hazmat.raw_public(box.public_key()),
         slots={}, action="activate", now=int(time.time()), ticket=ticket,
     )
     return json.dumps(doc).encode()
@@ -174,7 +174,7 @@ def raw_rate(database_url: str, ops_per_thread: int) -> dict[str, Any]:
     )
     meta.drop_all(engine)
     meta.create_all(engine)
-    key = _crypto.Ed25519PrivateKey.generate()
+    key = hazmat.Ed25519PrivateKey.generate()
     barrier = threading.Barrier(CLIENTS + 1)
 
     def worker(n: int) -> int:
@@ -183,7 +183,7 @@ def raw_rate(database_url: str, ops_per_thread: int) -> dict[str, Any]:
         with Session(engine) as session:
             barrier.wait()
             for i in range(ops_per_thread):
-                sig = _crypto.sign(key, f"{n}:{i}".encode())
+                sig = hazmat.sign(key, f"{n}:{i}".encode())
                 with write_tx(session):
                     session.execute(insert(table).values(n=n, sig=sig))
         return ops_per_thread

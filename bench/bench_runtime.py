@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from licentia.container import MachineContainer, read_system_traits  # noqa: E402
-from licentia.core import _crypto  # noqa: E402
-from licentia.core._encoding import b64d  # noqa: E402
-from licentia.core.documents import _message  # noqa: E402
+from licentia.core import hazmat  # noqa: E402
+from licentia.core.encoding import b64d  # noqa: E402
+from licentia.core.documents import signing_message  # noqa: E402
 from licentia.core.license import Options  # noqa: E402
 from licentia.runtime import Runtime  # noqa: E402
 from tests.factory import Firm  # noqa: E402
@@ -70,10 +70,10 @@ def main() -> dict:
 
         doc = c.slots()[firm.code].entries[0]
         pub = firm.key.public_key()
-        sig, msg = b64d(doc["sig"]), _message("license", doc["payload"])
+        sig, msg = b64d(doc["sig"]), signing_message("license", doc["payload"])
 
         def verify():
-            _crypto.verify(pub, sig, msg)
+            hazmat.verify(pub, sig, msg)
 
         t_access = best_per_op(cached, 20000)
         t_verify = best_per_op(verify, 3000)

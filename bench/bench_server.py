@@ -180,10 +180,10 @@ def load_main(port: int, task: str, clients: int, seconds: float) -> None:
         uvloop.install()
     except ImportError:
         pass
-    from licentia.core import _crypto
-    from licentia.core._encoding import b64e
+    from licentia.core import hazmat
+    from licentia.core.encoding import b64e
 
-    session = b64e(_crypto.raw_public(_crypto.X25519PrivateKey.generate().public_key()))
+    session = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
     if task == "pairs":
         out: Any = asyncio.run(_pairs(port, clients, seconds, session))
     elif task == "hello":

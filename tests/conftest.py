@@ -33,6 +33,16 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LICENTIA_HOME", str(tmp_path / "home"))
 
 
+@pytest.fixture(autouse=True)
+def _isolate_runtime() -> Iterator[None]:
+    """Every test starts on the system clock and traits with no shared runtime, and leaves it so."""
+    from licentia import _testing
+
+    _testing.uninstall()
+    yield
+    _testing.uninstall()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from licentia.core import _crypto, exchange
-from licentia.core._encoding import b64d
+from licentia.core import hazmat, exchange
+from licentia.core.encoding import b64d
 from licentia.core.documents import document_digest
 from licentia.core.license import LicenseEntry, Options
 
@@ -24,14 +24,14 @@ T0 = 1_800_000_000  # 2027-01-15, a fixed "now" for tests
 @dataclass
 class Firm:
     code: int = 10101
-    key: _crypto.Ed25519PrivateKey = field(default_factory=_crypto.Ed25519PrivateKey.generate)
+    key: hazmat.Ed25519PrivateKey = field(default_factory=hazmat.Ed25519PrivateKey.generate)
     secret: bytes = field(default_factory=lambda: os.urandom(32))
     seqs: dict[str, int] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
     def pem(self) -> str:
-        return _crypto.public_pem(self.key.public_key())
+        return hazmat.public_pem(self.key.public_key())
 
     def entry(self, request: exchange.Request, *, product: int = 1, feature_map: int = 0xFFFFFFFF,
               options: Options | None = None, license_id: int | None = None, ticket: str | None = None,

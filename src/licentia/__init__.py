@@ -11,13 +11,14 @@ Everything an application needs is exported here. ``import licentia`` loads
 made by ``licentia protect`` raise ``ProtectedImportError`` when no license opens them.
 """
 
-from ._exceptions import (
+from .core.errors import (
     AccessDenied,
     ActivationError,
     ClockTampered,
     ContainerLocked,
     FeatureNotLicensed,
     LicenseError,
+    LicentiaError,
     LicenseExpired,
     LicenseInvalid,
     LicenseNotFound,
@@ -43,6 +44,7 @@ __all__ = [
     "FeatureNotLicensed",
     "Handle",
     "LicenseError",
+    "LicentiaError",
     "LicenseExpired",
     "LicenseInvalid",
     "LicenseNotFound",

@@ -1,8 +1,17 @@
 """The test seam: the one place tests inject a clock and machine traits.
 
-Shipped code never reads an environment variable that moves time. Tests call
-``install()`` in-process, or load ``tests/_fakes/sitecustomize.py`` into child
-processes, which calls ``install()`` from a fakes file the test writes.
+``install(clock=..., traits=...)`` sets them on the runtime factory that
+``licentia.access()``, the ``licentia`` command and the license server all make their
+runtimes from, so a vendor's own tests can move time or pretend to be another machine
+without patching anything. Shipped code never reads an environment variable that
+moves time: licentia's own tests call ``install()`` in-process, or load
+``tests/_fakes/sitecustomize.py`` into child processes, which calls ``install()`` from
+a fakes file the test writes.
+
+    from licentia._testing import FakeClock, install
+    clock = FakeClock(1_700_000_000)
+    install(clock=clock)
+    clock.advance(86400)   # a day later, for every runtime of the process
 """
 
 from __future__ import annotations
@@ -11,16 +20,24 @@ from typing import Callable
 
 
 def install(clock: Callable[[], int] | None = None, traits: Callable[[], dict[str, str]] | None = None) -> None:
-    """Replace the clock and/or trait reader of the process's default runtime."""
-    from .runtime import _runtime
+    """Set the clock and/or trait reader of the process's runtime factory (and its shared runtime)."""
+    from .runtime import factory
 
-    rt = _runtime.get_runtime()
-    if clock is not None:
-        rt.clock = clock
-        _runtime._DEFAULTS["clock"] = clock
-    if traits is not None:
-        rt.traits = traits
-        _runtime._DEFAULTS["traits"] = traits
+    factory.configure(clock=clock, traits=traits)
+
+
+def uninstall() -> None:
+    """Back to the system clock and this machine's traits; forget the shared runtime."""
+    from .runtime import factory
+
+    factory.reset()
+
+
+def installed() -> tuple[Callable[[], int], Callable[[], dict[str, str]]]:
+    """The clock and trait reader the runtime factory uses now (to put them back after a test)."""
+    from .runtime import factory
+
+    return factory.clock, factory.traits
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
-from licentia.core import _crypto, codes, exchange
+from licentia.core import hazmat, codes, exchange
 from licentia.core.exchange import SlotPosition
 from licentia.central.models import LOG_TABLES, Base
 from licentia.central.settings import Settings
@@ -51,8 +51,8 @@ class FakeContainer:
 
     level: str = "medium"
     serial: str = field(default_factory=codes.new_serial)
-    sign_key: _crypto.Ed25519PrivateKey = field(default_factory=_crypto.Ed25519PrivateKey.generate)
-    box_key: _crypto.X25519PrivateKey = field(default_factory=_crypto.X25519PrivateKey.generate)
+    sign_key: hazmat.Ed25519PrivateKey = field(default_factory=hazmat.Ed25519PrivateKey.generate)
+    box_key: hazmat.X25519PrivateKey = field(default_factory=hazmat.X25519PrivateKey.generate)
     slots: dict[int, SlotPosition] = field(default_factory=dict)
 
     def request(
@@ -63,7 +63,7 @@ class FakeContainer:
             serial=self.serial,
             level=level or self.level,
             sign_key=self.sign_key,
-            box_pub=_crypto.raw_public(self.box_key.public_key()),
+            box_pub=hazmat.raw_public(self.box_key.public_key()),
             slots=dict(self.slots if slots is None else slots),
             action=action,
             now=now,
@@ -148,7 +148,7 @@ class Vendor:
 
     def pinned(self) -> dict[str, Any]:
         r = self.client.get(f"/api/v1/firms/{self.firm_code}/public-key")
-        keys = {k["kid"]: _crypto.load_public_pem(k["pem"]) for k in r.json()["keys"]}
+        keys = {k["kid"]: hazmat.load_public_pem(k["pem"]) for k in r.json()["keys"]}
         return keys
 
 

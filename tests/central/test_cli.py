@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from licentia.central.app import create_app
 from licentia.cli.main import app as cli
-from licentia.core import _crypto, codes
+from licentia.core import hazmat, codes
 
 
 def _read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
@@ -75,7 +75,7 @@ def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
         info = httpx.get(f"{base}/api/v1/tickets/{ticket}/info").json()
         assert info == {"ticket": ticket, "firm_code": 10101, "product_code": 1, "level": "medium", "state": "new"}
         assert httpx.get(f"{base}/api/v1/firms/10101/public-key?format=pem").text == pem_path.read_text()
-        _crypto.load_public_pem(pem_path.read_text())
+        hazmat.load_public_pem(pem_path.read_text())
         item = httpx.get(f"{base}/api/v1/items/F-00001-1", headers={"Authorization": f"Bearer {admin_key}"},
                          params={"firm_code": 10101}).json()
         assert item["feature_map"] == 0xFFFFFFFF and item["options"]["expires_days"] == 30

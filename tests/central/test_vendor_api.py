@@ -7,7 +7,7 @@ from central_helpers import ADMIN_KEY, FakeContainer, Vendor, count_rows, dump_s
 from sqlalchemy import select
 
 from licentia.central.models import AuditEntry, FirmKey
-from licentia.core import _crypto, codes
+from licentia.core import hazmat, codes
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -20,8 +20,8 @@ def test_firm_creation_and_public_key(client, engine):
     pub = client.get("/api/v1/firms/777/public-key").json()
     assert pub["firm_code"] == 777
     assert [(k["kid"], k["active"]) for k in pub["keys"]] == [(firm["keys"][0]["kid"], True)]
-    key = _crypto.load_public_pem(pub["keys"][0]["pem"])
-    assert _crypto.key_id(key) == pub["keys"][0]["kid"]
+    key = hazmat.load_public_pem(pub["keys"][0]["pem"])
+    assert hazmat.key_id(key) == pub["keys"][0]["kid"]
     pem = client.get("/api/v1/firms/777/public-key?format=pem")
     assert pem.status_code == 200 and pem.text == pub["keys"][0]["pem"]
     r = client.post("/api/v1/firms", json={"code": 777, "name": "Again"}, headers=ADMIN)
@@ -39,8 +39,8 @@ def test_private_parts_are_stored_encrypted(client, engine, app):
     assert len(row.private_enc) == 12 + 32 + 16  # nonce, key, tag: not the raw key
     box = app.state.central.box
     raw = box.open(31, box.signing_key(row.kid), row.private_enc)
-    assert _crypto.key_id(_crypto.Ed25519PrivateKey.from_private_bytes(raw).public_key()) == row.kid
-    with pytest.raises(_crypto.CryptoError):
+    assert hazmat.key_id(hazmat.Ed25519PrivateKey.from_private_bytes(raw).public_key()) == row.kid
+    with pytest.raises(hazmat.CryptoError):
         box.open(32, box.signing_key(row.kid), row.private_enc)  # AAD names the firm
 
 
@@ -182,7 +182,7 @@ def test_errors_are_json_with_code_and_message(client):
 
 
 def test_product_key_export_is_firm_signed_scoped_and_audited(client):
-    from licentia.core import _crypto, exchange, keyfile
+    from licentia.core import hazmat, exchange, keyfile
 
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     for code in (5001, 5002):
@@ -192,7 +192,7 @@ def test_product_key_export_is_firm_signed_scoped_and_audited(client):
     r = client.get("/api/v1/firms/5001/products/7/keys/2", headers=a)
     assert r.status_code == 200
     pem = client.get("/api/v1/firms/5001/public-key", params={"format": "pem"}).text
-    key = _crypto.load_public_pem(pem)
+    key = hazmat.load_public_pem(pem)
     pk = keyfile.verify(r.json(), key, firm_code=5001, product_code=7, version=2)
     assert len(pk.key) == 32
     v1 = keyfile.verify(client.get("/api/v1/firms/5001/products/7/keys/1", headers=a).json(), key)

@@ -8,15 +8,11 @@ from typer.testing import CliRunner
 from licentia import _testing
 from licentia.cli.main import app
 from licentia.container import MachineContainer
-from licentia.runtime import _runtime
 from tests.factory import T0, Firm, machine_traits
 
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    monkeypatch.setattr(_runtime, "_runtime", None)
-    monkeypatch.setitem(_runtime._DEFAULTS, "clock", _runtime._DEFAULTS["clock"])
-    monkeypatch.setitem(_runtime._DEFAULTS, "traits", _runtime._DEFAULTS["traits"])
     home = tmp_path / "home"
     monkeypatch.setenv("LICENTIA_HOME", str(home))
     _testing.install(clock=_testing.FakeClock(T0), traits=machine_traits)

@@ -3,11 +3,11 @@ import shutil
 
 import pytest
 
-from licentia import _exceptions as E
+from licentia.core import errors as E
 from licentia.container import MachineContainer
 from licentia.container.binding import BindingMismatch, unwrap
-from licentia.core import _crypto, exchange
-from licentia.core._encoding import b64d
+from licentia.core import hazmat, exchange
+from licentia.core.encoding import b64d
 from licentia.core.license import Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
 
@@ -125,7 +125,7 @@ def test_rotated_firm_key_needs_endorsement(home):
     firm = Firm()
     c = make(home)
     c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")), T0)
-    new_key = _crypto.Ed25519PrivateKey.generate()
+    new_key = hazmat.Ed25519PrivateKey.generate()
     req = c.make_request("sync", T0, firm_code=firm.code)
     rotated = Firm(code=firm.code, key=new_key, secret=firm.secret)
     rotated.seqs = dict(firm.seqs)
@@ -148,7 +148,7 @@ def test_remove_license_gives_receipt_and_blocks_old_update(home):
     upd = firm.grant(req, license_id=42)
     c.apply_update(upd, T0)
     receipt = c.remove_license(firm.code, 42, T0 + 10)
-    r = exchange.verify_receipt(receipt, _crypto.Ed25519PublicKey.from_public_bytes(b64d(c.sign_pub)))
+    r = exchange.verify_receipt(receipt, hazmat.Ed25519PublicKey.from_public_bytes(b64d(c.sign_pub)))
     assert (r.license_id, r.seq, r.serial) == (42, 2, c.serial)
     assert c.slots()[firm.code].entries == []
     with pytest.raises(E.ActivationError):

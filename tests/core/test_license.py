@@ -2,8 +2,8 @@
 
 import pytest
 
-from licentia import _exceptions as E
-from licentia.core import _crypto, codes
+from licentia.core import errors as E
+from licentia.core import hazmat, codes
 from licentia.core.documents import DocumentInvalid, document_digest
 from licentia.core.license import (
     CLOCK_TOLERANCE,
@@ -89,15 +89,15 @@ def test_virtual_clock_ahead_within_tolerance_evaluates_at_virtual_time():
 
 
 def test_roundtrip_sign_verify_and_tamper():
-    key = _crypto.Ed25519PrivateKey.generate()
+    key = hazmat.Ed25519PrivateKey.generate()
     e = entry(expires=NOW, units=5, data=b"\x00data")
     doc = e.sign(key)
-    keys = {_crypto.key_id(key.public_key()): key.public_key()}
+    keys = {hazmat.key_id(key.public_key()): key.public_key()}
     back = LicenseEntry.verify(doc, keys)
     assert back.options == e.options and back.digest == document_digest(doc)
     doc["payload"]["feature_map"] = 0xFFFFFFFF
     with pytest.raises(DocumentInvalid):
         LicenseEntry.verify(doc, keys)
-    other = _crypto.Ed25519PrivateKey.generate()
+    other = hazmat.Ed25519PrivateKey.generate()
     with pytest.raises(DocumentInvalid):
         LicenseEntry.verify(e.sign(other), keys)

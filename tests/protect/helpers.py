@@ -18,7 +18,7 @@ from typing import Any
 
 from licentia.container import MachineContainer
 from licentia.core import exchange
-from licentia.core._encoding import b64d
+from licentia.core.encoding import b64d
 from licentia.core.documents import document_digest
 from licentia.core.license import LicenseEntry, Options
 from licentia.protect import build

@@ -10,7 +10,7 @@ import pytest
 
 from licentia.core import exchange
 from licentia.protect import ProtectedDataError
-from licentia.protect import _format as F
+from licentia.protect import fileformat as F
 from licentia.protect import data
 from tests.protect.helpers import FIRM_CODE, PRODUCT, Machine
 

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from licentia import _exceptions as E
+from licentia.core import errors as E
 from licentia.container import MachineContainer
 from licentia.core.license import Options
 from licentia.protect import _keys, grace

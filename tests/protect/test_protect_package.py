@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from licentia.core import exchange
-from licentia.core._encoding import b64e
+from licentia.core.encoding import b64e
 from licentia.core.license import Options
-from licentia.protect import _format as F
+from licentia.protect import fileformat as F
 from tests.factory import DAY, T0
 from tests.protect.helpers import EXPECTED_RUN, PRODUCT, Machine, protect_sample
 

@@ -98,5 +98,5 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(firm, tmp_path, machine: Mach
     r = subprocess.run([str(script)], env=env, capture_output=True, text=True, cwd=bare.root, timeout=120)
     assert r.returncode != 0
     assert r.stderr.strip().splitlines()[-1].startswith(
-        "licentia._exceptions.ProtectedImportError: sampleapp needs a license (firm 10101, product 1)")
+        "licentia.core.errors.ProtectedImportError: sampleapp needs a license (firm 10101, product 1)")
     assert os.path.exists(script)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import licentia
-from licentia import _exceptions as E
+from licentia.core import errors as E
 from licentia._testing import FakeClock
 from licentia.container import MachineContainer
 from licentia.core.license import CLOCK_TOLERANCE, Options
@@ -244,7 +244,7 @@ def test_public_names():
         "access", "info", "trust", "Handle", "LicenseError", "LicenseNotFound", "LicenseInvalid", "LicenseExpired",
         "LicenseNotYetValid", "UnitsExhausted", "FeatureNotLicensed", "ClockTampered", "MaintenanceExpired",
         "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "ServerUnreachable", "__version__",
-        "ProtectedImportError", "open_protected", "SeatsExhausted", "AccessDenied",
+        "ProtectedImportError", "open_protected", "SeatsExhausted", "AccessDenied", "LicentiaError",
     }
     assert set(licentia.__all__) == expected
     for name in expected:

@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from licentia import _exceptions as E
+from licentia.core import errors as E
 from licentia._testing import FakeClock
-from licentia.core import _crypto
+from licentia.core import hazmat
 from licentia.core.documents import sign_document
 from licentia.seats import Acl, AclError, Client, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense
 from licentia.seats.store import SqliteSeatStore
@@ -34,7 +34,7 @@ def clock():
 
 @pytest.fixture
 def key():
-    return _crypto.Ed25519PrivateKey.generate()
+    return hazmat.Ed25519PrivateKey.generate()
 
 
 @pytest.fixture
@@ -326,7 +326,7 @@ def test_usage_log_verifies_and_detects_changes_and_removals(make, clock, key, t
         eng.release(acquire(eng, cl(i)).id)
     pub = key.public_key()
     assert eng.verify_usage(pub)["ok"]
-    assert not eng.verify_usage(_crypto.Ed25519PrivateKey.generate().public_key())["ok"]
+    assert not eng.verify_usage(hazmat.Ed25519PrivateKey.generate().public_key())["ok"]
     db = sqlite3.connect(tmp_path / "seats.db")
     body = json.loads(db.execute("SELECT body FROM events WHERE seq = 3").fetchone()[0])
     body["seconds"] = 99999

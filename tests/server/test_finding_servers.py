@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from licentia.runtime import _network
+from licentia import runtime as _network
 from tests.server.netsite import Client, Site
 
 pytestmark = pytest.mark.slow

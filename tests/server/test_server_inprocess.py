@@ -8,13 +8,13 @@ import stat
 import pytest
 from fastapi.testclient import TestClient
 
+from licentia import _testing
 from licentia._testing import FakeClock
 from licentia.container import MachineContainer
-from licentia.core import _crypto, exchange, grants
-from licentia.core._encoding import b64e
+from licentia.core import hazmat, exchange, grants
+from licentia.core.encoding import b64e
 from licentia.core.documents import DocumentInvalid, sign_document
 from licentia.core.license import LicenseEntry, Options
-from licentia.runtime import _runtime
 from licentia.server import Settings, SettingsError, create_app
 from licentia.server.settings import load_admin_token, server_table
 from tests.factory import T0, Firm, machine_traits
@@ -29,11 +29,7 @@ def clock():
 
 @pytest.fixture
 def traits():
-    saved = dict(_runtime._DEFAULTS)
-    _runtime._DEFAULTS["traits"] = lambda: machine_traits()
-    yield
-    _runtime._DEFAULTS.clear()
-    _runtime._DEFAULTS.update(saved)
+    _testing.install(traits=machine_traits)  # the autouse fixture puts the system's back
 
 
 @pytest.fixture
@@ -51,7 +47,7 @@ def app(tmp_path, clock, traits):
 
 
 def body(**kw):
-    session = b64e(_crypto.raw_public(_crypto.X25519PrivateKey.generate().public_key()))
+    session = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
     out = {"firm_code": 10101, "product_code": 1, "client_lease_id": "c1", "session": session, "nonce": "n1",
            "user": "u", "host": "h"}
     out.update(kw)
@@ -73,13 +69,13 @@ def test_not_json_and_not_an_object(app):
 
 
 def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
-    session_key = _crypto.X25519PrivateKey.generate()
-    session = b64e(_crypto.raw_public(session_key.public_key()))
+    session_key = hazmat.X25519PrivateKey.generate()
+    session = b64e(hazmat.raw_public(session_key.public_key()))
     r = app.post("/api/v1/leases", json=body(session=session, units=3))
     assert r.status_code == 200, r.text
     data = r.json()
     firm = app.firm
-    entry = LicenseEntry.verify(data["entry"], {_crypto.key_id(firm.key.public_key()): firm.key.public_key()})
+    entry = LicenseEntry.verify(data["entry"], {hazmat.key_id(firm.key.public_key()): firm.key.public_key()})
     lease = grants.verify_lease(data["lease"], entry)
     assert lease.session == session and lease.nonce == "n1" and lease.lease_id == data["lease_id"]
     (sealed,) = data["keys"]
@@ -87,9 +83,9 @@ def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
     assert key == exchange.derive_product_key(firm.secret, firm.code, 1, 1)
     # another session's key cannot open it
     with pytest.raises(DocumentInvalid):
-        grants.unseal_lease_key(_crypto.X25519PrivateKey.generate(), session, entry.serial, entry.digest, sealed)
+        grants.unseal_lease_key(hazmat.X25519PrivateKey.generate(), session, entry.serial, entry.digest, sealed)
     # a lease signed by any other key does not verify against the entry
-    impostor = _crypto.Ed25519PrivateKey.generate()
+    impostor = hazmat.Ed25519PrivateKey.generate()
     forged = grants.build_lease(lambda t, p: sign_document(t, p, impostor), lease_id="x", client_lease_id="c1",
                                 entry=entry, feature_code=0, mode="user", session=session, nonce="n1", issued=T0,
                                 expires=T0 + 1)

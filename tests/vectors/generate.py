@@ -15,8 +15,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "src"))
 
-from licentia.core import _crypto, exchange  # noqa: E402
-from licentia.core._encoding import b64e  # noqa: E402
+from licentia.core import hazmat, exchange  # noqa: E402
+from licentia.core.encoding import b64e  # noqa: E402
 from licentia.core.license import LicenseEntry, Options  # noqa: E402
 
 NOW = 1_800_000_000
@@ -26,15 +26,15 @@ OTHER_SERIAL = "130-AAAA-BBBB-CCCC"
 
 
 def pem(key):
-    return _crypto.public_pem(key.public_key())
+    return hazmat.public_pem(key.public_key())
 
 
 def main() -> None:
-    firm = _crypto.Ed25519PrivateKey.generate()
-    foreign = _crypto.Ed25519PrivateKey.generate()
-    container_sign = _crypto.Ed25519PrivateKey.generate()
-    container_box = _crypto.X25519PrivateKey.generate()
-    cpub = b64e(_crypto.raw_public(container_sign.public_key()))
+    firm = hazmat.Ed25519PrivateKey.generate()
+    foreign = hazmat.Ed25519PrivateKey.generate()
+    container_sign = hazmat.Ed25519PrivateKey.generate()
+    container_box = hazmat.X25519PrivateKey.generate()
+    cpub = b64e(hazmat.raw_public(container_sign.public_key()))
 
     def entry(key=firm, **opts):
         return LicenseEntry(
@@ -86,7 +86,7 @@ def main() -> None:
 
     request = exchange.build_request(
         serial=SERIAL, level="medium", sign_key=container_sign,
-        box_pub=_crypto.raw_public(container_box.public_key()),
+        box_pub=hazmat.raw_public(container_box.public_key()),
         slots={10101: exchange.SlotPosition(2, NOW)}, action="activate", now=NOW,
         ticket="00000-00000-00000-00000-00000",
     )
@@ -96,13 +96,13 @@ def main() -> None:
                                      ticket="00000-00000-00000-00000-00000", seq=3, vtime=NOW)
     container_docs = {
         "description": "Container-signed documents: a request (self-signed) and a receipt (container key).",
-        "container_key": b64e(_crypto.raw_public(container_sign.public_key())),
+        "container_key": b64e(hazmat.raw_public(container_sign.public_key())),
         "cases": [
             {"name": "request-valid", "type": "request", "document": request, "expect": "ok"},
             {"name": "request-tampered", "type": "request", "document": bad_request, "expect": "invalid"},
             {"name": "receipt-valid", "type": "receipt", "document": receipt, "expect": "ok"},
             {"name": "receipt-foreign", "type": "receipt",
-             "document": exchange.build_receipt(serial=SERIAL, sign_key=_crypto.Ed25519PrivateKey.generate(),
+             "document": exchange.build_receipt(serial=SERIAL, sign_key=hazmat.Ed25519PrivateKey.generate(),
                                                 firm_code=10101, license_id=7, ticket=None, seq=3, vtime=NOW),
              "expect": "invalid"},
         ],

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from licentia import _exceptions as E
-from licentia.core import _crypto, exchange
-from licentia.core._encoding import b64d
+from licentia.core import errors as E
+from licentia.core import hazmat, exchange
+from licentia.core.encoding import b64d
 from licentia.core.documents import DocumentInvalid, parse
 from licentia.core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
 
@@ -21,8 +21,8 @@ def load(name):
 def keys(pems):
     out = {}
     for pem in pems:
-        k = _crypto.load_public_pem(pem)
-        out[_crypto.key_id(k)] = k
+        k = hazmat.load_public_pem(pem)
+        out[hazmat.key_id(k)] = k
     return out
 
 
@@ -65,7 +65,7 @@ def test_container_document_vectors(case):
         if case["type"] == "request":
             exchange.verify_request(case["document"])
         else:
-            pub = _crypto.Ed25519PublicKey.from_public_bytes(b64d(CONTAINER["container_key"]))
+            pub = hazmat.Ed25519PublicKey.from_public_bytes(b64d(CONTAINER["container_key"]))
             exchange.verify_receipt(case["document"], pub)
         outcome = "ok"
     except DocumentInvalid:

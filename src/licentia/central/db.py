@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from . import errors
+from ..core import errors
 
 log = logging.getLogger("licentia.central")
 T = TypeVar("T")

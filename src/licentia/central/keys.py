@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import _crypto
+from ..core import hazmat
 from .settings import Settings, SettingsError
 
 KEY_PREFIX = "lc_"
@@ -123,10 +123,10 @@ class SecretBox:
         return f"licentia central|firm {firm_code}|{purpose}".encode()
 
     def seal(self, firm_code: int, purpose: str, secret: bytes) -> bytes:
-        return _crypto.aead_encrypt(self._key, secret, self._aad(firm_code, purpose))
+        return hazmat.aead_encrypt(self._key, secret, self._aad(firm_code, purpose))
 
     def open(self, firm_code: int, purpose: str, blob: bytes) -> bytes:
-        return _crypto.aead_decrypt(self._key, blob, self._aad(firm_code, purpose))
+        return hazmat.aead_decrypt(self._key, blob, self._aad(firm_code, purpose))
 
     # Purposes, named once.
     @staticmethod

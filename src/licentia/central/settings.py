@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from ..core.errors import SettingsError  # noqa: F401 (re-exported)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8480
@@ -27,10 +28,6 @@ ENV_VARS = {
     "LICENTIA_PROTOCOL_THREADS": "PostgreSQL: threads per worker for the activation protocol (default 2); "
     "0 runs it on the event loop, faster when the database is on the same host",
 }
-
-
-class SettingsError(ValueError):
-    """A setting has a value Central cannot use; the message says which and why."""
 
 
 @dataclass(frozen=True)

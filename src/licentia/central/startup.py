@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from ..core._crypto import CryptoError
+from ..core.hazmat import CryptoError
 from .db import Database, migrate
 from .keys import SecretBox, load_or_create
 from .models import Firm

@@ -73,7 +73,7 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
     def go() -> None:
         import httpx
 
-        from ..runtime import Runtime, activation
+        from ..runtime import activation, make_runtime
 
         tmp = Path(tempfile.mkdtemp(prefix="licentia-demo-"))
         admin = secrets.token_urlsafe(32)
@@ -107,7 +107,7 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
             console.print(f"   firm public key for the app to pin: {pem}")
 
             _step(3, "End user: activate the ticket (a machine container is made and bound to this machine)")
-            rt = Runtime(tmp / "home")
+            rt = make_runtime(tmp / "home")
             container, update = activation.activate(ticket, url, runtime=rt)
             console.print(f"   container {container.serial}, update {update.seq}, {len(update.entries)} license")
 

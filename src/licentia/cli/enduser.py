@@ -33,7 +33,7 @@ def _central(url: Optional[str], required: bool = True) -> Optional[str]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from ..container._files import write_atomic
+    from ..container.files import write_atomic
 
     write_atomic(path, data, mode=0o644)
 

@@ -44,11 +44,11 @@ def borrow(
     feature: int = typer.Option(0, "--feature", help="Feature bits the borrowed license must hold."),
 ) -> None:
     """Take a seat from a license server into this machine's container, for use while offline."""
-    from ..runtime import _network, get_runtime
+    from .. import runtime
 
     def go() -> None:
         firm, product = _firm_product(license)
-        done = _network.borrow(get_runtime(), firm, product, days, feature_code=feature)
+        done = runtime.borrow(runtime.get_runtime(), firm, product, days, feature_code=feature)
         console.print(f"Borrowed {firm}:{product} (license {done['license_id']}) from {done['server']} into "
                       f"container {done['container']} until {_when(done['expires'])}. Give it back early with "
                       f"'licentia return {firm}:{product}'.", highlight=False)
@@ -60,11 +60,11 @@ def give_back(
     license: str = typer.Argument(..., metavar="FIRM:PRODUCT", help="The borrowed license to return."),
 ) -> None:
     """Return a borrowed license: it leaves this machine and its seat frees on the server."""
-    from ..runtime import _network, get_runtime
+    from .. import runtime
 
     def go() -> None:
         firm, product = _firm_product(license)
-        done = _network.give_back(get_runtime(), firm, product)
+        done = runtime.give_back(runtime.get_runtime(), firm, product)
         kept = [d for d in done if not d["returned"]]
         for d in done:
             if d["returned"]:
@@ -95,7 +95,7 @@ def _load() -> dict[str, Any]:
 def _save(doc: dict[str, Any]) -> None:
     import tomli_w
 
-    from ..container._files import write_atomic
+    from ..container.files import write_atomic
 
     path = _config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -110,7 +110,7 @@ def _network_table(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _normalize(address: str) -> str:
-    from ..runtime._network import parse_server
+    from ..runtime import parse_server
 
     try:
         srv = parse_server(address)

@@ -120,7 +120,7 @@ def protect(
     """Encrypt a Python package or script so that it runs only with a license."""
 
     def go() -> None:
-        from ..protect import _format, build
+        from ..protect import build, fileformat as _format
 
         try:
             grace_s = _format.parse_duration(grace)

@@ -30,9 +30,9 @@ def _data(data: Optional[Path]) -> Path:
 
 
 def _runtime(data: Optional[Path]):  # type: ignore[no-untyped-def]
-    from ..runtime import Runtime
+    from ..runtime import make_runtime
 
-    return Runtime(home=_data(data))
+    return make_runtime(_data(data))
 
 
 def _when(ts: Optional[int]) -> str:

@@ -149,7 +149,7 @@ def product_key_export(
     """Export a product key as a firm-signed key file for `licentia protect --product-key-file`."""
 
     def run() -> None:
-        from ..container._files import write_atomic
+        from ..container.files import write_atomic
         from ..core import keyfile
 
         doc = CentralClient(central, api_key).call(

@@ -20,22 +20,15 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from ..core import _crypto
-from ..core._encoding import b64d, b64e
+from ..core import hazmat
+from ..core.encoding import b64d, b64e
 from .traits import TRAITS, canonical
+from ..core.errors import BindingMismatch, NoUsableTraits  # noqa: F401 (re-exported)
 
 #: per level: (how many of the heaviest traits may change, floor as a share of the total)
 #: tight: nothing may change; medium: any one trait; loose: any two traits.
 LEVEL_RULES = {"loose": (2, 0.35), "medium": (1, 0.5), "tight": (0, 1.0)}
 _INFO = b"licentia binding v1"
-
-
-class BindingMismatch(Exception):
-    """No wrap opens with this machine's traits."""
-
-
-class NoUsableTraits(Exception):
-    """The machine offers no high-entropy trait to bind to."""
 
 
 def _weight(names: tuple[str, ...]) -> int:
@@ -65,7 +58,7 @@ def qualifying_combinations(names: list[str], level: str) -> list[tuple[str, ...
 
 def _key(combo: tuple[str, ...], traits: dict[str, str], salt: bytes) -> bytes:
     ikm = b"".join(canonical(n, traits[n]) for n in combo)
-    return _crypto.hkdf(ikm, salt=salt, info=_INFO)
+    return hazmat.hkdf(ikm, salt=salt, info=_INFO)
 
 
 def _aad(serial: str, level: str, combo: tuple[str, ...]) -> bytes:
@@ -77,7 +70,7 @@ def wrap(secret: bytes, *, serial: str, level: str, traits: dict[str, str], salt
     if not combos:
         raise NoUsableTraits("this machine offers no high-entropy trait (machine id, file system UUID, MAC)")
     return [
-        {"traits": list(c), "blob": b64e(_crypto.aead_encrypt(_key(c, traits, salt), secret, _aad(serial, level, c)))}
+        {"traits": list(c), "blob": b64e(hazmat.aead_encrypt(_key(c, traits, salt), secret, _aad(serial, level, c)))}
         for c in combos
     ]
 
@@ -88,7 +81,7 @@ def unwrap(wraps: list[dict[str, object]], *, serial: str, level: str, traits: d
         if not all(n in traits for n in combo):
             continue
         try:
-            return _crypto.aead_decrypt(_key(combo, traits, salt), b64d(str(w["blob"])), _aad(serial, level, combo))
-        except (_crypto.CryptoError, ValueError):
+            return hazmat.aead_decrypt(_key(combo, traits, salt), b64d(str(w["blob"])), _aad(serial, level, combo))
+        except (hazmat.CryptoError, ValueError):
             continue
     raise BindingMismatch("the container's binding does not match this machine")

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import _exceptions as E
-from ..core import _crypto, codes, exchange
-from ..core._encoding import b64d, b64e, canonical
+from ..core import errors as E
+from ..core import hazmat, codes, exchange
+from ..core.encoding import b64d, b64e, canonical
 from ..core.documents import DocumentInvalid
 from ..core.license import LicenseEntry, LicenseState
-from . import _files, binding
+from . import binding, files
 from .traits import TraitReader
 
 CONTAINER_FORMAT = "licentia-container/1"
@@ -79,8 +79,8 @@ class Slot:
     def from_json(cls, firm_code: int, obj: dict[str, Any]) -> Slot:
         return cls(firm_code=firm_code, **obj)
 
-    def pinned_keys(self) -> dict[str, _crypto.Ed25519PublicKey]:
-        return {kid: _crypto.Ed25519PublicKey.from_public_bytes(b64d(raw)) for kid, raw in (self.pinned or {}).items()}
+    def pinned_keys(self) -> dict[str, hazmat.Ed25519PublicKey]:
+        return {kid: hazmat.Ed25519PublicKey.from_public_bytes(b64d(raw)) for kid, raw in (self.pinned or {}).items()}
 
     def license_state(self, license_id: int) -> LicenseState:
         rec = (self.licenses or {}).get(str(license_id), {})
@@ -98,10 +98,10 @@ class MachineContainer:
         self.serial: str = meta["serial"]
         self.level: str = meta["level"]
         self._secret = secret
-        self._mac_key = _crypto.hkdf(secret, salt=self.serial.encode(), info=_STATE_MAC_INFO)
+        self._mac_key = hazmat.hkdf(secret, salt=self.serial.encode(), info=_STATE_MAC_INFO)
         # symmetric key for what only this container may read back (local product-key
         # copies, grace records): the hot path then needs no X25519 operation at all
-        self._local_key = _crypto.hkdf(secret, salt=self.serial.encode(), info=_LOCAL_KEY_INFO)
+        self._local_key = hazmat.hkdf(secret, salt=self.serial.encode(), info=_LOCAL_KEY_INFO)
         self._state_path = path / "state.json"
         self._state_str = str(self._state_path)  # os.stat on a str skips Path.__fspath__ on the hot path
         self._lock_path = path / "lock"
@@ -115,9 +115,9 @@ class MachineContainer:
         if level not in exchange.LEVELS:
             raise ValueError(f"binding level is one of {', '.join(exchange.LEVELS)}")
         serial = codes.new_serial(codes.SERIAL_PREFIX_MACHINE)
-        sign_key = _crypto.Ed25519PrivateKey.generate()
-        box_key = _crypto.X25519PrivateKey.generate()
-        secret = _crypto.raw_private(sign_key) + _crypto.raw_private(box_key)
+        sign_key = hazmat.Ed25519PrivateKey.generate()
+        box_key = hazmat.X25519PrivateKey.generate()
+        secret = hazmat.raw_private(sign_key) + hazmat.raw_private(box_key)
         salt = os.urandom(32)
         meta = {
             "format": CONTAINER_FORMAT,
@@ -126,8 +126,8 @@ class MachineContainer:
             "level": level,
             "created": now,
             "salt": b64e(salt),
-            "sign_pub": b64e(_crypto.raw_public(sign_key.public_key())),
-            "box_pub": b64e(_crypto.raw_public(box_key.public_key())),
+            "sign_pub": b64e(hazmat.raw_public(sign_key.public_key())),
+            "box_pub": b64e(hazmat.raw_public(box_key.public_key())),
             "wraps": binding.wrap(secret, serial=serial, level=level, traits=traits, salt=salt),
         }
         root = home / "containers"
@@ -135,7 +135,7 @@ class MachineContainer:
         path = root / serial
         tmp = root / f".{serial}.tmp"
         tmp.mkdir(mode=0o700)
-        _files.write_json_atomic(tmp / "container.json", meta)
+        files.write_json_atomic(tmp / "container.json", meta)
         container = cls(tmp, meta, secret)
         container._write_state({})
         os.replace(tmp, path)
@@ -154,7 +154,7 @@ class MachineContainer:
         try:
             meta = cls.read_meta(path)
         except (OSError, ValueError) as exc:
-            raise E.LicenseInvalid(reason=f"container {path.name} unreadable: {exc}") from None
+            raise E.rejected(f"container {path.name} unreadable: {exc}") from None
         values = traits() if callable(traits) else traits
         try:
             secret = binding.unwrap(
@@ -170,17 +170,17 @@ class MachineContainer:
     # ------------------------------------------------------------ private keys, loaded on first use
 
     @functools.cached_property
-    def _sign_key(self) -> _crypto.Ed25519PrivateKey:
-        key = _crypto.Ed25519PrivateKey.from_private_bytes(self._secret[:32])
-        if _crypto.raw_public(key.public_key()) != b64d(self.meta["sign_pub"]):
-            raise E.LicenseInvalid(reason="container keys do not match their public keys")
+    def _sign_key(self) -> hazmat.Ed25519PrivateKey:
+        key = hazmat.Ed25519PrivateKey.from_private_bytes(self._secret[:32])
+        if hazmat.raw_public(key.public_key()) != b64d(self.meta["sign_pub"]):
+            raise E.rejected("container keys do not match their public keys")
         return key
 
     @functools.cached_property
-    def _box_key(self) -> _crypto.X25519PrivateKey:
-        key = _crypto.X25519PrivateKey.from_private_bytes(self._secret[32:64])
-        if _crypto.raw_public(key.public_key()) != b64d(self.meta["box_pub"]):
-            raise E.LicenseInvalid(reason="container keys do not match their public keys")
+    def _box_key(self) -> hazmat.X25519PrivateKey:
+        key = hazmat.X25519PrivateKey.from_private_bytes(self._secret[32:64])
+        if hazmat.raw_public(key.public_key()) != b64d(self.meta["box_pub"]):
+            raise E.rejected("container keys do not match their public keys")
         return key
 
     # ------------------------------------------------------------ state
@@ -190,12 +190,12 @@ class MachineContainer:
 
     def _write_state(self, slots: dict[int, Slot]) -> None:
         body = {"format": STATE_FORMAT, "serial": self.serial, "slots": {str(f): s.to_json() for f, s in slots.items()}}
-        _files.write_json_atomic(self._state_path, {"body": body, "mac": self._mac(body)})
+        files.write_json_atomic(self._state_path, {"body": body, "mac": self._mac(body)})
         self._slots = slots
-        self._cache_key = _files.stat_key(self._state_path)
+        self._cache_key = files.stat_key(self._state_path)
 
     def _read_state(self) -> dict[int, Slot]:
-        key = _files.stat_key(self._state_str)
+        key = files.stat_key(self._state_str)
         if key is not None and key == self._cache_key:
             return self._slots
         try:
@@ -203,9 +203,9 @@ class MachineContainer:
             body = doc["body"]
             ok = hmac.compare_digest(doc["mac"], self._mac(body))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise E.LicenseInvalid(reason=f"container {self.serial} state unreadable: {exc}") from None
+            raise E.rejected(f"container {self.serial} state unreadable: {exc}") from None
         if not ok or body.get("serial") != self.serial or body.get("format") != STATE_FORMAT:
-            raise E.LicenseInvalid(reason=f"container {self.serial} state fails its MAC")
+            raise E.rejected(f"container {self.serial} state fails its MAC")
         slots = {int(f): Slot.from_json(int(f), s) for f, s in body["slots"].items()}
         self._slots, self._cache_key = slots, key
         return slots
@@ -216,7 +216,7 @@ class MachineContainer:
 
     def mutate(self, change: Callable[[dict[int, Slot]], Any]) -> Any:
         """Run ``change`` on a fresh copy of the slots under the lock; write if it returns normally."""
-        with _files.locked(self._lock_path):
+        with files.locked(self._lock_path):
             self._cache_key = None  # always re-read under the lock
             current = self._read_state()
             slots = {f: Slot.from_json(f, json.loads(json.dumps(s.to_json()))) for f, s in current.items()}
@@ -267,14 +267,14 @@ class MachineContainer:
                 slot = slots.get(doc)
                 update = exchange.verify_update(data, slot.pinned_keys() if slot and slot.pinned else None)
             except DocumentInvalid as exc:
-                raise E.LicenseInvalid(reason=f"update refused: {exc.reason}") from None
+                raise E.rejected(f"update refused: {exc.reason}") from None
             if update.serial != self.serial:
                 raise E.ActivationError(
                     f"this update is for container {update.serial}, not {self.serial}: apply it on the machine "
                     "that made the request"
                 )
             if any(e.container_key != self.sign_pub for e in update.entries):
-                raise E.LicenseInvalid(reason="update entry names another container key")
+                raise E.rejected("update entry names another container key")
             slot = slots.get(update.firm_code) or Slot(firm_code=update.firm_code)
             if update.seq <= slot.seq:
                 raise E.ActivationError(
@@ -283,7 +283,7 @@ class MachineContainer:
                 )
             keys = exchange.accept_keys(
                 update.firm_code,
-                slot.pinned_keys() or {_crypto.key_id(update.firm_pub): update.firm_pub},
+                slot.pinned_keys() or {hazmat.key_id(update.firm_pub): update.firm_pub},
                 list(update.endorsements),
             )
             removed = dict(slot.removed or {})
@@ -294,7 +294,7 @@ class MachineContainer:
             slot.vclock = update.time  # Central's signed time also corrects a clock that ran ahead
             slot.last_sync = update.time
             slot.central = central or slot.central
-            slot.pinned = {kid: b64e(_crypto.raw_public(k)) for kid, k in keys.items()}
+            slot.pinned = {kid: b64e(hazmat.raw_public(k)) for kid, k in keys.items()}
             slot.endorsements = list(update.endorsements)
             slot.entries = [e.document for e in entries]
             slot.keys = [self._with_local_copy(k) for k in update.sealed_keys if k.get("license") in digests]
@@ -368,14 +368,14 @@ class MachineContainer:
         """
         if doc_type not in self.SIGNABLE:
             raise ValueError(f"a container does not sign {doc_type!r} documents on request")
-        from ..core.documents import FORMAT_VERSION, _message
+        from ..core.documents import FORMAT_VERSION, signing_message
 
         # the envelope of documents.sign_document, with the key id computed once
         payload = {**payload, "type": doc_type, "v": FORMAT_VERSION}
         kid = self.__dict__.get("_kid")
         if kid is None:
-            kid = self._kid = _crypto.key_id(self._sign_key.public_key())
-        return {"payload": payload, "kid": kid, "sig": b64e(_crypto.sign(self._sign_key, _message(doc_type, payload)))}
+            kid = self._kid = hazmat.key_id(self._sign_key.public_key())
+        return {"payload": payload, "kid": kid, "sig": b64e(hazmat.sign(self._sign_key, signing_message(doc_type, payload)))}
 
     # ------------------------------------------------------------ borrowed licenses
 
@@ -414,14 +414,14 @@ class MachineContainer:
 
         AES-256-GCM under a key derived from the container secret, ``context`` bound as
         associated data."""
-        return _crypto.aead_encrypt(self._local_key, data, b"licentia local|" + context)
+        return hazmat.aead_encrypt(self._local_key, data, b"licentia local|" + context)
 
     def unseal_local(self, blob: bytes, context: bytes) -> bytes:
         """Inverse of seal_local; raises LicenseInvalid when the blob or context do not match."""
         try:
-            return _crypto.aead_decrypt(self._local_key, blob, b"licentia local|" + context)
-        except _crypto.CryptoError as exc:
-            raise E.LicenseInvalid(reason=f"container {self.serial}: sealed data refused: {exc}") from None
+            return hazmat.aead_decrypt(self._local_key, blob, b"licentia local|" + context)
+        except hazmat.CryptoError as exc:
+            raise E.rejected(f"container {self.serial}: sealed data refused: {exc}") from None
 
     @staticmethod
     def _local_context(sealed: dict[str, Any]) -> bytes:
@@ -432,7 +432,7 @@ class MachineContainer:
         try:
             key = exchange.unseal_product_key(self._box_key, self.serial, sealed)
         except DocumentInvalid as exc:
-            raise E.LicenseInvalid(reason=f"update refused: product key: {exc.reason}") from None
+            raise E.rejected(f"update refused: product key: {exc.reason}") from None
         return {**sealed, "local": b64e(self.seal_local(key, self._local_context(sealed)))}
 
     def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
@@ -447,5 +447,5 @@ class MachineContainer:
                 try:
                     return exchange.unseal_product_key(self._box_key, self.serial, sealed)
                 except DocumentInvalid as exc:
-                    raise E.LicenseInvalid(reason=f"product key: {exc.reason}") from None
+                    raise E.rejected(f"product key: {exc.reason}") from None
         return None

@@ -43,7 +43,7 @@ def open_or_create(home: Path, level: str, traits: TraitReader, now: int) -> Mac
     path = find_level(home, level)
     if path is not None:
         return MachineContainer.open(path, traits)
-    from ._files import locked
+    from .files import locked
 
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(home / ".create.lock"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from .errors import InvalidCode  # noqa: F401 (re-exported)
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
@@ -18,10 +19,6 @@ SERIAL_PREFIX_MACHINE = "130"
 SERIAL_CHARS = 12  # 60 bits
 ITEM_ID_RE = re.compile(r"^[A-Z]-\d{5}-\d{1,10}$")
 UINT32_MAX = 0xFFFFFFFF
-
-
-class InvalidCode(ValueError):
-    """A ticket, serial or item id that is not well formed."""
 
 
 def _times_x(v: int) -> int:

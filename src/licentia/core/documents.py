@@ -11,36 +11,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import _crypto
-from ._encoding import b64d, b64e, canonical
+from . import hazmat
+from .encoding import b64d, b64e, canonical
+from .errors import DocumentInvalid  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 
 
-class DocumentInvalid(ValueError):
-    """A document failed parsing or verification. ``reason`` is for the log only."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(reason)
-
-
-def _message(doc_type: str, payload: dict[str, Any]) -> bytes:
+def signing_message(doc_type: str, payload: dict[str, Any]) -> bytes:
     return b"licentia/" + doc_type.encode() + b"\n" + canonical(payload)
 
 
-def sign_document(doc_type: str, payload: dict[str, Any], key: _crypto.Ed25519PrivateKey) -> dict[str, Any]:
+def sign_document(doc_type: str, payload: dict[str, Any], key: hazmat.Ed25519PrivateKey) -> dict[str, Any]:
     payload = dict(payload)
     payload["type"] = doc_type
     payload["v"] = FORMAT_VERSION
-    sig = _crypto.sign(key, _message(doc_type, payload))
-    return {"payload": payload, "kid": _crypto.key_id(key.public_key()), "sig": b64e(sig)}
+    sig = hazmat.sign(key, signing_message(doc_type, payload))
+    return {"payload": payload, "kid": hazmat.key_id(key.public_key()), "sig": b64e(sig)}
 
 
 def document_digest(doc: dict[str, Any]) -> str:
     """SHA-256 (hex) over the canonical envelope: what identifies a document."""
-    return _crypto.sha256(canonical(doc)).hex()
+    return hazmat.sha256(canonical(doc)).hex()
 
 
 def parse(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
@@ -67,15 +60,15 @@ def doc_type(doc: dict[str, Any]) -> str:
 
 
 def verify_document(
-    doc: dict[str, Any], expected_type: str, keys: dict[str, _crypto.Ed25519PublicKey] | _crypto.Ed25519PublicKey
+    doc: dict[str, Any], expected_type: str, keys: dict[str, hazmat.Ed25519PublicKey] | hazmat.Ed25519PublicKey
 ) -> dict[str, Any]:
     """Check type and signature; return the payload. ``keys`` maps key id to key."""
     doc = parse(doc)
     payload = doc["payload"]
     if payload.get("type") != expected_type:
         raise DocumentInvalid(f"expected a {expected_type} document, got {payload.get('type')!r}")
-    if isinstance(keys, _crypto.Ed25519PublicKey):
-        keys = {_crypto.key_id(keys): keys}
+    if isinstance(keys, hazmat.Ed25519PublicKey):
+        keys = {hazmat.key_id(keys): keys}
     key = keys.get(doc["kid"])
     if key is None:
         raise DocumentInvalid(f"signed by unknown key {doc['kid']!r}")
@@ -83,7 +76,7 @@ def verify_document(
         sig = b64d(doc["sig"])
     except ValueError:
         raise DocumentInvalid("signature is not base64") from None
-    if not _crypto.verify(key, sig, _message(expected_type, payload)):
+    if not hazmat.verify(key, sig, signing_message(expected_type, payload)):
         raise DocumentInvalid("bad signature")
     return payload
 

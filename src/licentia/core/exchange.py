@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _crypto, codes
-from ._encoding import b64d, b64e
+from . import hazmat, codes
+from .encoding import b64d, b64e
 from .documents import DocumentInvalid, document_digest, parse, require, sign_document, verify_document
 from .license import LicenseEntry
 
@@ -64,7 +64,7 @@ def build_request(
     *,
     serial: str,
     level: str,
-    sign_key: _crypto.Ed25519PrivateKey,
+    sign_key: hazmat.Ed25519PrivateKey,
     box_pub: bytes,
     slots: dict[int, SlotPosition],
     action: str,
@@ -75,7 +75,7 @@ def build_request(
     payload = {
         "serial": serial,
         "level": level,
-        "sign_pub": b64e(_crypto.raw_public(sign_key.public_key())),
+        "sign_pub": b64e(hazmat.raw_public(sign_key.public_key())),
         "box_pub": b64e(box_pub),
         "slots": {str(f): {"seq": p.seq, "vtime": p.vtime} for f, p in sorted(slots.items())},
         "action": action,
@@ -92,7 +92,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     doc = parse(data)
     payload = doc["payload"]
     sign_pub = require(payload, "sign_pub", str)
-    key = _pub_from_b64(sign_pub, _crypto.Ed25519PublicKey)
+    key = _pub_from_b64(sign_pub, hazmat.Ed25519PublicKey)
     payload = verify_document(doc, "request", key)
     try:
         serial = codes.check_serial(require(payload, "serial", str))
@@ -113,7 +113,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     if action == "activate" and ticket is None:
         raise DocumentInvalid("activation without ticket")
     box_pub = require(payload, "box_pub", str)
-    _pub_from_b64(box_pub, _crypto.X25519PublicKey)
+    _pub_from_b64(box_pub, hazmat.X25519PublicKey)
     slots: dict[int, SlotPosition] = {}
     for k, v in require(payload, "slots", dict).items():
         if not k.isdigit() or not isinstance(v, dict):
@@ -143,7 +143,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
 def derive_product_key(firm_secret: bytes, firm_code: int, product_code: int, version: int) -> bytes:
     """Central's product key for (firm, product, key version)."""
     info = f"licentia product key|{firm_code}|{product_code}|{version}".encode()
-    return _crypto.hkdf(firm_secret, salt=None, info=info)
+    return hazmat.hkdf(firm_secret, salt=None, info=info)
 
 
 def _seal_context(serial: str, license_digest: str, version: int) -> bytes:
@@ -154,14 +154,14 @@ def seal_product_key(box_pub: bytes, serial: str, license_digest: str, version: 
     return {
         "license": license_digest,
         "version": version,
-        "sealed": b64e(_crypto.seal(box_pub, key, _seal_context(serial, license_digest, version))),
+        "sealed": b64e(hazmat.seal(box_pub, key, _seal_context(serial, license_digest, version))),
     }
 
 
-def unseal_product_key(box_key: _crypto.X25519PrivateKey, serial: str, sealed: dict[str, Any]) -> bytes:
+def unseal_product_key(box_key: hazmat.X25519PrivateKey, serial: str, sealed: dict[str, Any]) -> bytes:
     try:
         blob = b64d(sealed["sealed"])
-        return _crypto.unseal(box_key, blob, _seal_context(serial, sealed["license"], int(sealed["version"])))
+        return hazmat.unseal(box_key, blob, _seal_context(serial, sealed["license"], int(sealed["version"])))
     except (KeyError, ValueError, TypeError) as exc:
         raise DocumentInvalid(f"sealed product key unusable: {exc}") from None
 
@@ -169,13 +169,13 @@ def unseal_product_key(box_key: _crypto.X25519PrivateKey, serial: str, sealed: d
 # ---------------------------------------------------------------- firm keys
 
 
-def endorse_key(old: _crypto.Ed25519PrivateKey, firm_code: int, new_pub: _crypto.Ed25519PublicKey) -> dict[str, Any]:
-    return sign_document("firm-key", {"firm_code": firm_code, "pub": b64e(_crypto.raw_public(new_pub))}, old)
+def endorse_key(old: hazmat.Ed25519PrivateKey, firm_code: int, new_pub: hazmat.Ed25519PublicKey) -> dict[str, Any]:
+    return sign_document("firm-key", {"firm_code": firm_code, "pub": b64e(hazmat.raw_public(new_pub))}, old)
 
 
 def accept_keys(
-    firm_code: int, pinned: dict[str, _crypto.Ed25519PublicKey], endorsements: list[dict[str, Any]]
-) -> dict[str, _crypto.Ed25519PublicKey]:
+    firm_code: int, pinned: dict[str, hazmat.Ed25519PublicKey], endorsements: list[dict[str, Any]]
+) -> dict[str, hazmat.Ed25519PublicKey]:
     """Pinned keys plus every key endorsed (transitively) by a pinned key."""
     keys = dict(pinned)
     changed = True
@@ -188,8 +188,8 @@ def accept_keys(
                 continue
             if payload.get("firm_code") != firm_code:
                 continue
-            key = _pub_from_b64(require(payload, "pub", str), _crypto.Ed25519PublicKey)
-            kid = _crypto.key_id(key)
+            key = _pub_from_b64(require(payload, "pub", str), hazmat.Ed25519PublicKey)
+            kid = hazmat.key_id(key)
             if kid not in keys:
                 keys[kid] = key
                 changed = True
@@ -207,7 +207,7 @@ class Update:
     time: int
     entries: tuple[LicenseEntry, ...]
     sealed_keys: tuple[dict[str, Any], ...]
-    firm_pub: _crypto.Ed25519PublicKey
+    firm_pub: hazmat.Ed25519PublicKey
     endorsements: tuple[dict[str, Any], ...]
     request: str | None
     digest: str
@@ -217,7 +217,7 @@ class Update:
 def build_update(
     *,
     firm_code: int,
-    firm_key: _crypto.Ed25519PrivateKey,
+    firm_key: hazmat.Ed25519PrivateKey,
     serial: str,
     seq: int,
     now: int,
@@ -229,7 +229,7 @@ def build_update(
 ) -> dict[str, Any]:
     payload = {
         "firm_code": firm_code,
-        "firm_pub": b64e(_crypto.raw_public(firm_key.public_key())),
+        "firm_pub": b64e(hazmat.raw_public(firm_key.public_key())),
         "serial": serial,
         "seq": seq,
         "time": now,
@@ -243,20 +243,20 @@ def build_update(
 
 
 def verify_update(
-    data: bytes | str | dict[str, Any], pinned: dict[str, _crypto.Ed25519PublicKey] | None = None
+    data: bytes | str | dict[str, Any], pinned: dict[str, hazmat.Ed25519PublicKey] | None = None
 ) -> Update:
     """Verify an update. With ``pinned`` keys (the slot's), the signer must be pinned
     or endorsed by a pinned key; without, the embedded key must sign it (first use)."""
     doc = parse(data)
     payload = doc["payload"]
     firm_code = require(payload, "firm_code", int)
-    firm_pub = _pub_from_b64(require(payload, "firm_pub", str), _crypto.Ed25519PublicKey)
+    firm_pub = _pub_from_b64(require(payload, "firm_pub", str), hazmat.Ed25519PublicKey)
     endorsements = require(payload, "endorsements", list)
     if pinned:
         keys = accept_keys(firm_code, pinned, endorsements)
     else:
-        keys = {_crypto.key_id(firm_pub): firm_pub}
-    if doc["kid"] != _crypto.key_id(firm_pub):
+        keys = {hazmat.key_id(firm_pub): firm_pub}
+    if doc["kid"] != hazmat.key_id(firm_pub):
         raise DocumentInvalid("update kid does not match its firm key")
     payload = verify_document(doc, "update", keys)
     serial = require(payload, "serial", str)
@@ -305,7 +305,7 @@ class Receipt:
 def build_receipt(
     *,
     serial: str,
-    sign_key: _crypto.Ed25519PrivateKey,
+    sign_key: hazmat.Ed25519PrivateKey,
     firm_code: int,
     license_id: int,
     ticket: str | None,
@@ -323,7 +323,7 @@ def build_receipt(
     return sign_document("receipt", payload, sign_key)
 
 
-def verify_receipt(data: bytes | str | dict[str, Any], container_pub: _crypto.Ed25519PublicKey) -> Receipt:
+def verify_receipt(data: bytes | str | dict[str, Any], container_pub: hazmat.Ed25519PublicKey) -> Receipt:
     doc = parse(data)
     payload = verify_document(doc, "receipt", container_pub)
     return Receipt(

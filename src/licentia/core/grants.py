@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import _crypto
-from ._encoding import b64d, b64e
+from . import hazmat
+from .encoding import b64d, b64e
 from .documents import DocumentInvalid, document_digest, require, verify_document
 from .license import LicenseEntry
 
@@ -34,10 +34,10 @@ BORROW = "borrow"
 BORROW_RETURN = "borrow-return"
 
 
-def container_key(entry: LicenseEntry) -> _crypto.Ed25519PublicKey:
+def container_key(entry: LicenseEntry) -> hazmat.Ed25519PublicKey:
     """The Ed25519 key of the container an entry was issued to."""
     try:
-        return _crypto.Ed25519PublicKey.from_public_bytes(b64d(entry.container_key))
+        return hazmat.Ed25519PublicKey.from_public_bytes(b64d(entry.container_key))
     except ValueError:
         raise DocumentInvalid("entry names a malformed container key") from None
 
@@ -128,17 +128,17 @@ def _lease_key_context(serial: str, license_digest: str, version: int, session: 
 
 def seal_lease_key(session: str, serial: str, license_digest: str, version: int, key: bytes) -> dict[str, Any]:
     """Seal a product key to a client session's X25519 key (base64url ``session``)."""
-    blob = _crypto.seal(b64d(session), key, _lease_key_context(serial, license_digest, version, session))
+    blob = hazmat.seal(b64d(session), key, _lease_key_context(serial, license_digest, version, session))
     return {"version": version, "sealed": b64e(blob)}
 
 
 def unseal_lease_key(
-    session_key: _crypto.X25519PrivateKey, session: str, serial: str, license_digest: str, sealed: dict[str, Any]
+    session_key: hazmat.X25519PrivateKey, session: str, serial: str, license_digest: str, sealed: dict[str, Any]
 ) -> bytes:
     try:
         version = int(sealed["version"])
         blob = b64d(sealed["sealed"])
-        return _crypto.unseal(session_key, blob, _lease_key_context(serial, license_digest, version, session))
+        return hazmat.unseal(session_key, blob, _lease_key_context(serial, license_digest, version, session))
     except (KeyError, ValueError, TypeError) as exc:
         raise DocumentInvalid(f"sealed lease key unusable: {exc}") from None
 
@@ -219,7 +219,7 @@ class BorrowReturn:
 def verify_return(doc: dict[str, Any], client_key: str) -> BorrowReturn:
     """Check a return receipt against the client container key recorded at borrow time."""
     try:
-        key = _crypto.Ed25519PublicKey.from_public_bytes(b64d(client_key))
+        key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(client_key))
     except ValueError:
         raise DocumentInvalid("bad client key") from None
     payload = verify_document(doc, BORROW_RETURN, key)

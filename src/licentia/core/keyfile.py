@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _crypto, codes
-from ._encoding import b64d, b64e
+from . import hazmat, codes
+from .encoding import b64d, b64e
 from .documents import DocumentInvalid, parse, require, sign_document, verify_document
 
 DOC_TYPE = "product-key"
@@ -41,7 +41,7 @@ class ProductKey:
 
 
 def build(
-    firm_code: int, product_code: int, version: int, key: bytes, firm_key: _crypto.Ed25519PrivateKey
+    firm_code: int, product_code: int, version: int, key: bytes, firm_key: hazmat.Ed25519PrivateKey
 ) -> dict[str, Any]:
     """The signed product-key document (what Central returns and key files hold)."""
     codes.check_firm_code(firm_code)
@@ -67,7 +67,7 @@ def load(source: bytes | str | os.PathLike[str] | dict[str, Any]) -> dict[str, A
 
 def verify(
     doc: bytes | str | dict[str, Any],
-    firm_keys: dict[str, _crypto.Ed25519PublicKey] | _crypto.Ed25519PublicKey,
+    firm_keys: dict[str, hazmat.Ed25519PublicKey] | hazmat.Ed25519PublicKey,
     *,
     firm_code: int | None = None,
     product_code: int | None = None,
@@ -97,15 +97,15 @@ def verify(
     return ProductKey(firm, product, ver, key)
 
 
-def keys_from_pem(pem: str | bytes) -> dict[str, _crypto.Ed25519PublicKey]:
+def keys_from_pem(pem: str | bytes) -> dict[str, hazmat.Ed25519PublicKey]:
     """Every Ed25519 public key in a PEM text (one or more blocks), by key id."""
     data = pem.encode() if isinstance(pem, str) else pem
     keys = {}
     for chunk in data.split(b"-----END PUBLIC KEY-----"):
         if b"-----BEGIN PUBLIC KEY-----" in chunk:
             block = chunk[chunk.index(b"-----BEGIN") :] + b"-----END PUBLIC KEY-----\n"
-            key = _crypto.load_public_pem(block)
-            keys[_crypto.key_id(key)] = key
+            key = hazmat.load_public_pem(block)
+            keys[hazmat.key_id(key)] = key
     if not keys:
         raise ValueError("no PEM public key found")
     return keys

@@ -11,9 +11,9 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _exceptions as E
-from . import _crypto, codes
-from ._encoding import b64d, b64e
+from . import errors as E
+from . import hazmat, codes
+from .encoding import b64d, b64e
 from .documents import DocumentInvalid, require, sign_document, verify_document
 
 DAY = 86400
@@ -111,11 +111,11 @@ class LicenseEntry:
             "key_versions": list(self.key_versions),
         }
 
-    def sign(self, firm_key: _crypto.Ed25519PrivateKey) -> dict[str, Any]:
+    def sign(self, firm_key: hazmat.Ed25519PrivateKey) -> dict[str, Any]:
         return sign_document("license", self.payload(), firm_key)
 
     @classmethod
-    def verify(cls, document: dict[str, Any], keys: dict[str, _crypto.Ed25519PublicKey]) -> LicenseEntry:
+    def verify(cls, document: dict[str, Any], keys: dict[str, hazmat.Ed25519PublicKey]) -> LicenseEntry:
         """Verify a signed license entry against pinned firm keys."""
         from .documents import document_digest
 

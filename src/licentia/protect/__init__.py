@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
+from ..core.errors import ProtectedDataError  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from .data import ProtectedFile
-
-
-class ProtectedDataError(OSError):
-    """A protected data file is damaged, truncated, reordered or altered (the message names the file)."""
 
 
 def open_protected(path: str | os.PathLike[str], *, firm_key: Any = None) -> ProtectedFile:

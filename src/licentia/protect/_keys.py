@@ -14,8 +14,8 @@ import threading
 import warnings
 from typing import Any
 
-from .. import _exceptions as E
-from ._format import format_duration
+from ..core import errors as E
+from .fileformat import format_duration
 
 _log = logging.getLogger("licentia")
 
@@ -49,7 +49,7 @@ def product_key(
 
 
 def _acquire(firm: int, product: int, feature: int, version: int, *, firm_key: Any, grace: int, label: str) -> bytes:
-    from ..runtime._runtime import get_runtime
+    from ..runtime import get_runtime
 
     rt = get_runtime()
     handle = None

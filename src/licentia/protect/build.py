@@ -20,16 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core import _crypto, codes
-from ..core._encoding import b64e
-from . import _format as F
+from ..core import hazmat, codes
+from ..core.encoding import b64e
+from . import fileformat as F
+from ..core.errors import BuildError  # noqa: F401 (re-exported)
 
 SKIP_DIRS = {"__pycache__"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
-
-
-class BuildError(ValueError):
-    """The build cannot be made as asked; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,7 @@ def encrypt_module(
         code = compile(source, filename, "exec", dont_inherit=True, optimize=optimize)
     except SyntaxError as exc:
         raise BuildError(f"{shown or filename}: line {exc.lineno}: {exc.msg}") from None
-    return header + _crypto.aead_encrypt(key, marshal.dumps(code), F.module_aad(dotted, header))
+    return header + hazmat.aead_encrypt(key, marshal.dumps(code), F.module_aad(dotted, header))
 
 
 def _protect_script(
@@ -189,7 +186,7 @@ def _protect_script(
     source = src.read_bytes()
     blob = encrypt_module(source, src.name, name, header, key, optimize, shown=src)
     shebang = source.split(b"\n", 1)[0].decode("utf-8", "replace") if source.startswith(b"#!") else None
-    from ..container._files import write_atomic
+    from ..container.files import write_atomic
 
     write_atomic(blob_path, blob, mode=0o644)
     write_atomic(boot, _bootstrap("script", config, shebang).encode(), mode=0o755 if shebang else 0o644)

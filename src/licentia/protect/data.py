@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
 
-from ..core import _crypto, codes
-from ..core._encoding import b64d, b64e
+from ..core import hazmat, codes
+from ..core.encoding import b64d, b64e
 from . import ProtectedDataError
-from . import _format as F
+from . import fileformat as F
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def data_header(*, firm: int, product: int, feature: int, key_version: int, chun
 
 
 def file_key(product_key: bytes, salt: bytes) -> bytes:
-    return _crypto.hkdf(product_key, salt=salt, info=F.DATA_KEY_INFO)
+    return hazmat.hkdf(product_key, salt=salt, info=F.DATA_KEY_INFO)
 
 
 def encrypt_stream(
@@ -72,7 +72,7 @@ def encrypt_stream(
     while True:
         following = _read_full(src, chunk) if len(current) == chunk else b""
         final = not following
-        dst.write(_crypto.aead_encrypt(fkey, current, F.chunk_aad(header, index, final)))
+        dst.write(hazmat.aead_encrypt(fkey, current, F.chunk_aad(header, index, final)))
         total += len(current)
         if final:
             return total
@@ -184,7 +184,7 @@ class ProtectedFile(io.RawIOBase):
             raise
 
     def _license_key(self, firm_key: Any) -> bytes:
-        from .. import _exceptions as E
+        from ..core import errors as E
         from ._keys import product_key
 
         h = self.header
@@ -207,8 +207,8 @@ class ProtectedFile(io.RawIOBase):
         self._fh.seek(self._start + index * full)
         blob = self._fh.read(full)
         try:
-            self._plain = _crypto.aead_decrypt(self._key, blob, F.chunk_aad(self.header.raw, index, final))
-        except _crypto.CryptoError:
+            self._plain = hazmat.aead_decrypt(self._key, blob, F.chunk_aad(self.header.raw, index, final))
+        except hazmat.CryptoError:
             self._index, self._plain = -1, b""
             raise ProtectedDataError(
                 f"{self.name}: chunk {index} of {self._count} does not authenticate: the file is damaged, "

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import _exceptions as E
-from ..container import _files
+from ..core import errors as E
+from ..container import files
 from ..container.machine import MachineContainer
-from ..core._encoding import b64d, b64e
+from ..core.encoding import b64d, b64e
 from ..core.license import CLOCK_TOLERANCE
 
 RECORD_FORMAT = "licentia-grace/1"
@@ -95,7 +95,7 @@ def store(
     rec["sealed"] = b64e(container.seal_local(key, _context(rec)))
     path = record_path(home, firm, product, feature, version)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _files.write_atomic(path, json.dumps(rec, sort_keys=True).encode(), mode=0o600)
+    files.write_atomic(path, json.dumps(rec, sort_keys=True).encode(), mode=0o600)
     return deadline
 
 

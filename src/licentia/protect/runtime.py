@@ -23,10 +23,11 @@ import threading
 from types import CodeType
 from typing import Any
 
-from .. import _exceptions as E
-from ..core import _crypto
-from ..core._encoding import b64d
-from . import _format as F
+from ..core import errors as E
+from ..core import hazmat
+from ..core.encoding import b64d
+from . import fileformat as F
+from ..core.errors import ProtectedCodeError  # noqa: F401 (re-exported)
 
 #: co_filename of every protected code object loaded in this process (for the audit hook)
 _protected_files: set[str] = set()
@@ -36,10 +37,6 @@ _hook_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------- the audit hook
-
-
-class ProtectedCodeError(RuntimeError):
-    """Raised (through the audit hook) by marshal.dumps of a protected code object."""
 
 
 def _holds_protected(value: Any) -> bool:
@@ -162,8 +159,8 @@ class _Protected:
         key = self.key()
         try:
             body = memoryview(data)[len(header) :]
-            raw = _crypto.aead_decrypt(key, body, F.module_aad(self.built_name(fullname), header))
-        except _crypto.CryptoError:
+            raw = hazmat.aead_decrypt(key, body, F.module_aad(self.built_name(fullname), header))
+        except hazmat.CryptoError:
             raise E.ProtectedImportError(
                 f"{path}: this protected module is damaged or was altered (it does not authenticate as "
                 f"{fullname}): reinstall {self.name}",

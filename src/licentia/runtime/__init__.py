@@ -1,5 +1,88 @@
-"""licentia.runtime: the SDK inside vendor applications."""
+"""licentia.runtime: the SDK inside vendor applications.
 
-from ._runtime import Handle, Runtime, access, get_runtime, info, trust
+``access()``, ``trust()``, ``info()`` and ``Handle`` are what an application uses; the
+runtime factory (``factory``, ``get_runtime()``, ``make_runtime()``) is what the CLI,
+the license server and tests build runtimes from. The network names (finding license
+servers, borrowing) load on first use, so ``import licentia`` stays light.
+"""
 
-__all__ = ["Handle", "Runtime", "access", "get_runtime", "info", "trust"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._runtime import (
+    MODES,
+    Handle,
+    Runtime,
+    RuntimeFactory,
+    access,
+    factory,
+    get_runtime,
+    info,
+    make_runtime,
+    system_clock,
+    trust,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._network import (
+        DEFAULT_PORT,
+        NetConfig,
+        ServerAddr,
+        borrow,
+        borrowed,
+        discover,
+        give_back,
+        parse_server,
+        parse_servers,
+        read_config,
+    )
+
+_LAZY = {
+    "DEFAULT_PORT": "._network",
+    "NetConfig": "._network",
+    "ServerAddr": "._network",
+    "borrow": "._network",
+    "borrowed": "._network",
+    "discover": "._network",
+    "give_back": "._network",
+    "parse_server": "._network",
+    "parse_servers": "._network",
+    "read_config": "._network",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MODES",
+    "Handle",
+    "NetConfig",
+    "Runtime",
+    "RuntimeFactory",
+    "ServerAddr",
+    "access",
+    "borrow",
+    "borrowed",
+    "discover",
+    "factory",
+    "get_runtime",
+    "give_back",
+    "info",
+    "make_runtime",
+    "parse_server",
+    "parse_servers",
+    "read_config",
+    "system_clock",
+    "trust",
+]

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import _exceptions as E
-from ..core import _crypto, grants
-from ..core._encoding import b64e
+from ..core import errors as E
+from ..core import hazmat, grants
+from ..core.encoding import b64e
 from ..core.documents import DocumentInvalid, document_digest
 from ..core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
 
@@ -251,7 +251,7 @@ class _Lease:
         try:
             return grants.unseal_lease_key(self.net.session_key, self.net.session, self.serial, entry.digest, sealed)
         except DocumentInvalid as exc:
-            raise E.LicenseInvalid(reason=f"lease product key: {exc.reason}") from None
+            raise E.rejected(f"lease product key: {exc.reason}") from None
 
     def release(self) -> None:
         if self.pid != os.getpid():
@@ -312,8 +312,8 @@ class NetworkClient:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
         self.pid = os.getpid()
-        self.session_key = _crypto.X25519PrivateKey.generate()
-        self.session = b64e(_crypto.raw_public(self.session_key.public_key()))
+        self.session_key = hazmat.X25519PrivateKey.generate()
+        self.session = b64e(hazmat.raw_public(self.session_key.public_key()))
         self._clients: dict[str, httpx.Client] = {}
         self._found: list[ServerAddr] | None = None  # discovery results, per process
         self._preferred: ServerAddr | None = None
@@ -430,7 +430,7 @@ class NetworkClient:
 
     # ------------------------------------------------------------ access
 
-    def access(self, request: AccessRequest, keys: dict[str, _crypto.Ed25519PublicKey], mode: str,
+    def access(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
                on_lease_lost: Callable[..., Any] | None) -> Handle:
         import httpx
 
@@ -486,7 +486,7 @@ class NetworkClient:
             tried=tried,
         )
 
-    def _verify(self, request: AccessRequest, keys: dict[str, _crypto.Ed25519PublicKey], mode: str,
+    def _verify(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
                 body: dict[str, Any], data: dict[str, Any]) -> tuple[LicenseEntry, grants.Lease]:
         try:
             doc = data["entry"]
@@ -497,15 +497,15 @@ class NetworkClient:
                 self._verified[digest] = entry
             lease = grants.verify_lease(data["lease"], entry)
         except (DocumentInvalid, KeyError, TypeError, ValueError) as exc:
-            raise E.LicenseInvalid(reason=f"license server answer: {getattr(exc, 'reason', exc)}") from None
+            raise E.rejected(f"license server answer: {getattr(exc, 'reason', exc)}") from None
         if (lease.session != self.session or lease.nonce != body["nonce"]
                 or lease.client_lease_id != body["client_lease_id"] or lease.firm_code != request.firm_code
                 or lease.product_code != request.product_code or lease.mode != mode
                 or entry.firm_code != request.firm_code or entry.product_code != request.product_code):
-            raise E.LicenseInvalid(reason="license server answer does not match the request")
+            raise E.rejected("license server answer does not match the request")
         return entry, lease
 
-    def _handle(self, server: ServerAddr, request: AccessRequest, keys: dict[str, _crypto.Ed25519PublicKey],
+    def _handle(self, server: ServerAddr, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey],
                 mode: str, body: dict[str, Any], data: dict[str, Any], callback: Callable[..., Any] | None) -> Handle:
         from ._runtime import Handle, _Grant
 
@@ -676,9 +676,9 @@ def borrow(runtime: Runtime, firm_code: int, product_code: int, days: int, *, fe
                                               document=data["entry"])
             grant = grants.verify_borrow(data["grant"], entry)
         except (DocumentInvalid, KeyError, TypeError) as exc:
-            raise E.LicenseInvalid(reason=f"borrow answer from {server.label}: {getattr(exc, 'reason', exc)}") from None
+            raise E.rejected(f"borrow answer from {server.label}: {getattr(exc, 'reason', exc)}") from None
         if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
-            raise E.LicenseInvalid(reason="borrow grant names another container")
+            raise E.rejected("borrow grant names another container")
         record = {"entry": data["entry"], "grant": data["grant"], "keys": data.get("keys") or [],
                   "server": server.url}
         container.add_borrowed(firm_code, record, borrow_id=grant.borrow_id, vtime=int(data.get("time") or 0))
@@ -739,7 +739,7 @@ def give_back(runtime: Runtime, firm_code: int, product_code: int) -> list[dict[
 
 
 def _keep_return(runtime: Runtime, borrow_id: str, url: str, receipt: dict[str, Any]) -> Path:
-    from ..container._files import write_atomic
+    from ..container.files import write_atomic
 
     folder = runtime.home / "receipts"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

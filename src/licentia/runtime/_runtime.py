@@ -11,6 +11,7 @@ that starts a usage period, a clock observation when time moved on noticeably).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -18,19 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .. import _exceptions as E
+from ..core import errors as E
+
+_log = logging.getLogger("licentia")
 from ..container import machine as _machine
 from ..container.store import container_dirs, default_home
 from ..container.traits import read_system_traits
-from ..core import _crypto, codes
+from ..core import hazmat, codes
 from ..core.documents import DocumentInvalid, document_digest
 from ..core.license import AccessRequest, LicenseEntry, LicenseState, effective_time, evaluate, units_left
 
-_DEFAULTS: dict[str, Any] = {"clock": lambda: int(time.time()), "traits": read_system_traits}
+Clock = Callable[[], int]
+TraitsReader = Callable[[], dict[str, str]]
+
+
+def system_clock() -> int:
+    """The system clock in Unix seconds (the default clock of every runtime)."""
+    return int(time.time())
+
+
 MODES = ("user", "station", "exclusive", "nolimit")
 
 
-def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[_crypto.Ed25519PublicKey]:
+def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[hazmat.Ed25519PublicKey]:
     """One or more PEM public keys, given as text/bytes or as a file path."""
     if isinstance(pem, os.PathLike) or (isinstance(pem, str) and "-----BEGIN" not in pem):
         data = Path(pem).read_bytes()
@@ -42,7 +53,7 @@ def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[_crypto.Ed25519Publi
             blocks.append(chunk[chunk.index(b"-----BEGIN") :] + b"-----END PUBLIC KEY-----\n")
     if not blocks:
         raise ValueError("no PEM public key found")
-    return [_crypto.load_public_pem(b) for b in blocks]
+    return [hazmat.load_public_pem(b) for b in blocks]
 
 
 def _as_timestamp(value: Any) -> int | None:
@@ -166,9 +177,9 @@ class Runtime:
         traits: Callable[[], dict[str, str]] | None = None,
     ):
         self._home = Path(home) if home is not None else None
-        self.clock = clock or _DEFAULTS["clock"]
-        self.traits = traits or _DEFAULTS["traits"]
-        self._keys: dict[int, dict[str, _crypto.Ed25519PublicKey]] = {}
+        self.clock: Clock = clock or system_clock
+        self.traits: TraitsReader = traits or read_system_traits
+        self._keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] = {}
         self._containers: dict[Path, _machine.MachineContainer | E.LicenseError] | None = None
         self._verified: dict[str, LicenseEntry] = {}
         # per (container serial, firm): (slot object, entries) verified for the pinned keys
@@ -191,10 +202,10 @@ class Runtime:
         with self._lock:
             pinned = self._keys.setdefault(firm_code, {})
             for key in keys:
-                pinned[_crypto.key_id(key)] = key
+                pinned[hazmat.key_id(key)] = key
             self._entries = {k: v for k, v in self._entries.items() if k[1] != firm_code}
 
-    def trusted(self, firm_code: int) -> dict[str, _crypto.Ed25519PublicKey]:
+    def trusted(self, firm_code: int) -> dict[str, hazmat.Ed25519PublicKey]:
         return self._keys.get(firm_code, {})
 
     # ------------------------------------------------------------ containers
@@ -247,7 +258,7 @@ class Runtime:
         raise E.ActivationError(f"container {serial} is not on this machine")
 
     def _verified_entries(
-        self, container: _machine.MachineContainer, slot: _machine.Slot, keys: dict[str, _crypto.Ed25519PublicKey]
+        self, container: _machine.MachineContainer, slot: _machine.Slot, keys: dict[str, hazmat.Ed25519PublicKey]
     ) -> tuple[tuple[LicenseEntry, ...], list[str]]:
         cache_key = (container.serial, slot.firm_code)
         cached = self._entries.get(cache_key)
@@ -262,11 +273,11 @@ class Runtime:
                 try:
                     entry = LicenseEntry.verify(doc, keys)
                 except DocumentInvalid as exc:
-                    E.LicenseInvalid(reason=f"container {container.serial}: {exc.reason}")
+                    _log.warning("license document rejected: %s", f"container {container.serial}: {exc.reason}")
                     bad.append(f"container {container.serial}: a license failed verification")
                     continue
                 if entry.serial != container.serial or entry.container_key != container.sign_pub:
-                    E.LicenseInvalid(reason=f"container {container.serial}: entry issued to {entry.serial}")
+                    _log.warning("license document rejected: %s", f"container {container.serial}: entry issued to {entry.serial}")
                     bad.append(f"container {container.serial}: a license issued to another container")
                     continue
                 self._verified[digest] = entry
@@ -318,7 +329,7 @@ class Runtime:
     def _network_access(
         self,
         request: AccessRequest,
-        keys: dict[str, _crypto.Ed25519PublicKey],
+        keys: dict[str, hazmat.Ed25519PublicKey],
         mode: str,
         on_lease_lost: Callable[[Handle, bool], Any] | None,
         local: E.LicenseError,
@@ -336,7 +347,7 @@ class Runtime:
             remote.tried = local.tried + remote.tried
             raise remote from None
 
-    def _access(self, request: AccessRequest, keys: dict[str, _crypto.Ed25519PublicKey], rescan: bool) -> Handle:
+    def _access(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], rescan: bool) -> Handle:
         now = self.clock()
         failures: list[tuple[int, type[E.LicenseError], str]] = []
         tried: list[str] = []
@@ -393,7 +404,7 @@ class Runtime:
         container: _machine.MachineContainer,
         slot: _machine.Slot,
         request: AccessRequest,
-        keys: dict[str, _crypto.Ed25519PublicKey],
+        keys: dict[str, hazmat.Ed25519PublicKey],
         now: int,
         failures: list[tuple[int, type[E.LicenseError], str]],
         tried: list[str],
@@ -419,12 +430,12 @@ class Runtime:
                     grant = grants.verify_borrow(record["grant"], entry)
                     self._grants[grant_digest] = grant
             except (DocumentInvalid, KeyError, TypeError) as exc:
-                E.LicenseInvalid(reason=f"{where}: {getattr(exc, 'reason', exc)}")
+                _log.warning("license document rejected: %s", f"{where}: {getattr(exc, 'reason', exc)}")
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: failed verification"))
                 tried.append(f"{where}: failed verification")
                 continue
             if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
-                E.LicenseInvalid(reason=f"{where}: grant for container {grant.client_serial}")
+                _log.warning("license document rejected: %s", f"{where}: grant for container {grant.client_serial}")
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: issued to another container"))
                 continue
             where = f"{where} {entry.summary()}"
@@ -542,28 +553,71 @@ class Runtime:
                     yield result, slot
 
 
-_runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
+class RuntimeFactory:
+    """Makes this process's runtimes: the shared one behind ``licentia.access()``, the CLI's,
+    a license server's. Its clock and trait reader are the process's defaults;
+    ``licentia._testing.install()`` sets them (the seam for tests, vendors' tests too)."""
+
+    def __init__(self, clock: Clock = system_clock, traits: TraitsReader = read_system_traits):
+        self.clock = clock
+        self.traits = traits
+        self._shared: Runtime | None = None
+        self._lock = threading.Lock()
+
+    def configure(self, *, clock: Clock | None = None, traits: TraitsReader | None = None) -> None:
+        """Set the clock and/or trait reader of every runtime made from now on, and of the shared one."""
+        if clock is not None:
+            self.clock = clock
+        if traits is not None:
+            self.traits = traits
+        shared = self._shared
+        if shared is not None:
+            shared.clock, shared.traits = self.clock, self.traits
+
+    def reset(self) -> None:
+        """Back to the system clock and traits; the shared runtime is made anew on next use."""
+        with self._lock:
+            self.clock, self.traits, self._shared = system_clock, read_system_traits, None
+
+    def make(self, home: Path | None = None) -> Runtime:
+        """A new runtime over ``home`` (default: ``LICENTIA_HOME`` or the user's data dir)."""
+        return Runtime(home, clock=self.clock, traits=self.traits)
+
+    def shared(self) -> Runtime:
+        """The process's shared runtime (made on first use)."""
+        rt = self._shared
+        if rt is None:
+            with self._lock:
+                if self._shared is None:
+                    self._shared = self.make()
+                rt = self._shared
+        return rt
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        rt = self._shared
+        if rt is not None:
+            rt._lock = threading.RLock()
+            rt._net = None  # no leases, HTTP connections or heartbeat thread from the parent
+            rt.reset()
+
+
+factory = RuntimeFactory()
+"""The one runtime factory of the process."""
 
 
 def get_runtime() -> Runtime:
-    global _runtime
-    rt = _runtime
-    if rt is None:
-        with _runtime_lock:
-            if _runtime is None:
-                _runtime = Runtime()
-            rt = _runtime
-    return rt
+    """The process's shared runtime (the one behind ``licentia.access()``)."""
+    return factory.shared()
+
+
+def make_runtime(home: Path | str | None = None) -> Runtime:
+    """A new runtime over ``home`` with the factory's clock and trait reader."""
+    return factory.make(Path(home) if home is not None else None)
 
 
 def _after_fork_in_child() -> None:
-    global _runtime_lock
-    _runtime_lock = threading.Lock()
-    if _runtime is not None:
-        _runtime._lock = threading.RLock()
-        _runtime._net = None  # no leases, HTTP connections or heartbeat thread from the parent
-        _runtime.reset()
+    factory._after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import _exceptions as E
+from ..core import errors as E
 from ..container import machine as _machine
 from ..container.binding import NoUsableTraits
 from ..container.store import open_or_create
@@ -115,7 +115,7 @@ def read_document(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise E.ActivationError(f"cannot read {path}: {exc.strerror}") from None
     except DocumentInvalid as exc:
-        raise E.LicenseInvalid(reason=f"{path}: {exc.reason}") from None
+        raise E.rejected(f"{path}: {exc.reason}") from None
 
 
 def apply(document: dict[str, Any] | bytes, *, runtime: Runtime | None = None) -> Any:
@@ -127,7 +127,7 @@ def apply(document: dict[str, Any] | bytes, *, runtime: Runtime | None = None) -
         if payload.get("type") != "update":
             raise KeyError
     except (DocumentInvalid, KeyError, TypeError):
-        raise E.LicenseInvalid(reason="not an update document") from None
+        raise E.rejected("not an update document") from None
     container = rt.container(serial)
     update = container.apply_update(document, rt.clock())
     rt.reset()
@@ -168,7 +168,7 @@ def deactivate(
 
 
 def keep_receipt(rt: Runtime, ticket: str, receipt: dict[str, Any]) -> Path:
-    from ..container._files import write_atomic
+    from ..container.files import write_atomic
 
     folder = rt.home / "receipts"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .. import _exceptions as E
+from ..core import errors as E
 
 
 def load(home: Path) -> dict[str, Any]:

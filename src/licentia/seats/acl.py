@@ -43,17 +43,14 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .. import _exceptions as E
+from ..core import errors as E
 from .model import Client, Lease, Refusal
+from ..core.errors import AclError  # noqa: F401 (re-exported)
 
 ACTIONS = ("deny", "allow", "reserve", "max")
 _SELECTORS = ("users", "groups", "hosts", "ips")
 _RULE_KEYS = {"action", "product", "seats", "name", *_SELECTORS}
 _BORROW_KEYS = {"enabled", "max_days", "max_seats", *_SELECTORS}
-
-
-class AclError(ValueError):
-    """The access-control config cannot be used; the message says where."""
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

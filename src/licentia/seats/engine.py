@@ -30,8 +30,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .. import _exceptions as E
-from ..core import _crypto
+from ..core import errors as E
+from ..core import hazmat
 from . import usage
 from .acl import EMPTY, Acl
 from .model import (
@@ -525,7 +525,7 @@ class SeatEngine:
             denials = [json.loads(b) for b in tx.events_between(start, end, ("deny",))]
         return usage.license_usage(sessions, finals, denials, now)
 
-    def verify_usage(self, public_key: _crypto.Ed25519PublicKey | None) -> dict[str, Any]:
+    def verify_usage(self, public_key: hazmat.Ed25519PublicKey | None) -> dict[str, Any]:
         with self.store.snapshot() as tx:
             return usage.verify_log(tx, public_key)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _exceptions as E
+from ..core import errors as E
+from ..core.errors import Refusal, LeaseUnknown, LeaseRevoked  # noqa: F401 (re-exported)
 
 #: access modes a client may ask for
 MODES = ("user", "station", "exclusive", "nolimit")
@@ -122,41 +123,3 @@ class Lease:
         }
 
 
-class Refusal(Exception):
-    """The engine refuses an access. ``client_message`` goes to the client; ``log`` names
-    the rule for the server log; ``error`` is the LicenseError class the client raises."""
-
-    def __init__(
-        self,
-        error: type[E.LicenseError],
-        client_message: str,
-        log: str = "",
-        *,
-        seats: int | None = None,
-        in_use: int | None = None,
-    ):
-        self.error = error
-        self.client_message = client_message
-        self.log = log or client_message
-        self.seats = seats
-        self.in_use = in_use
-        super().__init__(self.log)
-
-    @property
-    def rank(self) -> int:
-        return self.error.rank
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.error.code, "type": self.error.__name__, "message": self.client_message}
-        if self.seats is not None:
-            out["seats"] = self.seats
-            out["in_use"] = self.in_use
-        return out
-
-
-class LeaseUnknown(Exception):
-    """A renewal or release names a lease that is not live (expired, released, never was)."""
-
-
-class LeaseRevoked(LeaseUnknown):
-    """The administrator released this lease: the client must not take it back by itself."""

@@ -23,8 +23,8 @@ import io
 import json
 from typing import Any, Iterable
 
-from ..core import _crypto
-from ..core._encoding import canonical
+from ..core import hazmat
+from ..core.encoding import canonical
 from ..core.documents import DocumentInvalid, verify_document
 from .model import Client, Lease
 
@@ -51,7 +51,7 @@ EXTRA_FIELDS = ("leaseId", "mode", "host", "ip", "event")
 
 
 def chain(prev: str, body: str) -> str:
-    return _crypto.sha256(bytes.fromhex(prev) + body.encode()).hex()
+    return hazmat.sha256(bytes.fromhex(prev) + body.encode()).hex()
 
 
 def lease_event(kind: str, now: int, lease: Lease, *, end: int | None = None, reason: str = "") -> dict[str, Any]:
@@ -172,7 +172,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- verification
 
 
-def verify_log(tx: Any, public_key: _crypto.Ed25519PublicKey | None, *, batch: int = 5000) -> dict[str, Any]:
+def verify_log(tx: Any, public_key: hazmat.Ed25519PublicKey | None, *, batch: int = 5000) -> dict[str, Any]:
     """Check the chain and the signed head; returns {"ok", "events", "first", "last", "problems"}."""
     problems: list[str] = []
     head_text = tx.get_meta("usage_head")

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import _exceptions as E
+from ..core import errors as E
 from ..container import machine as _machine
-from ..core import _crypto, codes, exchange, grants
-from ..core._encoding import b64d
+from ..core import hazmat, codes, exchange, grants
+from ..core.encoding import b64d
 from ..core.documents import DocumentInvalid
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, evaluate
-from ..runtime import Runtime
+from ..runtime import make_runtime
 from ..seats import MODES, Acl, AclError, Client, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense
 from ..seats.store import SqliteSeatStore
 from .settings import RELOADABLE, Settings, SettingsError, read_config, server_table
@@ -140,7 +140,7 @@ class LicenseServer:
         self.settings = settings
         self.clock = settings.clock
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.runtime = Runtime(home=settings.data_dir)
+        self.runtime = make_runtime(settings.data_dir)
         self.store = SqliteSeatStore(settings.db_path, durability=settings.durability)
         self.acl = Acl()
         self.config_version = 0
@@ -174,7 +174,7 @@ class LicenseServer:
         On a start an unusable file is an error; on a reload it is logged and the live
         config stays. Returns whether a new config went live."""
         path = self.settings.config_path
-        from ..container._files import stat_key
+        from ..container.files import stat_key
 
         if path is None:
             if initial:
@@ -213,7 +213,7 @@ class LicenseServer:
         return True
 
     def config_changed(self) -> bool:
-        from ..container._files import stat_key
+        from ..container.files import stat_key
 
         path = self.settings.config_path
         return path is not None and stat_key(path) != self._config_stat
@@ -461,9 +461,9 @@ class LicenseServer:
             serial = codes.check_serial(_text(container, "serial", required=True))
             sign_pub = _text(container, "sign_pub", required=True)
             box_pub = _text(container, "box_pub", required=True)
-            _crypto.Ed25519PublicKey.from_public_bytes(b64d(sign_pub))
+            hazmat.Ed25519PublicKey.from_public_bytes(b64d(sign_pub))
             box_raw = b64d(box_pub)
-            _crypto.X25519PublicKey.from_public_bytes(box_raw)
+            hazmat.X25519PublicKey.from_public_bytes(box_raw)
         except (codes.InvalidCode, ValueError):
             raise ApiError.bad("container is {serial, sign_pub, box_pub} with base64url keys") from None
         request = AccessRequest(firm, product, feature)
@@ -563,8 +563,8 @@ class LicenseServer:
             log.warning("session %s released by the administrator", lease_id)
         return released
 
-    def usage_key(self) -> _crypto.Ed25519PublicKey:
-        return _crypto.Ed25519PublicKey.from_public_bytes(b64d(self.primary().sign_pub))
+    def usage_key(self) -> hazmat.Ed25519PublicKey:
+        return hazmat.Ed25519PublicKey.from_public_bytes(b64d(self.primary().sign_pub))
 
     def close(self) -> None:
         self.store.close()
@@ -579,7 +579,7 @@ def verify_usage_offline(data_dir: Path) -> dict[str, Any]:
     for path in container_dirs(data_dir):
         try:
             meta = _machine.MachineContainer.read_meta(path)
-            keys.append(_crypto.Ed25519PublicKey.from_public_bytes(b64d(meta["sign_pub"])))
+            keys.append(hazmat.Ed25519PublicKey.from_public_bytes(b64d(meta["sign_pub"])))
         except (OSError, ValueError, KeyError):
             continue
     db = data_dir / "seats.db"

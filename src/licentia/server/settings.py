@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from ..core.errors import SettingsError  # noqa: F401 (re-exported)
 
 DEFAULT_PORT = 22370
 DEFAULT_DATA = ".licentia-server"
@@ -40,21 +41,11 @@ _KEYS = {
 }
 
 
-class SettingsError(ValueError):
-    """A setting has a value the server cannot use; the message says which and why."""
-
-
-_RUNTIME_DEFAULTS: dict[str, Any] = {}
-
-
 def _default_clock() -> int:
-    """The runtime's default clock (tests inject theirs through licentia._testing)."""
-    defaults = _RUNTIME_DEFAULTS.get("d")
-    if defaults is None:
-        from ..runtime._runtime import _DEFAULTS
+    """The runtime factory's clock (tests inject theirs through licentia._testing)."""
+    from ..runtime import factory
 
-        defaults = _RUNTIME_DEFAULTS["d"] = _DEFAULTS
-    return int(defaults["clock"]())
+    return int(factory.clock())
 
 
 @dataclass(frozen=True)

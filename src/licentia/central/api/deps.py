@@ -21,7 +21,7 @@ from ..services import (
     FirmService,
     TicketService,
 )
-from ..services._base import Actor
+from ..services import Actor
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: the admin key or a vendor key.")
 

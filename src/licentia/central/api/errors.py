@@ -1,4 +1,8 @@
-"""Every error leaves as ``{"error": {"code": "...", "message": "..."}}``."""
+"""Every error leaves as ``{"error": {"code": "...", "message": "..."}}``.
+
+The one place where Central's service errors (``licentia.core.errors.ServiceError``)
+get their HTTP status, and where their private ``reason`` is logged.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import CentralError
+from ...core import errors as E
 
 log = logging.getLogger("licentia.central")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+#: HTTP status of each service error (the closest class in the MRO wins)
+STATUS: dict[type[E.ServiceError], int] = {
+    E.BadInput: 400,
+    E.InvalidTicket: 400,
+    E.InvalidRequest: 400,
+    E.InvalidReceipt: 400,
+    E.InvalidItems: 400,
+    E.Unauthorized: 401,
+    E.Forbidden: 403,
+    E.KeyMismatch: 403,
+    E.NotFound: 404,
+    E.Conflict: 409,
+    E.Manipulation: 409,
+    E.TooManyAttempts: 429,
+    E.Unavailable: 503,
+}
+
+
+def status_of(exc: E.ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)  # type: ignore[call-overload]
+        if status is not None:
+            return status
+    return 500
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -21,9 +50,11 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(CentralError)
-    async def _central(_request: Request, exc: CentralError) -> JSONResponse:
-        return error(exc.status, exc.code, exc.message)
+    @app.exception_handler(E.ServiceError)
+    async def _central(_request: Request, exc: E.ServiceError) -> JSONResponse:
+        if exc.reason:
+            log.warning("%s: %s", exc.code, exc.reason)
+        return error(status_of(exc), exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import _crypto, codes
+from ...core import hazmat, codes
 from ..db import Database
-from ..errors import BadInput, Forbidden, NotFound
+from ...core.errors import BadInput, Forbidden, NotFound
 from ..keys import KeyMaterial, SecretBox
 from ..models import AuditEntry, Firm, Role
 from ..settings import Settings
@@ -31,7 +31,7 @@ class Context:
     #: Decrypted firm secrets, by (firm code, purpose): immutable once made, so a
     #: process may keep them (the signing key of a kid never changes).
     secrets: dict[tuple[int, str], bytes] = field(default_factory=dict)
-    signers: dict[tuple[int, str], _crypto.Ed25519PrivateKey] = field(default_factory=dict)
+    signers: dict[tuple[int, str], hazmat.Ed25519PrivateKey] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock())
@@ -43,11 +43,11 @@ class Context:
             self.secrets[(firm_code, purpose)] = cached
         return cached
 
-    def signing_key(self, firm_code: int, kid: str, private_enc: bytes) -> _crypto.Ed25519PrivateKey:
+    def signing_key(self, firm_code: int, kid: str, private_enc: bytes) -> hazmat.Ed25519PrivateKey:
         key = self.signers.get((firm_code, kid))
         if key is None:
             raw = self.open_secret(firm_code, SecretBox.signing_key(kid), private_enc)
-            key = self.signers[(firm_code, kid)] = _crypto.Ed25519PrivateKey.from_private_bytes(raw)
+            key = self.signers[(firm_code, kid)] = hazmat.Ed25519PrivateKey.from_private_bytes(raw)
         return key
 
 

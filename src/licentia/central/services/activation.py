@@ -30,14 +30,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
-from ...core import _crypto, codes, exchange
-from ...core._encoding import b64d
+from ...core import hazmat, codes, exchange
+from ...core.encoding import b64d
 from ...core.documents import DocumentInvalid, document_digest, parse
 from ...core.exchange import Request
 from ...core.license import LicenseEntry, Options
 from ..db import run_write
-from ..errors import (
-    CentralError,
+from ...core.errors import (
+    ServiceError,
     Conflict,
     InvalidReceipt,
     InvalidRequest,
@@ -188,7 +188,7 @@ def dump(doc: dict[str, Any]) -> str:
 @dataclass
 class _Outcome:
     response: str | None = None
-    error: CentralError | None = None  # raised after the transaction commits (a flag)
+    error: ServiceError | None = None  # raised after the transaction commits (a flag)
 
 
 @dataclass
@@ -239,7 +239,7 @@ class ActivationService(Service):
             if ticket_hint is not None:
                 self.attempts.check(address, ticket_hint)
             outcome = run_write(self.session, lambda: self._deactivate_tx(doc))
-        except CentralError as exc:
+        except ServiceError as exc:
             self._count(exc, "deactivate", address, ticket_hint)
             raise
         assert outcome.response is not None
@@ -273,7 +273,7 @@ class ActivationService(Service):
                 raise InvalidRequest("sync request without firm_code")
             tx = self._activate_tx if action == "activate" else self._sync_tx
             outcome = run_write(self.session, lambda: tx(req, address))
-        except CentralError as exc:
+        except ServiceError as exc:
             self._count(exc, action, address, req.ticket)
             raise
         if outcome.error is not None:
@@ -281,7 +281,7 @@ class ActivationService(Service):
         assert outcome.response is not None
         return outcome.response
 
-    def _count(self, exc: CentralError, action: str, address: str, ticket: str | None) -> None:
+    def _count(self, exc: ServiceError, action: str, address: str, ticket: str | None) -> None:
         if isinstance(exc, COUNTED) or exc.code == "unknown_ticket":
             self.attempts.record(action, address, ticket)
 
@@ -408,7 +408,7 @@ class ActivationService(Service):
         req: Request,
         *,
         new: bool = False,
-    ) -> tuple[_Slot, CentralError | None]:
+    ) -> tuple[_Slot, ServiceError | None]:
         row = None if new else conn.execute(Q_SLOT, {"container": container_id, "firm": firm_id}).first()
         if row is None:
             slot = _Slot(uuid.uuid4(), 0, 0, 0, new=True)
@@ -429,7 +429,7 @@ class ActivationService(Service):
         slot.reported_vtime = max(slot.reported_vtime, p.vtime)
         return slot, None
 
-    def _signer(self, firm_code: int, keys: list[_Key]) -> _crypto.Ed25519PrivateKey:
+    def _signer(self, firm_code: int, keys: list[_Key]) -> hazmat.Ed25519PrivateKey:
         active = next(k for k in keys if k.active)
         return self.ctx.signing_key(firm_code, active.kid, active.private_enc)
 
@@ -516,7 +516,7 @@ class ActivationService(Service):
         if container is None:
             raise InvalidReceipt(f"receipt for unknown container {serial!r}")
         try:
-            receipt = exchange.verify_receipt(doc, _crypto.Ed25519PublicKey.from_public_bytes(b64d(container.sign_pub)))
+            receipt = exchange.verify_receipt(doc, hazmat.Ed25519PublicKey.from_public_bytes(b64d(container.sign_pub)))
         except DocumentInvalid as exc:
             raise InvalidReceipt(f"receipt for {serial}: {exc.reason}") from None
         if receipt.serial != container.serial:  # pragma: no cover - looked up by this serial

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 
 from ..db import run_read, run_write
-from ..errors import TooManyAttempts
+from ...core.errors import TooManyAttempts
 from ..models import Attempt
 from ._base import Service
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..db import run_read, run_write
-from ..errors import BadInput, NotFound, Unauthorized
+from ...core.errors import BadInput, NotFound, Unauthorized
 from ..keys import api_key_id, hash_api_key, new_api_key, same_hash
 from ..models import ApiKey, Firm, Role
 from ._base import Actor, Service

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ...core import codes
-from ...core._encoding import b64d, b64e
+from ...core.encoding import b64d, b64e
 from ...core.license import DAY, Options
 from ..db import run_read, run_write
-from ..errors import BadInput, Conflict, NotFound
+from ...core.errors import BadInput, Conflict, NotFound
 from ..models import Customer, Firm, Item, Level
 from ._base import Actor, Service
 

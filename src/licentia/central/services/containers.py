@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ...core import codes
 from ..db import run_read, run_write
-from ..errors import BadInput, NotFound
+from ...core.errors import BadInput, NotFound
 from ..models import AuditEntry, Container, ContainerFirm, Firm, Ticket, TicketState
 from ._base import Actor, Service
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ...core import _crypto, codes, exchange
+from ...core import hazmat, codes, exchange
 from ..db import run_read, run_write
-from ..errors import BadInput, Conflict, NotFound
+from ...core.errors import BadInput, Conflict, NotFound
 from ..keys import SecretBox
 from ..models import Firm, FirmKey
 from ._base import Actor, Service, check_code
@@ -89,7 +89,7 @@ class FirmService(Service):
             old = self._active(firm)
             old_private = self._private(firm, old)
             seq = (self.session.scalar(select(func.max(FirmKey.created_seq)).where(FirmKey.firm_id == firm.id)) or 0) + 1
-            private = _crypto.Ed25519PrivateKey.generate()
+            private = hazmat.Ed25519PrivateKey.generate()
             endorsement = exchange.endorse_key(old_private, code, private.public_key())
             old.active = False
             self.session.flush()
@@ -142,7 +142,7 @@ class FirmService(Service):
 
     # ---------------------------------------------------------------- for other services
 
-    def signing_key(self, firm: Firm) -> _crypto.Ed25519PrivateKey:
+    def signing_key(self, firm: Firm) -> hazmat.Ed25519PrivateKey:
         return self._private(firm, self._active(firm))
 
     def product_secret(self, firm: Firm) -> bytes:
@@ -167,7 +167,7 @@ class FirmService(Service):
             raise NotFound("key", f"Firm {firm.code} has no active signing key.")
         return key
 
-    def _private(self, firm: Firm, key: FirmKey) -> _crypto.Ed25519PrivateKey:
+    def _private(self, firm: Firm, key: FirmKey) -> hazmat.Ed25519PrivateKey:
         return self.ctx.signing_key(firm.code, key.kid, key.private_enc)
 
     def _new_key(
@@ -176,16 +176,16 @@ class FirmService(Service):
         *,
         seq: int,
         endorsement: dict[str, Any] | None,
-        private: _crypto.Ed25519PrivateKey | None = None,
+        private: hazmat.Ed25519PrivateKey | None = None,
     ) -> FirmKey:
-        private = private or _crypto.Ed25519PrivateKey.generate()
+        private = private or hazmat.Ed25519PrivateKey.generate()
         public = private.public_key()
-        kid = _crypto.key_id(public)
+        kid = hazmat.key_id(public)
         key = FirmKey(
             firm_id=firm.id,
             kid=kid,
-            public_pem=_crypto.public_pem(public),
-            private_enc=self.ctx.box.seal(firm.code, SecretBox.signing_key(kid), _crypto.raw_private(private)),
+            public_pem=hazmat.public_pem(public),
+            private_enc=self.ctx.box.seal(firm.code, SecretBox.signing_key(kid), hazmat.raw_private(private)),
             active=True,
             retired=False,
             endorsement=endorsement,

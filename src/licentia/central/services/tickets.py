@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ...core import codes
 from ..db import run_read, run_write
-from ..errors import BadInput, InvalidItems, InvalidTicket, NotFound
+from ...core.errors import BadInput, InvalidItems, InvalidTicket, NotFound
 from ..models import Container, Firm, Item, Ticket, TicketItem, TicketState
 from ._base import Actor, Service
 from .catalog import CatalogService, _bump

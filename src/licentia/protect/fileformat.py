@@ -27,6 +27,7 @@ import re
 import struct
 import sys
 from typing import Any
+from ..core.errors import FormatError  # noqa: F401 (re-exported)
 
 MODULE_MAGIC = b"\x89LPM\r\n\x1a\n"
 DATA_MAGIC = b"\x89LPD\r\n\x1a\n"
@@ -42,10 +43,6 @@ MODES = ("license", "ip")
 
 _LEN = struct.Struct(">H")
 _INDEX = struct.Struct(">Q")
-
-
-class FormatError(ValueError):
-    """Bytes that are not a (well-formed) protected file."""
 
 
 def canonical(obj: dict[str, Any]) -> bytes:

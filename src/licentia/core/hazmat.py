@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from .errors import CryptoError  # noqa: F401 (re-exported)
 
 __all__ = [
     "CryptoError",
@@ -40,10 +41,6 @@ __all__ = [
     "aead_decrypt",
     "sha256",
 ]
-
-
-class CryptoError(ValueError):
-    """A key or ciphertext could not be used; the reason is for the log."""
 
 
 def sha256(data: bytes) -> bytes:
