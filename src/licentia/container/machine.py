@@ -28,69 +28,26 @@ from ..core.encoding import b64d, b64e, canonical
 from ..core.documents import DocumentInvalid
 from ..core.license import LicenseEntry, LicenseState
 from . import binding, files
+from .slot import OBSERVE_STEP, Slot  # noqa: F401 (OBSERVE_STEP re-exported)
 from .traits import TraitReader
 
 CONTAINER_FORMAT = "licentia-container/1"
 STATE_FORMAT = "licentia-state/1"
-#: a local access records a clock observation only when time moved on this much
-OBSERVE_STEP = 3600
 _STATE_MAC_INFO = b"licentia state mac v1"
 _LOCAL_KEY_INFO = b"licentia local key v1"
 
 
-@dataclass
-class Slot:
-    """One firm's part of a container."""
-
-    firm_code: int
-    seq: int = 0
-    vclock: int = 0
-    last_sync: int | None = None
-    central: str | None = None
-    pinned: dict[str, str] | None = None  # kid -> b64 raw Ed25519 public key
-    endorsements: list[dict[str, Any]] | None = None
-    entries: list[dict[str, Any]] | None = None  # signed license entry documents
-    keys: list[dict[str, Any]] | None = None  # sealed product keys
-    licenses: dict[str, dict[str, Any]] | None = None  # license_id -> {units_used, first_use}
-    removed: dict[str, str] | None = None  # license_id -> digest of the removed entry
-    withdrawn: list[int] | None = None  # license ids revoked by an update or removed here
-    # licenses borrowed from a network license server: {"entry", "grant", "keys"} each
-    borrowed: list[dict[str, Any]] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = {
-            "seq": self.seq,
-            "vclock": self.vclock,
-            "last_sync": self.last_sync,
-            "central": self.central,
-            "pinned": self.pinned or {},
-            "endorsements": self.endorsements or [],
-            "entries": self.entries or [],
-            "keys": self.keys or [],
-            "licenses": self.licenses or {},
-            "removed": self.removed or {},
-            "withdrawn": self.withdrawn or [],
-        }
-        if self.borrowed:  # written only when present: older readers never see the key
-            out["borrowed"] = self.borrowed
-        return out
-
-    @classmethod
-    def from_json(cls, firm_code: int, obj: dict[str, Any]) -> Slot:
-        return cls(firm_code=firm_code, **obj)
-
-    def pinned_keys(self) -> dict[str, hazmat.Ed25519PublicKey]:
-        return {kid: hazmat.Ed25519PublicKey.from_public_bytes(b64d(raw)) for kid, raw in (self.pinned or {}).items()}
-
-    def license_state(self, license_id: int) -> LicenseState:
-        rec = (self.licenses or {}).get(str(license_id), {})
-        return LicenseState(
-            units_used=int(rec.get("units_used", 0)), first_use=rec.get("first_use"), last_sync=self.last_sync
-        )
 
 
 class MachineContainer:
+    """A container bound to this machine's traits (``Container`` of ``container.interfaces``).
+
+    It is also the ``Grant`` of the licenses it holds: they are on this machine, never
+    lost, and have nothing to give back on release."""
+
     kind = "machine"
+    server: str | None = None
+    lost = False
 
     def __init__(self, path: Path, meta: dict[str, Any], secret: bytes):
         self.path = path
@@ -223,6 +180,15 @@ class MachineContainer:
             result = change(slots)
             self._write_state(slots)
             return result
+
+    # ------------------------------------------------------------ as a grant
+
+    @property
+    def holder(self) -> MachineContainer:
+        return self
+
+    def release(self) -> None:
+        """A local license has nothing to give back."""
 
     # ------------------------------------------------------------ keys and documents
 

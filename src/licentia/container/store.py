@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from ..core import errors as E
+from .interfaces import Container
 from .machine import MachineContainer
 from .traits import TraitReader
+
+#: container kinds by the ``kind`` their container.json names
+KINDS: dict[str, type[MachineContainer]] = {MachineContainer.kind: MachineContainer}
 
 
 def default_home(environ: dict[str, str] | None = None) -> Path:
@@ -28,6 +34,18 @@ def container_dirs(home: Path) -> list[Path]:
         return []
 
 
+def open_container(path: Path, traits: TraitReader) -> Container:
+    """Open the container in ``path``, whatever its kind (ContainerLocked when its binding does not match)."""
+    try:
+        kind = json.loads((path / "container.json").read_bytes()).get("kind")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise E.rejected(f"container {path.name} unreadable: {exc}") from None
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise E.rejected(f"container {path.name}: unknown kind {kind!r}")
+    return cls.open(path, traits)
+
+
 def find_level(home: Path, level: str) -> Path | None:
     for path in container_dirs(home):
         try:
@@ -38,7 +56,7 @@ def find_level(home: Path, level: str) -> Path | None:
     return None
 
 
-def open_or_create(home: Path, level: str, traits: TraitReader, now: int) -> MachineContainer:
+def open_or_create(home: Path, level: str, traits: TraitReader, now: int) -> Container:
     """The machine container of ``level`` (made on first use)."""
     path = find_level(home, level)
     if path is not None:

@@ -12,10 +12,13 @@ import logging
 import os
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core import errors as E
 from .fileformat import format_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..runtime import Handle, Runtime
 
 _log = logging.getLogger("licentia")
 
@@ -29,7 +32,7 @@ class GraceWarning(UserWarning):
 
 _lock = threading.Lock()
 _keys: dict[tuple[int, int, int, int], bytes] = {}
-_handles: list[Any] = []
+_handles: list[Handle] = []
 
 
 def product_key(
@@ -79,14 +82,14 @@ def _acquire(firm: int, product: int, feature: int, version: int, *, firm_key: A
 
 
 def _store_grace(
-    rt: Any, handle: Any, firm: int, product: int, feature: int, version: int, key: bytes, grace: int, label: str
+    rt: Runtime, handle: Handle, firm: int, product: int, feature: int, version: int, key: bytes, grace: int, label: str
 ) -> None:
-    from ..container import MachineContainer, NoUsableTraits, open_or_create
+    from ..container import NoUsableTraits, open_or_create
     from . import grace as _grace
 
     try:
-        container, source = handle._container, "local"
-        if not isinstance(container, MachineContainer):  # a license server's seat: seal to this machine
+        container, source = handle.grant.holder, "local"
+        if container is None:  # a remote grant (a license server's seat): seal to this machine
             container, source = open_or_create(rt.home, "medium", rt.traits, rt.clock()), "server"
         _grace.store(
             rt.home,
@@ -107,7 +110,7 @@ def _store_grace(
 
 
 def _from_grace(
-    rt: Any, firm: int, product: int, feature: int, version: int, exc: E.LicenseError, label: str
+    rt: Runtime, firm: int, product: int, feature: int, version: int, exc: E.LicenseError, label: str
 ) -> bytes | None:
     from . import grace as _grace
 

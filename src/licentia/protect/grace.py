@@ -1,7 +1,7 @@
 """The grace store: a product key sealed to the local container, with a deadline.
 
 After each successful access of a package built with ``--grace``, the product key is
-sealed (``MachineContainer.seal_local``) to a local machine container and written to
+sealed (``Container.seal_local``) to a local machine container and written to
 ``$LICENTIA_HOME/grace/<firm>-<product>-<feature>-v<version>.json`` (0600, atomic): for
 a local license (``source: local``) the container that holds it; for a license server's
 seat (``source: server``) this machine's container of level medium, made if there is
@@ -33,7 +33,7 @@ from typing import Any
 
 from ..core import errors as E
 from ..container import files
-from ..container.machine import MachineContainer
+from ..container import Container
 from ..core.encoding import b64d, b64e
 from ..core.license import CLOCK_TOLERANCE
 
@@ -61,7 +61,7 @@ def _context(rec: dict[str, Any]) -> bytes:
 
 def store(
     home: Path,
-    container: MachineContainer,
+    container: Container,
     *,
     firm: int,
     product: int,
@@ -101,7 +101,7 @@ def store(
 
 def recall(
     home: Path,
-    containers: dict[Path, Any],
+    containers: dict[Path, Container | E.LicenseError],
     *,
     firm: int,
     product: int,
@@ -126,7 +126,7 @@ def recall(
     if same != (firm, product, feature, version):
         return None, "the grace record is for another product"
     container = next(
-        (c for c in containers.values() if isinstance(c, MachineContainer) and c.serial == serial), None
+        (c for c in containers.values() if not isinstance(c, E.LicenseError) and c.serial == serial), None
     )
     if container is None:
         return None, f"the container {serial} that held the license is gone or locked"

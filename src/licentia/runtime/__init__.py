@@ -25,30 +25,20 @@ from ._runtime import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._network import (
-        DEFAULT_PORT,
-        NetConfig,
-        ServerAddr,
-        borrow,
-        borrowed,
-        discover,
-        give_back,
-        parse_server,
-        parse_servers,
-        read_config,
-    )
+    from ._borrowing import borrow, borrowed, give_back
+    from ._servers import DEFAULT_PORT, NetConfig, ServerAddr, discover, parse_server, parse_servers, read_config
 
 _LAZY = {
-    "DEFAULT_PORT": "._network",
-    "NetConfig": "._network",
-    "ServerAddr": "._network",
-    "borrow": "._network",
-    "borrowed": "._network",
-    "discover": "._network",
-    "give_back": "._network",
-    "parse_server": "._network",
-    "parse_servers": "._network",
-    "read_config": "._network",
+    "DEFAULT_PORT": "._servers",
+    "NetConfig": "._servers",
+    "ServerAddr": "._servers",
+    "borrow": "._borrowing",
+    "borrowed": "._borrowing",
+    "discover": "._servers",
+    "give_back": "._borrowing",
+    "parse_server": "._servers",
+    "parse_servers": "._servers",
+    "read_config": "._servers",
 }
 
 

@@ -17,17 +17,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..core import errors as E
 
 _log = logging.getLogger("licentia")
-from ..container import machine as _machine
+from ..container import OBSERVE_STEP, Container, Slot, open_container
 from ..container.store import container_dirs, default_home
 from ..container.traits import read_system_traits
-from ..core import hazmat, codes
+from ..core import codes, grants, hazmat
 from ..core.documents import DocumentInvalid, document_digest
 from ..core.license import AccessRequest, LicenseEntry, LicenseState, effective_time, evaluate, units_left
+from ._handle import Handle
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._leases import LeaseKeeper
 
 Clock = Callable[[], int]
 TraitsReader = Callable[[], dict[str, str]]
@@ -72,98 +76,13 @@ def _as_timestamp(value: Any) -> int | None:
 
 
 @dataclass(slots=True)
-class _Grant:
+class _Found:
+    """A license found in a local container: what an access evaluates and may commit."""
+
     entry: LicenseEntry
-    container: _machine.MachineContainer
+    container: Container
     state: LicenseState
     expires: int | None
-
-
-class Handle:
-    """A granted access. Use as a context manager or call ``release()``."""
-
-    __slots__ = (
-        "firm_code",
-        "product_code",
-        "feature_code",
-        "feature_map",
-        "units_left",
-        "expires",
-        "container_serial",
-        "license_id",
-        "text",
-        "_entry",
-        "_container",
-        "_pid",
-        "_released",
-        "_lease",
-        "__weakref__",
-    )
-
-    def __init__(self, grant: _Grant, request: AccessRequest, units_after: int | None):
-        entry = grant.entry
-        self.firm_code = entry.firm_code
-        self.product_code = entry.product_code
-        self.feature_code = request.feature_code
-        self.feature_map = entry.feature_map
-        self.units_left = units_after
-        self.expires = grant.expires
-        self.container_serial = grant.container.serial
-        self.license_id = entry.license_id
-        self.text = entry.text
-        self._entry = entry
-        self._container = grant.container
-        self._pid = os.getpid()
-        self._released = False
-        self._lease: Any = None  # a license server's lease (runtime._network), else None
-
-    @property
-    def released(self) -> bool:
-        return self._released or self._pid != os.getpid()
-
-    @property
-    def server(self) -> str | None:
-        """``host:port`` of the license server this handle's seat is on (None: a local license)."""
-        lease = self._lease
-        return None if lease is None else lease.server.label
-
-    @property
-    def lease_lost(self) -> bool:
-        """True while a network lease is lost (renewals failed; the runtime keeps trying)."""
-        lease = self._lease
-        return lease is not None and lease.lost
-
-    @property
-    def data(self) -> bytes | None:
-        """The license's protected data, if any."""
-        return self._entry.options.data
-
-    def product_key(self, version: int = 1) -> bytes:
-        """The product key of ``version`` sealed in this license."""
-        if self.released:
-            raise E.LicenseError("this handle was released (or belongs to the parent process)")
-        key = self._container.product_key(self._entry, version)
-        if key is None:
-            raise E.LicenseNotFound(f"license {self.license_id} holds no product key of version {version}")
-        return key
-
-    def release(self) -> None:
-        self._released = True
-        lease = self._lease
-        if lease is not None:
-            lease.release()
-
-    def __enter__(self) -> Handle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return (
-            f"<licentia.Handle firm={self.firm_code} product={self.product_code} license={self.license_id} "
-            f"container={self.container_serial}{' released' if self.released else ''}>"
-        )
 
 
 class Runtime:
@@ -180,12 +99,12 @@ class Runtime:
         self.clock: Clock = clock or system_clock
         self.traits: TraitsReader = traits or read_system_traits
         self._keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] = {}
-        self._containers: dict[Path, _machine.MachineContainer | E.LicenseError] | None = None
+        self._containers: dict[Path, Container | E.LicenseError] | None = None
         self._verified: dict[str, LicenseEntry] = {}
         # per (container serial, firm): (slot object, entries) verified for the pinned keys
         self._entries: dict[tuple[str, int], tuple[int, tuple[LicenseEntry, ...]]] = {}
         self._lock = threading.RLock()
-        self._net: Any = None  # _network.NetworkClient, made on first use
+        self._net: LeaseKeeper | None = None  # the network side, made on first use
         self._grants: dict[str, Any] = {}  # borrow grant digest -> verified grant
 
     @property
@@ -216,41 +135,41 @@ class Runtime:
             self._containers = None
             self._entries.clear()
 
-    def network(self) -> Any:
-        """This process's network client (session key, HTTP clients, leases)."""
+    def network(self) -> LeaseKeeper:
+        """This process's network side (session key, HTTP clients, leases)."""
         net = self._net
         if net is None or net.pid != os.getpid():
-            from ._network import NetworkClient
+            from ._leases import LeaseKeeper
 
             with self._lock:
                 net = self._net
                 if net is None or net.pid != os.getpid():
-                    net = self._net = NetworkClient(self)
+                    net = self._net = LeaseKeeper(self)
         return net
 
-    def containers(self, rescan: bool = False) -> dict[Path, _machine.MachineContainer | E.LicenseError]:
+    def containers(self, rescan: bool = False) -> dict[Path, Container | E.LicenseError]:
         found = self._containers
         if found is not None and not rescan:
             return found
         with self._lock:
             if self._containers is None or rescan:
                 known = self._containers or {}
-                found: dict[Path, _machine.MachineContainer | E.LicenseError] = {}
+                found: dict[Path, Container | E.LicenseError] = {}
                 for path in container_dirs(self.home):
                     prev = known.get(path)
-                    if isinstance(prev, _machine.MachineContainer):
+                    if prev is not None and not isinstance(prev, E.LicenseError):
                         found[path] = prev
                         continue
                     try:
-                        found[path] = _machine.MachineContainer.open(path, self.traits)
+                        found[path] = open_container(path, self.traits)
                     except E.LicenseError as exc:
                         found[path] = exc
                 self._containers = found
             return self._containers
 
-    def container(self, serial: str) -> _machine.MachineContainer:
+    def container(self, serial: str) -> Container:
         for result in self.containers(rescan=True).values():
-            if isinstance(result, _machine.MachineContainer) and result.serial == serial:
+            if not isinstance(result, E.LicenseError) and result.serial == serial:
                 return result
         for path, result in self.containers().items():
             if path.name == serial and isinstance(result, E.LicenseError):
@@ -258,7 +177,7 @@ class Runtime:
         raise E.ActivationError(f"container {serial} is not on this machine")
 
     def _verified_entries(
-        self, container: _machine.MachineContainer, slot: _machine.Slot, keys: dict[str, hazmat.Ed25519PublicKey]
+        self, container: Container, slot: Slot, keys: dict[str, hazmat.Ed25519PublicKey]
     ) -> tuple[tuple[LicenseEntry, ...], list[str]]:
         cache_key = (container.serial, slot.firm_code)
         cached = self._entries.get(cache_key)
@@ -334,9 +253,9 @@ class Runtime:
         on_lease_lost: Callable[[Handle, bool], Any] | None,
         local: E.LicenseError,
     ) -> Handle:
-        from . import _network
+        from ._servers import configured
 
-        if not _network.configured(self.home):
+        if not configured(self.home):
             raise local
         try:
             return self.network().access(request, keys, mode, on_lease_lost)
@@ -379,10 +298,10 @@ class Runtime:
                     failures.append((ev.error.rank, ev.error, f"{where}: {ev.message}"))
                     tried.append(f"{where}: {ev.message}")
                     continue
-                grant = _Grant(entry, container, state, ev.expires)
-                if ev.units or ev.start_usage or now > slot.vclock + _machine.OBSERVE_STEP:
-                    grant = self._commit(grant, request, now)
-                return Handle(grant, request, self._units_after(grant))
+                found = _Found(entry, container, state, ev.expires)
+                if ev.units or ev.start_usage or now > slot.vclock + OBSERVE_STEP:
+                    found = self._commit(found, request, now)
+                return Handle(entry, container, request, units_left(entry, found.state), found.expires)
             if slot.borrowed:
                 handle = self._borrowed(container, slot, request, keys, now, failures, tried)
                 if handle is not None:
@@ -401,8 +320,8 @@ class Runtime:
 
     def _borrowed(
         self,
-        container: _machine.MachineContainer,
-        slot: _machine.Slot,
+        container: Container,
+        slot: Slot,
         request: AccessRequest,
         keys: dict[str, hazmat.Ed25519PublicKey],
         now: int,
@@ -411,8 +330,6 @@ class Runtime:
     ) -> Handle | None:
         """A license borrowed from a license server: the firm-signed entry names the server's
         container, whose key signed the borrow grant naming this container."""
-        from ..core import grants
-
         for record in slot.borrowed or []:
             where = f"container {container.serial} borrowed license"
             try:
@@ -457,31 +374,27 @@ class Runtime:
                 tried.append(f"{where}: {error[1]}")
                 continue
             expires = grant.expires if ev.expires is None else min(ev.expires, grant.expires)
-            return Handle(_Grant(entry, container, LicenseState(), expires), request, None)
+            return Handle(entry, container, request, None, expires)
         return None
 
-    @staticmethod
-    def _units_after(grant: _Grant) -> int | None:
-        return units_left(grant.entry, grant.state)
+    def _commit(self, found: _Found, request: AccessRequest, now: int) -> _Found:
+        entry = found.entry
 
-    def _commit(self, grant: _Grant, request: AccessRequest, now: int) -> _Grant:
-        entry = grant.entry
-
-        def check(slot: _machine.Slot) -> None:
+        def check(slot: Slot) -> None:
             if not any(d["payload"].get("license_id") == entry.license_id for d in slot.entries or []):
                 raise E.LicenseNotFound(f"license {entry.license_id} was removed meanwhile")
             ev = evaluate(entry, slot.license_state(entry.license_id), request, now, slot.vclock)
             if not ev.ok:
                 assert ev.error is not None
-                raise ev.error(f"container {grant.container.serial} {entry.summary()}: {ev.message}")
+                raise ev.error(f"container {found.container.serial} {entry.summary()}: {ev.message}")
 
-        ev = evaluate(entry, grant.state, request, now, 0)
-        slot = grant.container.record_access(
+        ev = evaluate(entry, found.state, request, now, 0)
+        slot = found.container.record_access(
             entry.firm_code, entry.license_id, units=request.units, start_usage=ev.start_usage, now=now, check=check
         )
         state = slot.license_state(entry.license_id)
         final = evaluate(entry, state, AccessRequest(entry.firm_code, entry.product_code), now, slot.vclock)
-        return _Grant(entry, grant.container, state, final.expires)
+        return _Found(entry, found.container, state, final.expires)
 
     # ------------------------------------------------------------ info
 
@@ -546,9 +459,9 @@ class Runtime:
             )
         return out
 
-    def iter_slots(self) -> Iterator[tuple[_machine.MachineContainer, _machine.Slot]]:
+    def iter_slots(self) -> Iterator[tuple[Container, Slot]]:
         for result in self.containers(rescan=True).values():
-            if isinstance(result, _machine.MachineContainer):
+            if not isinstance(result, E.LicenseError):
                 for slot in result.slots().values():
                     yield result, slot
 

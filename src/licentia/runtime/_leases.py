@@ -1,0 +1,356 @@
+"""Leases on license servers: access over the network, the heartbeat thread, reconnects.
+
+A lease is renewed in the background by one heartbeat thread per process. When renewals
+fail for the lease's TTL, or the server no longer knows it, the lease is *lost*: the
+handle's ``on_lease_lost(handle, False)`` is called, and the thread keeps asking the same
+server for the seat with the same client lease id (which finds the same seat, never a
+second); when it comes back, ``on_lease_lost(handle, True)``. A lease the administrator
+released is lost for good. A forked child inherits no lease: its handles read as
+released, and it neither renews nor releases the parent's leases.
+
+A ``Lease`` is a ``Grant`` (``licentia.container.interfaces``): the handle asks it for
+product keys, its server, whether it is lost, and to release it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..core import errors as E
+from ..core import grants, hazmat
+from ..core.documents import DocumentInvalid, document_digest
+from ..core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
+from ._handle import Handle
+from ._netclient import API, NetClient, RuntimeView
+from ._servers import ServerAddr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..container.interfaces import Container
+
+log = logging.getLogger("licentia")
+
+LeaseLostCallback = Callable[[Handle, bool], Any]
+
+
+class Lease:
+    """A lease held by one handle; renewed by the heartbeat thread."""
+
+    holder: Container | None = None  # a lease is held on the server, not in a container here
+
+    def __init__(self, keeper: LeaseKeeper, server: ServerAddr, answer: dict[str, Any], lease: grants.Lease,
+                 entry: LicenseEntry, body: dict[str, Any], callback: LeaseLostCallback | None):
+        self.keeper = keeper
+        self.server_addr = server
+        self.entry = entry
+        self.serial = entry.serial
+        self.body = body  # what to send again to get the seat back
+        self.callback = callback
+        self.pid = os.getpid()
+        self.handle_ref: Callable[[], Handle | None] = lambda: None
+        self.lock = threading.Lock()  # guards state changes (never held over a network call)
+        self.state = "active"
+        self._update(answer, lease)
+
+    def _update(self, answer: dict[str, Any], lease: grants.Lease | None) -> None:
+        if lease is not None:
+            self.lease_id = lease.lease_id
+            self.keys = {int(k["version"]): k for k in answer.get("keys") or [] if isinstance(k, dict)}
+        self.ttl = float(answer.get("ttl") or 120)
+        self.heartbeat = max(0.05, float(answer.get("heartbeat") or self.ttl / 3))
+        now = time.monotonic()
+        self.last_ok = now
+        self.next_due = now + self.heartbeat
+
+    @property
+    def client_lease_id(self) -> str:
+        return str(self.body["client_lease_id"])
+
+    @property
+    def lost(self) -> bool:
+        return self.state in ("lost", "revoked")
+
+    @property
+    def server(self) -> str:
+        return self.server_addr.label
+
+    def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
+        sealed = self.keys.get(version)
+        if sealed is None:
+            return None
+        net = self.keeper.net
+        try:
+            return grants.unseal_lease_key(net.session_key, net.session, self.serial, entry.digest, sealed)
+        except DocumentInvalid as exc:
+            raise E.rejected(f"lease product key: {exc.reason}") from None
+
+    def release(self) -> None:
+        if self.pid != os.getpid():
+            return  # a forked child never releases its parent's lease
+        with self.lock:
+            if self.state == "released":
+                return
+            was, self.state = self.state, "released"
+        self.keeper.forget(self)
+        if was == "revoked":
+            return
+        failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}",
+                                                {"client": self.client_lease_id}, timeout=3.0)
+        if failed:
+            log.info("release of lease %s at %s failed (%s); the seat frees after its TTL",
+                     self.lease_id, self.server, failed)
+
+    def notify(self, back: bool) -> None:
+        handle = self.handle_ref()
+        if self.callback is None or handle is None:
+            return
+        try:
+            self.callback(handle, back)
+        except Exception:  # noqa: BLE001 - an application callback must not kill the heartbeat
+            log.exception("on_lease_lost callback failed")
+
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, keeper: LeaseKeeper):
+        super().__init__(name="licentia-heartbeat", daemon=True)
+        self.keeper = keeper
+
+    def run(self) -> None:
+        keeper = self.keeper
+        while True:
+            with keeper.cond:
+                if not keeper.leases or keeper.pid != os.getpid():
+                    keeper.thread = None
+                    return
+                now = time.monotonic()
+                due = min(lease.next_due for lease in keeper.leases)
+                if due > now:
+                    keeper.cond.wait(min(due - now, 5.0))
+                    continue
+                todo = [lease for lease in keeper.leases if lease.next_due <= now]
+            for lease in todo:
+                try:
+                    keeper.tick(lease)
+                except Exception:  # noqa: BLE001 - keep beating
+                    log.exception("lease heartbeat failed")
+                    lease.next_due = time.monotonic() + lease.heartbeat
+
+
+class LeaseKeeper:
+    """Per-process network side of one runtime: access over the network and the leases it holds."""
+
+    def __init__(self, runtime: RuntimeView):
+        self.rt = runtime
+        self.net = NetClient(runtime)
+        self.pid = self.net.pid
+        self._verified: dict[str, LicenseEntry] = {}
+        self.leases: set[Lease] = set()
+        self.cond = threading.Condition()
+        self.thread: _Heartbeat | None = None
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        """A process that ends gives its seats back (a killed one: after the TTL)."""
+        if self.pid != os.getpid():
+            return
+        with self.cond:
+            held = list(self.leases)
+        for lease in held:
+            lease.release()
+        self.net.close()
+
+    # ------------------------------------------------------------ access
+
+    def access(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
+               on_lease_lost: LeaseLostCallback | None) -> Handle:
+        """Ask the servers in order; the first grant wins, else the failure closest to success."""
+        servers = self.net.servers()
+        if not servers:
+            raise E.ServerUnreachable("no license server to ask: set LICENTIA_HOST, run 'licentia config server add "
+                                      "HOST', or 'licentia config discovery on'")
+        failures: list[tuple[int, type[E.LicenseError], str, dict[str, Any]]] = []
+        unreachable: list[str] = []
+        tried: list[str] = []
+        body_base = self._lease_body(request, mode)
+        for server in servers:
+            body = {**body_base, "nonce": secrets.token_urlsafe(12)}
+            try:
+                status, data = self.net.post(server, f"{API}/leases", body)
+            except E.ServerUnreachable as exc:
+                unreachable.append(server.label)
+                tried.append(str(exc))
+                continue
+            if status == 200 and isinstance(data, dict):
+                try:
+                    return self._grant(server, request, keys, mode, body, data, on_lease_lost)
+                except E.LicenseError as exc:
+                    failures.append((exc.rank, type(exc), f"server {server.label}: {exc}", {}))
+                    tried.append(f"server {server.label}: {exc}")
+                    continue
+            cls, message, extra = self.net.error(server, status, data)
+            failures.append((cls.rank, cls, message, extra))
+            tried.append(message)
+        raise self._best_failure(servers, failures, unreachable, tried)
+
+    def _lease_body(self, request: AccessRequest, mode: str) -> dict[str, Any]:
+        return {
+            "firm_code": request.firm_code,
+            "product_code": request.product_code,
+            "feature_code": request.feature_code,
+            "units": request.units,
+            "release_date": request.release_date,
+            "mode": mode,
+            "client_lease_id": secrets.token_urlsafe(12),
+            "reconnect": False,  # a fresh id: the server need not look for a lease of it
+            "session": self.net.session,
+            **self.net.identity(),
+        }
+
+    def _best_failure(self, servers: list[ServerAddr], failures: list[tuple[int, type[E.LicenseError], str,
+                      dict[str, Any]]], unreachable: list[str], tried: list[str]) -> E.LicenseError:
+        """The error to raise when no server granted: the answer closest to success, else unreachable."""
+        if failures:
+            rank, cls, message, extra = max(failures, key=lambda f: f[0])
+            if rank > E.ServerUnreachable.rank or not unreachable:
+                others = [t for t in tried if t != message]
+                text = message + (f" (also tried: {'; '.join(others)})" if others else "")
+                if cls is E.SeatsExhausted:
+                    return E.SeatsExhausted(text, seats=extra.get("seats"), in_use=extra.get("in_use"), tried=tried)
+                return cls(text, tried=tried)
+        self.net.forget_found()  # nothing answered: look around again next time
+        return E.ServerUnreachable(
+            f"no license server answered: tried {', '.join(s.label for s in servers)}"
+            + (f" ({'; '.join(tried)})" if tried else ""),
+            tried=tried,
+        )
+
+    def _verify(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
+                body: dict[str, Any], data: dict[str, Any]) -> tuple[LicenseEntry, grants.Lease]:
+        try:
+            doc = data["entry"]
+            digest = document_digest(doc)
+            entry = self._verified.get(digest)
+            if entry is None:
+                entry = LicenseEntry.verify(doc, keys)
+                self._verified[digest] = entry
+            lease = grants.verify_lease(data["lease"], entry)
+        except (DocumentInvalid, KeyError, TypeError, ValueError) as exc:
+            raise E.rejected(f"license server answer: {getattr(exc, 'reason', exc)}") from None
+        if (lease.session != self.net.session or lease.nonce != body["nonce"]
+                or lease.client_lease_id != body["client_lease_id"] or lease.firm_code != request.firm_code
+                or lease.product_code != request.product_code or lease.mode != mode
+                or entry.firm_code != request.firm_code or entry.product_code != request.product_code):
+            raise E.rejected("license server answer does not match the request")
+        return entry, lease
+
+    def _grant(self, server: ServerAddr, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey],
+               mode: str, body: dict[str, Any], data: dict[str, Any], callback: LeaseLostCallback | None) -> Handle:
+        """A verified server answer becomes a lease and its handle (else the seat goes back)."""
+        try:
+            entry, lease = self._verify(request, keys, mode, body, data)
+        except E.LicenseError:
+            self._release_quietly(server, data, body)
+            raise
+        check = AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date)
+        ev = evaluate(entry, LicenseState(first_use=lease.first_use), check, self.rt.clock(), 0)
+        if ev.error is not None:
+            self._release_quietly(server, data, body)
+            raise ev.error(f"server {server.label} {entry.summary()}: {ev.message}")
+        held = Lease(self, server, data, lease, entry, body, callback)
+        handle = Handle(entry, held, request, None, ev.expires)
+        held.handle_ref = weakref.ref(handle)
+        self.net.preferred = server
+        self.track(held)
+        return handle
+
+    def _release_quietly(self, server: ServerAddr, data: dict[str, Any], body: dict[str, Any]) -> None:
+        lease_id = data.get("lease_id")
+        if isinstance(lease_id, str):
+            self.net.delete_quietly(server, f"{API}/leases/{lease_id}", {"client": body["client_lease_id"]})
+
+    # ------------------------------------------------------------ heartbeats
+
+    def track(self, lease: Lease) -> None:
+        with self.cond:
+            self.leases.add(lease)
+            if self.thread is None:
+                self.thread = _Heartbeat(self)
+                self.thread.start()
+            self.cond.notify()
+
+    def forget(self, lease: Lease) -> None:
+        with self.cond:
+            self.leases.discard(lease)
+            self.cond.notify()
+
+    def tick(self, lease: Lease) -> None:
+        handle = lease.handle_ref()
+        if handle is None or handle._released:
+            lease.release()  # the application dropped (or released) its handle
+            return
+        now = time.monotonic()
+        if lease.state == "active":
+            try:
+                status, data = self.net.post(lease.server_addr, f"{API}/leases/{lease.lease_id}/renew",
+                                             {"client_lease_id": lease.client_lease_id})
+            except E.ServerUnreachable:
+                status, data = 0, None
+            with lease.lock:
+                if lease.state != "active":
+                    return  # released while the renewal was on its way
+                if status == 200 and isinstance(data, dict):
+                    lease._update(data, None)
+                    return
+                if status == 410:
+                    lease.state = "revoked"
+                elif status == 404 or now - lease.last_ok >= lease.ttl:
+                    lease.state = "lost"
+                else:
+                    lease.next_due = now + min(lease.heartbeat, 1.0)
+                    return
+            if lease.state == "revoked":
+                self.forget(lease)
+                log.warning("lease %s was released by the server's administrator", lease.lease_id)
+                lease.notify(False)
+                return
+            log.warning("lease %s at %s lost", lease.lease_id, lease.server)
+            lease.notify(False)
+        if lease.state == "lost":
+            if self._reacquire(lease):
+                log.warning("lease at %s is back", lease.server)
+                lease.notify(True)
+            else:
+                lease.next_due = time.monotonic() + min(lease.heartbeat, 2.0)
+
+    def _reacquire(self, lease: Lease) -> bool:
+        body = {**lease.body, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True}
+        request = AccessRequest(body["firm_code"], body["product_code"], body["feature_code"], 0,
+                                body.get("release_date"))
+        try:
+            status, data = self.net.post(lease.server_addr, f"{API}/leases", {**body, "units": 0})
+        except E.ServerUnreachable:
+            return False
+        if status != 200 or not isinstance(data, dict):
+            return False
+        keys = self.rt.trusted(request.firm_code)
+        try:
+            entry, granted = self._verify(request, keys, body["mode"], body, data)
+        except E.LicenseError:
+            self._release_quietly(lease.server_addr, data, body)
+            return False
+        with lease.lock:
+            if lease.state == "lost":
+                lease.entry = entry
+                lease._update(data, granted)
+                lease.state = "active"
+                return True
+        self._release_quietly(lease.server_addr, data, body)  # released meanwhile: give the seat back
+        return False
+

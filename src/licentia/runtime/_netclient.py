@@ -1,0 +1,180 @@
+"""The runtime's client of license servers: session key, identity, HTTP connections.
+
+One ``NetClient`` per runtime and process: it knows where to look (``_servers``), who
+asks (user, host, groups), and keeps one pooled httpx client per server. httpx is
+imported here, and only here, when the runtime first goes on the network; its errors
+and the servers' error answers are translated to LicenseErrors in ``error()``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from ..core import errors as E
+from ..core import hazmat
+from ..core.encoding import b64e
+from ._servers import ServerAddr, discover, env_servers, read_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+log = logging.getLogger("licentia")
+
+API = "/api/v1"  # the license server protocol's path prefix (docs/formats.md)
+CONNECT_TIMEOUT = 3.0
+REQUEST_TIMEOUT = 10.0
+
+
+class RuntimeView(Protocol):
+    """What the network side needs of a runtime: where it lives, its clock and traits, pinned keys."""
+
+    @property
+    def home(self) -> Path: ...
+
+    clock: Callable[[], int]
+    traits: Callable[[], dict[str, str]]
+
+    def trusted(self, firm_code: int) -> dict[str, hazmat.Ed25519PublicKey]: ...
+
+
+class NetClient:
+    """Per-process connection state of one runtime: session key, identity, HTTP clients."""
+
+    def __init__(self, runtime: RuntimeView):
+        self.rt = runtime
+        self.pid = os.getpid()
+        self.session_key = hazmat.X25519PrivateKey.generate()
+        self.session = b64e(hazmat.raw_public(self.session_key.public_key()))
+        self._clients: dict[str, httpx.Client] = {}
+        self._found: list[ServerAddr] | None = None  # discovery results, per process
+        self.preferred: ServerAddr | None = None  # the server that last granted a lease
+        self._identity: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            try:
+                user = getpass.getuser()
+            except Exception:  # noqa: BLE001
+                user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+            host = ""
+            try:
+                host = str(self.rt.traits().get("hostname") or "")
+            except Exception:  # noqa: BLE001
+                host = ""
+            groups: list[str] = []
+            try:
+                import grp
+
+                for gid in os.getgroups():
+                    try:
+                        groups.append(grp.getgrgid(gid).gr_name)
+                    except KeyError:
+                        continue
+            except (ImportError, OSError):
+                pass
+            self._identity = {"user": user, "host": host or socket.gethostname(), "groups": sorted(set(groups))[:64]}
+        return {**self._identity, "pid": os.getpid()}
+
+    def client(self, server: ServerAddr) -> httpx.Client:
+        client = self._clients.get(server.url)
+        if client is None:
+            import httpx
+
+            with self._lock:
+                client = self._clients.get(server.url)
+                if client is None:
+                    headers = {"user-agent": "licentia-runtime/1"}
+                    token = os.environ.get("LICENTIA_SERVER_TOKEN")
+                    if token:
+                        headers["authorization"] = f"Bearer {token}"
+                    verify: Any = True
+                    ca = os.environ.get("LICENTIA_CA_FILE")
+                    if ca:
+                        import ssl
+
+                        verify = ssl.create_default_context(cafile=ca)
+                    client = httpx.Client(
+                        base_url=server.url,
+                        headers=headers,
+                        verify=verify,
+                        timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT),
+                        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60),
+                        trust_env=False,
+                    )
+                    self._clients[server.url] = client
+        return client
+
+    def servers(self) -> list[ServerAddr]:
+        """Where to look, in order (the server that last granted a lease first)."""
+        tls = bool(os.environ.get("LICENTIA_CA_FILE"))
+        out = env_servers()
+        cfg = read_config(self.rt.home, tls=tls)
+        out.extend(s for s in cfg.servers if s not in out)
+        if cfg.discovery:
+            if self._found is None:
+                self._found = discover(cfg.broadcast, cfg.discovery_port, cfg.discovery_timeout, tls=tls)
+            out.extend(s for s in self._found if s not in out)
+        if self.preferred in out:
+            out.remove(self.preferred)
+            out.insert(0, self.preferred)
+        return out
+
+    def forget_found(self) -> None:
+        """Nothing answered: look around again next time."""
+        self._found = None
+
+    def post(self, server: ServerAddr, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST JSON; (status, parsed answer or None). ServerUnreachable when no answer came."""
+        import httpx
+
+        try:
+            response = self.client(server).post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        return response.status_code, data
+
+    def delete_quietly(self, server: ServerAddr, path: str, params: dict[str, str], timeout: float | None = None) -> str:
+        """DELETE that never raises; returns "" when it went through, else the error's class name."""
+        try:
+            if timeout is None:
+                self.client(server).delete(path, params=params)
+            else:
+                self.client(server).delete(path, params=params, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - a seat frees itself after its TTL
+            return exc.__class__.__name__
+        return ""
+
+    @staticmethod
+    def error(server: ServerAddr, status: int, data: Any) -> tuple[type[E.LicenseError], str, dict[str, Any]]:
+        """The LicenseError class, message and extras of a server's error answer."""
+        err = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(err, dict):
+            return E.ServerUnreachable, f"server {server.label} answered HTTP {status}", {}
+        message = str(err.get("message") or err.get("type") or status)
+        if status == 401:
+            return E.AccessDenied, f"server {server.label}: {message}", {}
+        cls = E.BY_CODE.get(err.get("code")) if isinstance(err.get("code"), int) else None
+        if cls is None:
+            cls = E.AccessDenied if status == 403 else E.LicenseNotFound if status == 404 else E.ServerUnreachable
+        extra = {k: err[k] for k in ("seats", "in_use") if isinstance(err.get(k), int)}
+        return cls, f"server {server.label}: {message}", extra
+
+    def close(self) -> None:
+        for client in list(self._clients.values()):
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._clients.clear()
+

@@ -1,0 +1,175 @@
+"""Where license servers are: ``LICENTIA_HOST``, the configured list, discovery.
+
+Search order after the local containers: the servers in ``LICENTIA_HOST``
+(comma-separated ``host[:port]``, default port 22370; ``https://host:port`` for TLS, or
+every server over TLS when ``LICENTIA_CA_FILE`` names the CA to trust), then the server
+list of ``$LICENTIA_HOME/config.toml`` (``licentia config server add``), then, only
+when switched on (``licentia config discovery on``), a UDP broadcast that servers
+answer. No httpx here: ``configured()`` runs inside ``access()`` on every local miss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("licentia")
+
+DEFAULT_PORT = 22370
+DISCOVERY_TIMEOUT = 0.5
+
+
+
+@dataclass(frozen=True)
+class ServerAddr:
+    host: str
+    port: int = DEFAULT_PORT
+    tls: bool = False
+
+    @property
+    def label(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.label}"
+
+
+def parse_server(text: str, *, tls: bool = False) -> ServerAddr:
+    """``host``, ``host:port``, ``[v6]:port``, ``http(s)://host[:port]``."""
+    text = text.strip().rstrip("/")
+    if text.startswith("https://"):
+        tls, text = True, text[8:]
+    elif text.startswith("http://"):
+        text = text[7:]
+    if not text:
+        raise ValueError("empty server name")
+    port = DEFAULT_PORT
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = int(p)
+    else:
+        host = text
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"not a server address: {text!r}")
+    return ServerAddr(host, port, tls)
+
+
+def parse_servers(text: str, *, tls: bool = False) -> list[ServerAddr]:
+    out = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                out.append(parse_server(part, tls=tls))
+            except ValueError:
+                log.warning("ignoring server address %r", part.strip())
+    return out
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    servers: tuple[ServerAddr, ...] = ()
+    discovery: bool = False
+    broadcast: str = "255.255.255.255"
+    discovery_port: int = DEFAULT_PORT
+    discovery_timeout: float = DISCOVERY_TIMEOUT
+
+
+_config_cache: dict[str, tuple[Any, NetConfig]] = {}
+
+
+def read_config(home: Path, *, tls: bool = False) -> NetConfig:
+    """The ``[network]`` table of ``$LICENTIA_HOME/config.toml`` (cached while unchanged)."""
+    path = home / "config.toml"
+    try:
+        st = os.stat(path)
+        key: Any = (st.st_ino, st.st_mtime_ns, st.st_size, tls)
+    except FileNotFoundError:
+        return NetConfig()
+    cached = _config_cache.get(str(path))
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        log.warning("%s cannot be read (%s): no configured license servers", path, exc)
+        return NetConfig()
+    net = doc.get("network", {}) if isinstance(doc.get("network"), dict) else {}
+    servers = []
+    for text in net.get("servers", []) if isinstance(net.get("servers"), list) else []:
+        try:
+            servers.append(parse_server(str(text), tls=tls))
+        except ValueError:
+            log.warning("%s: ignoring server address %r", path, text)
+    cfg = NetConfig(
+        servers=tuple(servers),
+        discovery=net.get("discovery") is True,
+        broadcast=str(net.get("broadcast") or "255.255.255.255"),
+        discovery_port=int(net.get("discovery_port") or DEFAULT_PORT),
+        discovery_timeout=float(net.get("discovery_timeout") or DISCOVERY_TIMEOUT),
+    )
+    _config_cache[str(path)] = (key, cfg)
+    return cfg
+
+
+def env_servers() -> list[ServerAddr]:
+    return parse_servers(os.environ.get("LICENTIA_HOST", ""), tls=bool(os.environ.get("LICENTIA_CA_FILE")))
+
+
+def configured(home: Path) -> bool:
+    """Whether the runtime has anywhere to look on the network (no httpx import)."""
+    if os.environ.get("LICENTIA_HOST", "").strip():
+        return True
+    cfg = read_config(home)
+    return bool(cfg.servers) or cfg.discovery
+
+
+def discover(broadcast: str, port: int, timeout: float = DISCOVERY_TIMEOUT, *, tls: bool = False) -> list[ServerAddr]:
+    """Broadcast a discovery request; the servers that answer within ``timeout``."""
+    nonce = secrets.token_hex(8)
+    message = json.dumps({"licentia": "discover", "v": 1, "nonce": nonce}).encode()
+    found: list[ServerAddr] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind(("", 0))
+        try:
+            sock.sendto(message, (broadcast, port))
+        except OSError as exc:
+            log.warning("discovery broadcast to %s:%d failed: %s", broadcast, port, exc)
+            return []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (TimeoutError, socket.timeout):
+                break
+            except OSError:
+                break
+            try:
+                msg = json.loads(data)
+                if msg.get("licentia") != "server" or msg.get("nonce") != nonce:
+                    continue
+                srv = ServerAddr(addr[0], int(msg["port"]), bool(msg.get("tls")) or tls)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if srv not in found:
+                found.append(srv)
+    return found
