@@ -33,6 +33,15 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LICENTIA_HOME", str(tmp_path / "home"))
 
 
+@pytest.fixture
+def clock():
+    """A clock the test moves by hand, at ``tests.factory.T0`` (Central's tests define their own)."""
+    from licentia._testing import FakeClock
+    from tests.factory import T0
+
+    return FakeClock(T0)
+
+
 @pytest.fixture(autouse=True)
 def _isolate_runtime() -> Iterator[None]:
     """Every test starts on the system clock and traits with no shared runtime, and leaves it so."""

@@ -17,11 +17,6 @@ TICKET = "00000-00000-00000-00000-00000"
 
 
 @pytest.fixture
-def clock():
-    return FakeClock(T0)
-
-
-@pytest.fixture
 def firm():
     return Firm()
 
