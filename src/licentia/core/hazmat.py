@@ -1,6 +1,16 @@
-"""The cryptographic constructions licentia uses; nothing else calls hazmat.
+"""licentia's hazmat layer: the cryptographic constructions every other part builds on.
 
-- Signatures: Ed25519 over canonical JSON (see _encoding.canonical).
+This is a sharp layer, like ``cryptography.hazmat``: it takes keys and bytes and makes
+no decision for the caller (which key to trust, which context to bind, what a failure
+means). The safe layer sits above it: ``core.documents``, ``core.exchange``,
+``core.grants`` and ``core.keyfile`` decide those things, and the runtime's
+``access()`` and ``LicenseEntry.verify()`` take no crypto decision at all. Other
+packages use this module for keys and the few primitives a format of theirs needs;
+they never pick another algorithm or import ``cryptography.hazmat`` themselves.
+
+The only library calls are Python's ``cryptography`` (pyca) ones:
+
+- Signatures: Ed25519 over canonical JSON (see ``core.encoding.canonical``).
 - Key ids: first 16 hex digits of SHA-256 over the raw 32-byte public key.
 - Sealing to a container: ephemeral X25519, HKDF-SHA256, AES-256-GCM.
 - Binding wraps: HKDF-SHA256 over a trait combination, AES-256-GCM.

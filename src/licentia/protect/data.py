@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Iterable
 
 from ..core import hazmat, codes
 from ..core.encoding import b64d, b64e
-from . import ProtectedDataError
+from ..core.errors import ProtectedDataError
 from . import fileformat as F
 
 
