@@ -1,22 +1,28 @@
-"""Helpers for Central's tests: a settable clock, a container stand-in that makes
-real signed requests and receipts, table dumps, a real uvicorn server in a thread."""
+"""Helpers for Central's tests: a settable clock, apps that close their database,
+a container stand-in that makes real signed requests and receipts, table dumps, a
+real uvicorn server in a thread, and `licentia central serve` as a process."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
-from licentia.core import hazmat, codes, exchange
-from licentia.core.exchange import SlotPosition
+from licentia.central.app import create_app
 from licentia.central.models import LOG_TABLES, Base
 from licentia.central.settings import Settings
+from licentia.core import codes, exchange, hazmat
+from licentia.core.exchange import SlotPosition
 
 from tests.conftest import PYTHON, SRC, child_env, free_port, require_system  # noqa: F401
 
@@ -43,6 +49,16 @@ class Clock:
     def advance(self, seconds: int) -> None:
         with self._lock:
             self.now += seconds
+
+
+@contextlib.contextmanager
+def central_app(settings: Settings, clock: Clock | None = None) -> Iterator[FastAPI]:
+    """Central on ``settings`` with an injected clock; its database is closed on exit."""
+    app = create_app(settings, clock=clock or Clock())
+    try:
+        yield app
+    finally:
+        app.state.central.db.dispose()
 
 
 @dataclass
@@ -142,7 +158,8 @@ class Vendor:
         return self.client.get("/api/v1" + path, headers=self.headers)
 
     def tickets(self, count: int = 1, items: list[str] | None = None) -> list[str]:
-        r = self.post("/tickets", {"customer": self.customer, "items": items or [self.item], "quantity_of_licenses": count})
+        order = {"customer": self.customer, "items": items or [self.item], "quantity_of_licenses": count}
+        r = self.post("/tickets", order)
         assert r.status_code == 201, r.text
         return [t["ticket"] for t in r.json()["tickets"]]
 
@@ -176,3 +193,51 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+@contextlib.contextmanager
+def serve_process(data: Path, port: int, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """`licentia central serve --data DATA --port PORT ARGS` as a process with unbuffered
+    text pipes; killed on exit if it still runs."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(port), *args],
+        env=child_env({"PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
+    """The lines a process prints up to the one holding ``marker``."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line.rstrip("\n"))
+        if marker in line:
+            return lines
+    stderr = proc.stderr.read() if proc.poll() is not None else ""
+    raise AssertionError(f"{marker!r} not printed; got {lines!r}; stderr: {stderr}")
+
+
+def wait_health(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/health").status_code == 200:
+                return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)

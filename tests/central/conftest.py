@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from central_helpers import Clock, make_settings, require_system
+from central_helpers import Clock, central_app, make_settings, require_system
 from fastapi.testclient import TestClient
 
 import pgcluster
-from licentia.central.app import create_app
 from licentia.central.settings import Settings
 
 
@@ -28,9 +27,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, clock: Clock) -> Iterator[Any]:
-    application = create_app(settings, clock=clock)
-    yield application
-    application.state.central.db.dispose()
+    with central_app(settings, clock) as application:
+        yield application
 
 
 @pytest.fixture

@@ -5,7 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from central_helpers import ADMIN_KEY, DAY_S, FakeContainer, Vendor, count_rows, dump_state, error_code
+from central_helpers import (
+    ADMIN_KEY,
+    DAY_S,
+    FakeContainer,
+    Vendor,
+    central_app,
+    count_rows,
+    dump_state,
+    error_code,
+    make_settings,
+)
+from fastapi.testclient import TestClient
 
 from licentia.core import codes, exchange
 from licentia.core.exchange import SlotPosition
@@ -332,13 +343,12 @@ def test_mistyped_ticket_is_400_before_lookup(client, vendor, engine):
 
 
 def test_failed_attempts_are_rate_limited_per_address_and_ticket(tmp_path, clock):
-    from central_helpers import make_settings
-    from fastapi.testclient import TestClient
-
-    from licentia.central.app import create_app
-
-    app = create_app(make_settings(tmp_path / "d", attempts_per_address=5, attempts_per_ticket=3), clock=clock)
-    with TestClient(app, client=("198.51.100.1", 1)) as c1, TestClient(app, client=("198.51.100.2", 1)) as c2:
+    settings = make_settings(tmp_path / "d", attempts_per_address=5, attempts_per_ticket=3)
+    with (
+        central_app(settings, clock) as app,
+        TestClient(app, client=("198.51.100.1", 1)) as c1,
+        TestClient(app, client=("198.51.100.2", 1)) as c2,
+    ):
         vendor = Vendor(c1, 20003)
         (ticket,) = vendor.tickets()
         for _ in range(5):
@@ -359,7 +369,6 @@ def test_failed_attempts_are_rate_limited_per_address_and_ticket(tmp_path, clock
             r = c3.post(ACT, json=box.request("activate", ticket=ticket, now=clock.now))
             assert r.status_code == 200
             assert c1.get(f"/api/v1/tickets/{ticket}/info").status_code == 200
-    app.state.central.db.dispose()
 
 
 def test_public_endpoints_need_no_key_and_vendor_endpoints_do(client, vendor):

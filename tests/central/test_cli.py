@@ -7,57 +7,33 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
-from central_helpers import ADMIN_KEY, Clock, FakeContainer, ServerThread, child_env, free_port, make_settings
+from central_helpers import (
+    ADMIN_KEY,
+    Clock,
+    FakeContainer,
+    ServerThread,
+    central_app,
+    child_env,
+    free_port,
+    make_settings,
+    read_until,
+    serve_process,
+    wait_health,
+)
 from typer.testing import CliRunner
 
-from licentia.central.app import create_app
 from licentia.cli.main import app as cli
-from licentia.core import hazmat, codes
-
-
-def _read_until(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        lines.append(line.rstrip("\n"))
-        if marker in line:
-            return lines
-    raise AssertionError(f"{marker!r} not printed; got {lines!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}")
-
-
-def _wait_health(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/health").status_code == 200:
-                return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
+from licentia.core import codes, hazmat
 
 
 def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
     data = tmp_path / "central-data"
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", "central", "serve", "--demo", "--data", str(data), "--port", str(port)],
-        env=child_env({"PYTHONUNBUFFERED": "1", "COLUMNS": "200"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = _read_until(proc, "public key:")
+    with serve_process(data, port, "--demo") as proc:
+        lines = read_until(proc, "public key:")
         text = "\n".join(lines)
         assert f"http://127.0.0.1:{port}" in lines[0]
         admin_key = (data / "admin.key").read_text().strip()
@@ -70,7 +46,7 @@ def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
         pem_path = data / "firm-10101.pem"
         assert str(pem_path) in text
         base = f"http://127.0.0.1:{port}"
-        _wait_health(base)
+        wait_health(base)
         assert httpx.get(base + "/health").json() == {"status": "ok"}
         info = httpx.get(f"{base}/api/v1/tickets/{ticket}/info").json()
         assert info == {"ticket": ticket, "firm_code": 10101, "product_code": 1, "level": "medium", "state": "new"}
@@ -84,27 +60,14 @@ def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
         assert proc.wait(30) == 0
         assert "stopped" in proc.stdout.read()
         assert "Traceback" not in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     # a second start finds the key file, prints where it is but not the key
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(port)],
-        env=child_env({"PYTHONUNBUFFERED": "1", "COLUMNS": "200", "LICENTIA_ADMIN_KEY": "x" * 20}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        lines = _read_until(proc, "master key:")
+    with serve_process(data, port, env={"LICENTIA_ADMIN_KEY": "x" * 20}) as proc:
+        lines = read_until(proc, "master key:")
         assert any("LICENTIA_ADMIN_KEY" in line for line in lines)
         assert admin_key not in "\n".join(lines)
-        _wait_health(f"http://127.0.0.1:{port}")
+        wait_health(f"http://127.0.0.1:{port}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_serve_refuses_a_busy_port_in_one_line(tmp_path):
@@ -125,10 +88,8 @@ def test_serve_refuses_a_busy_port_in_one_line(tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    app = create_app(make_settings(tmp_path / "data"), clock=Clock())
-    with ServerThread(app) as srv:
+    with central_app(make_settings(tmp_path / "data")) as app, ServerThread(app) as srv:
         yield srv
-    app.state.central.db.dispose()
 
 
 def run(args: list[str], *, url: str, key: str | None) -> tuple[int, str, str]:
@@ -154,7 +115,8 @@ def test_vendor_cli_flow(server, tmp_path):
     assert code == 0, err
     item = out.strip()
     assert codes.check_item_id(item) == item
-    code, out, err = run(["vendor", "customer", "create", "--name", "Cust", "--email", "c@example.com"], url=url, key=key)
+    code, out, err = run(["vendor", "customer", "create", "--name", "Cust", "--email", "c@example.com"],
+                         url=url, key=key)
     assert code == 0, err
     customer = out.strip()
     code, out, err = run(["vendor", "ticket", "create", "--customer", customer, "--item", item, "--count", "3"],
@@ -217,8 +179,10 @@ def test_ticket_create_prints_ids_alone_on_stdout_for_scripts(server):
         return subprocess.run([sys.executable, "-m", "licentia", *args], env=env, capture_output=True, text=True,
                               timeout=60)
 
-    httpx.post(f"{server.url}/api/v1/firms", json={"code": 505, "name": "S"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    item = licentia("vendor", "item", "create", "--firm-code", "505", "--name", "I", "--product-code", "1").stdout.strip()
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    httpx.post(f"{server.url}/api/v1/firms", json={"code": 505, "name": "S"}, headers=admin)
+    made = licentia("vendor", "item", "create", "--firm-code", "505", "--name", "I", "--product-code", "1")
+    item = made.stdout.strip()
     cust = licentia("vendor", "customer", "create", "--firm-code", "505", "--name", "C").stdout.strip()
     p = licentia("vendor", "ticket", "create", "--firm-code", "505", "--customer", cust, "--item", item, "--count", "2")
     assert p.returncode == 0, p.stderr
@@ -231,27 +195,19 @@ def test_ticket_create_prints_ids_alone_on_stdout_for_scripts(server):
 def test_serve_with_two_workers(tmp_path):
     data = tmp_path / "d"
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(port),
-         "--workers", "2"],
-        env=child_env({"PYTHONUNBUFFERED": "1", "COLUMNS": "200"}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        _read_until(proc, "master key:")
+    with serve_process(data, port, "--workers", "2") as proc:
+        read_until(proc, "master key:")
         base = f"http://127.0.0.1:{port}"
-        _wait_health(base)
+        wait_health(base)
         admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
         for code in (1, 2, 3, 4):  # whichever worker answers, it shares keys and database
-            assert httpx.post(f"{base}/api/v1/firms", json={"code": code, "name": "w"}, headers=admin).status_code == 201
-        assert len({httpx.get(f"{base}/api/v1/firms/{c}/public-key").json()["keys"][0]["kid"] for c in (1, 2, 3, 4)}) == 4
+            r = httpx.post(f"{base}/api/v1/firms", json={"code": code, "name": "w"}, headers=admin)
+            assert r.status_code == 201
+        kids = {httpx.get(f"{base}/api/v1/firms/{c}/public-key").json()["keys"][0]["kid"] for c in (1, 2, 3, 4)}
+        assert len(kids) == 4
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert "Traceback" not in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_item_create_local_only_and_product_key_export(server, tmp_path):

@@ -8,10 +8,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from central_helpers import Clock, FakeContainer, ServerThread, Vendor, dump_state, error_code, make_settings
+from central_helpers import (
+    Clock,
+    FakeContainer,
+    ServerThread,
+    Vendor,
+    central_app,
+    dump_state,
+    error_code,
+    make_settings,
+)
 from fastapi.testclient import TestClient
 
-from licentia.central.app import create_app
 from licentia.core import exchange
 
 THREADS = 8
@@ -29,9 +37,8 @@ def test_concurrent_orders_and_activations(tmp_path, backend):
     backend_url, threads = backend
     clock = Clock()
     settings = make_settings(tmp_path / "data", backend_url).with_changes(protocol_threads=threads)
-    app = create_app(settings, clock=clock)
-    assert (app.state.protocol_executor is None) == (backend_url is None or threads == 0)
-    try:
+    with central_app(settings, clock) as app:
+        assert (app.state.protocol_executor is None) == (backend_url is None or threads == 0)
         with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as setup:
             vendor = Vendor(setup, 60606)
 
@@ -54,7 +61,8 @@ def test_concurrent_orders_and_activations(tmp_path, backend):
                 seqs = []
                 with httpx.Client(base_url=srv.url, timeout=60) as c:
                     for t in orders[n][:2]:
-                        r = c.post("/api/v1/activations", json=box.request("activate", ticket=t["ticket"], now=clock.now))
+                        doc = box.request("activate", ticket=t["ticket"], now=clock.now)
+                        r = c.post("/api/v1/activations", json=doc)
                         assert r.status_code == 200, r.text
                         seqs.append(box.apply(r.json()).seq)
                 return seqs
@@ -79,8 +87,6 @@ def test_concurrent_orders_and_activations(tmp_path, backend):
             assert sorted(e.ticket for e in newest.entries) == sorted(last)
             states = {setup.get(f"/api/v1/tickets/{t['ticket']}/info").json()["state"] for t in tickets}
             assert states == {"activated"}
-    finally:
-        app.state.central.db.dispose()
 
 
 def _drop_connections(url: str) -> None:
@@ -90,7 +96,8 @@ def _drop_connections(url: str) -> None:
     u = make_url(url)
     with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname="postgres", autocommit=True) as conn:
         n = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
             (u.database,),
         ).fetchone()[0]
     assert n >= 1
@@ -98,9 +105,8 @@ def _drop_connections(url: str) -> None:
 
 def test_whole_flow_on_postgresql(tmp_path, pg_url):
     clock = Clock()
-    app = create_app(make_settings(tmp_path / "data", pg_url), clock=clock)
-    engine = app.state.central.db.engine
-    try:
+    with central_app(make_settings(tmp_path / "data", pg_url), clock) as app:
+        engine = app.state.central.db.engine
         with TestClient(app) as client:
             vendor = Vendor(client, 70707)
             t1, t2 = vendor.tickets(2)
@@ -112,7 +118,8 @@ def test_whole_flow_on_postgresql(tmp_path, pg_url):
             before = dump_state(engine)
             again = client.post("/api/v1/activations", content=json.dumps(doc))
             assert again.content == r1.content and dump_state(engine) == before
-            u2 = box.apply(client.post("/api/v1/activations", json=box.request("activate", ticket=t2, now=clock.now)).json())
+            doc2 = box.request("activate", ticket=t2, now=clock.now)
+            u2 = box.apply(client.post("/api/v1/activations", json=doc2).json())
             assert [e.ticket for e in u2.entries] == [t1, t2] and len(box.product_keys(u2)) == 4
             clock.advance(3600)
             _drop_connections(pg_url)  # e.g. a database restart: Central reconnects and runs the work again
@@ -135,5 +142,3 @@ def test_whole_flow_on_postgresql(tmp_path, pg_url):
             with engine.connect() as conn:
                 with pytest.raises(Exception, match="append-only"):
                     conn.exec_driver_sql("UPDATE audit_log SET action = 'x'")
-    finally:
-        app.state.central.db.dispose()

@@ -6,7 +6,7 @@ import base64
 import stat
 
 import pytest
-from central_helpers import Clock
+from central_helpers import Clock, central_app
 
 from licentia.central import keys as central_keys
 from licentia.central.app import create_app
@@ -72,14 +72,13 @@ def test_the_database_holds_only_hashes_of_api_keys(tmp_path):
     from licentia.central.models import ApiKey
 
     settings = Settings(data_dir=tmp_path / "d", admin_key="admin-" + "k" * 20, master_key="33" * 32)
-    app = create_app(settings, clock=Clock())
-    with TestClient(app) as c:
-        h = {"Authorization": f"Bearer {settings.admin_key}"}
-        c.post("/api/v1/firms", json={"code": 9, "name": "n"}, headers=h)
-        key = c.post("/api/v1/apikeys", json={"firm_code": 9}, headers=h).json()["key"]
-    with app.state.central.db.engine.connect() as conn:
-        rows = conn.execute(select(ApiKey.key_hash)).scalars().all()
-    app.state.central.db.dispose()
+    with central_app(settings) as app:
+        with TestClient(app) as c:
+            h = {"Authorization": f"Bearer {settings.admin_key}"}
+            c.post("/api/v1/firms", json={"code": 9, "name": "n"}, headers=h)
+            key = c.post("/api/v1/apikeys", json={"firm_code": 9}, headers=h).json()["key"]
+        with app.state.central.db.engine.connect() as conn:
+            rows = conn.execute(select(ApiKey.key_hash)).scalars().all()
     assert rows == [central_keys.hash_api_key(key)]
     assert key.encode() not in (tmp_path / "d" / "central.db").read_bytes()
 
@@ -88,10 +87,8 @@ def test_a_wrong_master_key_is_refused_at_start(tmp_path):
     from fastapi.testclient import TestClient
 
     good = Settings(data_dir=tmp_path / "d", admin_key="a" * 20, master_key="44" * 32)
-    app = create_app(good, clock=Clock())
-    with TestClient(app) as c:
+    with central_app(good) as app, TestClient(app) as c:
         c.post("/api/v1/firms", json={"code": 9, "name": "n"}, headers={"Authorization": f"Bearer {'a' * 20}"})
-    app.state.central.db.dispose()
     with pytest.raises(SettingsError, match="master key"):
         create_app(good.with_changes(master_key="55" * 32), clock=Clock())
 

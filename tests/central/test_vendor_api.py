@@ -213,7 +213,9 @@ def test_exported_product_key_is_the_one_sealed_into_licenses(client):
     r = client.post("/api/v1/activations", json=container.request(ticket=ticket))
     assert r.status_code == 200, r.text
     update = exchange.verify_update(r.json(), vendor.pinned())
-    sealed = {k["version"]: exchange.unseal_product_key(container.box_key, container.serial, k) for k in update.sealed_keys}
+    sealed = {
+        k["version"]: exchange.unseal_product_key(container.box_key, container.serial, k) for k in update.sealed_keys
+    }
     for version in (1, 2):
         doc = vendor.get(f"/firms/5003/products/7/keys/{version}").json()
         assert keyfile.verify(doc, vendor.pinned()).key == sealed[version]

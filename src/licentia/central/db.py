@@ -7,6 +7,10 @@ timeout instead of failing half-way. Read transactions use a plain ``BEGIN``.
 
 PostgreSQL (psycopg 3): READ COMMITTED plus ``SELECT ... FOR UPDATE`` on the rows a
 write depends on (container slot, ticket, firm counter).
+
+The one place where database errors become service errors: ``run_write`` and
+``run_read`` run a transaction again on a lost race or a dropped connection, and
+what still fails leaves as ``Conflict`` or ``Unavailable`` (``translate``).
 """
 
 from __future__ import annotations
@@ -17,14 +21,20 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..core import errors
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from alembic.config import Config
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger("licentia.central")
 T = TypeVar("T")
@@ -63,7 +73,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
             dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN (recipe)
             cur = dbapi_connection.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -73,7 +83,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
+        def _on_begin(conn: Connection) -> None:
             mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -133,6 +143,13 @@ def _retryable(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
 
 
+def translate(exc: DBAPIError) -> errors.ServiceError:
+    """The service error of a database error that outlived its retries."""
+    if isinstance(exc, IntegrityError):
+        return errors.Conflict("conflict", "The data changed at the same time. Try again.")
+    return errors.Unavailable()
+
+
 def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
     """Run ``fn`` in a write transaction, again on a lost race (unique insert, deadlock)."""
     for attempt in range(attempts):
@@ -145,13 +162,12 @@ def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
                 raise
             log.info("write transaction retried (%s): %s", attempt + 1, exc.orig)
             if attempt == attempts - 1:
-                if isinstance(exc, IntegrityError):
-                    raise errors.Conflict("conflict", "The data changed at the same time. Try again.") from None
-                raise errors.Unavailable() from None
+                raise translate(exc) from None
     raise AssertionError("unreachable")
 
 
 def run_read(session: Session, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a read transaction, again once on a fresh connection if the server dropped it."""
     try:
         with read_tx(session):
             return fn()
@@ -159,14 +175,19 @@ def run_read(session: Session, fn: Callable[[], T]) -> T:
         if not exc.connection_invalidated:
             raise
     session.expunge_all()
-    with read_tx(session):  # once more, on a fresh connection
-        return fn()
+    try:
+        with read_tx(session):
+            return fn()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        raise translate(exc) from None
 
 
 # ---------------------------------------------------------------- migrations
 
 
-def alembic_config(connection: Any = None) -> Any:
+def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()

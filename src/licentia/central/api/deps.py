@@ -1,10 +1,11 @@
-"""Dependency wiring, in one place: the context, one Session per request, the caller."""
+"""Dependency wiring, in one place: the context, one Session per request, the caller,
+and every service built with the services it uses."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from ..services import (
     ActivationService,
+    Actor,
     ApiKeyService,
+    AttemptService,
     AuditService,
     AuthService,
     CatalogService,
@@ -21,31 +24,27 @@ from ..services import (
     FirmService,
     TicketService,
 )
-from ..services import Actor
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: the admin key or a vendor key.")
 
+#: An ActivationService method the protocol routes call: (service, body, client address) -> answer.
+ProtocolMethod = Callable[[ActivationService, bytes, str], str]
 
-# The cheap dependencies are ``async``: FastAPI then runs them on the event loop
-# instead of hopping to the thread pool for each (they do no I/O; a Session
-# connects only when a service first uses it, in the thread pool).
-
-
-async def context(request: Request) -> Context:
-    return request.app.state.central  # type: ignore[no-any-return]
+# ---------------------------------------------------------------- services and their collaborators
 
 
-async def session(ctx: Annotated[Context, Depends(context)]) -> AsyncIterator[Session]:
-    s = ctx.db.session()
-    try:
-        yield s
-    finally:
-        if s.in_transaction():  # pragma: no cover - services always end their transactions
-            s.rollback()
-        s.close()
+def activation_service(ctx: Context, db: Session) -> ActivationService:
+    return ActivationService(ctx, db, attempts=AttemptService(ctx, db))
 
 
-async def run_protocol(request: Request, method: str, *args: Any) -> str:
+def ticket_service(ctx: Context, db: Session) -> TicketService:
+    return TicketService(ctx, db, catalog=CatalogService(ctx, db), attempts=AttemptService(ctx, db))
+
+
+# ---------------------------------------------------------------- the protocol routes
+
+
+async def run_protocol(request: Request, method: ProtocolMethod, body: bytes) -> str:
     """Run one ActivationService method with its own Session.
 
     The protocol routes skip FastAPI's dependency solving (it costs as much as a
@@ -58,10 +57,11 @@ async def run_protocol(request: Request, method: str, *args: Any) -> str:
     their waits on the network.
     """
     ctx: Context = request.app.state.central
+    address = client_address(request)
 
     def call() -> str:
         with ctx.db.session() as s:
-            return getattr(ActivationService(ctx, s), method)(*args)  # type: ignore[no-any-return]
+            return method(activation_service(ctx, s), body, address)
 
     executor = request.app.state.protocol_executor
     if executor is None:  # SQLite, or PostgreSQL with protocol_threads=0
@@ -74,28 +74,69 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+# ---------------------------------------------------------------- FastAPI dependencies
+# The cheap dependencies are ``async``: FastAPI then runs them on the event loop
+# instead of hopping to the thread pool for each (they do no I/O; a Session
+# connects only when a service first uses it, in the thread pool).
+
+
+async def context(request: Request) -> Context:
+    return request.app.state.central  # type: ignore[no-any-return]
+
+
+ContextDep = Annotated[Context, Depends(context)]
+
+
+async def session(ctx: ContextDep) -> AsyncIterator[Session]:
+    s = ctx.db.session()
+    try:
+        yield s
+    finally:
+        if s.in_transaction():  # pragma: no cover - services always end their transactions
+            s.rollback()
+        s.close()
+
+
+SessionDep = Annotated[Session, Depends(session)]
+
+
 def actor(
-    ctx: Annotated[Context, Depends(context)],
-    db: Annotated[Session, Depends(session)],
+    ctx: ContextDep,
+    db: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
     header = f"Bearer {credentials.credentials}" if credentials else None
     return AuthService(ctx, db).authenticate(header)
 
 
-def _factory(cls):  # type: ignore[no-untyped-def]
-    async def make(ctx: Annotated[Context, Depends(context)], db: Annotated[Session, Depends(session)]):  # type: ignore[no-untyped-def]
-        return cls(ctx, db)
+async def get_firms(ctx: ContextDep, db: SessionDep) -> FirmService:
+    return FirmService(ctx, db)
 
-    make.__name__ = f"get_{cls.__name__}"
-    return make
+
+async def get_api_keys(ctx: ContextDep, db: SessionDep) -> ApiKeyService:
+    return ApiKeyService(ctx, db)
+
+
+async def get_catalog(ctx: ContextDep, db: SessionDep) -> CatalogService:
+    return CatalogService(ctx, db)
+
+
+async def get_tickets(ctx: ContextDep, db: SessionDep) -> TicketService:
+    return ticket_service(ctx, db)
+
+
+async def get_containers(ctx: ContextDep, db: SessionDep) -> ContainerService:
+    return ContainerService(ctx, db)
+
+
+async def get_audit(ctx: ContextDep, db: SessionDep) -> AuditService:
+    return AuditService(ctx, db)
 
 
 CallerDep = Annotated[Actor, Depends(actor)]
-FirmsDep = Annotated[FirmService, Depends(_factory(FirmService))]
-ApiKeysDep = Annotated[ApiKeyService, Depends(_factory(ApiKeyService))]
-CatalogDep = Annotated[CatalogService, Depends(_factory(CatalogService))]
-TicketsDep = Annotated[TicketService, Depends(_factory(TicketService))]
-ActivationDep = Annotated[ActivationService, Depends(_factory(ActivationService))]
-ContainersDep = Annotated[ContainerService, Depends(_factory(ContainerService))]
-AuditDep = Annotated[AuditService, Depends(_factory(AuditService))]
+FirmsDep = Annotated[FirmService, Depends(get_firms)]
+ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]
+CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
+TicketsDep = Annotated[TicketService, Depends(get_tickets)]
+ContainersDep = Annotated[ContainerService, Depends(get_containers)]
+AuditDep = Annotated[AuditService, Depends(get_audit)]

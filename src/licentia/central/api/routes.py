@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from ..services.tickets import normalize
+from ..services import ActivationService, normalize
 from . import schemas
 from .deps import (
-    ActivationDep,
     ApiKeysDep,
     AuditDep,
     CallerDep,
@@ -158,8 +157,8 @@ def create_tickets(body: schemas.OrderCreate, caller: CallerDep, svc: TicketsDep
 
 
 @tickets.get("/tickets/{ticket}/info", summary="What a ticket needs, for activation (no API key)")
-def ticket_info(ticket: TicketPath, request: Request, svc: ActivationDep) -> dict[str, Any]:
-    return svc.ticket_info(ticket, client_address(request))
+def ticket_info(ticket: TicketPath, request: Request, svc: TicketsDep) -> dict[str, Any]:
+    return svc.public_info(ticket, client_address(request))
 
 
 @tickets.get("/tickets/{ticket}", summary="One ticket (vendor)")
@@ -178,7 +177,9 @@ containers = APIRouter(tags=["containers"])
 
 
 @containers.get("/containers/{serial}", summary="A container's slot for the firm")
-def get_container(serial: str, caller: CallerDep, svc: ContainersDep, firm_code: int | None = FirmQuery) -> dict[str, Any]:
+def get_container(
+    serial: str, caller: CallerDep, svc: ContainersDep, firm_code: int | None = FirmQuery
+) -> dict[str, Any]:
     return svc.show(caller, serial, firm_code)
 
 
@@ -216,22 +217,19 @@ _RECEIPT_BODY = {
 
 @protocol.post("/activations", summary="Activate a ticket: request in, update out", openapi_extra=_DOC_BODY)
 async def activate(request: Request) -> Response:
-    body = await request.body()
-    text = await run_protocol(request, "activate", body, client_address(request))
+    text = await run_protocol(request, ActivationService.activate, await request.body())
     return Response(text, media_type="application/json")
 
 
 @protocol.post("/sync", summary="Sync one firm's licenses: request in, full-state update out", openapi_extra=_DOC_BODY)
 async def sync(request: Request) -> Response:
-    body = await request.body()
-    text = await run_protocol(request, "sync", body, client_address(request))
+    text = await run_protocol(request, ActivationService.sync, await request.body())
     return Response(text, media_type="application/json")
 
 
 @protocol.post("/deactivations", summary="Deactivate with the container's receipt", openapi_extra=_RECEIPT_BODY)
 async def deactivate(request: Request) -> Response:
-    body = await request.body()
-    text = await run_protocol(request, "deactivate", body, client_address(request))
+    text = await run_protocol(request, ActivationService.deactivate, await request.body())
     return Response(text, media_type="application/json")
 
 

@@ -1,13 +1,16 @@
-"""Central's services: each owns its database work; routes only call them."""
+"""Central's services: each owns its database work; routes only call them.
 
-from ._base import Actor, Context, Service
+A service is built with the context, one Session, and the other services it uses
+as keyword arguments (``api.deps`` wires them for the HTTP API)."""
+
 from .activation import ActivationService
 from .attempts import AttemptService
 from .auth import ApiKeyService, AuthService
+from .base import Actor, Context, Service
 from .catalog import CatalogService
 from .containers import AuditService, ContainerService
 from .firms import FirmService
-from .tickets import TicketService
+from .tickets import TicketService, normalize
 
 __all__ = [
     "Actor",
@@ -22,4 +25,5 @@ __all__ = [
     "ContainerService",
     "FirmService",
     "TicketService",
+    "normalize",
 ]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, select
 
-from ..db import run_read, run_write
 from ...core.errors import TooManyAttempts
+from ..db import run_read, run_write
 from ..models import Attempt
-from ._base import Service
+from .base import Service
 
 ADDRESS, TICKET = "address", "ticket"
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..db import run_read, run_write
 from ...core.errors import BadInput, NotFound, Unauthorized
+from ..db import run_read, run_write
 from ..keys import api_key_id, hash_api_key, new_api_key, same_hash
 from ..models import ApiKey, Firm, Role
-from ._base import Actor, Service
+from .base import Actor, Service
 
 NO_KEY = "Give an API key: 'Authorization: Bearer <key>' (CLI: --api-key or LICENTIA_API_KEY)."
 BAD_KEY = "This API key is not valid. Ask the Central administrator for a key."
@@ -40,7 +40,9 @@ class AuthService(Service):
 
 
 class ApiKeyService(Service):
-    def create(self, actor: Actor, *, firm_code: int | None, role: str = "vendor", label: str | None = None) -> dict[str, Any]:
+    def create(
+        self, actor: Actor, *, firm_code: int | None, role: str = "vendor", label: str | None = None
+    ) -> dict[str, Any]:
         self.require_admin(actor)
         try:
             role_value = Role(role)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ...core import codes
 from ...core.encoding import b64d, b64e
+from ...core.errors import BadInput, Conflict, NotFound
 from ...core.license import DAY, Options
 from ..db import run_read, run_write
-from ...core.errors import BadInput, Conflict, NotFound
 from ..models import Customer, Firm, Item, Level
-from ._base import Actor, Service
+from .base import Actor, Service
 
 #: Option template fields: relative (days from first activation) or absolute (Unix time).
 TEMPLATE_INTS = (
@@ -106,7 +107,28 @@ def customer_view(customer: Customer, firm_code: int) -> dict[str, Any]:
     return {"number": customer.number, "firm_code": firm_code, "name": customer.name, "email": customer.email}
 
 
-def _bump(session: Any, firm: Firm, column: Any, by: int = 1) -> int:
+def check_item_codes(item_id: str | None, feature_map: int, product_code: int | None) -> str | None:
+    """Check the codes of a new item; return its item id in canonical form (if given)."""
+    try:
+        if item_id is not None:
+            item_id = codes.check_item_id(item_id.strip().upper())
+        codes.check_feature(feature_map)
+        if product_code is not None:
+            codes.check_product_code(product_code)
+    except codes.InvalidCode as exc:
+        raise BadInput(f"{exc}.") from None
+    return item_id
+
+
+def check_key_versions(key_versions: list[int] | None) -> list[int]:
+    """The key versions of a new item, sorted, each once (default: version 1)."""
+    versions = sorted(set(key_versions or [1]))
+    if not versions or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in versions):
+        raise BadInput("key_versions are whole numbers from 1.")
+    return versions
+
+
+def bump_counter(session: Session, firm: Firm, column: InstrumentedAttribute[int], by: int = 1) -> int:
     """Add ``by`` to a per-firm counter atomically; return its new value."""
     return int(
         session.execute(
@@ -136,53 +158,25 @@ class CatalogService(Service):
         name = name.strip()
         if not name:
             raise BadInput("An item needs a name.")
-        try:
-            if item_id is not None:
-                item_id = codes.check_item_id(item_id.strip().upper())
-            codes.check_feature(feature_map)
-            if product_code is not None:
-                codes.check_product_code(product_code)
-        except codes.InvalidCode as exc:
-            raise BadInput(f"{exc}.") from None
+        item_id = check_item_codes(item_id, feature_map, product_code)
         if level not in {lv.value for lv in Level}:
             raise BadInput("level is loose, medium or tight.")
-        versions = sorted(set(key_versions or [1]))
-        if not versions or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in versions):
-            raise BadInput("key_versions are whole numbers from 1.")
+        versions = check_key_versions(key_versions)
         template = clean_template(options)
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            base: Item | None = None
-            product = product_code
-            item_level = level
-            if module_of is not None:
-                base = self._item(firm, module_of)
-                if base.module_of_id is not None:
-                    raise BadInput(f"{module_of} is itself a module item: a module extends a base item.")
-                if product is not None and product != base.product_code:
-                    raise BadInput(f"A module item has its base item's product code {base.product_code}.")
-                product = base.product_code
-                item_level = base.level
+            base = None if module_of is None else self._module_base(firm, module_of, product_code)
+            product = product_code if base is None else base.product_code
             if product is None:
                 raise BadInput("An item needs a product code (product_code).")
-            new_id = item_id
-            if new_id is None:
-                while True:
-                    n = _bump(self.session, firm, Firm.item_counter)
-                    candidate = f"F-{n:05d}-{product}"
-                    if not self._item_exists(firm, candidate):
-                        new_id = candidate
-                        break
-            elif self._item_exists(firm, new_id):
-                raise Conflict("item_exists", f"Item {new_id} already exists. Pick another item id.")
             item = Item(
                 firm_id=firm.id,
-                item_id=new_id,
+                item_id=self._new_item_id(firm, item_id, product),
                 name=name,
                 product_code=product,
                 feature_map=feature_map,
-                level=item_level,
+                level=level if base is None else base.level,
                 key_versions=versions,
                 options=template,
                 module_of_id=base.id if base else None,
@@ -196,10 +190,31 @@ class CatalogService(Service):
 
         return run_write(self.session, tx)
 
+    def _module_base(self, firm: Firm, module_of: str, product_code: int | None) -> Item:
+        """The base item a new module item extends; a module has its base's product code."""
+        base = self.item(firm, module_of)
+        if base.module_of_id is not None:
+            raise BadInput(f"{module_of} is itself a module item: a module extends a base item.")
+        if product_code is not None and product_code != base.product_code:
+            raise BadInput(f"A module item has its base item's product code {base.product_code}.")
+        return base
+
+    def _new_item_id(self, firm: Firm, item_id: str | None, product: int) -> str:
+        """The id given, if free; or the firm's next free F-NNNNN-<product>."""
+        if item_id is not None:
+            if self._item_exists(firm, item_id):
+                raise Conflict("item_exists", f"Item {item_id} already exists. Pick another item id.")
+            return item_id
+        while True:
+            n = bump_counter(self.session, firm, Firm.item_counter)
+            candidate = f"F-{n:05d}-{product}"
+            if not self._item_exists(firm, candidate):
+                return candidate
+
     def get_item(self, actor: Actor, item_id: str, firm_code: int | None = None) -> dict[str, Any]:
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            item = self._item(firm, item_id)
+            item = self.item(firm, item_id)
             return item_view(item, firm.code, self._module_of(item))
 
         return run_read(self.session, tx)
@@ -212,7 +227,7 @@ class CatalogService(Service):
 
         return run_read(self.session, tx)
 
-    def _item(self, firm: Firm, item_id: str) -> Item:
+    def item(self, firm: Firm, item_id: str) -> Item:
         text = item_id.strip().upper() if isinstance(item_id, str) else item_id
         item = self.session.scalars(select(Item).where(Item.firm_id == firm.id, Item.item_id == text)).first()
         if item is None:
@@ -244,15 +259,7 @@ class CatalogService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            new_number = number
-            if new_number is None:
-                while True:
-                    candidate = str(_bump(self.session, firm, Firm.customer_counter))
-                    if not self._customer_exists(firm, candidate):
-                        new_number = candidate
-                        break
-            elif self._customer_exists(firm, new_number):
-                raise Conflict("customer_exists", f"Customer {new_number} already exists. Pick another number.")
+            new_number = self._new_customer_number(firm, number)
             customer = Customer(firm_id=firm.id, number=new_number, name=name, email=email, created=self.now())
             self.session.add(customer)
             self.session.flush()
@@ -278,13 +285,23 @@ class CatalogService(Service):
         return run_read(self.session, tx)
 
     def customer(self, firm: Firm, number: str) -> Customer:
-        row = self.session.scalars(select(Customer).where(Customer.firm_id == firm.id, Customer.number == number)).first()
+        stmt = select(Customer).where(Customer.firm_id == firm.id, Customer.number == number)
+        row = self.session.scalars(stmt).first()
         if row is None:
             raise NotFound("customer", f"Firm {firm.code} has no customer {number}. Check the customer number.")
         return row
 
-    def _customer_exists(self, firm: Firm, number: str) -> bool:
-        return self.session.scalar(select(Customer.id).where(Customer.firm_id == firm.id, Customer.number == number)) is not None
+    def _new_customer_number(self, firm: Firm, number: str | None) -> str:
+        """The number given, if free; or the firm's next free number."""
+        if number is not None:
+            if self._customer_exists(firm, number):
+                raise Conflict("customer_exists", f"Customer {number} already exists. Pick another number.")
+            return number
+        while True:
+            candidate = str(bump_counter(self.session, firm, Firm.customer_counter))
+            if not self._customer_exists(firm, candidate):
+                return candidate
 
-    # used by tickets
-    item = _item
+    def _customer_exists(self, firm: Firm, number: str) -> bool:
+        stmt = select(Customer.id).where(Customer.firm_id == firm.id, Customer.number == number)
+        return self.session.scalar(stmt) is not None

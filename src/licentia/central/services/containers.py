@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 
 from ...core import codes
-from ..db import run_read, run_write
 from ...core.errors import BadInput, NotFound
+from ..db import run_read, run_write
 from ..models import AuditEntry, Container, ContainerFirm, Firm, Ticket, TicketState
-from ._base import Actor, Service
+from .base import Actor, Service
 
 
 def check_serial(serial: str) -> str:

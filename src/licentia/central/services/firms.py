@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ...core import hazmat, codes, exchange
-from ..db import run_read, run_write
+from ...core import codes, exchange, hazmat
 from ...core.errors import BadInput, Conflict, NotFound
+from ..db import run_read, run_write
 from ..keys import SecretBox
 from ..models import Firm, FirmKey
-from ._base import Actor, Service, check_code
+from .base import Actor, Service, check_code
 
 
 def _key_view(key: FirmKey) -> dict[str, Any]:
@@ -88,7 +88,8 @@ class FirmService(Service):
             firm = self.firm_by_code(code, lock=True)  # one rotation at a time
             old = self._active(firm)
             old_private = self._private(firm, old)
-            seq = (self.session.scalar(select(func.max(FirmKey.created_seq)).where(FirmKey.firm_id == firm.id)) or 0) + 1
+            last = self.session.scalar(select(func.max(FirmKey.created_seq)).where(FirmKey.firm_id == firm.id))
+            seq = (last or 0) + 1
             private = hazmat.Ed25519PrivateKey.generate()
             endorsement = exchange.endorse_key(old_private, code, private.public_key())
             old.active = False
@@ -159,7 +160,8 @@ class FirmService(Service):
     # ---------------------------------------------------------------- internals
 
     def _keys(self, firm: Firm) -> list[FirmKey]:
-        return list(self.session.scalars(select(FirmKey).where(FirmKey.firm_id == firm.id).order_by(FirmKey.created_seq)))
+        stmt = select(FirmKey).where(FirmKey.firm_id == firm.id).order_by(FirmKey.created_seq)
+        return list(self.session.scalars(stmt))
 
     def _active(self, firm: Firm) -> FirmKey:
         key = self.session.scalars(select(FirmKey).where(FirmKey.firm_id == firm.id, FirmKey.active.is_(True))).first()

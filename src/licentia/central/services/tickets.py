@@ -1,4 +1,5 @@
-"""Orders and tickets: one license = one ticket, with a license id unique per firm."""
+"""Orders and tickets: one license = one ticket, with a license id unique per firm;
+and the public, rate-limited ticket info the activation wizard reads."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ...core import codes
-from ..db import run_read, run_write
 from ...core.errors import BadInput, InvalidItems, InvalidTicket, NotFound
-from ..models import Container, Firm, Item, Ticket, TicketItem, TicketState
-from ._base import Actor, Service
-from .catalog import CatalogService, _bump
+from ..db import run_read, run_write
+from ..models import Container, Customer, Firm, Item, Ticket, TicketItem, TicketState
+from .attempts import AttemptService
+from .base import Actor, Context, Service
+from .catalog import CatalogService, bump_counter
 
 MAX_ORDER = 1000
 TYPO = "This ticket id is mistyped: {reason}. Check it against the one you were given."
@@ -33,7 +36,24 @@ def feature_map(items: list[Item]) -> int:
     return fmap
 
 
+def base_item(chosen: list[Item]) -> Item:
+    """The one base item of a ticket's items; the others must be its modules."""
+    bases = [i for i in chosen if i.module_of_id is None]
+    if len(bases) != 1:
+        raise InvalidItems("A ticket licenses one base item plus any of its module items.")
+    base = bases[0]
+    for item in chosen:
+        if item.module_of_id is not None and item.module_of_id != base.id:
+            raise InvalidItems(f"Module item {item.item_id} does not belong to base item {base.item_id}.")
+    return base
+
+
 class TicketService(Service):
+    def __init__(self, ctx: Context, session: Session, *, catalog: CatalogService, attempts: AttemptService):
+        super().__init__(ctx, session)
+        self.catalog = catalog
+        self.attempts = attempts
+
     def create_order(
         self, actor: Actor, *, firm_code: int | None, customer: str, items: list[str], count: int = 1
     ) -> dict[str, Any]:
@@ -41,44 +61,14 @@ class TicketService(Service):
             raise BadInput("An order names at least one item.")
         if not isinstance(count, int) or not 1 <= count <= MAX_ORDER:
             raise BadInput(f"quantity_of_licenses is from 1 to {MAX_ORDER}.")
-        catalog = CatalogService(self.ctx, self.session)
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            cust = catalog.customer(firm, customer)
-            resolved: dict[uuid.UUID, Item] = {}
-            for item_id in items:
-                item = catalog.item(firm, item_id)
-                resolved[item.id] = item
-            chosen = list(resolved.values())
-            bases = [i for i in chosen if i.module_of_id is None]
-            if len(bases) != 1:
-                raise InvalidItems("A ticket licenses one base item plus any of its module items.")
-            base = bases[0]
-            for item in chosen:
-                if item.module_of_id is not None and item.module_of_id != base.id:
-                    raise InvalidItems(f"Module item {item.item_id} does not belong to base item {base.item_id}.")
-            last = _bump(self.session, firm, Firm.license_counter, count)
+            cust = self.catalog.customer(firm, customer)
+            chosen = self._order_items(firm, items)
+            base = base_item(chosen)
             order = uuid.uuid4()
-            now = self.now()
-            made = []
-            for n in range(count):
-                ticket = Ticket(
-                    ticket=codes.new_ticket_id(),
-                    firm_id=firm.id,
-                    license_id=last - count + 1 + n,
-                    order_id=order,
-                    customer_id=cust.id,
-                    item_id=base.id,
-                    state=TicketState.new.value,
-                    created=now,
-                )
-                self.session.add(ticket)
-                self.session.flush()
-                for item in chosen:
-                    self.session.add(TicketItem(ticket_id=ticket.id, item_id=item.id))
-                made.append(ticket)
-            self.session.flush()
+            made = self._make_tickets(firm, cust, base, chosen, order, count)
             item_ids = sorted(i.item_id for i in chosen)
             self.audit(
                 actor,
@@ -99,6 +89,40 @@ class TicketService(Service):
             }
 
         return run_write(self.session, tx)
+
+    def _order_items(self, firm: Firm, item_ids: list[str]) -> list[Item]:
+        """The items an order names, each once, in the order first named."""
+        resolved: dict[uuid.UUID, Item] = {}
+        for item_id in item_ids:
+            item = self.catalog.item(firm, item_id)
+            resolved[item.id] = item
+        return list(resolved.values())
+
+    def _make_tickets(
+        self, firm: Firm, customer: Customer, base: Item, chosen: list[Item], order: uuid.UUID, count: int
+    ) -> list[Ticket]:
+        """``count`` new tickets with the next license ids of the firm, each licensing ``chosen``."""
+        last = bump_counter(self.session, firm, Firm.license_counter, count)
+        now = self.now()
+        made = []
+        for n in range(count):
+            ticket = Ticket(
+                ticket=codes.new_ticket_id(),
+                firm_id=firm.id,
+                license_id=last - count + 1 + n,
+                order_id=order,
+                customer_id=customer.id,
+                item_id=base.id,
+                state=TicketState.new.value,
+                created=now,
+            )
+            self.session.add(ticket)
+            self.session.flush()
+            for item in chosen:
+                self.session.add(TicketItem(ticket_id=ticket.id, item_id=item.id))
+            made.append(ticket)
+        self.session.flush()
+        return made
 
     def get(self, actor: Actor, text: str) -> dict[str, Any]:
         ticket_id = normalize(text)
@@ -124,9 +148,18 @@ class TicketService(Service):
 
         return run_write(self.session, tx)
 
-    def info(self, ticket_id: str) -> dict[str, Any]:
-        """Public: what a ticket needs (level), for the activation wizard."""
+    def public_info(self, text: str, address: str) -> dict[str, Any]:
+        """Public: what a ticket needs (level), for the activation wizard. An unknown
+        ticket counts as a failed attempt of the address and the ticket."""
+        ticket_id = normalize(text)  # a typo is answered before any database lookup
+        self.attempts.check(address, ticket_id)
+        try:
+            return self._info(ticket_id)
+        except NotFound:
+            self.attempts.record("info", address, ticket_id)
+            raise
 
+    def _info(self, ticket_id: str) -> dict[str, Any]:
         def tx() -> dict[str, Any]:
             row = self.session.execute(
                 select(Ticket, Firm.code, Item.product_code, Item.level)
@@ -137,7 +170,13 @@ class TicketService(Service):
             if row is None:
                 raise unknown_ticket(ticket_id)
             ticket, firm_code, product, level = row
-            return {"ticket": ticket.ticket, "firm_code": firm_code, "product_code": product, "level": level, "state": ticket.state}
+            return {
+                "ticket": ticket.ticket,
+                "firm_code": firm_code,
+                "product_code": product,
+                "level": level,
+                "state": ticket.state,
+            }
 
         return run_read(self.session, tx)
 

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import hazmat, codes
-from ..db import Database
+from ...core import codes, hazmat
 from ...core.errors import BadInput, Forbidden, NotFound
+from ..db import Database
 from ..keys import KeyMaterial, SecretBox
 from ..models import AuditEntry, Firm, Role
 from ..settings import Settings

@@ -1,0 +1,124 @@
+"""The activation protocol's Core statements, built once at import: the hot path
+runs them on the Session's connection without the ORM unit of work."""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.expression import ScalarSelect
+
+from ..models import (
+    Attempt,
+    Base,
+    Container,
+    ContainerFirm,
+    Firm,
+    FirmKey,
+    Item,
+    ProcessedRequest,
+    Ticket,
+    TicketItem,
+    TicketState,
+)
+from .attempts import ADDRESS, TICKET
+
+ACTIVATED = TicketState.activated.value
+
+
+def _table(model: type[Base]) -> Table:
+    return Base.metadata.tables[model.__tablename__]
+
+
+_c, _cf, _t, _ti = _table(Container), _table(ContainerFirm), _table(Ticket), _table(TicketItem)
+_f, _fk, _pr, _at = _table(Firm), _table(FirmKey), _table(ProcessedRequest), _table(Attempt)
+_base, _mod = _table(Item).alias("base"), _table(Item).alias("module")
+
+
+def _attempts(scope: str, key: str) -> ScalarSelect[int]:
+    return (
+        select(func.count())
+        .select_from(_at)
+        .where(_at.c.scope == scope, _at.c.key == bindparam(key), _at.c.time > bindparam("since"))
+        .scalar_subquery()
+    )
+
+
+#: One statement for the two checks every request starts with: the stored answer
+#: (idempotency) and the failed attempts of this address and ticket (rate limit).
+Q_START = select(
+    select(_pr.c.response).where(_pr.c.digest == bindparam("digest")).scalar_subquery(),
+    _attempts(ADDRESS, "address"),
+    _attempts(TICKET, "ticket"),
+)
+Q_CONTAINER = (
+    select(_c.c.id, _c.c.sign_pub, _c.c.box_pub).where(_c.c.serial == bindparam("serial")).with_for_update()
+)
+#: The firm and its keys ride along with the ticket or firm row (one query, not two);
+#: both name the firm's columns alike (firm_id, code, secret_enc).
+_KEY_COLUMNS = (
+    _fk.c.kid,
+    _fk.c.active,
+    _fk.c.private_enc,
+    _fk.c.endorsement,
+    _fk.c.created_seq,
+)
+Q_TICKET = (
+    select(
+        _t.c.id,
+        _t.c.state,
+        _t.c.container_id,
+        _t.c.license_id,
+        _t.c.first_activated,
+        _t.c.options,
+        _t.c.firm_id,
+        _f.c.code,
+        _f.c.secret_enc,
+        _base.c.name,
+        _base.c.product_code,
+        _base.c.level,
+        _base.c.key_versions,
+        _base.c.options.label("template"),
+        _mod.c.id.label("item"),
+        _mod.c.feature_map,
+        *_KEY_COLUMNS,
+    )
+    .select_from(
+        _t.join(_f, _f.c.id == _t.c.firm_id)
+        .join(_base, _base.c.id == _t.c.item_id)
+        .join(_ti, _ti.c.ticket_id == _t.c.id)
+        .join(_mod, _mod.c.id == _ti.c.item_id)
+        .join(_fk, _fk.c.firm_id == _t.c.firm_id)
+    )
+    .where(_t.c.ticket == bindparam("ticket"))
+    .with_for_update(of=_t)
+)
+Q_SERIAL = select(_c.c.serial).where(_c.c.id == bindparam("id"))
+Q_FIRM = (
+    select(_f.c.id.label("firm_id"), _f.c.code, _f.c.secret_enc, *_KEY_COLUMNS)
+    .select_from(_f.join(_fk, _fk.c.firm_id == _f.c.id))
+    .where(_f.c.code == bindparam("code"))
+)
+Q_SLOT = (
+    select(_cf.c.id, _cf.c.reported_seq, _cf.c.reported_vtime, _cf.c.issued_seq, _cf.c.flagged)
+    .where(_cf.c.container_id == bindparam("container"), _cf.c.firm_id == bindparam("firm"))
+    .with_for_update()
+)
+Q_STATE = (
+    select(_t.c.entry)
+    .where(_t.c.firm_id == bindparam("firm"), _t.c.container_id == bindparam("container"), _t.c.state == ACTIVATED)
+    .order_by(_t.c.license_id)
+)
+U_SLOT = update(_cf).where(_cf.c.id == bindparam("slot_id"))
+U_FLAG = update(_cf).where(_cf.c.id == bindparam("slot_id")).values(flagged=True, flagged_at=bindparam("at"))
+U_BOX = update(_c).where(_c.c.id == bindparam("cid")).values(box_pub=bindparam("box"))
+#: SET columns come from the parameter names (Core's executemany form): built once.
+U_TICKET = update(_t).where(_t.c.id == bindparam("tid"))
+I_SLOT, I_DONE = insert(_cf), insert(_pr)
+#: Register a container unless its serial is known (then: look it up, locked).
+# RETURNING says whether the row was inserted: rowcount is not reliable for
+# INSERT ... ON CONFLICT DO NOTHING on every driver (psycopg reports -1 here).
+I_CONTAINER = {
+    "sqlite": sqlite_insert(_c).on_conflict_do_nothing(index_elements=["serial"]).returning(_c.c.id),
+    "postgresql": pg_insert(_c).on_conflict_do_nothing(index_elements=["serial"]).returning(_c.c.id),
+}
