@@ -16,6 +16,7 @@ a fakes file the test writes.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 
@@ -41,16 +42,18 @@ def installed() -> tuple[Callable[[], int], Callable[[], dict[str, str]]]:
 
 
 class FakeClock:
-    """A clock the test moves by hand."""
+    """A clock the test moves by hand (safe to move from several threads)."""
 
     def __init__(self, now: int):
         self.now = int(now)
+        self._lock = threading.Lock()
 
     def __call__(self) -> int:
         return self.now
 
     def advance(self, seconds: int) -> None:
-        self.now += int(seconds)
+        with self._lock:
+            self.now += int(seconds)
 
     def set(self, now: int) -> None:
         self.now = int(now)

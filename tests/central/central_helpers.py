@@ -24,11 +24,12 @@ from licentia.central.settings import Settings
 from licentia.core import codes, exchange, hazmat
 from licentia.core.exchange import SlotPosition
 
+from licentia._testing import FakeClock
 from tests.conftest import PYTHON, SRC, child_env, free_port, require_system  # noqa: F401
+from tests.factory import T0
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 MASTER_KEY = "11" * 32
-T0 = 1_800_000_000
 DAY_S = 86400
 
 
@@ -36,23 +37,13 @@ def make_settings(data: Path, url: str | None = None, **changes: Any) -> Setting
     return Settings(data_dir=data, database_url=url, admin_key=ADMIN_KEY, master_key=MASTER_KEY, **changes)
 
 
-class Clock:
-    """Injected into create_app: Central's only source of time."""
-
-    def __init__(self, now: int = T0):
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: int) -> None:
-        with self._lock:
-            self.now += seconds
+def Clock(now: int = T0) -> FakeClock:  # noqa: N802 - reads like the class it makes
+    """Central's only source of time, injected into create_app: the suite's FakeClock."""
+    return FakeClock(now)
 
 
 @contextlib.contextmanager
-def central_app(settings: Settings, clock: Clock | None = None) -> Iterator[FastAPI]:
+def central_app(settings: Settings, clock: FakeClock | None = None) -> Iterator[FastAPI]:
     """Central on ``settings`` with an injected clock; its database is closed on exit."""
     app = create_app(settings, clock=clock or Clock())
     try:

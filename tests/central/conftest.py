@@ -8,16 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from central_helpers import Clock, central_app, make_settings, require_system
+from licentia._testing import FakeClock
+from central_helpers import central_app, make_settings, require_system
 from fastapi.testclient import TestClient
 
 import pgcluster
 from licentia.central.settings import Settings
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -26,7 +22,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, clock: Clock) -> Iterator[Any]:
+def app(settings: Settings, clock: FakeClock) -> Iterator[Any]:
     with central_app(settings, clock) as application:
         yield application
 

@@ -23,9 +23,8 @@ from central_helpers import (
     serve_process,
     wait_health,
 )
-from typer.testing import CliRunner
 
-from licentia.cli.main import app as cli
+from tests.cli.helpers import vendor
 from licentia.core import codes, hazmat
 
 
@@ -92,74 +91,66 @@ def server(tmp_path):
         yield srv
 
 
-def run(args: list[str], *, url: str, key: str | None) -> tuple[int, str, str]:
-    env = {"LICENTIA_CENTRAL_URL": url, "COLUMNS": "200"}
-    if key:
-        env["LICENTIA_API_KEY"] = key
-    result = CliRunner().invoke(cli, args, env=env)
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_vendor_cli_flow(server, tmp_path):
     url = server.url
-    code, out, err = run(["vendor", "firm", "create", "--code", "30303", "--name", "CLI Firm"], url=url, key=ADMIN_KEY)
+    code, out, err = vendor(["firm", "create", "--code", "30303", "--name", "CLI Firm"], url=url, key=ADMIN_KEY)
     assert code == 0, err
     assert out.strip() == "30303"
-    code, out, err = run(["vendor", "apikey", "create", "--firm-code", "30303"], url=url, key=ADMIN_KEY)
+    code, out, err = vendor(["apikey", "create", "--firm-code", "30303"], url=url, key=ADMIN_KEY)
     assert code == 0, err
     key = out.strip()
     assert key.startswith("lc_") and len(key) > 40
-    code, out, err = run(["vendor", "item", "create", "--name", "Pro", "--product-code", "5", "--expires-days", "10",
+    code, out, err = vendor(["item", "create", "--name", "Pro", "--product-code", "5", "--expires-days", "10",
                           "--units", "3", "--key-version", "1", "--key-version", "2", "--feature-map", "0x0F"],
                          url=url, key=key)
     assert code == 0, err
     item = out.strip()
     assert codes.check_item_id(item) == item
-    code, out, err = run(["vendor", "customer", "create", "--name", "Cust", "--email", "c@example.com"],
+    code, out, err = vendor(["customer", "create", "--name", "Cust", "--email", "c@example.com"],
                          url=url, key=key)
     assert code == 0, err
     customer = out.strip()
-    code, out, err = run(["vendor", "ticket", "create", "--customer", customer, "--item", item, "--count", "3"],
+    code, out, err = vendor(["ticket", "create", "--customer", customer, "--item", item, "--count", "3"],
                          url=url, key=key)
     assert code == 0, err
     tickets = out.split()
     assert len(tickets) == 3 and all(codes.normalize_ticket(t) == t for t in tickets)
-    code, out, err = run(["vendor", "ticket", "show", tickets[0]], url=url, key=key)
+    code, out, err = vendor(["ticket", "show", tickets[0]], url=url, key=key)
     assert code == 0 and '"state": "new"' in out and '"feature_map": 15' in out
     pem_file = tmp_path / "pinned.pem"
-    code, out, err = run(["vendor", "firm", "public-key", "30303", "-o", str(pem_file)], url=url, key=None)
+    code, out, err = vendor(["firm", "public-key", "30303", "-o", str(pem_file)], url=url, key=None)
     assert code == 0, err
     assert pem_file.read_text() == httpx.get(f"{url}/api/v1/firms/30303/public-key?format=pem").text
-    code, out, err = run(["vendor", "firm", "rotate-key", "30303"], url=url, key=key)
+    code, out, err = vendor(["firm", "rotate-key", "30303"], url=url, key=key)
     assert code == 0, err
-    code, out, _ = run(["vendor", "firm", "public-key", "30303"], url=url, key=None)
+    code, out, _ = vendor(["firm", "public-key", "30303"], url=url, key=None)
     assert out.count("BEGIN PUBLIC KEY") == 2
     box = FakeContainer()
     r = httpx.post(f"{url}/api/v1/activations", json=box.request("activate", ticket=tickets[0], now=Clock().now))
     assert r.status_code == 200, r.text
-    code, out, err = run(["vendor", "container", "clear", box.serial], url=url, key=key)
+    code, out, err = vendor(["container", "clear", box.serial], url=url, key=key)
     assert code == 0, err
-    code, out, err = run(["vendor", "ticket", "revoke", tickets[0]], url=url, key=key)
+    code, out, err = vendor(["ticket", "revoke", tickets[0]], url=url, key=key)
     assert code == 0 and box.serial in err
     assert httpx.get(f"{url}/api/v1/tickets/{tickets[0]}/info").json()["state"] == "revoked"
 
     # failures: one line, non-zero
-    other = run(["vendor", "apikey", "create", "--firm-code", "30303"], url=url, key=ADMIN_KEY)[1].strip()
-    run(["vendor", "firm", "create", "--code", "40404", "--name", "B"], url=url, key=ADMIN_KEY)
-    b_key = run(["vendor", "apikey", "create", "--firm-code", "40404"], url=url, key=ADMIN_KEY)[1].strip()
+    other = vendor(["apikey", "create", "--firm-code", "30303"], url=url, key=ADMIN_KEY)[1].strip()
+    vendor(["firm", "create", "--code", "40404", "--name", "B"], url=url, key=ADMIN_KEY)
+    b_key = vendor(["apikey", "create", "--firm-code", "40404"], url=url, key=ADMIN_KEY)[1].strip()
     assert other and b_key
     typo = tickets[1][:-1] + ("0" if tickets[1][-1] != "0" else "1")
     failures = [
-        (["vendor", "ticket", "show", typo], key, "mistyped"),
-        (["vendor", "ticket", "show", tickets[1]], "lc_not-a-real-key-000000000000", "not valid"),
-        (["vendor", "ticket", "show", tickets[1]], b_key, "unknown_ticket"),
-        (["vendor", "container", "clear", box.serial], b_key, "unknown_container"),
-        (["vendor", "firm", "rotate-key", "30303"], b_key, "forbidden"),
-        (["vendor", "ticket", "show", tickets[1]], None, "LICENTIA_API_KEY"),
-        (["vendor", "firm", "create", "--code", "30303", "--name", "x"], ADMIN_KEY, "firm_exists"),
+        (["ticket", "show", typo], key, "mistyped"),
+        (["ticket", "show", tickets[1]], "lc_not-a-real-key-000000000000", "not valid"),
+        (["ticket", "show", tickets[1]], b_key, "unknown_ticket"),
+        (["container", "clear", box.serial], b_key, "unknown_container"),
+        (["firm", "rotate-key", "30303"], b_key, "forbidden"),
+        (["ticket", "show", tickets[1]], None, "LICENTIA_API_KEY"),
+        (["firm", "create", "--code", "30303", "--name", "x"], ADMIN_KEY, "firm_exists"),
     ]
     for args, k, expected in failures:
-        code, out, err = run(args, url=url, key=k)
+        code, out, err = vendor(args, url=url, key=k)
         assert code != 0, args
         assert expected in err, (args, err)
         assert len(err.strip().splitlines()) == 1, err
@@ -167,7 +158,7 @@ def test_vendor_cli_flow(server, tmp_path):
 
 
 def test_vendor_cli_unreachable_central(tmp_path):
-    code, out, err = run(["vendor", "firm", "public-key", "1"], url=f"http://127.0.0.1:{free_port()}", key=None)
+    code, out, err = vendor(["firm", "public-key", "1"], url=f"http://127.0.0.1:{free_port()}", key=None)
     assert code != 0 and "cannot reach License Central" in err and len(err.strip().splitlines()) == 1
 
 
@@ -214,17 +205,17 @@ def test_item_create_local_only_and_product_key_export(server, tmp_path):
     from licentia.core import keyfile
 
     url = server.url
-    assert run(["vendor", "firm", "create", "--code", "40404", "--name", "F"], url=url, key=ADMIN_KEY)[0] == 0
-    key = run(["vendor", "apikey", "create", "--firm-code", "40404"], url=url, key=ADMIN_KEY)[1].strip()
-    code, out, err = run(["vendor", "item", "create", "--name", "Local", "--product-code", "9", "--local-only"],
+    assert vendor(["firm", "create", "--code", "40404", "--name", "F"], url=url, key=ADMIN_KEY)[0] == 0
+    key = vendor(["apikey", "create", "--firm-code", "40404"], url=url, key=ADMIN_KEY)[1].strip()
+    code, out, err = vendor(["item", "create", "--name", "Local", "--product-code", "9", "--local-only"],
                          url=url, key=key)
     assert code == 0, err
-    code, shown, err = run(["vendor", "item", "show", out.strip()], url=url, key=key)
+    code, shown, err = vendor(["item", "show", out.strip()], url=url, key=key)
     assert code == 0 and '"local_only": true' in shown
-    code, out, err = run(["vendor", "item", "create", "--name", "Net", "--product-code", "8"], url=url, key=key)
-    assert '"local_only"' not in run(["vendor", "item", "show", out.strip()], url=url, key=key)[1]
+    code, out, err = vendor(["item", "create", "--name", "Net", "--product-code", "8"], url=url, key=key)
+    assert '"local_only"' not in vendor(["item", "show", out.strip()], url=url, key=key)[1]
     target = tmp_path / "key.json"
-    code, out, err = run(["vendor", "product-key", "export", "--firm-code", "40404", "--product-code", "9",
+    code, out, err = vendor(["product-key", "export", "--firm-code", "40404", "--product-code", "9",
                           "--key-version", "3", "-o", str(target)], url=url, key=key)
     assert code == 0, err
     assert target.stat().st_mode & 0o777 == 0o600

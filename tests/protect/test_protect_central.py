@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from tests.conftest import central_process, child_env
+from tests.cli.helpers import vendor as vendor_cli
+from tests.conftest import central_process
 from tests.protect.helpers import EXPECTED_RUN, SAMPLE, Machine
-from tests.protect.test_protect_cli import app
+from tests.protect.test_protect_cli import cli
 
 FIRM = 4343
 
@@ -24,11 +25,9 @@ def central(tmp_path_factory):
     with central_process(data, admin) as url:
 
         def vendor(*args: str, key: str = admin) -> str:
-            env = child_env({"LICENTIA_CENTRAL_URL": url, "LICENTIA_API_KEY": key})
-            out = subprocess.run([sys.executable, "-m", "licentia", "vendor", *args], env=env, capture_output=True,
-                                 text=True, timeout=60)
-            assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
-            return out.stdout
+            code, out, err = vendor_cli(list(args), url=url, key=key)
+            assert code == 0, f"{args}: {out}{err}"
+            return out
 
         vendor("firm", "create", "--code", str(FIRM), "--name", "Protect Software")
         vkey = vendor("apikey", "create", "--firm-code", str(FIRM)).strip().split()[-1]
@@ -40,13 +39,9 @@ def central(tmp_path_factory):
 
 @pytest.mark.slow
 def test_protect_with_central_then_run_with_a_central_license(central, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
     out = tmp_path / "dist"
     monkeypatch.setenv("LICENTIA_API_KEY", central["vkey"])
-    result = CliRunner().invoke(app, ["protect", str(SAMPLE), "-o", str(out), "--firm-code", str(FIRM),
-                                      "--product-code", "1", "--central", central["url"]])
-    assert result.exit_code == 0, result.output
+    cli("protect", SAMPLE, "-o", out, "--firm-code", FIRM, "--product-code", "1", "--central", central["url"])
     boot = (out / "sampleapp" / "__init__.py").read_text()
     assert "BEGIN PUBLIC KEY" in boot
 
@@ -65,15 +60,13 @@ def test_protect_with_central_then_run_with_a_central_license(central, tmp_path,
     central["vendor"]("product-key", "export", "--firm-code", str(FIRM), "--product-code", "1", "-o",
                       str(keyfile_path), key=central["vkey"])
     central["vendor"]("firm", "public-key", str(FIRM), "-o", str(pem), key=central["vkey"])
-    result = CliRunner().invoke(app, ["protect", str(SAMPLE), "-o", str(tmp_path / "from-file"), "--firm-code",
-                                      str(FIRM), "--product-code", "1", "--product-key-file", str(keyfile_path),
-                                      "--firm-key", str(pem)])
-    assert result.exit_code == 0, result.output
+    cli("protect", SAMPLE, "-o", tmp_path / "from-file", "--firm-code", FIRM, "--product-code", "1",
+        "--product-key-file", keyfile_path, "--firm-key", pem)
     r = m.run(tmp_path / "from-file", "-m", "sampleapp")
     assert r.returncode == 0 and r.stdout.splitlines() == EXPECTED_RUN, r.stderr
 
     # without a valid vendor key there is no product key
     monkeypatch.setenv("LICENTIA_API_KEY", "not-a-key")
-    result = CliRunner().invoke(app, ["protect", str(SAMPLE), "-o", str(tmp_path / "x"), "--firm-code", str(FIRM),
-                                      "--product-code", "1", "--central", central["url"]])
-    assert result.exit_code != 0 and "License Central refused" in " ".join(result.output.split())
+    r = cli("protect", SAMPLE, "-o", tmp_path / "x", "--firm-code", FIRM, "--product-code", "1", "--central",
+            central["url"], ok=False)
+    assert "License Central refused" in r

@@ -8,12 +8,13 @@ import sys
 import httpx
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from licentia.cli import protect_cmd
+from licentia.client import CentralError
 from licentia.core import exchange, keyfile
 from licentia.core.documents import DocumentInvalid
 from licentia.protect import central
+from tests.cli.helpers import invoke
 from tests.factory import Firm
 from tests.protect.helpers import EXPECTED_RUN, FIRM_CODE, PRODUCT, SAMPLE, Machine
 
@@ -28,13 +29,13 @@ def _root() -> None:
 
 def cli(*args: str, ok: bool = True) -> str:
     """Run a command; its output with Rich's line wrapping undone."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    code, out, err = invoke([str(a) for a in args], app=app)
     if ok:
-        assert result.exit_code == 0, result.output
+        assert code == 0, out + err
     else:
-        assert result.exit_code != 0, result.output
-        assert "Traceback" not in result.output
-    return " ".join(result.output.split())
+        assert code != 0, out + err
+        assert "Traceback" not in out + err
+    return " ".join((out + err).split())
 
 
 def keyargs(keys_dir, version: int = 1) -> list[str]:
@@ -186,15 +187,15 @@ def test_central_client_fetches_and_verifies(firm):
                                                 transport=transport)
     assert found.key == exchange.derive_product_key(firm.secret, FIRM_CODE, PRODUCT, 2) and pem == firm.pem
     assert calls == [f"/api/v1/firms/{FIRM_CODE}/public-key", f"/api/v1/firms/{FIRM_CODE}/products/1/keys/2"]
-    with pytest.raises(central.CentralError, match=r"refused .* \(HTTP 403\): not your firm"):
+    with pytest.raises(CentralError, match=r"refused .* \(HTTP 403\): not your firm"):
         central.fetch_product_key("http://central", "wrong", FIRM_CODE, PRODUCT, 2, transport=transport)
-    with pytest.raises(central.CentralError, match="LICENTIA_API_KEY"):
+    with pytest.raises(CentralError, match="LICENTIA_API_KEY"):
         central.fetch_product_key("http://central", None, FIRM_CODE, PRODUCT, 2, transport=transport)
     # a pinned --firm-key wins over what Central says, and must have signed the key
     other = Firm(code=FIRM_CODE)
-    with pytest.raises(central.CentralError, match="does not verify"):
+    with pytest.raises(CentralError, match="does not verify"):
         central.fetch_product_key("http://central", "vendor-key", FIRM_CODE, PRODUCT, 2, firm_pem=other.pem,
                                   transport=transport)
     bad, _ = central_transport(firm, pem=other.pem)
-    with pytest.raises(central.CentralError, match="does not verify"):
+    with pytest.raises(CentralError, match="does not verify"):
         central.fetch_product_key("http://central", "vendor-key", FIRM_CODE, PRODUCT, 2, transport=bad)

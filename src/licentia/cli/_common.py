@@ -1,9 +1,13 @@
-"""Shared CLI plumbing: one-line errors, --debug, Rich console."""
+"""Shared CLI plumbing: one-line errors, --debug, Rich console, option groups."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
-from typing import NoReturn
+import typing
+from typing import Any, Callable, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +16,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 _state = {"debug": False}
+
+R = TypeVar("R")
 
 
 def set_debug(value: bool) -> None:
@@ -58,3 +64,45 @@ def port_free(host: str, port: int) -> bool:
 
 def stdin_is_tty() -> bool:
     return sys.stdin.isatty()
+
+
+def spread(func: Callable[..., R], **groups: type) -> Callable[..., R]:
+    """``func`` as a Typer command whose option groups are dataclasses.
+
+    Each parameter of ``func`` named in ``groups`` (by default: each one annotated with
+    a dataclass) stands for that dataclass's fields, which Typer sees as options in the
+    parameter's place (each field ``Annotated[T, typer.Option(...)]``, with its default);
+    ``func`` gets one instance of the dataclass built from them.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    if not groups:
+        groups = {
+            p.name: p.annotation for p in signature.parameters.values() if dataclasses.is_dataclass(p.annotation)
+        }
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        group = groups.get(param.name)
+        params += _fields_as_params(group) if group else [param.replace(kind=inspect.Parameter.KEYWORD_ONLY)]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> R:
+        for name, group in groups.items():
+            kwargs[name] = group(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(group)})
+        return func(**kwargs)
+
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    setattr(command, "__signature__", signature.replace(parameters=params))
+    return command
+
+
+def _fields_as_params(group: type) -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(group, include_extras=True)
+    return [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=hints[f.name],
+            default=inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default,
+        )
+        for f in dataclasses.fields(group)
+    ]

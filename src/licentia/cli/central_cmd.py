@@ -81,7 +81,9 @@ def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) ->
     if demo:
         seeded = demo_data.seed(ctx)
         if seeded.seeded:
-            out.print(f"demo firm {demo_data.FIRM_CODE} ({demo_data.FIRM_NAME}), item {demo_data.ITEM_ID}", highlight=False)
+            out.print(
+                f"demo firm {demo_data.FIRM_CODE} ({demo_data.FIRM_NAME}), item {demo_data.ITEM_ID}", highlight=False
+            )
         elif seeded.pem_path is None:
             out.print("demo: the database is not empty and has no demo firm: nothing seeded", highlight=False)
         if seeded.ticket:

@@ -71,8 +71,7 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
     """Walk the whole flow (vendor, activation, access, deactivation) in a temporary directory."""
 
     def go() -> None:
-        import httpx
-
+        from ..client import CentralClient, CentralError
         from ..runtime import activation, make_runtime
 
         tmp = Path(tempfile.mkdtemp(prefix="licentia-demo-"))
@@ -81,13 +80,13 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
         _step(1, "Start License Central (SQLite, local files, localhost)")
         with _central(tmp / "central", admin) as url:
             console.print(f"   Central at {url}")
-            vendor = httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+            vendor = CentralClient(url, api_key=admin)
 
             def call(method: str, path: str, body: Any = None) -> Any:
-                r = vendor.request(method, path, json=body)
-                if r.status_code >= 400:
-                    fail(f"{method} {path}: {r.text}")
-                return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+                try:
+                    return vendor.request(method, path, json=body)
+                except CentralError as exc:
+                    fail(f"{method} {path}: {exc}")
 
             _step(2, "Vendor: create a firm (Central makes its signing key), an item, a customer, an order")
             call("POST", "/firms", {"code": FIRM, "name": "Demo Software"})
@@ -97,13 +96,15 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
                 {"firm_code": FIRM, "name": "Demo Pro", "product_code": PRODUCT, "feature_map": 0b111,
                  "options": {"expires_days": 30, "units": 100}},
             )
-            customer = call("POST", "/customers", {"firm_code": FIRM, "name": "Ada Example", "email": "ada@example.org"})
+            customer = call(
+                "POST", "/customers", {"firm_code": FIRM, "name": "Ada Example", "email": "ada@example.org"}
+            )
             order = call("POST", "/tickets", {"firm_code": FIRM, "customer": customer["number"],
                                               "items": [item["item_id"]]})
             ticket = order["tickets"][0]["ticket"]
             console.print(f"   item {item['item_id']}, customer {customer['number']}, ticket [bold]{ticket}[/]")
             pem = tmp / f"firm-{FIRM}.pem"
-            pem.write_text(call("GET", f"/firms/{FIRM}/public-key?format=pem"))
+            pem.write_text(vendor.firm_public_pem(FIRM))
             console.print(f"   firm public key for the app to pin: {pem}")
 
             _step(3, "End user: activate the ticket (a machine container is made and bound to this machine)")

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..runtime import DEFAULT_PORT
 from ._common import console, fail, run_guarded
 
 config_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -120,7 +121,11 @@ def _normalize(address: str) -> str:
 
 
 @server_app.command("add")
-def server_add(address: str = typer.Argument(..., help="host, host:port (default port 22370) or https://host:port.")) -> None:
+def server_add(
+    address: str = typer.Argument(
+        ..., help=f"host, host:port (default port {DEFAULT_PORT}) or https://host:port."
+    ),
+) -> None:
     """Add a license server to the search list."""
 
     def go() -> None:
@@ -181,7 +186,7 @@ def server_list() -> None:
 def discovery(
     state: str = typer.Argument(..., metavar="on|off", help="Look for license servers by UDP broadcast."),
     broadcast: Optional[str] = typer.Option(None, "--broadcast", help="Broadcast address (default 255.255.255.255)."),
-    port: Optional[int] = typer.Option(None, "--port", help="UDP port servers answer on (default 22370)."),
+    port: Optional[int] = typer.Option(None, "--port", help=f"UDP port servers answer on (default {DEFAULT_PORT})."),
 ) -> None:
     """Switch server discovery by broadcast on or off (off by default)."""
 
@@ -203,7 +208,7 @@ def discovery(
             net["discovery_port"] = port
         _save(doc)
         console.print(f"discovery {state}" + (f" ({net.get('broadcast', '255.255.255.255')}:"
-                                              f"{net.get('discovery_port', 22370)})" if state == "on" else ""),
+                                              f"{net.get('discovery_port', DEFAULT_PORT)})" if state == "on" else ""),
                       highlight=False)
 
     run_guarded(go)

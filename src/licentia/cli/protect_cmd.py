@@ -84,13 +84,12 @@ def product_key(
         except DocumentInvalid as exc:
             fail(f"--product-key-file {key_file}: {exc.reason}")
         return found.key, pem
-    from ..protect import central as _central
+    from ..client import CentralError
+    from ..protect.central import fetch_product_key
 
     try:
-        found, pem, _ = _central.fetch_product_key(
-            central or "", api_key, firm, product, version, firm_pem=pem
-        )
-    except _central.CentralError as exc:
+        found, pem, _ = fetch_product_key(central or "", api_key, firm, product, version, firm_pem=pem)
+    except CentralError as exc:
         fail(str(exc))
     return found.key, pem
 

@@ -1,4 +1,8 @@
-"""``licentia server ...``: run and operate a network license server."""
+"""``licentia server ...``: run and operate a network license server.
+
+activate, apply, deactivate and sync are the shared license commands (``licenses``) for
+the server's own container, in its data directory (``--data``).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,30 @@ import datetime as _dt
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from . import _common
+from ..runtime import DEFAULT_PORT
+from . import _common, licenses
 from ._common import console, fail, run_guarded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 usage_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False, invoke_without_command=True)
 app.add_typer(usage_app, name="usage", help="Usage events: report (--from/--to, --json/--csv) or 'verify'.")
 
-DataOpt = typer.Option(None, "--data", help="Data directory (default: $LICENTIA_SERVER_DATA or ./.licentia-server).")
-UrlOpt = typer.Option(None, "--url", help="The server's URL (default: http://127.0.0.1:22370).")
-TokenOpt = typer.Option(None, "--token", help="Admin token (default: $LICENTIA_SERVER_ADMIN_TOKEN or DATA/admin.token).")
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+DATA_HELP = "Data directory (default: $LICENTIA_SERVER_DATA or ./.licentia-server)."
+DataOpt = typer.Option(None, "--data", help=DATA_HELP)
+UrlOpt = typer.Option(None, "--url", help=f"The server's URL (default: {DEFAULT_URL}).")
+TokenOpt = typer.Option(
+    None, "--token", help="Admin token (default: $LICENTIA_SERVER_ADMIN_TOKEN or DATA/admin.token)."
+)
 
 
 def _data(data: Optional[Path]) -> Path:
@@ -29,10 +42,37 @@ def _data(data: Optional[Path]) -> Path:
     return Path(data) if data else Path(os.environ.get("LICENTIA_SERVER_DATA") or DEFAULT_DATA)
 
 
-def _runtime(data: Optional[Path]):  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class ServerData:
+    """The server's container lives in its data directory."""
+
+    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP)] = None
+
+
+def _server_runtime(options: ServerData) -> Runtime:
     from ..runtime import make_runtime
 
-    return make_runtime(_data(data))
+    return make_runtime(_data(options.data))
+
+
+SERVER = licenses.Owner(
+    ServerData,
+    _server_runtime,
+    licenses.Wording(
+        activate="Activate a ticket into the server's own container (its licenses become seats).",
+        level="Binding level of the server's container.",
+        activated="Activated ticket {ticket} into server container [bold]{serial}[/] ({count} license(s) from firm "
+        "{firm}). A running server picks it up by itself.",
+        request_written="Request written to [bold]{output}[/]. Submit it with 'licentia depot submit {name} "
+        "--central URL -o update.json', then 'licentia server apply update.json'.",
+        apply="Apply an update file to the server's container (offline activation).",
+        deactivate="Remove a license from the server's container so its ticket can be activated elsewhere.",
+        leaving_ticket="The ticket whose license leaves the server.",
+        receipt_written="License removed. Receipt written to [bold]{output}[/].",
+        deactivated="License of ticket {ticket} removed from the server and freed at License Central.",
+        sync="Fetch pending updates for the server's container from License Central.",
+    ),
+)
 
 
 def _when(ts: Optional[int]) -> str:
@@ -45,7 +85,7 @@ def _when(ts: Optional[int]) -> str:
 def start(
     data: Path = DataOpt,
     host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
-    port: int = typer.Option(22370, "--port", help="TCP port of the HTTP API."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="TCP port of the HTTP API."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML config: [server] settings and access rules."),
 ) -> None:
     """Run the license server. Ctrl-C stops it; SIGHUP (or editing --config) reloads the access rules."""
@@ -68,7 +108,8 @@ def _start(data: Optional[Path], host: str, port: int, config: Optional[Path]) -
     shown = f"[{host}]" if ":" in host else host
     scheme = "https" if settings.tls else "http"
     console.print(f"License server: {scheme}://{shown}:{port}  (admin page: /admin)", highlight=False)
-    console.print(f"data: {settings.data_dir}  containers: {', '.join(s for s in server.status()['server']['containers']) or 'none yet'}", highlight=False)
+    containers = ", ".join(server.status()["server"]["containers"]) or "none yet"
+    console.print(f"data: {settings.data_dir}  containers: {containers}", highlight=False)
     console.print(f"admin token: {app.state.admin_source}", highlight=False)
     served, local = server.served()
     console.print(f"{len(served)} license(s) served, {len(local)} local-only kept back; config version "
@@ -83,103 +124,14 @@ def _start(data: Optional[Path], host: str, port: int, config: Optional[Path]) -
     console.print("License server stopped.", highlight=False)
 
 
-@app.command()
-def activate(
-    ticket: str = typer.Argument(..., help="The ticket id from the vendor."),
-    central: Optional[str] = typer.Option(None, "--central", help="License Central URL (or LICENTIA_CENTRAL_URL)."),
-    data: Path = DataOpt,
-    offline: bool = typer.Option(False, "--offline", help="Write a request file instead of going online."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Request file to write (with --offline)."),
-    level: Optional[str] = typer.Option(None, "--level", help="Binding level of the server's container."),
-) -> None:
-    """Activate a ticket into the server's own container (its licenses become seats)."""
-    from ..runtime import activation
-    from .enduser import _central, _write
-
-    def go() -> None:
-        rt = _runtime(data)
-        if offline:
-            if output is None:
-                fail("--offline needs -o FILE for the request")
-            request = activation.make_request(ticket, level=level or "medium", runtime=rt)
-            _write(output, activation.dump(request))
-            console.print(f"Request written to [bold]{output}[/]. Submit it with 'licentia depot submit "
-                          f"{output.name} --central URL -o update.json', then 'licentia server apply update.json'.")
-            return
-        container, update = activation.activate(ticket, _central(central) or "", level=level, runtime=rt)
-        console.print(f"Activated ticket {ticket} into server container [bold]{container.serial}[/] "
-                      f"({len(update.entries)} license(s) from firm {update.firm_code}). A running server "
-                      "picks it up by itself.")
-
-    run_guarded(go)
-
-
-@app.command()
-def apply(
-    file: Path = typer.Argument(..., help="An update file from License Central."),
-    data: Path = DataOpt,
-) -> None:
-    """Apply an update file to the server's container (offline activation)."""
-    from ..runtime import activation
-
-    def go() -> None:
-        update = activation.apply(activation.read_document(file), runtime=_runtime(data))
-        console.print(f"Applied update {update.seq} of firm {update.firm_code} to container {update.serial}.")
-
-    run_guarded(go)
-
-
-@app.command()
-def deactivate(
-    ticket: str = typer.Argument(..., help="The ticket whose license leaves the server."),
-    central: Optional[str] = typer.Option(None, "--central", help="License Central URL (default: where it came from)."),
-    data: Path = DataOpt,
-    offline: bool = typer.Option(False, "--offline", help="Write a receipt file instead of going online."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Receipt file to write (with --offline)."),
-) -> None:
-    """Remove a license from the server's container so its ticket can be activated elsewhere."""
-    from ..runtime import activation
-    from .enduser import _central, _write
-
-    def go() -> None:
-        if offline and output is None:
-            fail("--offline needs -o FILE for the receipt")
-        receipt = activation.deactivate(ticket, _central(central, required=False), offline=offline,
-                                        runtime=_runtime(data))
-        if offline:
-            assert output is not None
-            _write(output, activation.dump(receipt))
-            console.print(f"License removed. Receipt written to [bold]{output}[/].")
-        else:
-            console.print(f"License of ticket {ticket} removed from the server and freed at License Central.")
-
-    run_guarded(go)
-
-
-@app.command()
-def sync(
-    central: Optional[str] = typer.Option(None, "--central", help="License Central URL (default: where each came from)."),
-    data: Path = DataOpt,
-) -> None:
-    """Fetch pending updates for the server's container from License Central."""
-    from ..runtime import activation
-    from .enduser import _central
-
-    def go() -> None:
-        done = activation.sync(_central(central, required=False), runtime=_runtime(data))
-        if not done:
-            console.print("Nothing to sync: no container knows a License Central.")
-        for serial, firm, update in done:
-            console.print(f"Container {serial}, firm {firm}: update {update.seq}, {len(update.entries)} license(s).")
-
-    run_guarded(go)
+licenses.register(app, SERVER)
 
 
 # ------------------------------------------------------------ talking to a running server
 
 
 def _admin(url: Optional[str], token: Optional[str], data: Optional[Path]) -> tuple[str, dict[str, str]]:
-    url = (url or "http://127.0.0.1:22370").rstrip("/")
+    url = (url or DEFAULT_URL).rstrip("/")
     token = token or os.environ.get("LICENTIA_SERVER_ADMIN_TOKEN")
     if not token:
         path = _data(data) / "admin.token"
@@ -306,7 +258,9 @@ def _time(text: Optional[str], default: int) -> int:
 @usage_app.callback()
 def usage(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(None, "--from", help="From (inclusive): YYYY-MM-DD, ISO date-time or Unix seconds."),
+    start: Optional[str] = typer.Option(
+        None, "--from", help="From (inclusive): YYYY-MM-DD, ISO date-time or Unix seconds."
+    ),
     end: Optional[str] = typer.Option(None, "--to", help="To (exclusive); default: now."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON ({\"errorCode\": 0, \"licenseUsageList\": [...]})."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),

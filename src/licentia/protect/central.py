@@ -6,41 +6,36 @@
 - ``GET /api/v1/firms/{firm}/products/{product}/keys/{version}`` with the vendor's API
   key (``Authorization: Bearer ...``): the signed ``product-key`` document
   (``licentia.core.keyfile``).
+
+Every failure is a ``CentralError`` whose message says what to do.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..client import CentralClient, CentralError, CentralRefused, CentralUnreachable
 from ..core import keyfile
 from ..core.documents import DocumentInvalid
 
-API = "/api/v1"
-TIMEOUT = 30.0
-
-
-class CentralError(Exception):
-    """Central could not give the key; the message says what to do."""
-
-
-def _get(client: Any, url: str, what: str, headers: dict[str, str] | None = None) -> Any:
+if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
+T = TypeVar("T")
+
+
+def _ask(what: str, call: Callable[[], T]) -> T:
+    """``call()``, its CentralError said in terms of ``what`` the build needed."""
     try:
-        r = client.get(url, headers=headers or {})
-    except httpx.HTTPError as exc:
-        raise CentralError(
-            f"cannot reach License Central for {what} ({exc.__class__.__name__}): check --central"
+        return call()
+    except CentralUnreachable as exc:
+        raise CentralUnreachable(f"{exc} given with --central (needed for {what})") from None
+    except CentralRefused as exc:
+        detail = f": {exc.message} ({exc.code})" if exc.code else ""
+        raise CentralRefused(
+            f"License Central refused {what} (HTTP {exc.status}){detail}", status=exc.status, code=exc.code
         ) from None
-    if r.status_code >= 400:
-        detail = ""
-        try:
-            err = r.json().get("error", {})
-            detail = f": {err.get('message')} ({err.get('code')})"
-        except (ValueError, AttributeError):
-            pass
-        raise CentralError(f"License Central refused {what} (HTTP {r.status_code}){detail}")
-    return r
 
 
 def fetch_product_key(
@@ -51,27 +46,16 @@ def fetch_product_key(
     version: int,
     *,
     firm_pem: str | None = None,
-    transport: Any = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> tuple[keyfile.ProductKey, str, dict[str, Any]]:
     """(verified key, the firm PEM to pin, the key document) from Central."""
-    import httpx
-
     if not api_key:
         raise CentralError("no API key for License Central: set LICENTIA_API_KEY (a vendor key of the firm)")
-    base = central.rstrip("/") + API
-    with httpx.Client(timeout=TIMEOUT, transport=transport) as client:
+    with CentralClient(central, api_key=api_key, transport=transport) as client:
         if firm_pem is None:
-            firm_pem = _get(client, f"{base}/firms/{firm}/public-key?format=pem", "the firm's public key").text
-        r = _get(
-            client,
-            f"{base}/firms/{firm}/products/{product}/keys/{version}",
-            f"the product key (firm {firm}, product {product}, version {version})",
-            {"Authorization": f"Bearer {api_key}"},
-        )
-        try:
-            doc = r.json()
-        except ValueError:
-            raise CentralError("License Central answered something that is not a product-key document") from None
+            firm_pem = _ask("the firm's public key", lambda: client.firm_public_pem(firm))
+        what = f"the product key (firm {firm}, product {product}, version {version})"
+        doc = _ask(what, lambda: client.product_key(firm, product, version))
     try:
         keys = keyfile.keys_from_pem(firm_pem)
     except ValueError as exc:

@@ -1,24 +1,26 @@
 """Activation, deactivation, sync and offline file exchange with License Central.
 
-httpx is imported here, lazily: only when the runtime goes on the network.
+Central is reached through ``licentia.client`` (httpx is imported only when the runtime
+goes on the network); its errors become ``ActivationError`` in one place, ``_central``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core import errors as E
-from ..container import machine as _machine
+from ..client import CentralClient, CentralError, CentralUnreachable
+from ..container import Container
 from ..container.binding import NoUsableTraits
 from ..container.store import open_or_create
 from ..core import codes
+from ..core import errors as E
 from ..core.documents import DocumentInvalid, doc_type, parse
+from ..core.exchange import Update
 from ._runtime import Runtime, get_runtime
-
-API = "/api/v1"
-TIMEOUT = 30.0
 
 
 def _normalize_ticket(ticket: str) -> str:
@@ -28,37 +30,21 @@ def _normalize_ticket(ticket: str) -> str:
         raise E.ActivationError(f"ticket {ticket!r} is not valid ({exc}); check it for typos") from None
 
 
-def _post(central: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    return _call("POST", central, path, body)
-
-
-def _call(method: str, central: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    import httpx
-
-    url = central.rstrip("/") + API + path
+@contextmanager
+def _central(url: str) -> Iterator[CentralClient]:
+    """A client of the Central at ``url``; its errors leave as ``ActivationError``."""
     try:
-        with httpx.Client(timeout=TIMEOUT) as client:
-            response = client.request(method, url, json=body)
-    except httpx.HTTPError as exc:
+        with CentralClient(url) as client:
+            yield client
+    except CentralUnreachable as exc:
         raise E.ActivationError(
-            f"cannot reach License Central at {central} ({exc.__class__.__name__}): check the address, "
-            "or use --offline and carry the request file to a machine with network"
+            f"{exc}, or use --offline and carry the request file to a machine with network"
         ) from None
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if response.status_code >= 400:
-        message = None
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            message = data["error"].get("message")
-        raise E.ActivationError(message or f"License Central answered HTTP {response.status_code}")
-    if not isinstance(data, dict):
-        raise E.ActivationError("License Central sent an answer that is not JSON")
-    return data
+    except CentralError as exc:
+        raise E.ActivationError(str(exc)) from None
 
 
-def _container_for(rt: Runtime, level: str) -> _machine.MachineContainer:
+def _container_for(rt: Runtime, level: str) -> Container:
     try:
         container = open_or_create(rt.home, level, rt.traits, rt.clock())
     except NoUsableTraits as exc:
@@ -68,7 +54,10 @@ def _container_for(rt: Runtime, level: str) -> _machine.MachineContainer:
 
 
 def ticket_info(ticket: str, central: str) -> dict[str, Any]:
-    return _call("GET", central, f"/tickets/{_normalize_ticket(ticket)}/info")
+    """What Central says about a ticket (its binding level, ...)."""
+    ticket = _normalize_ticket(ticket)
+    with _central(central) as client:
+        return client.ticket_info(ticket)
 
 
 def make_request(ticket: str, *, level: str = "medium", runtime: Runtime | None = None) -> dict[str, Any]:
@@ -81,7 +70,7 @@ def make_request(ticket: str, *, level: str = "medium", runtime: Runtime | None 
 
 def activate(
     ticket: str, central: str, *, level: str | None = None, runtime: Runtime | None = None
-) -> tuple[_machine.MachineContainer, Any]:
+) -> tuple[Container, Update]:
     """Online activation: ask Central, apply the signed update. Returns (container, update)."""
     rt = runtime or get_runtime()
     ticket = _normalize_ticket(ticket)
@@ -89,7 +78,8 @@ def activate(
         level = str(ticket_info(ticket, central).get("level") or "medium")
     container = _container_for(rt, level)
     request = container.make_request("activate", rt.clock(), ticket=ticket)
-    update = _post(central, "/activations", request)
+    with _central(central) as client:
+        update = client.activate(request)
     applied = container.apply_update(update, rt.clock(), central=central)
     rt.reset()
     return container, applied
@@ -101,12 +91,14 @@ def submit(document: dict[str, Any], central: str) -> dict[str, Any]:
         kind = doc_type(parse(document))
     except DocumentInvalid:
         raise E.ActivationError("this file is not a licentia request or receipt") from None
-    if kind == "request":
-        action = document["payload"].get("action")
-        return _post(central, "/activations" if action == "activate" else "/sync", document)
-    if kind == "receipt":
-        return _post(central, "/deactivations", {"receipt": document})
-    raise E.ActivationError(f"a {kind} file cannot be submitted to Central; submit a request or a receipt")
+    if kind not in ("request", "receipt"):
+        raise E.ActivationError(f"a {kind} file cannot be submitted to Central; submit a request or a receipt")
+    with _central(central) as client:
+        if kind == "receipt":
+            return client.deactivate(document)
+        if document["payload"].get("action") == "activate":
+            return client.activate(document)
+        return client.sync(document)
 
 
 def read_document(path: str | Path) -> dict[str, Any]:
@@ -118,7 +110,7 @@ def read_document(path: str | Path) -> dict[str, Any]:
         raise E.rejected(f"{path}: {exc.reason}") from None
 
 
-def apply(document: dict[str, Any] | bytes, *, runtime: Runtime | None = None) -> Any:
+def apply(document: dict[str, Any] | bytes, *, runtime: Runtime | None = None) -> Update:
     """Apply an update file to the container it names."""
     rt = runtime or get_runtime()
     try:
@@ -134,7 +126,7 @@ def apply(document: dict[str, Any] | bytes, *, runtime: Runtime | None = None) -
     return update
 
 
-def _find_ticket(rt: Runtime, ticket: str) -> tuple[_machine.MachineContainer, int, int, str | None]:
+def _find_ticket(rt: Runtime, ticket: str) -> tuple[Container, int, int, str | None]:
     for container, slot in rt.iter_slots():
         for doc in slot.entries or []:
             if doc["payload"].get("ticket") == ticket:
@@ -157,7 +149,8 @@ def deactivate(
     if not offline:
         assert target is not None
         try:
-            _post(target, "/deactivations", {"receipt": receipt})
+            with _central(target) as client:
+                client.deactivate(receipt)
         except E.ActivationError as exc:
             kept = keep_receipt(rt, ticket, receipt)
             raise E.ActivationError(
@@ -177,7 +170,7 @@ def keep_receipt(rt: Runtime, ticket: str, receipt: dict[str, Any]) -> Path:
     return path
 
 
-def sync(central: str | None = None, *, runtime: Runtime | None = None) -> list[tuple[str, int, Any]]:
+def sync(central: str | None = None, *, runtime: Runtime | None = None) -> list[tuple[str, int, Update]]:
     """Fetch pending updates (revocations, signed time) for every firm slot; returns what was applied."""
     rt = runtime or get_runtime()
     done = []
@@ -186,7 +179,8 @@ def sync(central: str | None = None, *, runtime: Runtime | None = None) -> list[
         if not target:
             continue
         request = container.make_request("sync", rt.clock(), firm_code=slot.firm_code)
-        update = _post(target, "/sync", request)
+        with _central(target) as client:
+            update = client.sync(request)
         done.append((container.serial, slot.firm_code, container.apply_update(update, rt.clock(), central=target)))
     rt.reset()
     return done

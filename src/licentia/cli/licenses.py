@@ -1,0 +1,193 @@
+"""One command set for a container's licenses: activate, apply, deactivate, sync.
+
+``licentia`` registers it for this machine's container and ``licentia server`` for the
+license server's own (``--data DIR``). An ``Owner`` says whose container the commands
+change: the options that name it, the function that makes its runtime from them
+(``licentia.runtime.get_runtime()`` or ``make_runtime(home)``, the one factory) and the
+words the commands use for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Generic, Optional, TypeVar
+
+import typer
+
+from ._common import console, fail, run_guarded, spread
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..runtime import Runtime
+
+W = TypeVar("W")
+
+CentralOpt = typer.Option(None, "--central", help="License Central URL (or LICENTIA_CENTRAL_URL).")
+OfflineOpt = typer.Option(False, "--offline", help="Write a request file instead of going online.")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """Help and messages of the commands, in terms of whose container they change.
+
+    Messages are ``str.format`` templates: ``{ticket}``, ``{serial}``, ``{count}``, ``{firm}``,
+    ``{output}`` (the file written) and ``{name}`` (its name)."""
+
+    activate: str
+    level: str
+    activated: str
+    request_written: str
+    apply: str
+    deactivate: str
+    leaving_ticket: str
+    receipt_written: str
+    deactivated: str
+    sync: str
+
+
+@dataclass(frozen=True)
+class Owner(Generic[W]):
+    """Whose container the commands change: ``options`` (a dataclass of options, placed
+    after ``--central``), ``runtime`` (its runtime, made from those options), ``wording``."""
+
+    options: type[W]
+    runtime: Callable[[W], Runtime]
+    wording: Wording
+
+
+def register(app: typer.Typer, owner: Owner[W]) -> None:
+    """Add activate, apply, deactivate and sync for ``owner`` to ``app``."""
+    for name, build in (("activate", _activate), ("apply", _apply), ("deactivate", _deactivate), ("sync", _sync)):
+        app.command(name)(spread(build(owner), where=owner.options))
+
+
+def central_url(url: Optional[str], required: bool = True) -> Optional[str]:
+    """--central, else LICENTIA_CENTRAL_URL, else [central] url in $LICENTIA_HOME/config.toml."""
+    if not url and not os.environ.get("LICENTIA_CENTRAL_URL"):
+        from ..runtime import config, get_runtime
+
+        url = config.central_url(get_runtime().home)
+    url = url or os.environ.get("LICENTIA_CENTRAL_URL")
+    if required and not url:
+        fail(
+            "no License Central given: pass --central URL, set LICENTIA_CENTRAL_URL, or put "
+            "[central] url = \"...\" in $LICENTIA_HOME/config.toml"
+        )
+    return url
+
+
+def write_file(path: Path, data: bytes) -> None:
+    from ..container.files import write_atomic
+
+    write_atomic(path, data, mode=0o644)
+
+
+def _written(template: str, output: Path) -> str:
+    return template.format(output=output, name=output.name)
+
+
+def _activate(owner: Owner[W]) -> Callable[..., None]:
+    words = owner.wording
+
+    def activate(
+        ticket: str = typer.Argument(..., help="The ticket id from the vendor."),
+        central: Optional[str] = CentralOpt,
+        where: W = None,  # type: ignore[assignment]
+        offline: bool = OfflineOpt,
+        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Request file to write (with --offline)."),
+        level: Optional[str] = typer.Option(None, "--level", help=words.level),
+    ) -> None:
+        from ..runtime import activation
+
+        def go() -> None:
+            rt = owner.runtime(where)
+            if offline:
+                if output is None:
+                    fail("--offline needs -o FILE for the request")
+                request = activation.make_request(ticket, level=level or "medium", runtime=rt)
+                write_file(output, activation.dump(request))
+                console.print(_written(words.request_written, output))
+                return
+            container, update = activation.activate(ticket, central_url(central) or "", level=level, runtime=rt)
+            console.print(words.activated.format(
+                ticket=ticket, serial=container.serial, count=len(update.entries), firm=update.firm_code
+            ))
+
+        run_guarded(go)
+
+    activate.__doc__ = words.activate
+    return activate
+
+
+def _apply(owner: Owner[W]) -> Callable[..., None]:
+    def apply(
+        file: Path = typer.Argument(..., help="An update file from License Central."),
+        where: W = None,  # type: ignore[assignment]
+    ) -> None:
+        from ..runtime import activation
+
+        def go() -> None:
+            update = activation.apply(activation.read_document(file), runtime=owner.runtime(where))
+            console.print(f"Applied update {update.seq} of firm {update.firm_code} to container {update.serial}.")
+
+        run_guarded(go)
+
+    apply.__doc__ = owner.wording.apply
+    return apply
+
+
+def _deactivate(owner: Owner[W]) -> Callable[..., None]:
+    words = owner.wording
+
+    def deactivate(
+        ticket: str = typer.Argument(..., help=words.leaving_ticket),
+        central: Optional[str] = typer.Option(
+            None, "--central", help="License Central URL (default: where it came from)."
+        ),
+        where: W = None,  # type: ignore[assignment]
+        offline: bool = typer.Option(False, "--offline", help="Write a receipt file instead of going online."),
+        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Receipt file to write (with --offline)."),
+    ) -> None:
+        from ..runtime import activation
+
+        def go() -> None:
+            if offline and output is None:
+                fail("--offline needs -o FILE for the receipt")
+            rt = owner.runtime(where)
+            receipt = activation.deactivate(ticket, central_url(central, required=False), offline=offline, runtime=rt)
+            if offline:
+                assert output is not None
+                write_file(output, activation.dump(receipt))
+                console.print(_written(words.receipt_written, output))
+            else:
+                console.print(words.deactivated.format(ticket=ticket))
+
+        run_guarded(go)
+
+    deactivate.__doc__ = words.deactivate
+    return deactivate
+
+
+def _sync(owner: Owner[W]) -> Callable[..., None]:
+    def sync(
+        central: Optional[str] = typer.Option(
+            None, "--central", help="License Central URL (default: where each came from)."
+        ),
+        where: W = None,  # type: ignore[assignment]
+    ) -> None:
+        from ..runtime import activation
+
+        def go() -> None:
+            done = activation.sync(central_url(central, required=False), runtime=owner.runtime(where))
+            if not done:
+                console.print("Nothing to sync: no container knows a License Central.")
+            for serial, firm, update in done:
+                console.print(
+                    f"Container {serial}, firm {firm}: update {update.seq}, {len(update.entries)} license(s)."
+                )
+
+        run_guarded(go)
+
+    sync.__doc__ = owner.wording.sync
+    return sync

@@ -1,0 +1,152 @@
+"""``CentralClient``: calls to License Central's REST API (``/api/v1``) over httpx.
+
+Central answers JSON, or ``{"error": {"code", "message"}}`` with an HTTP error status.
+Every failure leaves as a ``CentralError``: ``CentralUnreachable`` when no answer came
+(connection refused, timeout, TLS, a malformed address), ``CentralRefused`` when Central
+answered an error (its ``status``, ``code`` and message), the base class when the answer
+is not what the call expects.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import CentralError, CentralRefused, CentralUnreachable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+API = "/api/v1"
+TIMEOUT = 30.0
+
+Params = dict[str, str | int]
+
+
+class CentralClient:
+    """A client of one License Central at ``url``.
+
+    ``api_key`` is sent as ``Authorization: Bearer ...`` (a vendor or admin key; the
+    container protocol needs none). ``transport`` replaces httpx's network transport
+    (tests). Use it in a ``with`` block, or call ``close()``, to free its connections.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self._transport = transport
+        self._http: httpx.Client | None = None
+
+    def __enter__(self) -> CentralClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # ------------------------------------------------------------ any endpoint
+
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: Params | None = None, authorized: bool = True
+    ) -> Any:
+        """Call ``/api/v1`` + ``path``; Central's answer as JSON (as text when it is not JSON).
+
+        ``authorized=False`` leaves the API key out (public endpoints)."""
+        response = self._send(method, path, json, params, authorized)
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            return response.text
+        try:
+            return response.json()
+        except ValueError:
+            raise CentralError("License Central sent an answer that is not JSON", status=response.status_code) from None
+
+    # ------------------------------------------------------------ the container protocol (no API key needed)
+
+    def ticket_info(self, ticket: str) -> dict[str, Any]:
+        """What a ticket needs for activation (its binding level, ...)."""
+        return _object(self.request("GET", f"/tickets/{ticket}/info"))
+
+    def activate(self, request: dict[str, Any]) -> dict[str, Any]:
+        """An activation request in, the signed update out."""
+        return _object(self.request("POST", "/activations", json=request))
+
+    def sync(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A sync request in, the firm's full-state update out."""
+        return _object(self.request("POST", "/sync", json=request))
+
+    def deactivate(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """A container's removal receipt in, Central's confirmation out (the ticket is free again)."""
+        return _object(self.request("POST", "/deactivations", json={"receipt": receipt}))
+
+    # ------------------------------------------------------------ keys
+
+    def firm_public_pem(self, firm: int) -> str:
+        """The firm's public signing key(s) as PEM (a public endpoint: no API key is sent)."""
+        return self._send("GET", f"/firms/{firm}/public-key", None, {"format": "pem"}, authorized=False).text
+
+    def product_key(self, firm: int, product: int, version: int) -> dict[str, Any]:
+        """The firm-signed ``product-key`` document of one product key version (vendor key)."""
+        answer = self.request("GET", f"/firms/{firm}/products/{product}/keys/{version}")
+        return _object(answer, expected="a product-key document")
+
+    # ------------------------------------------------------------ transport and errors
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(timeout=self.timeout, transport=self._transport)
+        return self._http
+
+    def _send(
+        self, method: str, path: str, json: Any, params: Params | None, authorized: bool
+    ) -> httpx.Response:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key and authorized else {}
+        try:
+            response = self._client().request(method, self.url + API + path, json=json, params=params, headers=headers)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise CentralUnreachable(
+                f"cannot reach License Central at {self.url} ({exc.__class__.__name__}): check the address"
+            ) from exc
+        if response.status_code >= 400:
+            raise _refusal(response)
+        return response
+
+
+def _refusal(response: httpx.Response) -> CentralRefused:
+    """Central's ``{"error": {"code", "message"}}`` as an exception (any other body: the status alone)."""
+    status = response.status_code
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        error = {}
+    message, code = error.get("message"), error.get("code")
+    return CentralRefused(
+        str(message) if message else f"License Central answered HTTP {status}",
+        status=status,
+        code=str(code) if code else None,
+    )
+
+
+def _object(answer: Any, *, expected: str = "JSON") -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise CentralError(f"License Central sent an answer that is not {expected}")
+    return answer
