@@ -18,7 +18,7 @@ runtime's container table, ``open_container()``, ``Handle.grant``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.exchange import Update
@@ -65,9 +65,15 @@ class Container(Grant, Protocol):
     after a change, never half of it, and concurrent changes never lose one another.
     """
 
-    kind: ClassVar[str]
-    serial: str  # type: ignore[misc]
-    level: str
+    @property
+    def kind(self) -> str:
+        """The kind's name, as its container file records it (``"machine"``)."""
+        ...
+
+    @property
+    def level(self) -> str:
+        """The binding level: ``"loose"``, ``"medium"`` or ``"tight"``."""
+        ...
 
     @property
     def sign_pub(self) -> str:

@@ -18,7 +18,6 @@ import functools
 import hmac
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from ..core import errors as E
 from ..core import hazmat, codes, exchange
 from ..core.encoding import b64d, b64e, canonical
 from ..core.documents import DocumentInvalid
-from ..core.license import LicenseEntry, LicenseState
+from ..core.license import LicenseEntry
 from . import binding, files
 from .slot import OBSERVE_STEP, Slot  # noqa: F401 (OBSERVE_STEP re-exported)
 from .traits import TraitReader
@@ -341,7 +340,8 @@ class MachineContainer:
         kid = self.__dict__.get("_kid")
         if kid is None:
             kid = self._kid = hazmat.key_id(self._sign_key.public_key())
-        return {"payload": payload, "kid": kid, "sig": b64e(hazmat.sign(self._sign_key, signing_message(doc_type, payload)))}
+        signature = hazmat.sign(self._sign_key, signing_message(doc_type, payload))
+        return {"payload": payload, "kid": kid, "sig": b64e(signature)}
 
     # ------------------------------------------------------------ borrowed licenses
 

@@ -30,6 +30,8 @@ from .license import LicenseEntry
 Signer = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 LEASE = "lease"
+#: access modes a lease names: a seat per access, per user and host, per host, or none
+MODES = ("user", "station", "exclusive", "nolimit")
 BORROW = "borrow"
 BORROW_RETURN = "borrow-return"
 

@@ -144,7 +144,9 @@ class NetClient:
             data = None
         return response.status_code, data
 
-    def delete_quietly(self, server: ServerAddr, path: str, params: dict[str, str], timeout: float | None = None) -> str:
+    def delete_quietly(
+        self, server: ServerAddr, path: str, params: dict[str, str], timeout: float | None = None
+    ) -> str:
         """DELETE that never raises; returns "" when it went through, else the error's class name."""
         try:
             if timeout is None:
@@ -164,7 +166,8 @@ class NetClient:
         message = str(err.get("message") or err.get("type") or status)
         if status == 401:
             return E.AccessDenied, f"server {server.label}: {message}", {}
-        cls = E.BY_CODE.get(err.get("code")) if isinstance(err.get("code"), int) else None
+        code = err.get("code")
+        cls = E.BY_CODE.get(code) if isinstance(code, int) else None
         if cls is None:
             cls = E.AccessDenied if status == 403 else E.LicenseNotFound if status == 404 else E.ServerUnreachable
         extra = {k: err[k] for k in ("seats", "in_use") if isinstance(err.get(k), int)}

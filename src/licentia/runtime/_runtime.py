@@ -42,7 +42,7 @@ def system_clock() -> int:
     return int(time.time())
 
 
-MODES = ("user", "station", "exclusive", "nolimit")
+MODES = grants.MODES
 
 
 def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[hazmat.Ed25519PublicKey]:
@@ -105,7 +105,7 @@ class Runtime:
         self._entries: dict[tuple[str, int], tuple[int, tuple[LicenseEntry, ...]]] = {}
         self._lock = threading.RLock()
         self._net: LeaseKeeper | None = None  # the network side, made on first use
-        self._grants: dict[str, Any] = {}  # borrow grant digest -> verified grant
+        self._grants: dict[str, grants.Borrow] = {}  # borrow grant digest -> verified grant
 
     @property
     def home(self) -> Path:
@@ -148,12 +148,13 @@ class Runtime:
         return net
 
     def containers(self, rescan: bool = False) -> dict[Path, Container | E.LicenseError]:
-        found = self._containers
-        if found is not None and not rescan:
-            return found
+        current = self._containers
+        if current is not None and not rescan:
+            return current
         with self._lock:
-            if self._containers is None or rescan:
-                known = self._containers or {}
+            current = self._containers
+            if current is None or rescan:
+                known = current or {}
                 found: dict[Path, Container | E.LicenseError] = {}
                 for path in container_dirs(self.home):
                     prev = known.get(path)
@@ -164,8 +165,8 @@ class Runtime:
                         found[path] = open_container(path, self.traits)
                     except E.LicenseError as exc:
                         found[path] = exc
-                self._containers = found
-            return self._containers
+                self._containers = current = found
+            return current
 
     def container(self, serial: str) -> Container:
         for result in self.containers(rescan=True).values():
@@ -192,11 +193,12 @@ class Runtime:
                 try:
                     entry = LicenseEntry.verify(doc, keys)
                 except DocumentInvalid as exc:
-                    _log.warning("license document rejected: %s", f"container {container.serial}: {exc.reason}")
+                    _log.warning("license document rejected: container %s: %s", container.serial, exc.reason)
                     bad.append(f"container {container.serial}: a license failed verification")
                     continue
                 if entry.serial != container.serial or entry.container_key != container.sign_pub:
-                    _log.warning("license document rejected: %s", f"container {container.serial}: entry issued to {entry.serial}")
+                    _log.warning("license document rejected: container %s: entry issued to %s",
+                                 container.serial, entry.serial)
                     bad.append(f"container {container.serial}: a license issued to another container")
                     continue
                 self._verified[digest] = entry
@@ -347,12 +349,12 @@ class Runtime:
                     grant = grants.verify_borrow(record["grant"], entry)
                     self._grants[grant_digest] = grant
             except (DocumentInvalid, KeyError, TypeError) as exc:
-                _log.warning("license document rejected: %s", f"{where}: {getattr(exc, 'reason', exc)}")
+                _log.warning("license document rejected: %s: %s", where, getattr(exc, "reason", exc))
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: failed verification"))
                 tried.append(f"{where}: failed verification")
                 continue
             if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
-                _log.warning("license document rejected: %s", f"{where}: grant for container {grant.client_serial}")
+                _log.warning("license document rejected: %s: grant for container %s", where, grant.client_serial)
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: issued to another container"))
                 continue
             where = f"{where} {entry.summary()}"
@@ -400,7 +402,7 @@ class Runtime:
 
     def info(self) -> list[dict[str, Any]]:
         """Containers and their licenses (verified where a firm key is pinned)."""
-        out = []
+        out: list[dict[str, Any]] = []
         now = self.clock()
         for path, result in self.containers(rescan=True).items():
             if isinstance(result, E.LicenseError):
