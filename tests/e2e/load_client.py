@@ -38,7 +38,7 @@ def work() -> None:
             continue
         with lock:
             counts["ok"] = counts.get("ok", 0) + 1
-            acked.append(h._lease.lease_id)
+            acked.append(h.grant.lease_id)
         time.sleep(hold)
         h.release()
 

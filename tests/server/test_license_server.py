@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from licentia.core import exchange
+from tests.seats.acl_rules import ACL
 from tests.server.netsite import Client, Site
 
 pytestmark = pytest.mark.slow
@@ -184,26 +185,7 @@ def test_forked_child_does_not_inherit_the_lease(site, clients):
 
 def test_acl_deny_reserve_and_max_and_reload(site, clients):
     site.add_license(quantity=3)
-    site.write_config("""
-[groups]
-eng = ["alice", "bob"]
-
-[[rules]]
-action = "deny"
-users = ["mallory"]
-
-[[rules]]
-action = "reserve"
-product = "10101:1"
-groups = ["eng"]
-seats = 1
-
-[[rules]]
-action = "max"
-product = "10101:1"
-users = ["carol"]
-seats = 1
-""")
+    site.write_config(ACL)
     site.start()
     version = site.health()["config_version"]
     mallory = clients("m", user="mallory")

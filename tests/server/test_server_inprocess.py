@@ -9,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from licentia import _testing
-from licentia._testing import FakeClock
 from licentia.container import MachineContainer
 from licentia.core import hazmat, exchange, grants
 from licentia.core.encoding import b64e
@@ -20,11 +19,6 @@ from licentia.server.settings import load_admin_token, server_table
 from tests.factory import T0, Firm, machine_traits
 
 TICKET = "00000-00000-00000-00000-00000"
-
-
-@pytest.fixture
-def clock():
-    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -161,3 +155,25 @@ def test_local_license_ignores_the_mode_and_has_no_server(tmp_path):
     rt = Runtime(tmp_path, clock=lambda: T0, traits=lambda: machine_traits())
     with rt.access(firm.code, 1, mode="exclusive", firm_key=firm.pem) as h:
         assert h.server is None and not h.lease_lost
+
+
+def test_each_refusal_has_one_status_and_its_wire_name():
+    from licentia.core import errors as E
+    from licentia.server.app import error_body, status_of
+
+    cases = [
+        (E.BadRequest("bad"), 400, {"type": "BadRequest", "message": "bad"}),
+        (E.LeaseUnknown("gone"), 404, {"type": "LeaseUnknown", "message": "gone"}),
+        (E.LeaseRevoked("revoked"), 410, {"type": "LeaseRevoked", "message": "revoked"}),
+        (E.BorrowUnknown("none"), 404, {"type": "BorrowUnknown", "message": "none"}),
+        (E.ServerBusy("later"), 503, {"type": "Unavailable", "message": "later"}),
+        (E.Refusal(E.LicenseNotFound, "no license", "log"), 404,
+         {"type": "LicenseNotFound", "message": "no license", "code": 10}),
+        (E.Refusal(E.SeatsExhausted, "full", "log", seats=2, in_use=2), 409,
+         {"type": "SeatsExhausted", "message": "full", "code": 22, "seats": 2, "in_use": 2}),
+        (E.Refusal(E.AccessDenied, "rules", "rule #1"), 403, {"type": "AccessDenied", "message": "rules", "code": 23}),
+        (E.Refusal(E.UnitsExhausted, "units"), 403, {"type": "UnitsExhausted", "message": "units", "code": 14}),
+    ]
+    for error, status, body in cases:
+        assert status_of(error) == status and error_body(error) == {"error": body}
+        assert list(error_body(error)["error"]) == list(body)  # the order on the wire

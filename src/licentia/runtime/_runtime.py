@@ -177,9 +177,11 @@ class Runtime:
                 raise result
         raise E.ActivationError(f"container {serial} is not on this machine")
 
-    def _verified_entries(
+    def verified_entries(
         self, container: Container, slot: Slot, keys: dict[str, hazmat.Ed25519PublicKey]
     ) -> tuple[tuple[LicenseEntry, ...], list[str]]:
+        """The slot's entries that verify against ``keys`` and name ``container`` (cached per
+        slot object and by digest), and a line for each that does not."""
         cache_key = (container.serial, slot.firm_code)
         cached = self._entries.get(cache_key)
         if cached is not None and cached[0] == id(slot):
@@ -286,7 +288,7 @@ class Runtime:
                 continue
             if slot is None:
                 continue
-            entries, bad = self._verified_entries(container, slot, keys)
+            entries, bad = self.verified_entries(container, slot, keys)
             for message in bad:
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, message))
                 tried.append(message)

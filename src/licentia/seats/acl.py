@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..core import errors as E
-from .model import Client, Lease, Refusal
 from ..core.errors import AclError  # noqa: F401 (re-exported)
+from .model import Client, Lease, Refusal
 
 ACTIONS = ("deny", "allow", "reserve", "max")
 _SELECTORS = ("users", "groups", "hosts", "ips")

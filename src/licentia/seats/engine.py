@@ -65,6 +65,71 @@ class _Work:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Pool:
+    """The licenses of one product a request may take a new seat of, and why each refused."""
+
+    tx: SeatTx
+    now: int
+    firm: int
+    product: int
+    total: int | None  # seats over all the licenses; None when one has no seat limit
+    holders: list[Lease] | None  # the product's live leases when it has reserve or max rules
+    refusals: list[Refusal] = field(default_factory=list)
+    exhausted: list[Refusal] = field(default_factory=list)  # per license: no seat left
+    used: int = 0  # seats found in use
+
+    @classmethod
+    def of(cls, w: _Work, acl: Acl, firm: int, product: int, candidates: Sequence[SeatLicense]) -> _Pool:
+        holders = w.tx.live_leases([c.key for c in candidates], w.now) if acl.has_seat_rules(firm, product) else None
+        total = None if any(c.quantity == 0 for c in candidates) else sum(c.quantity for c in candidates)
+        return cls(w.tx, w.now, firm, product, total, holders)
+
+    def refusal(self) -> Refusal:
+        """The refusal closest to success; when every license of a limited pool refused for
+        want of a seat, one that counts the seats of the whole product."""
+        best = max(self.refusals, key=lambda r: r.rank)
+        pooled = len(self.refusals) > 1 and all(any(r is x for x in self.exhausted) for r in self.refusals)
+        if self.total is None or not pooled:
+            return best
+        return Refusal(
+            E.SeatsExhausted,
+            f"all {self.total} seat(s) of product {self.firm}:{self.product} on this license server are in use; "
+            "try again later or ask for more seats",
+            "; ".join(r.log for r in self.refusals),
+            seats=self.total,
+            in_use=max(self.used, best.in_use or 0),
+        )
+
+
+def _seat_name(client: Client, mode: str) -> str | None:
+    """The seat a mode shares (None: a seat of the lease's own)."""
+    if mode == "station":
+        return f"station:{client.user}@{client.host}"
+    if mode == "exclusive":
+        return f"exclusive:{client.host}"
+    return None
+
+
+def _host_conflict(w: _Work, client: Client, lic: SeatLicense, mode: str) -> Refusal | None:
+    """An exclusive lease allows no other process of its host, and needs a host with none."""
+    cid = client.client_lease_id
+    if mode == "exclusive":
+        if w.tx.on_host(lic.key, client.host, w.now, cid, mode=None):
+            return Refusal(
+                E.AccessDenied,
+                "another process on this host uses this license: exclusive access allows one process per host",
+                f"{client.ident}: exclusive refused, {lic.key} is in use on {client.host}",
+            )
+    elif w.tx.on_host(lic.key, client.host, w.now, cid, mode="exclusive"):
+        return Refusal(
+            E.AccessDenied,
+            "a process on this host holds this license in exclusive mode",
+            f"{client.ident}: {lic.key} is held exclusively on {client.host}",
+        )
+    return None
+
+
 class SeatEngine:
     def __init__(
         self,
@@ -227,29 +292,39 @@ class SeatEngine:
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         now = self.clock()
-        refusal: Refusal | None = None
         with self._work(now) as w:
-            keys = {c.key for c in candidates}
-            prev = w.tx.lease_by_client(client.client_lease_id) if reconnect else None
-            if prev is not None and prev.mode != BORROW and prev.state in (ACTIVE, LINGERING):
-                if prev.live(now) and prev.license_key in keys:
-                    # the same client again (a retry, or back after a network drop): its own seat
-                    prev.state, prev.linger_until = ACTIVE, None
-                    prev.expires, prev.renewed, prev.ip = now + self.ttl, now, client.ip or prev.ip
-                    w.tx.save(prev)
-                    w.events.append(usage.lease_event("renew", now, prev, reason="reconnect"))
-                    return prev
-                if prev.state == ACTIVE:
-                    self._finish(w, prev, EXPIRED, min(prev.expires, now), "expire")
+            back = self._reconnect(w, client, candidates) if reconnect else None
+            if back is not None:
+                return back
             result = self._grant(w, client, firm_code, product_code, feature_code, mode, candidates)
             if isinstance(result, Lease):
                 return result
-            refusal = result
-            w.events.append(usage.denial_event(now, client, firm_code=firm_code, product_code=product_code,
-                                               feature_code=feature_code, mode=mode, invalid=False,
-                                               reason=refusal.log))
-        log.info("refused %s for %s:%s: %s", client.ident, firm_code, product_code, refusal.log)
-        raise refusal
+            self._deny(w, client, firm_code, product_code, feature_code, mode, result)
+        log.info("refused %s for %s:%s: %s", client.ident, firm_code, product_code, result.log)
+        raise result
+
+    @staticmethod
+    def _deny(w: _Work, client: Client, firm: int, product: int, feature_code: int, mode: str,
+              refusal: Refusal) -> None:
+        w.events.append(usage.denial_event(w.now, client, firm_code=firm, product_code=product,
+                                           feature_code=feature_code, mode=mode, invalid=False, reason=refusal.log))
+
+    def _reconnect(self, w: _Work, client: Client, candidates: Sequence[SeatLicense]) -> Lease | None:
+        """The live lease of this client lease id back (a retry, or back after a network drop:
+        its own seat); a lease of it that ran out ends here."""
+        prev = w.tx.lease_by_client(client.client_lease_id)
+        if prev is None or prev.mode == BORROW or prev.state not in (ACTIVE, LINGERING):
+            return None
+        now = w.now
+        if prev.live(now) and any(c.key == prev.license_key for c in candidates):
+            prev.state, prev.linger_until = ACTIVE, None
+            prev.expires, prev.renewed, prev.ip = now + self.ttl, now, client.ip or prev.ip
+            w.tx.save(prev)
+            w.events.append(usage.lease_event("renew", now, prev, reason="reconnect"))
+            return prev
+        if prev.state == ACTIVE:
+            self._finish(w, prev, EXPIRED, min(prev.expires, now), "expire")
+        return None
 
     def _grant(
         self, w: _Work, client: Client, firm: int, product: int, feature_code: int, mode: str,
@@ -261,81 +336,70 @@ class SeatEngine:
         if admitted is not None:
             return admitted
         if mode == "nolimit":
-            for lic in candidates:
-                if lic.quantity == 0:
-                    return self._new_lease(w, client, lic, mode, "", feature_code)
-            return Refusal(
-                E.AccessDenied,
-                "this license counts seats: the 'nolimit' access mode needs a license without a seat limit",
-                f"{client.ident}: nolimit asked for, every license of {firm}:{product} counts seats",
-            )
-        tx, now = w.tx, w.now
-        seat_rules = self.acl.has_seat_rules(firm, product)
-        holders = tx.live_leases([c.key for c in candidates], now) if seat_rules else []
-        total = None if any(c.quantity == 0 for c in candidates) else sum(c.quantity for c in candidates)
-        refusals: list[Refusal] = []
-        exhausted: list[Refusal] = []  # per license: no seat left
-        used_total = 0
+            return self._grant_unlimited(w, client, firm, product, feature_code, candidates)
+        pool = _Pool.of(w, self.acl, firm, product, candidates)
         for lic in candidates:
-            cid = client.client_lease_id
-            if mode == "exclusive" and tx.on_host(lic.key, client.host, now, cid, mode=None):
-                refusals.append(Refusal(
-                    E.AccessDenied,
-                    "another process on this host uses this license: exclusive access allows one process per host",
-                    f"{client.ident}: exclusive refused, {lic.key} is in use on {client.host}",
-                ))
+            refused = _host_conflict(w, client, lic, mode)
+            if refused is not None:
+                pool.refusals.append(refused)
                 continue
-            if mode != "exclusive" and tx.on_host(lic.key, client.host, now, cid, mode="exclusive"):
-                refusals.append(Refusal(
-                    E.AccessDenied,
-                    "a process on this host holds this license in exclusive mode",
-                    f"{client.ident}: {lic.key} is held exclusively on {client.host}",
-                ))
+            seat = self._seat_to_take_back(w, client, lic, mode)
+            if seat is not None:
+                return self._new_lease(w, client, lic, mode, seat, feature_code)
+            refused = self._new_seat_refusal(pool, client, lic)
+            if refused is not None:
+                pool.refusals.append(refused)
                 continue
-            seat: str | None = None
-            if mode == "station":
-                seat = f"station:{client.user}@{client.host}"
-                if tx.seat_live(lic.key, seat, now):
-                    return self._new_lease(w, client, lic, mode, seat, feature_code)  # joins the shared seat
-            elif mode == "exclusive":
-                seat = f"exclusive:{client.host}"
-            elif self.linger > 0:
-                lingering = tx.lingering_of(lic.key, client.user, client.host, now)
-                if lingering is not None:  # the same user back on the same host: the lingering seat
-                    lingering.state = RELEASED
-                    tx.save(lingering)
-                    return self._new_lease(w, client, lic, mode, lingering.seat, feature_code)
-            if lic.quantity > 0:
-                used = tx.count_seats(lic.key, now)
-                used_total += used
-                if used >= lic.quantity:
-                    exhausted.append(Refusal(
-                        E.SeatsExhausted,
-                        f"all {lic.quantity} seat(s) of license {lic.license_id} are in use",
-                        f"{client.ident}: {used}/{lic.quantity} seats of {lic.key} in use",
-                        seats=lic.quantity,
-                        in_use=used,
-                    ))
-                    refusals.append(exhausted[-1])
-                    continue
-            if seat_rules:
-                refused = self.acl.check_new_seat(client, firm, product, total, holders)
-                if refused is not None:
-                    refusals.append(refused)
-                    continue
-            return self._new_lease(w, client, lic, mode, seat, feature_code)
-        best = max(refusals, key=lambda r: r.rank)
-        if total is not None and len(refusals) > 1 and all(any(r is x for x in exhausted) for r in refusals):
-            in_use = max(used_total, best.in_use or 0)
-            return Refusal(
-                E.SeatsExhausted,
-                f"all {total} seat(s) of product {firm}:{product} on this license server are in use; try again "
-                "later or ask for more seats",
-                "; ".join(r.log for r in refusals),
-                seats=total,
-                in_use=in_use,
-            )
-        return best
+            return self._new_lease(w, client, lic, mode, _seat_name(client, mode), feature_code)
+        return pool.refusal()
+
+    def _grant_unlimited(
+        self, w: _Work, client: Client, firm: int, product: int, feature_code: int, candidates: Sequence[SeatLicense],
+    ) -> Lease | Refusal:
+        """``nolimit``: no seat, on the first license without a seat limit."""
+        for lic in candidates:
+            if lic.quantity == 0:
+                return self._new_lease(w, client, lic, "nolimit", "", feature_code)
+        return Refusal(
+            E.AccessDenied,
+            "this license counts seats: the 'nolimit' access mode needs a license without a seat limit",
+            f"{client.ident}: nolimit asked for, every license of {firm}:{product} counts seats",
+        )
+
+    def _seat_to_take_back(self, w: _Work, client: Client, lic: SeatLicense, mode: str) -> str | None:
+        """A seat this client takes without counting a new one: the live shared seat of its
+        station, or (with linger) the lingering seat of the same user on the same host."""
+        if mode == "station":
+            seat = _seat_name(client, mode)
+            return seat if w.tx.seat_live(lic.key, seat, w.now) else None
+        if mode == "exclusive" or self.linger <= 0:
+            return None
+        lingering = w.tx.lingering_of(lic.key, client.user, client.host, w.now)
+        if lingering is None:
+            return None
+        lingering.state = RELEASED
+        w.tx.save(lingering)
+        return lingering.seat
+
+    def _new_seat_refusal(self, pool: _Pool, client: Client, lic: SeatLicense, what: str = "") -> Refusal | None:
+        """Why ``client`` may not take a new seat of ``lic`` (None: it may): every seat in use,
+        or the product's reserve and max rules."""
+        if lic.quantity > 0:
+            used = pool.tx.count_seats(lic.key, pool.now)
+            pool.used += used
+            if used >= lic.quantity:
+                refusal = Refusal(
+                    E.SeatsExhausted,
+                    f"all {lic.quantity} seat(s) of license {lic.license_id} are in use",
+                    f"{client.ident}: {what}{used}/{lic.quantity} seats of {lic.key} in use",
+                    seats=lic.quantity,
+                    in_use=used,
+                )
+                pool.exhausted.append(refusal)
+                return refusal
+        if pool.holders is not None:
+            return self.acl.check_new_seat(client, pool.firm, pool.product, pool.total, pool.holders)
+        return None
 
     def renew(self, lease_id: str, client_lease_id: str) -> Lease:
         now = self.clock()
@@ -414,73 +478,66 @@ class SeatEngine:
         """Take a seat into the client container ``borrower`` (``serial``, ``sign_pub``,
         ``box_pub``) for up to ``days`` (capped by the admin's max_days and the license)."""
         now = self.clock()
-        refusal: Refusal | None = None
         with self._work(now) as w:
             result = self._borrow(w, client, firm_code, product_code, feature_code, days, borrower, candidates)
             if isinstance(result, Lease):
                 return result
-            refusal = result
-            w.events.append(usage.denial_event(now, client, firm_code=firm_code, product_code=product_code,
-                                               feature_code=feature_code, mode=BORROW, invalid=False,
-                                               reason=refusal.log))
-        log.info("refused borrowing %s:%s to %s: %s", firm_code, product_code, client.ident, refusal.log)
-        raise refusal
+            self._deny(w, client, firm_code, product_code, feature_code, BORROW, result)
+        log.info("refused borrowing %s:%s to %s: %s", firm_code, product_code, client.ident, result.log)
+        raise result
 
     def _borrow(
         self, w: _Work, client: Client, firm: int, product: int, feature_code: int, days: int,
         borrower: dict[str, Any], candidates: Sequence[SeatLicense],
     ) -> Lease | Refusal:
+        refused = self._may_borrow(client, firm, product, days, candidates)
+        if refused is not None:
+            return refused
+        for lic in candidates:
+            held = w.tx.borrowed_by(lic.key, borrower["serial"], w.now)
+            if held is not None:
+                return held  # this container borrowed it already
+        refused = self._lending_cap(w, client, firm, product, candidates)
+        if refused is not None:
+            return refused
+        pool = _Pool.of(w, self.acl, firm, product, candidates)
+        span = min(days, self.acl.borrow.max_days) * DAY
+        for lic in candidates:
+            refused = self._new_seat_refusal(pool, client, lic, "borrow, ")
+            until = w.now + span if lic.valid_until is None else min(w.now + span, lic.valid_until)
+            if refused is None and until <= w.now:
+                refused = Refusal(E.LicenseExpired, "the license ends before a borrow could start",
+                                  f"{lic.key} valid until {lic.valid_until}")
+            if refused is not None:
+                pool.refusals.append(refused)
+                continue
+            lid = self._lease_id(w.now)
+            return self._new_lease(w, client, lic, BORROW, f"borrow:{lid}", feature_code, lease_id=lid,
+                                   expires=until, borrower=dict(borrower))
+        return max(pool.refusals, key=lambda r: r.rank)
+
+    def _may_borrow(
+        self, client: Client, firm: int, product: int, days: int, candidates: Sequence[SeatLicense]
+    ) -> Refusal | None:
+        """Whether this client may borrow at all: a license to lend, a span, the access rules."""
         if not candidates:
             return Refusal(E.LicenseNotFound, f"the license server has no license for {firm}:{product}")
         if days < 1:
             return Refusal(E.AccessDenied, "borrow for at least one day", f"{client.ident}: borrow days={days}")
-        refused = self.acl.admit(client, firm, product) or self.acl.may_borrow(client)
-        if refused is not None:
-            return refused
-        tx, now = w.tx, w.now
-        for lic in candidates:
-            held = tx.borrowed_by(lic.key, borrower["serial"], now)
-            if held is not None:
-                return held  # this container borrowed it already
-        policy = self.acl.borrow
-        keys = [c.key for c in candidates]
-        if policy.max_seats is not None and tx.count_borrowed(keys, now) >= policy.max_seats:
-            return Refusal(
-                E.AccessDenied,
-                "the license server lends no more seats of this product now; ask its administrator",
-                f"{client.ident}: [borrow] max_seats {policy.max_seats} reached for {firm}:{product}",
-            )
-        seat_rules = self.acl.has_seat_rules(firm, product)
-        holders = tx.live_leases(keys, now) if seat_rules else []
-        total = None if any(c.quantity == 0 for c in candidates) else sum(c.quantity for c in candidates)
-        refusals: list[Refusal] = []
-        span = min(days, policy.max_days) * DAY
-        for lic in candidates:
-            if lic.quantity > 0:
-                used = tx.count_seats(lic.key, now)
-                if used >= lic.quantity:
-                    refusals.append(Refusal(
-                        E.SeatsExhausted, f"all {lic.quantity} seat(s) of license {lic.license_id} are in use",
-                        f"{client.ident}: borrow, {used}/{lic.quantity} seats of {lic.key} in use",
-                        seats=lic.quantity, in_use=used,
-                    ))
-                    continue
-            if seat_rules:
-                refused = self.acl.check_new_seat(client, firm, product, total, holders)
-                if refused is not None:
-                    refusals.append(refused)
-                    continue
-            until = now + span
-            if lic.valid_until is not None:
-                until = min(until, lic.valid_until)
-            if until <= now:
-                refusals.append(Refusal(E.LicenseExpired, "the license ends before a borrow could start",
-                                        f"{lic.key} valid until {lic.valid_until}"))
-                continue
-            lid = self._lease_id(now)
-            return self._new_lease(w, client, lic, BORROW, f"borrow:{lid}", feature_code, lease_id=lid,
-                                   expires=until, borrower=dict(borrower))
-        return max(refusals, key=lambda r: r.rank)
+        return self.acl.admit(client, firm, product) or self.acl.may_borrow(client)
+
+    def _lending_cap(
+        self, w: _Work, client: Client, firm: int, product: int, candidates: Sequence[SeatLicense]
+    ) -> Refusal | None:
+        """[borrow] max_seats: how many seats of the product may be out on loan at once."""
+        cap = self.acl.borrow.max_seats
+        if cap is None or w.tx.count_borrowed([c.key for c in candidates], w.now) < cap:
+            return None
+        return Refusal(
+            E.AccessDenied,
+            "the license server lends no more seats of this product now; ask its administrator",
+            f"{client.ident}: [borrow] max_seats {cap} reached for {firm}:{product}",
+        )
 
     def end_borrow(self, borrow_id: str, serial: str) -> Lease | None:
         """The client container ``serial`` gave a borrowed seat back (its receipt was checked)."""

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import errors as E
-from ..core.errors import Refusal, LeaseUnknown, LeaseRevoked  # noqa: F401 (re-exported)
+from ..core.errors import LeaseRevoked, LeaseUnknown, Refusal  # noqa: F401 (re-exported)
+from ..core.grants import MODES  # noqa: F401 (access modes a client may ask for; re-exported)
 
-#: access modes a client may ask for
-MODES = ("user", "station", "exclusive", "nolimit")
 #: the mode of a seat taken into a client's container
 BORROW = "borrow"
 

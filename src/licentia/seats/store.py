@@ -138,8 +138,8 @@ class _SqliteTx:
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        self.c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                       (key, value))
+        self.c.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     def lease(self, lease_id: str) -> Lease | None:
         row = self.c.execute(f"SELECT {_COLUMNS} FROM leases WHERE id = ?", (lease_id,)).fetchone()

@@ -15,6 +15,9 @@ With an access token set, those need ``Authorization: Bearer <token>``. Operator
 
 Handlers run the (short, synchronous) seat work on the event loop: one SQLite writer,
 no thread hand-offs. Reload: SIGHUP, a change of the config file, or the reload endpoint.
+
+A refusal is a ``SeatError`` from ``LicenseServer``; this module alone chooses its HTTP
+status (``STATUS``) and writes its body ``{"error": {"type", "message", "code"?, ...}}``.
 """
 
 from __future__ import annotations
@@ -27,15 +30,16 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..core import errors as E
 from . import admin as admin_page
 from . import discovery
-from .core import ApiError, LicenseServer
+from .core import LicenseServer
 from .metrics import Metrics
 from .settings import Settings, load_admin_token
 
@@ -45,14 +49,54 @@ API = "/api/v1"
 MAX_BODY = 64 * 1024
 PRUNE_EVERY = 3600.0
 
+#: HTTP status of each error class; a Refusal answers with the status of the LicenseError it names
+STATUS: dict[type[E.LicentiaError], int] = {
+    E.BadRequest: 400,
+    E.LeaseUnknown: 404,
+    E.LeaseRevoked: 410,
+    E.BorrowUnknown: 404,
+    E.ServerBusy: 503,
+    E.LicenseNotFound: 404,
+    E.SeatsExhausted: 409,
+    E.LicenseError: 403,
+}
+#: the error's ``type`` on the wire where it is not the class name
+WIRE_TYPE: dict[type[E.SeatError], str] = {E.ServerBusy: "Unavailable"}
+TOO_LARGE = 413  # a BadRequest whose body is over MAX_BODY
+
+
+def status_of(error: E.SeatError) -> int:
+    cls = error.error if isinstance(error, E.Refusal) else type(error)
+    for base in cls.__mro__:
+        status = STATUS.get(base)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_body(error: E.SeatError) -> dict[str, Any]:
+    """The answer's ``{"error": {"type", "message", "code"?, ...extra}}``; ``code`` names the
+    LicenseError a Refusal stands for (the client raises that class)."""
+    out: dict[str, Any]
+    if isinstance(error, E.Refusal):
+        out = {"type": error.type, "message": error.client_message, "code": error.error.code}
+    else:
+        out = {"type": WIRE_TYPE.get(type(error), error.type), "message": error.message}
+    out.update(error.extra)
+    return {"error": out}
+
+
+def _denial(error: E.SeatError) -> str | None:
+    """The metrics' denial label: the LicenseError type of a refused access."""
+    return error.type if isinstance(error, E.Refusal) else None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
 
 def _json(obj: Any, status: int = 200) -> Response:
-    return Response(json.dumps(obj, separators=(",", ":")).encode(), status_code=status,
-                    media_type="application/json")
-
-
-def _error(exc: ApiError) -> Response:
-    return _json(exc.body(), exc.status)
+    return Response(_dumps(obj), status_code=status, media_type="application/json")
 
 
 def _bearer(request: Request) -> str:
@@ -94,12 +138,11 @@ class _Batcher:
                         done.append((future, work(), None))
                     except Exception as exc:  # noqa: BLE001 - handed to its request
                         done.append((future, None, exc))
-        except Exception as exc:  # noqa: BLE001 - the commit failed: nothing was acknowledged
+        except Exception:  # noqa: BLE001 - the commit failed: nothing was acknowledged
             log.exception("seat transaction failed")
             for _, future in todo:
                 if not future.done():
-                    future.set_exception(ApiError(503, "Unavailable", "the license server could not store this; "
-                                                  "try again"))
+                    future.set_exception(E.ServerBusy("the license server could not store this; try again"))
             return
         for future, result, error in done:
             if future.done():
@@ -110,76 +153,105 @@ class _Batcher:
                 future.set_result(result)
 
 
-def create_app(settings: Settings, *, server: LicenseServer | None = None) -> ClientApi:
-    server = server or LicenseServer(settings)
-    admin_token, admin_source = load_admin_token(settings)
-    metrics = Metrics(server)
-    batcher = _Batcher(server)
-    state: dict[str, Any] = {"transport": None, "tasks": []}
+class _Lifecycle:
+    """What runs beside the requests: the lease sweeper, the config watcher, SIGHUP, discovery."""
 
-    def admin_ok(request: Request) -> bool:
-        return _same(_bearer(request), admin_token) or _same(request.cookies.get(admin_page.COOKIE, ""), admin_token)
+    def __init__(self, server: LicenseServer, settings: Settings):
+        self.server = server
+        self.settings = settings
+        self.tasks: list[asyncio.Task[None]] = []
+        self.transport: asyncio.DatagramTransport | None = None
 
-    def reload(reason: str) -> None:
+    def reload(self, reason: str) -> None:
         log.warning("reloading config (%s)", reason)
-        server.load_config()
+        self.server.load_config()
 
-    async def sweeper() -> None:
+    async def sweeper(self) -> None:
         last_prune = 0.0
         while True:
-            await asyncio.sleep(server.settings.sweep_interval)
+            await asyncio.sleep(self.server.settings.sweep_interval)
             try:
-                server.engine.sweep()
+                self.server.engine.sweep()
                 if time.monotonic() - last_prune > PRUNE_EVERY:
                     last_prune = time.monotonic()
-                    server.engine.prune()
+                    self.server.engine.prune()
             except Exception:  # noqa: BLE001 - keep sweeping
                 log.exception("lease sweep failed")
 
-    async def watcher() -> None:
+    async def watcher(self) -> None:
         while True:
-            await asyncio.sleep(server.settings.config_poll)
+            await asyncio.sleep(self.server.settings.config_poll)
             try:
-                if server.config_changed():
-                    reload("the config file changed")
+                if self.server.config_changed():
+                    self.reload("the config file changed")
             except Exception:  # noqa: BLE001
                 log.exception("config check failed")
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        state["tasks"] = [asyncio.create_task(sweeper()), asyncio.create_task(watcher())]
+        self.tasks = [asyncio.create_task(self.sweeper()), asyncio.create_task(self.watcher())]
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, reload, "SIGHUP")
+            loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+        settings = self.settings
         if settings.discovery:
-            state["transport"] = await discovery.start(settings.discovery_bind, settings.discovery_port,
-                                                       settings.port, settings.tls)
+            self.transport = await discovery.start(settings.discovery_bind, settings.discovery_port, settings.port,
+                                                   settings.tls)
         try:
             yield
         finally:
-            for task in state["tasks"]:
-                task.cancel()
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGHUP)
-            if state["transport"] is not None:
-                state["transport"].close()
-            server.close()
+            self._stop(loop)
 
-    app = FastAPI(title="licentia license server", version="1", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
-    app.state.license_server = server
-    app.state.admin_source = admin_source
-    app.state.metrics = metrics
+    def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        for task in self.tasks:
+            task.cancel()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
+        if self.transport is not None:
+            self.transport.close()
+        self.server.close()
 
-    @app.get("/hello")
-    async def hello() -> Response:
+
+class _Operators:
+    """The operators' endpoints (FastAPI routes): health, metrics, the admin API and page."""
+
+    def __init__(self, server: LicenseServer, settings: Settings, admin_token: str, metrics: Metrics):
+        self.server = server
+        self.settings = settings
+        self.admin_token = admin_token
+        self.metrics = metrics
+
+    def mount(self, app: FastAPI) -> None:
+        routes: list[tuple[str, str, Callable[..., Any]]] = [
+            ("GET", "/hello", self.hello),
+            ("GET", "/health", self.health),
+            ("GET", "/metrics", self.prometheus),
+            ("GET", API + "/admin/status", self.admin_status),
+            ("DELETE", API + "/admin/sessions/{lease_id}", self.admin_release),
+            ("POST", API + "/admin/reload", self.admin_reload),
+            ("GET", "/admin", self.admin_html),
+            ("POST", "/admin/login", self.admin_login),
+            ("POST", "/admin/logout", self.admin_logout),
+            ("POST", "/admin/sessions/{lease_id}/release", self.admin_release_form),
+        ]
+        for method, path, handler in routes:
+            app.add_api_route(path, handler, methods=[method])
+
+    def admin_ok(self, request: Request) -> bool:
+        token = self.admin_token
+        return _same(_bearer(request), token) or _same(request.cookies.get(admin_page.COOKIE, ""), token)
+
+    def need_admin(self, request: Request) -> Response | None:
+        if self.admin_ok(request):
+            return None
+        return _json({"error": {"type": "Unauthorized", "message": "admin token required"}}, 401)
+
+    async def hello(self) -> Response:
         """A hello-world endpoint on the same stack (the benchmark's yardstick)."""
         return _json({"hello": "world"})
 
-    # ------------------------------------------------------------ operators
-
-    @app.get("/health")
-    async def health() -> Response:
+    async def health(self) -> Response:
+        server = self.server
         return _json({
             "status": "ok",
             "config_version": server.config_version,
@@ -187,74 +259,119 @@ def create_app(settings: Settings, *, server: LicenseServer | None = None) -> Cl
             "config_error": server.config_error,
         })
 
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    def need_admin(request: Request) -> Response | None:
-        if admin_ok(request):
-            return None
-        return _json({"error": {"type": "Unauthorized", "message": "admin token required"}}, 401)
+    async def admin_status(self, request: Request) -> Response:
+        return self.need_admin(request) or _json(self.server.status())
 
-    @app.get(API + "/admin/status")
-    async def admin_status(request: Request) -> Response:
-        return need_admin(request) or _json(server.status())
+    async def admin_release(self, lease_id: str, request: Request) -> Response:
+        return self.need_admin(request) or _json({"released": self.server.admin_release(lease_id)})
 
-    @app.delete(API + "/admin/sessions/{lease_id}")
-    async def admin_release(lease_id: str, request: Request) -> Response:
-        return need_admin(request) or _json({"released": server.admin_release(lease_id)})
-
-    @app.post(API + "/admin/reload")
-    async def admin_reload(request: Request) -> Response:
-        denied = need_admin(request)
+    async def admin_reload(self, request: Request) -> Response:
+        denied = self.need_admin(request)
         if denied:
             return denied
+        server = self.server
         server.rescan()
         live = server.load_config()
         return _json({"reloaded": live, "config_version": server.config_version, "config_error": server.config_error})
 
-    @app.get("/admin")
-    async def admin_html(request: Request) -> Response:
-        if not admin_ok(request):
-            return HTMLResponse(admin_page.render(None), headers={"Cache-Control": "no-store"})
-        return HTMLResponse(admin_page.render(server.status()), headers={"Cache-Control": "no-store"})
+    async def admin_html(self, request: Request) -> Response:
+        status = self.server.status() if self.admin_ok(request) else None
+        return HTMLResponse(admin_page.render(status), headers={"Cache-Control": "no-store"})
 
-    @app.post("/admin/login")
-    async def admin_login(request: Request) -> Response:
+    async def admin_login(self, request: Request) -> Response:
         form = parse_qs((await request.body())[:4096].decode(errors="replace"))
         token = (form.get("token") or [""])[0]
-        if not _same(token, admin_token):
+        if not _same(token, self.admin_token):
             return HTMLResponse(admin_page.render(None, failed=True), status_code=401)
         response = RedirectResponse("/admin", status_code=303)
         response.set_cookie(admin_page.COOKIE, token, httponly=True, samesite="strict", path="/admin",
-                            secure=settings.tls)
+                            secure=self.settings.tls)
         return response
 
-    @app.post("/admin/logout")
-    async def admin_logout() -> Response:
+    async def admin_logout(self) -> Response:
         response = RedirectResponse("/admin", status_code=303)
         response.delete_cookie(admin_page.COOKIE, path="/admin")
         return response
 
-    @app.post("/admin/sessions/{lease_id}/release")
-    async def admin_release_form(lease_id: str, request: Request) -> Response:
-        if not admin_ok(request):
+    async def admin_release_form(self, lease_id: str, request: Request) -> Response:
+        if not self.admin_ok(request):
             return HTMLResponse(admin_page.render(None), status_code=401)
-        server.admin_release(lease_id)
+        self.server.admin_release(lease_id)
         return RedirectResponse("/admin", status_code=303)
 
-    return ClientApi(app, server, batcher, metrics, client_ok_raw=lambda token: _client_token_ok(server, token,
-                                                                                                 admin_token))
+
+def create_app(settings: Settings, *, server: LicenseServer | None = None) -> ClientApi:
+    server = server or LicenseServer(settings)
+    admin_token, admin_source = load_admin_token(settings)
+    metrics = Metrics(server)
+    app = FastAPI(title="licentia license server", version="1", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=_Lifecycle(server, settings).lifespan)
+    app.state.license_server = server
+    app.state.admin_source = admin_source
+    app.state.metrics = metrics
+    _Operators(server, settings, admin_token, metrics).mount(app)
+    return ClientApi(app, server, _Batcher(server), metrics, admin_token)
 
 
-def _client_token_ok(server: LicenseServer, given: str, admin_token: str) -> bool:
-    token = server.settings.access_token
-    return not token or _same(given, token) or _same(given, admin_token)
-
+# ---------------------------------------------------------------- the client API
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_UNAUTHORIZED = {"error": {"type": "Unauthorized",
-                           "message": "this license server needs its access token: set LICENTIA_SERVER_TOKEN"}}
+_UNAUTHORIZED = json.dumps({"error": {"type": "Unauthorized", "message": "this license server needs its access token: "
+                                                                     "set LICENTIA_SERVER_TOKEN"}}).encode()
+
+
+class _Call(NamedTuple):
+    """What a client request carries besides its body."""
+
+    ip: str
+    item: str  # the lease or borrow id of the path ("" for a collection)
+    query: dict[str, str]
+
+
+Work = Callable[[dict[str, Any], _Call], Any]
+
+
+def _token(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            return text[7:].strip() if text[:7].lower() == "bearer " else ""
+    return ""
+
+
+async def _read_body(receive: Callable[..., Any]) -> bytes | None:
+    """The request body, cut off once over MAX_BODY; None when the client went away."""
+    raw = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        raw += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(raw) > MAX_BODY:
+            break
+    return raw
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise E.BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise E.BadRequest("the body is a JSON object")
+    return body
+
+
+def _call(scope: dict[str, Any], item: str) -> _Call:
+    client = scope.get("client")
+    query = scope.get("query_string") or b""
+    return _Call(client[0] if client else "", item,
+                 {k: v[0] for k, v in parse_qs(query.decode()).items()} if query else {})
 
 
 class ClientApi:
@@ -262,14 +379,17 @@ class ClientApi:
     operators' endpoints): the hot path (access, renew, release) skips the framework's
     routing and dependency machinery. Every other path goes to FastAPI."""
 
-    def __init__(self, app: FastAPI, server: LicenseServer, batcher: _Batcher, metrics: Metrics,
-                 client_ok_raw: Callable[[str], bool]):
+    def __init__(self, app: FastAPI, server: LicenseServer, batcher: _Batcher, metrics: Metrics, admin_token: str):
         self.app = app
         self.state = app.state
         self.server = server
         self.batcher = batcher
         self.metrics = metrics
-        self.client_ok = client_ok_raw
+        self.admin_token = admin_token
+
+    def client_ok(self, given: str) -> bool:
+        token = self.server.settings.access_token
+        return not token or _same(given, token) or _same(given, self.admin_token)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "http":
@@ -284,29 +404,47 @@ class ClientApi:
                 return
         await self.app(scope, receive, send)
 
-    def _route(self, method: str, rest: str) -> tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any], bool] | None:
-        server = self.server
+    # ------------------------------------------------------------ routes
+
+    def _route(self, method: str, rest: str) -> tuple[str, Work, bool, str] | None:
+        """(endpoint, handler, reads a body, the id in the path) of a client API path."""
         parts = rest.split("/")
         if parts[0] == "leases":
             if len(parts) == 1 and method == "POST":
-                return "access", lambda b, ctx: server.access(b, ctx["ip"]), True
+                return "access", self.access, True, ""
             if len(parts) == 3 and parts[2] == "renew" and method == "POST":
-                lease_id = parts[1]
-                return "renew", lambda b, ctx: server.renew(lease_id, b), True
+                return "renew", self.renew, True, parts[1]
             if len(parts) == 2 and method == "DELETE":
-                lease_id = parts[1]
-                return "release", lambda b, ctx: server.release(lease_id, ctx["query"].get("client", "")), False
+                return "release", self.release, False, parts[1]
         elif parts[0] == "borrows":
             if len(parts) == 1 and method == "POST":
-                return "borrow", lambda b, ctx: server.borrow(b, ctx["ip"]), True
+                return "borrow", self.borrow, True, ""
             if len(parts) == 3 and parts[2] == "return" and method == "POST":
-                borrow_id = parts[1]
-                return "return", lambda b, ctx: server.return_borrowed(borrow_id, b), True
+                return "return", self.give_back, True, parts[1]
         elif rest == "licenses" and method == "GET":
-            return "licenses", lambda b, ctx: {"licenses": [
-                {k: v for k, v in lic.items() if k != "ticket"} for lic in server.licenses()
-                if lic["status"] != "local only"]}, False
+            return "licenses", self.licenses, False, ""
         return None
+
+    def access(self, body: dict[str, Any], call: _Call) -> bytes:
+        return self.server.access(body, call.ip)
+
+    def renew(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return self.server.renew(call.item, body)
+
+    def release(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return self.server.release(call.item, call.query.get("client", ""))
+
+    def borrow(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return self.server.borrow(body, call.ip)
+
+    def give_back(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return self.server.return_borrowed(call.item, body)
+
+    def licenses(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return {"licenses": [{k: v for k, v in lic.items() if k != "ticket"} for lic in self.server.licenses()
+                             if lic["status"] != "local only"]}
+
+    # ------------------------------------------------------------ requests
 
     @staticmethod
     async def _send(send: Callable[..., Any], status: int, body: bytes) -> None:
@@ -314,49 +452,31 @@ class ClientApi:
                     "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
+    async def _refuse(self, send: Callable[..., Any], endpoint: str, t0: float, error: E.SeatError,
+                      status: int | None = None) -> None:
+        self.metrics.observe(endpoint, time.perf_counter() - t0, False, _denial(error))
+        await self._send(send, status or status_of(error), _dumps(error_body(error)))
+
     async def _handle(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any],
-                      endpoint: str, work: Callable[[dict[str, Any], dict[str, Any]], Any], needs_body: bool) -> None:
+                      endpoint: str, work: Work, needs_body: bool, item: str) -> None:
         t0 = time.perf_counter()
-        token = ""
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                text = value.decode("latin-1")
-                token = text[7:].strip() if text[:7].lower() == "bearer " else ""
-                break
-        if not self.client_ok(token):
+        if not self.client_ok(_token(scope)):
             self.metrics.observe(endpoint, time.perf_counter() - t0, False)
-            await self._send(send, 401, json.dumps(_UNAUTHORIZED).encode())
+            await self._send(send, 401, _UNAUTHORIZED)
             return
-        raw = b""
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(raw) > MAX_BODY:
-                break
+        raw = await _read_body(receive)
+        if raw is None:
+            return
+        if len(raw) > MAX_BODY:
+            await self._refuse(send, endpoint, t0, E.BadRequest("request body too large"), TOO_LARGE)
+            return
         try:
-            if len(raw) > MAX_BODY:
-                raise ApiError(413, "BadRequest", "request body too large")
-            body: dict[str, Any] = {}
-            if needs_body and raw:
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    raise ApiError.bad("the body is not JSON") from None
-                if not isinstance(body, dict):
-                    raise ApiError.bad("the body is a JSON object")
-            client = scope.get("client")
-            query = scope.get("query_string") or b""
-            ctx = {"ip": client[0] if client else "",
-                   "query": {k: v[0] for k, v in parse_qs(query.decode()).items()} if query else {}}
-            result = await self.batcher.submit(lambda: work(body, ctx))
-        except ApiError as exc:
-            self.metrics.observe(endpoint, time.perf_counter() - t0, False, exc.type if exc.code is not None else None)
-            await self._send(send, exc.status, json.dumps(exc.body(), separators=(",", ":")).encode())
+            body = _parse_body(raw) if needs_body and raw else {}
+            call = _call(scope, item)
+            result = await self.batcher.submit(lambda: work(body, call))
+        except E.SeatError as exc:
+            await self._refuse(send, endpoint, t0, exc)
             return
-        payload = result if isinstance(result, bytes) else json.dumps(result, separators=(",", ":")).encode()
+        payload = result if isinstance(result, bytes) else _dumps(result)
         self.metrics.observe(endpoint, time.perf_counter() - t0, True)
         await self._send(send, 200, payload)

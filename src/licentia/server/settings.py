@@ -16,8 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from ..core.errors import SettingsError  # noqa: F401 (re-exported)
-
-DEFAULT_PORT = 22370
+from ..runtime import DEFAULT_PORT
 DEFAULT_DATA = ".licentia-server"
 
 #: Every environment variable the server reads (docs/server.md lists them too).
