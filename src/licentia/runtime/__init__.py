@@ -10,19 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._runtime import (
-    MODES,
-    Handle,
-    Runtime,
-    RuntimeFactory,
-    access,
-    factory,
-    get_runtime,
-    info,
-    make_runtime,
-    system_clock,
-    trust,
-)
+from ._factory import RuntimeFactory, access, factory, get_runtime, info, make_runtime, trust
+from ._handle import Handle
+from ._runtime import MODES, Runtime, system_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._borrowing import borrow, borrowed, give_back

@@ -20,7 +20,8 @@ from ..core import codes
 from ..core import errors as E
 from ..core.documents import DocumentInvalid, doc_type, parse
 from ..core.exchange import Update
-from ._runtime import Runtime, get_runtime
+from ._factory import get_runtime
+from ._runtime import Runtime
 
 
 def _normalize_ticket(ticket: str) -> str:
