@@ -8,7 +8,9 @@
 Everything an application needs is exported here. ``import licentia`` loads
 ``cryptography`` only; httpx is imported when the runtime first goes on the network.
 ``open_protected(path)`` reads data files made by ``licentia protect-data``; packages
-made by ``licentia protect`` raise ``ProtectedImportError`` when no license opens them.
+made by ``licentia protect`` raise ``ProtectedImportError`` when no license opens them, and
+``open_protected`` raises ``ProtectedDataError`` for a damaged or altered file. Every
+exception licentia raises derives from ``LicentiaError`` (``licentia.core.errors``).
 """
 
 from .core.errors import (
@@ -24,6 +26,7 @@ from .core.errors import (
     LicenseNotFound,
     LicenseNotYetValid,
     MaintenanceExpired,
+    ProtectedDataError,
     ProtectedImportError,
     SeatsExhausted,
     ServerUnreachable,
@@ -50,6 +53,7 @@ __all__ = [
     "LicenseNotFound",
     "LicenseNotYetValid",
     "MaintenanceExpired",
+    "ProtectedDataError",
     "ProtectedImportError",
     "SeatsExhausted",
     "ServerUnreachable",
