@@ -168,20 +168,17 @@ def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
 
 def run_read(session: Session, fn: Callable[[], T]) -> T:
     """Run ``fn`` in a read transaction, again once on a fresh connection if the server dropped it."""
-    try:
-        with read_tx(session):
-            return fn()
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    session.expunge_all()
-    try:
-        with read_tx(session):
-            return fn()
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        raise translate(exc) from None
+    for attempt in range(2):
+        try:
+            with read_tx(session):
+                return fn()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            if attempt:
+                raise translate(exc) from None
+        session.expunge_all()
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------- migrations
