@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import errors as E
 from ..core.documents import DocumentInvalid
 from ..core.license import AccessRequest, LicenseEntry, evaluate, units_left
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._runtime import Runtime
+    from ..container import Container
+    from ..core.hazmat import Ed25519PublicKey
 
 
-def describe(rt: Runtime) -> list[dict[str, Any]]:
-    """Containers and their licenses (verified where a firm key is pinned)."""
+def describe(
+    containers: dict[Path, Container | E.LicenseError],
+    trusted: Callable[[int], dict[str, Ed25519PublicKey]],
+    now: int,
+) -> list[dict[str, Any]]:
+    """Containers and their licenses at ``now`` (verified where ``trusted`` has a firm key)."""
     out: list[dict[str, Any]] = []
-    now = rt.clock()
-    for path, result in rt.containers(rescan=True).items():
+    for path, result in containers.items():
         if isinstance(result, E.LicenseError):
             out.append({"serial": path.name, "kind": "machine", "status": str(result), "licenses": []})
             continue
         licenses = []
         for firm, slot in sorted(result.slots().items()):
-            keys = rt.trusted(firm)
+            keys = trusted(firm)
             for doc in slot.entries or []:
                 try:
                     entry = LicenseEntry.verify(doc, keys) if keys else LicenseEntry.from_payload(doc["payload"])

@@ -406,7 +406,7 @@ class Runtime:
         """Containers and their licenses (verified where a firm key is pinned)."""
         from ._info import describe
 
-        return describe(self)
+        return describe(self.containers(rescan=True), self.trusted, self.clock())
 
     def iter_slots(self) -> Iterator[tuple[Container, Slot]]:
         for result in self.containers(rescan=True).values():
