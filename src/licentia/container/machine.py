@@ -21,10 +21,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core import codes, exchange, hazmat
 from ..core import errors as E
-from ..core import hazmat, codes, exchange
-from ..core.encoding import b64d, b64e, canonical
 from ..core.documents import DocumentInvalid
+from ..core.encoding import b64d, b64e, canonical
 from ..core.license import LicenseEntry
 from . import binding, files
 from .slot import OBSERVE_STEP, Slot  # noqa: F401 (OBSERVE_STEP re-exported)
@@ -99,16 +99,22 @@ class MachineContainer:
 
     @classmethod
     def read_meta(cls, path: Path) -> dict[str, Any]:
-        meta = json.loads((path / "container.json").read_bytes())
+        return cls._checked(json.loads((path / "container.json").read_bytes()))
+
+    @classmethod
+    def _checked(cls, meta: dict[str, Any]) -> dict[str, Any]:
         if meta.get("format") != CONTAINER_FORMAT or meta.get("kind") != cls.kind:
             raise ValueError("not a machine container")
         return meta
 
     @classmethod
-    def open(cls, path: Path, traits: TraitReader | dict[str, str]) -> MachineContainer:
-        """Open a container; ContainerLocked when the binding does not match."""
+    def open(
+        cls, path: Path, traits: TraitReader | dict[str, str], *, meta: dict[str, Any] | None = None
+    ) -> MachineContainer:
+        """Open a container (``meta``: its container.json, when the caller read it already);
+        ContainerLocked when the binding does not match."""
         try:
-            meta = cls.read_meta(path)
+            meta = cls.read_meta(path) if meta is None else cls._checked(meta)
         except (OSError, ValueError) as exc:
             raise E.rejected(f"container {path.name} unreadable: {exc}") from None
         values = traits() if callable(traits) else traits

@@ -37,13 +37,14 @@ def container_dirs(home: Path) -> list[Path]:
 def open_container(path: Path, traits: TraitReader) -> Container:
     """Open the container in ``path``, whatever its kind (ContainerLocked when its binding does not match)."""
     try:
-        kind = json.loads((path / "container.json").read_bytes()).get("kind")
+        meta = json.loads((path / "container.json").read_bytes())
+        kind = meta.get("kind")
     except (OSError, ValueError, AttributeError) as exc:
         raise E.rejected(f"container {path.name} unreadable: {exc}") from None
     cls = KINDS.get(kind)
     if cls is None:
         raise E.rejected(f"container {path.name}: unknown kind {kind!r}")
-    return cls.open(path, traits)
+    return cls.open(path, traits, meta=meta)
 
 
 def find_level(home: Path, level: str) -> Path | None:

@@ -119,9 +119,14 @@ class LicenseInvalid(LicenseError):
         )
 
 
+def log_rejected(reason: str, *, logger: logging.Logger | None = None) -> None:
+    """Log why a document was rejected (where the caller goes on to the next document)."""
+    (logger or _log).warning("license document rejected: %s", reason)
+
+
 def rejected(reason: str, *, logger: logging.Logger | None = None) -> LicenseInvalid:
     """Log why a document was rejected and return the generic ``LicenseInvalid`` to raise."""
-    (logger or _log).warning("license document rejected: %s", reason)
+    log_rejected(reason, logger=logger)
     return LicenseInvalid(reason=reason)
 
 
@@ -630,5 +635,6 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnitsExhausted",
+    "log_rejected",
     "rejected",
 ]

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..container import NoUsableTraits, files, open_or_create
+from ..container import files
 from ..core import errors as E
 from ..core import grants
 from ..core.documents import DocumentInvalid, document_digest
@@ -20,6 +20,8 @@ from ..core.license import LicenseEntry
 from ._netclient import API
 from ._runtime import Runtime
 from ._servers import parse_server
+from .activation import container_for
+
 
 def borrow(runtime: Runtime, firm_code: int, product_code: int, days: int, *, feature_code: int = 0,
            level: str = "medium") -> dict[str, Any]:
@@ -29,11 +31,7 @@ def borrow(runtime: Runtime, firm_code: int, product_code: int, days: int, *, fe
     if not servers:
         raise E.ServerUnreachable("no license server to borrow from: set LICENTIA_HOST, run 'licentia config "
                                   "server add HOST', or 'licentia config discovery on'")
-    try:
-        container = open_or_create(runtime.home, level, runtime.traits, runtime.clock())
-    except NoUsableTraits as exc:
-        raise E.ActivationError(str(exc)) from None
-    runtime.reset()
+    container = container_for(runtime, level)
     body = {
         "firm_code": firm_code,
         "product_code": product_code,

@@ -80,11 +80,7 @@ def make_runtime(home: Path | str | None = None) -> Runtime:
     return factory.make(Path(home) if home is not None else None)
 
 
-def _after_fork_in_child() -> None:
-    factory._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=factory._after_fork_in_child)
 
 
 def access(

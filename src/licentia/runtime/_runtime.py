@@ -11,7 +11,6 @@ that starts a usage period, a clock observation when time moved on noticeably).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -19,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..core import errors as E
-
-_log = logging.getLogger("licentia")
-from ..container import OBSERVE_STEP, Container, Slot, open_container
+from ..container import OBSERVE_STEP, Container, Slot, open_container, open_or_create
 from ..container.store import container_dirs, default_home
 from ..container.traits import read_system_traits
 from ..core import codes, grants, hazmat
+from ..core import errors as E
 from ..core.documents import DocumentInvalid, document_digest
 from ..core.license import AccessRequest, LicenseEntry, LicenseState, effective_time, evaluate, units_left
 from ._handle import Handle
@@ -168,6 +165,13 @@ class Runtime:
                 self._containers = current = found
             return current
 
+    def machine_container(self, level: str, *, now: int | None = None) -> Container:
+        """This machine's container of ``level``, made on first use (NoUsableTraits when the
+        machine offers nothing to bind to); the container table is looked at anew next time."""
+        container = open_or_create(self.home, level, self.traits, self.clock() if now is None else now)
+        self.reset()
+        return container
+
     def container(self, serial: str) -> Container:
         for result in self.containers(rescan=True).values():
             if not isinstance(result, E.LicenseError) and result.serial == serial:
@@ -195,12 +199,11 @@ class Runtime:
                 try:
                     entry = LicenseEntry.verify(doc, keys)
                 except DocumentInvalid as exc:
-                    _log.warning("license document rejected: container %s: %s", container.serial, exc.reason)
+                    E.log_rejected(f"container {container.serial}: {exc.reason}")
                     bad.append(f"container {container.serial}: a license failed verification")
                     continue
                 if entry.serial != container.serial or entry.container_key != container.sign_pub:
-                    _log.warning("license document rejected: container %s: entry issued to %s",
-                                 container.serial, entry.serial)
+                    E.log_rejected(f"container {container.serial}: entry issued to {entry.serial}")
                     bad.append(f"container {container.serial}: a license issued to another container")
                     continue
                 self._verified[digest] = entry
@@ -351,12 +354,12 @@ class Runtime:
                     grant = grants.verify_borrow(record["grant"], entry)
                     self._grants[grant_digest] = grant
             except (DocumentInvalid, KeyError, TypeError) as exc:
-                _log.warning("license document rejected: %s: %s", where, getattr(exc, "reason", exc))
+                E.log_rejected(f"{where}: {getattr(exc, 'reason', exc)}")
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: failed verification"))
                 tried.append(f"{where}: failed verification")
                 continue
             if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
-                _log.warning("license document rejected: %s: grant for container %s", where, grant.client_serial)
+                E.log_rejected(f"{where}: grant for container {grant.client_serial}")
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: issued to another container"))
                 continue
             where = f"{where} {entry.summary()}"

@@ -15,7 +15,6 @@ from typing import Any
 from ..client import CentralClient, CentralError, CentralUnreachable
 from ..container import Container
 from ..container.binding import NoUsableTraits
-from ..container.store import open_or_create
 from ..core import codes
 from ..core import errors as E
 from ..core.documents import DocumentInvalid, doc_type, parse
@@ -45,13 +44,13 @@ def _central(url: str) -> Iterator[CentralClient]:
         raise E.ActivationError(str(exc)) from None
 
 
-def _container_for(rt: Runtime, level: str) -> Container:
+def container_for(rt: Runtime, level: str) -> Container:
+    """The runtime's machine container of ``level`` (made on first use); ActivationError when
+    the machine offers no trait to bind to."""
     try:
-        container = open_or_create(rt.home, level, rt.traits, rt.clock())
+        return rt.machine_container(level)
     except NoUsableTraits as exc:
         raise E.ActivationError(str(exc)) from None
-    rt.reset()
-    return container
 
 
 def ticket_info(ticket: str, central: str) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def make_request(ticket: str, *, level: str = "medium", runtime: Runtime | None 
     """An activation request for ``ticket`` from the container of ``level`` (no network)."""
     rt = runtime or get_runtime()
     ticket = _normalize_ticket(ticket)
-    container = _container_for(rt, level)
+    container = container_for(rt, level)
     return container.make_request("activate", rt.clock(), ticket=ticket)
 
 
@@ -77,7 +76,7 @@ def activate(
     ticket = _normalize_ticket(ticket)
     if level is None:
         level = str(ticket_info(ticket, central).get("level") or "medium")
-    container = _container_for(rt, level)
+    container = container_for(rt, level)
     request = container.make_request("activate", rt.clock(), ticket=ticket)
     with _central(central) as client:
         update = client.activate(request)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..container import Container, Slot, container_dirs, files, open_or_create
+from ..container import Container, Slot, container_dirs, files
 from ..core import codes, exchange, grants, hazmat
 from ..core import errors as E
 from ..core.documents import DocumentInvalid
@@ -51,6 +51,7 @@ MAX_BORROW_DAYS = 3650
 MAX_CACHED = 10000  # session keys checked, product keys sealed per session: forgotten past this
 RESCAN_EVERY = 2.0  # real seconds between looks for new containers on a miss
 SERVED_CHECK = 0.2  # real seconds between looks at the containers' state files
+
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
@@ -327,9 +328,7 @@ class LicenseServer:
         return found[0] if found else self._create_container()
 
     def _create_container(self) -> Container:
-        container = open_or_create(self.runtime.home, "medium", self.runtime.traits, self.clock())
-        self.runtime.reset()
-        return container
+        return self.runtime.machine_container("medium", now=self.clock())
 
     def served(self) -> tuple[list[Served], list[Served]]:
         """(licenses served over the network, local-only licenses kept back).
