@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -100,3 +100,27 @@ def central_process(data: Path, admin_key: str) -> Iterator[str]:
         proc.terminate()
         proc.wait(20)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session (None when the binaries are missing)."""
+    import pgcluster
+
+    if not pgcluster.available():
+        yield None
+        return
+    cluster = pgcluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh database in the session's cluster; skips (fails in CI) without PostgreSQL."""
+    import uuid
+
+    import pgcluster
+
+    require_system(pgcluster.WHAT, pg_cluster is not None)
+    return str(pg_cluster.create_database("t_" + uuid.uuid4().hex[:12]))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from licentia._testing import FakeClock
-from central_helpers import central_app, make_settings, require_system
+from central_helpers import central_app, make_settings
 from fastapi.testclient import TestClient
 
-import pgcluster
 from licentia.central.settings import Settings
 
 
@@ -36,20 +34,3 @@ def client(app: Any) -> Iterator[TestClient]:
 @pytest.fixture
 def engine(app: Any) -> Any:
     return app.state.central.db.engine
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[pgcluster.Cluster | None]:
-    if not pgcluster.available():
-        yield None
-        return
-    cluster = pgcluster.start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def pg_url(pg_cluster: pgcluster.Cluster | None) -> str:
-    require_system(pgcluster.WHAT, pg_cluster is not None)
-    assert pg_cluster is not None
-    return pg_cluster.create_database("t_" + uuid.uuid4().hex[:12])

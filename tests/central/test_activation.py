@@ -118,6 +118,25 @@ def test_options_are_fixed_at_first_activation(client, vendor, clock):
     assert again.issued == clock.now and again.serial == other.serial
 
 
+def test_a_dead_item_is_not_sold_nor_activated(client, vendor, clock, engine):
+    """An item whose absolute expiry has passed gets no new ticket, and its tickets no activation."""
+    r = vendor.post("/items", {"name": "Season 2027", "product_code": 8, "options": {"expires": clock.now + DAY_S}})
+    assert r.status_code == 201, r.text
+    item = r.json()["item_id"]
+    shown = vendor.get(f"/items/{item}").json()
+    assert shown["expires_in_days"] == 1 and shown["expired"] is False
+    (sold,) = vendor.tickets(1, [item])
+    clock.advance(2 * DAY_S)
+    assert vendor.get(f"/items/{item}").json()["expired"] is True
+    before = dump_state(engine)
+    r = vendor.post("/tickets", {"customer": vendor.customer, "items": [item]})
+    assert r.status_code == 409 and error_code(r) == "item_expired"
+    r = activate(client, FakeContainer(), sold, clock)
+    assert r.status_code == 409 and error_code(r) == "item_expired"
+    assert "expired" in r.json()["error"]["message"]
+    assert dump_state(engine) == before
+
+
 def test_wrong_level_names_the_level(client, clock):
     vendor = Vendor(client, 20002, level="tight")
     (ticket,) = vendor.tickets()

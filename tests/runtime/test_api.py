@@ -25,7 +25,7 @@ def test_public_names():
         "LicenseNotYetValid", "UnitsExhausted", "FeatureNotLicensed", "ClockTampered", "MaintenanceExpired",
         "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "ServerUnreachable", "__version__",
         "ProtectedImportError", "open_protected", "SeatsExhausted", "AccessDenied", "LicentiaError",
-        "ProtectedDataError",
+        "ProtectedDataError", "ManipulationDetected",
     }
     assert set(licentia.__all__) == expected
     for name in expected:

@@ -52,3 +52,16 @@ def test_maintenance_with_release_date(tmp_path, clock, firm):
     assert rt.access(firm.code, 1, release_date=T0 - DAY)
     with pytest.raises(E.MaintenanceExpired):
         rt.access(firm.code, 1, release_date=dt.date(2030, 1, 1))
+
+
+def test_a_refused_access_moves_the_virtual_clock(tmp_path, clock, firm):
+    """Expire the license, then set the clock back: the refusal saw the time."""
+    install(tmp_path, firm, clock, options=Options(expires=T0 + 40 * DAY), license_id=1)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    clock.advance(41 * DAY)
+    with pytest.raises(E.LicenseExpired):
+        rt.access(firm.code, 1)
+    clock.set(T0 + 600)  # +10 minutes
+    with pytest.raises(E.ClockTampered):
+        runtime(tmp_path, clock).access(firm.code, 1, firm_key=firm.pem)

@@ -87,7 +87,7 @@ def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
         grants.verify_lease(forged, entry)
     # units were counted in the server's container
     slot = app.container.slots()[firm.code]
-    assert slot.license_state(entry.license_id).units_used == 3
+    assert slot.license_state(entry).units_used == 3
     assert app.post("/api/v1/leases", json=body(client_lease_id="c2", units=20)).json()["error"]["type"] == \
         "UnitsExhausted"
 

@@ -100,10 +100,14 @@ class Container(Grant, Protocol):
         ...
 
     def record_access(
-        self, firm_code: int, license_id: int, *, units: int, start_usage: bool, now: int,
-        check: Callable[[Slot], None],
+        self, entry: LicenseEntry, *, units: int, start_usage: bool, now: int, check: Callable[[Slot], None]
     ) -> Slot:
-        """Count units and the first use of an access, re-checking with ``check`` under the lock."""
+        """Count units and the first use of an access under the entry's digest, re-checking
+        with ``check`` under the lock."""
+        ...
+
+    def observe(self, firm_code: int, now: int) -> None:
+        """Record a clock observation in a firm's slot (a refused access saw the time too)."""
         ...
 
     def remove_license(self, firm_code: int, license_id: int, now: int) -> dict[str, Any]:

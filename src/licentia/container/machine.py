@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ..core import codes, exchange, hazmat
 from ..core import errors as E
-from ..core.documents import DocumentInvalid
+from ..core.documents import DocumentInvalid, document_digest
 from ..core.encoding import b64d, b64e, canonical
 from ..core.license import LicenseEntry
 from . import binding, files
@@ -177,12 +177,21 @@ class MachineContainer:
         return self._read_state()
 
     def mutate(self, change: Callable[[dict[int, Slot]], Any]) -> Any:
-        """Run ``change`` on a fresh copy of the slots under the lock; write if it returns normally."""
+        """Run ``change`` on a fresh copy of the slots under the lock; write if it returns
+        normally. Every slot the change touched gets a higher generation (unless the
+        change raised it itself, to sign it into a document)."""
         with files.locked(self._lock_path):
             self._cache_key = None  # always re-read under the lock
             current = self._read_state()
-            slots = {f: Slot.from_json(f, json.loads(json.dumps(s.to_json()))) for f, s in current.items()}
+            before = {f: s.to_json() for f, s in current.items()}
+            slots = {f: Slot.from_json(f, json.loads(json.dumps(b))) for f, b in before.items()}
             result = change(slots)
+            for f, slot in slots.items():
+                old = before.get(f)
+                if old is None:
+                    slot.gen = max(slot.gen, 1)
+                elif slot.gen == old.get("gen", 0) and slot.to_json() != old:
+                    slot.gen += 1
             self._write_state(slots)
             return result
 
@@ -213,17 +222,22 @@ class MachineContainer:
         def change(slots: dict[int, Slot]) -> dict[str, Any]:
             for slot in slots.values():
                 slot.vclock = max(slot.vclock, now)
-            return exchange.build_request(
+                slot.gen += 1
+            doc = exchange.build_request(
                 serial=self.serial,
                 level=self.level,
                 sign_key=self._sign_key,
                 box_pub=b64d(self.box_pub),
-                slots={f: exchange.SlotPosition(s.seq, s.vclock) for f, s in slots.items()},
+                slots={f: s.position() for f, s in slots.items()},
                 action=action,
                 now=now,
                 ticket=ticket,
                 firm_code=firm_code,
             )
+            digest = document_digest(doc)
+            for slot in slots.values():
+                slot.signed(digest)
+            return doc
 
         return self.mutate(change)
 
@@ -260,7 +274,7 @@ class MachineContainer:
             removed = dict(slot.removed or {})
             entries = [e for e in update.entries if removed.get(str(e.license_id)) != e.digest]
             digests = {e.digest for e in entries}
-            old = slot.licenses or {}
+            held = {int(d["payload"]["license_id"]): d["payload"] for d in slot.entries or []}
             slot.seq = update.seq
             slot.vclock = update.time  # Central's signed time also corrects a clock that ran ahead
             slot.last_sync = update.time
@@ -269,33 +283,52 @@ class MachineContainer:
             slot.endorsements = list(update.endorsements)
             slot.entries = [e.document for e in entries]
             slot.keys = [self._with_local_copy(k) for k in update.sealed_keys if k.get("license") in digests]
-            slot.licenses = {str(e.license_id): old.get(str(e.license_id), {}) for e in entries}
-            gone = {int(lid) for lid in old} - {e.license_id for e in entries}
-            slot.withdrawn = sorted((set(slot.withdrawn or []) | gone) - {e.license_id for e in entries})
-            slot.removed = {lid: d for lid, d in removed.items() if lid not in slot.licenses}
+            slot.counters = {d: c for d, c in (slot.counters or {}).items() if d in digests}
+            ids = {e.license_id for e in entries}
+            gone = set(held) - ids
+            slot.withdrawn = sorted((set(slot.withdrawn or []) | gone) - ids)
+            slot.removed = {lid: d for lid, d in removed.items() if int(lid) not in ids}
+            notices = {lid: n for lid, n in (slot.notices or {}).items() if int(lid) not in ids}
+            for lid in (update.manipulation or {}).get("withdrawn", []):
+                if lid in gone:
+                    notices[str(lid)] = {"product_code": held[lid].get("product_code"), "message": update.message}
+            slot.notices = notices or None
             slots[update.firm_code] = slot
             return update
 
         return self.mutate(change)
 
     def record_access(
-        self, firm_code: int, license_id: int, *, units: int, start_usage: bool, now: int, check: Callable[[Slot], None]
+        self, entry: LicenseEntry, *, units: int, start_usage: bool, now: int, check: Callable[[Slot], None]
     ) -> Slot:
-        """Record what an access must persist, re-checking under the lock with fresh state."""
+        """Record what an access must persist (under the entry's digest), re-checking under
+        the lock with fresh state."""
 
         def change(slots: dict[int, Slot]) -> Slot:
-            slot = slots[firm_code]
+            slot = slots[entry.firm_code]
             check(slot)
-            rec = dict((slot.licenses or {}).get(str(license_id), {}))
+            rec = dict((slot.counters or {}).get(entry.digest) or {})
             if units:
-                rec["units_used"] = int(rec.get("units_used", 0)) + units
+                rec["units"] = int(rec.get("units", 0)) + units
             if start_usage and rec.get("first_use") is None:
                 rec["first_use"] = max(now, slot.vclock)
-            slot.licenses = {**(slot.licenses or {}), str(license_id): rec}
+            rec.setdefault("units", 0)
+            rec.setdefault("first_use", None)
+            slot.counters = {**(slot.counters or {}), entry.digest: rec}
             slot.vclock = max(slot.vclock, now)
             return slot
 
         return self.mutate(change)
+
+    def observe(self, firm_code: int, now: int) -> None:
+        """Record a clock observation in the firm's slot (a refused access saw this time too)."""
+
+        def change(slots: dict[int, Slot]) -> None:
+            slot = slots.get(firm_code)
+            if slot is not None:
+                slot.vclock = max(slot.vclock, now)
+
+        self.mutate(change)
 
     def remove_license(self, firm_code: int, license_id: int, now: int) -> dict[str, Any]:
         """Remove a license and return the signed receipt that proves it."""
@@ -305,18 +338,19 @@ class MachineContainer:
             docs = {int(d["payload"]["license_id"]): d for d in (slot.entries or [])} if slot else {}
             if license_id not in docs:
                 raise E.LicenseNotFound(f"license {license_id} of firm {firm_code} is not in container {self.serial}")
-            from ..core.documents import document_digest
-
             doc = docs[license_id]
             digest = document_digest(doc)
+            counters = slot.position().counters  # the removed license's last counts travel in the receipt
             slot.entries = [d for d in slot.entries or [] if d is not doc]
             slot.keys = [k for k in slot.keys or [] if k.get("license") != digest]
-            slot.licenses = {k: v for k, v in (slot.licenses or {}).items() if k != str(license_id)}
+            slot.counters = {k: v for k, v in (slot.counters or {}).items() if k != digest}
             slot.removed = {**(slot.removed or {}), str(license_id): digest}
             slot.withdrawn = sorted(set(slot.withdrawn or []) | {license_id})
             slot.seq += 1  # an old update that still holds this license can no longer be applied
             slot.vclock = max(slot.vclock, now)
-            return exchange.build_receipt(
+            slot.gen += 1
+            position = exchange.SlotPosition(slot.seq, slot.vclock, slot.gen, tuple(slot.chain or ()), counters)
+            receipt = exchange.build_receipt(
                 serial=self.serial,
                 sign_key=self._sign_key,
                 firm_code=firm_code,
@@ -324,7 +358,10 @@ class MachineContainer:
                 ticket=doc["payload"].get("ticket"),
                 seq=slot.seq,
                 vtime=slot.vclock,
+                position=position,
             )
+            slot.signed(document_digest(receipt))
+            return receipt
 
         return self.mutate(change)
 

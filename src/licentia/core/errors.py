@@ -16,6 +16,7 @@
      │    ├── ServerUnreachable   (code 21) no license server answered (names every host tried)
      │    ├── SeatsExhausted      (code 22) a license server has the license, every seat is in use
      │    ├── AccessDenied        (code 23) a license server's access rules refuse this client
+     │    ├── ManipulationDetected (code 24) Central saw this container's files restored or forked
      │    └── ActivationError     (code 30) activation, deactivation, sync or update refused
      ├── DocumentInvalid                    a signed document failed parsing or verification (core)
      ├── CryptoError                        a key or ciphertext could not be used (core.hazmat)
@@ -39,7 +40,6 @@
      │    ├── KeyMismatch         container_key_mismatch request not signed by the serial's key
      │    ├── NotFound            unknown_<thing>        firm, item, customer, ticket, container, key
      │    ├── Conflict            <thing>_exists, ticket_revoked, wrong_level, ...
-     │    ├── Manipulation        manipulation_detected  an old container state with a newer clock
      │    ├── TooManyAttempts     too_many_attempts      too many failed attempts
      │    └── Unavailable         busy                   the database is busy: try again
      ├── SeatError                          the seat engine or a license server refuses a request
@@ -233,6 +233,14 @@ class AccessDenied(LicenseError):
     rank = 10
 
 
+class ManipulationDetected(LicenseError):
+    """License Central noticed that this container's files were restored from an older copy
+    (or copied and used twice) and corrected or withdrew its licenses."""
+
+    code = 24
+    rank = 2
+
+
 class ActivationError(LicenseError):
     """License Central or the container refused an activation, deactivation, sync or update."""
 
@@ -256,6 +264,7 @@ ALL_ERRORS: tuple[type[LicenseError], ...] = (
     ServerUnreachable,
     SeatsExhausted,
     AccessDenied,
+    ManipulationDetected,
     ActivationError,
 )
 """Every LicenseError class; a license server's answer names one by ``code``."""
@@ -422,19 +431,6 @@ class Conflict(ServiceError):
 
     def __init__(self, code: str, message: str):
         super().__init__(message, code=code)
-
-
-class Manipulation(ServiceError):
-    """A container reported an older state than Central saw, with a newer clock."""
-
-    code = "manipulation_detected"
-
-    def __init__(self, serial: str, firm_code: int, reason: str | None = None):
-        super().__init__(
-            f"Manipulation detected: container {serial} reported an older state for firm {firm_code} "
-            "than it had before. Contact the vendor to have the container cleared.",
-            reason=reason,
-        )
 
 
 class TooManyAttempts(ServiceError):

@@ -36,10 +36,69 @@ def _pub_from_b64(text: str, kind: type) -> Any:
 # ---------------------------------------------------------------- requests
 
 
+#: how many earlier documents of a slot each new document names (so Central knows an
+#: honest document that arrives late, e.g. an offline request carried by hand)
+CHAIN_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Counter:
+    """What a container counted under one license entry (keyed by the entry's digest)."""
+
+    units: int = 0
+    first_use: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"units": self.units, "first_use": self.first_use}
+
+
 @dataclass(frozen=True)
 class SlotPosition:
+    """Where one firm slot of a container stands, as a document it signs reports it.
+
+    ``gen`` only goes up (every state write raises it); ``prev`` names the slot's last
+    signed documents, newest first; ``counters`` are the slot's counters by entry digest.
+    A container made before generations reports ``gen`` None and nothing else."""
+
     seq: int
     vtime: int
+    gen: int | None = None
+    prev: tuple[str, ...] = ()
+    counters: dict[str, Counter] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "vtime": self.vtime}
+        if self.gen is not None:
+            out.update(gen=self.gen, prev=list(self.prev), counters={d: c.to_json() for d, c in self.counters.items()})
+        return out
+
+    @classmethod
+    def from_json(cls, v: Any) -> SlotPosition:
+        if not isinstance(v, dict):
+            raise DocumentInvalid("bad slot")
+        seq, vtime = require(v, "seq", int), require(v, "vtime", int)
+        gen = require(v, "gen", int, optional=True)
+        if seq < 0 or vtime < 0 or (gen is not None and gen < 0):
+            raise DocumentInvalid("bad slot")
+        if gen is None:
+            return cls(seq, vtime)
+        prev = require(v, "prev", list)
+        if len(prev) > CHAIN_DEPTH or not all(_is_digest(d) for d in prev):
+            raise DocumentInvalid("bad chain")
+        counters: dict[str, Counter] = {}
+        for digest, c in require(v, "counters", dict).items():
+            if not _is_digest(digest) or not isinstance(c, dict):
+                raise DocumentInvalid("bad counter")
+            units = require(c, "units", int)
+            first = require(c, "first_use", int, optional=True)
+            if units < 0 or (first is not None and first < 0):
+                raise DocumentInvalid("bad counter")
+            counters[digest] = Counter(units, first)
+        return cls(seq, vtime, gen, tuple(prev), counters)
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 @dataclass(frozen=True)
@@ -77,7 +136,7 @@ def build_request(
         "level": level,
         "sign_pub": b64e(hazmat.raw_public(sign_key.public_key())),
         "box_pub": b64e(box_pub),
-        "slots": {str(f): {"seq": p.seq, "vtime": p.vtime} for f, p in sorted(slots.items())},
+        "slots": {str(f): p.to_json() for f, p in sorted(slots.items())},
         "action": action,
         "ticket": ticket,
         "firm_code": firm_code,
@@ -116,12 +175,9 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     _pub_from_b64(box_pub, hazmat.X25519PublicKey)
     slots: dict[int, SlotPosition] = {}
     for k, v in require(payload, "slots", dict).items():
-        if not k.isdigit() or not isinstance(v, dict):
+        if not k.isdigit():
             raise DocumentInvalid("bad slot")
-        seq, vtime = require(v, "seq", int), require(v, "vtime", int)
-        if seq < 0 or vtime < 0:
-            raise DocumentInvalid("bad slot")
-        slots[int(k)] = SlotPosition(seq, vtime)
+        slots[int(k)] = SlotPosition.from_json(v)
     return Request(
         serial=serial,
         level=level,
@@ -212,6 +268,10 @@ class Update:
     request: str | None
     digest: str
     document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    message: str | None = None
+    #: license ids Central re-issued ("rebased") or took back ("withdrawn") because it saw
+    #: this container's files restored or forked; ``message`` then says so to the user
+    manipulation: dict[str, list[int]] | None = None
 
 
 def build_update(
@@ -226,6 +286,7 @@ def build_update(
     request_digest: str | None,
     endorsements: list[dict[str, Any]] | None = None,
     message: str | None = None,
+    manipulation: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     payload = {
         "firm_code": firm_code,
@@ -238,6 +299,7 @@ def build_update(
         "endorsements": endorsements or [],
         "request": request_digest,
         "message": message,
+        "manipulation": manipulation,
     }
     return sign_document("update", payload, firm_key)
 
@@ -272,6 +334,13 @@ def verify_update(
     seq = require(payload, "seq", int)
     if seq < 1:
         raise DocumentInvalid("bad sequence number")
+    manipulation = require(payload, "manipulation", dict, optional=True)
+    if manipulation is not None:
+        if set(manipulation) - {"rebased", "withdrawn"} or not all(
+            isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+            for ids in manipulation.values()
+        ):
+            raise DocumentInvalid("bad manipulation notice")
     return Update(
         firm_code=firm_code,
         serial=serial,
@@ -284,6 +353,8 @@ def verify_update(
         request=require(payload, "request", str, optional=True),
         digest=document_digest(doc),
         document=doc,
+        message=require(payload, "message", str, optional=True),
+        manipulation=manipulation,
     )
 
 
@@ -300,6 +371,8 @@ class Receipt:
     vtime: int
     digest: str
     document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    #: the firm slot's generation, chain and counters (the removed license's last counts)
+    position: SlotPosition = field(default_factory=lambda: SlotPosition(0, 0))
 
 
 def build_receipt(
@@ -311,21 +384,23 @@ def build_receipt(
     ticket: str | None,
     seq: int,
     vtime: int,
+    position: SlotPosition | None = None,
 ) -> dict[str, Any]:
     payload = {
         "serial": serial,
         "firm_code": firm_code,
         "license_id": license_id,
         "ticket": ticket,
-        "seq": seq,
-        "vtime": vtime,
+        **(position or SlotPosition(seq, vtime)).to_json(),
     }
+    payload.update(seq=seq, vtime=vtime)
     return sign_document("receipt", payload, sign_key)
 
 
 def verify_receipt(data: bytes | str | dict[str, Any], container_pub: hazmat.Ed25519PublicKey) -> Receipt:
     doc = parse(data)
     payload = verify_document(doc, "receipt", container_pub)
+    position = SlotPosition.from_json(payload)
     return Receipt(
         serial=require(payload, "serial", str),
         firm_code=require(payload, "firm_code", int),
@@ -335,6 +410,7 @@ def verify_receipt(data: bytes | str | dict[str, Any], container_pub: hazmat.Ed2
         vtime=require(payload, "vtime", int),
         digest=document_digest(doc),
         document=doc,
+        position=position,
     )
 
 

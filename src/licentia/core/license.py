@@ -93,6 +93,11 @@ class LicenseEntry:
     issued: int
     ticket: str | None = None
     key_versions: tuple[int, ...] = ()
+    #: what Central recorded for this ticket before this entry was issued: units consumed
+    #: under earlier entries, and the first use ever (a usage period runs from it)
+    consumed_base: int = 0
+    first_use: int | None = None
+    activation: int = 0  # the ticket's activation number: each issued entry is unique
     kid: str = ""
     digest: str = ""
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -109,6 +114,9 @@ class LicenseEntry:
             "issued": self.issued,
             "ticket": self.ticket,
             "key_versions": list(self.key_versions),
+            "consumed_base": self.consumed_base,
+            "first_use": self.first_use,
+            "activation": self.activation,
         }
 
     def sign(self, firm_key: hazmat.Ed25519PrivateKey) -> dict[str, Any]:
@@ -137,6 +145,12 @@ class LicenseEntry:
         versions = require(payload, "key_versions", list)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions):
             raise DocumentInvalid("bad key_versions")
+        # absent in entries issued before counters travelled with the license
+        base = require(payload, "consumed_base", int, optional=True) or 0
+        first_use = require(payload, "first_use", int, optional=True)
+        activation = require(payload, "activation", int, optional=True) or 0
+        if base < 0 or activation < 0 or (first_use is not None and first_use < 0):
+            raise DocumentInvalid("negative counter")
         return cls(
             firm_code=firm,
             product_code=product,
@@ -149,6 +163,9 @@ class LicenseEntry:
             issued=require(payload, "issued", int),
             ticket=require(payload, "ticket", str, optional=True),
             key_versions=tuple(versions),
+            consumed_base=base,
+            first_use=first_use,
+            activation=activation,
             kid=kid,
             digest=digest,
             document=document or {},
@@ -226,7 +243,7 @@ def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, n
     expires = opts.expires
     start_usage = False
     if opts.usage_period is not None:
-        first = state.first_use
+        first = entry.first_use if entry.first_use is not None else state.first_use
         if first is None:
             first = t
             start_usage = True
@@ -252,7 +269,7 @@ def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, n
     if request.units:
         if opts.units is None:
             return Evaluation(E.UnitsExhausted, "this license has no unit counter")
-        left = opts.units - state.units_used
+        left = opts.units - entry.consumed_base - state.units_used
         if request.units > left:
             return Evaluation(E.UnitsExhausted, f"{left} units left, {request.units} asked for")
     return Evaluation(None, "ok", start_usage=start_usage, units=request.units, expires=expires)
@@ -261,4 +278,4 @@ def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, n
 def units_left(entry: LicenseEntry, state: LicenseState) -> int | None:
     if entry.options.units is None:
         return None
-    return max(0, entry.options.units - state.units_used)
+    return max(0, entry.options.units - entry.consumed_base - state.units_used)

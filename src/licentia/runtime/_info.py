@@ -33,7 +33,7 @@ def describe(
                     entry = LicenseEntry.verify(doc, keys) if keys else LicenseEntry.from_payload(doc["payload"])
                 except DocumentInvalid:
                     continue
-                state = slot.license_state(entry.license_id)
+                state = slot.license_state(entry)
                 ev = evaluate(entry, state, AccessRequest(firm, entry.product_code), now, slot.vclock)
                 licenses.append(
                     {

@@ -98,8 +98,8 @@ class Runtime:
         self._keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] = {}
         self._containers: dict[Path, Container | E.LicenseError] | None = None
         self._verified: dict[str, LicenseEntry] = {}
-        # per (container serial, firm): (slot object, entries) verified for the pinned keys
-        self._entries: dict[tuple[str, int], tuple[int, tuple[LicenseEntry, ...]]] = {}
+        # per (container serial, firm): (slot fingerprint, entries) verified for the pinned keys
+        self._entries: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[LicenseEntry, ...]]] = {}
         self._lock = threading.RLock()
         self._net: LeaseKeeper | None = None  # the network side, made on first use
         self._grants: dict[str, grants.Borrow] = {}  # borrow grant digest -> verified grant
@@ -185,10 +185,11 @@ class Runtime:
         self, container: Container, slot: Slot, keys: dict[str, hazmat.Ed25519PublicKey]
     ) -> tuple[tuple[LicenseEntry, ...], list[str]]:
         """The slot's entries that verify against ``keys`` and name ``container`` (cached per
-        slot object and by digest), and a line for each that does not."""
+        slot content, ``Slot.fingerprint``, and by digest), and a line for each that does not."""
         cache_key = (container.serial, slot.firm_code)
         cached = self._entries.get(cache_key)
-        if cached is not None and cached[0] == id(slot):
+        fingerprint = slot.fingerprint
+        if cached is not None and cached[0] == fingerprint:
             return cached[1], []
         good: list[LicenseEntry] = []
         bad: list[str] = []
@@ -210,7 +211,7 @@ class Runtime:
             good.append(entry)
         result = tuple(good)
         if not bad:
-            self._entries[cache_key] = (id(slot), result)
+            self._entries[cache_key] = (fingerprint, result)
         return result, bad
 
     # ------------------------------------------------------------ access
@@ -291,6 +292,8 @@ class Runtime:
                 continue
             if slot is None:
                 continue
+            if slot.notices:
+                self._notices(container, slot, request, failures, tried)
             entries, bad = self.verified_entries(container, slot, keys)
             for message in bad:
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, message))
@@ -298,12 +301,15 @@ class Runtime:
             for entry in entries:
                 if entry.product_code != request.product_code:
                     continue
-                state = slot.license_state(entry.license_id)
+                state = slot.license_state(entry)
                 ev = evaluate(entry, state, request, now, slot.vclock)
                 if ev.error is not None:
                     where = f"container {container.serial} {entry.summary()}"
                     failures.append((ev.error.rank, ev.error, f"{where}: {ev.message}"))
                     tried.append(f"{where}: {ev.message}")
+                    if now > slot.vclock + OBSERVE_STEP:
+                        # a refusal saw the time too: setting the clock back later is noticed
+                        self._observe(container, request.firm_code, now)
                     continue
                 found = _Found(entry, container, state, ev.expires)
                 if ev.units or ev.start_usage or now > slot.vclock + OBSERVE_STEP:
@@ -324,6 +330,32 @@ class Runtime:
         others = [t for t in tried if t != message]
         text = message + (f" (also tried: {'; '.join(others)})" if others else "")
         raise cls(text, tried=tried)
+
+    @staticmethod
+    def _observe(container: Container, firm_code: int, now: int) -> None:
+        try:
+            container.observe(firm_code, now)
+        except (OSError, E.LicenseError) as exc:  # the refusal stands either way
+            E.log_rejected(f"container {container.serial}: clock observation not recorded: {exc}")
+
+    @staticmethod
+    def _notices(
+        container: Container,
+        slot: Slot,
+        request: AccessRequest,
+        failures: list[tuple[int, type[E.LicenseError], str]],
+        tried: list[str],
+    ) -> None:
+        """Licenses Central withdrew from this container after it saw manipulation."""
+        for lid, notice in (slot.notices or {}).items():
+            if notice.get("product_code") != request.product_code:
+                continue
+            message = notice.get("message") or (
+                f"license {lid} of firm {slot.firm_code} was withdrawn: License Central saw this container's "
+                "files restored from an older copy. Contact the vendor"
+            )
+            failures.append((E.ManipulationDetected.rank, E.ManipulationDetected, message))
+            tried.append(f"container {container.serial}: {message}")
 
     def _borrowed(
         self,
@@ -390,16 +422,16 @@ class Runtime:
         def check(slot: Slot) -> None:
             if not any(d["payload"].get("license_id") == entry.license_id for d in slot.entries or []):
                 raise E.LicenseNotFound(f"license {entry.license_id} was removed meanwhile")
-            ev = evaluate(entry, slot.license_state(entry.license_id), request, now, slot.vclock)
+            ev = evaluate(entry, slot.license_state(entry), request, now, slot.vclock)
             if not ev.ok:
                 assert ev.error is not None
                 raise ev.error(f"container {found.container.serial} {entry.summary()}: {ev.message}")
 
         ev = evaluate(entry, found.state, request, now, 0)
         slot = found.container.record_access(
-            entry.firm_code, entry.license_id, units=request.units, start_usage=ev.start_usage, now=now, check=check
+            entry, units=request.units, start_usage=ev.start_usage, now=now, check=check
         )
-        state = slot.license_state(entry.license_id)
+        state = slot.license_state(entry)
         final = evaluate(entry, state, AccessRequest(entry.firm_code, entry.product_code), now, slot.vclock)
         return _Found(entry, found.container, state, final.expires)
 

@@ -404,7 +404,7 @@ class LicenseServer:
             slot = (slots if slots is not None else item.container.slots()).get(e.firm_code)
             if slot is None:
                 continue
-            ev = evaluate(e, slot.license_state(e.license_id), request, now, slot.vclock)
+            ev = evaluate(e, slot.license_state(e), request, now, slot.vclock)
             if ev.error is not None:
                 failures.append((ev.error.rank, ev.error, f"{e.summary()}: {ev.message}"))
                 continue
@@ -481,20 +481,20 @@ class LicenseServer:
                 raise Refusal(type(exc), f"license server: {exc}") from None
         if item.entry.options.usage_period is not None:
             slot = item.container.slots().get(item.entry.firm_code)
-            return slot.license_state(item.entry.license_id).first_use if slot else None
+            return slot.license_state(item.entry).first_use if slot else None
         return None
 
     def _commit(self, item: Served, request: AccessRequest, now: int, ev: Evaluation) -> int | None:
         entry = item.entry
 
         def check(slot: Slot) -> None:
-            fresh = evaluate(entry, slot.license_state(entry.license_id), request, now, slot.vclock)
+            fresh = evaluate(entry, slot.license_state(entry), request, now, slot.vclock)
             if fresh.error is not None:
                 raise fresh.error(f"{entry.summary()}: {fresh.message}")
 
-        slot = item.container.record_access(entry.firm_code, entry.license_id, units=request.units,
-                                            start_usage=ev.start_usage, now=now, check=check)
-        return slot.license_state(entry.license_id).first_use
+        slot = item.container.record_access(entry, units=request.units, start_usage=ev.start_usage, now=now,
+                                            check=check)
+        return slot.license_state(entry).first_use
 
     def _session_keys(self, item: Served, session: str) -> str:
         """The JSON list of the license's product keys sealed to ``session`` (sealed once per
@@ -598,7 +598,7 @@ class LicenseServer:
     def _license_view(item: Served, is_local: bool, in_use: int, now: int) -> dict[str, Any]:
         e = item.entry
         slot = item.container.slots().get(e.firm_code)
-        ev = evaluate(e, slot.license_state(e.license_id), AccessRequest(e.firm_code, e.product_code), now,
+        ev = evaluate(e, slot.license_state(e), AccessRequest(e.firm_code, e.product_code), now,
                       slot.vclock) if slot else None
         ok = ev is not None and ev.ok
         return {

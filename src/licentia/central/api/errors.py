@@ -31,7 +31,6 @@ STATUS: dict[type[E.ServiceError], int] = {
     E.KeyMismatch: 403,
     E.NotFound: 404,
     E.Conflict: 409,
-    E.Manipulation: 409,
     E.TooManyAttempts: 429,
     E.Unavailable: 503,
 }
