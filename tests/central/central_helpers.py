@@ -22,6 +22,7 @@ from licentia.central.app import create_app
 from licentia.central.models import LOG_TABLES, Base
 from licentia.central.settings import Settings
 from licentia.core import codes, exchange, hazmat
+from licentia.core.documents import document_digest
 from licentia.core.exchange import SlotPosition
 
 from licentia._testing import FakeClock
@@ -61,22 +62,39 @@ class FakeContainer:
     sign_key: hazmat.Ed25519PrivateKey = field(default_factory=hazmat.Ed25519PrivateKey.generate)
     box_key: hazmat.X25519PrivateKey = field(default_factory=hazmat.X25519PrivateKey.generate)
     slots: dict[int, SlotPosition] = field(default_factory=dict)
+    #: with ``chained``, requests report a generation, the chain and ``counters`` as a
+    #: container does (``gen`` and ``chain`` per firm); without, as containers before them
+    chained: bool = False
+    gen: dict[int, int] = field(default_factory=dict)
+    chain: dict[int, list[str]] = field(default_factory=dict)
 
     def request(
         self, action: str = "activate", *, ticket: str | None = None, firm_code: int | None = None, now: int = T0,
         level: str | None = None, slots: dict[int, SlotPosition] | None = None,
+        counters: dict[int, dict[str, exchange.Counter]] | None = None,
     ) -> dict[str, Any]:
-        return exchange.build_request(
+        positions = dict(self.slots if slots is None else slots)
+        if self.chained:
+            for firm, p in positions.items():
+                self.gen[firm] = self.gen.get(firm, 0) + 1
+                positions[firm] = SlotPosition(p.seq, p.vtime, self.gen[firm], tuple(self.chain.get(firm, [])),
+                                               (counters or {}).get(firm, {}))
+        doc = exchange.build_request(
             serial=self.serial,
             level=level or self.level,
             sign_key=self.sign_key,
             box_pub=hazmat.raw_public(self.box_key.public_key()),
-            slots=dict(self.slots if slots is None else slots),
+            slots=positions,
             action=action,
             now=now,
             ticket=ticket,
             firm_code=firm_code,
         )
+        if self.chained:
+            digest = document_digest(doc)
+            for firm in positions:
+                self.chain[firm] = [digest, *self.chain.get(firm, [])][: exchange.CHAIN_DEPTH]
+        return doc
 
     def apply(self, update_doc: dict[str, Any], pinned: dict[str, Any] | None = None) -> exchange.Update:
         update = exchange.verify_update(update_doc, pinned)

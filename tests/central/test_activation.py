@@ -180,36 +180,44 @@ def test_reactivation_in_same_container_is_a_fresh_full_state(client, vendor, cl
     assert u2.entries[0].issued == clock.now  # re-signed on re-activation
 
 
-def test_manipulation_is_flagged_until_the_vendor_clears_it(client, vendor, clock, engine):
+def test_a_fork_is_flagged_rebased_and_shown_to_the_vendor_until_cleared(client, vendor, clock, engine):
     (ticket,) = vendor.tickets()
-    box = FakeContainer()
+    box = FakeContainer(chained=True)
     box.apply(activate(client, box, ticket, clock).json())
-    clock.advance(60)
     box.apply(client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now)).json())
     clock.advance(60)
+    saved = (dict(box.gen), {f: list(c) for f, c in box.chain.items()})  # a copy of the container files
     box.apply(client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now)).json())
-    current = box.slots[20001]
-    assert current.seq == 3
-    # the user restores an old copy (seq 1) while the virtual clock moved on
-    restored = {20001: SlotPosition(1, current.vtime + 100)}
-    r = client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now, slots=restored))
-    assert r.status_code == 409 and error_code(r) == "manipulation_detected"
-    assert "contact the vendor" in r.json()["error"]["message"].lower()
-    # every later update for that container and firm is refused, honest or not
+    clock.advance(60)
+    box.gen, box.chain = saved  # the copy is put back: its next document forks the chain
     r = client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now))
-    assert r.status_code == 409 and error_code(r) == "manipulation_detected"
-    (t2,) = vendor.tickets()
-    r = activate(client, box, t2, clock)
-    assert r.status_code == 409 and error_code(r) == "manipulation_detected"
+    assert r.status_code == 200, r.text  # answered: the container is corrected, not refused
+    update = box.apply(r.json())
+    assert update.manipulation == {"rebased": [1], "withdrawn": []}
+    assert "restored" in (update.message or "") and "Firm 20001" in (update.message or "")
+    assert update.entries[0].activation == 2  # a new entry, with Central's counts
     shown = vendor.get(f"/containers/{box.serial}").json()
-    assert shown["flagged"] is True
+    assert shown["flagged"] is True and [f["action"] for f in shown["flags"]] == ["rebase"]
+    assert "fork" in shown["flags"][0]["reason"]
+    # the next honest request goes on from the restored line: no second flag
+    r = client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now))
+    assert r.status_code == 200 and box.apply(r.json()).manipulation is None
     audit_before = count_rows(engine, "audit_log")
     r = vendor.post(f"/containers/{box.serial}/clear")
     assert r.status_code == 200 and r.json()["was_flagged"] is True
     assert count_rows(engine, "audit_log") == audit_before + 1
-    box.slots = restored
-    u = box.apply(client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now)).json())
-    assert u.seq == 4  # issued numbers only grow
+    shown = vendor.get(f"/containers/{box.serial}").json()
+    assert shown["flagged"] is False and shown["flags"][0]["cleared"] == clock.now
+
+
+def test_a_document_without_generation_after_generations_is_manipulation(client, vendor, clock):
+    (ticket,) = vendor.tickets()
+    box = FakeContainer(chained=True)
+    box.apply(activate(client, box, ticket, clock).json())
+    box.apply(client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now)).json())
+    box.chained = False  # an old copy of the software, or the generation stripped
+    r = client.post(SYNC, json=box.request("sync", firm_code=20001, now=clock.now + 60))
+    assert r.status_code == 200 and box.apply(r.json()).manipulation == {"rebased": [1], "withdrawn": []}
 
 
 def test_two_honest_offline_requests_at_the_same_seq_are_not_flagged(client, vendor, clock):

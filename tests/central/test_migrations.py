@@ -1,4 +1,4 @@
-"""The one migration: upgrade, downgrade, upgrade; models and migrations agree."""
+"""The migrations: upgrade, downgrade, upgrade; models and migrations agree."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from sqlalchemy import inspect
 from licentia.central import db
 from licentia.central.models import Base
 
+HEAD = "0002"
+
 
 def _check_roundtrip(url: str) -> None:
     database = db.Database(url, pool_size=2)
     engine = database.engine
     try:
         db.migrate(engine)
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == HEAD
         tables = set(inspect(engine).get_table_names())
         assert set(Base.metadata.tables) <= tables
         db.downgrade(engine, "base")
@@ -26,7 +28,7 @@ def _check_roundtrip(url: str) -> None:
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == []
         db.migrate(engine)  # at head: nothing to do
-        assert db.current_revision(engine) == "0001"
+        assert db.current_revision(engine) == HEAD
         with engine.connect() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO audit_log (time, actor, role, firm_code, action, detail) "

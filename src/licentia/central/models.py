@@ -55,6 +55,14 @@ class TicketState(str, enum.Enum):
     activated = "activated"
     deactivated = "deactivated"
     revoked = "revoked"
+    blocked = "blocked"  # withdrawn after manipulation, until the vendor clears the container
+
+
+class Policy(str, enum.Enum):
+    """What an item's tickets get when Central sees a container's files restored or forked."""
+
+    rebase = "rebase"  # re-issue with Central's counts; flag for review; the user keeps working
+    withdraw = "withdraw"  # take the license back; the ticket is blocked until the vendor clears it
 
 
 class Base(DeclarativeBase):
@@ -124,6 +132,8 @@ class Item(Base):
     level: Mapped[str] = mapped_column(String(16))
     key_versions: Mapped[list[int]] = mapped_column(JSON)
     options: Mapped[dict[str, Any]] = mapped_column(JSON)  # the template (relative or absolute times)
+    policy: Mapped[str] = mapped_column(String(16), default=Policy.rebase.value)  # on manipulation
+    flag_window_days: Mapped[int] = mapped_column(Integer, default=90)  # a second flag within: withdraw
     module_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("items.id"), nullable=True)
     created: Mapped[int] = mapped_column(BigInteger)
 
@@ -163,8 +173,59 @@ class ContainerFirm(Base):
     reported_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     reported_vtime: Mapped[int] = mapped_column(BigInteger, default=0)
     issued_seq: Mapped[int] = mapped_column(BigInteger, default=0)
-    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # for the vendor's review
     flagged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reported_gen: Mapped[int] = mapped_column(BigInteger, default=0)  # highest generation seen
+    last_contact: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ChainLink(Base):
+    """A document of one container slot's chain that Central knows: received (``gen``
+    set) or named as an earlier document by one it received (``gen`` NULL); and the one
+    document that named it as its predecessor (a second one is a fork)."""
+
+    __tablename__ = "chain_links"
+
+    slot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("container_firms.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    successor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class Activation(Base):
+    """One signed entry of a ticket in one container, with the counters reported under it
+    (merged: the maximum of units, the earliest first use)."""
+
+    __tablename__ = "activations"
+    __table_args__ = (Index("ix_activations_ticket", "ticket_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"))
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per ticket
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # of the signed entry
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_use: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    ended: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Flag(Base):
+    """Manipulation Central saw, for the vendor's review (``vendor container show``)."""
+
+    __tablename__ = "manipulation_flags"
+    __table_args__ = (Index("ix_manipulation_flags_ticket_time", "ticket_id", "time"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time: Mapped[int] = mapped_column(BigInteger)
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
+    action: Mapped[str] = mapped_column(String(16))  # rebase | withdraw
+    reason: Mapped[str] = mapped_column(Text)
+    document: Mapped[str] = mapped_column(String(64))
+    cleared: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class TicketItem(Base):
@@ -194,6 +255,7 @@ class Ticket(Base):
     first_activated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     activated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     entry: Mapped[str | None] = mapped_column(Text, nullable=True)  # the signed license entry (JSON)
+    activation_count: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

@@ -82,6 +82,8 @@ def activate(
         update = client.activate(request)
     applied = container.apply_update(update, rt.clock(), central=central)
     rt.reset()
+    if applied.manipulation and not any(e.ticket == ticket for e in applied.entries):
+        raise E.ManipulationDetected(applied.message)
     return container, applied
 
 
@@ -171,7 +173,10 @@ def keep_receipt(rt: Runtime, ticket: str, receipt: dict[str, Any]) -> Path:
 
 
 def sync(central: str | None = None, *, runtime: Runtime | None = None) -> list[tuple[str, int, Update]]:
-    """Fetch pending updates (revocations, signed time) for every firm slot; returns what was applied."""
+    """Fetch pending updates (revocations, signed time) for every firm slot; returns what was applied.
+
+    When Central saw a container's files restored (and re-issued or withdrew its licenses),
+    every update is applied first, then ``ManipulationDetected`` says what Central did."""
     rt = runtime or get_runtime()
     done = []
     for container, slot in list(rt.iter_slots()):
@@ -183,6 +188,9 @@ def sync(central: str | None = None, *, runtime: Runtime | None = None) -> list[
             update = client.sync(request)
         done.append((container.serial, slot.firm_code, container.apply_update(update, rt.clock(), central=target)))
     rt.reset()
+    notices = [u.message for _, _, u in done if u.manipulation]
+    if notices:
+        raise E.ManipulationDetected(" ".join(m or "" for m in notices).strip() or None)
     return done
 
 

@@ -116,6 +116,8 @@ def create_item(body: schemas.ItemCreate, caller: CallerDep, svc: CatalogDep) ->
         key_versions=body.key_versions,
         module_of=body.module_of,
         options=body.options.model_dump(exclude_none=True),
+        policy=body.on_manipulation,
+        flag_window_days=body.flag_window_days,
     )
 
 

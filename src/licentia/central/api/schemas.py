@@ -50,6 +50,14 @@ class ItemCreate(_Body):
     key_versions: list[StrictInt] = Field(default_factory=lambda: [1])
     module_of: str | None = Field(default=None, description="base item id: this item adds feature bits to it")
     options: OptionsTemplate = Field(default_factory=OptionsTemplate)
+    on_manipulation: Literal["rebase", "withdraw"] = Field(
+        default="rebase",
+        description="when Central sees a container's files restored or forked: re-issue with Central's counts "
+        "(rebase) or take the license back and block the ticket until the vendor clears it (withdraw)",
+    )
+    flag_window_days: StrictInt = Field(
+        default=90, ge=0, description="a second flag of a ticket within this many days withdraws it"
+    )
 
 
 class CustomerCreate(_Body):

@@ -9,12 +9,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import ScalarSelect
 
 from ..models import (
+    Activation,
     Attempt,
     Base,
+    ChainLink,
     Container,
     ContainerFirm,
     Firm,
     FirmKey,
+    Flag,
     Item,
     ProcessedRequest,
     Ticket,
@@ -33,6 +36,7 @@ def _table(model: type[Base]) -> Table:
 _c, _cf, _t, _ti = _table(Container), _table(ContainerFirm), _table(Ticket), _table(TicketItem)
 _f, _fk, _pr, _at = _table(Firm), _table(FirmKey), _table(ProcessedRequest), _table(Attempt)
 _base, _mod = _table(Item).alias("base"), _table(Item).alias("module")
+_act, _link, _flag = _table(Activation), _table(ChainLink), _table(Flag)
 
 
 def _attempts(scope: str, key: str) -> ScalarSelect[int]:
@@ -66,6 +70,8 @@ _KEY_COLUMNS = (
 Q_TICKET = (
     select(
         _t.c.id,
+        _t.c.ticket,
+        _t.c.activation_count,
         _t.c.state,
         _t.c.container_id,
         _t.c.license_id,
@@ -73,12 +79,15 @@ Q_TICKET = (
         _t.c.options,
         _t.c.firm_id,
         _f.c.code,
+        _f.c.name.label("firm_name"),
         _f.c.secret_enc,
         _base.c.name,
         _base.c.product_code,
         _base.c.level,
         _base.c.key_versions,
         _base.c.options.label("template"),
+        _base.c.policy,
+        _base.c.flag_window_days,
         _mod.c.id.label("item"),
         _mod.c.feature_map,
         *_KEY_COLUMNS,
@@ -95,12 +104,12 @@ Q_TICKET = (
 )
 Q_SERIAL = select(_c.c.serial).where(_c.c.id == bindparam("id"))
 Q_FIRM = (
-    select(_f.c.id.label("firm_id"), _f.c.code, _f.c.secret_enc, *_KEY_COLUMNS)
+    select(_f.c.id.label("firm_id"), _f.c.code, _f.c.name.label("firm_name"), _f.c.secret_enc, *_KEY_COLUMNS)
     .select_from(_f.join(_fk, _fk.c.firm_id == _f.c.id))
     .where(_f.c.code == bindparam("code"))
 )
 Q_SLOT = (
-    select(_cf.c.id, _cf.c.reported_seq, _cf.c.reported_vtime, _cf.c.issued_seq, _cf.c.flagged)
+    select(_cf.c.id, _cf.c.reported_seq, _cf.c.reported_vtime, _cf.c.issued_seq, _cf.c.reported_gen)
     .where(_cf.c.container_id == bindparam("container"), _cf.c.firm_id == bindparam("firm"))
     .with_for_update()
 )
@@ -109,8 +118,64 @@ Q_STATE = (
     .where(_t.c.firm_id == bindparam("firm"), _t.c.container_id == bindparam("container"), _t.c.state == ACTIVATED)
     .order_by(_t.c.license_id)
 )
+#: The tickets of a firm active in a container, for a rebase or withdrawal.
+Q_ACTIVE = (
+    select(_t.c.ticket)
+    .where(_t.c.firm_id == bindparam("firm"), _t.c.container_id == bindparam("container"), _t.c.state == ACTIVATED)
+    .order_by(_t.c.license_id)
+)
 U_SLOT = update(_cf).where(_cf.c.id == bindparam("slot_id"))
 U_FLAG = update(_cf).where(_cf.c.id == bindparam("slot_id")).values(flagged=True, flagged_at=bindparam("at"))
+
+# ---- counters: one activation per signed entry
+#: The live activations in a container that a document reports counters for (locked).
+Q_COUNTED = (
+    select(_act.c.id, _act.c.digest, _act.c.units, _act.c.first_use)
+    .where(
+        _act.c.container_id == bindparam("container"),
+        _act.c.digest.in_(bindparam("digests", expanding=True)),
+        _act.c.ended.is_(None),
+    )
+    .with_for_update()
+)
+U_COUNTED = update(_act).where(_act.c.id == bindparam("aid")).values(
+    units=bindparam("units"), first_use=bindparam("first")
+)
+#: A ticket's consumption so far (every activation) and its first use ever.
+Q_TOTALS = select(func.coalesce(func.sum(_act.c.units), 0), func.min(_act.c.first_use)).where(
+    _act.c.ticket_id == bindparam("tid")
+)
+U_END = (
+    update(_act)
+    .where(_act.c.ticket_id == bindparam("tid"), _act.c.ended.is_(None))
+    .values(ended=bindparam("at"))
+)
+I_ACTIVATION, I_FLAG = insert(_act), insert(_flag)
+#: Earlier flags of a ticket within its item's window (escalation).
+Q_FLAGS = select(func.count()).select_from(_flag).where(
+    _flag.c.ticket_id == bindparam("tid"), _flag.c.time > bindparam("since")
+)
+
+# ---- the chain of a container slot's documents
+Q_LINKS = select(_link.c.digest, _link.c.gen, _link.c.successor).where(
+    _link.c.slot_id == bindparam("slot"), _link.c.digest.in_(bindparam("digests", expanding=True))
+)
+
+
+def _upsert(dialect: str) -> dict[str, object]:
+    ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(_link)
+    return {
+        "doc": ins.on_conflict_do_update(index_elements=["slot_id", "digest"], set_={"gen": ins.excluded.gen}),
+        "parent": ins.on_conflict_do_update(
+            index_elements=["slot_id", "digest"], set_={"successor": ins.excluded.successor}
+        ),
+        "ancestor": ins.on_conflict_do_nothing(index_elements=["slot_id", "digest"]),
+    }
+
+
+#: Chain writes per dialect: the document (its generation), its parent (its successor),
+#: older ancestors (known, nothing more).
+I_LINK = {"sqlite": _upsert("sqlite"), "postgresql": _upsert("postgresql")}
 U_BOX = update(_c).where(_c.c.id == bindparam("cid")).values(box_pub=bindparam("box"))
 #: SET columns come from the parameter names (Core's executemany form): built once.
 U_TICKET = update(_t).where(_t.c.id == bindparam("tid"))

@@ -6,9 +6,18 @@ ticket of that firm activated there, signed license entries (kept from activatio
 product keys sealed to the container, the next sequence number and Central's time.
 The same request again returns the stored answer byte for byte, with no change.
 
-Manipulation: a container that reports an older sequence number for a firm than
-Central saw before, together with a newer virtual time, has had old files restored;
-its slot for that firm is flagged and refused until the vendor clears it.
+Counters and rollbacks: every document a container signs reports, per firm slot, its
+generation (raised on every state write), the digests of its last documents (the
+chain) and its counters under each entry. Central merges the counters into one
+activation per signed entry (maximum of units, earliest first use) and keeps the chain
+of every (container, firm). A document it knows already is answered idempotently (or,
+for a request made before one Central has answered, "superseded"); a document with a
+lower generation that is not in the chain, a second successor of one document (a fork),
+or counters below what Central recorded is manipulation: the slot is flagged for the
+vendor's review, and each active ticket's item policy decides: ``rebase`` re-issues the
+entry with Central's counts, ``withdraw`` takes the license back and blocks the ticket
+until the vendor clears the container; a second flag within the item's window escalates
+to ``withdraw``. The answer says so, and the user gets ``ManipulationDetected``.
 
 Activation and sync are the hot path: they run prepared Core statements
 (``_protocol_sql``) on the Session's connection, inside the Session's write
@@ -38,16 +47,15 @@ from ...core.errors import (
     InvalidReceipt,
     InvalidRequest,
     KeyMismatch,
-    Manipulation,
     NotFound,
     ServiceError,
     TooManyAttempts,
 )
 from ...core.exchange import Receipt, Request, SlotPosition
-from ...core.license import LicenseEntry, Options
+from ...core.license import DAY, LicenseEntry, Options
 from ..db import run_write
 from ..keys import SecretBox
-from ..models import Container, ContainerFirm, Firm, ProcessedReceipt, Ticket, TicketState
+from ..models import AuditEntry, Container, ContainerFirm, Firm, Policy, ProcessedReceipt, Ticket, TicketState
 from . import _protocol_sql as sql
 from .attempts import AttemptService
 from .base import Context, Service
@@ -67,6 +75,7 @@ log = logging.getLogger("licentia.central")
 COUNTED = (InvalidRequest, InvalidReceipt, KeyMismatch)
 ACTIVATED = sql.ACTIVATED
 DEACTIVATED = TicketState.deactivated.value
+BLOCKED = TicketState.blocked.value
 
 
 def _canonical(ticket: str) -> str | None:
@@ -83,6 +92,12 @@ def _ticket_hint(body: bytes) -> str | None:
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         return None
     return _canonical(ticket) if isinstance(ticket, str) else None
+
+
+def _date(ts: int) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d")
 
 
 def dump(doc: dict[str, Any]) -> str:
@@ -107,7 +122,10 @@ class _Slot:
     reported_seq: int
     reported_vtime: int
     issued_seq: int
+    reported_gen: int = 0
     new: bool = False  # inserted, with its final numbers, when the update is made
+    flag: str | None = None  # the manipulation this request showed (the reason, for the log)
+    notice: dict[str, list[int]] | None = None  # licenses rebased / withdrawn because of it
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,7 @@ class _Firm:
 
     id: uuid.UUID
     code: int
+    name: str
     secret_enc: bytes
     keys: list[_Key]
 
@@ -131,7 +150,7 @@ class _Firm:
 def _firm(rows: _Rows) -> _Firm:
     """The firm of joined ticket or firm rows (one row per firm key)."""
     first = rows[0]
-    return _Firm(first.firm_id, first.code, first.secret_enc, _keys(rows))
+    return _Firm(first.firm_id, first.code, first.firm_name, first.secret_enc, _keys(rows))
 
 
 def _keys(rows: _Rows) -> list[_Key]:
@@ -150,27 +169,22 @@ def _feature_map(rows: _Rows) -> int:
     return fmap
 
 
-def _entry(rows: _Rows, req: Request, options: dict[str, Any], now: int) -> LicenseEntry:
-    """The license entry a ticket's joined rows make for the requesting container."""
-    t = rows[0]
-    return LicenseEntry(
-        firm_code=t.code,
-        product_code=t.product_code,
-        feature_map=_feature_map(rows),
-        text=t.name,
-        license_id=t.license_id,
-        serial=req.serial,
-        container_key=req.sign_pub,
-        options=Options.from_json(options),
-        issued=now,
-        ticket=req.ticket,
-        key_versions=tuple(t.key_versions),
+def _message(firm: _Firm, serial: str, notice: dict[str, list[int]]) -> str:
+    """What the user reads when Central saw a container's files restored or forked."""
+    done = []
+    if notice.get("rebased"):
+        done.append(
+            f"license(s) {', '.join(map(str, notice['rebased']))} were re-issued with the use License Central "
+            "had recorded"
+        )
+    if notice.get("withdrawn"):
+        done.append(f"license(s) {', '.join(map(str, notice['withdrawn']))} were withdrawn")
+    what = "; ".join(done) or "the container was flagged"
+    return (
+        f"Manipulation detected: License Central saw the files of container {serial} restored from an older "
+        f"copy (or one copy used twice): {what}. If you restored a backup after a failure, tell {firm.name} "
+        f"(firm {firm.code}); they review and clear the container."
     )
-
-
-def _restored(p: SlotPosition, slot: _Slot) -> bool:
-    """An older sequence number with a newer virtual time: old files put back."""
-    return p.seq < slot.reported_seq and p.vtime > slot.reported_vtime
 
 
 def _receipt_envelope(body: bytes) -> dict[str, Any]:
@@ -299,12 +313,14 @@ class ActivationService(Service):
         now = self.now()
         container_id, new_container = self._container(conn, req, register=True)
         rows = self._ticket_rows(conn, req)
-        self._check_ticket(conn, rows[0], req, container_id)
+        self._check_ticket(conn, rows[0], req, container_id, now)
         firm = _firm(rows)
-        slot, flagged = self._slot(conn, container_id, firm, req, new=new_container)
-        if flagged is not None:
-            return _Outcome(error=flagged)
-        signed = self._bind_ticket(conn, rows, req, container_id, firm, now)
+        slot = self._slot(conn, container_id, firm, req, new=new_container)
+        if slot.notice is not None:
+            rows = self._ticket_rows(conn, req)  # the manipulation may have re-issued or withdrawn it
+            if rows[0].state == BLOCKED:
+                return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now))
+        signed = self._bind_ticket(conn, rows, req.serial, req.sign_pub, container_id, firm, now)
         log.info("ticket %s activated in %s", req.ticket, req.serial)
         known = [signed] if new_container else None  # a container registered just now holds this ticket alone
         return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now, known))
@@ -319,9 +335,7 @@ class ActivationService(Service):
         if not rows:
             raise NotFound("firm", f"There is no firm {req.firm_code} in Central. Check the firm code.")
         firm = _firm(rows)
-        slot, flagged = self._slot(conn, container_id, firm, req)
-        if flagged is not None:
-            return _Outcome(error=flagged)
+        slot = self._slot(conn, container_id, firm, req)
         return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, self.now()))
 
     def _container(self, conn: Connection, req: Request, *, register: bool) -> tuple[uuid.UUID, bool]:
@@ -365,10 +379,20 @@ class ActivationService(Service):
         return rows
 
     @staticmethod
-    def _check_ticket(conn: Connection, t: _Row, req: Request, container_id: uuid.UUID) -> None:
-        """Refuse a revoked ticket, a container of the wrong level, a ticket active elsewhere."""
+    def _check_ticket(conn: Connection, t: _Row, req: Request, container_id: uuid.UUID, now: int) -> None:
+        """Refuse a revoked or blocked ticket, a dead item, a container of the wrong level,
+        a ticket active elsewhere."""
         if t.state == TicketState.revoked.value:
             raise Conflict("ticket_revoked", "This ticket has been revoked. Contact the vendor.")
+        if t.state == BLOCKED:
+            raise Conflict(
+                "ticket_blocked",
+                "This ticket is blocked: License Central saw the files of the container that held it restored "
+                f"from an older copy. Contact {t.firm_name} (firm {t.code}) to have it cleared.",
+            )
+        expires = (t.template or {}).get("expires")
+        if expires is not None and expires <= now:
+            raise Conflict("item_expired", f"This product expired on {_date(expires)} and can no longer be activated.")
         if t.level != req.level:
             raise Conflict(
                 "wrong_level",
@@ -386,50 +410,191 @@ class ActivationService(Service):
         self,
         conn: Connection,
         rows: _Rows,
-        req: Request,
+        serial: str,
+        sign_pub: str,
         container_id: uuid.UUID,
         firm: _Firm,
         now: int,
     ) -> dict[str, Any]:
-        """Sign the ticket's license entry for the container and mark the ticket active there.
-        The options are fixed at the first activation."""
+        """Sign a new license entry of the ticket for the container (a new activation, carrying
+        what Central recorded of the ticket's use) and mark the ticket active there. The
+        options are fixed at the first activation; the ticket's earlier activations end."""
         t = rows[0]
         changes: dict[str, Any] = {}
         options = t.options
         if t.first_activated is None:
             options = absolute_options(t.template, now).to_json()
             changes.update(first_activated=now, options=options)
-        signed = _entry(rows, req, options, now).sign(self._signer(firm))
-        changes.update(state=ACTIVATED, container_id=container_id, activated=now, entry=dump(signed))
+        consumed, first_use = conn.execute(sql.Q_TOTALS, {"tid": t.id}).one()
+        conn.execute(sql.U_END, {"tid": t.id, "at": now})
+        number = t.activation_count + 1
+        entry = LicenseEntry(
+            firm_code=t.code,
+            product_code=t.product_code,
+            feature_map=_feature_map(rows),
+            text=t.name,
+            license_id=t.license_id,
+            serial=serial,
+            container_key=sign_pub,
+            options=Options.from_json(options),
+            issued=now,
+            ticket=t.ticket,
+            key_versions=tuple(t.key_versions),
+            consumed_base=int(consumed),
+            first_use=first_use,
+            activation=number,
+        )
+        signed = entry.sign(self._signer(firm))
+        activation = {
+            "id": uuid.uuid4(),
+            "ticket_id": t.id,
+            "container_id": container_id,
+            "number": number,
+            "digest": document_digest(signed),
+            "units": 0,
+            "first_use": None,
+            "created": now,
+            "ended": None,
+        }
+        conn.execute(sql.I_ACTIVATION, activation)
+        changes.update(
+            state=ACTIVATED, container_id=container_id, activated=now, entry=dump(signed), activation_count=number
+        )
         conn.execute(sql.U_TICKET, {"tid": t.id, **changes})
         return signed
 
     def _slot(
         self, conn: Connection, container_id: uuid.UUID, firm: _Firm, req: Request, *, new: bool = False
-    ) -> tuple[_Slot, ServiceError | None]:
-        """The container's slot for the firm (locked), at the position the request reports;
-        or the slot and the manipulation it was just flagged for."""
+    ) -> _Slot:
+        """The container's slot for the firm (locked), at the position the request reports,
+        its counters merged; a request that shows manipulation is handled here (``flag``)."""
         row = None if new else conn.execute(sql.Q_SLOT, {"container": container_id, "firm": firm.id}).first()
         p = req.position(firm.code)
         if row is None:
             slot = _Slot(uuid.uuid4(), 0, 0, 0, new=True)
         else:
-            if row.flagged:
-                raise Manipulation(req.serial, firm.code)
-            slot = _Slot(row.id, row.reported_seq, row.reported_vtime, row.issued_seq)
-            if _restored(p, slot):
-                return slot, self._flag(conn, slot, req, firm.code, p)
+            slot = _Slot(row.id, row.reported_seq, row.reported_vtime, row.issued_seq, row.reported_gen)
+            known, reason = self._chain(conn, slot, req.digest, p, late_ok=False)
+            if known:
+                raise Conflict(
+                    "superseded",
+                    "This request was made before a later one that License Central has answered already: "
+                    "it is superseded. Make a new request (run the command again) and use its answer.",
+                )
+            below = self._merge(conn, container_id, p)
+            reason = reason or (below[0] if below else None)
+            if reason is not None:
+                slot.flag = reason
+                slot.notice = self._manipulated(conn, req.serial, req.sign_pub, container_id, firm, slot, req.digest)
         slot.reported_seq = max(slot.reported_seq, p.seq)
         slot.reported_vtime = max(slot.reported_vtime, p.vtime)
-        return slot, None
+        return slot
 
-    def _flag(self, conn: Connection, slot: _Slot, req: Request, firm_code: int, p: SlotPosition) -> Manipulation:
-        conn.execute(sql.U_FLAG, {"slot_id": slot.id, "at": self.now()})
-        reason = (
-            f"{req.serial} firm {firm_code}: seq {p.seq} < {slot.reported_seq} "
-            f"with vtime {p.vtime} > {slot.reported_vtime}"
+    @staticmethod
+    def _chain(
+        conn: Connection, slot: _Slot, digest: str, p: SlotPosition, *, late_ok: bool
+    ) -> tuple[bool, str | None]:
+        """Where a document stands in the slot's chain: (known to Central already, the
+        manipulation it shows or None). ``late_ok``: a document that may arrive after later
+        ones (a receipt) is not judged by its generation."""
+        if p.gen is None:
+            if slot.reported_gen > 0:
+                return False, "a document without a generation after documents with one"
+            return False, None
+        wanted = [digest, *p.prev[:1]]
+        links = {r.digest: r for r in conn.execute(sql.Q_LINKS, {"slot": slot.id, "digests": wanted})}
+        if digest in links:
+            return True, None
+        parent = links.get(p.prev[0]) if p.prev else None
+        if parent is not None and parent.successor not in (None, digest):
+            return False, f"fork: document {p.prev[0][:16]} already has the successor {parent.successor[:16]}"
+        if not late_ok and p.gen <= slot.reported_gen:
+            return False, f"generation {p.gen} is not above {slot.reported_gen} and the document is not in the chain"
+        return False, None
+
+    @staticmethod
+    def _link(conn: Connection, slot: _Slot, digest: str, p: SlotPosition, now: int) -> None:
+        """Record a document in the slot's chain: itself, its parent's successor, its ancestors."""
+        if p.gen is None:
+            return
+        stmts = sql.I_LINK[conn.dialect.name]
+        row = {"slot_id": slot.id, "digest": digest, "gen": p.gen, "successor": None, "created": now}
+        conn.execute(stmts["doc"], row)
+        if p.prev:
+            conn.execute(stmts["parent"], {**row, "digest": p.prev[0], "gen": None, "successor": digest})
+        if len(p.prev) > 1:
+            conn.execute(stmts["ancestor"], [{**row, "digest": d, "gen": None} for d in p.prev[1:]])
+
+    @staticmethod
+    def _merge(conn: Connection, container_id: uuid.UUID, p: SlotPosition) -> list[str]:
+        """Merge a document's counters into the live activations they name (the maximum of
+        units, the earliest first use); return how each fell below what Central recorded."""
+        if not p.counters:
+            return []
+        below = []
+        for row in conn.execute(sql.Q_COUNTED, {"container": container_id, "digests": list(p.counters)}).all():
+            c = p.counters[row.digest]
+            if c.units < row.units:
+                below.append(f"units {c.units} below the {row.units} recorded under entry {row.digest[:16]}")
+            if row.first_use is not None and (c.first_use is None or c.first_use > row.first_use):
+                below.append(f"first use {c.first_use} after the {row.first_use} recorded under {row.digest[:16]}")
+            firsts = [f for f in (c.first_use, row.first_use) if f is not None]
+            units, first = max(c.units, row.units), (min(firsts) if firsts else None)
+            if (units, first) != (row.units, row.first_use):
+                conn.execute(sql.U_COUNTED, {"aid": row.id, "units": units, "first": first})
+        return below
+
+    def _manipulated(
+        self,
+        conn: Connection,
+        serial: str,
+        sign_pub: str,
+        container_id: uuid.UUID,
+        firm: _Firm,
+        slot: _Slot,
+        digest: str,
+    ) -> dict[str, list[int]]:
+        """Flag the slot for review and apply each active ticket's policy: re-issue its entry
+        with Central's counts (rebase) or take it back and block the ticket (withdraw)."""
+        now = self.now()
+        log.warning("manipulation detected: container %s firm %s: %s", serial, firm.code, slot.flag)
+        conn.execute(sql.U_FLAG, {"slot_id": slot.id, "at": now})
+        notice: dict[str, list[int]] = {"rebased": [], "withdrawn": []}
+        flag = {
+            "time": now,
+            "container_id": container_id,
+            "firm_id": firm.id,
+            "reason": slot.flag,
+            "document": digest,
+            "cleared": None,
+        }
+        tickets = [t for (t,) in conn.execute(sql.Q_ACTIVE, {"firm": firm.id, "container": container_id})]
+        for ticket in tickets:
+            rows = conn.execute(sql.Q_TICKET, {"ticket": ticket}).all()
+            t = rows[0]
+            earlier = conn.execute(sql.Q_FLAGS, {"tid": t.id, "since": now - t.flag_window_days * DAY}).scalar()
+            action = Policy.withdraw.value if t.policy == Policy.withdraw.value or earlier else Policy.rebase.value
+            conn.execute(sql.I_FLAG, {**flag, "ticket_id": t.id, "action": action})
+            if action == Policy.withdraw.value:
+                conn.execute(sql.U_END, {"tid": t.id, "at": now})
+                conn.execute(sql.U_TICKET, {"tid": t.id, "state": BLOCKED, "container_id": None})
+                notice["withdrawn"].append(t.license_id)
+            else:
+                self._bind_ticket(conn, rows, serial, sign_pub, container_id, firm, now)
+                notice["rebased"].append(t.license_id)
+        if not tickets:
+            conn.execute(sql.I_FLAG, {**flag, "ticket_id": None, "action": Policy.rebase.value})
+        self.session.add(
+            AuditEntry(
+                time=now,
+                actor="central",
+                role="system",
+                firm_code=firm.code,
+                action="container.manipulation",
+                detail={"serial": serial, "reason": slot.flag, **notice},
+            )
         )
-        return Manipulation(req.serial, firm_code, reason=reason)
+        return notice
 
     def _signer(self, firm: _Firm) -> hazmat.Ed25519PrivateKey:
         active = next(k for k in firm.keys if k.active)
@@ -450,7 +615,8 @@ class ActivationService(Service):
         if known is None:
             known = self._entries(conn, container_id, firm)
         sealed = self._sealed_keys(req, firm, known)
-        seq = self._advance_slot(conn, req, container_id, firm, slot)
+        seq = self._advance_slot(conn, req, container_id, firm, slot, now)
+        notice = slot.notice
         doc = exchange.build_update(
             firm_code=firm.code,
             firm_key=self._signer(firm),
@@ -461,6 +627,8 @@ class ActivationService(Service):
             sealed_keys=sealed,
             request_digest=req.digest,
             endorsements=[k.endorsement for k in firm.keys if k.endorsement],
+            message=None if notice is None else _message(firm, req.serial, notice),
+            manipulation=notice,
         )
         text = dump(doc)
         self._store_answer(conn, req, container_id, firm, text, now)
@@ -485,16 +653,28 @@ class ActivationService(Service):
                 sealed.append(exchange.seal_product_key(box_pub, req.serial, digest, version, key))
         return sealed
 
-    @staticmethod
-    def _advance_slot(conn: Connection, req: Request, container_id: uuid.UUID, firm: _Firm, slot: _Slot) -> int:
-        """Write the slot's reported position and its next sequence number; return that number."""
-        seq = max(slot.issued_seq, req.position(firm.code).seq) + 1
-        numbers = {"reported_seq": slot.reported_seq, "reported_vtime": slot.reported_vtime, "issued_seq": seq}
+    def _advance_slot(
+        self, conn: Connection, req: Request, container_id: uuid.UUID, firm: _Firm, slot: _Slot, now: int
+    ) -> int:
+        """Write the slot's reported position, generation and next sequence number, and the
+        request in the slot's chain; return that number."""
+        p = req.position(firm.code)
+        seq = max(slot.issued_seq, p.seq) + 1
+        # after manipulation the restored line is the one that goes on: its generation counts
+        gen = slot.reported_gen if p.gen is None else (p.gen if slot.flag else max(slot.reported_gen, p.gen))
+        numbers = {
+            "reported_seq": slot.reported_seq,
+            "reported_vtime": slot.reported_vtime,
+            "issued_seq": seq,
+            "reported_gen": gen,
+            "last_contact": now,
+        }
         if slot.new:
             row = {"id": slot.id, "container_id": container_id, "firm_id": firm.id, "flagged": False, **numbers}
             conn.execute(sql.I_SLOT, row)
         else:
             conn.execute(sql.U_SLOT, {"slot_id": slot.id, **numbers})
+        self._link(conn, slot, req.digest, p, now)
         return seq
 
     @staticmethod
@@ -563,14 +743,39 @@ class ActivationService(Service):
         return firm, ticket
 
     def _release(self, ticket: Ticket, container: Container, firm: Firm, receipt: Receipt) -> None:
-        """Take the ticket out of the container; the slot learns the receipt's position."""
-        ticket.state = DEACTIVATED
-        ticket.container_id = None
+        """Take the ticket out of the container; the slot learns the receipt's position, its
+        chain and counters (a receipt may arrive after later documents: its generation is not
+        judged, a fork or counters below Central's are flagged for review)."""
+        now = self.now()
         slot = self.session.scalars(
             select(ContainerFirm)
             .where(ContainerFirm.container_id == container.id, ContainerFirm.firm_id == firm.id)
             .with_for_update()
         ).first()
         if slot is not None:
+            conn = self.session.connection()
+            p = receipt.position
+            view = _Slot(slot.id, slot.reported_seq, slot.reported_vtime, slot.issued_seq, slot.reported_gen)
+            _, reason = self._chain(conn, view, receipt.digest, p, late_ok=True)
+            below = self._merge(conn, container.id, p)
+            reason = reason or (below[0] if below else None)
+            if reason is not None:
+                log.warning("manipulation detected: container %s firm %s: %s", container.serial, firm.code, reason)
+                slot.flagged, slot.flagged_at = True, now
+                flag = {"time": now, "container_id": container.id, "firm_id": firm.id, "ticket_id": ticket.id,
+                        "action": Policy.rebase.value, "reason": reason, "document": receipt.digest, "cleared": None}
+                conn.execute(sql.I_FLAG, flag)
+                self.session.add(
+                    AuditEntry(time=now, actor="central", role="system", firm_code=firm.code,
+                               action="container.manipulation",
+                               detail={"serial": container.serial, "reason": reason, "receipt": ticket.ticket})
+                )
+            self._link(conn, view, receipt.digest, p, now)
             slot.reported_seq = max(slot.reported_seq, receipt.seq)
             slot.reported_vtime = max(slot.reported_vtime, receipt.vtime)
+            if p.gen is not None:
+                slot.reported_gen = max(slot.reported_gen, p.gen)
+            slot.last_contact = now
+        self.session.connection().execute(sql.U_END, {"tid": ticket.id, "at": now})
+        ticket.state = DEACTIVATED
+        ticket.container_id = None

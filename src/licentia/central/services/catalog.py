@@ -12,7 +12,7 @@ from ...core.encoding import b64d, b64e
 from ...core.errors import BadInput, Conflict, NotFound
 from ...core.license import DAY, Options
 from ..db import run_read, run_write
-from ..models import Customer, Firm, Item, Level
+from ..models import Customer, Firm, Item, Level, Policy
 from .base import Actor, Service
 
 #: Option template fields: relative (days from first activation) or absolute (Unix time).
@@ -89,7 +89,14 @@ def absolute_options(template: dict[str, Any], first_activation: int) -> Options
     )
 
 
-def item_view(item: Item, firm_code: int, module_of: str | None) -> dict[str, Any]:
+def item_expired(item: Item, now: int) -> bool:
+    """An item whose absolute expiry has passed is sold and activated no more."""
+    expires = (item.options or {}).get("expires")
+    return expires is not None and expires <= now
+
+
+def item_view(item: Item, firm_code: int, module_of: str | None, now: int) -> dict[str, Any]:
+    expires = (item.options or {}).get("expires")
     return {
         "item_id": item.item_id,
         "firm_code": firm_code,
@@ -100,6 +107,11 @@ def item_view(item: Item, firm_code: int, module_of: str | None) -> dict[str, An
         "key_versions": list(item.key_versions),
         "options": dict(item.options),
         "module_of": module_of,
+        "on_manipulation": item.policy,
+        "flag_window_days": item.flag_window_days,
+        # an absolute expiry: how near it is (whole days left, rounded down; 0 on the last day)
+        "expires_in_days": None if expires is None else max(0, (expires - now) // DAY),
+        "expired": expires is not None and expires <= now,
     }
 
 
@@ -154,10 +166,16 @@ class CatalogService(Service):
         key_versions: list[int] | None = None,
         module_of: str | None = None,
         options: dict[str, Any] | None = None,
+        policy: str = Policy.rebase.value,
+        flag_window_days: int = 90,
     ) -> dict[str, Any]:
         name = name.strip()
         if not name:
             raise BadInput("An item needs a name.")
+        if policy not in {p.value for p in Policy}:
+            raise BadInput("on_manipulation is rebase or withdraw.")
+        if not isinstance(flag_window_days, int) or isinstance(flag_window_days, bool) or flag_window_days < 0:
+            raise BadInput("flag_window_days is a whole number of 0 or more.")
         item_id = check_item_codes(item_id, feature_map, product_code)
         if level not in {lv.value for lv in Level}:
             raise BadInput("level is loose, medium or tight.")
@@ -179,12 +197,14 @@ class CatalogService(Service):
                 level=level if base is None else base.level,
                 key_versions=versions,
                 options=template,
+                policy=policy,
+                flag_window_days=flag_window_days,
                 module_of_id=base.id if base else None,
                 created=self.now(),
             )
             self.session.add(item)
             self.session.flush()
-            view = item_view(item, firm.code, base.item_id if base else None)
+            view = item_view(item, firm.code, base.item_id if base else None, self.now())
             self.audit(actor, "item.create", firm.code, **view)
             return view
 
@@ -215,7 +235,7 @@ class CatalogService(Service):
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
             item = self.item(firm, item_id)
-            return item_view(item, firm.code, self._module_of(item))
+            return item_view(item, firm.code, self._module_of(item), self.now())
 
         return run_read(self.session, tx)
 
@@ -223,7 +243,7 @@ class CatalogService(Service):
         def tx() -> list[dict[str, Any]]:
             firm = self.scoped_firm(actor, firm_code)
             items = self.session.scalars(select(Item).where(Item.firm_id == firm.id).order_by(Item.item_id))
-            return [item_view(i, firm.code, self._module_of(i)) for i in items]
+            return [item_view(i, firm.code, self._module_of(i), self.now()) for i in items]
 
         return run_read(self.session, tx)
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ...core import codes
 from ...core.errors import BadInput, NotFound
 from ..db import run_read, run_write
-from ..models import AuditEntry, Container, ContainerFirm, Firm, Ticket, TicketState
+from ..models import AuditEntry, Container, ContainerFirm, Firm, Flag, Ticket, TicketState
 from .base import Actor, Service
 
 
@@ -50,35 +50,73 @@ class ContainerService(Service):
                 )
                 .order_by(Ticket.license_id)
             )
+            flags = self.session.execute(
+                select(Flag, Ticket.ticket)
+                .outerjoin(Ticket, Ticket.id == Flag.ticket_id)
+                .where(Flag.container_id == container.id, Flag.firm_id == firm.id)
+                .order_by(Flag.id)
+            ).all()
             return {
                 "serial": container.serial,
                 "level": container.level,
                 "firm_code": firm.code,
                 "reported_seq": slot.reported_seq,
                 "reported_vtime": slot.reported_vtime,
+                "reported_gen": slot.reported_gen,
                 "issued_seq": slot.issued_seq,
+                "last_contact": slot.last_contact,
                 "flagged": slot.flagged,
                 "flagged_at": slot.flagged_at,
                 "tickets": list(tickets),
+                # manipulation Central saw, newest last: what it did about each ticket
+                "flags": [
+                    {
+                        "time": f.time,
+                        "ticket": t,
+                        "action": f.action,
+                        "reason": f.reason,
+                        "cleared": f.cleared,
+                    }
+                    for f, t in flags
+                ],
             }
 
         return run_read(self.session, tx)
 
     def clear(self, actor: Actor, serial: str, firm_code: int | None = None) -> dict[str, Any]:
-        """Lift a manipulation flag. The reported position starts again from the
-        container's next request; sequence numbers issued stay (they only grow)."""
+        """Mark the container's flags reviewed and unblock the tickets withdrawn from it (they
+        can be activated again, with the use Central recorded)."""
         serial = check_serial(serial)
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
             container, slot = self._slot(serial, firm, lock=True)
             was = slot.flagged
+            now = self.now()
             slot.flagged = False
             slot.flagged_at = None
-            slot.reported_seq = 0
-            slot.reported_vtime = 0
-            self.audit(actor, "container.clear", firm.code, serial=serial, was_flagged=was)
-            return {"serial": serial, "firm_code": firm.code, "flagged": False, "was_flagged": was}
+            open_flags = self.session.scalars(
+                select(Flag)
+                .where(Flag.container_id == container.id, Flag.firm_id == firm.id, Flag.cleared.is_(None))
+                .with_for_update()
+            ).all()
+            blocked = {f.ticket_id for f in open_flags if f.ticket_id is not None}
+            unblocked = []
+            for ticket in self.session.scalars(
+                select(Ticket).where(Ticket.id.in_(blocked), Ticket.state == TicketState.blocked.value).with_for_update()
+            ):
+                ticket.state = TicketState.deactivated.value
+                unblocked.append(ticket.ticket)
+            for f in open_flags:
+                f.cleared = now
+            self.audit(actor, "container.clear", firm.code, serial=serial, was_flagged=was, unblocked=unblocked)
+            return {
+                "serial": serial,
+                "firm_code": firm.code,
+                "flagged": False,
+                "was_flagged": was,
+                "unblocked": sorted(unblocked),
+            }
 
         return run_write(self.session, tx)
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ...core import codes
-from ...core.errors import BadInput, InvalidItems, InvalidTicket, NotFound
+from ...core.errors import BadInput, Conflict, InvalidItems, InvalidTicket, NotFound
 from ..db import run_read, run_write
-from ..models import Container, Customer, Firm, Item, Ticket, TicketItem, TicketState
+from ..models import Activation, Container, Customer, Firm, Flag, Item, Ticket, TicketItem, TicketState
 from .attempts import AttemptService
 from .base import Actor, Context, Service
-from .catalog import CatalogService, bump_counter
+from .catalog import CatalogService, bump_counter, item_expired
 
 MAX_ORDER = 1000
 TYPO = "This ticket id is mistyped: {reason}. Check it against the one you were given."
@@ -67,6 +67,9 @@ class TicketService(Service):
             cust = self.catalog.customer(firm, customer)
             chosen = self._order_items(firm, items)
             base = base_item(chosen)
+            dead = [i.item_id for i in chosen if item_expired(i, self.now())]
+            if dead:
+                raise Conflict("item_expired", f"Item {dead[0]} has expired: it can no longer be sold.")
             order = uuid.uuid4()
             made = self._make_tickets(firm, cust, base, chosen, order, count)
             item_ids = sorted(i.item_id for i in chosen)
@@ -196,6 +199,12 @@ class TicketService(Service):
     def view(self, ticket: Ticket, firm: Firm) -> dict[str, Any]:
         items = list(self.session.scalars(select(Item).join(TicketItem).where(TicketItem.ticket_id == ticket.id)))
         base = next(i for i in items if i.id == ticket.item_id)
+        consumed, first_use = self.session.execute(
+            select(func.coalesce(func.sum(Activation.units), 0), func.min(Activation.first_use)).where(
+                Activation.ticket_id == ticket.id
+            )
+        ).one()
+        flags = self.session.scalar(select(func.count()).select_from(Flag).where(Flag.ticket_id == ticket.id))
         serial = None
         if ticket.container_id is not None:
             serial = self.session.scalar(select(Container.serial).where(Container.id == ticket.container_id))
@@ -217,6 +226,12 @@ class TicketService(Service):
             "first_activated": ticket.first_activated,
             "activated": ticket.activated,
             "revoked": ticket.revoked,
+            # what the ticket's containers reported: units consumed over every activation,
+            # the first use ever, and how often Central saw its container's files restored
+            "consumed": int(consumed),
+            "first_use": first_use,
+            "activations": ticket.activation_count,
+            "flags": int(flags or 0),
         }
 
 
