@@ -205,10 +205,25 @@ class Activation(Base):
     container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
     number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per ticket
     digest: Mapped[str] = mapped_column(String(64), unique=True)  # of the signed entry
-    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)  # counted by the container
+    online_units: Mapped[int] = mapped_column(BigInteger, default=0)  # counted here (online metering)
     first_use: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created: Mapped[int] = mapped_column(BigInteger)
     ended: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class IdempotencyKey(Base):
+    """The answer to a call made with an idempotency key (scoped to the caller and the
+    license), returned again to a retry; the same key with other parameters is refused."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created"),)
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    params: Mapped[str] = mapped_column(String(64))  # SHA-256 of the call's parameters
+    response: Mapped[str] = mapped_column(Text)
+    created: Mapped[int] = mapped_column(BigInteger)
 
 
 class Flag(Base):

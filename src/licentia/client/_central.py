@@ -92,6 +92,14 @@ class CentralClient:
         """A container's removal receipt in, Central's confirmation out (the ticket is free again)."""
         return _object(self.request("POST", "/deactivations", json={"receipt": receipt}))
 
+    def report(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A usage report in; Central's signed acknowledgement, or a full-state update, out."""
+        return _object(self.request("POST", "/reports", json=request))
+
+    def consume(self, document: dict[str, Any]) -> dict[str, Any]:
+        """A container-signed unit consumption in (online metering); Central's signed count out."""
+        return _object(self.request("POST", "/consumptions", json=document))
+
     # ------------------------------------------------------------ keys
 
     def firm_public_pem(self, firm: int) -> str:

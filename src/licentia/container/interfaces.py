@@ -106,6 +106,14 @@ class Container(Grant, Protocol):
         with ``check`` under the lock."""
         ...
 
+    def record_online(self, entry: LicenseEntry, online: int, *, start_usage: bool, now: int) -> Slot:
+        """Record the units License Central counted under ``entry`` (online metering)."""
+        ...
+
+    def apply_ack(self, data: dict[str, Any], now: int) -> bool:
+        """Apply Central's signed acknowledgement of the last usage report (a sync)."""
+        ...
+
     def observe(self, firm_code: int, now: int) -> None:
         """Record a clock observation in a firm's slot (a refused access saw the time too)."""
         ...

@@ -320,6 +320,50 @@ class MachineContainer:
 
         return self.mutate(change)
 
+    def record_online(self, entry: LicenseEntry, online: int, *, start_usage: bool, now: int) -> Slot:
+        """Record the units Central counted under ``entry`` (online metering: its answer's total)."""
+
+        def change(slots: dict[int, Slot]) -> Slot:
+            slot = slots[entry.firm_code]
+            rec = {"units": 0, "first_use": None, **((slot.counters or {}).get(entry.digest) or {})}
+            rec["online"] = max(int(rec.get("online", 0)), online)
+            if start_usage and rec.get("first_use") is None:
+                rec["first_use"] = max(now, slot.vclock)
+            slot.counters = {**(slot.counters or {}), entry.digest: rec}
+            slot.vclock = max(slot.vclock, now)
+            return slot
+
+        return self.mutate(change)
+
+    def apply_ack(self, data: dict[str, Any], now: int) -> bool:
+        """Apply Central's acknowledgement of this container's last usage report: its signed
+        time counts as a sync, the units it recorded settle the offline allowance. An
+        acknowledgement of an older document changes nothing (False)."""
+
+        def change(slots: dict[int, Slot]) -> bool:
+            try:
+                firm = exchange.parse_update_firm(data)
+                slot = slots.get(firm)
+                if slot is None:
+                    raise DocumentInvalid(f"no slot for firm {firm}")
+                keys = exchange.accept_keys(firm, slot.pinned_keys(), list(slot.endorsements or []))
+                ack = exchange.verify_ack(data, keys)
+            except DocumentInvalid as exc:
+                raise E.rejected(f"report acknowledgement refused: {exc.reason}") from None
+            if ack.serial != self.serial:
+                raise E.rejected(f"report acknowledgement for container {ack.serial}")
+            if not slot.chain or slot.chain[0] != ack.request:
+                return False
+            slot.last_sync = max(slot.last_sync or 0, ack.time)
+            slot.vclock = ack.time  # Central's signed time, as an update's
+            for digest, units in ack.recorded.items():
+                rec = (slot.counters or {}).get(digest)
+                if rec is not None:
+                    rec["settled"] = max(int(rec.get("settled", 0)), units)
+            return True
+
+        return bool(self.mutate(change))
+
     def observe(self, firm_code: int, now: int) -> None:
         """Record a clock observation in the firm's slot (a refused access saw this time too)."""
 
@@ -366,7 +410,7 @@ class MachineContainer:
         return self.mutate(change)
 
     #: document types a caller may have this container sign (never requests or receipts)
-    SIGNABLE = frozenset({"lease", "borrow", "borrow-return", "usage-head"})
+    SIGNABLE = frozenset({"lease", "borrow", "borrow-return", "usage-head", "consume"})
 
     def sign(self, doc_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Sign a grant or usage-log document with the container's Ed25519 key.

@@ -103,4 +103,10 @@ class Slot:
 
     def license_state(self, entry: LicenseEntry) -> LicenseState:
         rec = (self.counters or {}).get(entry.digest) or {}
-        return LicenseState(units_used=int(rec.get("units", 0)), first_use=rec.get("first_use"), last_sync=self.last_sync)
+        used = int(rec.get("units", 0)) + int(rec.get("online", 0))  # counted here + counted at Central
+        return LicenseState(units_used=used, first_use=rec.get("first_use"), last_sync=self.last_sync)
+
+    def unsettled(self, entry: LicenseEntry) -> int:
+        """Units counted here under ``entry`` that Central has not acknowledged yet."""
+        rec = (self.counters or {}).get(entry.digest) or {}
+        return int(rec.get("units", 0)) - int(rec.get("settled", 0))

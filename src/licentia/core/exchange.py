@@ -22,7 +22,7 @@ from .documents import DocumentInvalid, document_digest, parse, require, sign_do
 from .license import LicenseEntry
 
 LEVELS = ("loose", "medium", "tight")
-ACTIONS = ("activate", "sync")
+ACTIONS = ("activate", "sync", "report")
 
 
 def _pub_from_b64(text: str, kind: type) -> Any:
@@ -171,6 +171,8 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
         raise DocumentInvalid("bad action")
     if action == "activate" and ticket is None:
         raise DocumentInvalid("activation without ticket")
+    if action == "report" and firm is None:
+        raise DocumentInvalid("report without firm_code")
     box_pub = require(payload, "box_pub", str)
     _pub_from_b64(box_pub, hazmat.X25519PublicKey)
     slots: dict[int, SlotPosition] = {}
@@ -411,6 +413,44 @@ def verify_receipt(data: bytes | str | dict[str, Any], container_pub: hazmat.Ed2
         digest=document_digest(doc),
         document=doc,
         position=position,
+    )
+
+
+# ---------------------------------------------------------------- usage-report acknowledgements
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Central's answer to a usage report when nothing changed: its signed time (a sync)."""
+
+    firm_code: int
+    serial: str
+    time: int
+    request: str
+    recorded: dict[str, int]  # entry digest -> units Central recorded under it (local counting)
+
+
+def build_ack(
+    *, firm_code: int, firm_key: hazmat.Ed25519PrivateKey, serial: str, now: int, request_digest: str,
+    recorded: dict[str, int],
+) -> dict[str, Any]:
+    payload = {"firm_code": firm_code, "serial": serial, "time": now, "request": request_digest,
+               "recorded": recorded}
+    return sign_document("report-ack", payload, firm_key)
+
+
+def verify_ack(data: bytes | str | dict[str, Any], keys: dict[str, hazmat.Ed25519PublicKey]) -> Ack:
+    payload = verify_document(parse(data), "report-ack", keys)
+    recorded = require(payload, "recorded", dict)
+    if not all(_is_digest(d) and isinstance(u, int) and not isinstance(u, bool) and u >= 0
+               for d, u in recorded.items()):
+        raise DocumentInvalid("bad recorded counters")
+    return Ack(
+        firm_code=require(payload, "firm_code", int),
+        serial=require(payload, "serial", str),
+        time=require(payload, "time", int),
+        request=require(payload, "request", str),
+        recorded=dict(recorded),
     )
 
 

@@ -35,6 +35,12 @@ class Options:
     sync_interval: int | None = None
     data: bytes | None = None
     local_only: bool = False  # never served by a network license server
+    #: seconds between usage reports to Central while it is reachable (None: no reports)
+    report_interval: int | None = None
+    #: "online": every unit consumption is a call to Central; "local": the container counts
+    metering: str = "local"
+    #: online metering: units the container may count on its own while Central is unreachable
+    offline_allowance: int = 0
 
     @functools.cached_property
     def time_bound(self) -> bool:
@@ -52,6 +58,9 @@ class Options:
             "sync_interval": self.sync_interval,
             "data": None if self.data is None else b64e(self.data),
             "local_only": self.local_only,
+            "report_interval": self.report_interval,
+            "metering": self.metering,
+            "offline_allowance": self.offline_allowance,
         }
 
     @classmethod
@@ -59,7 +68,8 @@ class Options:
         if not isinstance(obj, dict):
             raise DocumentInvalid("options is not an object")
         ints = {}
-        for name in ("expires", "not_before", "usage_period", "units", "maintenance_until", "sync_interval"):
+        names = ("expires", "not_before", "usage_period", "units", "maintenance_until", "sync_interval", "report_interval")
+        for name in names:
             value = require(obj, name, int, optional=True)
             if value is not None and value < 0:
                 raise DocumentInvalid(f"option {name} is negative")
@@ -75,7 +85,14 @@ class Options:
         local_only = obj.get("local_only", False)  # absent in documents made before it existed
         if not isinstance(local_only, bool):
             raise DocumentInvalid("local_only is not a boolean")
-        return cls(quantity=quantity, data=raw, local_only=local_only, **ints)
+        metering = obj.get("metering", "local")  # these three: absent in older documents too
+        if metering not in ("local", "online"):
+            raise DocumentInvalid("metering is local or online")
+        allowance = require(obj, "offline_allowance", int, optional=True) or 0
+        if allowance < 0:
+            raise DocumentInvalid("option offline_allowance is negative")
+        return cls(quantity=quantity, data=raw, local_only=local_only, metering=metering,
+                   offline_allowance=allowance, **ints)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ._handle import Handle
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._leases import LeaseKeeper
+    from ._reporter import Reporter
 
 Clock = Callable[[], int]
 TraitsReader = Callable[[], dict[str, str]]
@@ -102,6 +103,7 @@ class Runtime:
         self._entries: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[LicenseEntry, ...]]] = {}
         self._lock = threading.RLock()
         self._net: LeaseKeeper | None = None  # the network side, made on first use
+        self._reporter: Reporter | None = None  # usage reports, made on first use
         self._grants: dict[str, grants.Borrow] = {}  # borrow grant digest -> verified grant
 
     @property
@@ -143,6 +145,18 @@ class Runtime:
                 if net is None or net.pid != os.getpid():
                     net = self._net = LeaseKeeper(self)
         return net
+
+    def reporter(self) -> Reporter:
+        """This process's usage reporter (its thread starts with the first due report)."""
+        rep = self._reporter
+        if rep is None or rep.pid != os.getpid():
+            from ._reporter import Reporter
+
+            with self._lock:
+                rep = self._reporter
+                if rep is None or rep.pid != os.getpid():
+                    rep = self._reporter = Reporter(self)
+        return rep
 
     def containers(self, rescan: bool = False) -> dict[Path, Container | E.LicenseError]:
         current = self._containers
@@ -312,8 +326,13 @@ class Runtime:
                         self._observe(container, request.firm_code, now)
                     continue
                 found = _Found(entry, container, state, ev.expires)
-                if ev.units or ev.start_usage or now > slot.vclock + OBSERVE_STEP:
+                if ev.units and entry.options.metering == "online":
+                    found = self._commit(found, request, now, slot=slot, keys=keys)
+                elif ev.units or ev.start_usage or now > slot.vclock + OBSERVE_STEP:
                     found = self._commit(found, request, now)
+                every = entry.options.report_interval
+                if every is not None and now >= (slot.last_sync or 0) + every:
+                    self.reporter().consider(container, slot, every, now)
                 return Handle(entry, container, request, units_left(entry, found.state), found.expires)
             if slot.borrowed:
                 handle = self._borrowed(container, slot, request, keys, now, failures, tried)
@@ -416,7 +435,17 @@ class Runtime:
             return Handle(entry, container, request, None, expires)
         return None
 
-    def _commit(self, found: _Found, request: AccessRequest, now: int) -> _Found:
+    def _commit(
+        self,
+        found: _Found,
+        request: AccessRequest,
+        now: int,
+        *,
+        slot: Slot | None = None,
+        keys: dict[str, hazmat.Ed25519PublicKey] | None = None,
+    ) -> _Found:
+        """Record what the access must persist; with ``slot`` and ``keys``, the units are
+        counted by License Central (online metering)."""
         entry = found.entry
 
         def check(slot: Slot) -> None:
@@ -428,9 +457,15 @@ class Runtime:
                 raise ev.error(f"container {found.container.serial} {entry.summary()}: {ev.message}")
 
         ev = evaluate(entry, found.state, request, now, 0)
-        slot = found.container.record_access(
-            entry, units=request.units, start_usage=ev.start_usage, now=now, check=check
-        )
+        if slot is not None and keys is not None:
+            from ._metering import consume
+
+            slot = consume(found.container, slot, entry, request.units, start_usage=ev.start_usage, now=now,
+                           keys=keys, check=check)
+        else:
+            slot = found.container.record_access(
+                entry, units=request.units, start_usage=ev.start_usage, now=now, check=check
+            )
         state = slot.license_state(entry)
         final = evaluate(entry, state, AccessRequest(entry.firm_code, entry.product_code), now, slot.vclock)
         return _Found(entry, found.container, state, final.expires)

@@ -22,6 +22,7 @@ from ..services import (
     ContainerService,
     Context,
     FirmService,
+    MeteringService,
     TicketService,
 )
 
@@ -37,6 +38,10 @@ def activation_service(ctx: Context, db: Session) -> ActivationService:
     return ActivationService(ctx, db, attempts=AttemptService(ctx, db))
 
 
+def metering_service(ctx: Context, db: Session) -> MeteringService:
+    return MeteringService(ctx, db, attempts=AttemptService(ctx, db))
+
+
 def ticket_service(ctx: Context, db: Session) -> TicketService:
     return TicketService(ctx, db, catalog=CatalogService(ctx, db), attempts=AttemptService(ctx, db))
 
@@ -44,7 +49,12 @@ def ticket_service(ctx: Context, db: Session) -> TicketService:
 # ---------------------------------------------------------------- the protocol routes
 
 
-async def run_protocol(request: Request, method: ProtocolMethod, body: bytes) -> str:
+async def run_protocol(
+    request: Request,
+    method: ProtocolMethod,
+    body: bytes,
+    service: Callable[[Context, Session], ActivationService] = activation_service,
+) -> str:
     """Run one ActivationService method with its own Session.
 
     The protocol routes skip FastAPI's dependency solving (it costs as much as a
@@ -61,7 +71,7 @@ async def run_protocol(request: Request, method: ProtocolMethod, body: bytes) ->
 
     def call() -> str:
         with ctx.db.session() as s:
-            return method(activation_service(ctx, s), body, address)
+            return method(service(ctx, s), body, address)
 
     executor = request.app.state.protocol_executor
     if executor is None:  # SQLite, or PostgreSQL with protocol_threads=0

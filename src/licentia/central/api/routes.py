@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from ..services import ActivationService, normalize
+from ..services import ActivationService, MeteringService, normalize
 from . import schemas
 from .deps import (
     ApiKeysDep,
@@ -18,6 +18,7 @@ from .deps import (
     FirmsDep,
     TicketsDep,
     client_address,
+    metering_service,
     run_protocol,
 )
 
@@ -226,6 +227,32 @@ async def activate(request: Request) -> Response:
 @protocol.post("/sync", summary="Sync one firm's licenses: request in, full-state update out", openapi_extra=_DOC_BODY)
 async def sync(request: Request) -> Response:
     text = await run_protocol(request, ActivationService.sync, await request.body())
+    return Response(text, media_type="application/json")
+
+
+@protocol.post(
+    "/reports",
+    summary="A usage report: request in, signed acknowledgement (or full-state update) out",
+    openapi_extra=_DOC_BODY,
+)
+async def report(request: Request) -> Response:
+    text = await run_protocol(request, ActivationService.report, await request.body())
+    return Response(text, media_type="application/json")
+
+
+@protocol.post(
+    "/consumptions",
+    summary="Online metering: a container-signed consumption in, Central's firm-signed count out",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "description": "a consume document"}}},
+        }
+    },
+)
+async def consume(request: Request) -> Response:
+    body = await request.body()
+    text = await run_protocol(request, MeteringService.consume, body, metering_service)  # type: ignore[arg-type]
     return Response(text, media_type="application/json")
 
 

@@ -35,7 +35,20 @@ class OptionsTemplate(_Body):
     quantity: StrictInt = Field(default=1, ge=0)
     maintenance_days: StrictInt | None = Field(default=None, ge=0)
     maintenance_until: StrictInt | None = Field(default=None, ge=0)
-    sync_interval_days: StrictInt | None = Field(default=None, ge=0)
+    sync_interval_days: StrictInt | None = Field(
+        default=None, ge=0, description="days offline before a sync is needed (0: never; default 30 with units "
+        "or a time limit)"
+    )
+    report_interval_hours: StrictInt | None = Field(
+        default=None, ge=0, description="hours between usage reports while Central is reachable (0: none; "
+        "default 24 with units or a time limit)"
+    )
+    metering: Literal["local", "online"] | None = Field(
+        default=None, description="online: every unit consumption is a call to Central"
+    )
+    offline_allowance: StrictInt | None = Field(
+        default=None, ge=0, description="online metering: units a container may count while Central is unreachable"
+    )
     data: str | None = Field(default=None, description="base64")
     local_only: bool = Field(default=False, description="never served by a network license server")
 

@@ -10,6 +10,7 @@ from .base import Actor, Context, Service
 from .catalog import CatalogService
 from .containers import AuditService, ContainerService
 from .firms import FirmService
+from .metering import MeteringService
 from .tickets import TicketService, normalize
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "CatalogService",
     "ContainerService",
     "FirmService",
+    "MeteringService",
     "TicketService",
     "normalize",
 ]

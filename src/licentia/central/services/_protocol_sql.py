@@ -142,15 +142,26 @@ U_COUNTED = update(_act).where(_act.c.id == bindparam("aid")).values(
     units=bindparam("units"), first_use=bindparam("first")
 )
 #: A ticket's consumption so far (every activation) and its first use ever.
-Q_TOTALS = select(func.coalesce(func.sum(_act.c.units), 0), func.min(_act.c.first_use)).where(
-    _act.c.ticket_id == bindparam("tid")
-)
+Q_TOTALS = select(
+    func.coalesce(func.sum(_act.c.units + _act.c.online_units), 0), func.min(_act.c.first_use)
+).where(_act.c.ticket_id == bindparam("tid"))
 U_END = (
     update(_act)
     .where(_act.c.ticket_id == bindparam("tid"), _act.c.ended.is_(None))
     .values(ended=bindparam("at"))
 )
 I_ACTIVATION, I_FLAG = insert(_act), insert(_flag)
+#: The live activations of a firm's tickets active in a container: what it should hold.
+Q_LIVE = (
+    select(_act.c.digest, _act.c.units)
+    .select_from(_act.join(_t, _t.c.id == _act.c.ticket_id))
+    .where(
+        _act.c.container_id == bindparam("container"),
+        _act.c.ended.is_(None),
+        _t.c.firm_id == bindparam("firm"),
+        _t.c.state == ACTIVATED,
+    )
+)
 #: Earlier flags of a ticket within its item's window (escalation).
 Q_FLAGS = select(func.count()).select_from(_flag).where(
     _flag.c.ticket_id == bindparam("tid"), _flag.c.time > bindparam("since")

@@ -243,6 +243,9 @@ class ActivationService(Service):
     def sync(self, body: bytes, address: str) -> str:
         return self._exchange(body, address, "sync", self._sync_tx)
 
+    def report(self, body: bytes, address: str) -> str:
+        return self._exchange(body, address, "report", self._report_tx)
+
     def deactivate(self, body: bytes, address: str) -> str:
         self.attempts.check(address)
         ticket_hint: str | None = None
@@ -284,8 +287,8 @@ class ActivationService(Service):
     def _check_action(self, req: Request, action: str, address: str) -> None:
         if req.action != action:
             problem = f"a {req.action!r} request was sent to the {action} endpoint"
-        elif action == "sync" and req.firm_code is None:
-            problem = "sync request without firm_code"
+        elif action in ("sync", "report") and req.firm_code is None:
+            problem = f"{action} request without firm_code"
         else:
             return
         self.attempts.check(address, req.ticket)
@@ -337,6 +340,38 @@ class ActivationService(Service):
         firm = _firm(rows)
         slot = self._slot(conn, container_id, firm, req)
         return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, self.now()))
+
+    def _report_tx(self, req: Request, address: str) -> _Outcome:
+        """A usage report: counters merged, the chain checked like any request. When the
+        container holds what Central would send, the answer is a firm-signed
+        acknowledgement with Central's time (a sync, no new sequence number, nothing
+        sealed); otherwise (a revocation, a renewal, a rebase) the full-state update."""
+        conn = self.session.connection()
+        done = self._start(conn, req, address)
+        if done is not None:
+            return _Outcome(response=done)
+        container_id, _ = self._container(conn, req, register=False)
+        rows = conn.execute(sql.Q_FIRM, {"code": req.firm_code}).all()
+        if not rows:
+            raise NotFound("firm", f"There is no firm {req.firm_code} in Central. Check the firm code.")
+        firm = _firm(rows)
+        slot = self._slot(conn, container_id, firm, req)
+        now = self.now()
+        live = {d: u for d, u in conn.execute(sql.Q_LIVE, {"container": container_id, "firm": firm.id})}
+        if slot.new or slot.notice is not None or set(live) != set(req.position(firm.code).counters):
+            return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now))
+        self._advance_slot(conn, req, container_id, firm, slot, now, issue=False)
+        doc = exchange.build_ack(
+            firm_code=firm.code,
+            firm_key=self._signer(firm),
+            serial=req.serial,
+            now=now,
+            request_digest=req.digest,
+            recorded={d: int(u) for d, u in live.items()},
+        )
+        text = dump(doc)
+        self._store_answer(conn, req, container_id, firm, text, now)
+        return _Outcome(response=text)
 
     def _container(self, conn: Connection, req: Request, *, register: bool) -> tuple[uuid.UUID, bool]:
         """The container's id (row locked), and whether this request registered it."""
@@ -452,6 +487,7 @@ class ActivationService(Service):
             "number": number,
             "digest": document_digest(signed),
             "units": 0,
+            "online_units": 0,
             "first_use": None,
             "created": now,
             "ended": None,
@@ -654,12 +690,20 @@ class ActivationService(Service):
         return sealed
 
     def _advance_slot(
-        self, conn: Connection, req: Request, container_id: uuid.UUID, firm: _Firm, slot: _Slot, now: int
+        self,
+        conn: Connection,
+        req: Request,
+        container_id: uuid.UUID,
+        firm: _Firm,
+        slot: _Slot,
+        now: int,
+        *,
+        issue: bool = True,
     ) -> int:
-        """Write the slot's reported position, generation and next sequence number, and the
-        request in the slot's chain; return that number."""
+        """Write the slot's reported position, generation and (``issue``: an update is
+        made) next sequence number, and the request in the slot's chain; return the number."""
         p = req.position(firm.code)
-        seq = max(slot.issued_seq, p.seq) + 1
+        seq = max(slot.issued_seq, p.seq) + 1 if issue else slot.issued_seq
         # after manipulation the restored line is the one that goes on: its generation counts
         gen = slot.reported_gen if p.gen is None else (p.gen if slot.flag else max(slot.reported_gen, p.gen))
         numbers = {

@@ -26,13 +26,20 @@ TEMPLATE_INTS = (
     "maintenance_days",
     "maintenance_until",
     "sync_interval_days",
+    "report_interval_hours",
+    "offline_allowance",
 )
+#: What items made from now on with units or a time limit get unless the vendor says
+#: otherwise (0 removes either): an online machine reports daily, an offline one syncs monthly.
+DEFAULT_REPORT_HOURS = 24
+DEFAULT_SYNC_DAYS = 30
+_LIMITED = ("units", "expires", "expires_days", "usage_period_days")
 
 
 def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Check an options template; return it without unset fields."""
     raw = dict(raw or {})
-    unknown = set(raw) - set(TEMPLATE_INTS) - {"data", "local_only"}
+    unknown = set(raw) - set(TEMPLATE_INTS) - {"data", "local_only", "metering"}
     if unknown:
         raise BadInput(f"Unknown option(s): {', '.join(sorted(unknown))}.")
     out: dict[str, Any] = {}
@@ -58,7 +65,17 @@ def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
         if not isinstance(raw["local_only"], bool):
             raise BadInput("Option local_only is true or false.")
         out["local_only"] = True
+    metering = raw.get("metering")
+    if metering not in (None, "local", "online"):
+        raise BadInput("Option metering is local or online.")
+    if metering == "online":
+        if "units" not in out:
+            raise BadInput("Online metering counts units: give the item units too.")
+        out["metering"] = "online"
     out.setdefault("quantity", 1)
+    if any(name in out for name in _LIMITED):
+        out.setdefault("report_interval_hours", DEFAULT_REPORT_HOURS)
+        out.setdefault("sync_interval_days", DEFAULT_SYNC_DAYS)
     return out
 
 
@@ -68,6 +85,10 @@ def absolute_options(template: dict[str, Any], first_activation: int) -> Options
     def days(name: str) -> int | None:
         value = template.get(name)
         return None if value is None else value * DAY
+
+    def interval(name: str, unit: int) -> int | None:
+        value = template.get(name)
+        return value * unit if value else None  # 0: none
 
     expires = template.get("expires")
     if template.get("expires_days") is not None:
@@ -83,9 +104,12 @@ def absolute_options(template: dict[str, Any], first_activation: int) -> Options
         units=template.get("units"),
         quantity=template.get("quantity", 1),
         maintenance_until=maintenance,
-        sync_interval=days("sync_interval_days"),
+        sync_interval=interval("sync_interval_days", DAY),
         data=None if data is None else b64d(data),
         local_only=bool(template.get("local_only", False)),
+        report_interval=interval("report_interval_hours", 3600),
+        metering=template.get("metering", "local"),
+        offline_allowance=int(template.get("offline_allowance", 0)),
     )
 
 

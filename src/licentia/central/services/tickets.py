@@ -200,7 +200,9 @@ class TicketService(Service):
         items = list(self.session.scalars(select(Item).join(TicketItem).where(TicketItem.ticket_id == ticket.id)))
         base = next(i for i in items if i.id == ticket.item_id)
         consumed, first_use = self.session.execute(
-            select(func.coalesce(func.sum(Activation.units), 0), func.min(Activation.first_use)).where(
+            select(
+                func.coalesce(func.sum(Activation.units + Activation.online_units), 0), func.min(Activation.first_use)
+            ).where(
                 Activation.ticket_id == ticket.id
             )
         ).one()

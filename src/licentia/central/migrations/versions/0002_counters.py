@@ -1,6 +1,6 @@
 """Counters that answer to Central: activations (one per signed entry, with merged
 counters), the chain of each container slot's documents, manipulation flags for review,
-the highest generation and last contact of each slot, each ticket's activation count, and
+idempotency keys, the highest generation and last contact of each slot, each ticket's activation count, and
 each item's policy on manipulation.
 
 Revision ID: 0002
@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("units", sa.BigInteger(), nullable=False),
+        sa.Column("online_units", sa.BigInteger(), nullable=False),
         sa.Column("first_use", sa.BigInteger(), nullable=True),
         sa.Column("created", sa.BigInteger(), nullable=False),
         sa.Column("ended", sa.BigInteger(), nullable=True),
@@ -52,6 +53,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("digest", name=op.f("uq_activations_digest")),
     )
     op.create_index("ix_activations_ticket", "activations", ["ticket_id"], unique=False)
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.String(length=160), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("params", sa.String(length=64), nullable=False),
+        sa.Column("response", sa.Text(), nullable=False),
+        sa.Column("created", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_index("ix_idempotency_keys_created", "idempotency_keys", ["created"], unique=False)
     op.create_table(
         "chain_links",
         sa.Column("slot_id", sa.Uuid(), nullable=False),
@@ -103,6 +114,7 @@ def upgrade() -> None:
         sa.column("number", sa.Integer()),
         sa.column("digest", sa.String()),
         sa.column("units", sa.BigInteger()),
+        sa.column("online_units", sa.BigInteger()),
         sa.column("first_use", sa.BigInteger()),
         sa.column("created", sa.BigInteger()),
         sa.column("ended", sa.BigInteger()),
@@ -119,7 +131,7 @@ def upgrade() -> None:
         conn.execute(
             activations.insert().values(
                 id=uuid.uuid4(), ticket_id=tid, container_id=cid, number=1, digest=_digest(entry), units=0,
-                first_use=None, created=activated or 0, ended=None,
+                online_units=0, first_use=None, created=activated or 0, ended=None,
             )
         )
 
@@ -130,6 +142,8 @@ def downgrade() -> None:
     op.drop_index("ix_manipulation_flags_ticket_time", table_name="manipulation_flags")
     op.drop_table("manipulation_flags")
     op.drop_table("chain_links")
+    op.drop_index("ix_idempotency_keys_created", table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
     op.drop_index("ix_activations_ticket", table_name="activations")
     op.drop_table("activations")
     with op.batch_alter_table("items") as batch:
