@@ -8,7 +8,14 @@ traits; one injected clock drives Central and the machines.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,7 @@ from licentia.core import errors as E
 from licentia.core.encoding import canonical
 from licentia.runtime import Runtime, activation
 from tests.central.central_helpers import ServerThread, Vendor, central_app, make_settings
+from tests.conftest import child_env, free_port
 from tests.factory import machine_traits, other_machine
 
 FIRM = 30303
@@ -332,3 +340,189 @@ def test_deactivation_receipts_report_counters_and_central_keeps_the_maximum(sit
     m.deactivate(ticket)
     assert site.ticket_view(ticket)["consumed"] == 10
     assert site.container_view(serial)["flagged"] is False
+
+
+# ---------------------------------------------------------------- usage reports
+
+
+def _wait(predicate, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _slot(rt: Runtime) -> Any:
+    ((_, slot),) = [(c, s) for c, s in rt.iter_slots() if s.firm_code == FIRM]
+    return slot
+
+
+def test_an_online_machine_reports_in_the_background_and_never_needs_a_sync(site):
+    ticket = site.ticket(site.item(units=100, sync_interval_days=2, report_interval_hours=24))
+    m = site.machine("m")
+    m.activate(ticket)
+    rt = m.rt()
+    for day in range(1, 6):
+        site.clock.advance(DAY + 60)
+        rt.access(FIRM, PRODUCT, units=1)  # never SyncRequired: each day's report counts as a sync
+        _wait(lambda: _slot(rt).last_sync == site.clock.now, f"the report of day {day}")
+    assert rt.reporter().sent == 5
+    assert site.ticket_view(ticket)["consumed"] == 5  # each report carried the unit of its access
+    site.clock.advance(3 * DAY)  # offline for longer than the sync interval: the limit holds
+    with pytest.raises(E.SyncRequired):
+        site.machine("m").access()
+
+
+def test_a_revocation_reaches_an_online_machine_within_one_report_interval(site):
+    ticket = site.ticket(site.item(units=100, report_interval_hours=24))
+    m = site.machine("m")
+    m.activate(ticket)
+    assert site.vendor.post(f"/tickets/{ticket}/revoke").status_code == 200
+    rt = m.rt()
+    site.clock.advance(DAY + 60)
+    rt.access(FIRM, PRODUCT)  # still here: the report this access starts brings the revocation
+    _wait(lambda: not _slot(rt).entries, "the revocation")
+    with pytest.raises(E.LicenseNotFound):
+        m.access()
+
+
+class _Gate:
+    """An ASGI wrapper that holds every usage report until the test opens it."""
+
+    def __init__(self, app: Any):
+        self.app, self.entered, self.opened = app, threading.Event(), threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/reports"):
+            self.entered.set()
+            await asyncio.to_thread(self.opened.wait, 30)
+        await self.app(scope, receive, send)
+
+
+def test_the_reporter_never_blocks_access_while_central_holds_the_report(tmp_path, clock):
+    with central_app(make_settings(tmp_path / "central"), clock) as app:
+        gate = _Gate(app)
+        with ServerThread(gate) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
+            vendor = Vendor(http, FIRM)
+            pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
+            s = Site(srv.url, http, vendor, clock, tmp_path, pem)
+            m = s.machine("m")
+            m.activate(s.ticket(s.item(units=100, report_interval_hours=1)))
+            rt = m.rt()
+            clock.advance(2 * HOUR)
+            assert rt.access(FIRM, PRODUCT, units=1).units_left == 99  # returns while the report is on its way
+            assert gate.entered.wait(20) and not gate.opened.is_set()
+            assert rt.access(FIRM, PRODUCT, units=1).units_left == 98  # Central holds the report: access goes on
+            gate.opened.set()
+            _wait(lambda: _slot(rt).last_sync == clock.now, "the held report's answer")
+            assert rt.reporter().sent == 1
+
+
+def test_the_reporter_never_raises_into_access_when_central_is_down(tmp_path, clock, caplog):
+    with central_app(make_settings(tmp_path / "central"), clock) as app:
+        with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
+            vendor = Vendor(http, FIRM)
+            pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
+            s = Site(srv.url, http, vendor, clock, tmp_path, pem)
+            m = s.machine("m")
+            m.activate(s.ticket(s.item(units=100, report_interval_hours=1)))
+    # Central is gone now
+    rt = m.rt()
+    clock.advance(2 * HOUR)
+    with caplog.at_level(logging.WARNING, logger="licentia"):
+        assert rt.access(FIRM, PRODUCT, units=1).units_left == 99
+        _wait(lambda: "usage report" in caplog.text, "the failure in the log")
+    assert rt.access(FIRM, PRODUCT, units=1).units_left == 98  # and the next access is not held up either
+    assert rt.reporter().sent == 0
+
+
+# ---------------------------------------------------------------- online metering
+
+CHILD = r"""
+import json, sys
+from licentia.core import errors
+from licentia.runtime import Runtime
+home, pem, traits, now, n = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rt = Runtime(home, clock=lambda: now, traits=lambda: dict(traits))
+rt.trust(%d, pem)
+ok = refused = 0
+for _ in range(n):
+    try:
+        rt.access(%d, %d, units=1)
+        ok += 1
+    except errors.UnitsExhausted:
+        refused += 1
+print(json.dumps([ok, refused]))
+""" % (FIRM, FIRM, PRODUCT)
+
+
+def test_online_metering_is_exact_under_concurrent_processes(site):
+    ticket = site.ticket(site.item(units=40, metering="online"))
+    m = site.machine("m")
+    m.activate(ticket)
+    pem = site.root / "firm.pem"
+    pem.write_text(site.pem)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CHILD, str(m.home), str(pem), json.dumps(m.traits),
+                          str(site.clock.now), "12"], env=child_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    assert sum(ok for ok, _ in results) == 40 and sum(no for _, no in results) == 8
+    assert site.ticket_view(ticket)["consumed"] == 40
+    with pytest.raises(E.UnitsExhausted):
+        m.access(units=1)
+
+
+def test_a_retried_consumption_is_charged_once_and_a_reused_key_is_refused(site):
+    ticket = site.ticket(site.item(units=10, metering="online"))
+    m = site.machine("m")
+    serial = m.activate(ticket)
+    rt = m.rt()
+    container = rt.container(serial)
+    entry = next(iter(rt.verified_entries(container, _slot(rt), rt.trusted(FIRM))[0]))
+    payload = {"serial": serial, "firm_code": FIRM, "license_id": entry.license_id, "entry": entry.digest,
+               "units": 3, "key": "retry-1", "created": site.clock.now}
+    doc = container.sign("consume", payload)
+    first = site.http.post("/api/v1/consumptions", json=doc)
+    again = site.http.post("/api/v1/consumptions", json=doc)  # the answer was lost: the client retries
+    assert first.status_code == 200 and again.status_code == 200 and first.content == again.content
+    assert site.ticket_view(ticket)["consumed"] == 3
+    other = container.sign("consume", {**payload, "units": 4})  # the same key for another call
+    r = site.http.post("/api/v1/consumptions", json=other)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency_key_reused"
+    assert site.ticket_view(ticket)["consumed"] == 3
+    assert m.access(units=7).units_left == 0  # the runtime sees Central's count
+
+
+def test_offline_consumption_uses_the_allowance_and_the_next_report_settles_it(site):
+    ticket = site.ticket(site.item(units=100, metering="online", offline_allowance=5, report_interval_hours=1))
+    m = site.machine("m")
+    serial = m.activate(ticket)
+    m.access(units=10)
+    rt = m.rt()
+    container = rt.container(serial)
+
+    def point(url: str) -> None:  # the network goes away (and comes back)
+        def change(slots):
+            slots[FIRM].central = url
+        container.mutate(change)
+
+    point(f"http://127.0.0.1:{free_port()}")
+    assert m.access(units=3).units_left == 87
+    with pytest.raises(E.UnitsExhausted):
+        m.access(units=3)  # 3 + 3 > the 5 allowed offline
+    assert m.access(units=2).units_left == 85
+    point(site.url)
+    site.clock.advance(2 * HOUR)
+    rt = m.rt()
+    rt.access(FIRM, PRODUCT)  # due: the report carries the 5 offline units
+    _wait(lambda: _slot(rt).last_sync == site.clock.now, "the report")
+    assert site.ticket_view(ticket)["consumed"] == 15
+    assert m.access(units=4).units_left == 81  # online again: Central counts

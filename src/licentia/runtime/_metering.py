@@ -55,6 +55,8 @@ def consume(
             except CentralUnreachable:
                 continue
             except CentralRefused as exc:
+                if exc.status is not None and exc.status >= 500:  # busy or failing: as if unreachable
+                    continue
                 if exc.code == "units_exhausted":
                     raise E.UnitsExhausted(f"container {container.serial} {entry.summary()}: {exc}") from None
                 raise E.ActivationError(f"License Central refused the consumption: {exc}") from None

@@ -41,7 +41,7 @@ Q_IDEM = select(_k.c.params, _k.c.response).where(_k.c.scope == bindparam("scope
 #: The live activation of an entry in a container, with its ticket (row locked: one
 #: consumption of a ticket at a time, across every activation and worker).
 Q_METERED = (
-    select(_a.c.id, _a.c.online_units, _t.c.id.label("tid"), _t.c.options, _t.c.license_id, _t.c.firm_id)
+    select(_a.c.id, _t.c.id.label("tid"), _t.c.options, _t.c.license_id, _t.c.firm_id)
     .select_from(_a.join(_t, _t.c.id == _a.c.ticket_id))
     .where(
         _a.c.digest == bindparam("digest"),
@@ -49,9 +49,15 @@ Q_METERED = (
         _a.c.ended.is_(None),
         _t.c.state == ACTIVATED,
     )
-    .with_for_update(of=_t)
+    .with_for_update(of=(_t, _a))
 )
-U_ONLINE = update(_a).where(_a.c.id == bindparam("aid")).values(online_units=bindparam("online"))
+#: Added in the statement (never read-modify-write across statements).
+U_ONLINE = (
+    update(_a)
+    .where(_a.c.id == bindparam("aid"))
+    .values(online_units=_a.c.online_units + bindparam("add"))
+    .returning(_a.c.online_units)
+)
 I_IDEM = insert(_k)
 D_IDEM = delete(_k).where(_k.c.created < bindparam("before"))
 
@@ -110,8 +116,7 @@ class MeteringService(ActivationService):
         left = ordered - consumed
         if units > left:
             raise Conflict("units_exhausted", f"{max(left, 0)} units left, {units} asked for.")
-        online = int(act.online_units) + units
-        conn.execute(U_ONLINE, {"aid": act.id, "online": online})
+        online = int(conn.execute(U_ONLINE, {"aid": act.id, "add": units}).scalar_one())
         now = self.now()
         rows = conn.execute(sql.Q_FIRM, {"code": firm_code}).all()
         if not rows or rows[0].firm_id != act.firm_id:
