@@ -56,13 +56,26 @@ def test_retired_keys_leave_the_pem(client):
     assert client.get("/api/v1/firms/41/public-key?format=pem").text == pub["keys"][1]["pem"]
 
 
+def test_report_and_sync_interval_defaults_are_the_vendors_to_change(client):
+    v = Vendor(client, 53)
+    r = v.post("/items", {"name": "Few reports", "product_code": 146,
+                          "options": {"units": 5, "report_interval_hours": 0, "sync_interval_days": 7}})
+    assert r.json()["options"] == {"units": 5, "quantity": 1, "report_interval_hours": 0, "sync_interval_days": 7}
+    r = v.post("/items", {"name": "Plain", "product_code": 147, "options": {"quantity": 3}})
+    assert r.json()["options"] == {"quantity": 3}  # nothing to count, no limit: no defaults
+    r = v.post("/items", {"name": "Metered", "product_code": 148, "options": {"metering": "online"}})
+    assert r.status_code == 400 and "units" in r.json()["error"]["message"]
+
+
 def test_items_customers_and_orders(client):
     v = Vendor(client, 52)
     assert codes.check_item_id(v.item) == "F-00001-7"
     r = v.post("/items", {"item_id": "B-00001-145", "name": "Base", "product_code": 145,
                           "options": {"expires": 1_900_000_000, "maintenance_days": 365, "data": "aGVsbG8="}})
     assert r.status_code == 201, r.text
-    assert r.json()["options"] == {"expires": 1_900_000_000, "maintenance_days": 365, "data": "aGVsbG8", "quantity": 1}
+    # an item with a time limit reports daily and syncs monthly unless the vendor says otherwise
+    assert r.json()["options"] == {"expires": 1_900_000_000, "maintenance_days": 365, "data": "aGVsbG8", "quantity": 1,
+                                   "report_interval_hours": 24, "sync_interval_days": 30}
     r = v.post("/items", {"item_id": "B-00001-145", "name": "Again", "product_code": 145})
     assert r.status_code == 409 and error_code(r) == "item_exists"
     r = v.post("/items", {"item_id": "bad id", "name": "x", "product_code": 1})

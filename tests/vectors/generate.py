@@ -7,6 +7,7 @@ away: the vectors hold public keys and signed documents only.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "src"))
 
 from licentia.core import hazmat, exchange  # noqa: E402
+from licentia.core.documents import document_digest, sign_document  # noqa: E402
 from licentia.core.encoding import b64e  # noqa: E402
 from licentia.core.license import LicenseEntry, Options  # noqa: E402
 
@@ -36,11 +38,11 @@ def main() -> None:
     container_box = hazmat.X25519PrivateKey.generate()
     cpub = b64e(hazmat.raw_public(container_sign.public_key()))
 
-    def entry(key=firm, **opts):
+    def entry(key=firm, counters=None, **opts):
         return LicenseEntry(
             firm_code=10101, product_code=1, feature_map=0x0F, text="Vector product", license_id=7,
             serial=SERIAL, container_key=cpub, options=Options(**opts), issued=NOW - DAY,
-            ticket="00000-00000-00000-00000-00000", key_versions=(1,),
+            ticket="00000-00000-00000-00000-00000", key_versions=(1,), **(counters or {}),
         ).sign(key)
 
     valid = entry(expires=NOW + 30 * DAY, units=100)
@@ -57,6 +59,11 @@ def main() -> None:
             {"name": "tampered", "document": tampered, "expect": "LicenseInvalid"},
             {"name": "foreign-firm-key", "document": entry(key=foreign), "expect": "LicenseInvalid"},
             {"name": "truncated", "document": json.dumps(valid)[:-30], "expect": "LicenseInvalid"},
+            {"name": "reactivated-trial-runs-from-first-use", "expect": "LicenseExpired",
+             "document": entry(usage_period=DAY, counters={"first_use": NOW - 2 * DAY, "activation": 2})},
+            {"name": "reactivated-units-carry-consumed-base", "expect": "ok", "units_left": 40,
+             "document": entry(units=100, report_interval=DAY,
+                               counters={"consumed_base": 60, "first_use": NOW - DAY, "activation": 2})},
         ],
     }
 
@@ -84,19 +91,40 @@ def main() -> None:
         ],
     }
 
+    digest = document_digest(valid)
+    prev = [hashlib.sha256(bytes([i])).hexdigest() for i in range(2)]
+    position = exchange.SlotPosition(2, NOW, 9, tuple(prev), {digest: exchange.Counter(12, NOW - DAY)})
     request = exchange.build_request(
         serial=SERIAL, level="medium", sign_key=container_sign,
         box_pub=hazmat.raw_public(container_box.public_key()),
-        slots={10101: exchange.SlotPosition(2, NOW)}, action="activate", now=NOW,
+        slots={10101: position}, action="activate", now=NOW,
         ticket="00000-00000-00000-00000-00000",
     )
+    report = exchange.build_request(
+        serial=SERIAL, level="medium", sign_key=container_sign,
+        box_pub=hazmat.raw_public(container_box.public_key()),
+        slots={10101: exchange.SlotPosition(2, NOW, 10, (document_digest(request), *prev), position.counters)},
+        action="report", now=NOW, firm_code=10101,
+    )
+    lowered = copy.deepcopy(report)
+    lowered["payload"]["slots"]["10101"]["counters"][digest]["units"] = 0  # counters rolled back by hand
+    ack = exchange.build_ack(firm_code=10101, firm_key=firm, serial=SERIAL, now=NOW,
+                             request_digest=document_digest(report), recorded={digest: 12})
+    forged_ack = exchange.build_ack(firm_code=10101, firm_key=foreign, serial=SERIAL, now=NOW,
+                                    request_digest=document_digest(report), recorded={digest: 0})
+    consume = sign_document("consume", {"serial": SERIAL, "firm_code": 10101, "license_id": 7, "entry": digest,
+                                        "units": 3, "key": "2f1c9d0e6b7a4c58", "created": NOW}, container_sign)
     bad_request = copy.deepcopy(request)
     bad_request["payload"]["slots"]["10101"]["seq"] = 1
     receipt = exchange.build_receipt(serial=SERIAL, sign_key=container_sign, firm_code=10101, license_id=7,
-                                     ticket="00000-00000-00000-00000-00000", seq=3, vtime=NOW)
+                                     ticket="00000-00000-00000-00000-00000", seq=3, vtime=NOW,
+                                     position=exchange.SlotPosition(3, NOW, 11, (document_digest(report), *prev),
+                                                                    position.counters))
     container_docs = {
-        "description": "Container-signed documents: a request (self-signed) and a receipt (container key).",
+        "description": "Container-signed documents: requests and usage reports (self-signed), receipts and "
+                       "consumptions (container key); and report acknowledgements (signed by the firm: `keys`).",
         "container_key": b64e(hazmat.raw_public(container_sign.public_key())),
+        "keys": [pem(firm)],
         "cases": [
             {"name": "request-valid", "type": "request", "document": request, "expect": "ok"},
             {"name": "request-tampered", "type": "request", "document": bad_request, "expect": "invalid"},
@@ -105,6 +133,11 @@ def main() -> None:
              "document": exchange.build_receipt(serial=SERIAL, sign_key=hazmat.Ed25519PrivateKey.generate(),
                                                 firm_code=10101, license_id=7, ticket=None, seq=3, vtime=NOW),
              "expect": "invalid"},
+            {"name": "report-valid", "type": "request", "document": report, "expect": "ok"},
+            {"name": "report-counters-lowered-by-hand", "type": "request", "document": lowered, "expect": "invalid"},
+            {"name": "report-ack-valid", "type": "report-ack", "document": ack, "expect": "ok"},
+            {"name": "report-ack-foreign-key", "type": "report-ack", "document": forged_ack, "expect": "invalid"},
+            {"name": "consume-valid", "type": "consume", "document": consume, "expect": "ok"},
         ],
     }
     for name, data in (("licenses", licenses), ("updates", updates), ("container", container_docs)):

@@ -9,7 +9,8 @@ from licentia.core import errors as E
 from licentia.core import hazmat, exchange
 from licentia.core.encoding import b64d
 from licentia.core.documents import DocumentInvalid, parse
-from licentia.core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
+from licentia.core.documents import verify_document
+from licentia.core.license import AccessRequest, LicenseEntry, LicenseState, evaluate, units_left
 
 HERE = Path(__file__).parent
 
@@ -41,6 +42,8 @@ def test_license_vectors(case):
         return
     ev = evaluate(entry, LicenseState(), AccessRequest(entry.firm_code, entry.product_code), LICENSES["now"], 0)
     assert (ev.error.__name__ if ev.error else "ok") == case["expect"]
+    if "units_left" in case:
+        assert units_left(entry, LicenseState()) == case["units_left"]
 
 
 @pytest.mark.parametrize("case", UPDATES["cases"], ids=lambda c: c["name"])
@@ -62,11 +65,15 @@ def test_update_vectors(case):
 @pytest.mark.parametrize("case", CONTAINER["cases"], ids=lambda c: c["name"])
 def test_container_document_vectors(case):
     try:
+        pub = hazmat.Ed25519PublicKey.from_public_bytes(b64d(CONTAINER["container_key"]))
         if case["type"] == "request":
             exchange.verify_request(case["document"])
-        else:
-            pub = hazmat.Ed25519PublicKey.from_public_bytes(b64d(CONTAINER["container_key"]))
+        elif case["type"] == "receipt":
             exchange.verify_receipt(case["document"], pub)
+        elif case["type"] == "report-ack":
+            exchange.verify_ack(case["document"], keys(CONTAINER["keys"]))
+        else:
+            verify_document(case["document"], case["type"], pub)
         outcome = "ok"
     except DocumentInvalid:
         outcome = "invalid"

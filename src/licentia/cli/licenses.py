@@ -113,6 +113,8 @@ def _activate(owner: Owner[W]) -> Callable[..., None]:
             console.print(words.activated.format(
                 ticket=ticket, serial=container.serial, count=len(update.entries), firm=update.firm_code
             ))
+            if update.message:
+                console.print(update.message, highlight=False)
 
         run_guarded(go)
 
@@ -130,6 +132,8 @@ def _apply(owner: Owner[W]) -> Callable[..., None]:
         def go() -> None:
             update = activation.apply(activation.read_document(file), runtime=owner.runtime(where))
             console.print(f"Applied update {update.seq} of firm {update.firm_code} to container {update.serial}.")
+            if update.message:
+                console.print(update.message, highlight=False)
 
         run_guarded(go)
 

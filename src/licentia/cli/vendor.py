@@ -252,6 +252,19 @@ class NewItem:
     module_of: Annotated[
         Optional[str], typer.Option("--module-of", help="Make a module item adding features to this item.")
     ] = None
+    on_manipulation: Annotated[
+        Optional[str],
+        typer.Option(
+            "--on-manipulation",
+            help="When Central sees a container's files restored: rebase (re-issue with Central's counts; the "
+            "default) or withdraw (take the license back until you clear the container).",
+        ),
+    ] = None
+    flag_window_days: Annotated[
+        Optional[int],
+        typer.Option("--flag-window-days", help="A second flag of a ticket within this many days withdraws it "
+                     "(default 90)."),
+    ] = None
 
     def feature_bits(self) -> int:
         try:
@@ -277,7 +290,21 @@ class LicenseTerms:
     quantity: Annotated[Optional[int], _term("--quantity", "Quantity (seats) per license (default 1).")] = None
     maintenance_days: Annotated[Days, _term("--maintenance-days", "Maintenance period from first activation.")] = None
     maintenance_until: Annotated[UnixTime, _term("--maintenance-until", "Maintenance until this Unix time.")] = None
-    sync_interval_days: Annotated[Days, _term("--sync-interval-days", "Must sync at least this often.")] = None
+    sync_interval_days: Annotated[
+        Days, _term("--sync-interval-days", "Must sync at least this often (default 30 with units or a time "
+                    "limit; 0: never).")
+    ] = None
+    report_interval_hours: Annotated[
+        Optional[int],
+        _term("--report-interval-hours", "Report usage this often while Central is reachable (default 24 with "
+              "units or a time limit; 0: never)."),
+    ] = None
+    metering: Annotated[
+        Optional[str], _term("--metering", "local (the container counts units) or online (Central counts each).")
+    ] = None
+    offline_allowance: Annotated[
+        Optional[int], _term("--offline-allowance", "Online metering: units allowed while Central is unreachable.")
+    ] = None
     data: Annotated[Optional[str], _term("--data", "Vendor data (base64).")] = None
     local_only: Annotated[
         bool, _term("--local-only", "Never served by a network license server (local containers only).")
@@ -300,6 +327,8 @@ def _item_body(item: NewItem, terms: LicenseTerms, firm_code: Optional[int]) -> 
         "key_versions": list(item.key_version or [1]),
         "module_of": item.module_of,
         "options": terms.options(),
+        "on_manipulation": item.on_manipulation,
+        "flag_window_days": item.flag_window_days,
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -332,7 +361,20 @@ def item_show(
 ) -> None:
     """Show an item."""
     params = {"firm_code": firm_code} if firm_code is not None else None
-    _guard(lambda: _show(_call(central, api_key, "GET", f"/items/{item_id}", params=params)))
+
+    def run() -> None:
+        shown = _call(central, api_key, "GET", f"/items/{item_id}", params=params)
+        _show(shown)
+        if shown.get("expired"):
+            _note(f"item {shown['item_id']} has expired: it is no longer sold or activated")
+        elif shown.get("expires_in_days") is not None and shown["expires_in_days"] <= NEAR_DAYS:
+            _note(f"item {shown['item_id']} expires in {shown['expires_in_days']} day(s)")
+
+    _guard(run)
+
+
+#: ``item show`` warns when an item's absolute expiry is this near
+NEAR_DAYS = 30
 
 
 # ---------------------------------------------------------------- customers
@@ -428,9 +470,17 @@ def container_show(
     central: Optional[str] = CentralOpt,
     api_key: Optional[str] = KeyOpt,
 ) -> None:
-    """Show where a container stands for the firm (sequence numbers, manipulation flag)."""
+    """Show where a container stands for the firm: sequence numbers, generation, last contact,
+    and every manipulation Central saw (what it did, why, whether reviewed)."""
     params = {"firm_code": firm_code} if firm_code is not None else None
-    _guard(lambda: _show(_call(central, api_key, "GET", f"/containers/{serial}", params=params)))
+
+    def run() -> None:
+        shown = _call(central, api_key, "GET", f"/containers/{serial}", params=params)
+        _show(shown)
+        if shown.get("flagged"):
+            _note(f"container {serial} is flagged: review its flags, then 'licentia vendor container clear {serial}'")
+
+    _guard(run)
 
 
 @container_app.command("clear")
@@ -440,12 +490,14 @@ def container_clear(
     central: Optional[str] = CentralOpt,
     api_key: Optional[str] = KeyOpt,
 ) -> None:
-    """Clear a container's manipulation flag for the firm, so it can sync again."""
+    """Mark a container's manipulation flags reviewed; tickets withdrawn from it can be activated again."""
 
     def run() -> None:
         body = {"firm_code": firm_code} if firm_code is not None else None
         done = _call(central, api_key, "POST", f"/containers/{serial}/clear", body)
         was = "was flagged" if done["was_flagged"] else "was not flagged"
         _note(f"container {serial} cleared for firm {done['firm_code']} ({was})")
+        for ticket in done.get("unblocked", []):
+            _note(f"ticket {ticket} unblocked: it can be activated again")
 
     _guard(run)
