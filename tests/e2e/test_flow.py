@@ -187,7 +187,7 @@ def test_mistyped_ticket_is_caught_before_any_network_call(tmp_path):
     assert not m.home.exists() or not any((m.home / "containers").glob("130-*"))
 
 
-def test_restored_backup_is_flagged_until_the_vendor_clears_it(vendor, tmp_path):
+def test_a_restored_backup_is_rebased_flagged_and_cleared(vendor, tmp_path):
     url, pem = vendor["url"], vendor["pem"]
     first, second = vendor["order"](2)
     m = Machine(tmp_path, "m", machine_traits(), int(time.time()))
@@ -195,16 +195,22 @@ def test_restored_backup_is_flagged_until_the_vendor_clears_it(vendor, tmp_path)
     backup = tmp_path / "backup"
     shutil.copytree(m.home, backup)
     m.cli("activate", second, "--central", url)
-    m.cli("sync")
+    assert m.app(pem, FIRM, 1, units=20).startswith("OK")
+    m.cli("sync")  # Central has seen the 20 units
     shutil.rmtree(m.home)
-    shutil.copytree(backup, m.home)  # files restored from a backup: older sequence number
+    shutil.copytree(backup, m.home)  # files restored from a backup: one license, no unit used
     m.set_time(m.now + 3600)
     out = m.cli("sync", ok=False)
-    assert "manipulation" in out.stderr.lower()
-    serial = json.loads(m.cli("list", "--json").stdout)[0]["serial"]
-    vendor["run"]("container", "clear", serial)
-    m.cli("sync")
+    assert "manipulation detected" in out.stderr.lower() and "E2E Software" in out.stderr
+    # rebased: both licenses are back, with the use Central had seen; the user keeps working
+    listed = json.loads(m.cli("list", "--json").stdout)[0]
+    assert sorted(lic["units_left"] for lic in listed["licenses"]) == [30, 50]
     assert m.app(pem, FIRM, 1).startswith("OK")
+    shown = json.loads(vendor["run"]("container", "show", listed["serial"]))
+    assert shown["flagged"] is True and shown["flags"][0]["action"] == "rebase"
+    vendor["run"]("container", "clear", listed["serial"])
+    m.cli("sync")
+    assert json.loads(vendor["run"]("container", "show", listed["serial"]))["flagged"] is False
 
 
 def test_demo_runs(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core import errors as E
-from ..core.documents import DocumentInvalid
+from ..core.documents import DocumentInvalid, document_digest
 from ..core.license import AccessRequest, LicenseEntry, evaluate, units_left
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +30,11 @@ def describe(
             keys = trusted(firm)
             for doc in slot.entries or []:
                 try:
-                    entry = LicenseEntry.verify(doc, keys) if keys else LicenseEntry.from_payload(doc["payload"])
+                    entry = (
+                        LicenseEntry.verify(doc, keys)
+                        if keys
+                        else LicenseEntry.from_payload(doc["payload"], digest=document_digest(doc))
+                    )
                 except DocumentInvalid:
                     continue
                 state = slot.license_state(entry)
@@ -47,6 +51,21 @@ def describe(
                         "units_left": units_left(entry, state),
                         "status": "ok" if ev.ok else ev.message,
                         "verified": bool(keys),
+                    }
+                )
+            for lid, notice in (slot.notices or {}).items():
+                licenses.append(
+                    {
+                        "firm_code": firm,
+                        "product_code": notice.get("product_code"),
+                        "feature_map": None,
+                        "license_id": int(lid),
+                        "ticket": None,
+                        "text": None,
+                        "expires": None,
+                        "units_left": None,
+                        "status": notice.get("message") or "withdrawn after manipulation: contact the vendor",
+                        "verified": False,
                     }
                 )
             for record in slot.borrowed or []:
