@@ -526,3 +526,26 @@ def test_offline_consumption_uses_the_allowance_and_the_next_report_settles_it(s
     _wait(lambda: _slot(rt).last_sync == site.clock.now, "the report")
     assert site.ticket_view(ticket)["consumed"] == 15
     assert m.access(units=4).units_left == 81  # online again: Central counts
+
+
+def test_a_restored_backup_is_noticed_at_the_next_report_and_a_replayed_report_is_not(site, tmp_path):
+    ticket = site.ticket(site.item(units=100, report_interval_hours=1))
+    m = site.machine("m")
+    serial = m.activate(ticket)
+    m.backup(tmp_path / "backup")
+    site.clock.advance(2 * HOUR)
+    rt = m.rt()
+    rt.access(FIRM, PRODUCT, units=30)  # a report is due: it carries the 30 units
+    _wait(lambda: rt.reporter().sent == 1, "the report")
+    report = rt.container(serial).make_request("report", site.clock.now, firm_code=FIRM)
+    first = site.http.post("/api/v1/reports", json=report)
+    again = site.http.post("/api/v1/reports", json=report)  # replayed: the stored answer, no flag
+    assert first.status_code == again.status_code == 200 and first.content == again.content
+    assert site.container_view(serial)["flagged"] is False
+    m.restore(tmp_path / "backup")
+    site.clock.advance(2 * HOUR)
+    rt = m.rt()
+    assert rt.access(FIRM, PRODUCT).units_left == 100  # the restored files, until the report ...
+    _wait(lambda: rt.reporter().sent == 1, "the report of the restored files")
+    assert m.access().units_left == 70  # ... brought the rebased entry back
+    assert site.container_view(serial)["flagged"] is True

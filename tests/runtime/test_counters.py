@@ -33,3 +33,23 @@ def test_usage_period_starts_at_first_access(tmp_path, clock, firm):
     clock.advance(DAY)
     with pytest.raises(E.LicenseExpired):
         rt.access(firm.code, 1)
+
+
+def test_the_entry_cache_is_keyed_by_content_not_by_a_reusable_object_id(tmp_path, clock, firm):
+    """Slot objects come and go; one made later may get the id of one freed before it."""
+    from licentia.container import Slot
+    from licentia.core import exchange
+
+    c = install(tmp_path, firm, clock, license_id=1)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    template = c.slots()[firm.code].to_json()
+    request = exchange.verify_request(c.make_request("sync", clock()))
+    docs = [firm.entry(request, license_id=n) for n in (2, 3)]
+    # slots of two states, made and freed in turn: CPython soon gives a new one a freed one's id
+    for n in range(400):
+        doc = docs[n % 2]
+        slot = Slot.from_json(firm.code, {**template, "entries": [doc]})
+        entries, _ = rt.verified_entries(c, slot, rt.trusted(firm.code))
+        assert [e.license_id for e in entries] == [doc["payload"]["license_id"]], f"round {n}"
+        del slot, entries

@@ -460,8 +460,10 @@ class ActivationService(Service):
         if t.first_activated is None:
             options = absolute_options(t.template, now).to_json()
             changes.update(first_activated=now, options=options)
-        consumed, first_use = conn.execute(sql.Q_TOTALS, {"tid": t.id}).one()
-        conn.execute(sql.U_END, {"tid": t.id, "at": now})
+        consumed, first_use = 0, None
+        if t.activation_count:  # activated before: carry its use, end its earlier activation
+            consumed, first_use = conn.execute(sql.Q_TOTALS, {"tid": t.id}).one()
+            conn.execute(sql.U_END, {"tid": t.id, "at": now})
         number = t.activation_count + 1
         entry = LicenseEntry(
             firm_code=t.code,
