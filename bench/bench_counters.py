@@ -168,9 +168,9 @@ def central_rates(database_url: str | None, work: Path, per_client: int) -> dict
         tickets = [t["ticket"] for t in order["tickets"]]
         # activations: one new container each (the first CLIENTS stay for reports and consumptions)
         boxes = [Box() for _ in tickets]
-        bodies = [json.dumps(b.request("activate", ticket=t)).encode() for b, t in zip(boxes, tickets)]
+        bodies = [json.dumps(b.request("activate", ticket=t)).encode() for b, t in zip(boxes, tickets, strict=True)]
         keep, rest = bodies[:CLIENTS], bodies[CLIENTS:]
-        for box, body in zip(boxes[:CLIENTS], keep):
+        for box, body in zip(boxes[:CLIENTS], keep, strict=True):
             update = exchange.verify_update(c.post("/activations", content=body).json())
             box.seq, box.digest = update.seq, update.entries[0].digest
         done, secs = _drive(srv.port, [rest[i::CLIENTS] for i in range(CLIENTS)], "/api/v1/activations", '"update"')

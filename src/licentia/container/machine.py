@@ -382,6 +382,7 @@ class MachineContainer:
             docs = {int(d["payload"]["license_id"]): d for d in (slot.entries or [])} if slot else {}
             if license_id not in docs:
                 raise E.LicenseNotFound(f"license {license_id} of firm {firm_code} is not in container {self.serial}")
+            assert slot is not None  # docs came from it
             doc = docs[license_id]
             digest = document_digest(doc)
             counters = slot.position().counters  # the removed license's last counts travel in the receipt

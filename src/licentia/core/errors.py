@@ -611,7 +611,7 @@ __all__ = [
     "LicenseNotYetValid",
     "LicentiaError",
     "MaintenanceExpired",
-    "Manipulation",
+    "ManipulationDetected",
     "NoUsableTraits",
     "NotFound",
     "ProtectError",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.expression import ScalarSelect
+from sqlalchemy.sql.expression import Insert, ScalarSelect
 
 from ..models import (
     Activation,
@@ -29,8 +29,12 @@ from .attempts import ADDRESS, TICKET
 ACTIVATED = TicketState.activated.value
 
 
-def _table(model: type[Base]) -> Table:
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model (statements built once, run without the ORM)."""
     return Base.metadata.tables[model.__tablename__]
+
+
+_table = table_of
 
 
 _c, _cf, _t, _ti = _table(Container), _table(ContainerFirm), _table(Ticket), _table(TicketItem)
@@ -173,7 +177,7 @@ Q_LINKS = select(_link.c.digest, _link.c.gen, _link.c.successor).where(
 )
 
 
-def _upsert(dialect: str) -> dict[str, object]:
+def _upsert(dialect: str) -> dict[str, Insert]:
     ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(_link)
     return {
         "doc": ins.on_conflict_do_update(index_elements=["slot_id", "digest"], set_={"gen": ins.excluded.gen}),

@@ -35,7 +35,7 @@ KEEP = 2 * 86400
 #: one call in this many also purges expired idempotency keys
 PURGE_EVERY = 200
 
-_c, _t, _a, _k = (m.__table__ for m in (Container, Ticket, Activation, IdempotencyKey))  # type: ignore[attr-defined]
+_c, _t, _a, _k = (sql.table_of(m) for m in (Container, Ticket, Activation, IdempotencyKey))
 Q_KEY_OF = select(_c.c.id, _c.c.sign_pub).where(_c.c.serial == bindparam("serial"))
 Q_IDEM = select(_k.c.params, _k.c.response).where(_k.c.scope == bindparam("scope"), _k.c.key == bindparam("key"))
 #: The live activation of an entry in a container, with its ticket (row locked: one
