@@ -72,11 +72,39 @@ def _post(path: str, body: bytes) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+_HOLDER: Any = None
+
+
+def _holder() -> Any:
+    """The load generator's session signing key (as the runtime's, one per process)."""
+    global _HOLDER
+    if _HOLDER is None:
+        from licentia.core import hazmat
+
+        _HOLDER = hazmat.Ed25519PrivateKey.generate()
+    return _HOLDER
+
+
 def _access_body(session: str, cid: str) -> bytes:
-    # what the runtime sends for a first access (a fresh client lease id: "reconnect": false)
-    return json.dumps({"firm_code": 10101, "product_code": 1, "feature_code": 0, "units": 0, "release_date": None,
-                       "mode": "user", "client_lease_id": cid, "reconnect": False, "session": session,
-                       "nonce": cid, "user": "bench", "host": "bench-host", "pid": 1, "groups": []}).encode()
+    # what the runtime sends for a first access (a fresh client lease id: "reconnect": false),
+    # signed with the session's Ed25519 key as the runtime signs it
+    from licentia.core import grants, hazmat
+    from licentia.core.encoding import b64e
+
+    key = _holder()
+    body = {"firm_code": 10101, "product_code": 1, "feature_code": 0, "units": 0, "release_date": None,
+            "mode": "user", "client_lease_id": cid, "reconnect": False, "session": session,
+            "holder": b64e(hazmat.raw_public(key.public_key())), "nonce": cid, "user": "bench",
+            "host": "bench-host", "pid": 1, "groups": []}
+    body["proof"] = grants.prove(key, grants.LEASE_REQUEST, grants.request_proof_payload(body))
+    return json.dumps(body).encode()
+
+
+def _release_query(lease_id: str, cid: str) -> str:
+    from licentia.core import grants
+
+    proof = grants.prove(_holder(), grants.LEASE_RELEASE, grants.lease_proof_payload(lease_id, 1))
+    return f"client={cid}&counter=1&proof={proof}"
 
 
 async def _connect(port: int, n: int) -> list[Conn]:
@@ -107,7 +135,7 @@ async def _pairs(port: int, clients: int, seconds: float, session: str) -> dict[
             if status != 200:
                 raise RuntimeError(f"access failed: {status} {body[:200]!r}")
             lease_id = json.loads(body)["lease_id"]
-            raw = f"DELETE /api/v1/leases/{lease_id}?client={cid} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+            raw = f"DELETE /api/v1/leases/{lease_id}?{_release_query(lease_id, cid)} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
             status, body = await conn.call(raw)
             if status != 200:
                 raise RuntimeError(f"release failed: {status} {body[:200]!r}")

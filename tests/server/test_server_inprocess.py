@@ -40,12 +40,42 @@ def app(tmp_path, clock, traits):
         yield client
 
 
-def body(**kw):
+class Holder:
+    """A client session's Ed25519 key: it signs lease requests, renewals and releases."""
+
+    def __init__(self):
+        self.key = hazmat.Ed25519PrivateKey.generate()
+        self.pub = b64e(hazmat.raw_public(self.key.public_key()))
+        self.counter = 0
+
+    def sign(self, request):
+        return {**request, "proof": grants.prove(self.key, grants.LEASE_REQUEST, grants.request_proof_payload(request))}
+
+    def proof(self, kind, lease_id, counter=None):
+        if counter is None:
+            self.counter += 1
+            counter = self.counter
+        return counter, grants.prove(self.key, kind, grants.lease_proof_payload(lease_id, counter))
+
+    def renew(self, lease_id, client="c1", counter=None):
+        counter, proof = self.proof(grants.LEASE_RENEW, lease_id, counter)
+        return {"client_lease_id": client, "counter": counter, "proof": proof}
+
+    def release(self, lease_id, client="c1", counter=None):
+        counter, proof = self.proof(grants.LEASE_RELEASE, lease_id, counter)
+        return {"client": client, "counter": str(counter), "proof": proof}
+
+
+HOLDER = Holder()
+
+
+def body(holder=None, **kw):
+    holder = holder or HOLDER
     session = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
     out = {"firm_code": 10101, "product_code": 1, "client_lease_id": "c1", "session": session, "nonce": "n1",
-           "user": "u", "host": "h"}
+           "user": "u", "host": "h", "holder": holder.pub}
     out.update(kw)
-    return out
+    return holder.sign(out)
 
 
 @pytest.mark.parametrize("bad", [
@@ -93,16 +123,71 @@ def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
 
 
 def test_renew_release_and_admin(app, clock):
-    lease_id = app.post("/api/v1/leases", json=body()).json()["lease_id"]
-    assert app.post(f"/api/v1/leases/{lease_id}/renew", json={"client_lease_id": "other"}).status_code == 404
-    assert app.post(f"/api/v1/leases/{lease_id}/renew", json={"client_lease_id": "c1"}).status_code == 200
-    assert app.delete(f"/api/v1/leases/{lease_id}", params={"client": "other"}).json() == {"released": False}
+    me = Holder()
+    lease_id = app.post("/api/v1/leases", json=body(me)).json()["lease_id"]
+    assert app.post(f"/api/v1/leases/{lease_id}/renew", json=me.renew(lease_id, client="other")).status_code == 404
+    assert app.post(f"/api/v1/leases/{lease_id}/renew", json=me.renew(lease_id)).status_code == 200
+    assert app.delete(f"/api/v1/leases/{lease_id}", params=me.release(lease_id, client="other")).json() == {
+        "released": False}
     assert app.get("/api/v1/admin/status").status_code == 401
     status = app.get("/api/v1/admin/status", headers={"Authorization": "Bearer adm"}).json()
     assert [s["lease_id"] for s in status["sessions"]] == [lease_id]
-    assert app.delete(f"/api/v1/leases/{lease_id}", params={"client": "c1"}).json() == {"released": True}
+    assert app.delete(f"/api/v1/leases/{lease_id}", params=me.release(lease_id)).json() == {"released": True}
     clock.advance(200)
-    assert app.post(f"/api/v1/leases/{lease_id}/renew", json={"client_lease_id": "c1"}).status_code == 404
+    assert app.post(f"/api/v1/leases/{lease_id}/renew", json=me.renew(lease_id)).status_code == 404
+
+
+def _sessions(app):
+    return app.get("/api/v1/admin/status", headers={"Authorization": "Bearer adm"}).json()["sessions"]
+
+
+def _denials(app, clock):
+    """The denials in the server's usage log."""
+    server = app.app.server
+    return [e for e in server.engine.usage(0, clock.now + 10, events=True) if e.get("event") == "deny"]
+
+
+def test_a_client_lease_id_is_no_bearer_token(app, clock):
+    """Another session sending a live lease's client lease id gets no lease, no key, no seat."""
+    owner, thief = Holder(), Holder()
+    first = app.post("/api/v1/leases", json=body(owner))
+    assert first.status_code == 200
+    for n in range(3):
+        r = app.post("/api/v1/leases", json=body(thief, nonce=f"t{n}"))  # the same client lease id "c1"
+        assert r.status_code == 403 and r.json()["error"]["type"] == "AccessDenied", r.text
+        assert "lease" not in r.json() and "keys" not in r.json()
+    assert [s["lease_id"] for s in _sessions(app)] == [first.json()["lease_id"]]
+    assert len(_denials(app, clock)) == 3
+    # the owner's own reconnect (same key, same client lease id) still finds its seat
+    again = app.post("/api/v1/leases", json=body(owner, nonce="again"))
+    assert again.status_code == 200 and again.json()["lease_id"] == first.json()["lease_id"]
+
+
+def test_a_request_without_a_valid_proof_of_its_key_is_refused(app):
+    unsigned = {k: v for k, v in body(Holder()).items() if k != "proof"}
+    assert app.post("/api/v1/leases", json=unsigned).status_code == 403
+    forged = body(Holder())
+    forged["holder"] = Holder().pub  # names a key it did not sign with
+    assert app.post("/api/v1/leases", json=forged).status_code == 403
+    assert _sessions(app) == []
+
+
+def test_renewals_and_releases_need_the_holders_proof_and_a_rising_counter(app, clock):
+    owner, thief = Holder(), Holder()
+    lease_id = app.post("/api/v1/leases", json=body(owner)).json()["lease_id"]
+    renew = f"/api/v1/leases/{lease_id}/renew"
+    assert app.post(renew, json={"client_lease_id": "c1"}).status_code == 404  # no proof
+    assert app.post(renew, json=thief.renew(lease_id)).status_code == 404  # another key
+    signed = owner.renew(lease_id)
+    assert app.post(renew, json=signed).status_code == 200
+    assert app.post(renew, json=signed).status_code == 404  # replayed
+    assert app.delete(f"/api/v1/leases/{lease_id}", params={"client": "c1"}).json() == {"released": False}
+    assert app.delete(f"/api/v1/leases/{lease_id}", params=thief.release(lease_id)).json() == {"released": False}
+    stale = owner.release(lease_id, counter=1)  # a counter already used
+    assert app.delete(f"/api/v1/leases/{lease_id}", params=stale).json() == {"released": False}
+    assert [s["lease_id"] for s in _sessions(app)] == [lease_id]
+    assert len(_denials(app, clock)) == 6  # every refused renewal and release is in the usage log
+    assert app.delete(f"/api/v1/leases/{lease_id}", params=owner.release(lease_id)).json() == {"released": True}
 
 
 def test_settings_from_the_config_file(tmp_path):

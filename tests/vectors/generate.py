@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "src"))
 
-from licentia.core import hazmat, exchange  # noqa: E402
+from licentia.core import exchange, grants, hazmat  # noqa: E402
 from licentia.core.documents import document_digest, sign_document  # noqa: E402
 from licentia.core.encoding import b64e  # noqa: E402
 from licentia.core.license import LicenseEntry, Options  # noqa: E402
@@ -112,6 +112,11 @@ def main() -> None:
                              request_digest=document_digest(report), recorded={digest: 12})
     forged_ack = exchange.build_ack(firm_code=10101, firm_key=foreign, serial=SERIAL, now=NOW,
                                     request_digest=document_digest(report), recorded={digest: 0})
+    holder = hazmat.Ed25519PrivateKey.generate()
+    renew_payload = grants.lease_proof_payload("06b49d2000000a1c3f9e", 7)
+    renew_proof = {"holder": b64e(hazmat.raw_public(holder.public_key())), "kind": grants.LEASE_RENEW,
+                   "payload": renew_payload, "proof": grants.prove(holder, grants.LEASE_RENEW, renew_payload)}
+    replayed_as_release = {**renew_proof, "kind": grants.LEASE_RELEASE}
     consume = sign_document("consume", {"serial": SERIAL, "firm_code": 10101, "license_id": 7, "entry": digest,
                                         "units": 3, "key": "2f1c9d0e6b7a4c58", "created": NOW}, container_sign)
     bad_request = copy.deepcopy(request)
@@ -138,6 +143,9 @@ def main() -> None:
             {"name": "report-ack-valid", "type": "report-ack", "document": ack, "expect": "ok"},
             {"name": "report-ack-foreign-key", "type": "report-ack", "document": forged_ack, "expect": "invalid"},
             {"name": "consume-valid", "type": "consume", "document": consume, "expect": "ok"},
+            {"name": "lease-renew-proof", "type": "proof", "document": renew_proof, "expect": "ok"},
+            {"name": "lease-renew-proof-as-release", "type": "proof", "document": replayed_as_release,
+             "expect": "invalid"},
         ],
     }
     for name, data in (("licenses", licenses), ("updates", updates), ("container", container_docs)):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from licentia.core import errors as E
-from licentia.core import hazmat, exchange
+from licentia.core import exchange, grants, hazmat
 from licentia.core.encoding import b64d
 from licentia.core.documents import DocumentInvalid, parse
 from licentia.core.documents import verify_document
@@ -72,6 +72,10 @@ def test_container_document_vectors(case):
             exchange.verify_receipt(case["document"], pub)
         elif case["type"] == "report-ack":
             exchange.verify_ack(case["document"], keys(CONTAINER["keys"]))
+        elif case["type"] == "proof":
+            p = case["document"]
+            if not grants.check_proof(p["holder"], p["kind"], p["payload"], p["proof"]):
+                raise DocumentInvalid("proof")
         else:
             verify_document(case["document"], case["type"], pub)
         outcome = "ok"

@@ -5,7 +5,9 @@ Ed25519 key). It hands a client the entry document itself plus a grant signed by
 container key, so every grant verifies back to the firm key the application pins:
 
 - lease         (``type: "lease"``): a seat for one running access, bound to the
-  client session's ephemeral X25519 key and to the nonce of the request it answers.
+  client session's ephemeral X25519 key (product keys are sealed to it), to its
+  ephemeral Ed25519 key (``holder``: every request about the lease is signed with it)
+  and to the nonce of the request it answers.
 - borrow        (``type: "borrow"``): a seat taken into the client's own container
   until ``expires``, bound to that container's serial and Ed25519 key.
 - borrow-return (``type: "borrow-return"``, signed by the client container): proof
@@ -24,7 +26,7 @@ from typing import Any, Callable
 
 from . import hazmat
 from .encoding import b64d, b64e
-from .documents import DocumentInvalid, document_digest, require, verify_document
+from .documents import DocumentInvalid, document_digest, require, signing_message, verify_document
 from .license import LicenseEntry
 
 Signer = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -34,6 +36,43 @@ LEASE = "lease"
 MODES = ("user", "station", "exclusive", "nolimit")
 BORROW = "borrow"
 BORROW_RETURN = "borrow-return"
+
+# ---------------------------------------------------------------- proof of possession
+#: What a client signs with its session's Ed25519 key (the lease's ``holder``): the
+#: request for a lease, and each renewal and release with a counter that only goes up.
+LEASE_REQUEST = "lease-request"
+LEASE_RENEW = "lease-renew"
+LEASE_RELEASE = "lease-release"
+#: the fields of a lease request its proof covers
+REQUEST_PROOF_FIELDS = ("client_lease_id", "nonce", "session", "holder", "firm_code", "product_code", "feature_code",
+                        "units", "mode", "reconnect")
+
+
+def request_proof_payload(body: dict[str, Any]) -> dict[str, Any]:
+    """What the proof of a lease request signs: its fields that decide the grant."""
+    return {k: body.get(k) for k in REQUEST_PROOF_FIELDS}
+
+
+def lease_proof_payload(lease_id: str, counter: int) -> dict[str, Any]:
+    """What the proof of a renewal or release signs."""
+    return {"lease_id": lease_id, "counter": counter}
+
+
+def prove(key: hazmat.Ed25519PrivateKey, kind: str, payload: dict[str, Any]) -> str:
+    """A proof: Ed25519 over ``licentia/<kind>\n`` + canonical(payload), base64url."""
+    return b64e(hazmat.sign(key, signing_message(kind, payload)))
+
+
+def check_proof(holder: str, kind: str, payload: dict[str, Any], proof: Any) -> bool:
+    """Whether ``proof`` is ``holder``'s signature of ``payload`` as ``kind``."""
+    if not isinstance(proof, str):
+        return False
+    try:
+        key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(holder))
+        signature = b64d(proof)
+    except ValueError:
+        return False
+    return hazmat.verify(key, signature, signing_message(kind, payload))
 
 
 def container_key(entry: LicenseEntry) -> hazmat.Ed25519PublicKey:
@@ -64,6 +103,7 @@ class Lease:
     expires: int
     first_use: int | None
     document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    holder: str | None = None  # the session's Ed25519 key (base64url); None in older leases
 
 
 def build_lease(
@@ -79,6 +119,7 @@ def build_lease(
     issued: int,
     expires: int,
     first_use: int | None = None,
+    holder: str | None = None,
 ) -> dict[str, Any]:
     payload = {
         "lease_id": lease_id,
@@ -95,6 +136,7 @@ def build_lease(
         "issued": issued,
         "expires": expires,
         "first_use": first_use,
+        "holder": holder,
     }
     return sign(LEASE, payload)
 
@@ -118,6 +160,7 @@ def verify_lease(doc: dict[str, Any], entry: LicenseEntry) -> Lease:
         expires=require(payload, "expires", int),
         first_use=require(payload, "first_use", int, optional=True),
         document=doc,
+        holder=require(payload, "holder", str, optional=True),
     )
     if lease.license != entry.digest or lease.serial != entry.serial or lease.license_id != entry.license_id:
         raise DocumentInvalid("lease names another license")

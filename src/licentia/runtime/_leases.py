@@ -56,6 +56,7 @@ class Lease:
         self.handle_ref: Callable[[], Handle | None] = lambda: None
         self.lock = threading.Lock()  # guards state changes (never held over a network call)
         self.state = "active"
+        self.counter = 0  # signed into each renewal and release; only goes up
         self._update(answer, lease)
 
     def _update(self, answer: dict[str, Any], lease: grants.Lease | None) -> None:
@@ -71,6 +72,13 @@ class Lease:
     @property
     def client_lease_id(self) -> str:
         return str(self.body["client_lease_id"])
+
+    def proof(self, kind: str) -> tuple[int, str]:
+        """The next counter and this session's proof of ``kind`` (renewal or release) with it."""
+        with self.lock:
+            self.counter += 1
+            counter = self.counter
+        return counter, self.keeper.net.prove(kind, grants.lease_proof_payload(self.lease_id, counter))
 
     @property
     def lost(self) -> bool:
@@ -100,8 +108,10 @@ class Lease:
         self.keeper.forget(self)
         if was == "revoked":
             return
-        failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}",
-                                                {"client": self.client_lease_id}, timeout=3.0)
+        counter, proof = self.proof(grants.LEASE_RELEASE)
+        params = {"client": self.client_lease_id, "counter": str(counter), "proof": proof}
+        failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}", params,
+                                                timeout=3.0)
         if failed:
             log.info("release of lease %s at %s failed (%s); the seat frees after its TTL",
                      self.lease_id, self.server, failed)
@@ -180,7 +190,7 @@ class LeaseKeeper:
         tried: list[str] = []
         body_base = self._lease_body(request, mode)
         for server in servers:
-            body = {**body_base, "nonce": secrets.token_urlsafe(12)}
+            body = self.net.signed_request({**body_base, "nonce": secrets.token_urlsafe(12)})
             try:
                 status, data = self.net.post(server, f"{API}/leases", body)
             except E.ServerUnreachable as exc:
@@ -210,6 +220,7 @@ class LeaseKeeper:
             "client_lease_id": secrets.token_urlsafe(12),
             "reconnect": False,  # a fresh id: the server need not look for a lease of it
             "session": self.net.session,
+            "holder": self.net.holder,
             **self.net.identity(),
         }
 
@@ -243,7 +254,7 @@ class LeaseKeeper:
             lease = grants.verify_lease(data["lease"], entry)
         except (DocumentInvalid, KeyError, TypeError, ValueError) as exc:
             raise E.rejected(f"license server answer: {getattr(exc, 'reason', exc)}") from None
-        if (lease.session != self.net.session or lease.nonce != body["nonce"]
+        if (lease.session != self.net.session or lease.holder != self.net.holder or lease.nonce != body["nonce"]
                 or lease.client_lease_id != body["client_lease_id"] or lease.firm_code != request.firm_code
                 or lease.product_code != request.product_code or lease.mode != mode
                 or entry.firm_code != request.firm_code or entry.product_code != request.product_code):
@@ -271,9 +282,13 @@ class LeaseKeeper:
         return handle
 
     def _release_quietly(self, server: ServerAddr, data: dict[str, Any], body: dict[str, Any]) -> None:
+        """Give back a seat this process will not hold (signed with a counter above any it used)."""
         lease_id = data.get("lease_id")
         if isinstance(lease_id, str):
-            self.net.delete_quietly(server, f"{API}/leases/{lease_id}", {"client": body["client_lease_id"]})
+            counter = time.time_ns() // 1000  # above every counter of this lease's renewals so far
+            proof = self.net.prove(grants.LEASE_RELEASE, grants.lease_proof_payload(lease_id, counter))
+            params = {"client": body["client_lease_id"], "counter": str(counter), "proof": proof}
+            self.net.delete_quietly(server, f"{API}/leases/{lease_id}", params)
 
     # ------------------------------------------------------------ heartbeats
 
@@ -297,9 +312,10 @@ class LeaseKeeper:
             return
         now = time.monotonic()
         if lease.state == "active":
+            counter, proof = lease.proof(grants.LEASE_RENEW)
+            body = {"client_lease_id": lease.client_lease_id, "counter": counter, "proof": proof}
             try:
-                status, data = self.net.post(lease.server_addr, f"{API}/leases/{lease.lease_id}/renew",
-                                             {"client_lease_id": lease.client_lease_id})
+                status, data = self.net.post(lease.server_addr, f"{API}/leases/{lease.lease_id}/renew", body)
             except E.ServerUnreachable:
                 status, data = 0, None
             with lease.lock:
@@ -330,11 +346,12 @@ class LeaseKeeper:
                 lease.next_due = time.monotonic() + min(lease.heartbeat, 2.0)
 
     def _reacquire(self, lease: Lease) -> bool:
-        body = {**lease.body, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True}
+        fields = {k: v for k, v in lease.body.items() if k != "proof"}
+        body = {**fields, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True, "units": 0}
         request = AccessRequest(body["firm_code"], body["product_code"], body["feature_code"], 0,
                                 body.get("release_date"))
         try:
-            status, data = self.net.post(lease.server_addr, f"{API}/leases", {**body, "units": 0})
+            status, data = self.net.post(lease.server_addr, f"{API}/leases", self.net.signed_request(body))
         except E.ServerUnreachable:
             return False
         if status != 200 or not isinstance(data, dict):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..core import errors as E
-from ..core import hazmat
+from ..core import grants, hazmat
 from ..core.encoding import b64e
 from ._servers import ServerAddr, discover, env_servers, read_config
 
@@ -49,13 +49,24 @@ class NetClient:
     def __init__(self, runtime: RuntimeView):
         self.rt = runtime
         self.pid = os.getpid()
-        self.session_key = hazmat.X25519PrivateKey.generate()
+        self.session_key = hazmat.X25519PrivateKey.generate()  # product keys are sealed to it
         self.session = b64e(hazmat.raw_public(self.session_key.public_key()))
+        # the lease holder's key: signs lease requests, renewals and releases (never leaves the process)
+        self._proof_key = hazmat.Ed25519PrivateKey.generate()
+        self.holder = b64e(hazmat.raw_public(self._proof_key.public_key()))
         self._clients: dict[str, httpx.Client] = {}
         self._found: list[ServerAddr] | None = None  # discovery results, per process
         self.preferred: ServerAddr | None = None  # the server that last granted a lease
         self._identity: dict[str, Any] | None = None
         self._lock = threading.Lock()
+
+    def prove(self, kind: str, payload: dict[str, Any]) -> str:
+        """This session's proof (``grants.prove``) of a lease request, renewal or release."""
+        return grants.prove(self._proof_key, kind, payload)
+
+    def signed_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A lease request with its proof."""
+        return {**body, "proof": self.prove(grants.LEASE_REQUEST, grants.request_proof_payload(body))}
 
     def identity(self) -> dict[str, Any]:
         if self._identity is None:

@@ -18,7 +18,11 @@ Seats. A lease occupies the seat named by ``(license, seat)``:
 
 A lease lives until ``expires`` (renewed by heartbeats, ``ttl`` seconds each); a
 release keeps the seat ``linger`` seconds more. A request carrying the client lease id
-of a live lease gets that lease back (a reconnect never takes a second seat).
+of a live lease gets that lease back (a reconnect never takes a second seat) when it
+comes from the lease's holder: the session key that signed the first request. Renewals
+and releases of a lease with a holder are signed by it over the lease id and a counter
+that only goes up (kept in the store), so a lease id is no bearer token and a replayed
+renewal or release fails; a request without a valid proof is refused and logged.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ..core import errors as E
-from ..core import hazmat
+from ..core import grants, hazmat
 from . import usage
 from .acl import EMPTY, Acl
 from .model import (
@@ -251,6 +255,7 @@ class SeatEngine:
             renewed=w.now,
             expires=w.now + self.ttl if expires is None else expires,
             borrower=borrower,
+            holder=client.holder,
         )
         w.tx.insert(lease)
         w.events.append(usage.lease_event(BORROW if mode == BORROW else "access", w.now, lease))
@@ -294,9 +299,9 @@ class SeatEngine:
         now = self.clock()
         with self._work(now) as w:
             back = self._reconnect(w, client, candidates) if reconnect else None
-            if back is not None:
+            if isinstance(back, Lease):
                 return back
-            result = self._grant(w, client, firm_code, product_code, feature_code, mode, candidates)
+            result = back or self._grant(w, client, firm_code, product_code, feature_code, mode, candidates)
             if isinstance(result, Lease):
                 return result
             self._deny(w, client, firm_code, product_code, feature_code, mode, result)
@@ -309,13 +314,20 @@ class SeatEngine:
         w.events.append(usage.denial_event(w.now, client, firm_code=firm, product_code=product,
                                            feature_code=feature_code, mode=mode, invalid=False, reason=refusal.log))
 
-    def _reconnect(self, w: _Work, client: Client, candidates: Sequence[SeatLicense]) -> Lease | None:
+    def _reconnect(self, w: _Work, client: Client, candidates: Sequence[SeatLicense]) -> Lease | Refusal | None:
         """The live lease of this client lease id back (a retry, or back after a network drop:
-        its own seat); a lease of it that ran out ends here."""
+        its own seat) when its holder asks; a lease of it that ran out ends here. Another
+        session naming a live lease's client lease id is refused."""
         prev = w.tx.lease_by_client(client.client_lease_id)
         if prev is None or prev.mode == BORROW or prev.state not in (ACTIVE, LINGERING):
             return None
         now = w.now
+        if prev.holder is not None and prev.holder != client.holder and prev.live(now):
+            return Refusal(
+                E.AccessDenied,
+                "this client lease id belongs to another session",
+                f"{client.ident}: client lease id of lease {prev.id} from another session key",
+            )
         if prev.live(now) and any(c.key == prev.license_key for c in candidates):
             prev.state, prev.linger_until = ACTIVE, None
             prev.expires, prev.renewed, prev.ip = now + self.ttl, now, client.ip or prev.ip
@@ -401,12 +413,39 @@ class SeatEngine:
             return self.acl.check_new_seat(client, pool.firm, pool.product, pool.total, pool.holders)
         return None
 
-    def renew(self, lease_id: str, client_lease_id: str) -> Lease:
+    @staticmethod
+    def _unproven(w: _Work, lease: Lease, kind: str, counter: int | None, proof: str | None) -> bool:
+        """Whether a renewal or release of a lease with a holder lacks a valid proof (then a
+        denial is logged); a valid one moves the lease's counter."""
+        if lease.holder is None:
+            return False  # a lease made before proofs: the client lease id suffices
+        ok = (
+            isinstance(counter, int)
+            and not isinstance(counter, bool)
+            and counter > lease.proof_counter
+            and grants.check_proof(lease.holder, kind, grants.lease_proof_payload(lease.id, counter), proof)
+        )
+        if ok:
+            assert counter is not None
+            lease.proof_counter = counter
+            return False
+        why = "replayed (counter not above the last)" if isinstance(counter, int) and counter <= lease.proof_counter             else "without a valid proof of the lease's key"
+        client = Client(lease.client_lease_id, lease.user, lease.host, lease.ip, lease.pid, lease.groups)
+        w.events.append(usage.denial_event(w.now, client, firm_code=lease.firm_code, product_code=lease.product_code,
+                                           feature_code=lease.feature_code, mode=lease.mode, invalid=True,
+                                           reason=f"{kind} of lease {lease.id} {why}"))
+        log.warning("%s of lease %s refused: %s", kind, lease.id, why)
+        return True
+
+    def renew(self, lease_id: str, client_lease_id: str, *, counter: int | None = None,
+              proof: str | None = None) -> Lease:
         now = self.clock()
         error: LeaseUnknown | None = None
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)
             if lease is None or lease.client_lease_id != client_lease_id or lease.mode == BORROW:
+                error = LeaseUnknown("no such lease")
+            elif self._unproven(w, lease, grants.LEASE_RENEW, counter, proof):
                 error = LeaseUnknown("no such lease")
             elif lease.state == REVOKED:
                 error = LeaseRevoked("the administrator released this lease")
@@ -423,12 +462,16 @@ class SeatEngine:
         assert error is not None
         raise error
 
-    def release(self, lease_id: str, client_lease_id: str | None = None, *, admin: bool = False) -> bool:
-        """End a lease (linger keeps its seat a while). ``admin``: the client may not renew it."""
+    def release(self, lease_id: str, client_lease_id: str | None = None, *, admin: bool = False,
+                counter: int | None = None, proof: str | None = None) -> bool:
+        """End a lease (linger keeps its seat a while). ``admin``: the client may not renew it.
+        A client's release of a lease with a holder carries its signed counter."""
         now = self.clock()
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)
             if lease is None or (client_lease_id is not None and lease.client_lease_id != client_lease_id):
+                return False
+            if not admin and self._unproven(w, lease, grants.LEASE_RELEASE, counter, proof):
                 return False
             if admin:
                 if not lease.live(now):

@@ -30,6 +30,7 @@ class Client:
     ip: str = ""
     pid: int = 0
     groups: tuple[str, ...] = ()
+    holder: str | None = None  # the session's Ed25519 key, proven by the request's signature
 
     @property
     def ident(self) -> str:
@@ -81,6 +82,8 @@ class Lease:
     linger_until: int | None = None
     borrower: dict[str, Any] | None = None  # {"serial", "sign_pub", "box_pub"} of a borrowing container
     first_use: int | None = field(default=None, compare=False)
+    holder: str | None = None  # the Ed25519 key that signs renewals and releases (None: an older lease)
+    proof_counter: int = 0  # the highest counter a renewal or release was signed with
 
     @property
     def live_until(self) -> int:

@@ -91,7 +91,9 @@ CREATE TABLE IF NOT EXISTS leases (
     linger_until INTEGER,
     live_until INTEGER NOT NULL,
     borrower TEXT,
-    first_use INTEGER
+    first_use INTEGER,
+    holder TEXT,
+    proof_counter INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS leases_live ON leases (license_key, live_until, seat, mode);
 CREATE INDEX IF NOT EXISTS leases_host ON leases (license_key, host, mode, state, live_until);
@@ -113,19 +115,22 @@ CREATE INDEX IF NOT EXISTS events_lease ON events (lease_id);
 _COLUMNS = (
     "id, client_lease_id, license_key, firm_code, product_code, license_id, feature_code, feature_map, ticket, "
     "mode, seat, user, host, ip, groups, pid, access_time, renewed, expires, state, end_time, linger_until, "
-    "borrower, first_use"
+    "borrower, first_use, holder, proof_counter"
 )
+#: columns added after the first release: (name, definition), added to older files on open
+_ADDED = (("holder", "TEXT"), ("proof_counter", "INTEGER NOT NULL DEFAULT 0"))
 
 
 def _lease(row: tuple[Any, ...]) -> Lease:
     (lid, cid, key, firm, product, license_id, feature, fmap, ticket, mode, seat, user, host, ip, groups, pid,
-     access, renewed, expires, state, end, linger, borrower, first_use) = row
+     access, renewed, expires, state, end, linger, borrower, first_use, holder, counter) = row
     return Lease(
         id=lid, client_lease_id=cid, license_key=key, firm_code=firm, product_code=product, license_id=license_id,
         feature_code=feature, feature_map=fmap, ticket=ticket, mode=mode, seat=seat, user=user, host=host, ip=ip,
         groups=tuple(g for g in groups.split("\n") if g), pid=pid, access_time=access, renewed=renewed,
         expires=expires, state=state, end_time=end, linger_until=linger,
-        borrower=json.loads(borrower) if borrower else None, first_use=first_use,
+        borrower=json.loads(borrower) if borrower else None, first_use=first_use, holder=holder,
+        proof_counter=counter,
     )
 
 
@@ -238,21 +243,21 @@ class _SqliteTx:
         """Store what changes over a lease's life (an UPDATE: the row keeps its place)."""
         self.c.execute(
             "UPDATE leases SET ip = ?, renewed = ?, expires = ?, state = ?, end_time = ?, linger_until = ?, "
-            "live_until = ?, first_use = ? WHERE id = ?",
+            "live_until = ?, first_use = ?, proof_counter = ? WHERE id = ?",
             (lease.ip, lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
-             lease.live_until, lease.first_use, lease.id),
+             lease.live_until, lease.first_use, lease.proof_counter, lease.id),
         )
 
     def insert(self, lease: Lease) -> None:
         self.c.execute(
-            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 25)})",
+            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 27)})",
             (
                 lease.id, lease.client_lease_id, lease.license_key, lease.firm_code, lease.product_code,
                 lease.license_id, lease.feature_code, lease.feature_map, lease.ticket, lease.mode, lease.seat,
                 lease.user, lease.host, lease.ip, "\n".join(lease.groups), lease.pid, lease.access_time,
                 lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
                 json.dumps(lease.borrower, sort_keys=True) if lease.borrower else None, lease.first_use,
-                lease.live_until,
+                lease.holder, lease.proof_counter, lease.live_until,
             ),
         )
 
@@ -362,6 +367,10 @@ class SqliteSeatStore:
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
                         tx.c.execute(stmt)
+                have = {row[1] for row in tx.c.execute("PRAGMA table_info(leases)")}
+                for name, definition in _ADDED:
+                    if name not in have:  # a file made by an older release
+                        tx.c.execute(f"ALTER TABLE leases ADD COLUMN {name} {definition}")
                 if tx.get_meta("schema") is None:
                     tx.set_meta("schema", SCHEMA_VERSION)
         c.execute("PRAGMA busy_timeout=30000")

@@ -432,7 +432,8 @@ class ClientApi:
         return self.server.renew(call.item, body)
 
     def release(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
-        return self.server.release(call.item, call.query.get("client", ""))
+        q = call.query
+        return self.server.release(call.item, q.get("client", ""), q.get("counter", ""), q.get("proof", ""))
 
     def borrow(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
         return self.server.borrow(body, call.ip)

@@ -97,6 +97,7 @@ class AccessAsk(NamedTuple):
     session: str  # the client session's X25519 public key (base64url): product keys are sealed to it
     nonce: str
     reconnect: bool
+    proven: bool  # the request is signed by the key it names as its holder
 
 
 class BorrowAsk(NamedTuple):
@@ -135,7 +136,7 @@ def _codes(body: dict[str, Any]) -> tuple[int, int, int]:
     return firm, product, feature
 
 
-def _client(body: dict[str, Any], ip: str) -> Client:
+def _client(body: dict[str, Any], ip: str, holder: str | None = None) -> Client:
     groups = body.get("groups") or []
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS or not all(
         isinstance(g, str) and len(g) <= MAX_NAME for g in groups
@@ -148,6 +149,7 @@ def _client(body: dict[str, Any], ip: str) -> Client:
         ip=ip,
         pid=_int(body, "pid", default=0),
         groups=tuple(groups),
+        holder=holder,
     )
 
 
@@ -168,14 +170,16 @@ def _release_date(body: dict[str, Any]) -> int | None:
 def parse_access(body: dict[str, Any], ip: str) -> AccessAsk:
     """A lease request from its JSON body; BadRequest names the first field it cannot use."""
     firm, product, feature = _codes(body)
-    client = _client(body, ip)
+    holder = _text(body, "holder", required=True)
+    client = _client(body, ip, holder)
     mode = _mode(body)
     units = _int(body, "units", default=0)
     release_date = _release_date(body)
     session = _text(body, "session", required=True)
     nonce = _text(body, "nonce", required=True)
+    proven = grants.check_proof(holder, grants.LEASE_REQUEST, grants.request_proof_payload(body), body.get("proof"))
     return AccessAsk(AccessRequest(firm, product, feature, units, release_date), client, mode, session, nonce,
-                     body.get("reconnect") is not False)
+                     body.get("reconnect") is not False, proven)
 
 
 def _borrower(body: dict[str, Any]) -> tuple[dict[str, str], bytes]:
@@ -432,6 +436,13 @@ class LicenseServer:
         """A lease: the answer is the JSON document (bytes) of docs/formats.md."""
         ask = parse_access(body, ip)
         self._check_session(ask.session)
+        if not ask.proven:
+            refusal = Refusal(E.AccessDenied, "the request is not signed by the session key it names",
+                              f"{ask.client.ident}: lease request without a valid proof of its holder key")
+            self.engine.record_denial(ask.client, firm_code=ask.request.firm_code,
+                                      product_code=ask.request.product_code, feature_code=ask.request.feature_code,
+                                      mode=ask.mode, invalid=True, reason=refusal.log)
+            raise refusal
         candidates = self._candidates(ask.client, ask.request, ask.mode)
         lease = self.engine.acquire(ask.client, firm_code=ask.request.firm_code,
                                     product_code=ask.request.product_code, feature_code=ask.request.feature_code,
@@ -453,6 +464,7 @@ class LicenseServer:
             issued=now,
             expires=lease.expires,
             first_use=first_use,
+            holder=ask.client.holder,
         )
         return self._lease_answer(lease, doc, self._entry_document(entry), self._session_keys(item, ask.session), now)
 
@@ -528,8 +540,10 @@ class LicenseServer:
 
     def renew(self, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:
         client_lease_id = _text(body, "client_lease_id", required=True)
+        counter, proof = body.get("counter"), body.get("proof")
         try:
-            lease = self.engine.renew(lease_id, client_lease_id)
+            lease = self.engine.renew(lease_id, client_lease_id, counter=counter if isinstance(counter, int) else None,
+                                      proof=proof if isinstance(proof, str) else None)
         except LeaseRevoked:
             raise
         except LeaseUnknown as exc:
@@ -537,8 +551,9 @@ class LicenseServer:
         return {"lease_id": lease.id, "ttl": self.settings.lease_ttl, "heartbeat": self.settings.heartbeat_seconds,
                 "expires_in": max(0, lease.expires - self.clock())}
 
-    def release(self, lease_id: str, client_lease_id: str) -> dict[str, Any]:
-        return {"released": self.engine.release(lease_id, client_lease_id)}
+    def release(self, lease_id: str, client_lease_id: str, counter: str = "", proof: str = "") -> dict[str, Any]:
+        number = int(counter) if counter.isdigit() and len(counter) < 19 else None
+        return {"released": self.engine.release(lease_id, client_lease_id, counter=number, proof=proof or None)}
 
     # ------------------------------------------------------------ borrowing
 
