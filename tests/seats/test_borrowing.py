@@ -37,3 +37,45 @@ def test_borrow_capped_by_the_license_and_limits(make, clock):
     clock.advance(86400)
     eng.sweep()
     acquire(eng, cl(4), licenses=[lic(quantity=1)])
+
+
+def test_a_borrow_is_bound_to_its_containers_keys(make, clock):
+    """Another container presenting the borrower's (public) serial with its own key gets nothing."""
+    eng = make("[borrow]\nmax_days = 5")
+    one = [lic(quantity=1)]
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=3, borrower=BORROWER, candidates=one)
+    impostor = {**BORROWER, "sign_pub": "another-key", "box_pub": "another-box"}
+    with pytest.raises(Refusal) as info:
+        eng.borrow(cl(2), firm_code=F, product_code=P, days=3, borrower=impostor, candidates=one)
+    assert info.value.error is E.AccessDenied
+    assert eng.borrow(cl(1), firm_code=F, product_code=P, days=3, borrower=BORROWER, candidates=one).id == b.id
+    denials = [e for e in eng.usage(0, clock() + 1, events=True) if e["event"] == "deny"]
+    assert len(denials) == 1 and "another key" in denials[0]["reason"]
+
+
+def test_an_administrators_release_of_a_borrow_keeps_it_counted_until_it_ends_or_returns(make, clock):
+    """The borrowed copy keeps working offline: releasing it on the server must not free the seat."""
+    eng = make("[borrow]\nmax_days = 5")
+    one = [lic(quantity=1)]
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=one)
+    assert eng.release(b.id, admin=True) is True
+    assert eng.lease(b.id).state == "lost"
+    assert refused(eng, cl(2), licenses=one).error is E.SeatsExhausted  # still counted
+    with pytest.raises(Refusal):  # borrow -> release -> borrow is no way around it
+        eng.borrow(cl(3), firm_code=F, product_code=P, days=2, borrower={**BORROWER, "serial": "130-Z"},
+                   candidates=one)
+    events = [e["event"] for e in eng.usage(0, clock() + 1, events=True)]
+    assert "lost" in events
+    assert eng.end_borrow(b.id, BORROWER["serial"]) is not None  # the return receipt arrives: freed
+    acquire(eng, cl(2), licenses=one)
+
+
+def test_a_lost_borrow_frees_its_seat_when_the_grant_ends(make, clock):
+    eng = make("[borrow]\nmax_days = 1")
+    one = [lic(quantity=1)]
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=1, borrower=BORROWER, candidates=one)
+    eng.release(b.id, admin=True)
+    clock.advance(86400)
+    eng.sweep()
+    assert eng.lease(b.id).state == "expired"
+    acquire(eng, cl(2), licenses=one)

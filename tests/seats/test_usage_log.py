@@ -70,3 +70,20 @@ def test_retention_prunes_and_keeps_the_chain_verifiable(make, clock, key):
     assert eng.prune() == 6
     result = eng.verify_usage(key.public_key())
     assert result["ok"], result and result["events"] == 2
+
+
+def test_a_client_cannot_plant_a_spreadsheet_formula_in_the_csv_report(make, clock):
+    import csv
+    import io
+
+    from licentia.seats.usage import to_csv
+
+    eng = make()
+    planted = ['=HYPERLINK("http://127.0.0.1/x","open")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    for n, name in enumerate(planted):
+        a = acquire(eng, cl(n + 1, user=name, host="h"), licenses=None)
+        eng.release(a.id, f"c{n + 1}")
+    rows = list(csv.DictReader(io.StringIO(to_csv(eng.usage(T0, T0 + 1000)))))
+    cells = [row["userIdentification"] for row in rows]
+    assert sorted(cells) == sorted(("'" + name + "@h").replace("\r", " ") for name in planted)
+    assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for c in row.values())

@@ -43,6 +43,7 @@ from .model import (
     BORROW,
     EXPIRED,
     LINGERING,
+    LOST,
     MODES,
     RELEASED,
     RETURNED,
@@ -221,7 +222,7 @@ class SeatEngine:
 
     @staticmethod
     def _finish(w: _Work, lease: Lease, state: str, end: int, kind: str, reason: str = "") -> None:
-        was_live = lease.state == ACTIVE
+        was_live = lease.state in (ACTIVE, LOST)
         lease.state = state
         lease.end_time = end if was_live or lease.end_time is None else lease.end_time
         lease.linger_until = None
@@ -476,6 +477,8 @@ class SeatEngine:
             if admin:
                 if not lease.live(now):
                     return False
+                if lease.mode == BORROW:
+                    return self._lose(w, lease)
                 # an active lease ends now; a lingering one gives its seat up at once
                 self._finish(w, lease, REVOKED, now, "revoke", reason="released by the administrator")
                 return True
@@ -492,13 +495,27 @@ class SeatEngine:
                 self._finish(w, lease, RELEASED, now, "release")
             return True
 
+    @staticmethod
+    def _lose(w: _Work, lease: Lease) -> bool:
+        """The administrator released a borrowed seat: the borrowed copy works on until its
+        grant ends, so the seat stays counted until then, unless a return receipt comes."""
+        if lease.state == LOST:
+            return False
+        lease.state = LOST
+        w.tx.save(lease)
+        w.events.append(usage.lease_event(LOST, w.now, lease, reason="released by the administrator; counted "
+                                          "until the grant ends or the borrower returns it"))
+        log.warning("borrowed seat %s released by the administrator: counted until %s unless returned",
+                    lease.id, lease.expires)
+        return True
+
     def sweep(self, limit: int = 1000) -> int:
         """Expire leases whose heartbeats stopped, end lingering seats and lapsed borrows."""
         now = self.clock()
         with self._work(now) as w:
             due = w.tx.due(now, limit)
             for lease in due:
-                if lease.state == ACTIVE:
+                if lease.state in (ACTIVE, LOST):
                     self._finish(w, lease, EXPIRED, lease.expires, "expire")
                 else:
                     lease.state, lease.linger_until = RELEASED, None
@@ -538,8 +555,17 @@ class SeatEngine:
             return refused
         for lic in candidates:
             held = w.tx.borrowed_by(lic.key, borrower["serial"], w.now)
-            if held is not None:
-                return held  # this container borrowed it already
+            if held is None:
+                continue
+            mine = held.borrower or {}
+            if (mine.get("sign_pub"), mine.get("box_pub")) != (borrower.get("sign_pub"), borrower.get("box_pub")):
+                return Refusal(
+                    E.AccessDenied,
+                    "this container serial has borrowed the license with other keys",
+                    f"{client.ident}: borrow {held.id} of {lic.key} asked again for {borrower['serial']} with "
+                    "another key",
+                )
+            return held  # this container borrowed it already: the same grant, for the same keys
         refused = self._lending_cap(w, client, firm, product, candidates)
         if refused is not None:
             return refused
@@ -589,7 +615,7 @@ class SeatEngine:
             lease = w.tx.lease(borrow_id)
             if lease is None or lease.mode != BORROW or (lease.borrower or {}).get("serial") != serial:
                 return None
-            if lease.state == ACTIVE:
+            if lease.state in (ACTIVE, LOST):
                 self._finish(w, lease, RETURNED, min(now, lease.expires), "return")
             return lease
 

@@ -17,6 +17,9 @@ RELEASED = "released"
 EXPIRED = "expired"  # the client stopped renewing (or a borrow ran out)
 REVOKED = "revoked"  # released by the administrator: the client may not renew it
 RETURNED = "returned"  # a borrowed seat given back
+#: a borrowed seat the administrator released: still counted until the grant ends (the
+#: borrowed copy keeps working) unless the borrower's return receipt arrives
+LOST = "lost"
 LIVE_STATES = (ACTIVE, LINGERING)
 
 
@@ -87,7 +90,7 @@ class Lease:
 
     @property
     def live_until(self) -> int:
-        if self.state == ACTIVE:
+        if self.state in (ACTIVE, LOST):
             return self.expires
         if self.state == LINGERING:
             return self.linger_until or 0

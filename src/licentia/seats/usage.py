@@ -160,12 +160,27 @@ def license_usage(sessions: Iterable[dict[str, Any]], finals: Iterable[dict[str,
     return rows
 
 
+#: a cell starting with one of these is a formula to a spreadsheet (CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: a leading formula character gets a ``'``,
+    and line breaks (which would split the row) become spaces."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS):
+        value = "'" + value
+    return value.replace("\r", " ").replace("\n", " ")
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The usage view as CSV; text a client chose (user and host names...) never becomes a formula."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[*VIEW_FIELDS, *EXTRA_FIELDS], extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return buf.getvalue()
 
 
