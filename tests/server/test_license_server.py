@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import httpx
@@ -274,15 +275,28 @@ def test_operator_views(site, clients):
     # the admin page: a login form, then the sessions with a release button
     page = httpx.get(f"{site.url}/admin")
     assert "Admin token" in page.text and "alice" not in page.text
-    with httpx.Client(base_url=site.url) as web:
+    with httpx.Client(base_url=site.url, headers={"Origin": site.url}) as web:  # a browser names its origin
         r = web.post("/admin/login", data={"token": site.admin_token()})
         assert r.status_code == 303
+        assert site.admin_token() not in r.headers["set-cookie"]  # the cookie holds a session id, not the token
         page = web.get("/admin").text
         assert "alice" in page and "host-a" in page and "release" in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
         lease_id = next(s["lease_id"] for s in site.status()["sessions"] if s["user"] == "alice")
-        assert web.post(f"/admin/sessions/{lease_id}/release").status_code == 303
+        # a form without the page's CSRF token, or from another site, changes nothing
+        assert web.post(f"/admin/sessions/{lease_id}/release").status_code == 403
+        foreign = {"Origin": "http://127.0.0.9:8080"}
+        assert web.post(f"/admin/sessions/{lease_id}/release", data={"csrf": csrf}, headers=foreign).status_code == 403
+        assert site.seats_in_use() == 2
+        assert web.post(f"/admin/sessions/{lease_id}/release", data={"csrf": csrf}).status_code == 303
+        assert web.post("/admin/logout", data={"csrf": csrf}).status_code == 303
+        assert "alice" not in web.get("/admin").text  # signed out: the session is gone on the server
     assert site.seats_in_use() == 1
-    assert httpx.post(f"{site.url}/admin/login", data={"token": "wrong"}).status_code == 401
+    origin = {"Origin": site.url}
+    for _ in range(5):
+        assert httpx.post(f"{site.url}/admin/login", data={"token": "wrong"}, headers=origin).status_code == 401
+    # sign-ins are rate limited per address: even the right token waits now
+    assert httpx.post(f"{site.url}/admin/login", data={"token": site.admin_token()}, headers=origin).status_code == 429
 
 
 def test_usage_report_and_verify(site, clients):

@@ -262,3 +262,16 @@ def test_each_refusal_has_one_status_and_its_wire_name():
     for error, status, body in cases:
         assert status_of(error) == status and error_body(error) == {"error": body}
         assert list(error_body(error)["error"]) == list(body)  # the order on the wire
+
+
+def test_metrics_and_the_license_list_stay_open_unless_the_operator_makes_them_private(tmp_path, clock, traits):
+    data = tmp_path / "data"
+    for private, status in ((False, 200), (True, 401)):
+        settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", private_views=private)
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/metrics").status_code == status
+            assert client.get("/api/v1/licenses").status_code == status
+            admin = {"Authorization": "Bearer adm"}
+            assert client.get("/metrics", headers=admin).status_code == 200
+            assert client.get("/api/v1/licenses", headers=admin).status_code == 200
+    assert server_table({"server": {"private_views": True}}) == {"private_views": True}

@@ -45,6 +45,10 @@ from .settings import Settings, load_admin_token
 
 log = logging.getLogger("licentia.server")
 
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
 API = "/api/v1"
 MAX_BODY = 64 * 1024
 PRUNE_EVERY = 3600.0
@@ -220,6 +224,7 @@ class _Operators:
         self.settings = settings
         self.admin_token = admin_token
         self.metrics = metrics
+        self.sessions = admin_page.AdminSessions()
 
     def mount(self, app: FastAPI) -> None:
         routes: list[tuple[str, str, Callable[..., Any]]] = [
@@ -238,8 +243,36 @@ class _Operators:
             app.add_api_route(path, handler, methods=[method])
 
     def admin_ok(self, request: Request) -> bool:
-        token = self.admin_token
-        return _same(_bearer(request), token) or _same(request.cookies.get(admin_page.COOKIE, ""), token)
+        """The admin token as a bearer (the API, the CLI), or a live admin page session."""
+        return _same(_bearer(request), self.admin_token) or self._page_csrf(request) is not None
+
+    def _page_csrf(self, request: Request) -> str | None:
+        return self.sessions.csrf(request.cookies.get(admin_page.COOKIE))
+
+    @staticmethod
+    def _same_origin(request: Request) -> bool:
+        """A browser's POST names where it comes from: it must be this server's own page."""
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        origin = request.headers.get("origin")
+        if origin is not None:
+            return origin == own
+        referer = request.headers.get("referer")
+        return referer is not None and (referer == own or referer.startswith(own + "/"))
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
+        return {k: v[0] for k, v in form.items() if v}
+
+    async def _page_post(self, request: Request) -> Response | None:
+        """None when a page form may act: a live session, its CSRF token, this server's origin."""
+        csrf = self._page_csrf(request)
+        form = await self._form(request)
+        if csrf is None:
+            return HTMLResponse(admin_page.render(None), status_code=401)
+        if not self._same_origin(request) or not admin_page.same_token(form.get("csrf"), csrf):
+            log.warning("admin form refused from %s: foreign origin or no CSRF token", client_address(request))
+            return HTMLResponse("forbidden: the form did not come from this server's admin page", status_code=403)
+        return None
 
     def need_admin(self, request: Request) -> Response | None:
         if self.admin_ok(request):
@@ -259,7 +292,11 @@ class _Operators:
             "config_error": server.config_error,
         })
 
-    async def prometheus(self) -> Response:
+    async def prometheus(self, request: Request) -> Response:
+        if self.settings.private_views:
+            denied = self.need_admin(request)
+            if denied:
+                return denied
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def admin_status(self, request: Request) -> Response:
@@ -278,27 +315,40 @@ class _Operators:
         return _json({"reloaded": live, "config_version": server.config_version, "config_error": server.config_error})
 
     async def admin_html(self, request: Request) -> Response:
-        status = self.server.status() if self.admin_ok(request) else None
-        return HTMLResponse(admin_page.render(status), headers={"Cache-Control": "no-store"})
+        csrf = self._page_csrf(request)
+        status = self.server.status() if csrf is not None else None
+        return HTMLResponse(admin_page.render(status, csrf=csrf or ""), headers={"Cache-Control": "no-store"})
 
     async def admin_login(self, request: Request) -> Response:
-        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
-        token = (form.get("token") or [""])[0]
+        address = client_address(request)
+        if self.sessions.throttled(address):
+            return HTMLResponse(admin_page.render(None, failed="Too many failed sign-ins: wait ten minutes."),
+                                status_code=429)
+        if not self._same_origin(request):
+            return HTMLResponse("forbidden: sign in from this server's admin page", status_code=403)
+        token = (await self._form(request)).get("token", "")
         if not _same(token, self.admin_token):
-            return HTMLResponse(admin_page.render(None, failed=True), status_code=401)
+            self.sessions.failed(address)
+            log.warning("admin sign-in failed from %s", address)
+            return HTMLResponse(admin_page.render(None, failed="That token is not right."), status_code=401)
         response = RedirectResponse("/admin", status_code=303)
-        response.set_cookie(admin_page.COOKIE, token, httponly=True, samesite="strict", path="/admin",
-                            secure=self.settings.tls)
+        response.set_cookie(admin_page.COOKIE, self.sessions.open(), httponly=True, samesite="strict",
+                            path="/admin", secure=self.settings.tls, max_age=admin_page.ABSOLUTE)
         return response
 
-    async def admin_logout(self) -> Response:
+    async def admin_logout(self, request: Request) -> Response:
+        refused = await self._page_post(request)
+        if refused is not None:
+            return refused
+        self.sessions.close(request.cookies.get(admin_page.COOKIE))
         response = RedirectResponse("/admin", status_code=303)
         response.delete_cookie(admin_page.COOKIE, path="/admin")
         return response
 
     async def admin_release_form(self, lease_id: str, request: Request) -> Response:
-        if not self.admin_ok(request):
-            return HTMLResponse(admin_page.render(None), status_code=401)
+        refused = await self._page_post(request)
+        if refused is not None:
+            return refused
         self.server.admin_release(lease_id)
         return RedirectResponse("/admin", status_code=303)
 
@@ -461,7 +511,9 @@ class ClientApi:
     async def _handle(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any],
                       endpoint: str, work: Work, needs_body: bool, item: str) -> None:
         t0 = time.perf_counter()
-        if not self.client_ok(_token(scope)):
+        given = _token(scope)
+        private = endpoint == "licenses" and self.server.settings.private_views
+        if not (self.client_ok(given) and (not private or _same(given, self.admin_token))):
             self.metrics.observe(endpoint, time.perf_counter() - t0, False)
             await self._send(send, 401, _UNAUTHORIZED)
             return

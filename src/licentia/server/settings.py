@@ -37,6 +37,7 @@ _KEYS = {
     "tls_key",
     "sweep_interval",
     "config_poll",
+    "private_views",
 }
 
 
@@ -67,6 +68,7 @@ class Settings:
     tls_key: Path | None = None
     sweep_interval: float = 1.0  # real seconds between expiry sweeps
     config_poll: float = 1.0  # real seconds between checks of the config file
+    private_views: bool = False  # /metrics and GET /api/v1/licenses need the admin token
     clock: Callable[[], int] = field(default=_default_clock, compare=False, repr=False)
 
     @property
@@ -166,10 +168,11 @@ def server_table(doc: dict[str, Any]) -> dict[str, Any]:
         if raw["durability"] not in ("process", "full"):
             raise SettingsError("[server] durability is \"process\" or \"full\"")
         out["durability"] = raw["durability"]
-    if "discovery" in raw:
-        if not isinstance(raw["discovery"], bool):
-            raise SettingsError("[server] discovery is true or false")
-        out["discovery"] = raw["discovery"]
+    for name in ("discovery", "private_views"):
+        if name in raw:
+            if not isinstance(raw[name], bool):
+                raise SettingsError(f"[server] {name} is true or false")
+            out[name] = raw[name]
     for name in ("tls_cert", "tls_key"):
         if name in raw:
             out[name] = Path(raw[name])
