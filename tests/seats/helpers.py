@@ -15,8 +15,12 @@ def lic(key="S/1", quantity=2, license_id=1, product=P, valid_until=None) -> Sea
                        feature_map=0xFF, ticket="t", valid_until=valid_until)
 
 
-def cl(n=1, user="alice", host="h1", ip="10.0.0.1", groups=()) -> Client:
-    return Client(client_lease_id=f"c{n}", user=user, host=host, ip=ip, pid=n, groups=tuple(groups))
+def cl(n=1, user="alice", host="h1", ip="10.0.0.1", groups=(), machine="") -> Client:
+    """A client; unless told otherwise it proved the machine container of ``user`` on ``host``
+    (one container per user and machine), seen from ``ip``."""
+    proven = f"130-{user}-{host}@{ip}" if machine == "" else machine
+    return Client(client_lease_id=f"c{n}", user=user, host=host, ip=ip, pid=n, groups=tuple(groups),
+                  machine=proven)
 
 
 def acquire(engine: SeatEngine, client: Client, mode="user", licenses=None, feature=0) -> Lease:

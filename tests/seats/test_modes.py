@@ -62,3 +62,22 @@ def test_pooling_over_several_licenses_of_a_product(make):
     assert {a.license_id, b.license_id} == {1, 2}
     r = refused(eng, cl(3), licenses=two)
     assert r.error is E.SeatsExhausted and r.seats == 2 and "all 2 seat" in r.client_message
+
+
+def test_station_seats_go_by_the_proven_machine_not_by_reported_names(make):
+    """Cloned VMs report the same user and host name: each proven container is its own station."""
+    eng = make()
+    one = [lic(quantity=1)]
+    acquire(eng, cl(1, machine="130-AAAA@10.0.0.1"), "station", one)
+    acquire(eng, cl(2, machine="130-AAAA@10.0.0.1"), "station", one)  # the same container: the same seat
+    assert refused(eng, cl(3, machine="130-BBBB@10.0.0.2"), "station", one).error is E.SeatsExhausted
+    assert refused(eng, cl(4, machine="130-AAAA@10.0.0.9"), "station", one).error is E.SeatsExhausted  # other address
+    assert refused(eng, cl(5, machine=None), "station", one).error is E.SeatsExhausted  # proved nothing
+    assert eng.seats_in_use(["S/1"]) == {"S/1": 1}
+
+
+def test_exclusive_goes_by_the_proven_machine(make):
+    eng = make()
+    acquire(eng, cl(1, machine="130-AAAA@10.0.0.1"), "exclusive")
+    assert refused(eng, cl(2, machine="130-AAAA@10.0.0.1"), "user").error is E.AccessDenied
+    acquire(eng, cl(3, machine="130-BBBB@10.0.0.1"), "exclusive")  # same names, another container

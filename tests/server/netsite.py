@@ -181,11 +181,16 @@ class Client:
     (tests/server/client_repl.py)."""
 
     def __init__(self, site: Site, name: str, *, host: str | None = None, user: str = "alice",
-                 servers: str | None = None, **env: str):
+                 servers: str | None = None, same_machine_as: Client | None = None, **env: str):
+        """``same_machine_as``: another process of the same user on that client's machine
+        (its home and traits: the same machine container)."""
         self.site = site
         self.name = name
-        self.home = site.root / f"home-{name}"
-        self.traits = machine_traits(hostname=host or f"host-{name}", machine_id=f"{abs(hash(name)):032x}"[:32])
+        if same_machine_as is not None:
+            self.home, self.traits = same_machine_as.home, same_machine_as.traits
+        else:
+            self.home = site.root / f"home-{name}"
+            self.traits = machine_traits(hostname=host or f"host-{name}", machine_id=f"{abs(hash(name)):032x}"[:32])
         extra = {"LICENTIA_HOME": str(self.home), "USER": user, "LOGNAME": user}
         if servers is None:
             servers = site.host

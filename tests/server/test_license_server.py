@@ -59,12 +59,12 @@ def test_two_runtimes_contend_for_one_seat(site, clients):
     assert site.seats_in_use() == 0
 
 
-def test_station_mode_shares_a_seat_per_user_and_host(site, clients):
+def test_station_mode_shares_a_seat_per_machine(site, clients):
     site.add_license(quantity=1)
     site.start()
     a1 = clients("a1", host="ws-1")
-    a2 = clients("a2", host="ws-1")  # another process, same user, same host
-    other = clients("b", host="ws-1", user="bob")
+    a2 = clients("a2", same_machine_as=a1)  # another process of the same user on the same machine
+    other = clients("b", host="ws-1", user="bob")  # bob's own container on ws-1
     ok(a1.access(mode="station"))
     ok(a2.access(mode="station"))
     assert site.seats_in_use() == 1
@@ -79,7 +79,7 @@ def test_exclusive_mode_one_process_per_host(site, clients):
     site.add_license(quantity=2)
     site.start()
     a = clients("a", host="ws-1")
-    same_host = clients("b", host="ws-1")
+    same_host = clients("b", same_machine_as=a)
     other_host = clients("c", host="ws-2")
     ok(a.access(mode="exclusive"))
     assert same_host.access(mode="exclusive").startswith("ERR AccessDenied")
@@ -346,3 +346,29 @@ def test_lease_lost_while_the_server_is_gone_and_back_with_the_same_seat(site, c
     a.wait_event("back h", timeout=20)
     (after,) = site.status()["sessions"]
     assert after["lease_id"] == before["lease_id"] and site.seats_in_use() == 1
+
+
+def test_cloned_machines_reporting_the_same_names_take_a_station_seat_each(site, clients):
+    """Cloned VMs report the same user and host name; each proves its own container."""
+    site.add_license(quantity=1)
+    site.start()
+    clones = [clients(f"clone{n}", host="ws-1") for n in range(4)]  # other machine ids, same names
+    ok(clones[0].access(mode="station"))
+    for clone in clones[1:]:
+        assert clone.access(mode="station").startswith("ERR SeatsExhausted")
+    assert site.seats_in_use() == 1
+
+
+def test_a_crashed_and_restarted_process_reclaims_its_own_station_seat(site, clients):
+    site.add_license(quantity=2)
+    site.start()
+    first = clients("w0", host="ws-1")
+    ok(first.access(mode="station"))
+    previous = first
+    for n in range(1, 6):
+        previous.proc.kill()  # kill -9: no release, the lease lives until its TTL
+        previous.proc.wait()
+        again = clients(f"w{n}", same_machine_as=first)
+        ok(again.access(mode="station"))
+        assert site.seats_in_use() == 1
+        previous = again

@@ -275,3 +275,35 @@ def test_metrics_and_the_license_list_stay_open_unless_the_operator_makes_them_p
             assert client.get("/metrics", headers=admin).status_code == 200
             assert client.get("/api/v1/licenses", headers=admin).status_code == 200
     assert server_table({"server": {"private_views": True}}) == {"private_views": True}
+
+
+
+def _machine_proof(container, app, holder, client):
+    challenge = client.get("/api/v1/challenge").json()
+    payload = {"serial": container.serial, "sign_pub": container.sign_pub, "server": "http://testserver",
+               "nonce": challenge["nonce"], "time": challenge["time"], "holder": holder.pub}
+    return container.sign(grants.SEAT_PROOF, payload)
+
+
+def test_station_seats_are_per_proven_container_and_source_address(tmp_path, clock, traits):
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=1)), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm")
+    app = create_app(settings)
+    with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as there:
+        one, two, three = Holder(), Holder(), Holder()
+        first = body(one, client_lease_id="s1", mode="station", machine=_machine_proof(laptop, app, one, here))
+        assert here.post("/api/v1/leases", json=one.sign(first)).status_code == 200
+        # another process of the same container, from the same address: the same seat
+        same = body(two, client_lease_id="s2", mode="station", machine=_machine_proof(laptop, app, two, here))
+        assert here.post("/api/v1/leases", json=two.sign(same)).status_code == 200
+        # the same container's proof from another address is another station
+        other = body(three, client_lease_id="s3", mode="station", machine=_machine_proof(laptop, app, three, there))
+        r = there.post("/api/v1/leases", json=three.sign(other))
+        assert r.status_code == 409 and r.json()["error"]["type"] == "SeatsExhausted"
+        # a proof answers one challenge once: replayed, it is refused
+        replay = body(Holder(), client_lease_id="s4", mode="station", machine=same["machine"])
+        assert here.post("/api/v1/leases", json=replay).status_code == 403

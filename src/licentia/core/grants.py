@@ -43,6 +43,8 @@ BORROW_RETURN = "borrow-return"
 LEASE_REQUEST = "lease-request"
 LEASE_RENEW = "lease-renew"
 LEASE_RELEASE = "lease-release"
+#: what a client's machine container signs to prove the machine it runs on
+SEAT_PROOF = "seat-proof"
 #: the fields of a lease request its proof covers
 REQUEST_PROOF_FIELDS = ("client_lease_id", "nonce", "session", "holder", "firm_code", "product_code", "feature_code",
                         "units", "mode", "reconnect")

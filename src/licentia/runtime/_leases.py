@@ -161,6 +161,7 @@ class LeaseKeeper:
         self.net = NetClient(runtime)
         self.pid = self.net.pid
         self._verified: dict[str, LicenseEntry] = {}
+        self._machine: Container | None | bool = False  # this machine's container (None: none can be made)
         self.leases: set[Lease] = set()
         self.cond = threading.Condition()
         self.thread: _Heartbeat | None = None
@@ -190,7 +191,16 @@ class LeaseKeeper:
         tried: list[str] = []
         body_base = self._lease_body(request, mode)
         for server in servers:
-            body = self.net.signed_request({**body_base, "nonce": secrets.token_urlsafe(12)})
+            fields = {**body_base, "nonce": secrets.token_urlsafe(12)}
+            try:
+                proof = self._machine_proof(server)
+            except E.ServerUnreachable as exc:
+                unreachable.append(server.label)
+                tried.append(str(exc))
+                continue
+            if proof is not None:
+                fields["machine"] = proof
+            body = self.net.signed_request(fields)
             try:
                 status, data = self.net.post(server, f"{API}/leases", body)
             except E.ServerUnreachable as exc:
@@ -208,6 +218,32 @@ class LeaseKeeper:
             failures.append((cls.rank, cls, message, extra))
             tried.append(message)
         raise self._best_failure(servers, failures, unreachable, tried)
+
+    def _container(self) -> Container | None:
+        """This machine's container (made on first use, as grace does), or None where none can
+        be made (no usable traits, a read-only home): then the client proves no machine."""
+        if self._machine is False:
+            from ..container.binding import NoUsableTraits
+
+            try:
+                self._machine = self.rt.machine_container("medium")
+            except (NoUsableTraits, OSError, E.LicenseError) as exc:
+                log.info("no machine container for license servers (%s): station seats are not shared", exc)
+                self._machine = None
+        return self._machine if self._machine is not False else None  # type: ignore[return-value]
+
+    def _machine_proof(self, server: ServerAddr) -> dict[str, Any] | None:
+        """The machine container's signature over a fresh challenge of ``server`` and this
+        session's holder key: station and exclusive seats go by what it proves."""
+        container = self._container()
+        if container is None:
+            return None
+        status, data = self.net.get(server, f"{API}/challenge")
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
+            return None  # an older server: no machine proof
+        payload = {"serial": container.serial, "sign_pub": container.sign_pub, "server": server.url,
+                   "nonce": data["nonce"], "time": data.get("time"), "holder": self.net.holder}
+        return container.sign(grants.SEAT_PROOF, payload)
 
     def _lease_body(self, request: AccessRequest, mode: str) -> dict[str, Any]:
         return {
@@ -346,11 +382,14 @@ class LeaseKeeper:
                 lease.next_due = time.monotonic() + min(lease.heartbeat, 2.0)
 
     def _reacquire(self, lease: Lease) -> bool:
-        fields = {k: v for k, v in lease.body.items() if k != "proof"}
+        fields = {k: v for k, v in lease.body.items() if k not in ("proof", "machine")}
         body = {**fields, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True, "units": 0}
         request = AccessRequest(body["firm_code"], body["product_code"], body["feature_code"], 0,
                                 body.get("release_date"))
         try:
+            proof = self._machine_proof(lease.server_addr)  # a fresh challenge: a proof answers one
+            if proof is not None:
+                body["machine"] = proof
             status, data = self.net.post(lease.server_addr, f"{API}/leases", self.net.signed_request(body))
         except E.ServerUnreachable:
             return False

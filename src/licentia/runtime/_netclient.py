@@ -42,6 +42,8 @@ class RuntimeView(Protocol):
 
     def trusted(self, firm_code: int) -> dict[str, hazmat.Ed25519PublicKey]: ...
 
+    def machine_container(self, level: str, *, now: int | None = None) -> Any: ...
+
 
 class NetClient:
     """Per-process connection state of one runtime: session key, identity, HTTP clients."""
@@ -154,6 +156,19 @@ class NetClient:
         except ValueError:
             data = None
         return response.status_code, data
+
+    def get(self, server: ServerAddr, path: str) -> tuple[int, Any]:
+        """GET JSON; (status, parsed answer or None). ServerUnreachable when no answer came."""
+        import httpx
+
+        try:
+            response = self.client(server).get(path)
+        except httpx.HTTPError as exc:
+            raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
 
     def delete_quietly(
         self, server: ServerAddr, path: str, params: dict[str, str], timeout: float | None = None

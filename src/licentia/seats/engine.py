@@ -9,10 +9,13 @@ written in the same transaction (a denial too: the refusal is raised after commi
 Seats. A lease occupies the seat named by ``(license, seat)``:
 
 - ``user``: a seat of its own;
-- ``station``: the seat of ``user@host`` (all processes of one user on one host share it);
-- ``exclusive``: the seat of the host; any other live lease of the license on that
-  host refuses an exclusive request, and an exclusive lease refuses every other process
-  on that host (other hosts take their own seats);
+- ``station``: the seat of the client's proven machine (its machine container's serial,
+  proven by a signature, with the source address the server sees: all processes of one
+  user's container on one machine share it); a client that proved no machine shares
+  nothing (a seat of its own);
+- ``exclusive``: the seat of the proven machine; any other live lease of the license on
+  that machine refuses an exclusive request, and an exclusive lease refuses every other
+  process there (other machines take their own seats);
 - ``nolimit``: no seat; only on a license whose quantity is 0 (no seat limit);
 - ``borrow``: a seat taken into a client's container until it expires or is returned.
 
@@ -108,25 +111,31 @@ class _Pool:
 
 
 def _seat_name(client: Client, mode: str) -> str | None:
-    """The seat a mode shares (None: a seat of the lease's own)."""
+    """The seat a mode shares (None: a seat of the lease's own). Shared seats go by the
+    machine the client proved, never by the names it reports."""
+    if client.machine is None:
+        return None
     if mode == "station":
-        return f"station:{client.user}@{client.host}"
+        return f"station:{client.machine}"
     if mode == "exclusive":
-        return f"exclusive:{client.host}"
+        return f"exclusive:{client.machine}"
     return None
 
 
 def _host_conflict(w: _Work, client: Client, lic: SeatLicense, mode: str) -> Refusal | None:
-    """An exclusive lease allows no other process of its host, and needs a host with none."""
+    """An exclusive lease allows no other process of its machine, and needs a machine with none."""
     cid = client.client_lease_id
+    machine = client.machine
+    if machine is None:
+        return None  # nothing proven to compare: a seat of its own
     if mode == "exclusive":
-        if w.tx.on_host(lic.key, client.host, w.now, cid, mode=None):
+        if w.tx.on_machine(lic.key, machine, w.now, cid, mode=None):
             return Refusal(
                 E.AccessDenied,
                 "another process on this host uses this license: exclusive access allows one process per host",
                 f"{client.ident}: exclusive refused, {lic.key} is in use on {client.host}",
             )
-    elif w.tx.on_host(lic.key, client.host, w.now, cid, mode="exclusive"):
+    elif w.tx.on_machine(lic.key, machine, w.now, cid, mode="exclusive"):
         return Refusal(
             E.AccessDenied,
             "a process on this host holds this license in exclusive mode",
@@ -257,6 +266,7 @@ class SeatEngine:
             expires=w.now + self.ttl if expires is None else expires,
             borrower=borrower,
             holder=client.holder,
+            machine=client.machine,
         )
         w.tx.insert(lease)
         w.events.append(usage.lease_event(BORROW if mode == BORROW else "access", w.now, lease))
@@ -385,9 +395,9 @@ class SeatEngine:
         if mode == "station":
             seat = _seat_name(client, mode)
             return seat if w.tx.seat_live(lic.key, seat, w.now) else None
-        if mode == "exclusive" or self.linger <= 0:
+        if mode == "exclusive" or self.linger <= 0 or client.machine is None:
             return None
-        lingering = w.tx.lingering_of(lic.key, client.user, client.host, w.now)
+        lingering = w.tx.lingering_of(lic.key, client.user, client.machine, w.now)
         if lingering is None:
             return None
         lingering.state = RELEASED

@@ -34,6 +34,9 @@ class Client:
     pid: int = 0
     groups: tuple[str, ...] = ()
     holder: str | None = None  # the session's Ed25519 key, proven by the request's signature
+    #: the machine it proved: "<container serial>@<source address>" (None: it proved none and
+    #: shares no station or exclusive seat)
+    machine: str | None = None
 
     @property
     def ident(self) -> str:
@@ -86,6 +89,7 @@ class Lease:
     borrower: dict[str, Any] | None = None  # {"serial", "sign_pub", "box_pub"} of a borrowing container
     first_use: int | None = field(default=None, compare=False)
     holder: str | None = None  # the Ed25519 key that signs renewals and releases (None: an older lease)
+    machine: str | None = None  # the proven machine of the client (Client.machine)
     proof_counter: int = 0  # the highest counter a renewal or release was signed with
 
     @property
@@ -124,6 +128,7 @@ class Lease:
             "expires": self.expires,
             "state": self.state if self.live(now) else "ended",
             "borrower": (self.borrower or {}).get("serial"),
+            "machine": self.machine,
         }
 
 

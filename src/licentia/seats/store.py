@@ -36,8 +36,8 @@ class SeatTx(Protocol):
     def live_leases(self, license_keys: Sequence[str], now: int) -> list[Lease]: ...
     def count_seats(self, license_key: str, now: int) -> int: ...
     def seat_live(self, license_key: str, seat: str, now: int) -> bool: ...
-    def on_host(self, license_key: str, host: str, now: int, other_than: str, *, mode: str | None) -> bool: ...
-    def lingering_of(self, license_key: str, user: str, host: str, now: int) -> Lease | None: ...
+    def on_machine(self, license_key: str, machine: str, now: int, other_than: str, *, mode: str | None) -> bool: ...
+    def lingering_of(self, license_key: str, user: str, machine: str, now: int) -> Lease | None: ...
     def borrowed_by(self, license_key: str, serial: str, now: int) -> Lease | None: ...
     def count_borrowed(self, license_keys: Sequence[str], now: int) -> int: ...
     def all_live(self, now: int) -> list[Lease]: ...
@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS leases (
     borrower TEXT,
     first_use INTEGER,
     holder TEXT,
-    proof_counter INTEGER NOT NULL DEFAULT 0
+    proof_counter INTEGER NOT NULL DEFAULT 0,
+    machine TEXT
 );
 CREATE INDEX IF NOT EXISTS leases_live ON leases (license_key, live_until, seat, mode);
 CREATE INDEX IF NOT EXISTS leases_host ON leases (license_key, host, mode, state, live_until);
@@ -115,22 +116,22 @@ CREATE INDEX IF NOT EXISTS events_lease ON events (lease_id);
 _COLUMNS = (
     "id, client_lease_id, license_key, firm_code, product_code, license_id, feature_code, feature_map, ticket, "
     "mode, seat, user, host, ip, groups, pid, access_time, renewed, expires, state, end_time, linger_until, "
-    "borrower, first_use, holder, proof_counter"
+    "borrower, first_use, holder, proof_counter, machine"
 )
 #: columns added after the first release: (name, definition), added to older files on open
-_ADDED = (("holder", "TEXT"), ("proof_counter", "INTEGER NOT NULL DEFAULT 0"))
+_ADDED = (("holder", "TEXT"), ("proof_counter", "INTEGER NOT NULL DEFAULT 0"), ("machine", "TEXT"))
 
 
 def _lease(row: tuple[Any, ...]) -> Lease:
     (lid, cid, key, firm, product, license_id, feature, fmap, ticket, mode, seat, user, host, ip, groups, pid,
-     access, renewed, expires, state, end, linger, borrower, first_use, holder, counter) = row
+     access, renewed, expires, state, end, linger, borrower, first_use, holder, counter, machine) = row
     return Lease(
         id=lid, client_lease_id=cid, license_key=key, firm_code=firm, product_code=product, license_id=license_id,
         feature_code=feature, feature_map=fmap, ticket=ticket, mode=mode, seat=seat, user=user, host=host, ip=ip,
         groups=tuple(g for g in groups.split("\n") if g), pid=pid, access_time=access, renewed=renewed,
         expires=expires, state=state, end_time=end, linger_until=linger,
         borrower=json.loads(borrower) if borrower else None, first_use=first_use, holder=holder,
-        proof_counter=counter,
+        proof_counter=counter, machine=machine,
     )
 
 
@@ -180,28 +181,28 @@ class _SqliteTx:
         ).fetchone()
         return row is not None
 
-    def on_host(self, license_key: str, host: str, now: int, other_than: str, *, mode: str | None) -> bool:
-        """Whether another client holds an active lease of the license on ``host`` (of ``mode``,
-        or of any mode but borrow)."""
+    def on_machine(self, license_key: str, machine: str, now: int, other_than: str, *, mode: str | None) -> bool:
+        """Whether another client holds an active lease of the license on the proven
+        ``machine`` (of ``mode``, or of any mode but borrow)."""
         if mode is not None:
             row = self.c.execute(
-                "SELECT 1 FROM leases WHERE license_key = ? AND host = ? AND mode = ? AND live_until > ? "
+                "SELECT 1 FROM leases WHERE license_key = ? AND machine = ? AND mode = ? AND live_until > ? "
                 "AND state = ? AND client_lease_id != ? LIMIT 1",
-                (license_key, host, mode, now, ACTIVE, other_than),
+                (license_key, machine, mode, now, ACTIVE, other_than),
             ).fetchone()
         else:
             row = self.c.execute(
-                "SELECT 1 FROM leases WHERE license_key = ? AND host = ? AND mode != 'borrow' AND live_until > ? "
+                "SELECT 1 FROM leases WHERE license_key = ? AND machine = ? AND mode != 'borrow' AND live_until > ? "
                 "AND state = ? AND client_lease_id != ? LIMIT 1",
-                (license_key, host, now, ACTIVE, other_than),
+                (license_key, machine, now, ACTIVE, other_than),
             ).fetchone()
         return row is not None
 
-    def lingering_of(self, license_key: str, user: str, host: str, now: int) -> Lease | None:
+    def lingering_of(self, license_key: str, user: str, machine: str, now: int) -> Lease | None:
         row = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND host = ? AND mode = 'user' AND state = ? "
+            f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND machine = ? AND mode = 'user' AND state = ? "
             "AND live_until > ? AND user = ? LIMIT 1",
-            (license_key, host, LINGERING, now, user),
+            (license_key, machine, LINGERING, now, user),
         ).fetchone()
         return None if row is None else _lease(row)
 
@@ -250,14 +251,14 @@ class _SqliteTx:
 
     def insert(self, lease: Lease) -> None:
         self.c.execute(
-            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 27)})",
+            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 28)})",
             (
                 lease.id, lease.client_lease_id, lease.license_key, lease.firm_code, lease.product_code,
                 lease.license_id, lease.feature_code, lease.feature_map, lease.ticket, lease.mode, lease.seat,
                 lease.user, lease.host, lease.ip, "\n".join(lease.groups), lease.pid, lease.access_time,
                 lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
                 json.dumps(lease.borrower, sort_keys=True) if lease.borrower else None, lease.first_use,
-                lease.holder, lease.proof_counter, lease.live_until,
+                lease.holder, lease.proof_counter, lease.machine, lease.live_until,
             ),
         )
 
@@ -371,6 +372,8 @@ class SqliteSeatStore:
                 for name, definition in _ADDED:
                     if name not in have:  # a file made by an older release
                         tx.c.execute(f"ALTER TABLE leases ADD COLUMN {name} {definition}")
+                tx.c.execute("CREATE INDEX IF NOT EXISTS leases_machine ON leases "
+                             "(license_key, machine, mode, state, live_until)")
                 if tx.get_meta("schema") is None:
                     tx.set_meta("schema", SCHEMA_VERSION)
         c.execute("PRAGMA busy_timeout=30000")

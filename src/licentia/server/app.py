@@ -473,7 +473,12 @@ class ClientApi:
                 return "return", self.give_back, True, parts[1]
         elif rest == "licenses" and method == "GET":
             return "licenses", self.licenses, False, ""
+        elif rest == "challenge" and method == "GET":
+            return "challenge", self.challenge, False, ""
         return None
+
+    def challenge(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return self.server.challenge()
 
     def access(self, body: dict[str, Any], call: _Call) -> bytes:
         return self.server.access(body, call.ip)

@@ -11,9 +11,11 @@ that the HTTP layer turns into its status and error body.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Any, NamedTuple
 from ..container import Container, Slot, container_dirs, files
 from ..core import codes, exchange, grants, hazmat
 from ..core import errors as E
-from ..core.documents import DocumentInvalid
+from ..core.documents import DocumentInvalid, require, verify_document
 from ..core.encoding import b64d
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, evaluate
 from ..runtime import make_runtime
@@ -50,6 +52,8 @@ MAX_GROUPS = 64
 MAX_BORROW_DAYS = 3650
 MAX_CACHED = 10000  # session keys checked, product keys sealed per session: forgotten past this
 RESCAN_EVERY = 2.0  # real seconds between looks for new containers on a miss
+CHALLENGE_TTL = 120  # seconds a challenge nonce may be answered in (once)
+MAX_CHALLENGES = 100000
 SERVED_CHECK = 0.2  # real seconds between looks at the containers' state files
 
 
@@ -249,6 +253,7 @@ class LicenseServer:
         self._lock = threading.RLock()
         self._last_rescan = 0.0
         self._served_checked = 0.0
+        self._challenges: dict[str, int] = {}  # nonce -> server time it was issued
         self.load_config(initial=True)
 
     # ------------------------------------------------------------ config
@@ -430,19 +435,63 @@ class LicenseServer:
                                   reason=refusal.client_message)
         raise refusal
 
+    # ------------------------------------------------------------ machine proofs
+
+    def challenge(self) -> dict[str, Any]:
+        """A fresh nonce for a machine proof (answered once, within CHALLENGE_TTL seconds)."""
+        now = self.clock()
+        with self._lock:
+            if len(self._challenges) >= MAX_CHALLENGES:
+                self._challenges = {n: t for n, t in self._challenges.items() if now - t <= CHALLENGE_TTL}
+            nonce = secrets.token_urlsafe(18)
+            self._challenges[nonce] = now
+        return {"nonce": nonce, "time": now}
+
+    def _machine(self, body: dict[str, Any], client: Client) -> str | None:
+        """The machine a request proved (its container's serial and key, with the source
+        address), None when it offers no proof; a Refusal when the proof does not hold."""
+        doc = body.get("machine")
+        if doc is None:
+            return None
+        why = ""
+        try:
+            payload = doc["payload"]
+            sign_pub = require(payload, "sign_pub", str)
+            key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(sign_pub))
+            payload = verify_document(doc, grants.SEAT_PROOF, key)
+            serial = codes.check_serial(require(payload, "serial", str))
+            nonce, issued = require(payload, "nonce", str), require(payload, "time", int)
+        except (DocumentInvalid, codes.InvalidCode, KeyError, TypeError, ValueError) as exc:
+            why = f"machine proof unusable: {getattr(exc, 'reason', exc)}"
+        else:
+            with self._lock:
+                seen = self._challenges.pop(nonce, None)
+            if seen is None or seen != issued or self.clock() - seen > CHALLENGE_TTL:
+                why = "machine proof answers no live challenge of this server (stale or replayed)"
+            elif payload.get("holder") != client.holder:
+                why = "machine proof made for another session"
+        if why:
+            refusal = Refusal(E.AccessDenied, "the machine proof does not verify", f"{client.ident}: {why}")
+            raise refusal
+        return f"{serial}:{hazmat.key_id(key)}@{client.ip}"
+
     # ------------------------------------------------------------ leases
 
     def access(self, body: dict[str, Any], ip: str) -> bytes:
         """A lease: the answer is the JSON document (bytes) of docs/formats.md."""
         ask = parse_access(body, ip)
         self._check_session(ask.session)
-        if not ask.proven:
-            refusal = Refusal(E.AccessDenied, "the request is not signed by the session key it names",
+        try:
+            if not ask.proven:
+                raise Refusal(E.AccessDenied, "the request is not signed by the session key it names",
                               f"{ask.client.ident}: lease request without a valid proof of its holder key")
+            machine = self._machine(body, ask.client)
+        except Refusal as refusal:
             self.engine.record_denial(ask.client, firm_code=ask.request.firm_code,
                                       product_code=ask.request.product_code, feature_code=ask.request.feature_code,
                                       mode=ask.mode, invalid=True, reason=refusal.log)
-            raise refusal
+            raise
+        ask = ask._replace(client=dataclasses.replace(ask.client, machine=machine))
         candidates = self._candidates(ask.client, ask.request, ask.mode)
         lease = self.engine.acquire(ask.client, firm_code=ask.request.firm_code,
                                     product_code=ask.request.product_code, feature_code=ask.request.feature_code,

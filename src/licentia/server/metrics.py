@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 if TYPE_CHECKING:
     from .core import LicenseServer
 
-ENDPOINTS = ("access", "renew", "release", "borrow", "return", "licenses", "admin")
+ENDPOINTS = ("access", "renew", "release", "borrow", "return", "licenses", "challenge", "admin")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
