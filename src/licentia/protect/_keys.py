@@ -84,13 +84,17 @@ def _acquire(firm: int, product: int, feature: int, version: int, *, firm_key: A
 def _store_grace(
     rt: Runtime, handle: Handle, firm: int, product: int, feature: int, version: int, key: bytes, grace: int, label: str
 ) -> None:
-    from ..container import NoUsableTraits, open_or_create
     from . import grace as _grace
 
+    container = handle.grant.holder
+    if container is None:
+        # a license server's seat: grace would run this machine offline with no seat counted
+        # on the server (a brief seat, then days offline); a seat gives no grace
+        _log.info("%s: a license server's seat gives no grace period", label)
+        _grace.forget(rt.home, firm, product, feature, version)
+        return
     try:
-        container, source = handle.grant.holder, "local"
-        if container is None:  # a remote grant (a license server's seat): seal to this machine
-            container, source = open_or_create(rt.home, "medium", rt.traits, rt.clock()), "server"
+        source = "local"
         _grace.store(
             rt.home,
             container,
@@ -105,7 +109,7 @@ def _store_grace(
             now=rt.clock(),
             source=source,
         )
-    except (OSError, E.LicenseError, NoUsableTraits) as exc:  # never fail a licensed start for grace
+    except (OSError, E.LicenseError) as exc:  # never fail a licensed start for grace
         _log.warning("%s: could not write the grace record: %s", label, exc)
 
 

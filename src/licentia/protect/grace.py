@@ -1,11 +1,12 @@
 """The grace store: a product key sealed to the local container, with a deadline.
 
-After each successful access of a package built with ``--grace``, the product key is
-sealed (``Container.seal_local``) to a local machine container and written to
-``$LICENTIA_HOME/grace/<firm>-<product>-<feature>-v<version>.json`` (0600, atomic): for
-a local license (``source: local``) the container that holds it; for a license server's
-seat (``source: server``) this machine's container of level medium, made if there is
-none. The sealing context binds firm, product, feature, key version, license id,
+After each successful access of a package built with ``--grace`` to a license in a local
+container, the product key is sealed (``Container.seal_local``) to the container that
+holds the license and written to
+``$LICENTIA_HOME/grace/<firm>-<product>-<feature>-v<version>.json`` (0600, atomic). A
+license server's seat gives no grace: it would let a machine that held a seat for a
+moment run offline with no seat counted on the server (a record of ``source: server``
+made by an earlier release is not honoured). The sealing context binds firm, product, feature, key version, license id,
 container serial, source, the time of the access and the deadline, so no clear field of
 the record can be changed without the record failing to open.
 
@@ -134,7 +135,9 @@ def recall(
         slot = container.slots().get(firm)
     except E.LicenseError:
         return None, f"container {serial} cannot be read"
-    if slot is None and source != "server":
+    if source == "server":
+        return None, "a license server's seat gives no grace period"
+    if slot is None:
         return None, f"container {serial} holds nothing of firm {firm}"
     if slot is not None and license_id in (slot.withdrawn or []):
         return None, f"license {license_id} was revoked or deactivated"
