@@ -9,6 +9,7 @@ traits; one injected clock drives Central and the machines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -101,14 +102,21 @@ class Machine:
         shutil.copytree(backup, self.home)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def site(request: pytest.FixtureRequest, tmp_path: Path, clock: Any) -> Iterator[Site]:
-    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    with central_app(make_settings(tmp_path / "central", url), clock) as app, ServerThread(app) as srv:
-        with httpx.Client(base_url=srv.url, timeout=30) as http:
+@contextlib.contextmanager
+def running_site(tmp_path: Path, clock: Any, url: str | None = None, wrap: Any = None) -> Iterator[Site]:
+    """Central on 127.0.0.1 (``wrap``: an ASGI layer in front of it) with a firm and its vendor."""
+    with central_app(make_settings(tmp_path / "central", url), clock) as app:
+        with ServerThread(wrap(app) if wrap else app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
             vendor = Vendor(http, FIRM)
             pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
             yield Site(srv.url, http, vendor, clock, tmp_path, pem)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def site(request: pytest.FixtureRequest, tmp_path: Path, clock: Any) -> Iterator[Site]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    with running_site(tmp_path, clock, url) as s:
+        yield s
 
 
 # ---------------------------------------------------------------- deactivate + activate
@@ -388,10 +396,15 @@ def test_a_revocation_reaches_an_online_machine_within_one_report_interval(site)
 
 
 class _Gate:
-    """An ASGI wrapper that holds every usage report until the test opens it."""
+    """An ASGI layer that holds every usage report until the test opens it."""
 
-    def __init__(self, app: Any):
-        self.app, self.entered, self.opened = app, threading.Event(), threading.Event()
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.entered, self.opened = threading.Event(), threading.Event()
+
+    def around(self, app: Any) -> _Gate:
+        self.app = app
+        return self
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].endswith("/reports"):
@@ -401,32 +414,24 @@ class _Gate:
 
 
 def test_the_reporter_never_blocks_access_while_central_holds_the_report(tmp_path, clock):
-    with central_app(make_settings(tmp_path / "central"), clock) as app:
-        gate = _Gate(app)
-        with ServerThread(gate) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
-            vendor = Vendor(http, FIRM)
-            pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
-            s = Site(srv.url, http, vendor, clock, tmp_path, pem)
-            m = s.machine("m")
-            m.activate(s.ticket(s.item(units=100, report_interval_hours=1)))
-            rt = m.rt()
-            clock.advance(2 * HOUR)
-            assert rt.access(FIRM, PRODUCT, units=1).units_left == 99  # returns while the report is on its way
-            assert gate.entered.wait(20) and not gate.opened.is_set()
-            assert rt.access(FIRM, PRODUCT, units=1).units_left == 98  # Central holds the report: access goes on
-            gate.opened.set()
-            _wait(lambda: rt.reporter().sent == 1, "the held report's answer")
-            assert _slot(rt).last_sync == clock.now
+    gate = _Gate()
+    with running_site(tmp_path, clock, wrap=gate.around) as s:
+        m = s.machine("m")
+        m.activate(s.ticket(s.item(units=100, report_interval_hours=1)))
+        rt = m.rt()
+        clock.advance(2 * HOUR)
+        assert rt.access(FIRM, PRODUCT, units=1).units_left == 99  # returns while the report is on its way
+        assert gate.entered.wait(20) and not gate.opened.is_set()
+        assert rt.access(FIRM, PRODUCT, units=1).units_left == 98  # Central holds the report: access goes on
+        gate.opened.set()
+        _wait(lambda: rt.reporter().sent == 1, "the held report's answer")
+        assert _slot(rt).last_sync == clock.now
 
 
 def test_the_reporter_never_raises_into_access_when_central_is_down(tmp_path, clock, caplog):
-    with central_app(make_settings(tmp_path / "central"), clock) as app:
-        with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
-            vendor = Vendor(http, FIRM)
-            pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
-            s = Site(srv.url, http, vendor, clock, tmp_path, pem)
-            m = s.machine("m")
-            m.activate(s.ticket(s.item(units=100, report_interval_hours=1)))
+    with running_site(tmp_path, clock) as s:
+        m = s.machine("m")
+        m.activate(s.ticket(s.item(units=100, report_interval_hours=1)))
     # Central is gone now
     rt = m.rt()
     clock.advance(2 * HOUR)

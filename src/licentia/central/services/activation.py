@@ -328,17 +328,21 @@ class ActivationService(Service):
         known = [signed] if new_container else None  # a container registered just now holds this ticket alone
         return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now, known))
 
-    def _sync_tx(self, req: Request, address: str) -> _Outcome:
-        conn = self.session.connection()
-        done = self._start(conn, req, address)
-        if done is not None:
-            return _Outcome(response=done)
+    def _known_slot(self, conn: Connection, req: Request) -> tuple[uuid.UUID, _Firm, _Slot]:
+        """The registered container, the firm a sync or report names, and its slot (checked)."""
         container_id, _ = self._container(conn, req, register=False)
         rows = conn.execute(sql.Q_FIRM, {"code": req.firm_code}).all()
         if not rows:
             raise NotFound("firm", f"There is no firm {req.firm_code} in Central. Check the firm code.")
         firm = _firm(rows)
-        slot = self._slot(conn, container_id, firm, req)
+        return container_id, firm, self._slot(conn, container_id, firm, req)
+
+    def _sync_tx(self, req: Request, address: str) -> _Outcome:
+        conn = self.session.connection()
+        done = self._start(conn, req, address)
+        if done is not None:
+            return _Outcome(response=done)
+        container_id, firm, slot = self._known_slot(conn, req)
         return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, self.now()))
 
     def _report_tx(self, req: Request, address: str) -> _Outcome:
@@ -350,12 +354,7 @@ class ActivationService(Service):
         done = self._start(conn, req, address)
         if done is not None:
             return _Outcome(response=done)
-        container_id, _ = self._container(conn, req, register=False)
-        rows = conn.execute(sql.Q_FIRM, {"code": req.firm_code}).all()
-        if not rows:
-            raise NotFound("firm", f"There is no firm {req.firm_code} in Central. Check the firm code.")
-        firm = _firm(rows)
-        slot = self._slot(conn, container_id, firm, req)
+        container_id, firm, slot = self._known_slot(conn, req)
         now = self.now()
         live = {d: u for d, u in conn.execute(sql.Q_LIVE, {"container": container_id, "firm": firm.id})}
         if slot.new or slot.notice is not None or set(live) != set(req.position(firm.code).counters):
