@@ -188,6 +188,7 @@ ALLOWED = {
     "licentia.client": {"licentia.core", "licentia.client"},
     "licentia.runtime": {"licentia.core", "licentia.container", "licentia.client", "licentia.runtime"},
     "licentia.seats": {"licentia.core", "licentia.seats"},
+    "licentia.roi": {"licentia.core", "licentia.roi"},
     "licentia.protect": {"licentia.core", "licentia.container", "licentia.client", "licentia.runtime",
                          "licentia.protect"},
 }

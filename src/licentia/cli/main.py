@@ -33,6 +33,9 @@ def _register() -> None:
 
     app.add_typer(server_cmd.app, name="server", help="Run and operate a network license server.")
     network_cmd.register(app)
+    from . import roi_cmd
+
+    roi_cmd.register(app)
 
 
 _register()

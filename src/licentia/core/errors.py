@@ -23,6 +23,7 @@
      ├── InvalidCode                        a ticket, serial or item id that is not well formed (core.codes)
      ├── BindingMismatch                    no wrap of a container opens with this machine's traits
      ├── NoUsableTraits                     the machine offers no high-entropy trait to bind to
+     ├── RoiInputError                      an ROI case cannot be used (names the field)
      ├── SettingsError                      a setting (Central's, a license server's) cannot be used
      │    └── AclError                      a license server's access rules cannot be used
      ├── CentralError                       a call to License Central failed (the one Central client)
@@ -297,6 +298,10 @@ class BindingMismatch(LicentiaError):
 
 class NoUsableTraits(LicentiaError):
     """The machine offers no high-entropy trait to bind to."""
+
+
+class RoiInputError(LicentiaError, ValueError):
+    """An ROI case (``licentia roi``) has a field that cannot be used; the message names it."""
 
 
 class SettingsError(LicentiaError, ValueError):
@@ -618,6 +623,7 @@ __all__ = [
     "ProtectedCodeError",
     "ProtectedDataError",
     "ProtectedImportError",
+    "RoiInputError",
     "Refusal",
     "SeatError",
     "SeatsExhausted",
