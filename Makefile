@@ -43,7 +43,7 @@ bench: $(STAMP) system-deps
 ## make lock: refresh requirements.lock from pyproject.toml
 lock: $(BIN)/python
 	$(BIN)/pip install -q uv
-	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra bench --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra bench --extra roi --python-version 3.11 -o requirements.lock
 
 ## make docs-cli: regenerate docs/cli.md from --help
 docs-cli: $(STAMP)

@@ -137,3 +137,15 @@ def test_the_example_in_the_docs_is_a_valid_case():
     block = text.split("```toml\n", 1)[1].split("```", 1)[0]
     r = calculate(parse_case(tomllib.loads(block)))
     assert r.startup == -51100 and len(r.years) == 3 and r.years[0].revenue == 108000 + 60000
+
+
+def test_the_chart_of_the_discounted_risk_adjusted_cash_flow(tmp_path):
+    svg, png = tmp_path / "roi.svg", tmp_path / "roi.png"
+    out = _cli("--input", str(CASES / "medium.toml"), "--chart", str(svg))
+    assert out.returncode == 0, out.stderr
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text and "ROI 192%" in text  # the title names it
+    assert _cli("--input", str(CASES / "medium.toml"), "--chart", str(png)).returncode == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = _cli("--input", str(CASES / "medium.toml"), "--chart", str(tmp_path / "roi.gif"))
+    assert bad.returncode != 0 and ".svg or a .png" in bad.stderr and "Traceback" not in bad.stderr

@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
         input: Path = typer.Option(..., "--input", "-i", help="The case: a TOML file (see docs/roi.md)."),  # noqa: A002
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         as_csv: bool = typer.Option(False, "--csv", help="Print the yearly flows as CSV."),
+        chart: Path = typer.Option(None, "--chart", help="Also draw the cash flow over time to this .svg or .png "
+                                   "file (needs the 'roi' extra: matplotlib)."),
     ) -> None:
         """The ROI of licensing for one case.
 
@@ -30,6 +32,10 @@ def register(app: typer.Typer) -> None:
 
         def go() -> None:
             result = calculate(load_case(input))
+            if chart is not None:
+                from ..roi import chart as draw
+
+                draw(result, chart)
             if as_json:
                 print(json.dumps(result.to_json(), indent=1))
                 return

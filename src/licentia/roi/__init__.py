@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.errors import RoiInputError
 
-__all__ = ["Case", "Result", "RoiInputError", "Year", "calculate", "load_case", "parse_case"]
+__all__ = ["Case", "Result", "RoiInputError", "Year", "calculate", "chart", "load_case", "parse_case"]
 
 #: the source's defaults: a 20 % risk adjustment, a 10 % discount rate, three years
 DEFAULTS = {"risk_percent": 20.0, "discount_percent": 10.0, "years": 3}
@@ -172,3 +172,36 @@ def calculate(case: Case) -> Result:
         pv += adjusted * factor
     roi = (pv + startup) / -startup if startup else math.inf
     return Result(case, startup, years, pv, roi)
+
+
+def chart(result: Result, path: str | Path) -> Path:
+    """Draw the discounted, risk-adjusted cash flow over time (bars per year, start-up at
+    t = 0, and the cumulative line) to ``path`` (.svg or .png). Needs the ``roi`` extra
+    (matplotlib); RoiInputError when it is missing or the suffix is neither."""
+    out = Path(path)
+    if out.suffix.lower() not in (".svg", ".png"):
+        raise RoiInputError(f"--chart {out.name}: the chart is an .svg or a .png file")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RoiInputError("the chart needs matplotlib: pip install 'licentia[roi]'") from None
+    flows = [result.startup, *(y.present_value for y in result.years)]
+    cumulative = [sum(flows[: i + 1]) for i in range(len(flows))]
+    labels = ["start-up", *(f"year {y.year}" for y in result.years)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        ax.bar(labels, [f / 1000 for f in flows], color=["#b03a2e" if f < 0 else "#2e86c1" for f in flows],
+               label="discounted, risk-adjusted cash flow")
+        ax.plot(labels, [c / 1000 for c in cumulative], color="#1e8449", marker="o", label="cumulative")
+        ax.axhline(0, color="#555", linewidth=0.8)
+        ax.set_ylabel("thousand (currency of the case)")
+        ax.set_title(f"{result.case.name}: ROI {result.roi:.0%}")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(out, format=out.suffix.lower()[1:], metadata={"Date": None} if out.suffix == ".svg" else None)
+    finally:
+        plt.close(fig)
+    return out
