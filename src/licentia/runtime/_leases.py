@@ -161,7 +161,8 @@ class LeaseKeeper:
         self.net = NetClient(runtime)
         self.pid = self.net.pid
         self._verified: dict[str, LicenseEntry] = {}
-        self._machine: Container | None | bool = False  # this machine's container (None: none can be made)
+        self._machine: Container | None = None  # this machine's container (None: none can be made)
+        self._machine_looked = False
         self.leases: set[Lease] = set()
         self.cond = threading.Condition()
         self.thread: _Heartbeat | None = None
@@ -222,7 +223,8 @@ class LeaseKeeper:
     def _container(self) -> Container | None:
         """This machine's container (made on first use, as grace does), or None where none can
         be made (no usable traits, a read-only home): then the client proves no machine."""
-        if self._machine is False:
+        if not self._machine_looked:
+            self._machine_looked = True
             from ..container.binding import NoUsableTraits
 
             try:
@@ -230,7 +232,7 @@ class LeaseKeeper:
             except (NoUsableTraits, OSError, E.LicenseError) as exc:
                 log.info("no machine container for license servers (%s): station seats are not shared", exc)
                 self._machine = None
-        return self._machine if self._machine is not False else None  # type: ignore[return-value]
+        return self._machine
 
     def _machine_proof(self, server: ServerAddr) -> dict[str, Any] | None:
         """The machine container's signature over a fresh challenge of ``server`` and this

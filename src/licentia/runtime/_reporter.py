@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..client import CentralClient
 from ..core import errors as E
@@ -24,7 +24,6 @@ from ..core.documents import doc_type, parse
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..container import Container, Slot
-    from ._runtime import Runtime
 
 log = logging.getLogger("licentia")
 
@@ -35,10 +34,11 @@ TIMEOUT = 10.0
 
 
 class Reporter:
-    """One per runtime and process: the queue of due reports and the thread that sends them."""
+    """One per runtime and process: the queue of due reports and the thread that sends them
+    (``clock``: the runtime's)."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self._clock = clock
         self.pid = os.getpid()
         self._due: dict[tuple[str, int], tuple[Container, str]] = {}
         self._next: dict[tuple[str, int], int] = {}  # no attempt before this time
@@ -79,16 +79,16 @@ class Reporter:
 
     def report(self, container: Container, firm_code: int, central: str) -> str:
         """Send one report now and apply Central's answer; returns the answer's type."""
-        doc = container.make_request("report", self._rt.clock(), firm_code=firm_code)
+        doc = container.make_request("report", self._clock(), firm_code=firm_code)
         with CentralClient(central, timeout=TIMEOUT) as client:
             answer: dict[str, Any] = client.report(doc)
         kind = doc_type(parse(answer))
         if kind == "update":
-            update = container.apply_update(answer, self._rt.clock(), central=central)
+            update = container.apply_update(answer, self._clock(), central=central)
             if update.manipulation:
                 log.warning("License Central: %s", update.message)
         elif kind == "report-ack":
-            container.apply_ack(answer, self._rt.clock())
+            container.apply_ack(answer, self._clock())
         else:
             raise E.rejected(f"License Central answered a report with a {kind} document")
         self.sent += 1

@@ -155,7 +155,7 @@ class Runtime:
             with self._lock:
                 rep = self._reporter
                 if rep is None or rep.pid != os.getpid():
-                    rep = self._reporter = Reporter(self)
+                    rep = self._reporter = Reporter(self.clock)
         return rep
 
     def containers(self, rescan: bool = False) -> dict[Path, Container | E.LicenseError]:

@@ -11,7 +11,6 @@ Origin (or Referer) is its own.
 from __future__ import annotations
 
 import datetime as _dt
-import hmac
 import secrets
 import threading
 import time
@@ -85,9 +84,6 @@ class AdminSessions:
         with self._lock:
             self._failures.setdefault(address, []).append(self._clock())
 
-
-def same_token(given: str | None, expected: str | None) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(str(given), str(expected))
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>licentia license server</title>

@@ -269,7 +269,7 @@ class _Operators:
         form = await self._form(request)
         if csrf is None:
             return HTMLResponse(admin_page.render(None), status_code=401)
-        if not self._same_origin(request) or not admin_page.same_token(form.get("csrf"), csrf):
+        if not self._same_origin(request) or not _same(form.get("csrf", ""), csrf):
             log.warning("admin form refused from %s: foreign origin or no CSRF token", client_address(request))
             return HTMLResponse("forbidden: the form did not come from this server's admin page", status_code=403)
         return None

@@ -197,12 +197,17 @@ def clear_container(
 
 protocol = APIRouter(tags=["activation"])
 
-_DOC_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object", "description": "a signed request document"}}},
+def _doc_body(description: str) -> dict[str, Any]:
+    """OpenAPI for a body that is one signed document (read raw, verified by the service)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "description": description}}},
+        }
     }
-}
+
+
+_DOC_BODY = _doc_body("a signed request document")
 _RECEIPT_BODY = {
     "requestBody": {
         "required": True,
@@ -243,12 +248,7 @@ async def report(request: Request) -> Response:
 @protocol.post(
     "/consumptions",
     summary="Online metering: a container-signed consumption in, Central's firm-signed count out",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object", "description": "a consume document"}}},
-        }
-    },
+    openapi_extra=_doc_body("a container-signed consume document"),
 )
 async def consume(request: Request) -> Response:
     body = await request.body()

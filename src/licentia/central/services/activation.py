@@ -59,7 +59,7 @@ from ..models import AuditEntry, Container, ContainerFirm, Firm, Policy, Process
 from . import _protocol_sql as sql
 from .attempts import AttemptService
 from .base import Context, Service
-from .catalog import absolute_options
+from .catalog import absolute_options, template_expired
 from .tickets import unknown_ticket
 
 if TYPE_CHECKING:
@@ -424,9 +424,9 @@ class ActivationService(Service):
                 "This ticket is blocked: License Central saw the files of the container that held it restored "
                 f"from an older copy. Contact {t.firm_name} (firm {t.code}) to have it cleared.",
             )
-        expires = (t.template or {}).get("expires")
-        if expires is not None and expires <= now:
-            raise Conflict("item_expired", f"This product expired on {_date(expires)} and can no longer be activated.")
+        if template_expired(t.template, now):
+            when = _date(t.template["expires"])
+            raise Conflict("item_expired", f"This product expired on {when} and can no longer be activated.")
         if t.level != req.level:
             raise Conflict(
                 "wrong_level",

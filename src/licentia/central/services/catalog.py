@@ -113,10 +113,15 @@ def absolute_options(template: dict[str, Any], first_activation: int) -> Options
     )
 
 
-def item_expired(item: Item, now: int) -> bool:
-    """An item whose absolute expiry has passed is sold and activated no more."""
-    expires = (item.options or {}).get("expires")
+def template_expired(template: dict[str, Any] | None, now: int) -> bool:
+    """Whether an options template's absolute expiry has passed: its item is sold and
+    activated no more."""
+    expires = (template or {}).get("expires")
     return expires is not None and expires <= now
+
+
+def item_expired(item: Item, now: int) -> bool:
+    return template_expired(item.options, now)
 
 
 def item_view(item: Item, firm_code: int, module_of: str | None, now: int) -> dict[str, Any]:
@@ -135,7 +140,7 @@ def item_view(item: Item, firm_code: int, module_of: str | None, now: int) -> di
         "flag_window_days": item.flag_window_days,
         # an absolute expiry: how near it is (whole days left, rounded down; 0 on the last day)
         "expires_in_days": None if expires is None else max(0, (expires - now) // DAY),
-        "expired": expires is not None and expires <= now,
+        "expired": template_expired(item.options, now),
     }
 
 
