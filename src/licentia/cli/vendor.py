@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 from typer.models import OptionInfo
 
+from ..core.encoding import parse_duration
 from . import _common
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -305,6 +306,11 @@ class LicenseTerms:
     offline_allowance: Annotated[
         Optional[int], _term("--offline-allowance", "Online metering: units allowed while Central is unreachable.")
     ] = None
+    max_grace: Annotated[
+        Optional[str],
+        _term("--max-grace", "Grace a license server may grant with a seat, e.g. 3d or 12h (a protected package's "
+              "--grace, held offline while the seat stays counted; default: none on network seats)."),
+    ] = None
     data: Annotated[Optional[str], _term("--data", "Vendor data (base64).")] = None
     local_only: Annotated[
         bool, _term("--local-only", "Never served by a network license server (local containers only).")
@@ -313,6 +319,11 @@ class LicenseTerms:
     def options(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["local_only"] = True if self.local_only else None
+        if self.max_grace is not None:
+            try:
+                values["max_grace"] = parse_duration(self.max_grace)
+            except ValueError as exc:
+                _common.fail(f"--max-grace: {exc}")
         return {k: v for k, v in values.items() if v is not None}
 
 

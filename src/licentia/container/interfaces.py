@@ -49,6 +49,11 @@ class Grant(Protocol):
         """The container on this machine that holds the license; None for a remote grant."""
         ...
 
+    @property
+    def grace(self) -> int:
+        """Seconds of offline grace a license server granted with its seat (0: none)."""
+        ...
+
     def product_key(self, entry: LicenseEntry, version: int) -> bytes | None:
         """The product key of ``version`` sealed with the license ``entry``; None when it holds none."""
         ...
@@ -132,6 +137,14 @@ class Container(Grant, Protocol):
 
     def unseal_local(self, blob: bytes, context: bytes) -> bytes:
         """Inverse of ``seal_local``; LicenseInvalid when the blob or context do not match."""
+        ...
+
+    def hold_grace(self, firm_code: int, record: dict[str, Any], keys: dict[int, bytes], now: int) -> None:
+        """Keep a license server's grace (``container.graces``), its product keys sealed here."""
+        ...
+
+    def drop_grace(self, firm_code: int, record: dict[str, Any], now: int) -> dict[str, Any]:
+        """Remove the grace of the record's server and product; return the signed receipt."""
         ...
 
     def add_borrowed(self, firm_code: int, record: dict[str, Any], *, borrow_id: str, vtime: int) -> None:

@@ -26,7 +26,7 @@ from ..core import errors as E
 from ..core.documents import DocumentInvalid, document_digest
 from ..core.encoding import b64d, b64e, canonical
 from ..core.license import LicenseEntry
-from . import binding, files
+from . import binding, files, graces
 from .slot import OBSERVE_STEP, Slot  # noqa: F401 (OBSERVE_STEP re-exported)
 from .traits import TraitReader
 
@@ -200,6 +200,8 @@ class MachineContainer:
     @property
     def holder(self) -> MachineContainer:
         return self
+
+    grace = 0  # a local license needs no grace from a license server
 
     def release(self) -> None:
         """A local license has nothing to give back."""
@@ -430,6 +432,40 @@ class MachineContainer:
             kid = self._kid = hazmat.key_id(self._sign_key.public_key())
         signature = hazmat.sign(self._sign_key, signing_message(doc_type, payload))
         return {"payload": payload, "kid": kid, "sig": b64e(signature)}
+
+    # ------------------------------------------------------------ a license server's grace
+
+    def hold_grace(self, firm_code: int, record: dict[str, Any], keys: dict[int, bytes], now: int) -> None:
+        """Keep a license server's grace (container/graces.py), replacing the record of the
+        same server and product; the product keys are sealed to this container."""
+        rec = {k: record[k] for k in ("server", "lease_id", "product_code", "feature_code", "license_id", "stored",
+                                      "deadline")}
+        rec["keys"] = [{"version": v, "sealed": b64e(self.seal_local(key, graces.context(firm_code, rec, v)))}
+                       for v, key in sorted(keys.items())]
+
+        def change(slots: dict[int, Slot]) -> None:
+            slot = slots.get(firm_code) or Slot(firm_code=firm_code)
+            kept = [g for g in slot.graces or [] if not graces.same_product(g, rec) and g["deadline"] > now]
+            slot.graces = kept + [rec]
+            slot.vclock = max(slot.vclock, now)
+            slots[firm_code] = slot
+
+        self.mutate(change)
+
+    def drop_grace(self, firm_code: int, record: dict[str, Any], now: int) -> dict[str, Any]:
+        """Remove the grace of the record's server and product (whichever lease wrote it) and
+        return the container-signed receipt for the record's lease."""
+        from ..core.documents import sign_document
+
+        def change(slots: dict[int, Slot]) -> dict[str, Any]:
+            slot = slots.get(firm_code) or Slot(firm_code=firm_code)
+            slot.graces = [g for g in slot.graces or [] if not graces.same_product(g, record)] or None
+            slot.vclock = max(slot.vclock, now)
+            slots[firm_code] = slot
+            payload = graces.receipt_payload(self.serial, firm_code, str(record["lease_id"]), slot.vclock)
+            return sign_document("grace-return", payload, self._sign_key)
+
+        return self.mutate(change)
 
     # ------------------------------------------------------------ borrowed licenses
 

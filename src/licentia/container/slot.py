@@ -36,6 +36,9 @@ class Slot:
     withdrawn: list[int] | None = None  # license ids revoked by an update or removed here
     # licenses borrowed from a network license server: {"entry", "grant", "keys"} each
     borrowed: list[dict[str, Any]] | None = None
+    # grace a license server granted with a seat, held here until it is given back (a
+    # return receipt) or its deadline passes: container/graces.py
+    graces: list[dict[str, Any]] | None = None
     gen: int = 0  # raised on every write of this slot; never goes down
     chain: list[str] | None = None  # digests of the last documents signed for this slot, newest first
     # license id -> {"product_code", "message"}: licenses Central withdrew after it saw
@@ -62,6 +65,8 @@ class Slot:
             out["notices"] = self.notices
         if self.borrowed:  # written only when present: older readers never see the key
             out["borrowed"] = self.borrowed
+        if self.graces:
+            out["graces"] = self.graces
         return out
 
     @classmethod

@@ -12,6 +12,8 @@ container key, so every grant verifies back to the firm key the application pins
   until ``expires``, bound to that container's serial and Ed25519 key.
 - borrow-return (``type: "borrow-return"``, signed by the client container): proof
   that the borrowed license left the client container.
+- grace-return  (``type: "grace-return"``, signed by the client container): proof that
+  the container holds no grace record of the lease's product from that server any more.
 
 Product keys travel sealed: to the session key for a lease (context
 ``licentia lease key|<server serial>|<entry digest>|<version>|<session>``) and to
@@ -36,6 +38,7 @@ LEASE = "lease"
 MODES = ("user", "station", "exclusive", "nolimit")
 BORROW = "borrow"
 BORROW_RETURN = "borrow-return"
+GRACE_RETURN = "grace-return"
 
 # ---------------------------------------------------------------- proof of possession
 #: What a client signs with its session's Ed25519 key (the lease's ``holder``): the
@@ -51,8 +54,12 @@ REQUEST_PROOF_FIELDS = ("client_lease_id", "nonce", "session", "holder", "firm_c
 
 
 def request_proof_payload(body: dict[str, Any]) -> dict[str, Any]:
-    """What the proof of a lease request signs: its fields that decide the grant."""
-    return {k: body.get(k) for k in REQUEST_PROOF_FIELDS}
+    """What the proof of a lease request signs: its fields that decide the grant (``grace``
+    only when asked for, so requests without it sign what they signed before it existed)."""
+    out = {k: body.get(k) for k in REQUEST_PROOF_FIELDS}
+    if "grace" in body:
+        out["grace"] = body["grace"]
+    return out
 
 
 def lease_proof_payload(lease_id: str, counter: int) -> dict[str, Any]:
@@ -106,6 +113,14 @@ class Lease:
     first_use: int | None
     document: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     holder: str | None = None  # the session's Ed25519 key (base64url); None in older leases
+    #: the server's time until which it keeps the seat counted for this lease's grace (None:
+    #: no grace): the client may run offline on it until as long after ``issued``
+    grace_until: int | None = None
+
+    @property
+    def grace(self) -> int:
+        """Seconds of grace the server granted (0: none)."""
+        return max(0, self.grace_until - self.issued) if self.grace_until is not None else 0
 
 
 def build_lease(
@@ -122,8 +137,9 @@ def build_lease(
     expires: int,
     first_use: int | None = None,
     holder: str | None = None,
+    grace_until: int | None = None,
 ) -> dict[str, Any]:
-    payload = {
+    payload: dict[str, Any] = {
         "lease_id": lease_id,
         "client_lease_id": client_lease_id,
         "serial": entry.serial,
@@ -140,6 +156,8 @@ def build_lease(
         "first_use": first_use,
         "holder": holder,
     }
+    if grace_until is not None:  # only on a lease that carries grace: older clients never see it
+        payload["grace_until"] = grace_until
     return sign(LEASE, payload)
 
 
@@ -163,6 +181,7 @@ def verify_lease(doc: dict[str, Any], entry: LicenseEntry) -> Lease:
         first_use=require(payload, "first_use", int, optional=True),
         document=doc,
         holder=require(payload, "holder", str, optional=True),
+        grace_until=require(payload, "grace_until", int, optional=True),
     )
     if lease.license != entry.digest or lease.serial != entry.serial or lease.license_id != entry.license_id:
         raise DocumentInvalid("lease names another license")
@@ -273,6 +292,29 @@ def verify_return(doc: dict[str, Any], client_key: str) -> BorrowReturn:
     return BorrowReturn(
         serial=require(payload, "serial", str),
         borrow_id=require(payload, "borrow_id", str),
+        firm_code=require(payload, "firm_code", int),
+        vtime=require(payload, "vtime", int),
+    )
+
+
+@dataclass(frozen=True)
+class GraceReturn:
+    serial: str
+    lease_id: str
+    firm_code: int
+    vtime: int
+
+
+def verify_grace_return(doc: dict[str, Any], client_key: str) -> GraceReturn:
+    """Check a grace return receipt against the client container key named at access time."""
+    try:
+        key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(client_key))
+    except ValueError:
+        raise DocumentInvalid("bad client key") from None
+    payload = verify_document(doc, GRACE_RETURN, key)
+    return GraceReturn(
+        serial=require(payload, "serial", str),
+        lease_id=require(payload, "lease_id", str),
         firm_code=require(payload, "firm_code", int),
         vtime=require(payload, "vtime", int),
     )

@@ -41,6 +41,9 @@ class Options:
     metering: str = "local"
     #: online metering: units the container may count on its own while Central is unreachable
     offline_allowance: int = 0
+    #: seconds of grace a license server may grant a seat of this license (a protected
+    #: package's ``--grace``, held as a short borrow); None: no grace on network seats
+    max_grace: int | None = None
 
     @functools.cached_property
     def time_bound(self) -> bool:
@@ -61,6 +64,7 @@ class Options:
             "report_interval": self.report_interval,
             "metering": self.metering,
             "offline_allowance": self.offline_allowance,
+            **({} if self.max_grace is None else {"max_grace": self.max_grace}),  # only when set
         }
 
     @classmethod
@@ -91,8 +95,11 @@ class Options:
         allowance = require(obj, "offline_allowance", int, optional=True) or 0
         if allowance < 0:
             raise DocumentInvalid("option offline_allowance is negative")
+        max_grace = require(obj, "max_grace", int, optional=True)  # absent: no grace on seats
+        if max_grace is not None and max_grace < 0:
+            raise DocumentInvalid("option max_grace is negative")
         return cls(quantity=quantity, data=raw, local_only=local_only, metering=metering,
-                   offline_allowance=allowance, **ints)
+                   offline_allowance=allowance, max_grace=max_grace, **ints)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def _acquire(firm: int, product: int, feature: int, version: int, *, firm_key: A
     rt = get_runtime()
     handle = None
     try:
-        handle = rt.access(firm, product, feature, firm_key=firm_key)
+        handle = rt.access(firm, product, feature, firm_key=firm_key, grace=grace)
         try:
             key = handle.product_key(version)
         except E.LicenseNotFound as exc:
@@ -88,10 +88,13 @@ def _store_grace(
 
     container = handle.grant.holder
     if container is None:
-        # a license server's seat: grace would run this machine offline with no seat counted
-        # on the server (a brief seat, then days offline); a seat gives no grace
-        _log.info("%s: a license server's seat gives no grace period", label)
+        # a license server's seat: only the grace the server granted (it keeps the seat
+        # counted meanwhile; the runtime holds it in the machine container), never ours
         _grace.forget(rt.home, firm, product, feature, version)
+        if handle.grace:
+            _log.info("%s: the license server granted %s of grace", label, format_duration(handle.grace))
+        else:
+            _log.info("%s: the license server grants this seat no grace period", label)
         return
     try:
         source = "local"
@@ -126,6 +129,10 @@ def _from_grace(
     found, why = _grace.recall(
         rt.home, containers, firm=firm, product=product, feature=feature, version=version, now=now
     )
+    if found is None:
+        held, why_held = _grace.recall_held(containers, firm=firm, product=product, feature=feature,
+                                            version=version, now=now)
+        found, why = (held, None) if held is not None else (None, why or why_held)
     if found is None:
         if why:
             _log.warning("%s: no grace period: %s", label, why)

@@ -23,10 +23,10 @@ length alone, so a reader can seek without an index.
 from __future__ import annotations
 
 import json
-import re
 import struct
 import sys
 from typing import Any
+from ..core.encoding import format_duration, parse_duration  # noqa: F401 (re-exported)
 from ..core.errors import FormatError  # noqa: F401 (re-exported)
 
 MODULE_MAGIC = b"\x89LPM\r\n\x1a\n"
@@ -129,24 +129,3 @@ def chunk_layout(body_length: int, chunk: int) -> tuple[int, int]:
     return count, body_length - count * CHUNK_OVERHEAD
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> int:
-    """'3d', '12h', '90m', '45s', '2w' or plain seconds -> seconds."""
-    m = _DURATION.match(str(text).lower())
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 3d, 12h, 90m, 3600)")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
-def format_duration(seconds: int) -> str:
-    """A short human text: '2 days 3 hours', '45 minutes', '20 seconds'."""
-    seconds = max(0, int(seconds))
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")] if seconds >= 60 else [(secs, "second")]
-    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
-    return " ".join(words[:2]) or "0 seconds"

@@ -3,10 +3,14 @@
 After each successful access of a package built with ``--grace`` to a license in a local
 container, the product key is sealed (``Container.seal_local``) to the container that
 holds the license and written to
-``$LICENTIA_HOME/grace/<firm>-<product>-<feature>-v<version>.json`` (0600, atomic). A
-license server's seat gives no grace: it would let a machine that held a seat for a
-moment run offline with no seat counted on the server (a record of ``source: server``
-made by an earlier release is not honoured). The sealing context binds firm, product, feature, key version, license id,
+``$LICENTIA_HOME/grace/<firm>-<product>-<feature>-v<version>.json`` (0600, atomic).
+
+A license server's seat gives grace only as the server grants it (``recall_held``): the
+lease states it, the server keeps the seat counted until it ends or the client
+container's return receipt arrives, and the runtime keeps it inside the machine
+container (``container/graces.py``). A record of ``source: server`` in the grace store
+(made by an earlier release) is never honoured: it would let a machine that held a seat
+for a moment run offline with no seat counted. The sealing context binds firm, product, feature, key version, license id,
 container serial, source, the time of the access and the deadline, so no clear field of
 the record can be changed without the record failing to open.
 
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import errors as E
-from ..container import files
+from ..container import files, graces
 from ..container import Container
 from ..core.encoding import b64d, b64e
 from ..core.license import CLOCK_TOLERANCE
@@ -159,3 +163,44 @@ def forget(home: Path, firm: int, product: int, feature: int, version: int) -> N
         os.unlink(record_path(home, firm, product, feature, version))
     except FileNotFoundError:
         pass
+
+
+def recall_held(
+    containers: dict[Path, Container | E.LicenseError], *, firm: int, product: int, feature: int, version: int,
+    now: int,
+) -> tuple[Recalled | None, str | None]:
+    """The grace a license server granted with a seat and this machine's container holds:
+    (the key and time left, None), else (None, why not or None when there is none)."""
+    why: str | None = None
+    best: tuple[int, Container, dict[str, Any], dict[str, Any], int] | None = None
+    for container in containers.values():
+        if isinstance(container, E.LicenseError):
+            continue
+        try:
+            slot = container.slots().get(firm)
+        except E.LicenseError:
+            continue
+        for rec in (slot.graces if slot is not None else None) or []:
+            if (rec.get("product_code"), rec.get("feature_code")) != (product, feature):
+                continue
+            sealed = next((k for k in rec.get("keys") or [] if k.get("version") == version), None)
+            if sealed is None:
+                why = f"the license server's grace holds no product key of version {version}"
+                continue
+            seen = max(slot.vclock if slot is not None else 0, int(rec["stored"]))
+            if now + CLOCK_TOLERANCE < seen:
+                why = "the system clock is behind the container's clock"
+                continue
+            if int(rec["deadline"]) <= max(now, seen):
+                why = "the license server's grace is over"
+                continue
+            if best is None or int(rec["deadline"]) > best[0]:
+                best = (int(rec["deadline"]), container, rec, sealed, seen)
+    if best is None:
+        return None, why
+    deadline, container, rec, sealed, seen = best
+    try:
+        key = container.unseal_local(b64d(sealed["sealed"]), graces.context(firm, rec, version))
+    except (E.LicenseError, KeyError, ValueError):
+        return None, "the license server's grace does not open"
+    return Recalled(key, deadline, deadline - max(now, seen)), None

@@ -93,6 +93,7 @@ def access(
     release_date: Any = None,
     mode: str = "user",
     on_lease_lost: Callable[[Handle, bool], Any] | None = None,
+    grace: int = 0,
 ) -> Handle:
     """Find a license for (firm, product, features) and return a Handle, or raise a LicenseError.
 
@@ -101,10 +102,13 @@ def access(
     ``"exclusive"`` (one process per host), ``"nolimit"`` (no seat; licenses without a seat
     limit only). ``on_lease_lost(handle, back)`` is called from the heartbeat thread when a
     server lease is lost (``back=False``) and when it came back (``back=True``).
+    ``grace`` (seconds) asks a license server for grace with the seat: up to that long
+    offline, as far as the license and the server allow (``handle.grace``; a protected
+    package built with ``--grace`` asks for it).
     """
     return get_runtime().access(
         firm_code, product_code, feature_code, units=units, firm_key=firm_key, release_date=release_date,
-        mode=mode, on_lease_lost=on_lease_lost,
+        mode=mode, on_lease_lost=on_lease_lost, grace=grace,
     )
 
 

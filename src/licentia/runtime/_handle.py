@@ -63,6 +63,11 @@ class Handle:
         return self.grant.server
 
     @property
+    def grace(self) -> int:
+        """Seconds this machine may run offline on the license server's grace (0: none)."""
+        return self.grant.grace
+
+    @property
     def lease_lost(self) -> bool:
         """True while a network lease is lost (renewals failed; the runtime keeps trying)."""
         return self.grant.lost

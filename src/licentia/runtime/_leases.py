@@ -10,19 +10,29 @@ released, and it neither renews nor releases the parent's leases.
 
 A ``Lease`` is a ``Grant`` (``licentia.container.interfaces``): the handle asks it for
 product keys, its server, whether it is lost, and to release it.
+
+Grace. An access that asks for grace (a protected package's ``--grace``) may get a lease
+that states it (``grace_until``, signed): the product keys are then kept, sealed, in this
+machine's container (``container/graces.py``) while the server keeps the seat counted. A
+release first removes that record from the container, then sends the container-signed
+return receipt (``POST /leases/{id}/return``); a receipt that could not be delivered is
+kept in ``$LICENTIA_HOME/receipts/`` and sent at this runtime's next contact with that server.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import secrets
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..container import files
 from ..core import errors as E
 from ..core import grants, hazmat
 from ..core.documents import DocumentInvalid, document_digest
@@ -57,6 +67,8 @@ class Lease:
         self.lock = threading.Lock()  # guards state changes (never held over a network call)
         self.state = "active"
         self.counter = 0  # signed into each renewal and release; only goes up
+        self.grace = 0  # seconds of grace the server granted (0: none)
+        self.grace_record: dict[str, Any] | None = None  # what the machine container holds for it
         self._update(answer, lease)
 
     def _update(self, answer: dict[str, Any], lease: grants.Lease | None) -> None:
@@ -108,6 +120,8 @@ class Lease:
         self.keeper.forget(self)
         if was == "revoked":
             return
+        if self.grace_record is not None:
+            self.keeper.give_grace_back(self)
         counter, proof = self.proof(grants.LEASE_RELEASE)
         params = {"client": self.client_lease_id, "counter": str(counter), "proof": proof}
         failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}", params,
@@ -163,6 +177,7 @@ class LeaseKeeper:
         self._verified: dict[str, LicenseEntry] = {}
         self._machine: Container | None = None  # this machine's container (None: none can be made)
         self._machine_looked = False
+        self._flushed: set[str] = set()  # servers this runtime sent its kept grace receipts to
         self.leases: set[Lease] = set()
         self.cond = threading.Condition()
         self.thread: _Heartbeat | None = None
@@ -181,7 +196,7 @@ class LeaseKeeper:
     # ------------------------------------------------------------ access
 
     def access(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
-               on_lease_lost: LeaseLostCallback | None) -> Handle:
+               on_lease_lost: LeaseLostCallback | None, grace: int = 0) -> Handle:
         """Ask the servers in order; the first grant wins, else the failure closest to success."""
         servers = self.net.servers()
         if not servers:
@@ -191,9 +206,12 @@ class LeaseKeeper:
         unreachable: list[str] = []
         tried: list[str] = []
         body_base = self._lease_body(request, mode)
+        if grace > 0:
+            body_base["grace"] = int(grace)
         for server in servers:
             fields = {**body_base, "nonce": secrets.token_urlsafe(12)}
             try:
+                self._send_kept_receipts(server)
                 proof = self._machine_proof(server)
             except E.ServerUnreachable as exc:
                 unreachable.append(server.label)
@@ -313,6 +331,7 @@ class LeaseKeeper:
             self._release_quietly(server, data, body)
             raise ev.error(f"server {server.label} {entry.summary()}: {ev.message}")
         held = Lease(self, server, data, lease, entry, body, callback)
+        self._hold_grace(held, lease, ev.expires)
         handle = Handle(entry, held, request, None, ev.expires)
         held.handle_ref = weakref.ref(handle)
         self.net.preferred = server
@@ -408,7 +427,95 @@ class LeaseKeeper:
                 lease.entry = entry
                 lease._update(data, granted)
                 lease.state = "active"
-                return True
+                back = True
+            else:
+                back = False
+        if back:
+            if granted.grace_until is not None and (lease.grace_record or {}).get("lease_id") != granted.lease_id:
+                self._hold_grace(lease, granted, None)  # a new lease (the server forgot the old one)
+            return True
         self._release_quietly(lease.server_addr, data, body)  # released meanwhile: give the seat back
         return False
 
+    # ------------------------------------------------------------ grace
+
+    def _hold_grace(self, held: Lease, lease: grants.Lease, expires: int | None) -> None:
+        """Keep the grace the server granted with ``lease`` in this machine's container (the
+        product keys sealed there, until ``grace`` seconds from now, never past the license's
+        expiry). A failure here never fails the access: the grace is then given back at release."""
+        if lease.grace_until is None or lease.grace <= 0:
+            return
+        held.grace = lease.grace
+        container = self._container()
+        now = self.rt.clock()
+        deadline = now + lease.grace if expires is None else min(now + lease.grace, expires)
+        record = {"server": held.server_addr.url, "lease_id": lease.lease_id, "product_code": lease.product_code,
+                  "feature_code": lease.feature_code, "license_id": lease.license_id, "stored": now,
+                  "deadline": deadline}
+        held.grace_record = record
+        if container is None or deadline <= now:
+            return
+        try:
+            keys = {v: k for v in held.keys if (k := held.product_key(held.entry, v)) is not None}
+            container.hold_grace(lease.firm_code, record, keys, now)
+        except (OSError, E.LicenseError) as exc:
+            log.warning("could not keep the grace of lease %s in container %s: %s", lease.lease_id,
+                        container.serial, exc)
+
+    def give_grace_back(self, held: Lease) -> None:
+        """Remove the lease's grace from this machine's container, then send the receipt (kept
+        for the next contact when the server does not take it)."""
+        container = self._container()
+        record = held.grace_record
+        if container is None or record is None:
+            return
+        try:
+            receipt = container.drop_grace(held.entry.firm_code, record, self.rt.clock())
+        except (OSError, E.LicenseError) as exc:
+            log.warning("could not give back the grace of lease %s: %s (the server counts the seat until the "
+                        "grace ends)", held.lease_id, exc)
+            return
+        held.grace_record = None
+        if not self._deliver_receipt(held.server_addr, held.lease_id, receipt):
+            self._keep_receipt(held.server_addr, held.lease_id, receipt)
+
+    def _deliver_receipt(self, server: ServerAddr, lease_id: str, receipt: dict[str, Any]) -> bool:
+        try:
+            status, _ = self.net.post(server, f"{API}/leases/{lease_id}/return", {"receipt": receipt})
+        except E.ServerUnreachable:
+            return False
+        # 404: the server no longer counts that lease (its grace ended): nothing left to free
+        return status in (200, 404)
+
+    def _receipts_dir(self) -> Path:
+        return self.rt.home / "receipts"
+
+    def _keep_receipt(self, server: ServerAddr, lease_id: str, receipt: dict[str, Any]) -> None:
+        folder = self._receipts_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            files.write_atomic(folder / f"grace-{lease_id}.json",
+                               json.dumps({"server": server.url, "lease_id": lease_id, "receipt": receipt}).encode(),
+                               mode=0o600)
+            log.info("grace receipt of lease %s kept for the next contact with %s", lease_id, server.label)
+        except OSError as exc:
+            log.warning("could not keep the grace receipt of lease %s: %s", lease_id, exc)
+
+    def _send_kept_receipts(self, server: ServerAddr) -> None:
+        """Send the grace receipts kept for ``server`` (once per runtime and server)."""
+        if server.url in self._flushed:
+            return
+        self._flushed.add(server.url)
+        for path in sorted(self._receipts_dir().glob("grace-*.json")):
+            try:
+                kept = json.loads(path.read_bytes())
+                if kept.get("server") != server.url:
+                    continue
+                lease_id, receipt = str(kept["lease_id"]), kept["receipt"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                continue
+            if self._deliver_receipt(server, lease_id, receipt):
+                path.unlink(missing_ok=True)
+            else:
+                self._flushed.discard(server.url)  # try again at the next access
+                return

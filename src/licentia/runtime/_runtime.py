@@ -241,6 +241,7 @@ class Runtime:
         release_date: int | None = None,
         mode: str = "user",
         on_lease_lost: Callable[[Handle, bool], Any] | None = None,
+        grace: int = 0,
     ) -> Handle:
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
@@ -265,7 +266,7 @@ class Runtime:
                     return self._access(request, keys, rescan=True)
                 except E.LicenseError as again:
                     local = again
-        return self._network_access(request, keys, mode, on_lease_lost, local)
+        return self._network_access(request, keys, mode, on_lease_lost, local, grace)
 
     def _network_access(
         self,
@@ -274,13 +275,14 @@ class Runtime:
         mode: str,
         on_lease_lost: Callable[[Handle, bool], Any] | None,
         local: E.LicenseError,
+        grace: int = 0,
     ) -> Handle:
         from ._servers import configured
 
         if not configured(self.home):
             raise local
         try:
-            return self.network().access(request, keys, mode, on_lease_lost)
+            return self.network().access(request, keys, mode, on_lease_lost, grace)
         except E.LicenseError as remote:
             # closest to success wins; on a tie the network's answer (it names the servers)
             if local.rank > remote.rank:

@@ -26,6 +26,13 @@ comes from the lease's holder: the session key that signed the first request. Re
 and releases of a lease with a holder are signed by it over the lease id and a counter
 that only goes up (kept in the store), so a lease id is no bearer token and a replayed
 renewal or release fails; a request without a valid proof is refused and logged.
+
+Grace. A lease may carry grace (the smaller of what the client asks, the license's
+``max_grace`` and the server's cap; only for a client that proved its machine container,
+where the client holds it): its seat stays counted until ``grace_until`` even when the
+client goes silent or releases it, unless the container's return receipt ends the grace
+(``end_grace``). A new process of the same user on the same machine takes such a seat
+over (and its grace with it) instead of taking a second one.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from .model import (
     ACTIVE,
     BORROW,
     EXPIRED,
+    GRACE,
     LINGERING,
     LOST,
     MODES,
@@ -231,7 +239,7 @@ class SeatEngine:
 
     @staticmethod
     def _finish(w: _Work, lease: Lease, state: str, end: int, kind: str, reason: str = "") -> None:
-        was_live = lease.state in (ACTIVE, LOST)
+        was_live = lease.state in (ACTIVE, LOST, GRACE)
         lease.state = state
         lease.end_time = end if was_live or lease.end_time is None else lease.end_time
         lease.linger_until = None
@@ -239,10 +247,22 @@ class SeatEngine:
         if was_live:
             w.events.append(usage.lease_event(kind, w.now, lease, end=end, reason=reason))
 
+    @staticmethod
+    def _grace_until(w: _Work, client: Client, lic: SeatLicense, grace: int) -> int | None:
+        """Until when a new lease's seat stays counted for its grace (None: no grace)."""
+        span = min(grace, lic.max_grace)
+        if span <= 0 or client.machine is None or client.container is None:
+            return None  # grace is held in a proven machine container, or not at all
+        until = w.now + span if lic.valid_until is None else min(w.now + span, lic.valid_until)
+        return until if until > w.now else None
+
     def _new_lease(
         self, w: _Work, client: Client, lic: SeatLicense, mode: str, seat: str | None, feature_code: int,
         *, lease_id: str | None = None, expires: int | None = None, borrower: dict[str, Any] | None = None,
+        grace_until: int | None = None,
     ) -> Lease:
+        if grace_until is not None:
+            borrower = dict(client.container or {})
         lid = lease_id or self._lease_id(w.now)
         lease = Lease(
             id=lid,
@@ -267,6 +287,7 @@ class SeatEngine:
             borrower=borrower,
             holder=client.holder,
             machine=client.machine,
+            grace_until=grace_until,
         )
         w.tx.insert(lease)
         w.events.append(usage.lease_event(BORROW if mode == BORROW else "access", w.now, lease))
@@ -300,11 +321,13 @@ class SeatEngine:
         mode: str = "user",
         candidates: Sequence[SeatLicense],
         reconnect: bool = True,
+        grace: int = 0,
     ) -> Lease:
         """A lease on the first candidate with a seat for this client, or raise Refusal.
 
         With ``reconnect`` (the default) a client lease id that names a live lease gets that
-        lease back; a caller that knows the id is new (a first access) may skip the look-up."""
+        lease back; a caller that knows the id is new (a first access) may skip the look-up.
+        ``grace``: the seconds of grace the client asks for (capped per license)."""
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         now = self.clock()
@@ -312,7 +335,7 @@ class SeatEngine:
             back = self._reconnect(w, client, candidates) if reconnect else None
             if isinstance(back, Lease):
                 return back
-            result = back or self._grant(w, client, firm_code, product_code, feature_code, mode, candidates)
+            result = back or self._grant(w, client, firm_code, product_code, feature_code, mode, candidates, grace)
             if isinstance(result, Lease):
                 return result
             self._deny(w, client, firm_code, product_code, feature_code, mode, result)
@@ -351,7 +374,7 @@ class SeatEngine:
 
     def _grant(
         self, w: _Work, client: Client, firm: int, product: int, feature_code: int, mode: str,
-        candidates: Sequence[SeatLicense],
+        candidates: Sequence[SeatLicense], grace: int = 0,
     ) -> Lease | Refusal:
         if not candidates:
             return Refusal(E.LicenseNotFound, f"the license server has no license for {firm}:{product}")
@@ -366,15 +389,32 @@ class SeatEngine:
             if refused is not None:
                 pool.refusals.append(refused)
                 continue
+            until = self._grace_until(w, client, lic, grace)
+            old = self._grace_to_take_over(w, client, lic, mode)
+            if old is not None:
+                inherited = max(until or 0, old.grace_until or 0)
+                return self._new_lease(w, client, lic, mode, old.seat, feature_code, grace_until=inherited)
             seat = self._seat_to_take_back(w, client, lic, mode)
             if seat is not None:
-                return self._new_lease(w, client, lic, mode, seat, feature_code)
+                return self._new_lease(w, client, lic, mode, seat, feature_code, grace_until=until)
             refused = self._new_seat_refusal(pool, client, lic)
             if refused is not None:
                 pool.refusals.append(refused)
                 continue
-            return self._new_lease(w, client, lic, mode, _seat_name(client, mode), feature_code)
+            return self._new_lease(w, client, lic, mode, _seat_name(client, mode), feature_code, grace_until=until)
         return pool.refusal()
+
+    def _grace_to_take_over(self, w: _Work, client: Client, lic: SeatLicense, mode: str) -> Lease | None:
+        """The seat of this user's lease on this machine that only its grace keeps counted (a
+        crashed or restarted process): the new lease takes it, and that grace, over."""
+        if client.machine is None or mode == "station":  # a station seat is shared anyway
+            return None
+        old = w.tx.on_grace_of(lic.key, client.user, client.machine, mode, w.now)
+        if old is None:
+            return None
+        self._finish(w, old, RELEASED, min(old.expires, w.now), "release",
+                     reason="its seat and grace taken over by a new process of its machine")
+        return old
 
     def _grant_unlimited(
         self, w: _Work, client: Client, firm: int, product: int, feature_code: int, candidates: Sequence[SeatLicense],
@@ -458,11 +498,11 @@ class SeatEngine:
                 error = LeaseUnknown("no such lease")
             elif self._unproven(w, lease, grants.LEASE_RENEW, counter, proof):
                 error = LeaseUnknown("no such lease")
-            elif lease.state == REVOKED:
+            elif lease.state in (REVOKED, LOST):
                 error = LeaseRevoked("the administrator released this lease")
             elif lease.state != ACTIVE:
                 error = LeaseUnknown(f"lease {lease.state}")
-            elif lease.expires <= now:
+            elif lease.expires <= now and not lease.on_grace(now):
                 self._finish(w, lease, EXPIRED, lease.expires, "expire")
                 error = LeaseUnknown("lease expired")
             else:
@@ -487,13 +527,20 @@ class SeatEngine:
             if admin:
                 if not lease.live(now):
                     return False
-                if lease.mode == BORROW:
+                if lease.mode == BORROW or (lease.grace_until or 0) > now:
                     return self._lose(w, lease)
                 # an active lease ends now; a lingering one gives its seat up at once
                 self._finish(w, lease, REVOKED, now, "revoke", reason="released by the administrator")
                 return True
             if lease.state != ACTIVE or lease.mode == BORROW:
                 return False
+            if (lease.grace_until or 0) > now:
+                # given up without the container's receipt: the grace it holds keeps the seat
+                lease.state, lease.expires, lease.end_time = GRACE, min(lease.expires, now), now
+                w.tx.save(lease)
+                w.events.append(usage.lease_event(GRACE, now, lease, reason=f"counted until {lease.grace_until} "
+                                                  "unless the client container's return receipt comes"))
+                return True
             if lease.expires <= now:
                 self._finish(w, lease, EXPIRED, lease.expires, "expire")
                 return True
@@ -507,11 +554,14 @@ class SeatEngine:
 
     @staticmethod
     def _lose(w: _Work, lease: Lease) -> bool:
-        """The administrator released a borrowed seat: the borrowed copy works on until its
-        grant ends, so the seat stays counted until then, unless a return receipt comes."""
+        """The administrator released a borrowed seat or one with grace: the borrowed copy (or
+        the grace) works on until it ends, so the seat stays counted until then, unless a
+        return receipt comes. The client may not renew it."""
         if lease.state == LOST:
             return False
         lease.state = LOST
+        if lease.mode != BORROW:
+            lease.expires = min(lease.expires, w.now)  # counted for its grace only
         w.tx.save(lease)
         w.events.append(usage.lease_event(LOST, w.now, lease, reason="released by the administrator; counted "
                                           "until the grant ends or the borrower returns it"))
@@ -525,8 +575,8 @@ class SeatEngine:
         with self._work(now) as w:
             due = w.tx.due(now, limit)
             for lease in due:
-                if lease.state in (ACTIVE, LOST):
-                    self._finish(w, lease, EXPIRED, lease.expires, "expire")
+                if lease.state in (ACTIVE, LOST, GRACE):
+                    self._finish(w, lease, EXPIRED, lease.live_until, "expire")
                 else:
                     lease.state, lease.linger_until = RELEASED, None
                     w.tx.save(lease)
@@ -628,6 +678,30 @@ class SeatEngine:
             if lease.state in (ACTIVE, LOST):
                 self._finish(w, lease, RETURNED, min(now, lease.expires), "return")
             return lease
+
+    def end_grace(self, lease_id: str, serial: str) -> list[Lease]:
+        """The client container ``serial`` gave back the grace of a lease (its receipt was
+        checked): it holds no grace record of that license from this server any more, so no
+        lease of it held there keeps its seat for grace. Returns the leases it changed."""
+        now = self.clock()
+        changed: list[Lease] = []
+        with self._work(now) as w:
+            lease = w.tx.lease(lease_id)
+            if lease is None or lease.mode == BORROW or (lease.borrower or {}).get("serial") != serial:
+                return changed
+            for held in [lease, *w.tx.live_leases([lease.license_key], now)]:
+                if held.mode == BORROW or (held.borrower or {}).get("serial") != serial or held.grace_until is None:
+                    continue
+                if any(held.id == c.id for c in changed):
+                    continue
+                if held.state in (GRACE, LOST):
+                    held.grace_until = None
+                    self._finish(w, held, RETURNED, min(now, max(held.expires, held.end_time or 0)), "return")
+                else:
+                    held.grace_until = None
+                    w.tx.save(held)
+                changed.append(held)
+        return changed
 
     def borrow_lease(self, borrow_id: str) -> Lease | None:
         with self.store.snapshot() as tx:

@@ -20,6 +20,9 @@ RETURNED = "returned"  # a borrowed seat given back
 #: a borrowed seat the administrator released: still counted until the grant ends (the
 #: borrowed copy keeps working) unless the borrower's return receipt arrives
 LOST = "lost"
+#: released (or given up) by its client without a return receipt: the seat stays counted
+#: until the grace the server granted ends, or the client container's receipt arrives
+GRACE = "grace"
 LIVE_STATES = (ACTIVE, LINGERING)
 
 
@@ -34,9 +37,12 @@ class Client:
     pid: int = 0
     groups: tuple[str, ...] = ()
     holder: str | None = None  # the session's Ed25519 key, proven by the request's signature
-    #: the machine it proved: "<container serial>@<source address>" (None: it proved none and
-    #: shares no station or exclusive seat)
+    #: the machine it proved: "<container serial>:<key id>@<source address>" (None: it proved
+    #: none and shares no station or exclusive seat, and gets no grace)
     machine: str | None = None
+    #: the proven machine container's {"serial", "sign_pub"}: a grace is held there and its
+    #: return receipt is checked against that key
+    container: dict[str, str] | None = field(default=None, compare=False)
 
     @property
     def ident(self) -> str:
@@ -55,7 +61,8 @@ class SeatLicense:
     feature_map: int = 0
     ticket: str | None = None
     text: str = ""
-    valid_until: int | None = None  # caps how long a seat may be borrowed
+    valid_until: int | None = None  # caps how long a seat may be borrowed, and its grace
+    max_grace: int = 0  # seconds of grace a seat may carry (the license's and the server's cap)
 
     @property
     def product(self) -> tuple[int, int]:
@@ -86,19 +93,30 @@ class Lease:
     state: str = ACTIVE
     end_time: int | None = None
     linger_until: int | None = None
-    borrower: dict[str, Any] | None = None  # {"serial", "sign_pub", "box_pub"} of a borrowing container
+    #: the client container a borrow is taken into ({"serial", "sign_pub", "box_pub"}) or a
+    #: grace is held in ({"serial", "sign_pub"})
+    borrower: dict[str, Any] | None = None
     first_use: int | None = field(default=None, compare=False)
     holder: str | None = None  # the Ed25519 key that signs renewals and releases (None: an older lease)
     machine: str | None = None  # the proven machine of the client (Client.machine)
     proof_counter: int = 0  # the highest counter a renewal or release was signed with
+    #: the seat stays counted until then for the grace granted with it (None: no grace, or
+    #: the client container's return receipt came)
+    grace_until: int | None = None
 
     @property
     def live_until(self) -> int:
-        if self.state in (ACTIVE, LOST):
-            return self.expires
+        if self.state in (ACTIVE, LOST, GRACE):
+            return max(self.expires, self.grace_until or 0)
         if self.state == LINGERING:
             return self.linger_until or 0
         return 0
+
+    def on_grace(self, now: int) -> bool:
+        """Whether only its grace keeps the seat counted now (the client gave it up or went
+        silent without giving the grace back)."""
+        return self.grace_until is not None and self.grace_until > now and (
+            self.state == GRACE or (self.state == ACTIVE and self.expires <= now))
 
     def live(self, now: int) -> bool:
         return self.live_until > now
@@ -126,9 +144,10 @@ class Lease:
             "pid": self.pid,
             "since": self.access_time,
             "expires": self.expires,
-            "state": self.state if self.live(now) else "ended",
-            "borrower": (self.borrower or {}).get("serial"),
+            "state": (GRACE if self.on_grace(now) else self.state) if self.live(now) else "ended",
+            "borrower": (self.borrower or {}).get("serial") if self.mode == "borrow" else None,
             "machine": self.machine,
+            "grace_until": self.grace_until,
         }
 
 

@@ -38,6 +38,7 @@ class SeatTx(Protocol):
     def seat_live(self, license_key: str, seat: str, now: int) -> bool: ...
     def on_machine(self, license_key: str, machine: str, now: int, other_than: str, *, mode: str | None) -> bool: ...
     def lingering_of(self, license_key: str, user: str, machine: str, now: int) -> Lease | None: ...
+    def on_grace_of(self, license_key: str, user: str, machine: str, mode: str, now: int) -> Lease | None: ...
     def borrowed_by(self, license_key: str, serial: str, now: int) -> Lease | None: ...
     def count_borrowed(self, license_keys: Sequence[str], now: int) -> int: ...
     def all_live(self, now: int) -> list[Lease]: ...
@@ -94,7 +95,8 @@ CREATE TABLE IF NOT EXISTS leases (
     first_use INTEGER,
     holder TEXT,
     proof_counter INTEGER NOT NULL DEFAULT 0,
-    machine TEXT
+    machine TEXT,
+    grace_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS leases_live ON leases (license_key, live_until, seat, mode);
 CREATE INDEX IF NOT EXISTS leases_host ON leases (license_key, host, mode, state, live_until);
@@ -116,22 +118,23 @@ CREATE INDEX IF NOT EXISTS events_lease ON events (lease_id);
 _COLUMNS = (
     "id, client_lease_id, license_key, firm_code, product_code, license_id, feature_code, feature_map, ticket, "
     "mode, seat, user, host, ip, groups, pid, access_time, renewed, expires, state, end_time, linger_until, "
-    "borrower, first_use, holder, proof_counter, machine"
+    "borrower, first_use, holder, proof_counter, machine, grace_until"
 )
 #: columns added after the first release: (name, definition), added to older files on open
-_ADDED = (("holder", "TEXT"), ("proof_counter", "INTEGER NOT NULL DEFAULT 0"), ("machine", "TEXT"))
+_ADDED = (("holder", "TEXT"), ("proof_counter", "INTEGER NOT NULL DEFAULT 0"), ("machine", "TEXT"),
+          ("grace_until", "INTEGER"))
 
 
 def _lease(row: tuple[Any, ...]) -> Lease:
     (lid, cid, key, firm, product, license_id, feature, fmap, ticket, mode, seat, user, host, ip, groups, pid,
-     access, renewed, expires, state, end, linger, borrower, first_use, holder, counter, machine) = row
+     access, renewed, expires, state, end, linger, borrower, first_use, holder, counter, machine, grace) = row
     return Lease(
         id=lid, client_lease_id=cid, license_key=key, firm_code=firm, product_code=product, license_id=license_id,
         feature_code=feature, feature_map=fmap, ticket=ticket, mode=mode, seat=seat, user=user, host=host, ip=ip,
         groups=tuple(g for g in groups.split("\n") if g), pid=pid, access_time=access, renewed=renewed,
         expires=expires, state=state, end_time=end, linger_until=linger,
         borrower=json.loads(borrower) if borrower else None, first_use=first_use, holder=holder,
-        proof_counter=counter, machine=machine,
+        proof_counter=counter, machine=machine, grace_until=grace,
     )
 
 
@@ -187,14 +190,14 @@ class _SqliteTx:
         if mode is not None:
             row = self.c.execute(
                 "SELECT 1 FROM leases WHERE license_key = ? AND machine = ? AND mode = ? AND live_until > ? "
-                "AND state = ? AND client_lease_id != ? LIMIT 1",
-                (license_key, machine, mode, now, ACTIVE, other_than),
+                "AND state = ? AND expires > ? AND client_lease_id != ? LIMIT 1",
+                (license_key, machine, mode, now, ACTIVE, now, other_than),
             ).fetchone()
         else:
             row = self.c.execute(
                 "SELECT 1 FROM leases WHERE license_key = ? AND machine = ? AND mode != 'borrow' AND live_until > ? "
-                "AND state = ? AND client_lease_id != ? LIMIT 1",
-                (license_key, machine, now, ACTIVE, other_than),
+                "AND state = ? AND expires > ? AND client_lease_id != ? LIMIT 1",
+                (license_key, machine, now, ACTIVE, now, other_than),
             ).fetchone()
         return row is not None
 
@@ -203,6 +206,17 @@ class _SqliteTx:
             f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND machine = ? AND mode = 'user' AND state = ? "
             "AND live_until > ? AND user = ? LIMIT 1",
             (license_key, machine, LINGERING, now, user),
+        ).fetchone()
+        return None if row is None else _lease(row)
+
+    def on_grace_of(self, license_key: str, user: str, machine: str, mode: str, now: int) -> Lease | None:
+        """A lease of ``user`` on the proven ``machine`` that only its grace keeps counted (its
+        process crashed or was released without a receipt): a new process there takes it over."""
+        row = self.c.execute(
+            f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND machine = ? AND mode = ? AND user = ? "
+            "AND live_until > ? AND grace_until > ? AND (state = 'grace' OR (state = ? AND expires <= ?)) "
+            "ORDER BY grace_until DESC LIMIT 1",
+            (license_key, machine, mode, user, now, now, ACTIVE, now),
         ).fetchone()
         return None if row is None else _lease(row)
 
@@ -244,21 +258,21 @@ class _SqliteTx:
         """Store what changes over a lease's life (an UPDATE: the row keeps its place)."""
         self.c.execute(
             "UPDATE leases SET ip = ?, renewed = ?, expires = ?, state = ?, end_time = ?, linger_until = ?, "
-            "live_until = ?, first_use = ?, proof_counter = ? WHERE id = ?",
+            "live_until = ?, first_use = ?, proof_counter = ?, grace_until = ? WHERE id = ?",
             (lease.ip, lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
-             lease.live_until, lease.first_use, lease.proof_counter, lease.id),
+             lease.live_until, lease.first_use, lease.proof_counter, lease.grace_until, lease.id),
         )
 
     def insert(self, lease: Lease) -> None:
         self.c.execute(
-            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 28)})",
+            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 29)})",
             (
                 lease.id, lease.client_lease_id, lease.license_key, lease.firm_code, lease.product_code,
                 lease.license_id, lease.feature_code, lease.feature_map, lease.ticket, lease.mode, lease.seat,
                 lease.user, lease.host, lease.ip, "\n".join(lease.groups), lease.pid, lease.access_time,
                 lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
                 json.dumps(lease.borrower, sort_keys=True) if lease.borrower else None, lease.first_use,
-                lease.holder, lease.proof_counter, lease.machine, lease.live_until,
+                lease.holder, lease.proof_counter, lease.machine, lease.grace_until, lease.live_until,
             ),
         )
 

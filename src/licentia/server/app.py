@@ -5,6 +5,7 @@ Client API (JSON, HTTP/1.1, kept-alive; docs/formats.md "License server protocol
     POST   /api/v1/leases                    access: a lease, the entry, sealed product keys
     POST   /api/v1/leases/{id}/renew         heartbeat
     DELETE /api/v1/leases/{id}?client=...    release
+    POST   /api/v1/leases/{id}/return        give a lease's grace back (the container's receipt)
     POST   /api/v1/borrows                   borrow a seat into the client's container
     POST   /api/v1/borrows/{id}/return       give it back (with the container's receipt)
     GET    /api/v1/licenses                  what the server serves, seats in use
@@ -466,6 +467,8 @@ class ClientApi:
                 return "renew", self.renew, True, parts[1]
             if len(parts) == 2 and method == "DELETE":
                 return "release", self.release, False, parts[1]
+            if len(parts) == 3 and parts[2] == "return" and method == "POST":
+                return "return", self.return_grace, True, parts[1]
         elif parts[0] == "borrows":
             if len(parts) == 1 and method == "POST":
                 return "borrow", self.borrow, True, ""
@@ -489,6 +492,9 @@ class ClientApi:
     def release(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
         q = call.query
         return self.server.release(call.item, q.get("client", ""), q.get("counter", ""), q.get("proof", ""))
+
+    def return_grace(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
+        return self.server.return_grace(call.item, body)
 
     def borrow(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
         return self.server.borrow(body, call.ip)

@@ -50,6 +50,7 @@ log = logging.getLogger("licentia.server")
 MAX_NAME = 256
 MAX_GROUPS = 64
 MAX_BORROW_DAYS = 3650
+MAX_GRACE = 366 * 86400  # seconds of grace a client may ask for
 MAX_CACHED = 10000  # session keys checked, product keys sealed per session: forgotten past this
 RESCAN_EVERY = 2.0  # real seconds between looks for new containers on a miss
 CHALLENGE_TTL = 120  # seconds a challenge nonce may be answered in (once)
@@ -72,8 +73,12 @@ class Served:
     def matches(self, request: AccessRequest) -> bool:
         return self.entry.firm_code == request.firm_code and self.entry.product_code == request.product_code
 
-    def seat_license(self, ev: Evaluation | None = None) -> SeatLicense:
+    def seat_license(self, ev: Evaluation | None = None, max_grace: int | None = None) -> SeatLicense:
+        """The license as the seat engine sees it; ``max_grace``: the server's cap on grace."""
         e = self.entry
+        grace = e.options.max_grace or 0
+        if max_grace is not None:
+            grace = min(grace, max_grace)
         return SeatLicense(
             key=self.key,
             firm_code=e.firm_code,
@@ -84,6 +89,7 @@ class Served:
             ticket=e.ticket,
             text=e.text,
             valid_until=ev.expires if ev is not None else e.options.expires,
+            max_grace=grace,
         )
 
 
@@ -102,6 +108,7 @@ class AccessAsk(NamedTuple):
     nonce: str
     reconnect: bool
     proven: bool  # the request is signed by the key it names as its holder
+    grace: int  # seconds of grace the client asks for (a protected package's --grace)
 
 
 class BorrowAsk(NamedTuple):
@@ -182,8 +189,9 @@ def parse_access(body: dict[str, Any], ip: str) -> AccessAsk:
     session = _text(body, "session", required=True)
     nonce = _text(body, "nonce", required=True)
     proven = grants.check_proof(holder, grants.LEASE_REQUEST, grants.request_proof_payload(body), body.get("proof"))
+    grace = min(_int(body, "grace", default=0), MAX_GRACE)
     return AccessAsk(AccessRequest(firm, product, feature, units, release_date), client, mode, session, nonce,
-                     body.get("reconnect") is not False, proven)
+                     body.get("reconnect") is not False, proven, grace)
 
 
 def _borrower(body: dict[str, Any]) -> tuple[dict[str, str], bytes]:
@@ -447,12 +455,13 @@ class LicenseServer:
             self._challenges[nonce] = now
         return {"nonce": nonce, "time": now}
 
-    def _machine(self, body: dict[str, Any], client: Client) -> str | None:
-        """The machine a request proved (its container's serial and key, with the source
-        address), None when it offers no proof; a Refusal when the proof does not hold."""
+    def _machine(self, body: dict[str, Any], client: Client) -> Client:
+        """The client with the machine its request proved (its container's serial and key,
+        with the source address; unchanged when it offers no proof); a Refusal when the
+        proof does not hold."""
         doc = body.get("machine")
         if doc is None:
-            return None
+            return client
         why = ""
         try:
             payload = doc["payload"]
@@ -473,7 +482,8 @@ class LicenseServer:
         if why:
             refusal = Refusal(E.AccessDenied, "the machine proof does not verify", f"{client.ident}: {why}")
             raise refusal
-        return f"{serial}:{hazmat.key_id(key)}@{client.ip}"
+        return dataclasses.replace(client, machine=f"{serial}:{hazmat.key_id(key)}@{client.ip}",
+                                   container={"serial": serial, "sign_pub": sign_pub})
 
     # ------------------------------------------------------------ leases
 
@@ -485,18 +495,19 @@ class LicenseServer:
             if not ask.proven:
                 raise Refusal(E.AccessDenied, "the request is not signed by the session key it names",
                               f"{ask.client.ident}: lease request without a valid proof of its holder key")
-            machine = self._machine(body, ask.client)
+            client = self._machine(body, ask.client)
         except Refusal as refusal:
             self.engine.record_denial(ask.client, firm_code=ask.request.firm_code,
                                       product_code=ask.request.product_code, feature_code=ask.request.feature_code,
                                       mode=ask.mode, invalid=True, reason=refusal.log)
             raise
-        ask = ask._replace(client=dataclasses.replace(ask.client, machine=machine))
+        ask = ask._replace(client=client)
         candidates = self._candidates(ask.client, ask.request, ask.mode)
+        cap = self.settings.max_grace
         lease = self.engine.acquire(ask.client, firm_code=ask.request.firm_code,
                                     product_code=ask.request.product_code, feature_code=ask.request.feature_code,
-                                    mode=ask.mode, candidates=[item.seat_license(ev) for item, ev in candidates],
-                                    reconnect=ask.reconnect)
+                                    mode=ask.mode, candidates=[item.seat_license(ev, cap) for item, ev in candidates],
+                                    reconnect=ask.reconnect, grace=ask.grace)
         item, ev = _chosen(candidates, lease)
         now = self.clock()
         first_use = self._use(item, ask, ev, lease, now)
@@ -514,6 +525,7 @@ class LicenseServer:
             expires=lease.expires,
             first_use=first_use,
             holder=ask.client.holder,
+            grace_until=lease.grace_until,
         )
         return self._lease_answer(lease, doc, self._entry_document(entry), self._session_keys(item, ask.session), now)
 
@@ -603,6 +615,23 @@ class LicenseServer:
     def release(self, lease_id: str, client_lease_id: str, counter: str = "", proof: str = "") -> dict[str, Any]:
         number = int(counter) if counter.isdigit() and len(counter) < 19 else None
         return {"released": self.engine.release(lease_id, client_lease_id, counter=number, proof=proof or None)}
+
+    def return_grace(self, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The client container's receipt that it holds the lease's grace no more."""
+        receipt = body.get("receipt")
+        lease = self.engine.lease(lease_id)
+        holder = (lease.borrower or {}) if lease is not None and lease.mode != "borrow" else {}
+        if lease is None or not holder or not isinstance(receipt, dict):
+            raise LeaseUnknown(f"no lease {lease_id} with grace on this server")
+        try:
+            back = grants.verify_grace_return(receipt, holder.get("sign_pub", ""))
+        except DocumentInvalid as exc:
+            log.warning("grace return of %s refused: %s", lease_id, exc.reason)
+            raise E.BadRequest("the return receipt does not verify") from None
+        if back.lease_id != lease_id or back.serial != holder.get("serial"):
+            raise E.BadRequest("the return receipt is for another lease")
+        ended = self.engine.end_grace(lease_id, back.serial)
+        return {"returned": True, "lease_id": lease_id, "leases": [x.id for x in ended]}
 
     # ------------------------------------------------------------ borrowing
 

@@ -3,6 +3,8 @@
 - ``licentia_seats_total{firm,product}`` / ``licentia_seats_used{firm,product}``: seats of
   the served licenses and seats in use (read at scrape time);
 - ``licentia_sessions`` and ``licentia_borrowed``: live leases and borrowed seats;
+- ``licentia_grace``: seats only a granted grace keeps counted (a client that went away
+  without giving its grace back);
 - ``licentia_config_version``: the live config's version counter;
 - ``licentia_server_requests_total{endpoint,outcome}``, ``licentia_server_denials_total{type}``;
 - ``licentia_server_request_seconds{endpoint}``: latency histogram.
@@ -48,6 +50,10 @@ class _Seats:
         s = GaugeMetricFamily("licentia_sessions", "Live leases (running accesses)")
         s.add_metric([], sum(1 for x in sessions if x.mode != "borrow"))
         yield s
+        now = server.clock()
+        g = GaugeMetricFamily("licentia_grace", "Seats held for a granted grace only")
+        g.add_metric([], sum(1 for x in sessions if x.on_grace(now)))
+        yield g
         b = GaugeMetricFamily("licentia_borrowed", "Borrowed seats")
         b.add_metric([], sum(1 for x in sessions if x.mode == "borrow"))
         yield b

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from ..core.encoding import parse_duration
 from ..core.errors import SettingsError  # noqa: F401 (re-exported)
 from ..runtime import DEFAULT_PORT
 DEFAULT_DATA = ".licentia-server"
@@ -26,7 +27,7 @@ ENV_VARS = {
 }
 
 #: ``[server]`` keys a reload (SIGHUP or a changed file) applies without a restart
-RELOADABLE = ("lease_ttl", "heartbeat", "linger", "access_token", "usage_retention_days")
+RELOADABLE = ("lease_ttl", "heartbeat", "linger", "access_token", "usage_retention_days", "max_grace")
 _KEYS = {
     *RELOADABLE,
     "discovery",
@@ -69,6 +70,9 @@ class Settings:
     sweep_interval: float = 1.0  # real seconds between expiry sweeps
     config_poll: float = 1.0  # real seconds between checks of the config file
     private_views: bool = False  # /metrics and GET /api/v1/licenses need the admin token
+    #: seconds of grace this server grants a seat at most, below the license's max_grace
+    #: (None: the license's own cap; 0: no grace on this server's seats)
+    max_grace: int | None = None
     clock: Callable[[], int] = field(default=_default_clock, compare=False, repr=False)
 
     @property
@@ -173,6 +177,14 @@ def server_table(doc: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(raw[name], bool):
                 raise SettingsError(f"[server] {name} is true or false")
             out[name] = raw[name]
+    if "max_grace" in raw:
+        v = raw["max_grace"]
+        try:
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise ValueError
+            out["max_grace"] = v if isinstance(v, int) and v >= 0 else parse_duration(str(v))
+        except ValueError:
+            raise SettingsError("[server] max_grace is a duration (\"3d\", \"12h\") or seconds") from None
     for name in ("tls_cert", "tls_key"):
         if name in raw:
             out[name] = Path(raw[name])

@@ -49,6 +49,10 @@ class OptionsTemplate(_Body):
     offline_allowance: StrictInt | None = Field(
         default=None, ge=0, description="online metering: units a container may count while Central is unreachable"
     )
+    max_grace: StrictInt | None = Field(
+        default=None, ge=0, description="seconds of offline grace a license server may grant with a seat (a "
+        "protected package's --grace); absent: none on network seats"
+    )
     data: str | None = Field(default=None, description="base64")
     local_only: bool = Field(default=False, description="never served by a network license server")
 

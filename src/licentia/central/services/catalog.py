@@ -28,6 +28,7 @@ TEMPLATE_INTS = (
     "sync_interval_days",
     "report_interval_hours",
     "offline_allowance",
+    "max_grace",
 )
 #: What items made from now on with units or a time limit get unless the vendor says
 #: otherwise (0 removes either): an online machine reports daily, an offline one syncs monthly.
@@ -110,6 +111,7 @@ def absolute_options(template: dict[str, Any], first_activation: int) -> Options
         report_interval=interval("report_interval_hours", 3600),
         metering=template.get("metering", "local"),
         offline_allowance=int(template.get("offline_allowance", 0)),
+        max_grace=template.get("max_grace"),
     )
 
 
