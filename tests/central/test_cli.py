@@ -214,6 +214,13 @@ def test_item_create_local_only_and_product_key_export(server, tmp_path):
     assert code == 0 and '"local_only": true' in shown
     code, out, err = vendor(["item", "create", "--name", "Net", "--product-code", "8"], url=url, key=key)
     assert '"local_only"' not in vendor(["item", "show", out.strip()], url=url, key=key)[1]
+    code, out, err = vendor(["item", "create", "--name", "Grace", "--product-code", "7", "--max-grace", "3d"],
+                            url=url, key=key)
+    assert code == 0, err
+    assert '"max_grace": 259200' in vendor(["item", "show", out.strip()], url=url, key=key)[1]
+    code, out, err = vendor(["item", "create", "--name", "Bad", "--product-code", "6", "--max-grace", "soon"],
+                            url=url, key=key)
+    assert code != 0 and "--max-grace" in err and "not a duration" in err
     target = tmp_path / "key.json"
     code, out, err = vendor(["product-key", "export", "--firm-code", "40404", "--product-code", "9",
                           "--key-version", "3", "-o", str(target)], url=url, key=key)

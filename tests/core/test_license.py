@@ -101,3 +101,16 @@ def test_roundtrip_sign_verify_and_tamper():
     other = hazmat.Ed25519PrivateKey.generate()
     with pytest.raises(DocumentInvalid):
         LicenseEntry.verify(e.sign(other), keys)
+
+
+def test_max_grace_is_written_only_when_set_and_never_negative():
+    from licentia.central.services.catalog import absolute_options, clean_template
+    from licentia.core.license import Options
+
+    assert "max_grace" not in Options().to_json()  # documents without it read as before
+    assert Options.from_json(Options().to_json()).max_grace is None
+    assert Options.from_json(Options(max_grace=3600).to_json()).max_grace == 3600
+    with pytest.raises(DocumentInvalid):
+        Options.from_json({**Options().to_json(), "max_grace": -1})
+    assert absolute_options(clean_template({"max_grace": 7200}), 0).max_grace == 7200
+    assert absolute_options(clean_template({}), 0).max_grace is None

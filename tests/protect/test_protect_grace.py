@@ -121,7 +121,7 @@ def test_without_grace_nothing_is_stored_and_nothing_recalled(firm, built, machi
 @pytest.mark.slow
 def test_a_brief_license_server_seat_never_turns_into_days_offline(firm, built, tmp_path):
     """Four machines each take the one seat for a moment (released at exit), then the server
-    is out of reach: none of them runs on grace, so no machine runs with zero seats counted."""
+    is out of reach: the license allows no grace on network seats, so none of them runs."""
     from tests.server.netsite import Site
 
     out = built(grace=GRACE)
@@ -141,6 +141,54 @@ def test_a_brief_license_server_seat_never_turns_into_days_offline(firm, built, 
             lines = r.stdout.strip().splitlines()
             assert lines[0] == "ERROR ProtectedImportError True ServerUnreachable", r.stderr
             assert "running on the grace period" not in r.stderr
+    finally:
+        site.stop()
+
+
+CRASH_CODE = "import os, signal, sampleapp; os.kill(os.getpid(), signal.SIGKILL)"
+
+
+@pytest.mark.slow
+def test_network_grace_keeps_the_seat_counted_and_runs_only_where_it_was_granted(firm, built, tmp_path):
+    """The license allows grace on network seats. A normal exit gives the grace back (so a
+    brief seat never turns into days offline); a crash keeps the seat counted for the grace,
+    so only that machine runs offline and the (N+1)-th machine never runs."""
+    from tests.server.netsite import Site
+
+    out = built(grace=GRACE)
+    site = Site(tmp_path / "site", firm=firm)
+    try:
+        site.add_license(quantity=1, max_grace=GRACE)
+        site.start()
+        machines = [Machine(tmp_path / f"client{n}") for n in range(4)]
+
+        def env(m: Machine) -> dict[str, str]:
+            return m.env(out, LICENTIA_HOST=site.host)
+
+        for m in machines:  # one after the other: each exits normally and gives its grace back
+            r = m.run(out, "-m", "sampleapp", env=env(m))
+            assert r.returncode == 0 and r.stdout.splitlines() == EXPECTED_RUN, r.stderr
+            assert site.seats_in_use() == 0
+        crashed = machines[0]
+        r = crashed.code(out, CRASH_CODE, env=env(crashed))
+        assert r.returncode == -9, r.stderr
+        site.advance(3600)  # far past the lease TTL
+        assert [s["state"] for s in site.status()["sessions"]] == ["grace"]
+        for m in machines[1:]:
+            lines = m.code(out, REPORT_CODE, env=env(m)).stdout.strip().splitlines()
+            assert lines[0] == "ERROR ProtectedImportError True SeatsExhausted", lines
+        site.stop()
+        for m in machines:
+            m.set_time(T0 + DAY)
+        r = crashed.code(out, REPORT_CODE, env=env(crashed))
+        assert r.stdout.strip().splitlines()[0] == "IMPORTED", r.stderr
+        assert "running on the grace period, 2 days left" in r.stderr
+        for m in machines[1:]:  # they gave their grace back: nothing to run on
+            lines = m.code(out, REPORT_CODE, env=env(m)).stdout.strip().splitlines()
+            assert lines[0] == "ERROR ProtectedImportError True ServerUnreachable", lines
+        crashed.set_time(T0 + GRACE + 1)
+        lines = crashed.code(out, REPORT_CODE, env=env(crashed)).stdout.strip().splitlines()
+        assert lines[0] == "ERROR ProtectedImportError True ServerUnreachable", lines
     finally:
         site.stop()
 

@@ -1,6 +1,7 @@
 """A client application for the tests: reads commands on stdin, answers one line each.
 
-    access NAME PRODUCT MODE FEATURE UNITS -> OK <server> <license id> <product key hex> | ERR <Type> <message>
+    access NAME PRODUCT MODE FEATURE UNITS [GRACE] -> OK <server> <license id> <product key hex> | ERR <Type> <message>
+    grace NAME                            -> OK <seconds of grace the server granted>
     release NAME                          -> OK
     lost NAME                             -> OK <True|False>
     fork NAME                             -> OK <released-in-child> <child-could-use-key>
@@ -40,8 +41,10 @@ for line in sys.stdin:
     try:
         if cmd == "access":
             name, product, mode, feature, units = parts[1], int(parts[2]), parts[3], int(parts[4]), int(parts[5])
+            grace = int(parts[6]) if len(parts) > 6 else 0
             try:
-                h = licentia.access(firm, product, feature, units=units, mode=mode, on_lease_lost=callback_for(name))
+                h = licentia.access(firm, product, feature, units=units, mode=mode, on_lease_lost=callback_for(name),
+                                    grace=grace)
             except licentia.LicenseError as exc:
                 say("ERR", type(exc).__name__, str(exc).replace("\n", " "))
                 continue
@@ -54,6 +57,8 @@ for line in sys.stdin:
         elif cmd == "release":
             handles.pop(parts[1]).release()
             say("OK")
+        elif cmd == "grace":
+            say("OK", handles[parts[1]].grace)
         elif cmd == "lost":
             say("OK", handles[parts[1]].lease_lost)
         elif cmd == "fork":

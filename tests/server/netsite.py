@@ -244,8 +244,9 @@ class Client:
             if answer.startswith("EVENT "):
                 self.events.append(answer[6:])
 
-    def access(self, name: str = "h", product: int = 1, mode: str = "user", feature: int = 0, units: int = 0) -> str:
-        return self.cmd(f"access {name} {product} {mode} {feature} {units}")
+    def access(self, name: str = "h", product: int = 1, mode: str = "user", feature: int = 0, units: int = 0,
+               grace: int = 0) -> str:
+        return self.cmd(f"access {name} {product} {mode} {feature} {units} {grace}")
 
     def release(self, name: str = "h") -> str:
         return self.cmd(f"release {name}")

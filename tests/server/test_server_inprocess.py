@@ -193,7 +193,10 @@ def test_renewals_and_releases_need_the_holders_proof_and_a_rising_counter(app, 
 def test_settings_from_the_config_file(tmp_path):
     assert server_table({"server": {"lease_ttl": 60, "linger": 5, "heartbeat": 2}}) == {
         "lease_ttl": 60, "linger": 5, "heartbeat": 2.0}
-    for bad in ({"lease_ttl": 0}, {"ttl": 5}, {"tls_cert": "x"}, {"durability": "maybe"}, {"discovery": "yes"}):
+    assert server_table({"server": {"max_grace": "3d"}}) == {"max_grace": 3 * 86400}
+    assert server_table({"server": {"max_grace": 0}}) == {"max_grace": 0}
+    for bad in ({"lease_ttl": 0}, {"ttl": 5}, {"tls_cert": "x"}, {"durability": "maybe"}, {"discovery": "yes"},
+                {"max_grace": "soon"}, {"max_grace": -1}, {"max_grace": True}):
         with pytest.raises(SettingsError):
             server_table({"server": bad})
     cfg = tmp_path / "s.toml"

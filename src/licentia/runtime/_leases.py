@@ -118,10 +118,10 @@ class Lease:
                 return
             was, self.state = self.state, "released"
         self.keeper.forget(self)
+        if self.grace_record is not None:  # a revoked lease's grace too: the seat is counted for it
+            self.keeper.give_grace_back(self)
         if was == "revoked":
             return
-        if self.grace_record is not None:
-            self.keeper.give_grace_back(self)
         counter, proof = self.proof(grants.LEASE_RELEASE)
         params = {"client": self.client_lease_id, "counter": str(counter), "proof": proof}
         failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}", params,
@@ -498,6 +498,7 @@ class LeaseKeeper:
                                json.dumps({"server": server.url, "lease_id": lease_id, "receipt": receipt}).encode(),
                                mode=0o600)
             log.info("grace receipt of lease %s kept for the next contact with %s", lease_id, server.label)
+            self._flushed.discard(server.url)
         except OSError as exc:
             log.warning("could not keep the grace receipt of lease %s: %s", lease_id, exc)
 
