@@ -84,7 +84,9 @@ def test_a_taken_discovery_port_only_warns(site):
             c.close()
 
 
-def _certificates(folder):
+def _certificates(folder, names=()):
+    """A test CA and a server certificate for 127.0.0.1 (or, given ``names``, for those DNS
+    names only)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -106,8 +108,9 @@ def _certificates(folder):
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in names] or [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
@@ -159,3 +162,52 @@ def test_parse_server_addresses():
     assert [s.label for s in _network.parse_servers("a, b:2 ,,")] == ["a:22370", "b:2"]
     with pytest.raises(ValueError):
         p("a:0")
+
+
+def test_a_named_server_is_reached_at_one_resolved_address(site, tmp_path):
+    """The runtime resolves a server's name once and sends every request of the process to
+    that address (the server sees one source address for the machine's station seat)."""
+    site.start()
+    net = _network.make_runtime(tmp_path / "home").network().net
+    server = _network.parse_server(f"localhost:{site.port}")
+    client = net.client(server)
+    assert client.base_url.host == "127.0.0.1"
+    assert client.headers["host"] == f"localhost:{site.port}"
+    assert net.get(server, "/api/v1/challenge")[0] == 200
+    assert net.client(server) is client
+    a = Client(site, "a", servers=f"localhost:{site.port}")
+    try:
+        assert a.access(mode="station").startswith("OK")
+        (session,) = site.status()["sessions"]
+        assert session["ip"] == "127.0.0.1" and session["machine"].endswith("@127.0.0.1")
+    finally:
+        a.close()
+
+
+def test_tls_to_a_named_server_checks_the_name_not_the_address(tmp_path, site):
+    ca = _certificates(tmp_path, names=("localhost",))
+    site.write_config(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"))
+    site.start(wait=False)
+    import ssl
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 60
+    ctx = ssl.create_default_context(cafile=str(ca))
+    while True:
+        try:
+            if httpx.get(f"https://localhost:{site.port}/health", verify=ctx, timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, site.log()
+        time.sleep(0.1)
+    by_name = Client(site, "a", servers=f"https://localhost:{site.port}", LICENTIA_CA_FILE=str(ca))
+    by_address = Client(site, "b", servers=f"https://127.0.0.1:{site.port}", LICENTIA_CA_FILE=str(ca))
+    try:
+        assert by_name.access().startswith("OK")
+        assert by_address.access().startswith("ERR ServerUnreachable")  # the certificate names localhost only
+    finally:
+        by_name.close()
+        by_address.close()

@@ -1,7 +1,12 @@
 """The runtime's client of license servers: session key, identity, HTTP connections.
 
 One ``NetClient`` per runtime and process: it knows where to look (``_servers``), who
-asks (user, host, groups), and keeps one pooled httpx client per server. httpx is
+asks (user, host, groups), and keeps one pooled httpx client per server. A server named
+by a host name is resolved once, to the first of its addresses that accepts a
+connection, and every request of the process goes to that address (the TLS certificate
+is still checked against the name): the server sees the client at one source address,
+which its station and exclusive seats go by. An unreachable address is resolved again at
+the next request. httpx is
 imported here, and only here, when the runtime first goes on the network; its errors
 and the servers' error answers are translated to LicenseErrors in ``error()``.
 """
@@ -9,6 +14,7 @@ and the servers' error answers are translated to LicenseErrors in ``error()``.
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import logging
 import os
 import socket
@@ -95,6 +101,34 @@ class NetClient:
             self._identity = {"user": user, "host": host or socket.gethostname(), "groups": sorted(set(groups))[:64]}
         return {**self._identity, "pid": os.getpid()}
 
+    def address(self, server: ServerAddr) -> str:
+        """The address requests to ``server`` go to: its literal address, else the first
+        resolved address that accepts a TCP connection (the name when none does)."""
+        try:
+            ipaddress.ip_address(server.host)
+            return server.host
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM)
+        except OSError:
+            return server.host  # httpx reports the failure
+        for family, kind, proto, _, sockaddr in infos:
+            try:
+                with socket.socket(family, kind, proto) as probe:
+                    probe.settimeout(CONNECT_TIMEOUT)
+                    probe.connect(sockaddr)
+            except OSError:
+                continue
+            return str(sockaddr[0])
+        return server.host
+
+    def forget(self, server: ServerAddr) -> None:
+        """Drop the server's client and resolved address (it did not answer); a request
+        still under way on another thread finishes on the old one."""
+        with self._lock:
+            self._clients.pop(server.url, None)
+
     def client(self, server: ServerAddr) -> httpx.Client:
         client = self._clients.get(server.url)
         if client is None:
@@ -113,8 +147,22 @@ class NetClient:
                         import ssl
 
                         verify = ssl.create_default_context(cafile=ca)
+                    address = self.address(server)
+                    hooks: dict[str, list[Callable[..., Any]]] = {}
+                    base_url = server.url
+                    if address != server.host:
+                        headers["host"] = server.label
+                        shown = f"[{address}]" if ":" in address else address
+                        base_url = f"{'https' if server.tls else 'http'}://{shown}:{server.port}"
+                        if server.tls:  # the certificate is checked against the name, not the address
+
+                            def sni(request: httpx.Request, name: str = server.host) -> None:
+                                request.extensions["sni_hostname"] = name
+
+                            hooks["request"] = [sni]
                     client = httpx.Client(
-                        base_url=server.url,
+                        base_url=base_url,
+                        event_hooks=hooks,
                         headers=headers,
                         verify=verify,
                         timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT),
@@ -150,6 +198,7 @@ class NetClient:
         try:
             response = self.client(server).post(path, json=body)
         except httpx.HTTPError as exc:
+            self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
             data = response.json()
@@ -164,11 +213,20 @@ class NetClient:
         try:
             response = self.client(server).get(path)
         except httpx.HTTPError as exc:
+            self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
             return response.status_code, response.json()
         except ValueError:
             return response.status_code, None
+
+    def _unreachable(self, server: ServerAddr, exc: Exception) -> None:
+        import httpx
+
+        if isinstance(exc, httpx.ConnectError) and self._clients.get(server.url) is not None:
+            client = self._clients[server.url]
+            if client.base_url.host != server.host:  # a resolved name: resolve it again next time
+                self.forget(server)
 
     def delete_quietly(
         self, server: ServerAddr, path: str, params: dict[str, str], timeout: float | None = None
