@@ -23,6 +23,8 @@ update). docs/formats.md is the reference.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -77,11 +79,17 @@ def check_proof(holder: str, kind: str, payload: dict[str, Any], proof: Any) -> 
     if not isinstance(proof, str):
         return False
     try:
-        key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(holder))
+        key = _holder_key(holder)
         signature = b64d(proof)
     except ValueError:
         return False
     return hazmat.verify(key, signature, signing_message(kind, payload))
+
+
+@functools.lru_cache(maxsize=4096)
+def _holder_key(holder: str) -> hazmat.Ed25519PublicKey:
+    """A holder's public key object (one per client session: parsed once while it is in use)."""
+    return hazmat.Ed25519PublicKey.from_public_bytes(b64d(holder))
 
 
 def container_key(entry: LicenseEntry) -> hazmat.Ed25519PublicKey:

@@ -99,7 +99,6 @@ CREATE TABLE IF NOT EXISTS leases (
     grace_until INTEGER
 );
 CREATE INDEX IF NOT EXISTS leases_live ON leases (license_key, live_until, seat, mode);
-CREATE INDEX IF NOT EXISTS leases_host ON leases (license_key, host, mode, state, live_until);
 CREATE INDEX IF NOT EXISTS leases_client ON leases (client_lease_id, access_time);
 CREATE INDEX IF NOT EXISTS leases_until ON leases (live_until);
 CREATE TABLE IF NOT EXISTS events (
@@ -388,6 +387,7 @@ class SqliteSeatStore:
                         tx.c.execute(f"ALTER TABLE leases ADD COLUMN {name} {definition}")
                 tx.c.execute("CREATE INDEX IF NOT EXISTS leases_machine ON leases "
                              "(license_key, machine, mode, state, live_until)")
+                tx.c.execute("DROP INDEX IF EXISTS leases_host")  # by reported names: no query uses it now
                 if tx.get_meta("schema") is None:
                     tx.set_meta("schema", SCHEMA_VERSION)
         c.execute("PRAGMA busy_timeout=30000")

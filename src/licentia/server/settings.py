@@ -8,6 +8,7 @@ defaults. Everything below receives a ``Settings`` object; the clock is a settin
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import tomllib
@@ -44,9 +45,14 @@ _KEYS = {
 
 def _default_clock() -> int:
     """The runtime factory's clock (tests inject theirs through licentia._testing)."""
+    return int(_factory().clock())
+
+
+@functools.cache
+def _factory() -> Any:
     from ..runtime import factory
 
-    return int(factory.clock())
+    return factory
 
 
 @dataclass(frozen=True)
