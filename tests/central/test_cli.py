@@ -35,11 +35,13 @@ def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
         lines = read_until(proc, "public key:")
         text = "\n".join(lines)
         assert f"http://127.0.0.1:{port}" in lines[0]
-        admin_key = (data / "admin.key").read_text().strip()
-        assert admin_key in text and str(data / "admin.key") in text  # printed once, with where it is
-        assert str(data / "master.key") in text and "apart from the database" in text
+        keys = tmp_path / "central-data-keys"  # beside the data directory, not in it
+        admin_key = (keys / "admin.key").read_text().strip()
+        assert admin_key in text and str(keys / "admin.key") in text  # printed once, with where it is
+        assert str(keys / "master.key") in text and "apart from the database" in text
         for name in ("admin.key", "master.key"):
-            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600
+            assert stat.S_IMODE((keys / name).stat().st_mode) == 0o600
+            assert not (data / name).exists()
         ticket = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("demo ticket:"))
         assert codes.normalize_ticket(ticket) == ticket
         pem_path = data / "firm-10101.pem"
@@ -190,7 +192,7 @@ def test_serve_with_two_workers(tmp_path):
         read_until(proc, "master key:")
         base = f"http://127.0.0.1:{port}"
         wait_health(base)
-        admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
+        admin = {"Authorization": f"Bearer {(tmp_path / 'd-keys' / 'admin.key').read_text().strip()}"}
         for code in (1, 2, 3, 4):  # whichever worker answers, it shares keys and database
             r = httpx.post(f"{base}/api/v1/firms", json={"code": code, "name": "w"}, headers=admin)
             assert r.status_code == 201

@@ -53,7 +53,8 @@ def test_master_key_forms():
 def test_keys_made_on_first_start_and_reused(tmp_path):
     settings = Settings(data_dir=tmp_path / "d")
     first = central_keys.load_or_create(settings)
-    assert first.admin_key_created and first.admin_source == str(settings.admin_key_file)
+    assert first.admin_key_created and first.admin_source == str(tmp_path / "d-keys" / "admin.key")
+    assert first.master_source == str(tmp_path / "d-keys" / "master.key")  # outside the data directory
     for path in (settings.admin_key_file, settings.master_key_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = central_keys.load_or_create(settings)
@@ -62,7 +63,7 @@ def test_keys_made_on_first_start_and_reused(tmp_path):
     assert again.master_key == first.master_key and len(first.master_key) == 32
     env = central_keys.load_or_create(Settings(data_dir=tmp_path / "e", admin_key="k" * 20, master_key="22" * 32))
     assert env.admin_source == env.master_source == "environment"
-    assert not (tmp_path / "e" / "admin.key").exists() and not (tmp_path / "e" / "master.key").exists()
+    assert not (tmp_path / "e-keys").exists() and not (tmp_path / "e" / "master.key").exists()
 
 
 def test_the_database_holds_only_hashes_of_api_keys(tmp_path):

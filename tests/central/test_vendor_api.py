@@ -189,6 +189,8 @@ def test_errors_are_json_with_code_and_message(client):
     r = client.get("/api/v1/firms/abc/public-key")
     assert r.status_code == 422 and error_code(r) == "invalid_input"
     r = client.post("/api/v1/firms", content="{", headers={**ADMIN, "Content-Type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "malformed_input"  # refused before it is read
+    r = client.post("/api/v1/firms", json={"code": "x", "name": "F"}, headers=ADMIN)
     assert r.status_code == 422 and error_code(r) == "invalid_input"
     assert client.get("/docs").status_code == 200
     assert "/api/v1/activations" in client.get("/openapi.json").json()["paths"]

@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .api import errors as api_errors
+from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .api import routes
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .startup import prepare
 
 API_PREFIX = "/api/v1"
@@ -19,6 +20,17 @@ API_PREFIX = "/api/v1"
 
 def _default_clock() -> int:
     return int(time.time())
+
+
+def request_limits(settings: Settings) -> Limits:
+    """The limits every request meets before it is read (api/limits.py)."""
+    try:
+        proxies = parse_networks(settings.forwarded_allow_ips)
+    except ValueError as exc:
+        raise SettingsError(f"LICENTIA_FORWARDED_ALLOW_IPS: {exc}") from None
+    return Limits(protocol_body=settings.max_body, api_body=settings.max_api_body, body_timeout=settings.body_timeout,
+                  inflight_per_address=settings.inflight_per_address, rejections_burst=settings.refused_burst,
+                  rejections_per_second=settings.refused_per_second, trusted_proxies=proxies)
 
 
 def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
@@ -51,6 +63,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     )
     app.state.central = ctx
     app.state.protocol_executor = protocol
+    limits = request_limits(settings)
+    app.state.rejections = buckets = TokenBuckets(limits.rejections_burst, limits.rejections_per_second)
+    app.add_middleware(Guard, limits=limits, buckets=buckets)
     api_errors.install(app)
 
     for router in routes.ROUTERS:

@@ -1,11 +1,19 @@
 """Central's own secrets: the master key, the admin API key, API key hashing, and
 the sealing of firm secrets under the master key.
 
-- Master key: 32 bytes from ``LICENTIA_MASTER_KEY`` (hex or base64) or the key
-  file ``DATA/master.key`` (made on first start, mode 0600). It encrypts every
-  firm's Ed25519 private key and product-key secret (AES-256-GCM, the associated
-  data naming the firm and the purpose), so a copy of the database alone opens
-  nothing. Keep it apart from the database and its backups.
+- Master key: 32 bytes from ``LICENTIA_MASTER_KEY`` (hex or base64), else the key
+  file ``KEYS/master.key``. It encrypts every firm's Ed25519 private key and
+  product-key secret (AES-256-GCM, the associated data naming the firm and the
+  purpose), so a copy of the database alone opens nothing.
+- Admin key: ``LICENTIA_ADMIN_KEY``, else the key file ``KEYS/admin.key``.
+- KEYS is ``LICENTIA_KEYS_DIR``, else ``<data dir>-keys`` beside the data directory
+  (``.licentia`` -> ``.licentia-keys``): a copy or backup of the data directory never
+  takes the keys along. Key files from before the keys directory
+  (``DATA/master.key``, ``DATA/admin.key``) are still read, with a warning naming
+  the command that moves them; a new key is never made while one of them exists
+  (a second master key would not open the firm secrets sealed under the first).
+  New key files are made on the first start, mode 0600, in a directory made 0700;
+  Central refuses a key file that other users may read or write.
 - API keys: high-entropy random text; the database holds only SHA-256 hashes.
 """
 
@@ -15,8 +23,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +35,8 @@ from ..core import hazmat
 from .settings import Settings, SettingsError
 
 KEY_PREFIX = "lc_"
+
+log = logging.getLogger("licentia.central")
 
 
 def new_api_key() -> str:
@@ -62,11 +75,71 @@ def parse_master_key(text: str, source: str) -> bytes:
     return raw
 
 
-def _write_secret_file(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_secret_file(path: Path, text: str) -> bool:
+    """Make ``path`` (0600, its directory 0700 if new) holding ``text``; False when
+    another worker made it first."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")
+    return True
+
+
+def _read_key_file(path: Path) -> str:
+    """The text of a key file; refused when other users may read or write it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SettingsError(
+            f"the key file {path} is open to other users (mode {mode:04o}): run chmod 600 {shlex.quote(str(path))}"
+        )
+    return path.read_text()
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path.resolve().is_relative_to(directory.resolve())
+
+
+def key_file_in_use(new: Path, legacy: Path) -> Path:
+    """The key file to read: the one in the keys directory, else a legacy one inside
+    the data directory, else the one in the keys directory (to be made)."""
+    return legacy if legacy.exists() and not new.exists() else new
+
+
+def master_key_location(settings: Settings) -> str | None:
+    """Where the master key comes from, for messages: the variable or the key file
+    (None when neither is there yet)."""
+    if settings.master_key:
+        return "LICENTIA_MASTER_KEY"
+    path = key_file_in_use(settings.master_key_file, settings.legacy_master_key_file)
+    return str(path) if path.exists() else None
+
+
+def _locate(new: Path, legacy: Path, data_dir: Path) -> Path:
+    """``key_file_in_use``, warning (once, here at start) about a key file inside
+    the data directory or a left-over legacy copy."""
+    path = key_file_in_use(new, legacy)
+    if path != new:
+        target = shlex.quote(str(new.parent.absolute()))
+        move = f"mkdir -p -m 700 {target} && mv {shlex.quote(str(legacy.absolute()))} {target}/"
+        log.warning(
+            "the key file %s is inside the data directory, so copies of the data directory take it along; "
+            "move it out, while Central is stopped: %s",
+            legacy,
+            move,
+        )
+    elif _inside(new, data_dir):
+        log.warning(
+            "the key file %s is inside the data directory %s, so copies of the data directory take it along: "
+            "set LICENTIA_KEYS_DIR to a directory outside it",
+            new,
+            data_dir,
+        )
+    elif legacy.exists():
+        log.warning("%s is not used (%s is): remove that old copy from the data directory", legacy, new)
+    return path
 
 
 @dataclass(frozen=True)
@@ -78,35 +151,30 @@ class KeyMaterial:
     admin_key_created: str | None  # the new admin key, on the start that made it (print once)
 
 
-def load_or_create(settings: Settings) -> KeyMaterial:
+def _load_master(settings: Settings) -> tuple[bytes, str]:
     if settings.master_key:
-        master = parse_master_key(settings.master_key, "LICENTIA_MASTER_KEY")
-        master_source = "environment"
-    else:
-        path = settings.master_key_file
-        if not path.exists():
-            try:
-                _write_secret_file(path, base64.b64encode(os.urandom(32)).decode())
-            except FileExistsError:
-                pass  # another worker made it first
-        master = parse_master_key(path.read_text(), str(path))
-        master_source = str(path)
+        return parse_master_key(settings.master_key, "LICENTIA_MASTER_KEY"), "environment"
+    path = _locate(settings.master_key_file, settings.legacy_master_key_file, settings.data_dir)
+    if not path.exists():
+        _write_secret_file(path, base64.b64encode(os.urandom(32)).decode())
+    return parse_master_key(_read_key_file(path), str(path)), str(path)
 
-    created: str | None = None
+
+def _load_admin(settings: Settings) -> tuple[str, str, str | None]:
     if settings.admin_key:
-        admin = settings.admin_key.strip()
-        admin_source = "environment"
-    else:
-        path = settings.admin_key_file
-        if not path.exists():
-            key = new_api_key()
-            try:
-                _write_secret_file(path, key)
-                created = key
-            except FileExistsError:
-                pass
-        admin = path.read_text().strip()
-        admin_source = str(path)
+        return settings.admin_key.strip(), "environment", None
+    path = _locate(settings.admin_key_file, settings.legacy_admin_key_file, settings.data_dir)
+    created = None
+    if not path.exists():
+        key = new_api_key()
+        created = key if _write_secret_file(path, key) else None
+    return _read_key_file(path).strip(), str(path), created
+
+
+def load_or_create(settings: Settings) -> KeyMaterial:
+    """The master key and the admin key hash, making the key files on the first start."""
+    master, master_source = _load_master(settings)
+    admin, admin_source, created = _load_admin(settings)
     if len(admin) < 16:
         raise SettingsError(f"the admin key from {admin_source} is too short (at least 16 characters)")
     return KeyMaterial(master, master_source, hash_api_key(admin), admin_source, created)

@@ -19,14 +19,26 @@ DEFAULT_PORT = 8480
 ENV_VARS = {
     "LICENTIA_DATA": "data directory (default ./.licentia)",
     "LICENTIA_DATABASE_URL": "SQLAlchemy URL (default sqlite:///DATA/central.db)",
-    "LICENTIA_ADMIN_KEY": "admin API key (default: generated into DATA/admin.key)",
-    "LICENTIA_MASTER_KEY": "32-byte master key, hex or base64 (default: DATA/master.key)",
+    "LICENTIA_ADMIN_KEY": "admin API key (default: generated into KEYS/admin.key)",
+    "LICENTIA_MASTER_KEY": "32-byte master key, hex or base64 (default: KEYS/master.key)",
+    "LICENTIA_KEYS_DIR": "directory of the key files master.key and admin.key, kept outside the data "
+    "directory (default: DATA-keys beside DATA, e.g. ./.licentia-keys)",
     "LICENTIA_ATTEMPT_WINDOW": "seconds over which failed attempts are counted (default 600)",
     "LICENTIA_ATTEMPTS_PER_ADDRESS": "failed attempts allowed per client address in the window (default 20)",
     "LICENTIA_ATTEMPTS_PER_TICKET": "failed attempts allowed per ticket in the window (default 10)",
     "LICENTIA_DB_POOL_SIZE": "database connection pool size (default 10)",
     "LICENTIA_PROTOCOL_THREADS": "PostgreSQL: threads per worker for the activation protocol (default 2); "
     "0 runs it on the event loop, faster when the database is on the same host",
+    "LICENTIA_MAX_BODY": "bytes a protocol request (activation, sync, report, consumption, deactivation) may "
+    "have (default 262144)",
+    "LICENTIA_MAX_API_BODY": "bytes a vendor API request may have (default 1048576)",
+    "LICENTIA_BODY_TIMEOUT": "seconds a request body may take to arrive, plus one per KiB (default 10)",
+    "LICENTIA_INFLIGHT_PER_ADDRESS": "requests one client address may have in flight (default 128)",
+    "LICENTIA_REFUSED_BURST": "requests refused before they are read that one address may have in a burst, "
+    "before all its requests get 429 (default 60)",
+    "LICENTIA_REFUSED_PER_SECOND": "how fast that allowance comes back, per second (default 1)",
+    "LICENTIA_FORWARDED_ALLOW_IPS": "addresses or networks of trusted reverse proxies, comma-separated: only "
+    "their X-Forwarded-For names the client (default: none)",
 }
 
 
@@ -34,13 +46,21 @@ ENV_VARS = {
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".licentia"))
     database_url: str | None = None  # None: sqlite:///DATA/central.db
-    admin_key: str | None = None  # None: DATA/admin.key (made on first start)
-    master_key: str | None = None  # None: DATA/master.key (made on first start)
+    admin_key: str | None = None  # None: KEYS/admin.key (made on first start)
+    master_key: str | None = None  # None: KEYS/master.key (made on first start)
+    keys_dir: Path | None = None  # None: DATA-keys, beside the data directory
     attempt_window: int = 600
     attempts_per_address: int = 20
     attempts_per_ticket: int = 10
     pool_size: int = 10
     protocol_threads: int = 2  # PostgreSQL only; 0: on the event loop (SQLite always is)
+    max_body: int = 256 * 1024  # bytes: a protocol request
+    max_api_body: int = 1024 * 1024  # bytes: a vendor API request
+    body_timeout: float = 10.0  # seconds a body may take, plus one per KiB
+    inflight_per_address: int = 128
+    refused_burst: int = 60
+    refused_per_second: float = 1.0
+    forwarded_allow_ips: str = ""  # trusted reverse proxies (comma-separated addresses or networks)
 
     @property
     def db_url(self) -> str:
@@ -49,11 +69,30 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'central.db').resolve()}"
 
     @property
+    def key_dir(self) -> Path:
+        """Where the key files live: ``keys_dir``, else the sibling ``<data dir>-keys``, so
+        that a copy of the data directory never holds the key that opens its database."""
+        if self.keys_dir is not None:
+            return self.keys_dir
+        data = self.data_dir if self.data_dir.name not in ("", "..") else self.data_dir.resolve()
+        return data.with_name(data.name + "-keys")
+
+    @property
     def admin_key_file(self) -> Path:
-        return self.data_dir / "admin.key"
+        return self.key_dir / "admin.key"
 
     @property
     def master_key_file(self) -> Path:
+        return self.key_dir / "master.key"
+
+    @property
+    def legacy_admin_key_file(self) -> Path:
+        """Where versions before the keys directory kept the admin key: inside DATA."""
+        return self.data_dir / "admin.key"
+
+    @property
+    def legacy_master_key_file(self) -> Path:
+        """Where versions before the keys directory kept the master key: inside DATA."""
         return self.data_dir / "master.key"
 
     def with_changes(self, **changes: object) -> Settings:
@@ -81,9 +120,17 @@ class Settings:
             database_url=env.get("LICENTIA_DATABASE_URL") or None,
             admin_key=env.get("LICENTIA_ADMIN_KEY") or None,
             master_key=env.get("LICENTIA_MASTER_KEY") or None,
+            keys_dir=Path(env["LICENTIA_KEYS_DIR"]) if env.get("LICENTIA_KEYS_DIR") else None,
             attempt_window=number("LICENTIA_ATTEMPT_WINDOW", 600),
             attempts_per_address=number("LICENTIA_ATTEMPTS_PER_ADDRESS", 20),
             attempts_per_ticket=number("LICENTIA_ATTEMPTS_PER_TICKET", 10),
             pool_size=number("LICENTIA_DB_POOL_SIZE", 10),
             protocol_threads=number("LICENTIA_PROTOCOL_THREADS", 2, minimum=0),
+            max_body=number("LICENTIA_MAX_BODY", 256 * 1024, minimum=1024),
+            max_api_body=number("LICENTIA_MAX_API_BODY", 1024 * 1024, minimum=1024),
+            body_timeout=float(number("LICENTIA_BODY_TIMEOUT", 10)),
+            inflight_per_address=number("LICENTIA_INFLIGHT_PER_ADDRESS", 128),
+            refused_burst=number("LICENTIA_REFUSED_BURST", 60),
+            refused_per_second=float(number("LICENTIA_REFUSED_PER_SECOND", 1)),
+            forwarded_allow_ips=env.get("LICENTIA_FORWARDED_ALLOW_IPS", ""),
         )

@@ -18,8 +18,9 @@ log = logging.getLogger("licentia.central")
 
 
 def prepare(settings: Settings, clock: Callable[[], int]) -> Context:
-    """Make the data directory and keys, migrate the database to head, check the
-    master key opens the firm secrets already stored. Safe to run on every start."""
+    """Make the data directory and the key files (kept outside it; a key file open
+    to other users is refused), migrate the database to head, check the master key
+    opens the firm secrets already stored. Safe to run on every start."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = load_or_create(settings)
     db = Database(settings.db_url, pool_size=settings.pool_size)

@@ -1,14 +1,20 @@
-"""``licentia central serve``: run License Central (uvicorn) on this machine."""
+"""``licentia central serve``: run License Central (uvicorn) on this machine;
+``migrate`` its database; ``backup`` its database (never its keys)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from . import _common
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
@@ -46,6 +52,89 @@ def migrate(
             database.dispose()
 
     _common.run_guarded(run)
+
+
+@app.command()
+def backup(
+    output: Path = typer.Option(..., "-o", "--output", help="Backup file to write (mode 0600)."),
+    data: Path = typer.Option(None, "--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia)."),
+) -> None:
+    """Copy Central's SQLite database to a file, also while Central runs; the master
+    key is never in it. With PostgreSQL, print the pg_dump command to run instead."""
+    _common.run_guarded(_backup, data, output)
+
+
+def _say(line: str) -> None:
+    _common.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _backup(data: Path | None, output: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    from ..central.db import normalize_url
+    from ..central.keys import master_key_location
+    from ..central.settings import Settings
+
+    settings = Settings.from_env(data_dir=data)
+    url = make_url(normalize_url(settings.db_url))
+    where = master_key_location(settings)
+    keep = "keep it separately" + (f" (it is in {where})" if where else "")
+    if url.get_backend_name() == "postgresql":
+        _say(f"PostgreSQL: run pg_dump, under umask 077 (it asks for the password or reads ~/.pgpass); "
+             f"the master key is NOT in the dump: {keep}")
+        _say(_pg_dump_command(url, output))
+        return
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        shown = url.render_as_string(hide_password=True)
+        _common.fail(f"cannot back up {shown}: backup copies a SQLite file or names the pg_dump command")
+    source = Path(url.database)
+    _sqlite_backup(source, output)
+    _say(f"wrote {output} ({output.stat().st_size} bytes), a consistent copy of the database {source}; "
+         f"the master key is NOT in it: {keep}")
+
+
+def _pg_dump_command(url: URL, output: Path) -> str:
+    """The pg_dump command for ``url``, the password left out."""
+    host = url.host or url.query.get("host")
+    words = ["pg_dump", "--format=custom", "--file", str(output)]
+    named = (("--host", host), ("--port", url.port), ("--username", url.username), ("--dbname", url.database))
+    for flag, value in named:
+        if value:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def _sqlite_backup(source: Path, output: Path) -> None:
+    """An online copy of ``source`` through SQLite's backup API, written to a 0600
+    temporary file beside ``output`` and renamed over it."""
+    import tempfile
+
+    if not source.is_file():
+        _common.fail(f"no database at {source}: name the data directory with --data or LICENTIA_DATA")
+    if output.exists() and output.resolve() == source.resolve():
+        _common.fail(f"{output} is the database itself: write the backup to another file")
+    if not output.parent.is_dir():
+        _common.fail(f"no directory {output.parent} to write the backup into")
+    fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")  # mode 0600
+    os.close(fd)
+    try:
+        _copy_database(source, Path(name))
+        os.replace(name, output)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)) as src:
+            with closing(sqlite3.connect(target)) as dst:
+                src.backup(dst)
+    except sqlite3.Error as exc:
+        _common.fail(f"cannot back up the database {source}: {exc}")
 
 
 def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) -> None:
@@ -91,7 +180,9 @@ def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) ->
         if seeded.pem_path:
             out.print(f"demo firm public key: {seeded.pem_path}", highlight=False)
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+        # proxy_headers off: Central decides itself whom X-Forwarded-For may name
+        # (LICENTIA_FORWARDED_ALLOW_IPS), a local process must not pose as any client
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
     else:
         # Each worker process builds its own app from the environment; the keys and
         # the schema exist now, so they find them.
@@ -105,5 +196,6 @@ def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) ->
             port=port,
             log_level="warning",
             lifespan="on",
+            proxy_headers=False,
         )
     out.print("License Central stopped.", highlight=False)

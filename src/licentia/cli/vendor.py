@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
@@ -127,26 +128,82 @@ def firm_show(
     _guard(lambda: _show(_call(central, api_key, "GET", f"/firms/{code}")))
 
 
+class KeyFormat(str, Enum):
+    pem = "pem"
+    python = "python"
+
+
 @firm_app.command("public-key")
 def firm_public_key(
     code: int = typer.Argument(..., help="Firm code."),
     output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Write the PEM(s) to this file (default: stdout)."
+        None, "-o", "--output", help="Write the key(s) to this file (default: stdout)."
+    ),
+    fmt: KeyFormat = typer.Option(
+        KeyFormat.pem,
+        "--format",
+        help="pem: the PEM blocks; python: a constant FIRM_<CODE>_KEYS to paste into the app's code "
+        "and pass to licentia.trust().",
     ),
     central: Optional[str] = CentralOpt,
 ) -> None:
-    """Fetch the firm's public key(s) as PEM, to pin in the vendor's app (no API key)."""
+    """Fetch the firm's published public keys (active, staged and previous; not retired), to pin
+    in the vendor's app (no API key). Pin them in code (--format python): a key file shipped
+    next to the app can be replaced by the end user, together with a self-signed license."""
 
     def run() -> None:
         with _client(central, None, need_key=False) as client:
-            pem = client.firm_public_pem(code)
+            if fmt is KeyFormat.python:
+                text, keys = _python_keys(code, client.request("GET", f"/firms/{code}/public-key", authorized=False))
+            else:
+                text, keys = client.firm_public_pem(code), []
+        if fmt is KeyFormat.python:
+            if not any(k.get("staged") for k in keys):
+                _note(
+                    f"firm {code} has no staged key: apps pinned with this constant refuse licenses signed after "
+                    f"the next rotation. Stage the next key first ('licentia vendor firm rotate-key {code} --stage')"
+                )
         if output is None:
-            typer.echo(pem, nl=False)
+            typer.echo(text, nl=False)
             return
-        output.write_text(pem)
-        _note(f"{pem.count('BEGIN PUBLIC KEY')} public key(s) of firm {code} written to {output}")
+        output.write_text(text)
+        what = f" as {_constant(code)}" if fmt is KeyFormat.python else ""
+        _note(f"{text.count('BEGIN PUBLIC KEY')} public key(s) of firm {code} written to {output}{what}")
 
     _guard(run)
+
+
+def _constant(code: int) -> str:
+    return f"FIRM_{code}_KEYS"
+
+
+def _python_keys(code: int, view: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The firm's published keys (every key not retired) as Python source: one string
+    constant of PEM blocks, oldest first, for ``licentia.trust(code, FIRM_<CODE>_KEYS)``.
+    Each key is checked against its key id and written out again from the parsed key, so
+    the constant holds nothing but the keys."""
+    from ..core import hazmat
+
+    if not isinstance(view, dict) or not isinstance(view.get("keys"), list):
+        raise ValueError("License Central sent no key list: check --central points at Central")
+    keys = [k for k in view["keys"] if not k.get("retired")]
+    if not keys:
+        raise ValueError(f"firm {code} publishes no key")
+    blocks, kids = [], []
+    for k in keys:
+        key = hazmat.load_public_pem(str(k["pem"]))
+        if hazmat.key_id(key) != k["kid"]:
+            raise ValueError(f"License Central sent key {k['kid']} of firm {code} with another key's PEM")
+        blocks.append(hazmat.public_pem(key))
+        state = " active" if k.get("active") else " staged" if k.get("staged") else ""
+        kids.append(f"{k['kid']}{state}")
+    name = _constant(code)
+    text = (
+        f"# licentia: firm {code}'s public keys (kid {', '.join(kids)}), pinned in code.\n"
+        f"# licentia.trust({code}, {name})\n"
+        f'{name} = """\\\n' + "".join(blocks) + '"""\n'
+    )
+    return text, keys
 
 
 @product_key_app.command("export")
@@ -178,13 +235,34 @@ def product_key_export(
 @firm_app.command("rotate-key")
 def firm_rotate_key(
     code: int = typer.Argument(..., help="Firm code."),
+    stage: bool = typer.Option(
+        False,
+        "--stage",
+        help="Publish the next key, endorsed by the current one, without signing with it yet; a staged key "
+        "already there is kept and printed. The next rotate-key without --stage activates it.",
+    ),
     central: Optional[str] = CentralOpt,
     api_key: Optional[str] = KeyOpt,
 ) -> None:
-    """Make a new active signing key, endorsed by the current one."""
+    """Rotate the firm's signing key: activate the staged key, or a new one, endorsed by the
+    current one. With --stage, publish the next key first, so apps pin it before it signs."""
 
     def run() -> None:
-        firm = _call(central, api_key, "POST", f"/firms/{code}/keys/rotate")
+        params: Optional[dict[str, str | int]] = {"stage": "true"} if stage else None
+        firm = _call(central, api_key, "POST", f"/firms/{code}/keys/rotate", params=params)
+        if stage:
+            staged = next((k for k in firm["keys"] if k.get("staged")), None)
+            if staged is None:
+                _common.fail(
+                    "License Central staged no key (it may be older than this command and have rotated the key): "
+                    f"check 'licentia vendor firm show {code}'"
+                )
+            _note(
+                f"firm {code}: staged key {staged['kid']} published, not signing yet; pin it in the apps "
+                f"('licentia vendor firm public-key {code} --format python'), then 'rotate-key {code}' activates it"
+            )
+            _out(staged["kid"])
+            return
         active = next(k for k in firm["keys"] if k["active"])
         _note(f"firm {code}: new active signing key {active['kid']}; older keys stay valid through its endorsement")
         _out(active["kid"])

@@ -8,12 +8,11 @@ docs/formats.md is the reference; tests/vectors/ hold examples.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from . import hazmat
-from .encoding import b64d, b64e, canonical
-from .errors import DocumentInvalid  # noqa: F401 (re-exported)
+from .encoding import JsonRejected, b64d, b64e, canonical, check_tree, strict_loads
+from .errors import DocumentInvalid, DocumentMalformed  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
@@ -37,14 +36,18 @@ def document_digest(doc: dict[str, Any]) -> str:
 
 
 def parse(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
-    """Parse an envelope's structure (no signature check)."""
-    if isinstance(data, (bytes, str)):
-        if len(data) > MAX_DOCUMENT_BYTES:
-            raise DocumentInvalid("document too large")
-        try:
-            data = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DocumentInvalid(f"not JSON: {exc}") from None
+    """Parse an envelope's structure (no signature check). JSON text goes through
+    ``encoding.strict_loads`` (depth, numbers, surrogates, duplicate keys) and a parsed
+    value through the same checks: whatever comes in, only ``DocumentInvalid`` comes out."""
+    try:
+        if isinstance(data, (bytes, str)):
+            if len(data) > MAX_DOCUMENT_BYTES:
+                raise DocumentInvalid("document too large")
+            data = strict_loads(data)
+        else:
+            check_tree(data)
+    except JsonRejected as exc:
+        raise DocumentMalformed(f"not acceptable JSON: {exc}") from None
     if not isinstance(data, dict) or set(data) != {"payload", "kid", "sig"}:
         raise DocumentInvalid("not a signed envelope")
     payload = data["payload"]

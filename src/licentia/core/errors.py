@@ -284,6 +284,11 @@ class DocumentInvalid(LicentiaError, ValueError):
         super().__init__(reason)
 
 
+class DocumentMalformed(DocumentInvalid):
+    """A document is not JSON licentia accepts (too deep, a non-finite or out-of-range
+    number, a lone surrogate, a duplicate key, not UTF-8): refused before any field is read."""
+
+
 class CryptoError(LicentiaError, ValueError):
     """A key or ciphertext could not be used; the reason is for the log."""
 
@@ -382,6 +387,16 @@ class InvalidRequest(ServiceError):
 
     def __init__(self, reason: str):
         super().__init__(GENERIC_REQUEST, reason=reason)
+
+
+class MalformedInput(ServiceError):
+    """A body is not JSON Central accepts; refused before it is read (counted in process,
+    per client address, never in the database)."""
+
+    code = "malformed_input"
+
+    def __init__(self, reason: str):
+        super().__init__("The request body is not JSON Central accepts (see the API documentation).", reason=reason)
 
 
 class InvalidReceipt(ServiceError):
@@ -596,6 +611,7 @@ __all__ = [
     "ContainerLocked",
     "CryptoError",
     "DocumentInvalid",
+    "DocumentMalformed",
     "FeatureNotLicensed",
     "Forbidden",
     "FormatError",
@@ -615,6 +631,7 @@ __all__ = [
     "LicenseNotFound",
     "LicenseNotYetValid",
     "LicentiaError",
+    "MalformedInput",
     "MaintenanceExpired",
     "ManipulationDetected",
     "NoUsableTraits",

@@ -113,7 +113,12 @@ def access(
 
 
 def trust(firm_code: int, pem: str | bytes | os.PathLike[str]) -> None:
-    """Pin the firm's public key(s) for this process (PEM text/bytes or a file path)."""
+    """Pin the firm's public key(s) for this process: PEM text with one or more keys (bytes,
+    or a str holding ``-----BEGIN``: never read as a path), or a file path.
+
+    Pin them in code, with the constant ``licentia vendor firm public-key CODE --format
+    python`` prints (the firm's active and staged keys): a key file the end user can
+    replace lets a self-signed license in."""
     get_runtime().trust(firm_code, pem)
 
 

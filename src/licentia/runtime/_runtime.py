@@ -115,6 +115,18 @@ class Runtime:
     # ------------------------------------------------------------ trust
 
     def trust(self, firm_code: int, pem: str | bytes | os.PathLike[str]) -> None:
+        """Pin the firm's public key(s): from then on, the firm's licenses verify only against
+        the keys pinned here (added to any pinned before).
+
+        ``pem`` is PEM text holding one or more public keys: ``bytes``, and a ``str`` that
+        contains ``-----BEGIN``, are always read as PEM text, never as a path. An
+        ``os.PathLike``, or a ``str`` without a PEM header, names a PEM file to read.
+
+        Pin the keys in code: the constant ``licentia vendor firm public-key CODE --format
+        python`` prints holds the firm's active and staged keys, so the app keeps working
+        after the next key rotation. A key file shipped next to the app is not safe: an end
+        user who replaces it with their own key gets their self-signed licenses accepted.
+        """
         codes.check_firm_code(firm_code)
         keys = _load_keys(pem)
         with self._lock:

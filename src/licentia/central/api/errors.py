@@ -25,6 +25,7 @@ STATUS: dict[type[E.ServiceError], int] = {
     E.InvalidTicket: 400,
     E.InvalidRequest: 400,
     E.InvalidReceipt: 400,
+    E.MalformedInput: 400,
     E.InvalidItems: 400,
     E.Unauthorized: 401,
     E.Forbidden: 403,
@@ -50,9 +51,13 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(E.ServiceError)
-    async def _central(_request: Request, exc: E.ServiceError) -> JSONResponse:
+    async def _central(request: Request, exc: E.ServiceError) -> JSONResponse:
         if exc.reason:
             log.warning("%s: %s", exc.code, exc.reason)
+        if isinstance(exc, E.MalformedInput):  # refused before it was read: the address's bucket
+            buckets = getattr(request.app.state, "rejections", None)
+            if buckets is not None:
+                buckets.take(request.client.host if request.client else "unknown")
         return error(status_of(exc), exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)

@@ -67,12 +67,25 @@ def product_key(code: int, product: int, version: int, caller: CallerDep, svc: F
     return svc.product_key(caller, code, product, version)
 
 
-@firms.post("/firms/{code}/keys/rotate", summary="Make a new active signing key, endorsed by the old one")
-def rotate_key(code: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
-    return svc.rotate(caller, code)
+@firms.post(
+    "/firms/{code}/keys/rotate",
+    summary="Activate the staged signing key (or a new one), endorsed by the old one; stage=true publishes the "
+    "next key without signing with it",
+)
+def rotate_key(
+    code: int,
+    caller: CallerDep,
+    svc: FirmsDep,
+    stage: bool = Query(
+        default=False,
+        description="publish the next key, endorsed by the active key, without signing with it yet; "
+        "when a staged key exists, it is returned unchanged",
+    ),
+) -> dict[str, Any]:
+    return svc.rotate(caller, code, stage=stage)
 
 
-@firms.post("/firms/{code}/keys/{kid}/retire", summary="Stop publishing an inactive key")
+@firms.post("/firms/{code}/keys/{kid}/retire", summary="Stop publishing an inactive key (an older or a staged one)")
 def retire_key(code: int, kid: str, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
     return svc.retire(caller, code, kid)
 

@@ -40,12 +40,13 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from ...core import codes, exchange, hazmat
-from ...core.documents import DocumentInvalid, document_digest, parse
-from ...core.encoding import b64d
+from ...core.documents import DocumentInvalid, DocumentMalformed, document_digest, parse
+from ...core.encoding import JsonRejected, b64d, strict_loads
 from ...core.errors import (
     Conflict,
     InvalidReceipt,
     InvalidRequest,
+    MalformedInput,
     KeyMismatch,
     NotFound,
     ServiceError,
@@ -88,8 +89,8 @@ def _canonical(ticket: str) -> str | None:
 def _ticket_hint(body: bytes) -> str | None:
     """The ticket a rejected document names, if it names a well-formed one."""
     try:
-        ticket = json.loads(body)["payload"]["ticket"]
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        ticket = strict_loads(body)["payload"]["ticket"]
+    except (JsonRejected, KeyError, TypeError):
         return None
     return _canonical(ticket) if isinstance(ticket, str) else None
 
@@ -190,9 +191,9 @@ def _message(firm: _Firm, serial: str, notice: dict[str, list[int]]) -> str:
 def _receipt_envelope(body: bytes) -> dict[str, Any]:
     """The receipt document of a deactivation body, parsed but not yet verified."""
     try:
-        outer = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidReceipt(f"body is not JSON: {exc}") from None
+        outer = strict_loads(body)
+    except JsonRejected as exc:
+        raise MalformedInput(f"deactivation body: {exc}") from None
     if not isinstance(outer, dict) or set(outer) != {"receipt"}:
         raise InvalidReceipt("body is not {'receipt': ...}")
     try:
@@ -278,6 +279,8 @@ class ActivationService(Service):
         """The signed request of ``body``; a forgery counts against the address (and the ticket it names)."""
         try:
             return exchange.verify_request(body)
+        except DocumentMalformed as exc:  # not JSON we accept: refused before it is read, not counted here
+            raise MalformedInput(f"{action} request: {exc.reason}") from None
         except DocumentInvalid as exc:
             hint = _ticket_hint(body)  # unverified: counted against, never trusted
             self.attempts.check(address, hint)

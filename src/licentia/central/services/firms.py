@@ -1,5 +1,14 @@
 """Firms and their keys: the Ed25519 signing keys (rotated, each new key endorsed by
-the previous one) and the product-key secret, both sealed under the master key."""
+the previous one) and the product-key secret, both sealed under the master key.
+
+A firm key is in one of four states, all read from the ``firm_keys`` row:
+
+- active: the one key that signs (``active``);
+- staged: the next key, published and endorsed but not signing yet: neither active nor
+  retired, and made after the active key (``created_seq`` greater than the active key's);
+- previous: an older inactive key, still published so licenses it signed keep verifying;
+- retired: no longer published (``retired``).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +25,24 @@ from ..models import Firm, FirmKey
 from .base import Actor, Service, check_code
 
 
-def _key_view(key: FirmKey) -> dict[str, Any]:
-    return {"kid": key.kid, "pem": key.public_pem, "active": key.active, "retired": key.retired}
+def _is_staged(key: FirmKey, active_seq: int) -> bool:
+    return not key.active and not key.retired and key.created_seq > active_seq
+
+
+def _key_views(keys: list[FirmKey]) -> list[dict[str, Any]]:
+    """The public view of each key, oldest first: kid, PEM and state (``staged``: published
+    as the next key, not signing yet)."""
+    active_seq = max((k.created_seq for k in keys if k.active), default=0)
+    return [
+        {
+            "kid": k.kid,
+            "pem": k.public_pem,
+            "active": k.active,
+            "retired": k.retired,
+            "staged": _is_staged(k, active_seq),
+        }
+        for k in keys
+    ]
 
 
 class FirmService(Service):
@@ -70,7 +95,7 @@ class FirmService(Service):
             keys = self._keys(firm)
             return {
                 "firm_code": code,
-                "keys": [_key_view(k) for k in keys],
+                "keys": _key_views(keys),
                 "endorsements": [k.endorsement for k in keys if k.endorsement],
             }
 
@@ -80,27 +105,52 @@ class FirmService(Service):
         view = self.public_keys(code)
         return "".join(k["pem"] for k in view["keys"] if not k["retired"])
 
-    def rotate(self, actor: Actor, code: int) -> dict[str, Any]:
+    def rotate(self, actor: Actor, code: int, *, stage: bool = False) -> dict[str, Any]:
+        """Rotate the firm's signing key, or (``stage``) publish the next one first.
+
+        Without ``stage``: the staged key, if there is one, becomes the active key; otherwise
+        a new key is made and activated at once. With ``stage``: a new key is made, endorsed
+        by the active key, and published as ``staged`` (neither active nor retired); the
+        active key keeps signing until the next rotation without ``stage`` activates it.
+        Apps pin the staged key with the active one (``licentia vendor firm public-key CODE
+        --format python``), so they keep accepting licenses signed after that rotation.
+
+        Staging while a staged key exists makes no new key and returns the firm as it is:
+        the staged key is published and may already be pinned in shipped apps, so it is
+        never replaced silently. Retire it to stage a different one.
+
+        Either way the new active key is endorsed by the previous one, and licenses are
+        signed by the active key only. Audited (``firm.stage_key``, ``firm.rotate_key``)."""
         code = check_code(code)
         self.require_firm_access(actor, code)
 
         def tx() -> dict[str, Any]:
             firm = self.firm_by_code(code, lock=True)  # one rotation at a time
+            keys = self._keys(firm)
             old = self._active(firm)
-            old_private = self._private(firm, old)
-            last = self.session.scalar(select(func.max(FirmKey.created_seq)).where(FirmKey.firm_id == firm.id))
-            seq = (last or 0) + 1
-            private = hazmat.Ed25519PrivateKey.generate()
-            endorsement = exchange.endorse_key(old_private, code, private.public_key())
+            staged = [k for k in keys if _is_staged(k, old.created_seq)]
+            if stage:
+                if staged:
+                    return self._view(firm, keys)
+                new = self._make_next(firm, old, active=False)
+                self.audit(actor, "firm.stage_key", code, active_kid=old.kid, staged_kid=new.kid)
+                return self._view(firm, self._keys(firm))
             old.active = False
             self.session.flush()
-            new = self._new_key(firm, seq=seq, endorsement=endorsement, private=private)
-            self.audit(actor, "firm.rotate_key", code, old_kid=old.kid, new_kid=new.kid)
+            if staged:
+                new = staged[0]
+                new.active = True
+                self.session.flush()
+            else:
+                new = self._make_next(firm, old, active=True)
+            self.audit(actor, "firm.rotate_key", code, old_kid=old.kid, new_kid=new.kid, was_staged=bool(staged))
             return self._view(firm, self._keys(firm))
 
         return run_write(self.session, tx)
 
     def retire(self, actor: Actor, code: int, kid: str) -> dict[str, Any]:
+        """Stop publishing an inactive key: an older key, or a staged one (it never signed;
+        the next rotation then makes a new key). The active key cannot be retired."""
         code = check_code(code)
         self.require_firm_access(actor, code)
 
@@ -172,6 +222,13 @@ class FirmService(Service):
     def _private(self, firm: Firm, key: FirmKey) -> hazmat.Ed25519PrivateKey:
         return self.ctx.signing_key(firm.code, key.kid, key.private_enc)
 
+    def _make_next(self, firm: Firm, current: FirmKey, *, active: bool) -> FirmKey:
+        """A new key after every key the firm has, endorsed by ``current`` (the active key)."""
+        last = self.session.scalar(select(func.max(FirmKey.created_seq)).where(FirmKey.firm_id == firm.id))
+        private = hazmat.Ed25519PrivateKey.generate()
+        endorsement = exchange.endorse_key(self._private(firm, current), firm.code, private.public_key())
+        return self._new_key(firm, seq=(last or 0) + 1, endorsement=endorsement, private=private, active=active)
+
     def _new_key(
         self,
         firm: Firm,
@@ -179,6 +236,7 @@ class FirmService(Service):
         seq: int,
         endorsement: dict[str, Any] | None,
         private: hazmat.Ed25519PrivateKey | None = None,
+        active: bool = True,
     ) -> FirmKey:
         private = private or hazmat.Ed25519PrivateKey.generate()
         public = private.public_key()
@@ -188,7 +246,7 @@ class FirmService(Service):
             kid=kid,
             public_pem=hazmat.public_pem(public),
             private_enc=self.ctx.box.seal(firm.code, SecretBox.signing_key(kid), hazmat.raw_private(private)),
-            active=True,
+            active=active,
             retired=False,
             endorsement=endorsement,
             created_seq=seq,
@@ -200,4 +258,4 @@ class FirmService(Service):
 
     @staticmethod
     def _view(firm: Firm, keys: list[FirmKey]) -> dict[str, Any]:
-        return {"code": firm.code, "name": firm.name, "created": firm.created, "keys": [_key_view(k) for k in keys]}
+        return {"code": firm.code, "name": firm.name, "created": firm.created, "keys": _key_views(keys)}

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from ...core import hazmat
-from ...core.documents import DocumentInvalid, parse, require, sign_document, verify_document
+from ...core.documents import DocumentInvalid, DocumentMalformed, parse, require, sign_document, verify_document
 from ...core.encoding import b64d, canonical
-from ...core.errors import Conflict, InvalidRequest, ServiceError
+from ...core.errors import Conflict, InvalidRequest, MalformedInput, ServiceError
 from ..db import run_write
 from ..models import Activation, Container, IdempotencyKey, Ticket
 from . import _protocol_sql as sql
@@ -69,6 +69,8 @@ class MeteringService(ActivationService):
         self.attempts.check(address)
         try:
             doc = parse(body)
+        except DocumentMalformed as exc:  # not JSON we accept: refused before it is read, not counted here
+            raise MalformedInput(f"consumption: {exc.reason}") from None
         except DocumentInvalid as exc:
             self.attempts.record("consume", address, None)
             raise InvalidRequest(f"consumption rejected: {exc.reason}") from None
