@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_runtime.py", "bench_central.py", "bench_counters.py", "bench_protect.py", "bench_server.py"]
+BENCHES = ["bench_runtime.py", "bench_central.py", "bench_counters.py", "bench_protect.py", "bench_server.py", "bench_hostile.py"]
 
 
 def main() -> int:
