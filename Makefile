@@ -31,7 +31,7 @@ system-deps:
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing system packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  fi; \
 	fi
 
@@ -39,6 +39,11 @@ system-deps:
 bench: $(STAMP) system-deps
 	$(BIN)/pip install -q -c requirements.lock -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+## make fuzz: long runs of the fuzzing and property tests: License Central's API (LICENTIA_FUZZ=1), documents (hypothesis profile fuzz)
+.PHONY: fuzz
+fuzz: $(STAMP)
+	LICENTIA_FUZZ=1 $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=fuzz $(wildcard tests/central/test_api_schema.py tests/core/test_document_properties.py)
 
 ## make lock: refresh requirements.lock from pyproject.toml
 lock: $(BIN)/python

@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+import hypothesis
 import pytest
+
+# `make fuzz` (--hypothesis-profile=fuzz): property tests with many more examples, no deadline
+hypothesis.settings.register_profile("fuzz", max_examples=2000, deadline=None)
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"

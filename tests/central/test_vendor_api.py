@@ -234,3 +234,10 @@ def test_exported_product_key_is_the_one_sealed_into_licenses(client):
     for version in (1, 2):
         doc = vendor.get(f"/firms/5003/products/7/keys/{version}").json()
         assert keyfile.verify(doc, vendor.pinned()).key == sealed[version]
+
+
+def test_the_audit_log_refuses_a_firm_code_out_of_range(client):
+    """Found by fuzzing the API: a firm code past 64 bits reached the database (a 500)."""
+    for code in (2**63, 2**80, -(2**70), 0):
+        r = client.get("/api/v1/audit", params={"firm_code": code}, headers=ADMIN)
+        assert r.status_code == 400 and error_code(r) == "invalid_input", r.text

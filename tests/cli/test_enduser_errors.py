@@ -47,7 +47,7 @@ def test_apply_then_replay(installed):
     run("apply", str(path))
     before = (c.path / "state.json").read_bytes()
     out = run("apply", str(path), ok=False)
-    assert "older than" in out.output
+    assert "applied to container" in out.output and "already: nothing to do" in out.output
     assert (c.path / "state.json").read_bytes() == before
 
 

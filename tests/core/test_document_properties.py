@@ -47,7 +47,7 @@ def test_the_genuine_request_still_verifies():
     assert exchange.verify_request(signed_text(BASE, KEY)).serial == BASE["serial"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)  # examples: the profile (make fuzz: many more)
 @given(hostile_requests(KEY))
 def test_any_value_in_a_self_signed_request_gives_a_request_or_the_typed_error(text):
     try:
@@ -56,7 +56,7 @@ def test_any_value_in_a_self_signed_request_gives_a_request_or_the_typed_error(t
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)  # examples: the profile (make fuzz: many more)
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200), json_values.map(render)))
 @example('{"a": NaN}')
 @example('{"a": 1, "a": 2}')
@@ -71,7 +71,7 @@ def test_strict_loads_refuses_with_its_own_error_or_gives_what_canonical_can_sig
     assert strict_loads(canonical(value)) == value  # a value that came in can be signed and read back
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)  # examples: the profile (make fuzz: many more)
 @given(json_values)
 def test_a_parsed_value_given_to_parse_meets_the_same_rules(value):
     """Callers that parsed JSON themselves get the same checks (a dict handed to parse())."""

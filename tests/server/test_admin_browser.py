@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-from tests.conftest import require_system
+from tests.browser import browser  # noqa: F401 (a fixture)
 from tests.server.netsite import Site
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser():
-    require_system("Debian's chromium", os.path.exists(CHROMIUM))
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_system("the playwright package", False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
 
 @pytest.fixture
 def site(tmp_path):

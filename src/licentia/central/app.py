@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from .api import errors as api_errors
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
@@ -16,6 +17,7 @@ from .settings import Settings, SettingsError
 from .startup import prepare
 
 API_PREFIX = "/api/v1"
+DOCS_ASSETS = "/docs/assets"
 
 
 def _default_clock() -> int:
@@ -52,7 +54,10 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
             protocol.shutdown(wait=True)
         ctx.db.dispose()
 
-    app = FastAPI(
+    # Swagger UI at /docs with its scripts and styles from the installed fastapi-offline
+    # package, not a CDN: the documentation works on a network without Internet access
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="licentia License Central",
         version="1",
         description="Firms, items, customers, tickets and the activation protocol. "
@@ -60,6 +65,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
+        responses={"4XX": {"description": 'Refused: {"error": {"code": "...", "message": "..."}}'}},
     )
     app.state.central = ctx
     app.state.protocol_executor = protocol
@@ -76,3 +82,4 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
         return {"status": "ok"}
 
     return app
+

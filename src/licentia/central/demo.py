@@ -16,6 +16,7 @@ FIRM_CODE = 10101
 FIRM_NAME = "Demo Software"
 ITEM_ID = "F-00001-1"
 CUSTOMER = "DEMO-1"
+CUSTOMER_NAME = "Demo Customer"
 ACTOR = Actor("demo-seed", Role.admin)
 
 
@@ -60,7 +61,7 @@ def _seed(ctx: Context, session: Session) -> str:
         options={"expires_days": 30, "units": 1000},
     )
     catalog.create_customer(
-        ACTOR, firm_code=FIRM_CODE, number=CUSTOMER, name="Demo Customer", email="demo@example.com"
+        ACTOR, firm_code=FIRM_CODE, number=CUSTOMER, name=CUSTOMER_NAME, email="demo@example.com"
     )
     order = tickets.create_order(ACTOR, firm_code=FIRM_CODE, customer=CUSTOMER, items=[ITEM_ID], count=1)
     return str(order["tickets"][0]["ticket"])

@@ -10,10 +10,46 @@ import typing
 from typing import Any, Callable, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
-console = Console()
-err_console = Console(stderr=True)
+#: the width a console lays out for when it does not write to a terminal: wide enough that
+#: no line is wrapped and no value cut
+UNBOUNDED = 1_000_000
+
+
+class _Console(Console):
+    """A Rich console that lays out for the terminal when it writes to one; when it writes
+    to a pipe or a file, lines are never wrapped or cut (any width, soft wrap) and carry no
+    colours, so scripts read whole values. Decided at each print, not at import."""
+
+    @property  # type: ignore[override]
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        return size if self.is_terminal else ConsoleDimensions(UNBOUNDED, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    @property  # type: ignore[override]
+    def soft_wrap(self) -> bool:
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+    @property  # type: ignore[override]
+    def _color_system(self) -> Any:
+        return self._detected_colors if self.is_terminal else None
+
+    @_color_system.setter
+    def _color_system(self, value: Any) -> None:
+        self._detected_colors = value
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 _state = {"debug": False}
 
@@ -29,9 +65,23 @@ def debug() -> bool:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one line saying what went wrong and what to do; exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one line saying what went wrong and what to do; exit non-zero. The message is
+    plain text: brackets in it ("[central]", an IPv6 address) are printed as they are."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def explain(exc: BaseException) -> str:
+    """An exception's message for the one error line: a license failure whose message names
+    no next step gets its class's ``next_step``."""
+    from ..core import errors as E
+
+    message = str(exc) or exc.__class__.__name__
+    if isinstance(exc, E.LicenseError):
+        return E.with_next_step(type(exc), message)
+    return message
 
 
 def run_guarded(func, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -45,7 +95,7 @@ def run_guarded(func, *args, **kwargs):  # type: ignore[no-untyped-def]
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         if debug():
             raise
-        fail(str(exc) or exc.__class__.__name__)
+        fail(explain(exc))
 
 
 def port_free(host: str, port: int) -> bool:

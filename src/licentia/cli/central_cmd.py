@@ -16,6 +16,8 @@ from . import _common
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
+    from ..central.demo import Demo
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 
@@ -66,6 +68,36 @@ def backup(
 
 def _say(line: str) -> None:
     _common.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_demo(seeded: Demo, admin_source: str, url: str) -> None:
+    """What ``serve --demo`` made: on the first start the firm, item, customer and
+    ticket; on a later one what is there, and the command that lists the demo
+    customer's tickets (the ticket printed first may have been activated since)."""
+    from ..central import demo as demo_data
+
+    made = (
+        f"firm {demo_data.FIRM_CODE} ({demo_data.FIRM_NAME}), item {demo_data.ITEM_ID}, "
+        f"customer {demo_data.CUSTOMER} ({demo_data.CUSTOMER_NAME})"
+    )
+    if seeded.seeded:
+        _say(f"demo {made}")
+    elif seeded.pem_path is None:
+        _say("demo: the database is not empty and has no demo firm: nothing seeded")
+        return
+    else:
+        _say(f"demo data from an earlier start: {made}")
+    if seeded.ticket:
+        _say(f"demo ticket: {seeded.ticket}")
+    if not seeded.seeded:
+        key = "$LICENTIA_ADMIN_KEY" if admin_source == "environment" else f"$(cat {shlex.quote(admin_source)})"
+        command = shlex.join(
+            ["licentia", "vendor", "ticket", "list", "--customer", demo_data.CUSTOMER,
+             "--firm-code", str(demo_data.FIRM_CODE), "--central", url]
+        )
+        _say(f"demo tickets: LICENTIA_API_KEY={key} {command}")
+    if seeded.pem_path:
+        _say(f"demo firm public key: {seeded.pem_path}")
 
 
 def _backup(data: Path | None, output: Path) -> None:
@@ -168,17 +200,7 @@ def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) ->
             f"master key: {keys.master_source} (keep it apart from the database and its backups)", highlight=False
         )
     if demo:
-        seeded = demo_data.seed(ctx)
-        if seeded.seeded:
-            out.print(
-                f"demo firm {demo_data.FIRM_CODE} ({demo_data.FIRM_NAME}), item {demo_data.ITEM_ID}", highlight=False
-            )
-        elif seeded.pem_path is None:
-            out.print("demo: the database is not empty and has no demo firm: nothing seeded", highlight=False)
-        if seeded.ticket:
-            out.print(f"demo ticket: {seeded.ticket}", highlight=False)
-        if seeded.pem_path:
-            out.print(f"demo firm public key: {seeded.pem_path}", highlight=False)
+        _print_demo(demo_data.seed(ctx), keys.admin_source, f"http://{shown_host}:{port}")
     if workers == 1:
         # proxy_headers off: Central decides itself whom X-Forwarded-For may name
         # (LICENTIA_FORWARDED_ALLOW_IPS), a local process must not pose as any client

@@ -40,7 +40,8 @@ END_USER = licenses.Owner(
     licenses.Wording(
         activate="Activate a ticket into this machine's container (online, or --offline with a request file).",
         level="Binding level of the container: loose, medium or tight (online: taken from the ticket).",
-        activated="Activated ticket {ticket} into container [bold]{serial}[/] ({count} license(s) from firm {firm}).",
+        activated="Activated ticket {ticket} into container [bold]{serial}[/]: {count} license(s) added "
+        "({total} of firm {firm} in the container now).",
         request_written="Request written to [bold]{output}[/]. Carry it to a machine with network and run "
         "'licentia depot submit {name} --central URL -o update.json', then 'licentia apply update.json' here.",
         apply="Apply an update file to the container it was made for.",
@@ -49,7 +50,8 @@ END_USER = licenses.Owner(
         receipt_written="License removed. Receipt written to [bold]{output}[/]: submit it with "
         "'licentia depot submit {name} --central URL' to free the ticket.",
         deactivated="License of ticket {ticket} removed and the ticket freed at License Central.",
-        sync="Fetch pending updates (revocations, new licenses, signed time) from License Central.",
+        sync="Fetch pending updates (revocations, new licenses, signed time) from License Central "
+        "(online, or --offline with a request file).",
     ),
 )
 
@@ -76,7 +78,9 @@ def depot_submit(
             write_file(target, activation.dump(answer))
             console.print(f"Update written to [bold]{target}[/]: apply it with 'licentia apply {target.name}'.")
         else:
-            console.print(f"License Central confirmed: {answer.get('message') or answer.get('state') or 'ok'}")
+            console.print(
+                f"License Central confirmed: {answer.get('message') or answer.get('state') or 'ok'}", markup=False
+            )
 
     run_guarded(go)
 
@@ -105,14 +109,16 @@ def list_(
             return
         unverified = False
         for c in data:
-            table = Table(
-                title=f"container {c['serial']} ({c.get('level', '-')})", title_justify="left", box=box.SIMPLE_HEAD
-            )
+            title = f"container {c['serial']}" + (f" ({c['level']})" if c.get("level") else "")
+            table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
             for col in ("firm:prod", "id", "ticket", "expires", "units"):
                 table.add_column(col, no_wrap=True)
             table.add_column("status", min_width=6)
             if not c["licenses"]:
-                table.add_row("", "", "", "", "", c["status"])
+                # a container without licenses: say so, and why when it cannot be read
+                empty = "no licenses" if c["status"] == "ok" else c["status"]
+                console.print(f"{title}: {empty}", highlight=False, markup=False)
+                continue
             for lic in c["licenses"]:
                 unverified = unverified or not lic["verified"]
                 table.add_row(

@@ -31,7 +31,8 @@ OfflineOpt = typer.Option(False, "--offline", help="Write a request file instead
 class Wording:
     """Help and messages of the commands, in terms of whose container they change.
 
-    Messages are ``str.format`` templates: ``{ticket}``, ``{serial}``, ``{count}``, ``{firm}``,
+    Messages are ``str.format`` templates: ``{ticket}``, ``{serial}``, ``{count}`` (the licenses
+    the activation added), ``{total}`` (the firm's licenses in the container now), ``{firm}``,
     ``{output}`` (the file written) and ``{name}`` (its name)."""
 
     activate: str
@@ -64,17 +65,29 @@ def register(app: typer.Typer, owner: Owner[W]) -> None:
 
 def central_url(url: Optional[str], required: bool = True) -> Optional[str]:
     """--central, else LICENTIA_CENTRAL_URL, else [central] url in $LICENTIA_HOME/config.toml."""
-    if not url and not os.environ.get("LICENTIA_CENTRAL_URL"):
-        from ..runtime import config, get_runtime
+    from ..runtime import config, get_runtime
 
+    if not url and not os.environ.get("LICENTIA_CENTRAL_URL"):
         url = config.central_url(get_runtime().home)
     url = url or os.environ.get("LICENTIA_CENTRAL_URL")
     if required and not url:
+        path = get_runtime().home / "config.toml"
         fail(
-            "no License Central given: pass --central URL, set LICENTIA_CENTRAL_URL, or put "
-            "[central] url = \"...\" in $LICENTIA_HOME/config.toml"
+            "no License Central given: pass --central URL, set LICENTIA_CENTRAL_URL, or give its URL in the "
+            f"[central] table of {path} (url = \"https://...\")"
         )
     return url
+
+
+def command_prefix(ctx: typer.Context | None) -> str:
+    """The command ``ctx`` runs, without its last word: ``licentia`` or ``licentia server``
+    (what messages name when they tell the user what to run next)."""
+    names: list[str] = []
+    parent = ctx.parent if ctx is not None else None
+    while parent is not None and parent.parent is not None:
+        names.append(parent.info_name or "")
+        parent = parent.parent
+    return " ".join(["licentia", *reversed(names)])
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -84,13 +97,16 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def _written(template: str, output: Path) -> str:
-    return template.format(output=output, name=output.name)
+    from rich.markup import escape
+
+    return template.format(output=escape(str(output)), name=escape(output.name))
 
 
 def _activate(owner: Owner[W]) -> Callable[..., None]:
     words = owner.wording
 
     def activate(
+        ctx: typer.Context,
         ticket: str = typer.Argument(..., help="The ticket id from the vendor."),
         central: Optional[str] = CentralOpt,
         where: W = None,  # type: ignore[assignment]
@@ -98,6 +114,7 @@ def _activate(owner: Owner[W]) -> Callable[..., None]:
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Request file to write (with --offline)."),
         level: Optional[str] = typer.Option(None, "--level", help=words.level),
     ) -> None:
+        from ..core import codes
         from ..runtime import activation
 
         def go() -> None:
@@ -109,12 +126,17 @@ def _activate(owner: Owner[W]) -> Callable[..., None]:
                 write_file(output, activation.dump(request))
                 console.print(_written(words.request_written, output))
                 return
-            container, update = activation.activate(ticket, central_url(central) or "", level=level, runtime=rt)
+            container, update = activation.activate(
+                ticket, central_url(central) or "", level=level, runtime=rt, cli=command_prefix(ctx)
+            )
+            normalized = codes.normalize_ticket(ticket)
+            added = sum(1 for e in update.entries if e.ticket == normalized)
             console.print(words.activated.format(
-                ticket=ticket, serial=container.serial, count=len(update.entries), firm=update.firm_code
+                ticket=normalized, serial=container.serial, count=added, total=len(update.entries),
+                firm=update.firm_code,
             ))
             if update.message:
-                console.print(update.message, highlight=False)
+                console.print(update.message, highlight=False, markup=False)
 
         run_guarded(go)
 
@@ -133,7 +155,7 @@ def _apply(owner: Owner[W]) -> Callable[..., None]:
             update = activation.apply(activation.read_document(file), runtime=owner.runtime(where))
             console.print(f"Applied update {update.seq} of firm {update.firm_code} to container {update.serial}.")
             if update.message:
-                console.print(update.message, highlight=False)
+                console.print(update.message, highlight=False, markup=False)
 
         run_guarded(go)
 
@@ -174,18 +196,42 @@ def _deactivate(owner: Owner[W]) -> Callable[..., None]:
 
 
 def _sync(owner: Owner[W]) -> Callable[..., None]:
+    words = owner.wording
+
     def sync(
+        ctx: typer.Context,
         central: Optional[str] = typer.Option(
             None, "--central", help="License Central URL (default: where each came from)."
         ),
         where: W = None,  # type: ignore[assignment]
+        offline: bool = typer.Option(
+            False, "--offline", help="Write a sync request file for 'licentia depot submit' instead of going online."
+        ),
+        output: Optional[Path] = typer.Option(
+            None,
+            "-o",
+            "--output",
+            help="Request file to write (with --offline; for several containers or firms, one FILE-SERIAL-FIRM each).",
+        ),
     ) -> None:
         from ..runtime import activation
 
         def go() -> None:
-            done = activation.sync(central_url(central, required=False), runtime=owner.runtime(where))
+            if offline:
+                if output is None:
+                    fail("--offline needs -o FILE for the request")
+                _sync_offline(owner.runtime(where), output, words, command_prefix(ctx))
+                return
+            done = activation.sync(
+                central_url(central, required=False), runtime=owner.runtime(where), cli=command_prefix(ctx)
+            )
             if not done:
-                console.print("Nothing to sync: no container knows a License Central.")
+                cli = command_prefix(ctx)
+                console.print(
+                    "Nothing to sync: no container knows a License Central. Pass --central URL, or write a "
+                    f"request file to carry to one ('{cli} sync --offline -o sync.json').",
+                    highlight=False,
+                )
             for serial, firm, update in done:
                 console.print(
                     f"Container {serial}, firm {firm}: update {update.seq}, {len(update.entries)} license(s)."
@@ -195,3 +241,20 @@ def _sync(owner: Owner[W]) -> Callable[..., None]:
 
     sync.__doc__ = owner.wording.sync
     return sync
+
+
+def _sync_offline(rt: Runtime, output: Path, words: Wording, cli: str) -> None:
+    """Write a sync request per container and firm: ``output`` itself when there is one,
+    else ``output`` with ``-SERIAL-FIRM`` before its suffix."""
+    from ..runtime import activation
+
+    requests = activation.sync_requests(runtime=rt)
+    if not requests:
+        fail(
+            "nothing to sync: no container here holds licenses from License Central; activate a ticket first "
+            f"('{cli} activate TICKET')"
+        )
+    for serial, firm, request in requests:
+        target = output if len(requests) == 1 else output.with_name(f"{output.stem}-{serial}-{firm}{output.suffix}")
+        write_file(target, activation.dump(request))
+        console.print(_written(words.request_written, target))

@@ -151,6 +151,8 @@ def _call(method: str, url: str, path: str, headers: dict[str, str]) -> Any:
         import ssl
 
         verify = ssl.create_default_context(cafile=ca)
+    if not url.startswith(("http://", "https://")):
+        fail(f"the license server's URL {url!r} must start with http:// or https://: give http://{url} (--url)")
     try:
         r = httpx.request(method, url + path, headers=headers, timeout=15, verify=verify, trust_env=False)
     except httpx.HTTPError as exc:

@@ -3,13 +3,16 @@
 Central's address comes from ``--central`` or LICENTIA_CENTRAL_URL (default
 http://127.0.0.1:8480), the API key from ``--api-key`` or LICENTIA_API_KEY.
 Commands that create something print its id alone on stdout, so scripts can
-capture it; everything else is said on stderr. Calls go through ``licentia.client``;
-a failed one is a single line on stderr and exit code 1.
+capture it; ``list`` commands print a table, or with ``--json`` Central's answer;
+everything else is said on stderr. Calls go through ``licentia.client``; a failed one
+is a single line on stderr and exit code 1.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import os
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -47,6 +50,12 @@ CentralOpt = typer.Option(
 )
 KeyOpt = typer.Option(None, "--api-key", envvar="LICENTIA_API_KEY", help="API key (admin or vendor).")
 FirmOpt = typer.Option(None, "--firm-code", help="The firm (needed only with the admin key).")
+JsonOpt = typer.Option(False, "--json", help="Print Central's answer as one JSON document instead of a table.")
+#: what a list shows unless --limit says otherwise, and the most Central sends at once
+PAGE_SIZE = 100
+MAX_PAGE = 1000
+LimitOpt = typer.Option(PAGE_SIZE, "--limit", min=1, max=MAX_PAGE, help=f"Rows to list (at most {MAX_PAGE}).")
+OffsetOpt = typer.Option(0, "--offset", min=0, help="Rows to skip: with --limit, pages through a long list.")
 
 
 def _client(central: Optional[str], api_key: Optional[str], *, need_key: bool = True) -> CentralClient:
@@ -96,6 +105,59 @@ def _note(text: str) -> None:
 
 def _out(text: str) -> None:
     typer.echo(text)
+
+
+def _when(ts: Optional[int]) -> str:
+    if ts is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a list's table: its heading, its cell from one row of Central's
+    answer, and whether a long cell may wrap (names, on a narrow terminal)."""
+
+    heading: str
+    cell: Callable[[dict[str, Any]], Any]
+    wrap: bool = False
+
+
+def _list(
+    central: Optional[str],
+    api_key: Optional[str],
+    what: str,
+    path: str,
+    columns: list[Column],
+    *,
+    as_json: bool,
+    limit: int,
+    offset: int,
+    params: Optional[dict[str, Any]] = None,
+) -> None:
+    """One page of a list from Central: as a table on stdout, or with ``as_json``
+    Central's answer (one JSON array); what else to know goes to stderr."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    query: dict[str, str | int] = {k: v for k, v in (params or {}).items() if v is not None}
+    rows = _call(central, api_key, "GET", path, params={**query, "limit": limit, "offset": offset})
+    if as_json:
+        _out(json.dumps(rows, indent=1))
+    elif not rows:
+        _note(f"no {what}" + (f" after the first {offset}" if offset else ""))
+    else:
+        table = Table(
+            title=f"{what} of firm {rows[0]['firm_code']}", title_justify="left", box=box.SIMPLE_HEAD, highlight=False
+        )
+        for col in columns:
+            table.add_column(col.heading, no_wrap=not col.wrap)
+        for row in rows:
+            table.add_row(*(Text("-" if (v := col.cell(row)) is None else str(v)) for col in columns))
+        _common.console.print(table)
+    if len(rows) == limit:
+        _note(f"{len(rows)} {what} listed; there may be more: --offset {offset + limit} lists the next ones")
 
 
 # ---------------------------------------------------------------- firms
@@ -173,6 +235,17 @@ def firm_public_key(
     _guard(run)
 
 
+def _work_tree(path: Path) -> Optional[Path]:
+    """The git work tree a file written at ``path`` would be in: the nearest directory,
+    from the file's own directory up, that holds a ``.git`` entry (the directory of a
+    repository, or the file of a linked work tree or submodule); None outside any."""
+    where = path.absolute().parent.resolve()
+    for directory in (where, *where.parents):
+        if os.path.lexists(directory / ".git"):
+            return directory
+    return None
+
+
 def _constant(code: int) -> str:
     return f"FIRM_{code}_KEYS"
 
@@ -212,15 +285,25 @@ def product_key_export(
     product_code: int = typer.Option(..., "--product-code", help="The product."),
     version: int = typer.Option(1, "--key-version", help="Product key version."),
     output: Path = typer.Option(..., "-o", "--output", help="Key file to write (mode 0600)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write the key file even inside a git work tree (where it could be committed)."
+    ),
     central: Optional[str] = CentralOpt,
     api_key: Optional[str] = KeyOpt,
 ) -> None:
-    """Export a product key as a firm-signed key file for `licentia protect --product-key-file`."""
+    """Export a product key as a firm-signed key file for `licentia protect --product-key-file`.
+    The file is not written inside a git work tree unless --force is given."""
 
     def run() -> None:
         from ..container.files import write_atomic
         from ..core import keyfile
 
+        tree = None if force else _work_tree(output)
+        if tree is not None:
+            _common.fail(
+                f"{output} is inside the git work tree {tree}: the product key would sit there in clear, one "
+                "commit away from the repository; write it outside the work tree, or pass --force"
+            )
         with _client(central, api_key) as client:
             doc = client.product_key(firm_code, product_code, version)
         write_atomic(output, keyfile.dumps(doc), mode=0o600)
@@ -466,6 +549,40 @@ def item_show(
 NEAR_DAYS = 30
 
 
+def _expiry(item: dict[str, Any]) -> str:
+    if item.get("expired"):
+        return "expired"
+    days = item.get("expires_in_days")
+    return "-" if days is None else f"in {days} d"
+
+
+ITEM_COLUMNS = [
+    Column("item", lambda r: r["item_id"]),
+    Column("name", lambda r: r["name"], wrap=True),
+    Column("product", lambda r: r["product_code"]),
+    Column("features", lambda r: f"0x{r['feature_map']:X}"),
+    Column("level", lambda r: r["level"]),
+    Column("keys", lambda r: ",".join(str(v) for v in r["key_versions"])),
+    Column("module of", lambda r: r["module_of"]),
+    Column("expires", _expiry),
+]
+
+
+@item_app.command("list")
+def item_list(
+    as_json: bool = JsonOpt,
+    limit: int = LimitOpt,
+    offset: int = OffsetOpt,
+    firm_code: Optional[int] = FirmOpt,
+    central: Optional[str] = CentralOpt,
+    api_key: Optional[str] = KeyOpt,
+) -> None:
+    """List the firm's items, by item id."""
+    params = {"firm_code": firm_code}
+    _guard(lambda: _list(central, api_key, "items", "/items", ITEM_COLUMNS, as_json=as_json, limit=limit,
+                         offset=offset, params=params))
+
+
 # ---------------------------------------------------------------- customers
 
 
@@ -487,6 +604,28 @@ def customer_create(
         _out(made["number"])
 
     _guard(run)
+
+
+CUSTOMER_COLUMNS = [
+    Column("number", lambda r: r["number"]),
+    Column("name", lambda r: r["name"], wrap=True),
+    Column("e-mail", lambda r: r["email"]),
+]
+
+
+@customer_app.command("list")
+def customer_list(
+    as_json: bool = JsonOpt,
+    limit: int = LimitOpt,
+    offset: int = OffsetOpt,
+    firm_code: Optional[int] = FirmOpt,
+    central: Optional[str] = CentralOpt,
+    api_key: Optional[str] = KeyOpt,
+) -> None:
+    """List the firm's customers, by customer number."""
+    params = {"firm_code": firm_code}
+    _guard(lambda: _list(central, api_key, "customers", "/customers", CUSTOMER_COLUMNS, as_json=as_json, limit=limit,
+                         offset=offset, params=params))
 
 
 # ---------------------------------------------------------------- tickets
@@ -540,6 +679,44 @@ def ticket_revoke(
     _guard(run)
 
 
+class TicketState(str, Enum):
+    new = "new"
+    activated = "activated"
+    deactivated = "deactivated"
+    revoked = "revoked"
+    blocked = "blocked"
+
+
+TICKET_COLUMNS = [
+    Column("ticket", lambda r: r["ticket"]),
+    Column("license", lambda r: r["license_id"]),
+    Column("customer", lambda r: r["customer"]),
+    Column("items", lambda r: ", ".join(r["items"]), wrap=True),
+    Column("state", lambda r: r["state"]),
+    Column("container", lambda r: r["serial"]),
+    Column("created (UTC)", lambda r: _when(r["created"])),
+    Column("activated (UTC)", lambda r: _when(r["activated"])),
+]
+
+
+@ticket_app.command("list")
+def ticket_list(
+    customer: Optional[str] = typer.Option(None, "--customer", help="Only this customer's tickets (number)."),
+    item: Optional[str] = typer.Option(None, "--item", help="Only tickets licensing this item (base or module)."),
+    state: Optional[TicketState] = typer.Option(None, "--state", help="Only tickets in this state."),
+    as_json: bool = JsonOpt,
+    limit: int = LimitOpt,
+    offset: int = OffsetOpt,
+    firm_code: Optional[int] = FirmOpt,
+    central: Optional[str] = CentralOpt,
+    api_key: Optional[str] = KeyOpt,
+) -> None:
+    """List the firm's tickets, newest first: state, customer, items, container."""
+    params = {"firm_code": firm_code, "customer": customer, "item": item, "state": state.value if state else None}
+    _guard(lambda: _list(central, api_key, "tickets", "/tickets", TICKET_COLUMNS, as_json=as_json, limit=limit,
+                         offset=offset, params=params))
+
+
 def _ticket(text: str) -> str:
     from ..core import codes
 
@@ -550,6 +727,39 @@ def _ticket(text: str) -> str:
 
 
 # ---------------------------------------------------------------- containers
+
+
+def _flags(row: dict[str, Any]) -> str:
+    if not row["flags"]:
+        return "-"
+    return f"{row['flags']} ({row['open_flags']} not reviewed)" if row["open_flags"] else str(row["flags"])
+
+
+CONTAINER_COLUMNS = [
+    Column("serial", lambda r: r["serial"]),
+    Column("level", lambda r: r["level"]),
+    Column("first seen (UTC)", lambda r: _when(r["first_seen"])),
+    Column("last contact (UTC)", lambda r: _when(r["last_contact"])),
+    Column("licenses", lambda r: r["licenses"]),
+    Column("flagged", lambda r: "yes" if r["flagged"] else "no"),
+    Column("flags", _flags),
+]
+
+
+@container_app.command("list")
+def container_list(
+    as_json: bool = JsonOpt,
+    limit: int = LimitOpt,
+    offset: int = OffsetOpt,
+    firm_code: Optional[int] = FirmOpt,
+    central: Optional[str] = CentralOpt,
+    api_key: Optional[str] = KeyOpt,
+) -> None:
+    """List the containers that have held the firm's licenses, newest first: level, first
+    seen, last contact, the firm's licenses in each, manipulation flags."""
+    params = {"firm_code": firm_code}
+    _guard(lambda: _list(central, api_key, "containers", "/containers", CONTAINER_COLUMNS, as_json=as_json,
+                         limit=limit, offset=offset, params=params))
 
 
 @container_app.command("show")

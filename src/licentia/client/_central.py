@@ -4,7 +4,7 @@ Central answers JSON, or ``{"error": {"code", "message"}}`` with an HTTP error s
 Every failure leaves as a ``CentralError``: ``CentralUnreachable`` when no answer came
 (connection refused, timeout, TLS, a malformed address), ``CentralRefused`` when Central
 answered an error (its ``status``, ``code`` and message), the base class when the answer
-is not what the call expects.
+is not what the call expects or the URL lacks its ``http://`` or ``https://``.
 """
 
 from __future__ import annotations
@@ -125,6 +125,11 @@ class CentralClient:
     ) -> httpx.Response:
         import httpx
 
+        if not self.url.lower().startswith(("http://", "https://")):
+            example = f": give http://{self.url} (or https://...)" if "://" not in self.url else ""
+            raise CentralError(
+                f"License Central's URL {self.url!r} must start with http:// or https://{example}"
+            )
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key and authorized else {}
         try:
             response = self._client().request(method, self.url + API + path, json=json, params=params, headers=headers)

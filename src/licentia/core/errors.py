@@ -62,7 +62,8 @@
 Rules kept by every raise site:
 
 - A ``LicenseError`` has a stable numeric ``code`` (docs/errors.md) and a message that says
-  what to do. On untrusted input the caller gets a generic message; the detailed
+  what to do: the raise site's own step, else the class's ``next_step`` (``with_next_step``;
+  the CLI adds it too when a message names none). On untrusted input the caller gets a generic message; the detailed
   ``reason`` is an attribute for the log, and the code that raises logs it (exceptions
   never log in their constructor). ``rejected(reason)`` does both for ``LicenseInvalid``.
 - Foreign errors are translated in one place each: httpx errors in the Central client
@@ -75,6 +76,7 @@ Rules kept by every raise site:
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 _log = logging.getLogger("licentia")
@@ -92,10 +94,42 @@ class LicenseError(LicentiaError):
 
     code = 1
     rank = 0  # closeness to success: the highest-ranked failure is the one raised
+    #: what the user does next, where the message names nothing more precise (docs/errors.md)
+    next_step = "Run 'licentia list' to see the licenses on this machine, or ask the vendor."
 
     def __init__(self, message: str | None = None, *, tried: list[str] | None = None):
         self.tried = list(tried or [])
-        super().__init__(message or self.__doc__ or self.__class__.__name__)
+        super().__init__(message or self.default_message())
+
+    @classmethod
+    def default_message(cls) -> str:
+        """The first paragraph of the class's docstring, then its next step."""
+        summary = " ".join((cls.__doc__ or cls.__name__).split("\n\n")[0].split())
+        return f"{summary} {cls.next_step}"
+
+
+#: a clause that tells the user what to do: a quoted command, an API call, or a verb that
+#: opens a clause ("...: renew the license", "...; check it for typos", "Ask the vendor")
+_STEP = re.compile(
+    r"'licentia |licentia\.[a-z_]+\(|--[a-z]"
+    r"|(?:^|[:;.(,]\s*|\b(?:or|then|and)\s+)"
+    r"(?:activate|add|apply|ask|borrow|buy|call|carry|check|connect|contact|create|deactivate|fix|give|install"
+    r"|pass|put|reinstall|remove|renew|run|send|set|submit|sync|try|use|wait)\b",
+    re.IGNORECASE,
+)
+
+
+def names_next_step(message: str) -> bool:
+    """Whether ``message`` already tells the user what to do."""
+    return bool(_STEP.search(message))
+
+
+def with_next_step(cls: type[LicenseError], message: str, detail: str = "") -> str:
+    """``message`` and ``detail``, then ``cls.next_step`` unless the message names a step of its own."""
+    text = message.rstrip() + detail
+    if names_next_step(message):
+        return text
+    return f"{text.rstrip('.')}. {cls.next_step}"
 
 
 class LicenseNotFound(LicenseError):
@@ -103,6 +137,10 @@ class LicenseNotFound(LicenseError):
 
     code = 10
     rank = 0
+    next_step = (
+        "Activate a ticket from the vendor ('licentia activate TICKET'), or ask the "
+        "administrator of your license server."
+    )
 
 
 class LicenseInvalid(LicenseError):
@@ -112,11 +150,12 @@ class LicenseInvalid(LicenseError):
 
     code = 11
     rank = 1
+    next_step = "Ask the vendor for a new update; do not edit the container's files."
 
     def __init__(self, message: str | None = None, *, reason: str | None = None, tried: list[str] | None = None):
         self.reason = reason
         super().__init__(
-            message or "A license document failed verification. Ask the vendor for a new update.", tried=tried
+            message or f"A license document failed verification. {self.next_step}", tried=tried
         )
 
 
@@ -136,6 +175,7 @@ class ContainerLocked(LicenseError):
 
     code = 19
     rank = 2
+    next_step = "Activate the license again ('licentia activate TICKET'), or contact the vendor."
 
 
 class FeatureNotLicensed(LicenseError):
@@ -143,6 +183,7 @@ class FeatureNotLicensed(LicenseError):
 
     code = 15
     rank = 3
+    next_step = "Ask the vendor for a license that includes this feature, then run 'licentia sync'."
 
 
 class LicenseNotYetValid(LicenseError):
@@ -150,6 +191,7 @@ class LicenseNotYetValid(LicenseError):
 
     code = 13
     rank = 4
+    next_step = "Wait until the date in the message, or ask the vendor."
 
 
 class LicenseExpired(LicenseError):
@@ -157,6 +199,7 @@ class LicenseExpired(LicenseError):
 
     code = 12
     rank = 5
+    next_step = "Renew the license or contact the vendor; if it was renewed, run 'licentia sync'."
 
 
 class MaintenanceExpired(LicenseError):
@@ -164,6 +207,10 @@ class MaintenanceExpired(LicenseError):
 
     code = 17
     rank = 6
+    next_step = (
+        "Use a release from within the maintenance period, or ask the vendor to renew "
+        "maintenance, then run 'licentia sync'."
+    )
 
 
 class SyncRequired(LicenseError):
@@ -171,6 +218,7 @@ class SyncRequired(LicenseError):
 
     code = 18
     rank = 7
+    next_step = "Run 'licentia sync' while online."
 
 
 class ClockTampered(LicenseError):
@@ -178,6 +226,7 @@ class ClockTampered(LicenseError):
 
     code = 16
     rank = 8
+    next_step = "Set the system clock right, or run 'licentia sync' while online."
 
 
 class UnitsExhausted(LicenseError):
@@ -185,6 +234,10 @@ class UnitsExhausted(LicenseError):
 
     code = 14
     rank = 9
+    next_step = (
+        "Ask the vendor for more units, then run 'licentia sync'; or ask for a new ticket and "
+        "activate it ('licentia activate TICKET')."
+    )
 
 
 class TrustNotConfigured(LicenseError):
@@ -192,6 +245,10 @@ class TrustNotConfigured(LicenseError):
 
     code = 20
     rank = -1
+    next_step = (
+        "Tell the application's developer: the application must pin the vendor's firm "
+        "key (licentia.trust(FIRM, pem) or firm_key=)."
+    )
 
 
 class ServerUnreachable(LicenseError):
@@ -199,6 +256,7 @@ class ServerUnreachable(LicenseError):
 
     code = 21
     rank = 0
+    next_step = "Check the network and the license server's address (LICENTIA_HOST, 'licentia config server list')."
 
 
 class SeatsExhausted(LicenseError):
@@ -210,6 +268,7 @@ class SeatsExhausted(LicenseError):
 
     code = 22
     rank = 11
+    next_step = "Try again when a seat is free, or ask the vendor for more seats."
 
     def __init__(
         self,
@@ -232,6 +291,7 @@ class AccessDenied(LicenseError):
 
     code = 23
     rank = 10
+    next_step = "Ask the license server's administrator."
 
 
 class ManipulationDetected(LicenseError):
@@ -240,6 +300,7 @@ class ManipulationDetected(LicenseError):
 
     code = 24
     rank = 2
+    next_step = "Contact the vendor to have the container reviewed and cleared."
 
 
 class ActivationError(LicenseError):
@@ -247,6 +308,7 @@ class ActivationError(LicenseError):
 
     code = 30
     rank = -1
+    next_step = "Fix what the message names and try again, or ask the vendor."
 
 
 ALL_ERRORS: tuple[type[LicenseError], ...] = (
@@ -655,5 +717,7 @@ __all__ = [
     "Unavailable",
     "UnitsExhausted",
     "log_rejected",
+    "names_next_step",
     "rejected",
+    "with_next_step",
 ]

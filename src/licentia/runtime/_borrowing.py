@@ -71,7 +71,10 @@ def borrow(runtime: Runtime, firm_code: int, product_code: int, days: int, *, fe
     if failures:
         _, cls, message = max(failures, key=lambda f: f[0])
         raise cls(message, tried=tried)
-    raise E.ServerUnreachable(f"no license server answered: tried {', '.join(s.label for s in servers)}", tried=tried)
+    tried_servers = ", ".join(s.label for s in servers)
+    raise E.ServerUnreachable(
+        E.with_next_step(E.ServerUnreachable, f"no license server answered: tried {tried_servers}"), tried=tried
+    )
 
 
 def borrowed(runtime: Runtime) -> list[dict[str, Any]]:

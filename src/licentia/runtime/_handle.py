@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,9 @@ class Handle:
 
     ``grant`` is where the license and its product keys come from (a container on this
     machine, a license server's lease, ...); the handle asks it, never which kind it is.
+
+    ``expires`` is when the license ends, in Unix seconds (None: it does not end);
+    ``expires_at`` is the same moment as an aware UTC ``datetime``.
     """
 
     __slots__ = (
@@ -54,6 +58,13 @@ class Handle:
         self._released = False
 
     @property
+    def expires_at(self) -> _dt.datetime | None:
+        """When the license ends, as an aware UTC ``datetime`` (None: it does not end)."""
+        if self.expires is None:
+            return None
+        return _dt.datetime.fromtimestamp(self.expires, _dt.timezone.utc)
+
+    @property
     def released(self) -> bool:
         return self._released or self._pid != os.getpid()
 
@@ -80,10 +91,16 @@ class Handle:
     def product_key(self, version: int = 1) -> bytes:
         """The product key of ``version`` sealed in this license."""
         if self.released:
-            raise E.LicenseError("this handle was released (or belongs to the parent process)")
+            raise E.LicenseError(
+                "this handle was released (or belongs to the parent process): call licentia.access() again "
+                "for a new one"
+            )
         key = self.grant.product_key(self._entry, version)
         if key is None:
-            raise E.LicenseNotFound(f"license {self.license_id} holds no product key of version {version}")
+            raise E.LicenseNotFound(
+                f"license {self.license_id} holds no product key of version {version}: renew the license or "
+                "ask the vendor for one that covers this release"
+            )
         return key
 
     def release(self) -> None:

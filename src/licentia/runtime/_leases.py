@@ -287,14 +287,17 @@ class LeaseKeeper:
             rank, cls, message, extra = max(failures, key=lambda f: f[0])
             if rank > E.ServerUnreachable.rank or not unreachable:
                 others = [t for t in tried if t != message]
-                text = message + (f" (also tried: {'; '.join(others)})" if others else "")
+                text = E.with_next_step(cls, message, f" (also tried: {'; '.join(others)})" if others else "")
                 if cls is E.SeatsExhausted:
                     return E.SeatsExhausted(text, seats=extra.get("seats"), in_use=extra.get("in_use"), tried=tried)
                 return cls(text, tried=tried)
         self.net.forget_found()  # nothing answered: look around again next time
         return E.ServerUnreachable(
-            f"no license server answered: tried {', '.join(s.label for s in servers)}"
-            + (f" ({'; '.join(tried)})" if tried else ""),
+            E.with_next_step(
+                E.ServerUnreachable,
+                f"no license server answered: tried {', '.join(s.label for s in servers)}",
+                f" ({'; '.join(tried)})" if tried else "",
+            ),
             tried=tried,
         )
 

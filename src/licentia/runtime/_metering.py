@@ -58,7 +58,8 @@ def consume(
                 if exc.status is not None and exc.status >= 500:  # busy or failing: as if unreachable
                     continue
                 if exc.code == "units_exhausted":
-                    raise E.UnitsExhausted(f"container {container.serial} {entry.summary()}: {exc}") from None
+                    where = f"container {container.serial} {entry.summary()}"
+                    raise E.UnitsExhausted(E.with_next_step(E.UnitsExhausted, f"{where}: {exc}")) from None
                 raise E.ActivationError(f"License Central refused the consumption: {exc}") from None
     if answer is None:
         return _offline(container, entry, units, start_usage=start_usage, now=now, check=check)

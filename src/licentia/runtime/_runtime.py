@@ -205,7 +205,10 @@ class Runtime:
         for path, result in self.containers().items():
             if path.name == serial and isinstance(result, E.LicenseError):
                 raise result
-        raise E.ActivationError(f"container {serial} is not on this machine")
+        raise E.ActivationError(
+            f"container {serial} is not on this machine: apply its update on the machine that made the request "
+            "('licentia list' shows the containers here)"
+        )
 
     def verified_entries(
         self, container: Container, slot: Slot, keys: dict[str, hazmat.Ed25519PublicKey]
@@ -361,8 +364,8 @@ class Runtime:
             )
         rank, cls, message = max(failures, key=lambda f: f[0])
         others = [t for t in tried if t != message]
-        text = message + (f" (also tried: {'; '.join(others)})" if others else "")
-        raise cls(text, tried=tried)
+        also = f" (also tried: {'; '.join(others)})" if others else ""
+        raise cls(E.with_next_step(cls, message, also), tried=tried)
 
     @staticmethod
     def _observe(container: Container, firm_code: int, now: int) -> None:
@@ -468,7 +471,8 @@ class Runtime:
             ev = evaluate(entry, slot.license_state(entry), request, now, slot.vclock)
             if not ev.ok:
                 assert ev.error is not None
-                raise ev.error(f"container {found.container.serial} {entry.summary()}: {ev.message}")
+                where = f"container {found.container.serial} {entry.summary()}"
+                raise ev.error(E.with_next_step(ev.error, f"{where}: {ev.message}"))
 
         ev = evaluate(entry, found.state, request, now, 0)
         if slot is not None and keys is not None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ..services import ActivationService, MeteringService, normalize
+from ..services.catalog import MAX_OFFSET, MAX_PAGE, PAGE_SIZE
 from . import schemas
 from .deps import (
     ApiKeysDep,
@@ -23,6 +24,8 @@ from .deps import (
 )
 
 FirmQuery = Query(default=None, description="admin key only: the firm")
+LimitQuery = Query(default=PAGE_SIZE, ge=1, le=MAX_PAGE, description=f"rows in the page (at most {MAX_PAGE})")
+OffsetQuery = Query(default=0, ge=0, le=MAX_OFFSET, description="rows to skip: the rows of the pages before")
 
 
 async def _ticket_path(ticket: str) -> str:
@@ -135,9 +138,15 @@ def create_item(body: schemas.ItemCreate, caller: CallerDep, svc: CatalogDep) ->
     )
 
 
-@catalog.get("/items", summary="The firm's items")
-def list_items(caller: CallerDep, svc: CatalogDep, firm_code: int | None = FirmQuery) -> list[dict[str, Any]]:
-    return svc.list_items(caller, firm_code)
+@catalog.get("/items", summary="A page of the firm's items, by item id")
+def list_items(
+    caller: CallerDep,
+    svc: CatalogDep,
+    firm_code: int | None = FirmQuery,
+    limit: int = LimitQuery,
+    offset: int = OffsetQuery,
+) -> list[dict[str, Any]]:
+    return svc.list_items(caller, firm_code, limit=limit, offset=offset)
 
 
 @catalog.get("/items/{item_id}", summary="One item")
@@ -150,9 +159,15 @@ def create_customer(body: schemas.CustomerCreate, caller: CallerDep, svc: Catalo
     return svc.create_customer(caller, firm_code=body.firm_code, name=body.name, number=body.number, email=body.email)
 
 
-@catalog.get("/customers", summary="The firm's customers")
-def list_customers(caller: CallerDep, svc: CatalogDep, firm_code: int | None = FirmQuery) -> list[dict[str, Any]]:
-    return svc.list_customers(caller, firm_code)
+@catalog.get("/customers", summary="A page of the firm's customers, by customer number")
+def list_customers(
+    caller: CallerDep,
+    svc: CatalogDep,
+    firm_code: int | None = FirmQuery,
+    limit: int = LimitQuery,
+    offset: int = OffsetQuery,
+) -> list[dict[str, Any]]:
+    return svc.list_customers(caller, firm_code, limit=limit, offset=offset)
 
 
 @catalog.get("/customers/{number}", summary="One customer")
@@ -169,6 +184,22 @@ tickets = APIRouter(tags=["tickets"])
 def create_tickets(body: schemas.OrderCreate, caller: CallerDep, svc: TicketsDep) -> dict[str, Any]:
     return svc.create_order(
         caller, firm_code=body.firm_code, customer=body.customer, items=body.items, count=body.quantity_of_licenses
+    )
+
+
+@tickets.get("/tickets", summary="A page of the firm's tickets, newest first; filtered by customer, item, state")
+def list_tickets(
+    caller: CallerDep,
+    svc: TicketsDep,
+    firm_code: int | None = FirmQuery,
+    customer: str | None = Query(default=None, max_length=64, description="only this customer's tickets"),
+    item: str | None = Query(default=None, max_length=32, description="only tickets licensing this item"),
+    state: schemas.TicketStateName | None = Query(default=None, description="only tickets in this state"),
+    limit: int = LimitQuery,
+    offset: int = OffsetQuery,
+) -> list[dict[str, Any]]:
+    return svc.list_tickets(
+        caller, firm_code=firm_code, customer=customer, item=item, state=state, limit=limit, offset=offset
     )
 
 
@@ -190,6 +221,17 @@ def revoke_ticket(ticket: TicketPath, caller: CallerDep, svc: TicketsDep) -> dic
 # ---------------------------------------------------------------- containers
 
 containers = APIRouter(tags=["containers"])
+
+
+@containers.get("/containers", summary="A page of the containers that held the firm's licenses, newest first")
+def list_containers(
+    caller: CallerDep,
+    svc: ContainersDep,
+    firm_code: int | None = FirmQuery,
+    limit: int = LimitQuery,
+    offset: int = OffsetQuery,
+) -> list[dict[str, Any]]:
+    return svc.list_containers(caller, firm_code, limit=limit, offset=offset)
 
 
 @containers.get("/containers/{serial}", summary="A container's slot for the firm")

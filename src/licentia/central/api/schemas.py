@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 Level = Literal["loose", "medium", "tight"]
+TicketStateName = Literal["new", "activated", "deactivated", "revoked", "blocked"]
 
 
 class _Body(BaseModel):

@@ -440,7 +440,8 @@ class ActivationService(Service):
             raise Conflict(
                 "ticket_bound_elsewhere",
                 f"This ticket is active in container {other}. Deactivate it there first "
-                "('licentia deactivate'), then activate it here.",
+                "('licentia deactivate TICKET' on that machine, or 'licentia server deactivate TICKET' if a "
+                "license server holds it), then activate it here.",
             )
 
     def _bind_ticket(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from ...core import codes
 from ...core.encoding import b64d, b64e
@@ -35,6 +35,21 @@ TEMPLATE_INTS = (
 DEFAULT_REPORT_HOURS = 24
 DEFAULT_SYNC_DAYS = 30
 _LIMITED = ("units", "expires", "expires_days", "usage_period_days")
+
+#: A list answers one page: this many rows unless the caller asks for another number,
+#: at most MAX_PAGE; the next page starts at ``offset`` = the rows seen so far.
+PAGE_SIZE = 100
+MAX_PAGE = 1000
+MAX_OFFSET = 2**62
+
+
+def page(limit: int, offset: int) -> tuple[int, int]:
+    """A list's page, checked: ``limit`` rows (1 to MAX_PAGE) after the first ``offset``."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise BadInput(f"limit is a whole number from 1 to {MAX_PAGE}.")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise BadInput("offset is a whole number of 0 or more.")
+    return limit, offset
 
 
 def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
@@ -270,11 +285,25 @@ class CatalogService(Service):
 
         return run_read(self.session, tx)
 
-    def list_items(self, actor: Actor, firm_code: int | None = None) -> list[dict[str, Any]]:
+    def list_items(
+        self, actor: Actor, firm_code: int | None = None, *, limit: int = PAGE_SIZE, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """A page of the firm's items, by item id."""
+        limit, offset = page(limit, offset)
+
         def tx() -> list[dict[str, Any]]:
             firm = self.scoped_firm(actor, firm_code)
-            items = self.session.scalars(select(Item).where(Item.firm_id == firm.id).order_by(Item.item_id))
-            return [item_view(i, firm.code, self._module_of(i), self.now()) for i in items]
+            base = aliased(Item)
+            rows = self.session.execute(
+                select(Item, base.item_id)
+                .outerjoin(base, Item.module_of_id == base.id)
+                .where(Item.firm_id == firm.id)
+                .order_by(Item.item_id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            now = self.now()
+            return [item_view(item, firm.code, module_of, now) for item, module_of in rows]
 
         return run_read(self.session, tx)
 
@@ -327,10 +356,21 @@ class CatalogService(Service):
 
         return run_read(self.session, tx)
 
-    def list_customers(self, actor: Actor, firm_code: int | None = None) -> list[dict[str, Any]]:
+    def list_customers(
+        self, actor: Actor, firm_code: int | None = None, *, limit: int = PAGE_SIZE, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """A page of the firm's customers, by customer number."""
+        limit, offset = page(limit, offset)
+
         def tx() -> list[dict[str, Any]]:
             firm = self.scoped_firm(actor, firm_code)
-            rows = self.session.scalars(select(Customer).where(Customer.firm_id == firm.id).order_by(Customer.number))
+            rows = self.session.scalars(
+                select(Customer)
+                .where(Customer.firm_id == firm.id)
+                .order_by(Customer.number)
+                .limit(limit)
+                .offset(offset)
+            )
             return [customer_view(c, firm.code) for c in rows]
 
         return run_read(self.session, tx)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ...core import codes
 from ...core.errors import BadInput, NotFound
 from ..db import run_read, run_write
 from ..models import AuditEntry, Container, ContainerFirm, Firm, Flag, Ticket, TicketState
-from .base import Actor, Service
+from .base import Actor, Service, check_code
+from .catalog import PAGE_SIZE, page
 
 
 def check_serial(serial: str) -> str:
@@ -83,6 +84,69 @@ class ContainerService(Service):
 
         return run_read(self.session, tx)
 
+    def list_containers(
+        self, actor: Actor, firm_code: int | None = None, *, limit: int = PAGE_SIZE, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """A page of the containers that have held a license of the firm, newest first (by
+        when Central first saw each): its level, when Central first saw it, its last
+        contact for the firm, how many of the firm's licenses it holds now, and its
+        manipulation flags for the firm."""
+        limit, offset = page(limit, offset)
+
+        def tx() -> list[dict[str, Any]]:
+            firm = self.scoped_firm(actor, firm_code)
+            rows = self.session.execute(
+                select(Container, ContainerFirm)
+                .join(ContainerFirm, ContainerFirm.container_id == Container.id)
+                .where(ContainerFirm.firm_id == firm.id)
+                .order_by(Container.created.desc(), Container.serial)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            ids = [c.id for c, _ in rows]
+            held: dict[Any, int] = {}
+            flags: dict[Any, tuple[int, int]] = {}
+            if ids:
+                held = {
+                    cid: int(n)
+                    for cid, n in self.session.execute(
+                        select(Ticket.container_id, func.count())
+                        .where(
+                            Ticket.container_id.in_(ids),
+                            Ticket.firm_id == firm.id,
+                            Ticket.state == TicketState.activated.value,
+                        )
+                        .group_by(Ticket.container_id)
+                    )
+                }
+                flags = {
+                    cid: (int(total), int(total) - int(cleared))
+                    for cid, total, cleared in self.session.execute(
+                        select(Flag.container_id, func.count(), func.count(Flag.cleared))
+                        .where(Flag.container_id.in_(ids), Flag.firm_id == firm.id)
+                        .group_by(Flag.container_id)
+                    )
+                }
+            return [
+                {
+                    "serial": container.serial,
+                    "level": container.level,
+                    "firm_code": firm.code,
+                    "first_seen": container.created,
+                    "last_contact": slot.last_contact,
+                    # the firm's licenses in it now: its tickets activated there
+                    "licenses": held.get(container.id, 0),
+                    "flagged": slot.flagged,
+                    "flagged_at": slot.flagged_at,
+                    # manipulation Central saw for the firm: all of it, and what is not yet reviewed
+                    "flags": flags.get(container.id, (0, 0))[0],
+                    "open_flags": flags.get(container.id, (0, 0))[1],
+                }
+                for container, slot in rows
+            ]
+
+        return run_read(self.session, tx)
+
     def clear(self, actor: Actor, serial: str, firm_code: int | None = None) -> dict[str, Any]:
         """Mark the container's flags reviewed and unblock the tickets withdrawn from it (they
         can be activated again, with the use Central recorded)."""
@@ -124,13 +188,15 @@ class ContainerService(Service):
 class AuditService(Service):
     def list(self, actor: Actor, *, firm_code: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         limit = max(1, min(limit, 1000))
+        if firm_code is not None:
+            firm_code = check_code(firm_code)  # a firm code is 1..2^32-1: 400 before any query
 
         def tx() -> list[dict[str, Any]]:
             stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             if not actor.admin:
+                if firm_code is not None:
+                    self.require_firm_access(actor, firm_code)  # another firm: 403, as every list answers
                 stmt = stmt.where(AuditEntry.firm_code == actor.firm_code)
-                if firm_code is not None and firm_code != actor.firm_code:
-                    return []
             elif firm_code is not None:
                 stmt = stmt.where(AuditEntry.firm_code == firm_code)
             return [

@@ -15,9 +15,10 @@ from ..db import run_read, run_write
 from ..models import Activation, Container, Customer, Firm, Flag, Item, Ticket, TicketItem, TicketState
 from .attempts import AttemptService
 from .base import Actor, Context, Service
-from .catalog import CatalogService, bump_counter, item_expired
+from .catalog import PAGE_SIZE, CatalogService, bump_counter, item_expired, page
 
 MAX_ORDER = 1000
+STATES = tuple(s.value for s in TicketState)
 TYPO = "This ticket id is mistyped: {reason}. Check it against the one you were given."
 
 
@@ -133,6 +134,71 @@ class TicketService(Service):
         def tx() -> dict[str, Any]:
             ticket, firm = self._scoped(actor, ticket_id)
             return self.view(ticket, firm)
+
+        return run_read(self.session, tx)
+
+    def list_tickets(
+        self,
+        actor: Actor,
+        *,
+        firm_code: int | None = None,
+        customer: str | None = None,
+        item: str | None = None,
+        state: str | None = None,
+        limit: int = PAGE_SIZE,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """A page of the firm's tickets, newest first (highest license id first): all of
+        them, or those of one customer, those licensing one item (base or module item),
+        those in one state. A customer or item the firm does not have is a NotFound, so a
+        mistyped filter is not mistaken for an empty list."""
+        limit, offset = page(limit, offset)
+        if state is not None and state not in STATES:
+            raise BadInput(f"state is one of {', '.join(STATES)}.")
+
+        def tx() -> list[dict[str, Any]]:
+            firm = self.scoped_firm(actor, firm_code)
+            stmt = (
+                select(Ticket, Customer.number, Item.item_id, Container.serial)
+                .join(Customer, Customer.id == Ticket.customer_id)
+                .join(Item, Item.id == Ticket.item_id)
+                .outerjoin(Container, Container.id == Ticket.container_id)
+                .where(Ticket.firm_id == firm.id)
+            )
+            if customer is not None:
+                stmt = stmt.where(Ticket.customer_id == self.catalog.customer(firm, customer).id)
+            if item is not None:
+                licensed = select(TicketItem.ticket_id).where(TicketItem.item_id == self.catalog.item(firm, item).id)
+                stmt = stmt.where(Ticket.id.in_(licensed))
+            if state is not None:
+                stmt = stmt.where(Ticket.state == state)
+            rows = self.session.execute(stmt.order_by(Ticket.license_id.desc()).limit(limit).offset(offset)).all()
+            items: dict[uuid.UUID, list[str]] = {}
+            if rows:
+                for ticket_id, item_id in self.session.execute(
+                    select(TicketItem.ticket_id, Item.item_id)
+                    .join(Item, Item.id == TicketItem.item_id)
+                    .where(TicketItem.ticket_id.in_([t.id for t, *_ in rows]))
+                ):
+                    items.setdefault(ticket_id, []).append(item_id)
+            return [
+                {
+                    "ticket": t.ticket,
+                    "license_id": t.license_id,
+                    "firm_code": firm.code,
+                    "order": str(t.order_id),
+                    "customer": number,
+                    "item": base,
+                    "items": sorted(items.get(t.id, [base])),
+                    "state": t.state,
+                    "serial": serial if t.state in (TicketState.activated.value, TicketState.revoked.value) else None,
+                    "created": t.created,
+                    "first_activated": t.first_activated,
+                    "activated": t.activated,
+                    "revoked": t.revoked,
+                }
+                for t, number, base, serial in rows
+            ]
 
         return run_read(self.session, tx)
 
