@@ -4,14 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench system-deps lock docs-cli clean
+.PHONY: run test bench system-deps lock audit sbom docs-cli clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
+# every dependency exactly as requirements.lock pins it, each checked against its hashes (pip,
+# the build backend and the extras too), then licentia itself, editable and with no dependency
+# of its own: an editable install has no artifact to check, and the backend is the locked one
 $(STAMP): $(BIN)/python pyproject.toml requirements.lock
-	$(BIN)/pip install -q -c requirements.lock -e '.[all,test]'
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 ## make run: install into .venv and start License Central on embedded defaults (SQLite, ./.licentia, localhost)
@@ -37,7 +40,6 @@ system-deps:
 
 ## make bench: benchmarks; results go to stdout and bench/results/ (docs/performance.md quotes them)
 bench: $(STAMP) system-deps
-	$(BIN)/pip install -q -c requirements.lock -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 ## make fuzz: long runs of the fuzzing and property tests: License Central's API (LICENTIA_FUZZ=1), documents (hypothesis profile fuzz)
@@ -45,10 +47,32 @@ bench: $(STAMP) system-deps
 fuzz: $(STAMP)
 	LICENTIA_FUZZ=1 $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-profile=fuzz $(wildcard tests/central/test_api_schema.py tests/core/test_document_properties.py)
 
-## make lock: refresh requirements.lock from pyproject.toml
+## make lock: refresh requirements.lock from pyproject.toml: every extra, every pin with the hashes of its files
 lock: $(BIN)/python
 	$(BIN)/pip install -q uv
-	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra bench --extra roi --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra bench --extra roi --extra audit --extra mutate --python-version 3.11 --generate-hashes -o requirements.lock
+
+## make audit: known vulnerabilities of the locked dependencies (pip-audit, hashes required, not one left unchecked); it asks a vulnerability service (AUDIT_SERVICE=pypi or osv): where none answers, it says so in one line and exits 0. Not part of `make test`
+AUDIT_SERVICE ?= pypi
+AUDIT = $(BIN)/pip-audit --progress-spinner off --disable-pip --vulnerability-service $(AUDIT_SERVICE) $(AUDIT_ARGS)
+audit: $(STAMP)
+	@probe=$$(mktemp); sed -n 's/^\(cryptography==[^ ]*\).*/\1/p' requirements.lock > $$probe; \
+	answered=$$($(AUDIT) --no-deps --format json -r $$probe 2>/dev/null | grep -c '"vulns"'); rm -f $$probe; \
+	if [ "$$answered" = 0 ]; then \
+	  echo "make audit: the vulnerability service ($(AUDIT_SERVICE)) does not answer from this machine; nothing was checked"; \
+	else \
+	  $(AUDIT) --require-hashes --strict -r requirements.lock; \
+	fi
+
+## make sbom: a CycloneDX SBOM (JSON) of the locked dependencies with their hashes, in dist/sbom.cdx.json; offline, the same bytes for one commit
+SBOM := dist/sbom.cdx.json
+sbom: $(STAMP)
+	@mkdir -p $(dir $(SBOM))
+	@epoch=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null)}; \
+	if [ -n "$$epoch" ]; then export SOURCE_DATE_EPOCH=$$epoch; fi; \
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/cyclonedx-py requirements --pyproject pyproject.toml \
+	  --output-reproducible --output-format JSON -o $(SBOM) requirements.lock
+	@echo "make sbom: $(SBOM)"
 
 ## make docs-cli: regenerate docs/cli.md from --help
 docs-cli: $(STAMP)

@@ -17,7 +17,7 @@ a fakes file the test writes.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 def install(clock: Callable[[], int] | None = None, traits: Callable[[], dict[str, str]] | None = None) -> None:

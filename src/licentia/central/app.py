@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from .api import errors as api_errors
-from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .api import routes
+from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .settings import Settings, SettingsError
 from .startup import prepare
 
@@ -30,9 +30,15 @@ def request_limits(settings: Settings) -> Limits:
         proxies = parse_networks(settings.forwarded_allow_ips)
     except ValueError as exc:
         raise SettingsError(f"LICENTIA_FORWARDED_ALLOW_IPS: {exc}") from None
-    return Limits(protocol_body=settings.max_body, api_body=settings.max_api_body, body_timeout=settings.body_timeout,
-                  inflight_per_address=settings.inflight_per_address, rejections_burst=settings.refused_burst,
-                  rejections_per_second=settings.refused_per_second, trusted_proxies=proxies)
+    return Limits(
+        protocol_body=settings.max_body,
+        api_body=settings.max_api_body,
+        body_timeout=settings.body_timeout,
+        inflight_per_address=settings.inflight_per_address,
+        rejections_burst=settings.refused_burst,
+        rejections_per_second=settings.refused_per_second,
+        trusted_proxies=proxies,
+    )
 
 
 def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
@@ -82,4 +88,3 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
         return {"status": "ok"}
 
     return app
-

@@ -113,7 +113,8 @@ class Database:
 @contextmanager
 def write_tx(session: Session) -> Iterator[Session]:
     """One write transaction: BEGIN IMMEDIATE on SQLite; commit on success."""
-    lock = _WRITE_LOCKS.get(session.get_bind())  # type: ignore[arg-type]
+    bind = session.get_bind()
+    lock = _WRITE_LOCKS.get(bind) if isinstance(bind, Engine) else None  # sessions here are bound to an engine
     if lock is None:
         with session.begin():
             yield session

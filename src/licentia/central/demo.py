@@ -60,9 +60,7 @@ def _seed(ctx: Context, session: Session) -> str:
         level="medium",
         options={"expires_days": 30, "units": 1000},
     )
-    catalog.create_customer(
-        ACTOR, firm_code=FIRM_CODE, number=CUSTOMER, name=CUSTOMER_NAME, email="demo@example.com"
-    )
+    catalog.create_customer(ACTOR, firm_code=FIRM_CODE, number=CUSTOMER, name=CUSTOMER_NAME, email="demo@example.com")
     order = tickets.create_order(ACTOR, firm_code=FIRM_CODE, customer=CUSTOMER, items=[ITEM_ID], count=1)
     return str(order["tickets"][0]["ticket"])
 

@@ -39,18 +39,18 @@ NAMING = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     admin = "admin"
     vendor = "vendor"
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     loose = "loose"
     medium = "medium"
     tight = "tight"
 
 
-class TicketState(str, enum.Enum):
+class TicketState(enum.StrEnum):
     new = "new"
     activated = "activated"
     deactivated = "deactivated"
@@ -58,7 +58,7 @@ class TicketState(str, enum.Enum):
     blocked = "blocked"  # withdrawn after manipulation, until the vendor clears the container
 
 
-class Policy(str, enum.Enum):
+class Policy(enum.StrEnum):
     """What an item's tickets get when Central sees a container's files restored or forked."""
 
     rebase = "rebase"  # re-issue with Central's counts; flag for review; the user keeps working

@@ -10,7 +10,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from ..core.errors import SettingsError  # noqa: F401 (re-exported)
+from typing import Any
+
+from ..core.errors import SettingsError as SettingsError  # re-exported
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8480
@@ -95,8 +97,8 @@ class Settings:
         """Where versions before the keys directory kept the master key: inside DATA."""
         return self.data_dir / "master.key"
 
-    def with_changes(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, data_dir: str | Path | None = None) -> Settings:

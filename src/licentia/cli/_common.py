@@ -7,7 +7,8 @@ import functools
 import inspect
 import sys
 import typing
-from typing import Any, Callable, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -22,16 +23,16 @@ class _Console(Console):
     to a pipe or a file, lines are never wrapped or cut (any width, soft wrap) and carry no
     colours, so scripts read whole values. Decided at each print, not at import."""
 
-    @property  # type: ignore[override]
+    @property
     def size(self) -> ConsoleDimensions:
-        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        size = Console.size.fget(self)  # type: ignore[attr-defined]  # the base class's property object, not its value
         return size if self.is_terminal else ConsoleDimensions(UNBOUNDED, size.height)
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
-        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]  # as above
 
-    @property  # type: ignore[override]
+    @property
     def soft_wrap(self) -> bool:
         return self._soft_wrap or not self.is_terminal
 
@@ -39,7 +40,7 @@ class _Console(Console):
     def soft_wrap(self, value: bool) -> None:
         self._soft_wrap = value
 
-    @property  # type: ignore[override]
+    @property
     def _color_system(self) -> Any:
         return self._detected_colors if self.is_terminal else None
 
@@ -54,6 +55,7 @@ err_console = _Console(stderr=True)
 _state = {"debug": False}
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 
 def set_debug(value: bool) -> None:
@@ -84,7 +86,7 @@ def explain(exc: BaseException) -> str:
     return message
 
 
-def run_guarded(func, *args, **kwargs):  # type: ignore[no-untyped-def]
+def run_guarded(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Call func; turn any exception into a one-line error unless --debug."""
     try:
         return func(*args, **kwargs)
@@ -92,7 +94,7 @@ def run_guarded(func, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except Exception as exc:  # noqa: BLE001 - the CLI boundary
+    except Exception as exc:  # the CLI boundary
         if debug():
             raise
         fail(explain(exc))
@@ -127,7 +129,9 @@ def spread(func: Callable[..., R], **groups: type) -> Callable[..., R]:
     signature = inspect.signature(func, eval_str=True)
     if not groups:
         groups = {
-            p.name: p.annotation for p in signature.parameters.values() if dataclasses.is_dataclass(p.annotation)
+            p.name: p.annotation
+            for p in signature.parameters.values()
+            if isinstance(p.annotation, type) and dataclasses.is_dataclass(p.annotation)
         }
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
@@ -141,7 +145,7 @@ def spread(func: Callable[..., R], **groups: type) -> Callable[..., R]:
         return func(**kwargs)
 
     command.__annotations__ = {p.name: p.annotation for p in params}
-    setattr(command, "__signature__", signature.replace(parameters=params))
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # read by inspect.signature
     return command
 
 

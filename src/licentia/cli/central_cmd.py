@@ -7,7 +7,7 @@ import logging
 import os
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,11 +23,17 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 
 @app.command()
 def serve(
-    data: Path = typer.Option(None, "--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8480, "--port", help="Port to listen on."),
-    demo: bool = typer.Option(False, "--demo", help="On an empty database, seed a demo firm, item, customer, ticket."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (PostgreSQL scales with them)."),
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8480,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="On an empty database, seed a demo firm, item, customer, ticket.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (PostgreSQL scales with them).")
+    ] = 1,
 ) -> None:
     """Run License Central. Ctrl-C stops it."""
     _common.run_guarded(_serve, data, host, port, demo, workers)
@@ -35,7 +41,9 @@ def serve(
 
 @app.command()
 def migrate(
-    data: Path = typer.Option(None, "--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia)."),
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
+    ] = None,
 ) -> None:
     """Create or upgrade Central's database schema, then exit."""
 
@@ -58,8 +66,10 @@ def migrate(
 
 @app.command()
 def backup(
-    output: Path = typer.Option(..., "-o", "--output", help="Backup file to write (mode 0600)."),
-    data: Path = typer.Option(None, "--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia)."),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Backup file to write (mode 0600).")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
+    ] = None,
 ) -> None:
     """Copy Central's SQLite database to a file, also while Central runs; the master
     key is never in it. With PostgreSQL, print the pg_dump command to run instead."""
@@ -92,8 +102,18 @@ def _print_demo(seeded: Demo, admin_source: str, url: str) -> None:
     if not seeded.seeded:
         key = "$LICENTIA_ADMIN_KEY" if admin_source == "environment" else f"$(cat {shlex.quote(admin_source)})"
         command = shlex.join(
-            ["licentia", "vendor", "ticket", "list", "--customer", demo_data.CUSTOMER,
-             "--firm-code", str(demo_data.FIRM_CODE), "--central", url]
+            [
+                "licentia",
+                "vendor",
+                "ticket",
+                "list",
+                "--customer",
+                demo_data.CUSTOMER,
+                "--firm-code",
+                str(demo_data.FIRM_CODE),
+                "--central",
+                url,
+            ]
         )
         _say(f"demo tickets: LICENTIA_API_KEY={key} {command}")
     if seeded.pem_path:
@@ -112,8 +132,10 @@ def _backup(data: Path | None, output: Path) -> None:
     where = master_key_location(settings)
     keep = "keep it separately" + (f" (it is in {where})" if where else "")
     if url.get_backend_name() == "postgresql":
-        _say(f"PostgreSQL: run pg_dump, under umask 077 (it asks for the password or reads ~/.pgpass); "
-             f"the master key is NOT in the dump: {keep}")
+        _say(
+            f"PostgreSQL: run pg_dump, under umask 077 (it asks for the password or reads ~/.pgpass); "
+            f"the master key is NOT in the dump: {keep}"
+        )
         _say(_pg_dump_command(url, output))
         return
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
@@ -121,8 +143,10 @@ def _backup(data: Path | None, output: Path) -> None:
         _common.fail(f"cannot back up {shown}: backup copies a SQLite file or names the pg_dump command")
     source = Path(url.database)
     _sqlite_backup(source, output)
-    _say(f"wrote {output} ({output.stat().st_size} bytes), a consistent copy of the database {source}; "
-         f"the master key is NOT in it: {keep}")
+    _say(
+        f"wrote {output} ({output.stat().st_size} bytes), a consistent copy of the database {source}; "
+        f"the master key is NOT in it: {keep}"
+    )
 
 
 def _pg_dump_command(url: URL, output: Path) -> str:
@@ -162,9 +186,11 @@ def _copy_database(source: Path, target: Path) -> None:
     from contextlib import closing
 
     try:
-        with closing(sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)) as src:
-            with closing(sqlite3.connect(target)) as dst:
-                src.backup(dst)
+        with (
+            closing(sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)) as src,
+            closing(sqlite3.connect(target)) as dst,
+        ):
+            src.backup(dst)
     except sqlite3.Error as exc:
         _common.fail(f"cannot back up the database {source}: {exc}")
 

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any
 
 import typer
 
@@ -32,42 +33,45 @@ def _central(data: Path, admin_key: str) -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
     env["LICENTIA_ADMIN_KEY"] = admin_key
-    log = open(data.parent / "central.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                fail(f"License Central did not start; see {data.parent / 'central.log'}")
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                fail("License Central did not answer within 30 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
+    with open(data.parent / "central.log", "wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - this Python, with fixed arguments
+            [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            import httpx
+
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    fail(f"License Central did not start; see {data.parent / 'central.log'}")
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    fail("License Central did not answer within 30 s")
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _step(n: int, text: str) -> None:
     console.print(f"\n[bold cyan]{n}.[/] {text}")
 
 
-def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary directory and print its path.")) -> None:
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary directory and print its path.")] = False,
+) -> None:
     """Walk the whole flow (vendor, activation, access, deactivation) in a temporary directory."""
 
     def go() -> None:
@@ -93,14 +97,20 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
             item = call(
                 "POST",
                 "/items",
-                {"firm_code": FIRM, "name": "Demo Pro", "product_code": PRODUCT, "feature_map": 0b111,
-                 "options": {"expires_days": 30, "units": 100}},
+                {
+                    "firm_code": FIRM,
+                    "name": "Demo Pro",
+                    "product_code": PRODUCT,
+                    "feature_map": 0b111,
+                    "options": {"expires_days": 30, "units": 100},
+                },
             )
             customer = call(
                 "POST", "/customers", {"firm_code": FIRM, "name": "Ada Example", "email": "ada@example.org"}
             )
-            order = call("POST", "/tickets", {"firm_code": FIRM, "customer": customer["number"],
-                                              "items": [item["item_id"]]})
+            order = call(
+                "POST", "/tickets", {"firm_code": FIRM, "customer": customer["number"], "items": [item["item_id"]]}
+            )
             ticket = order["tickets"][0]["ticket"]
             console.print(f"   item {item['item_id']}, customer {customer['number']}, ticket [bold]{ticket}[/]")
             pem = tmp / f"firm-{FIRM}.pem"
@@ -115,8 +125,10 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the temporary dir
             _step(4, "App: licentia.access(10101, 1, feature_code=0b101, units=5)")
             rt.trust(FIRM, pem)
             with rt.access(FIRM, PRODUCT, 0b101, units=5) as handle:
-                console.print(f"   granted: license {handle.license_id}, features {handle.feature_map:#05b}, "
-                              f"units left {handle.units_left}")
+                console.print(
+                    f"   granted: license {handle.license_id}, features {handle.feature_map:#05b}, "
+                    f"units left {handle.units_left}"
+                )
             try:
                 rt.access(FIRM, PRODUCT, 0b1000)
             except Exception as exc:  # noqa: BLE001 - shown to the user

@@ -9,7 +9,7 @@ import datetime as _dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -56,16 +56,16 @@ END_USER = licenses.Owner(
 )
 
 
-def _when(ts: Optional[int]) -> str:
+def _when(ts: int | None) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d")
 
 
 def depot_submit(
-    file: Path = typer.Argument(..., help="A request or receipt file."),
-    central: Optional[str] = licenses.CentralOpt,
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the update file."),
+    file: Annotated[Path, typer.Argument(help="A request or receipt file.")],
+    central: licenses.CentralOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the update file.")] = None,
 ) -> None:
     """Carry an offline request (or a deactivation receipt) to License Central."""
     from ..runtime import activation
@@ -86,16 +86,17 @@ def depot_submit(
 
 
 def list_(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    firm_key: list[str] = typer.Option(
-        [], "--firm-key", help="FIRM=PEMFILE: verify that firm's licenses against a pinned key."
-    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    firm_key: Annotated[
+        list[str] | None,
+        typer.Option("--firm-key", help="FIRM=PEMFILE: verify that firm's licenses against a pinned key."),
+    ] = None,
 ) -> None:
     """List containers and licenses on this machine (--json adds feature maps and more)."""
     import licentia
 
     def go() -> None:
-        for item in firm_key:
+        for item in firm_key or []:
             firm, _, path = item.partition("=")
             if not firm.isdigit() or not path:
                 fail("--firm-key takes FIRM=PEMFILE")

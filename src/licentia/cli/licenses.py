@@ -7,12 +7,14 @@ change: the options that name it, the function that makes its runtime from them
 words the commands use for it.
 """
 
-from __future__ import annotations
+# No postponed annotations here: each command's options are read from annotations made when
+# the command is defined for an owner, and their help comes from that owner's wording.
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generic, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import typer
 
@@ -23,8 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 W = TypeVar("W")
 
-CentralOpt = typer.Option(None, "--central", help="License Central URL (or LICENTIA_CENTRAL_URL).")
-OfflineOpt = typer.Option(False, "--offline", help="Write a request file instead of going online.")
+CentralOpt = Annotated[str | None, typer.Option("--central", help="License Central URL (or LICENTIA_CENTRAL_URL).")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Write a request file instead of going online.")]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Owner(Generic[W]):
     after ``--central``), ``runtime`` (its runtime, made from those options), ``wording``."""
 
     options: type[W]
-    runtime: Callable[[W], Runtime]
+    runtime: Callable[[W], "Runtime"]
     wording: Wording
 
 
@@ -63,7 +65,7 @@ def register(app: typer.Typer, owner: Owner[W]) -> None:
         app.command(name)(spread(build(owner), where=owner.options))
 
 
-def central_url(url: Optional[str], required: bool = True) -> Optional[str]:
+def central_url(url: str | None, required: bool = True) -> str | None:
     """--central, else LICENTIA_CENTRAL_URL, else [central] url in $LICENTIA_HOME/config.toml."""
     from ..runtime import config, get_runtime
 
@@ -74,7 +76,7 @@ def central_url(url: Optional[str], required: bool = True) -> Optional[str]:
         path = get_runtime().home / "config.toml"
         fail(
             "no License Central given: pass --central URL, set LICENTIA_CENTRAL_URL, or give its URL in the "
-            f"[central] table of {path} (url = \"https://...\")"
+            f'[central] table of {path} (url = "https://...")'
         )
     return url
 
@@ -106,13 +108,16 @@ def _activate(owner: Owner[W]) -> Callable[..., None]:
     words = owner.wording
 
     def activate(
+        *,
         ctx: typer.Context,
-        ticket: str = typer.Argument(..., help="The ticket id from the vendor."),
-        central: Optional[str] = CentralOpt,
-        where: W = None,  # type: ignore[assignment]
-        offline: bool = OfflineOpt,
-        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Request file to write (with --offline)."),
-        level: Optional[str] = typer.Option(None, "--level", help=words.level),
+        ticket: Annotated[str, typer.Argument(help="The ticket id from the vendor.")],
+        central: CentralOpt = None,
+        where: W,
+        offline: OfflineOpt = False,
+        output: Annotated[
+            Path | None, typer.Option("-o", "--output", help="Request file to write (with --offline).")
+        ] = None,
+        level: Annotated[str | None, typer.Option("--level", help=words.level)] = None,
     ) -> None:
         from ..core import codes
         from ..runtime import activation
@@ -131,10 +136,15 @@ def _activate(owner: Owner[W]) -> Callable[..., None]:
             )
             normalized = codes.normalize_ticket(ticket)
             added = sum(1 for e in update.entries if e.ticket == normalized)
-            console.print(words.activated.format(
-                ticket=normalized, serial=container.serial, count=added, total=len(update.entries),
-                firm=update.firm_code,
-            ))
+            console.print(
+                words.activated.format(
+                    ticket=normalized,
+                    serial=container.serial,
+                    count=added,
+                    total=len(update.entries),
+                    firm=update.firm_code,
+                )
+            )
             if update.message:
                 console.print(update.message, highlight=False, markup=False)
 
@@ -146,8 +156,9 @@ def _activate(owner: Owner[W]) -> Callable[..., None]:
 
 def _apply(owner: Owner[W]) -> Callable[..., None]:
     def apply(
-        file: Path = typer.Argument(..., help="An update file from License Central."),
-        where: W = None,  # type: ignore[assignment]
+        *,
+        file: Annotated[Path, typer.Argument(help="An update file from License Central.")],
+        where: W,
     ) -> None:
         from ..runtime import activation
 
@@ -167,13 +178,18 @@ def _deactivate(owner: Owner[W]) -> Callable[..., None]:
     words = owner.wording
 
     def deactivate(
-        ticket: str = typer.Argument(..., help=words.leaving_ticket),
-        central: Optional[str] = typer.Option(
-            None, "--central", help="License Central URL (default: where it came from)."
-        ),
-        where: W = None,  # type: ignore[assignment]
-        offline: bool = typer.Option(False, "--offline", help="Write a receipt file instead of going online."),
-        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Receipt file to write (with --offline)."),
+        *,
+        ticket: Annotated[str, typer.Argument(help=words.leaving_ticket)],
+        central: Annotated[
+            str | None, typer.Option("--central", help="License Central URL (default: where it came from).")
+        ] = None,
+        where: W,
+        offline: Annotated[
+            bool, typer.Option("--offline", help="Write a receipt file instead of going online.")
+        ] = False,
+        output: Annotated[
+            Path | None, typer.Option("-o", "--output", help="Receipt file to write (with --offline).")
+        ] = None,
     ) -> None:
         from ..runtime import activation
 
@@ -182,8 +198,7 @@ def _deactivate(owner: Owner[W]) -> Callable[..., None]:
                 fail("--offline needs -o FILE for the receipt")
             rt = owner.runtime(where)
             receipt = activation.deactivate(ticket, central_url(central, required=False), offline=offline, runtime=rt)
-            if offline:
-                assert output is not None
+            if offline and output is not None:  # (offline without output failed above)
                 write_file(output, activation.dump(receipt))
                 console.print(_written(words.receipt_written, output))
             else:
@@ -199,20 +214,27 @@ def _sync(owner: Owner[W]) -> Callable[..., None]:
     words = owner.wording
 
     def sync(
+        *,
         ctx: typer.Context,
-        central: Optional[str] = typer.Option(
-            None, "--central", help="License Central URL (default: where each came from)."
-        ),
-        where: W = None,  # type: ignore[assignment]
-        offline: bool = typer.Option(
-            False, "--offline", help="Write a sync request file for 'licentia depot submit' instead of going online."
-        ),
-        output: Optional[Path] = typer.Option(
-            None,
-            "-o",
-            "--output",
-            help="Request file to write (with --offline; for several containers or firms, one FILE-SERIAL-FIRM each).",
-        ),
+        central: Annotated[
+            str | None, typer.Option("--central", help="License Central URL (default: where each came from).")
+        ] = None,
+        where: W,
+        offline: Annotated[
+            bool,
+            typer.Option(
+                "--offline", help="Write a sync request file for 'licentia depot submit' instead of going online."
+            ),
+        ] = False,
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                "-o",
+                "--output",
+                help="Request file to write (with --offline; for several containers or firms, "
+                "one FILE-SERIAL-FIRM each).",
+            ),
+        ] = None,
     ) -> None:
         from ..runtime import activation
 
@@ -243,7 +265,7 @@ def _sync(owner: Owner[W]) -> Callable[..., None]:
     return sync
 
 
-def _sync_offline(rt: Runtime, output: Path, words: Wording, cli: str) -> None:
+def _sync_offline(rt: "Runtime", output: Path, words: Wording, cli: str) -> None:
     """Write a sync request per container and firm: ``output`` itself when there is one,
     else ``output`` with ``-SERIAL-FIRM`` before its suffix."""
     from ..runtime import activation

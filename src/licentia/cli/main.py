@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from . import _common
@@ -25,10 +27,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-    version: bool = typer.Option(
-        False, "--version", help="Print licentia's version and exit.", callback=_version, is_eager=True
-    ),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print licentia's version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     _common.set_debug(debug)
 

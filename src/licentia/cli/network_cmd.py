@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -32,17 +32,25 @@ def _firm_product(text: str) -> tuple[int, int]:
     return int(firm), int(product)
 
 
-def _when(ts: Optional[int]) -> str:
+def _when(ts: int | None) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def borrow(
-    license: str = typer.Argument(..., metavar="FIRM:PRODUCT", help="The license to borrow, e.g. 10101:1."),
-    days: int = typer.Option(..., "--days", min=1, help="Borrow for up to this many days (capped by the license "
-                             "and the server's administrator)."),
-    feature: int = typer.Option(0, "--feature", help="Feature bits the borrowed license must hold."),
+    license: Annotated[  # noqa: A002 - the argument's name is the one its help shows
+        str, typer.Argument(metavar="FIRM:PRODUCT", help="The license to borrow, e.g. 10101:1.")
+    ],
+    days: Annotated[
+        int,
+        typer.Option(
+            "--days",
+            min=1,
+            help="Borrow for up to this many days (capped by the license and the server's administrator).",
+        ),
+    ],
+    feature: Annotated[int, typer.Option("--feature", help="Feature bits the borrowed license must hold.")] = 0,
 ) -> None:
     """Take a seat from a license server into this machine's container, for use while offline."""
     from .. import runtime
@@ -50,15 +58,20 @@ def borrow(
     def go() -> None:
         firm, product = _firm_product(license)
         done = runtime.borrow(runtime.get_runtime(), firm, product, days, feature_code=feature)
-        console.print(f"Borrowed {firm}:{product} (license {done['license_id']}) from {done['server']} into "
-                      f"container {done['container']} until {_when(done['expires'])}. Give it back early with "
-                      f"'licentia return {firm}:{product}'.", highlight=False)
+        console.print(
+            f"Borrowed {firm}:{product} (license {done['license_id']}) from {done['server']} into "
+            f"container {done['container']} until {_when(done['expires'])}. Give it back early with "
+            f"'licentia return {firm}:{product}'.",
+            highlight=False,
+        )
 
     run_guarded(go)
 
 
 def give_back(
-    license: str = typer.Argument(..., metavar="FIRM:PRODUCT", help="The borrowed license to return."),
+    license: Annotated[  # noqa: A002 - the argument's name is the one its help shows
+        str, typer.Argument(metavar="FIRM:PRODUCT", help="The borrowed license to return.")
+    ],
 ) -> None:
     """Return a borrowed license: it leaves this machine and its seat frees on the server."""
     from .. import runtime
@@ -71,9 +84,11 @@ def give_back(
             if d["returned"]:
                 console.print(f"Returned {d['borrow_id']} to {d['server']}.", highlight=False)
         if kept:
-            fail(f"the license left this machine, but {kept[0]['server']} did not confirm; the receipt is kept in "
-                 f"{kept[0]['kept']} and sent at the next 'licentia return' (until then the seat stays taken "
-                 "until the borrowing period ends)")
+            fail(
+                f"the license left this machine, but {kept[0]['server']} did not confirm; the receipt is kept in "
+                f"{kept[0]['kept']} and sent at the next 'licentia return' (until then the seat stays taken "
+                "until the borrowing period ends)"
+            )
 
     run_guarded(go)
 
@@ -122,9 +137,9 @@ def _normalize(address: str) -> str:
 
 @server_app.command("add")
 def server_add(
-    address: str = typer.Argument(
-        ..., help=f"host, host:port (default port {DEFAULT_PORT}) or https://host:port."
-    ),
+    address: Annotated[
+        str, typer.Argument(help=f"host, host:port (default port {DEFAULT_PORT}) or https://host:port.")
+    ],
 ) -> None:
     """Add a license server to the search list."""
 
@@ -144,7 +159,7 @@ def server_add(
 
 
 @server_app.command("remove")
-def server_remove(address: str = typer.Argument(..., help="A server in the list.")) -> None:
+def server_remove(address: Annotated[str, typer.Argument(help="A server in the list.")]) -> None:
     """Remove a license server from the search list."""
 
     def go() -> None:
@@ -184,9 +199,13 @@ def server_list() -> None:
 
 @config_app.command("discovery")
 def discovery(
-    state: str = typer.Argument(..., metavar="on|off", help="Look for license servers by UDP broadcast."),
-    broadcast: Optional[str] = typer.Option(None, "--broadcast", help="Broadcast address (default 255.255.255.255)."),
-    port: Optional[int] = typer.Option(None, "--port", help=f"UDP port servers answer on (default {DEFAULT_PORT})."),
+    state: Annotated[str, typer.Argument(metavar="on|off", help="Look for license servers by UDP broadcast.")],
+    broadcast: Annotated[
+        str | None, typer.Option("--broadcast", help="Broadcast address (default 255.255.255.255).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help=f"UDP port servers answer on (default {DEFAULT_PORT}).")
+    ] = None,
 ) -> None:
     """Switch server discovery by broadcast on or off (off by default)."""
 
@@ -207,9 +226,15 @@ def discovery(
         if port:
             net["discovery_port"] = port
         _save(doc)
-        console.print(f"discovery {state}" + (f" ({net.get('broadcast', '255.255.255.255')}:"
-                                              f"{net.get('discovery_port', DEFAULT_PORT)})" if state == "on" else ""),
-                      highlight=False)
+        console.print(
+            f"discovery {state}"
+            + (
+                f" ({net.get('broadcast', '255.255.255.255')}:{net.get('discovery_port', DEFAULT_PORT)})"
+                if state == "on"
+                else ""
+            ),
+            highlight=False,
+        )
 
     run_guarded(go)
 

@@ -9,31 +9,42 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Annotated
 
 import typer
 
 from ._common import console, fail, run_guarded
 
-FirmCodeOpt = typer.Option(..., "--firm-code", help="The vendor's firm code.")
-ProductCodeOpt = typer.Option(..., "--product-code", help="The product whose key encrypts the code.")
-FeatureOpt = typer.Option(
-    0, "--feature-code", help="Feature bits the license must hold (0: any license of the product)."
-)
-VersionOpt = typer.Option(1, "--key-version", help="Product-key version: a license opens the versions it carries.")
-CentralOpt = typer.Option(
-    None, "--central", help="License Central URL: fetch the product key (API key in LICENTIA_API_KEY)."
-)
-KeyFileOpt = typer.Option(
-    None, "--product-key-file", help="A product-key file issued by Central ('licentia vendor product-key export')."
-)
-FirmKeyOpt = typer.Option(
-    None, "--firm-key", help="PEM file of the firm's public key(s): verifies the key file; pinned in the package."
-)
-ApiKeyOpt = typer.Option(None, "--api-key", envvar="LICENTIA_API_KEY", help="Vendor API key for --central.")
+FirmCodeOpt = Annotated[int, typer.Option("--firm-code", help="The vendor's firm code.")]
+ProductCodeOpt = Annotated[int, typer.Option("--product-code", help="The product whose key encrypts the code.")]
+FeatureOpt = Annotated[
+    int, typer.Option("--feature-code", help="Feature bits the license must hold (0: any license of the product).")
+]
+VersionOpt = Annotated[
+    int, typer.Option("--key-version", help="Product-key version: a license opens the versions it carries.")
+]
+CentralOpt = Annotated[
+    str | None,
+    typer.Option("--central", help="License Central URL: fetch the product key (API key in LICENTIA_API_KEY)."),
+]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--product-key-file", help="A product-key file issued by Central ('licentia vendor product-key export')."
+    ),
+]
+FirmKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--firm-key", help="PEM file of the firm's public key(s): verifies the key file; pinned in the package."
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", envvar="LICENTIA_API_KEY", help="Vendor API key for --central.")
+]
 
 
-def _firm_pem(path: Optional[Path]) -> Optional[str]:
+def _firm_pem(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
@@ -54,11 +65,11 @@ def product_key(
     firm: int,
     product: int,
     version: int,
-    central: Optional[str],
-    key_file: Optional[Path],
-    firm_key: Optional[Path],
-    api_key: Optional[str],
-) -> Tuple[bytes, str]:
+    central: str | None,
+    key_file: Path | None,
+    firm_key: Path | None,
+    api_key: str | None,
+) -> tuple[bytes, str]:
     """(product key, firm PEM to pin) from Central or from a verified key file."""
     from ..core import keyfile
     from ..core.documents import DocumentInvalid
@@ -95,31 +106,37 @@ def product_key(
 
 
 def protect(
-    src: Path = typer.Argument(..., help="A package directory or a single .py script."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", help="Directory to write the protected package (or script) into."
-    ),
-    firm_code: int = FirmCodeOpt,
-    product_code: int = ProductCodeOpt,
-    feature_code: int = FeatureOpt,
-    key_version: int = VersionOpt,
-    mode: str = typer.Option(
-        "license", "--mode", help="license: opens only with a license; ip: opens anywhere (stops casual reading only)."
-    ),
-    grace: str = typer.Option(
-        "0", "--grace", help="Keep running this long when the license cannot be found (e.g. 3d, 12h)."
-    ),
-    firm_key: Optional[Path] = FirmKeyOpt,
-    central: Optional[str] = CentralOpt,
-    product_key_file: Optional[Path] = KeyFileOpt,
-    api_key: Optional[str] = ApiKeyOpt,
-    exclude: List[str] = typer.Option([], "--exclude", help="Glob of .py files to copy in clear (repeatable)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    src: Annotated[Path, typer.Argument(help="A package directory or a single .py script.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Directory to write the protected package (or script) into.")
+    ],
+    firm_code: FirmCodeOpt,
+    product_code: ProductCodeOpt,
+    feature_code: FeatureOpt = 0,
+    key_version: VersionOpt = 1,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode", help="license: opens only with a license; ip: opens anywhere (stops casual reading only)."
+        ),
+    ] = "license",
+    grace: Annotated[
+        str, typer.Option("--grace", help="Keep running this long when the license cannot be found (e.g. 3d, 12h).")
+    ] = "0",
+    firm_key: FirmKeyOpt = None,
+    central: CentralOpt = None,
+    product_key_file: KeyFileOpt = None,
+    api_key: ApiKeyOpt = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Glob of .py files to copy in clear (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
 ) -> None:
     """Encrypt a Python package or script so that it runs only with a license."""
 
     def go() -> None:
-        from ..protect import build, fileformat as _format
+        from ..protect import build
+        from ..protect import fileformat as _format
 
         try:
             grace_s = _format.parse_duration(grace)
@@ -130,15 +147,30 @@ def protect(
         key = pem = None
         if mode == "license":
             key, pem = product_key(
-                firm=firm_code, product=product_code, version=key_version, central=central,
-                key_file=product_key_file, firm_key=firm_key, api_key=api_key,
+                firm=firm_code,
+                product=product_code,
+                version=key_version,
+                central=central,
+                key_file=product_key_file,
+                firm_key=firm_key,
+                api_key=api_key,
             )
         elif grace_s:
             fail("--grace applies to license mode only (IP mode needs no license)")
         try:
             result = build.protect(
-                src, output, firm=firm_code, product=product_code, feature=feature_code, key_version=key_version,
-                mode=mode, grace=grace_s, key=key, firm_pem=pem, force=force, exclude=exclude,
+                src,
+                output,
+                firm=firm_code,
+                product=product_code,
+                feature=feature_code,
+                key_version=key_version,
+                mode=mode,
+                grace=grace_s,
+                key=key,
+                firm_pem=pem,
+                force=force,
+                exclude=exclude or (),
             )
         except build.BuildError as exc:
             fail(str(exc))
@@ -160,21 +192,21 @@ def protect(
 
 
 def protect_data(
-    files: List[Path] = typer.Argument(..., help="Data files (or directories) to encrypt."),
-    output: Path = typer.Option(..., "-o", "--output", help="Directory to write the protected files into."),
-    firm_code: int = FirmCodeOpt,
-    product_code: int = typer.Option(..., "--product-code", help="The product whose key encrypts the files."),
-    feature_code: int = FeatureOpt,
-    key_version: int = VersionOpt,
-    firm_key: Optional[Path] = typer.Option(
-        None, "--firm-key", help="PEM file of the firm's public key(s): verifies the key file."
-    ),
-    central: Optional[str] = CentralOpt,
-    product_key_file: Optional[Path] = KeyFileOpt,
-    api_key: Optional[str] = ApiKeyOpt,
-    chunk_size: int = typer.Option(
-        1 << 20, "--chunk-size", help="Plaintext bytes per authenticated chunk.", hidden=True
-    ),
+    files: Annotated[list[Path], typer.Argument(help="Data files (or directories) to encrypt.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to write the protected files into.")],
+    firm_code: FirmCodeOpt,
+    product_code: Annotated[int, typer.Option("--product-code", help="The product whose key encrypts the files.")],
+    feature_code: FeatureOpt = 0,
+    key_version: VersionOpt = 1,
+    firm_key: Annotated[
+        Path | None, typer.Option("--firm-key", help="PEM file of the firm's public key(s): verifies the key file.")
+    ] = None,
+    central: CentralOpt = None,
+    product_key_file: KeyFileOpt = None,
+    api_key: ApiKeyOpt = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="Plaintext bytes per authenticated chunk.", hidden=True)
+    ] = 1 << 20,
 ) -> None:
     """Encrypt data files in authenticated chunks; the app reads them with licentia.open_protected()."""
 
@@ -186,13 +218,24 @@ def protect_data(
         codes.check_product_code(product_code)
         codes.check_feature(feature_code)
         key, _ = product_key(
-            firm=firm_code, product=product_code, version=key_version, central=central,
-            key_file=product_key_file, firm_key=firm_key, api_key=api_key,
+            firm=firm_code,
+            product=product_code,
+            version=key_version,
+            central=central,
+            key_file=product_key_file,
+            firm_key=firm_key,
+            api_key=api_key,
         )
         try:
             done = data.protect_files(
-                files, output, key, firm=firm_code, product=product_code, feature=feature_code,
-                key_version=key_version, chunk=chunk_size,
+                files,
+                output,
+                key,
+                firm=firm_code,
+                product=product_code,
+                feature=feature_code,
+                key_version=key_version,
+                chunk=chunk_size,
             )
         except (OSError, ValueError) as exc:
             fail(str(exc))

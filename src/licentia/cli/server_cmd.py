@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,14 +29,14 @@ app.add_typer(usage_app, name="usage", help="Usage events: report (--from/--to, 
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 DATA_HELP = "Data directory (default: $LICENTIA_SERVER_DATA or ./.licentia-server)."
-DataOpt = typer.Option(None, "--data", help=DATA_HELP)
-UrlOpt = typer.Option(None, "--url", help=f"The server's URL (default: {DEFAULT_URL}).")
-TokenOpt = typer.Option(
-    None, "--token", help="Admin token (default: $LICENTIA_SERVER_ADMIN_TOKEN or DATA/admin.token)."
-)
+DataOpt = Annotated[Path | None, typer.Option("--data", help=DATA_HELP)]
+UrlOpt = Annotated[str | None, typer.Option("--url", help=f"The server's URL (default: {DEFAULT_URL}).")]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", help="Admin token (default: $LICENTIA_SERVER_ADMIN_TOKEN or DATA/admin.token).")
+]
 
 
-def _data(data: Optional[Path]) -> Path:
+def _data(data: Path | None) -> Path:
     from ..server.settings import DEFAULT_DATA
 
     return Path(data) if data else Path(os.environ.get("LICENTIA_SERVER_DATA") or DEFAULT_DATA)
@@ -46,7 +46,7 @@ def _data(data: Optional[Path]) -> Path:
 class ServerData:
     """The server's container lives in its data directory."""
 
-    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP)] = None
+    data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None
 
 
 def _server_runtime(options: ServerData) -> Runtime:
@@ -75,24 +75,26 @@ SERVER = licenses.Owner(
 )
 
 
-def _when(ts: Optional[int]) -> str:
+def _when(ts: int | None) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @app.command()
 def start(
-    data: Path = DataOpt,
-    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
-    port: int = typer.Option(DEFAULT_PORT, "--port", help="TCP port of the HTTP API."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML config: [server] settings and access rules."),
+    data: DataOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - serves the network
+    port: Annotated[int, typer.Option("--port", help="TCP port of the HTTP API.")] = DEFAULT_PORT,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config: [server] settings and access rules.")
+    ] = None,
 ) -> None:
     """Run the license server. Ctrl-C stops it; SIGHUP (or editing --config) reloads the access rules."""
     run_guarded(_start, data, host, port, config)
 
 
-def _start(data: Optional[Path], host: str, port: int, config: Optional[Path]) -> None:
+def _start(data: Path | None, host: str, port: int, config: Path | None) -> None:
     import uvicorn
 
     from ..server.app import create_app
@@ -112,15 +114,18 @@ def _start(data: Optional[Path], host: str, port: int, config: Optional[Path]) -
     console.print(f"data: {settings.data_dir}  containers: {containers}", highlight=False)
     console.print(f"admin token: {app.state.admin_source}", highlight=False)
     served, local = server.served()
-    console.print(f"{len(served)} license(s) served, {len(local)} local-only kept back; config version "
-                  f"{server.config_version}", highlight=False)
+    console.print(
+        f"{len(served)} license(s) served, {len(local)} local-only kept back; config version {server.config_version}",
+        highlight=False,
+    )
     if not served:
         console.print("No licenses yet: 'licentia server activate TICKET --central URL'.", highlight=False)
     kwargs: dict[str, Any] = {}
     if settings.tls:
         kwargs.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", timeout_keep_alive=75,
-                access_log=False, **kwargs)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_keep_alive=75, access_log=False, **kwargs
+    )
     console.print("License server stopped.", highlight=False)
 
 
@@ -130,7 +135,7 @@ licenses.register(app, SERVER)
 # ------------------------------------------------------------ talking to a running server
 
 
-def _admin(url: Optional[str], token: Optional[str], data: Optional[Path]) -> tuple[str, dict[str, str]]:
+def _admin(url: str | None, token: str | None, data: Path | None) -> tuple[str, dict[str, str]]:
     url = (url or DEFAULT_URL).rstrip("/")
     token = token or os.environ.get("LICENTIA_SERVER_ADMIN_TOKEN")
     if not token:
@@ -166,10 +171,10 @@ def _call(method: str, url: str, path: str, headers: dict[str, str]) -> Any:
 
 @app.command()
 def status(
-    url: Optional[str] = UrlOpt,
-    token: Optional[str] = TokenOpt,
-    data: Path = DataOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    data: DataOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Licenses, seats in use, sessions and borrowed seats of a running server."""
     from rich.table import Table
@@ -181,29 +186,55 @@ def status(
             print(json.dumps(s, indent=1))
             return
         srv = s["server"]
-        console.print(f"containers {', '.join(srv['containers']) or '-'} · config version {srv['config_version']}"
-                      + (f" · [red]config error: {srv['config_error']}[/]" if srv.get("config_error") else "")
-                      + f" · lease TTL {srv['lease_ttl']} s · linger {srv['linger']} s", highlight=False)
+        console.print(
+            f"containers {', '.join(srv['containers']) or '-'} · config version {srv['config_version']}"
+            + (f" · [red]config error: {srv['config_error']}[/]" if srv.get("config_error") else "")
+            + f" · lease TTL {srv['lease_ttl']} s · linger {srv['linger']} s",
+            highlight=False,
+        )
         t = Table(title="licenses")
         for col in ("firm", "product", "license", "text", "seats", "in use", "expires", "status"):
             t.add_column(col)
         for lic in s["licenses"]:
-            t.add_row(str(lic["firm_code"]), str(lic["product_code"]), str(lic["license_id"]), lic["text"],
-                      str(lic["seats"] or "no limit"), str(lic["in_use"]), _when(lic["expires"]), lic["status"])
+            t.add_row(
+                str(lic["firm_code"]),
+                str(lic["product_code"]),
+                str(lic["license_id"]),
+                lic["text"],
+                str(lic["seats"] or "no limit"),
+                str(lic["in_use"]),
+                _when(lic["expires"]),
+                lic["status"],
+            )
         console.print(t)
         t = Table(title="sessions")
         for col in ("lease", "user", "host", "address", "product", "mode", "since", "state"):
             t.add_column(col)
         for x in s["sessions"]:
-            t.add_row(x["lease_id"], x["user"], x["host"], x["ip"], f"{x['firm_code']}:{x['product_code']}",
-                      x["mode"], _when(x["since"]), x["state"])
+            t.add_row(
+                x["lease_id"],
+                x["user"],
+                x["host"],
+                x["ip"],
+                f"{x['firm_code']}:{x['product_code']}",
+                x["mode"],
+                _when(x["since"]),
+                x["state"],
+            )
         console.print(t)
         t = Table(title="borrowed")
         for col in ("borrow", "user", "host", "container", "product", "since", "until"):
             t.add_column(col)
         for x in s["borrowed"]:
-            t.add_row(x["lease_id"], x["user"], x["host"], x["borrower"] or "-",
-                      f"{x['firm_code']}:{x['product_code']}", _when(x["since"]), _when(x["expires"]))
+            t.add_row(
+                x["lease_id"],
+                x["user"],
+                x["host"],
+                x["borrower"] or "-",
+                f"{x['firm_code']}:{x['product_code']}",
+                _when(x["since"]),
+                _when(x["expires"]),
+            )
         console.print(t)
 
     run_guarded(go)
@@ -211,10 +242,10 @@ def status(
 
 @app.command("release")
 def release_session(
-    lease_id: str = typer.Argument(..., help="The session's lease id (see 'licentia server status')."),
-    url: Optional[str] = UrlOpt,
-    token: Optional[str] = TokenOpt,
-    data: Path = DataOpt,
+    lease_id: Annotated[str, typer.Argument(help="The session's lease id (see 'licentia server status').")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    data: DataOpt = None,
 ) -> None:
     """Release a session (or a borrowed seat) on a running server; its client cannot renew it."""
 
@@ -227,7 +258,7 @@ def release_session(
 
 
 @app.command()
-def reload(url: Optional[str] = UrlOpt, token: Optional[str] = TokenOpt, data: Path = DataOpt) -> None:
+def reload(url: UrlOpt = None, token: TokenOpt = None, data: DataOpt = None) -> None:
     """Reload a running server's config (as SIGHUP does) and look for new licenses."""
 
     def go() -> None:
@@ -243,7 +274,7 @@ def reload(url: Optional[str] = UrlOpt, token: Optional[str] = TokenOpt, data: P
 # ------------------------------------------------------------ usage
 
 
-def _time(text: Optional[str], default: int) -> int:
+def _time(text: str | None, default: int) -> int:
     if not text:
         return default
     if text.isdigit():
@@ -253,21 +284,25 @@ def _time(text: Optional[str], default: int) -> int:
     except ValueError:
         fail(f"{text!r} is not a date: give YYYY-MM-DD, an ISO date-time, or Unix seconds")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.timezone.utc)
+        value = value.replace(tzinfo=_dt.UTC)
     return int(value.timestamp())
 
 
 @usage_app.callback()
 def usage(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(
-        None, "--from", help="From (inclusive): YYYY-MM-DD, ISO date-time or Unix seconds."
-    ),
-    end: Optional[str] = typer.Option(None, "--to", help="To (exclusive); default: now."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON ({\"errorCode\": 0, \"licenseUsageList\": [...]})."),
-    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
-    events: bool = typer.Option(False, "--events", help="Every raw event (access, renew, release, deny, ...)."),
-    data: Path = DataOpt,
+    start: Annotated[
+        str | None, typer.Option("--from", help="From (inclusive): YYYY-MM-DD, ISO date-time or Unix seconds.")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="To (exclusive); default: now.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print JSON ({"errorCode": 0, "licenseUsageList": [...]}).')
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    events: Annotated[
+        bool, typer.Option("--events", help="Every raw event (access, renew, release, deny, ...).")
+    ] = False,
+    data: DataOpt = None,
 ) -> None:
     """Usage: one row per access (access and release time, seconds) and per denial."""
     if ctx.invoked_subcommand is not None:
@@ -298,10 +333,23 @@ def usage(
             from rich.table import Table
 
             t = Table(title="license usage")
-            cols = ("event", "time", "leaseId") if events else ("accessTime", "releaseTime", "seconds", "success",
-                                                                  "fail", "invalid", "firmCode", "productCode",
-                                                                  "featureCode", "ticketLicenseId",
-                                                                  "userIdentification")
+            cols = (
+                ("event", "time", "leaseId")
+                if events
+                else (
+                    "accessTime",
+                    "releaseTime",
+                    "seconds",
+                    "success",
+                    "fail",
+                    "invalid",
+                    "firmCode",
+                    "productCode",
+                    "featureCode",
+                    "ticketLicenseId",
+                    "userIdentification",
+                )
+            )
             for col in cols:
                 t.add_column(col)
             for r in rows:
@@ -312,15 +360,18 @@ def usage(
 
 
 @usage_app.command("verify")
-def usage_verify(data: Path = DataOpt) -> None:
+def usage_verify(data: DataOpt = None) -> None:
     """Check the usage log's hash chain and its signature by the server's container key."""
     from ..server.core import verify_usage_offline
 
     def go() -> None:
         result = verify_usage_offline(_data(data))
         if result["ok"]:
-            console.print(f"usage log intact: {result['events']} event(s)"
-                          + (f", {result['first']}..{result['last']}" if result["events"] else ""), highlight=False)
+            console.print(
+                f"usage log intact: {result['events']} event(s)"
+                + (f", {result['first']}..{result['last']}" if result["events"] else ""),
+                highlight=False,
+            )
             return
         for problem in result["problems"]:
             _common.err_console.print(f"  {problem}", highlight=False)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.models import OptionInfo
@@ -45,20 +46,27 @@ app.add_typer(ticket_app, name="ticket")
 app.add_typer(container_app, name="container")
 app.add_typer(product_key_app, name="product-key")
 
-CentralOpt = typer.Option(
-    None, "--central", envvar="LICENTIA_CENTRAL_URL", help=f"License Central's URL (default {DEFAULT_CENTRAL})."
-)
-KeyOpt = typer.Option(None, "--api-key", envvar="LICENTIA_API_KEY", help="API key (admin or vendor).")
-FirmOpt = typer.Option(None, "--firm-code", help="The firm (needed only with the admin key).")
-JsonOpt = typer.Option(False, "--json", help="Print Central's answer as one JSON document instead of a table.")
+CentralOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--central", envvar="LICENTIA_CENTRAL_URL", help=f"License Central's URL (default {DEFAULT_CENTRAL})."
+    ),
+]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="LICENTIA_API_KEY", help="API key (admin or vendor).")]
+FirmOpt = Annotated[int | None, typer.Option("--firm-code", help="The firm (needed only with the admin key).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print Central's answer as one JSON document instead of a table.")
+]
 #: what a list shows unless --limit says otherwise, and the most Central sends at once
 PAGE_SIZE = 100
 MAX_PAGE = 1000
-LimitOpt = typer.Option(PAGE_SIZE, "--limit", min=1, max=MAX_PAGE, help=f"Rows to list (at most {MAX_PAGE}).")
-OffsetOpt = typer.Option(0, "--offset", min=0, help="Rows to skip: with --limit, pages through a long list.")
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE, help=f"Rows to list (at most {MAX_PAGE}).")]
+OffsetOpt = Annotated[
+    int, typer.Option("--offset", min=0, help="Rows to skip: with --limit, pages through a long list.")
+]
 
 
-def _client(central: Optional[str], api_key: Optional[str], *, need_key: bool = True) -> CentralClient:
+def _client(central: str | None, api_key: str | None, *, need_key: bool = True) -> CentralClient:
     from ..client import CentralClient
 
     if need_key and not api_key:
@@ -67,12 +75,12 @@ def _client(central: Optional[str], api_key: Optional[str], *, need_key: bool = 
 
 
 def _call(
-    central: Optional[str],
-    api_key: Optional[str],
+    central: str | None,
+    api_key: str | None,
     method: str,
     path: str,
     body: Any = None,
-    params: Optional[dict[str, str | int]] = None,
+    params: dict[str, str | int] | None = None,
 ) -> Any:
     """One call with the vendor's API key: Central's JSON answer."""
     with _client(central, api_key) as client:
@@ -107,10 +115,10 @@ def _out(text: str) -> None:
     typer.echo(text)
 
 
-def _when(ts: Optional[int]) -> str:
+def _when(ts: int | None) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass(frozen=True)
@@ -124,8 +132,8 @@ class Column:
 
 
 def _list(
-    central: Optional[str],
-    api_key: Optional[str],
+    central: str | None,
+    api_key: str | None,
     what: str,
     path: str,
     columns: list[Column],
@@ -133,7 +141,7 @@ def _list(
     as_json: bool,
     limit: int,
     offset: int,
-    params: Optional[dict[str, Any]] = None,
+    params: dict[str, Any] | None = None,
 ) -> None:
     """One page of a list from Central: as a table on stdout, or with ``as_json``
     Central's answer (one JSON array); what else to know goes to stderr."""
@@ -165,10 +173,10 @@ def _list(
 
 @firm_app.command("create")
 def firm_create(
-    code: int = typer.Option(..., "--code", help="Firm code (1..4294967295)."),
-    name: str = typer.Option(..., "--name", help="Firm name."),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    code: Annotated[int, typer.Option("--code", help="Firm code (1..4294967295).")],
+    name: Annotated[str, typer.Option("--name", help="Firm name.")],
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Create a firm; Central makes its signing key (admin key)."""
 
@@ -182,32 +190,34 @@ def firm_create(
 
 @firm_app.command("show")
 def firm_show(
-    code: int = typer.Argument(..., help="Firm code."),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    code: Annotated[int, typer.Argument(help="Firm code.")],
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Show a firm and its keys."""
     _guard(lambda: _show(_call(central, api_key, "GET", f"/firms/{code}")))
 
 
-class KeyFormat(str, Enum):
+class KeyFormat(StrEnum):
     pem = "pem"
     python = "python"
 
 
 @firm_app.command("public-key")
 def firm_public_key(
-    code: int = typer.Argument(..., help="Firm code."),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Write the key(s) to this file (default: stdout)."
-    ),
-    fmt: KeyFormat = typer.Option(
-        KeyFormat.pem,
-        "--format",
-        help="pem: the PEM blocks; python: a constant FIRM_<CODE>_KEYS to paste into the app's code "
-        "and pass to licentia.trust().",
-    ),
-    central: Optional[str] = CentralOpt,
+    code: Annotated[int, typer.Argument(help="Firm code.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the key(s) to this file (default: stdout).")
+    ] = None,
+    fmt: Annotated[
+        KeyFormat,
+        typer.Option(
+            "--format",
+            help="pem: the PEM blocks; python: a constant FIRM_<CODE>_KEYS to paste into the app's code "
+            "and pass to licentia.trust().",
+        ),
+    ] = KeyFormat.pem,
+    central: CentralOpt = None,
 ) -> None:
     """Fetch the firm's published public keys (active, staged and previous; not retired), to pin
     in the vendor's app (no API key). Pin them in code (--format python): a key file shipped
@@ -219,12 +229,11 @@ def firm_public_key(
                 text, keys = _python_keys(code, client.request("GET", f"/firms/{code}/public-key", authorized=False))
             else:
                 text, keys = client.firm_public_pem(code), []
-        if fmt is KeyFormat.python:
-            if not any(k.get("staged") for k in keys):
-                _note(
-                    f"firm {code} has no staged key: apps pinned with this constant refuse licenses signed after "
-                    f"the next rotation. Stage the next key first ('licentia vendor firm rotate-key {code} --stage')"
-                )
+        if fmt is KeyFormat.python and not any(k.get("staged") for k in keys):
+            _note(
+                f"firm {code} has no staged key: apps pinned with this constant refuse licenses signed after "
+                f"the next rotation. Stage the next key first ('licentia vendor firm rotate-key {code} --stage')"
+            )
         if output is None:
             typer.echo(text, nl=False)
             return
@@ -235,7 +244,7 @@ def firm_public_key(
     _guard(run)
 
 
-def _work_tree(path: Path) -> Optional[Path]:
+def _work_tree(path: Path) -> Path | None:
     """The git work tree a file written at ``path`` would be in: the nearest directory,
     from the file's own directory up, that holds a ``.git`` entry (the directory of a
     repository, or the file of a linked work tree or submodule); None outside any."""
@@ -281,15 +290,17 @@ def _python_keys(code: int, view: Any) -> tuple[str, list[dict[str, Any]]]:
 
 @product_key_app.command("export")
 def product_key_export(
-    firm_code: int = typer.Option(..., "--firm-code", help="The firm."),
-    product_code: int = typer.Option(..., "--product-code", help="The product."),
-    version: int = typer.Option(1, "--key-version", help="Product key version."),
-    output: Path = typer.Option(..., "-o", "--output", help="Key file to write (mode 0600)."),
-    force: bool = typer.Option(
-        False, "--force", help="Write the key file even inside a git work tree (where it could be committed)."
-    ),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    *,
+    firm_code: Annotated[int, typer.Option("--firm-code", help="The firm.")],
+    product_code: Annotated[int, typer.Option("--product-code", help="The product.")],
+    version: Annotated[int, typer.Option("--key-version", help="Product key version.")] = 1,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Key file to write (mode 0600).")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Write the key file even inside a git work tree (where it could be committed)."),
+    ] = False,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Export a product key as a firm-signed key file for `licentia protect --product-key-file`.
     The file is not written inside a git work tree unless --force is given."""
@@ -317,21 +328,23 @@ def product_key_export(
 
 @firm_app.command("rotate-key")
 def firm_rotate_key(
-    code: int = typer.Argument(..., help="Firm code."),
-    stage: bool = typer.Option(
-        False,
-        "--stage",
-        help="Publish the next key, endorsed by the current one, without signing with it yet; a staged key "
-        "already there is kept and printed. The next rotate-key without --stage activates it.",
-    ),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    code: Annotated[int, typer.Argument(help="Firm code.")],
+    stage: Annotated[
+        bool,
+        typer.Option(
+            "--stage",
+            help="Publish the next key, endorsed by the current one, without signing with it yet; a staged key "
+            "already there is kept and printed. The next rotate-key without --stage activates it.",
+        ),
+    ] = False,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Rotate the firm's signing key: activate the staged key, or a new one, endorsed by the
     current one. With --stage, publish the next key first, so apps pin it before it signs."""
 
     def run() -> None:
-        params: Optional[dict[str, str | int]] = {"stage": "true"} if stage else None
+        params: dict[str, str | int] | None = {"stage": "true"} if stage else None
         firm = _call(central, api_key, "POST", f"/firms/{code}/keys/rotate", params=params)
         if stage:
             staged = next((k for k in firm["keys"] if k.get("staged")), None)
@@ -358,10 +371,10 @@ def firm_rotate_key(
 
 @apikey_app.command("create")
 def apikey_create(
-    firm_code: int = typer.Option(..., "--firm-code", help="The vendor's firm."),
-    label: Optional[str] = typer.Option(None, "--label", help="A note on whose key this is."),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    firm_code: Annotated[int, typer.Option("--firm-code", help="The vendor's firm.")],
+    label: Annotated[str | None, typer.Option("--label", help="A note on whose key this is.")] = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Create a vendor API key for one firm; the key is printed once (admin key)."""
 
@@ -375,9 +388,9 @@ def apikey_create(
 
 @apikey_app.command("revoke")
 def apikey_revoke(
-    key_id: str = typer.Argument(..., help="The key's id."),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Revoke an API key (admin key)."""
 
@@ -391,8 +404,8 @@ def apikey_revoke(
 # ---------------------------------------------------------------- items
 
 TERMS = "License options"
-Days = Optional[int]
-UnixTime = Optional[int]
+Days = int | None
+UnixTime = int | None
 
 
 @dataclass(frozen=True)
@@ -401,21 +414,21 @@ class NewItem:
 
     name: Annotated[str, typer.Option("--name", help="Item name (the license text).")]
     product_code: Annotated[
-        Optional[int], typer.Option("--product-code", help="Product code (not needed with --module-of).")
+        int | None, typer.Option("--product-code", help="Product code (not needed with --module-of).")
     ] = None
-    item_id: Annotated[
-        Optional[str], typer.Option("--item-id", help="Item id like F-00002-145 (default: generated).")
-    ] = None
+    item_id: Annotated[str | None, typer.Option("--item-id", help="Item id like F-00002-145 (default: generated).")] = (
+        None
+    )
     feature_map: Annotated[str, typer.Option("--feature-map", help="Feature bits (decimal or 0x hex).")] = "0xFFFFFFFF"
     level: Annotated[str, typer.Option("--level", help="Binding level: loose, medium or tight.")] = "medium"
     key_version: Annotated[
-        Optional[list[int]], typer.Option("--key-version", help="Product key version (repeatable; default 1).")
+        list[int] | None, typer.Option("--key-version", help="Product key version (repeatable; default 1).")
     ] = None
     module_of: Annotated[
-        Optional[str], typer.Option("--module-of", help="Make a module item adding features to this item.")
+        str | None, typer.Option("--module-of", help="Make a module item adding features to this item.")
     ] = None
     on_manipulation: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--on-manipulation",
             help="When Central sees a container's files restored: rebase (re-issue with Central's counts; the "
@@ -423,9 +436,10 @@ class NewItem:
         ),
     ] = None
     flag_window_days: Annotated[
-        Optional[int],
-        typer.Option("--flag-window-days", help="A second flag of a ticket within this many days withdraws it "
-                     "(default 90)."),
+        int | None,
+        typer.Option(
+            "--flag-window-days", help="A second flag of a ticket within this many days withdraws it (default 90)."
+        ),
     ] = None
 
     def feature_bits(self) -> int:
@@ -437,7 +451,8 @@ class NewItem:
 
 def _term(flag: str, text: str) -> OptionInfo:
     """An option of the license terms (its own panel in --help)."""
-    return typer.Option(flag, help=text, rich_help_panel=TERMS)
+    option: OptionInfo = typer.Option(flag, help=text, rich_help_panel=TERMS)
+    return option
 
 
 @dataclass(frozen=True)
@@ -448,31 +463,38 @@ class LicenseTerms:
     expires: Annotated[UnixTime, _term("--expires", "Expires at this Unix time.")] = None
     not_before: Annotated[UnixTime, _term("--not-before", "Valid from this Unix time.")] = None
     usage_period_days: Annotated[Days, _term("--usage-period-days", "Usage period from first use, in days.")] = None
-    units: Annotated[Optional[int], _term("--units", "Unit counter.")] = None
-    quantity: Annotated[Optional[int], _term("--quantity", "Quantity (seats) per license (default 1).")] = None
+    units: Annotated[int | None, _term("--units", "Unit counter.")] = None
+    quantity: Annotated[int | None, _term("--quantity", "Quantity (seats) per license (default 1).")] = None
     maintenance_days: Annotated[Days, _term("--maintenance-days", "Maintenance period from first activation.")] = None
     maintenance_until: Annotated[UnixTime, _term("--maintenance-until", "Maintenance until this Unix time.")] = None
     sync_interval_days: Annotated[
-        Days, _term("--sync-interval-days", "Must sync at least this often (default 30 with units or a time "
-                    "limit; 0: never).")
+        Days,
+        _term(
+            "--sync-interval-days", "Must sync at least this often (default 30 with units or a time limit; 0: never)."
+        ),
     ] = None
     report_interval_hours: Annotated[
-        Optional[int],
-        _term("--report-interval-hours", "Report usage this often while Central is reachable (default 24 with "
-              "units or a time limit; 0: never)."),
+        int | None,
+        _term(
+            "--report-interval-hours",
+            "Report usage this often while Central is reachable (default 24 with units or a time limit; 0: never).",
+        ),
     ] = None
     metering: Annotated[
-        Optional[str], _term("--metering", "local (the container counts units) or online (Central counts each).")
+        str | None, _term("--metering", "local (the container counts units) or online (Central counts each).")
     ] = None
     offline_allowance: Annotated[
-        Optional[int], _term("--offline-allowance", "Online metering: units allowed while Central is unreachable.")
+        int | None, _term("--offline-allowance", "Online metering: units allowed while Central is unreachable.")
     ] = None
     max_grace: Annotated[
-        Optional[str],
-        _term("--max-grace", "Grace a license server may grant with a seat, e.g. 3d or 12h (a protected package's "
-              "--grace, held offline while the seat stays counted; default: none on network seats)."),
+        str | None,
+        _term(
+            "--max-grace",
+            "Grace a license server may grant with a seat, e.g. 3d or 12h (a protected package's "
+            "--grace, held offline while the seat stays counted; default: none on network seats).",
+        ),
     ] = None
-    data: Annotated[Optional[str], _term("--data", "Vendor data (base64).")] = None
+    data: Annotated[str | None, _term("--data", "Vendor data (base64).")] = None
     local_only: Annotated[
         bool, _term("--local-only", "Never served by a network license server (local containers only).")
     ] = False
@@ -488,7 +510,7 @@ class LicenseTerms:
         return {k: v for k, v in values.items() if v is not None}
 
 
-def _item_body(item: NewItem, terms: LicenseTerms, firm_code: Optional[int]) -> dict[str, Any]:
+def _item_body(item: NewItem, terms: LicenseTerms, firm_code: int | None) -> dict[str, Any]:
     body = {
         "firm_code": firm_code,
         "item_id": item.item_id,
@@ -510,9 +532,9 @@ def _item_body(item: NewItem, terms: LicenseTerms, firm_code: Optional[int]) -> 
 def item_create(
     item: NewItem,
     terms: LicenseTerms,
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Create an item; prints its id."""
 
@@ -526,13 +548,13 @@ def item_create(
 
 @item_app.command("show")
 def item_show(
-    item_id: str = typer.Argument(..., help="Item id."),
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Show an item."""
-    params = {"firm_code": firm_code} if firm_code is not None else None
+    params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
 
     def run() -> None:
         shown = _call(central, api_key, "GET", f"/items/{item_id}", params=params)
@@ -570,17 +592,28 @@ ITEM_COLUMNS = [
 
 @item_app.command("list")
 def item_list(
-    as_json: bool = JsonOpt,
-    limit: int = LimitOpt,
-    offset: int = OffsetOpt,
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = PAGE_SIZE,
+    offset: OffsetOpt = 0,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """List the firm's items, by item id."""
     params = {"firm_code": firm_code}
-    _guard(lambda: _list(central, api_key, "items", "/items", ITEM_COLUMNS, as_json=as_json, limit=limit,
-                         offset=offset, params=params))
+    _guard(
+        lambda: _list(
+            central,
+            api_key,
+            "items",
+            "/items",
+            ITEM_COLUMNS,
+            as_json=as_json,
+            limit=limit,
+            offset=offset,
+            params=params,
+        )
+    )
 
 
 # ---------------------------------------------------------------- customers
@@ -588,12 +621,12 @@ def item_list(
 
 @customer_app.command("create")
 def customer_create(
-    name: str = typer.Option(..., "--name", help="Customer name."),
-    number: Optional[str] = typer.Option(None, "--number", help="Customer number (default: generated)."),
-    email: Optional[str] = typer.Option(None, "--email", help="E-mail address."),
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    name: Annotated[str, typer.Option("--name", help="Customer name.")],
+    number: Annotated[str | None, typer.Option("--number", help="Customer number (default: generated).")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="E-mail address.")] = None,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Create a customer; prints the customer number."""
 
@@ -615,17 +648,28 @@ CUSTOMER_COLUMNS = [
 
 @customer_app.command("list")
 def customer_list(
-    as_json: bool = JsonOpt,
-    limit: int = LimitOpt,
-    offset: int = OffsetOpt,
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = PAGE_SIZE,
+    offset: OffsetOpt = 0,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """List the firm's customers, by customer number."""
     params = {"firm_code": firm_code}
-    _guard(lambda: _list(central, api_key, "customers", "/customers", CUSTOMER_COLUMNS, as_json=as_json, limit=limit,
-                         offset=offset, params=params))
+    _guard(
+        lambda: _list(
+            central,
+            api_key,
+            "customers",
+            "/customers",
+            CUSTOMER_COLUMNS,
+            as_json=as_json,
+            limit=limit,
+            offset=offset,
+            params=params,
+        )
+    )
 
 
 # ---------------------------------------------------------------- tickets
@@ -633,12 +677,12 @@ def customer_list(
 
 @ticket_app.command("create")
 def ticket_create(
-    customer: str = typer.Option(..., "--customer", help="Customer number."),
-    item: list[str] = typer.Option(..., "--item", help="Item id (repeat for module items)."),
-    count: int = typer.Option(1, "--count", help="Number of licenses: one ticket each."),
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    customer: Annotated[str, typer.Option("--customer", help="Customer number.")],
+    item: Annotated[list[str], typer.Option("--item", help="Item id (repeat for module items).")],
+    count: Annotated[int, typer.Option("--count", help="Number of licenses: one ticket each.")] = 1,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Order licenses; prints one ticket id per line."""
 
@@ -656,9 +700,9 @@ def ticket_create(
 
 @ticket_app.command("show")
 def ticket_show(
-    ticket: str = typer.Argument(..., help="Ticket id."),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Show a ticket: state, container, options."""
     _guard(lambda: _show(_call(central, api_key, "GET", f"/tickets/{_ticket(ticket)}")))
@@ -666,9 +710,9 @@ def ticket_show(
 
 @ticket_app.command("revoke")
 def ticket_revoke(
-    ticket: str = typer.Argument(..., help="Ticket id."),
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Revoke a ticket: its license leaves the container at the next sync."""
 
@@ -679,7 +723,7 @@ def ticket_revoke(
     _guard(run)
 
 
-class TicketState(str, Enum):
+class TicketState(StrEnum):
     new = "new"
     activated = "activated"
     deactivated = "deactivated"
@@ -701,20 +745,33 @@ TICKET_COLUMNS = [
 
 @ticket_app.command("list")
 def ticket_list(
-    customer: Optional[str] = typer.Option(None, "--customer", help="Only this customer's tickets (number)."),
-    item: Optional[str] = typer.Option(None, "--item", help="Only tickets licensing this item (base or module)."),
-    state: Optional[TicketState] = typer.Option(None, "--state", help="Only tickets in this state."),
-    as_json: bool = JsonOpt,
-    limit: int = LimitOpt,
-    offset: int = OffsetOpt,
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    customer: Annotated[str | None, typer.Option("--customer", help="Only this customer's tickets (number).")] = None,
+    item: Annotated[
+        str | None, typer.Option("--item", help="Only tickets licensing this item (base or module).")
+    ] = None,
+    state: Annotated[TicketState | None, typer.Option("--state", help="Only tickets in this state.")] = None,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = PAGE_SIZE,
+    offset: OffsetOpt = 0,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """List the firm's tickets, newest first: state, customer, items, container."""
     params = {"firm_code": firm_code, "customer": customer, "item": item, "state": state.value if state else None}
-    _guard(lambda: _list(central, api_key, "tickets", "/tickets", TICKET_COLUMNS, as_json=as_json, limit=limit,
-                         offset=offset, params=params))
+    _guard(
+        lambda: _list(
+            central,
+            api_key,
+            "tickets",
+            "/tickets",
+            TICKET_COLUMNS,
+            as_json=as_json,
+            limit=limit,
+            offset=offset,
+            params=params,
+        )
+    )
 
 
 def _ticket(text: str) -> str:
@@ -748,30 +805,41 @@ CONTAINER_COLUMNS = [
 
 @container_app.command("list")
 def container_list(
-    as_json: bool = JsonOpt,
-    limit: int = LimitOpt,
-    offset: int = OffsetOpt,
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = PAGE_SIZE,
+    offset: OffsetOpt = 0,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """List the containers that have held the firm's licenses, newest first: level, first
     seen, last contact, the firm's licenses in each, manipulation flags."""
     params = {"firm_code": firm_code}
-    _guard(lambda: _list(central, api_key, "containers", "/containers", CONTAINER_COLUMNS, as_json=as_json,
-                         limit=limit, offset=offset, params=params))
+    _guard(
+        lambda: _list(
+            central,
+            api_key,
+            "containers",
+            "/containers",
+            CONTAINER_COLUMNS,
+            as_json=as_json,
+            limit=limit,
+            offset=offset,
+            params=params,
+        )
+    )
 
 
 @container_app.command("show")
 def container_show(
-    serial: str = typer.Argument(..., help="Container serial."),
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    serial: Annotated[str, typer.Argument(help="Container serial.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Show where a container stands for the firm: sequence numbers, generation, last contact,
     and every manipulation Central saw (what it did, why, whether reviewed)."""
-    params = {"firm_code": firm_code} if firm_code is not None else None
+    params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
 
     def run() -> None:
         shown = _call(central, api_key, "GET", f"/containers/{serial}", params=params)
@@ -784,10 +852,10 @@ def container_show(
 
 @container_app.command("clear")
 def container_clear(
-    serial: str = typer.Argument(..., help="Container serial."),
-    firm_code: Optional[int] = FirmOpt,
-    central: Optional[str] = CentralOpt,
-    api_key: Optional[str] = KeyOpt,
+    serial: Annotated[str, typer.Argument(help="Container serial.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
 ) -> None:
     """Mark a container's manipulation flags reviewed; tickets withdrawn from it can be activated again."""
 

@@ -48,9 +48,7 @@ class CentralClient:
     def __enter__(self) -> CentralClient:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -120,16 +118,12 @@ class CentralClient:
             self._http = httpx.Client(timeout=self.timeout, transport=self._transport)
         return self._http
 
-    def _send(
-        self, method: str, path: str, json: Any, params: Params | None, authorized: bool
-    ) -> httpx.Response:
+    def _send(self, method: str, path: str, json: Any, params: Params | None, authorized: bool) -> httpx.Response:
         import httpx
 
         if not self.url.lower().startswith(("http://", "https://")):
             example = f": give http://{self.url} (or https://...)" if "://" not in self.url else ""
-            raise CentralError(
-                f"License Central's URL {self.url!r} must start with http:// or https://{example}"
-            )
+            raise CentralError(f"License Central's URL {self.url!r} must start with http:// or https://{example}")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key and authorized else {}
         try:
             response = self._client().request(method, self.url + API + path, json=json, params=params, headers=headers)

@@ -22,8 +22,9 @@ from itertools import combinations
 
 from ..core import hazmat
 from ..core.encoding import b64d, b64e
+from ..core.errors import BindingMismatch as BindingMismatch  # re-exported
+from ..core.errors import NoUsableTraits as NoUsableTraits
 from .traits import TRAITS, canonical
-from ..core.errors import BindingMismatch, NoUsableTraits  # noqa: F401 (re-exported)
 
 #: per level: (how many of the heaviest traits may change, floor as a share of the total)
 #: tight: nothing may change; medium: any one trait; loose: any two traits.
@@ -77,7 +78,7 @@ def wrap(secret: bytes, *, serial: str, level: str, traits: dict[str, str], salt
 
 def unwrap(wraps: list[dict[str, object]], *, serial: str, level: str, traits: dict[str, str], salt: bytes) -> bytes:
     for w in wraps:
-        combo = tuple(str(n) for n in w["traits"])  # type: ignore[attr-defined]
+        combo = tuple(str(n) for n in w["traits"])  # type: ignore[attr-defined]  # a list of trait names (written by wrap)
         if not all(n in traits for n in combo):
             continue
         try:

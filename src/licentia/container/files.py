@@ -7,8 +7,9 @@ import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _thread_locks: dict[str, threading.RLock] = {}
 _registry_lock = threading.Lock()

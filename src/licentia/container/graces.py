@@ -32,7 +32,10 @@ def context(firm_code: int, record: dict[str, Any], version: int) -> bytes:
 
 def same_product(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return (a.get("server"), a.get("product_code"), a.get("feature_code")) == (
-        b.get("server"), b.get("product_code"), b.get("feature_code"))
+        b.get("server"),
+        b.get("product_code"),
+        b.get("feature_code"),
+    )
 
 
 def receipt_payload(serial: str, firm_code: int, lease_id: str, vtime: int) -> dict[str, Any]:

@@ -18,7 +18,8 @@ runtime's container table, ``open_container()``, ``Handle.grant``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.exchange import Update

@@ -18,8 +18,9 @@ import functools
 import hmac
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TypeVar
 
 from ..core import codes, exchange, hazmat
 from ..core import errors as E
@@ -27,7 +28,8 @@ from ..core.documents import DocumentInvalid, document_digest
 from ..core.encoding import b64d, b64e, canonical
 from ..core.license import LicenseEntry
 from . import binding, files, graces
-from .slot import OBSERVE_STEP, Slot  # noqa: F401 (OBSERVE_STEP re-exported)
+from .slot import OBSERVE_STEP as OBSERVE_STEP  # re-exported
+from .slot import Slot
 from .traits import TraitReader
 
 CONTAINER_FORMAT = "licentia-container/1"
@@ -35,7 +37,7 @@ STATE_FORMAT = "licentia-state/1"
 _STATE_MAC_INFO = b"licentia state mac v1"
 _LOCAL_KEY_INFO = b"licentia local key v1"
 
-
+_T = TypeVar("_T")
 
 
 class MachineContainer:
@@ -176,7 +178,7 @@ class MachineContainer:
         """Current slots (cached while state.json is unchanged)."""
         return self._read_state()
 
-    def mutate(self, change: Callable[[dict[int, Slot]], Any]) -> Any:
+    def mutate(self, change: Callable[[dict[int, Slot]], _T]) -> _T:
         """Run ``change`` on a fresh copy of the slots under the lock; write if it returns
         normally. Every slot the change touched gets a higher generation (unless the
         change raised it itself, to sign it into a document)."""
@@ -210,11 +212,13 @@ class MachineContainer:
 
     @property
     def sign_pub(self) -> str:
-        return self.meta["sign_pub"]
+        pub: str = self.meta["sign_pub"]
+        return pub
 
     @property
     def box_pub(self) -> str:
-        return self.meta["box_pub"]
+        pub: str = self.meta["box_pub"]
+        return pub
 
     def make_request(
         self, action: str, now: int, *, ticket: str | None = None, firm_code: int | None = None
@@ -382,9 +386,8 @@ class MachineContainer:
         def change(slots: dict[int, Slot]) -> dict[str, Any]:
             slot = slots.get(firm_code)
             docs = {int(d["payload"]["license_id"]): d for d in (slot.entries or [])} if slot else {}
-            if license_id not in docs:
+            if slot is None or license_id not in docs:
                 raise E.LicenseNotFound(f"license {license_id} of firm {firm_code} is not in container {self.serial}")
-            assert slot is not None  # docs came from it
             doc = docs[license_id]
             digest = document_digest(doc)
             counters = slot.position().counters  # the removed license's last counts travel in the receipt
@@ -438,10 +441,14 @@ class MachineContainer:
     def hold_grace(self, firm_code: int, record: dict[str, Any], keys: dict[int, bytes], now: int) -> None:
         """Keep a license server's grace (container/graces.py), replacing the record of the
         same server and product; the product keys are sealed to this container."""
-        rec = {k: record[k] for k in ("server", "lease_id", "product_code", "feature_code", "license_id", "stored",
-                                      "deadline")}
-        rec["keys"] = [{"version": v, "sealed": b64e(self.seal_local(key, graces.context(firm_code, rec, v)))}
-                       for v, key in sorted(keys.items())]
+        rec = {
+            k: record[k]
+            for k in ("server", "lease_id", "product_code", "feature_code", "license_id", "stored", "deadline")
+        }
+        rec["keys"] = [
+            {"version": v, "sealed": b64e(self.seal_local(key, graces.context(firm_code, rec, v)))}
+            for v, key in sorted(keys.items())
+        ]
 
         def change(slots: dict[int, Slot]) -> None:
             slot = slots.get(firm_code) or Slot(firm_code=firm_code)

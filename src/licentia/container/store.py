@@ -70,4 +70,3 @@ def open_or_create(home: Path, level: str, traits: TraitReader, now: int) -> Con
         if path is not None:
             return MachineContainer.open(path, traits)
         return MachineContainer.create(home, level, traits(), now)
-

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 TraitReader = Callable[[], dict[str, str]]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from .errors import InvalidCode  # noqa: F401 (re-exported)
+
+from .errors import InvalidCode as InvalidCode  # re-exported
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}

@@ -12,7 +12,8 @@ from typing import Any
 
 from . import hazmat
 from .encoding import JsonRejected, b64d, b64e, canonical, check_tree, strict_loads
-from .errors import DocumentInvalid, DocumentMalformed  # noqa: F401 (re-exported)
+from .errors import DocumentInvalid as DocumentInvalid  # re-exported
+from .errors import DocumentMalformed as DocumentMalformed
 
 FORMAT_VERSION = 1
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
@@ -67,7 +68,7 @@ def verify_document(
 ) -> dict[str, Any]:
     """Check type and signature; return the payload. ``keys`` maps key id to key."""
     doc = parse(doc)
-    payload = doc["payload"]
+    payload: dict[str, Any] = doc["payload"]
     if payload.get("type") != expected_type:
         raise DocumentInvalid(f"expected a {expected_type} document, got {payload.get('type')!r}")
     if isinstance(keys, hazmat.Ed25519PublicKey):

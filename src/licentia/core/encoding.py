@@ -7,7 +7,6 @@ import json
 import re
 from typing import Any
 
-
 #: how deep JSON from outside may nest (documents nest four or five levels)
 MAX_DEPTH = 32
 #: the largest whole number accepted from outside (a signed 64-bit integer)

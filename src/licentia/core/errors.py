@@ -154,9 +154,7 @@ class LicenseInvalid(LicenseError):
 
     def __init__(self, message: str | None = None, *, reason: str | None = None, tried: list[str] | None = None):
         self.reason = reason
-        super().__init__(
-            message or f"A license document failed verification. {self.next_step}", tried=tried
-        )
+        super().__init__(message or f"A license document failed verification. {self.next_step}", tried=tried)
 
 
 def log_rejected(reason: str, *, logger: logging.Logger | None = None) -> None:

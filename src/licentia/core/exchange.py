@@ -13,22 +13,26 @@ between a container and License Central.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from . import hazmat, codes
-from .encoding import b64d, b64e
+from . import codes, hazmat
 from .documents import DocumentInvalid, document_digest, parse, require, sign_document, verify_document
+from .encoding import b64d, b64e
 from .license import LicenseEntry
 
 LEVELS = ("loose", "medium", "tight")
 ACTIONS = ("activate", "sync", "report")
 
 
-def _pub_from_b64(text: str, kind: type) -> Any:
+_PublicKey = TypeVar("_PublicKey")
+
+
+def _pub_from_b64(text: str, load: Callable[[bytes], _PublicKey]) -> _PublicKey:
     try:
         raw = b64d(text)
-        return kind.from_public_bytes(raw)
+        return load(raw)
     except ValueError:
         raise DocumentInvalid("bad public key") from None
 
@@ -151,7 +155,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     doc = parse(data)
     payload = doc["payload"]
     sign_pub = require(payload, "sign_pub", str)
-    key = _pub_from_b64(sign_pub, hazmat.Ed25519PublicKey)
+    key = _pub_from_b64(sign_pub, hazmat.Ed25519PublicKey.from_public_bytes)
     payload = verify_document(doc, "request", key)
     try:
         serial = codes.check_serial(require(payload, "serial", str))
@@ -174,7 +178,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     if action == "report" and firm is None:
         raise DocumentInvalid("report without firm_code")
     box_pub = require(payload, "box_pub", str)
-    _pub_from_b64(box_pub, hazmat.X25519PublicKey)
+    _pub_from_b64(box_pub, hazmat.X25519PublicKey.from_public_bytes)
     slots: dict[int, SlotPosition] = {}
     for k, v in require(payload, "slots", dict).items():
         if not k.isdigit():
@@ -246,7 +250,7 @@ def accept_keys(
                 continue
             if payload.get("firm_code") != firm_code:
                 continue
-            key = _pub_from_b64(require(payload, "pub", str), hazmat.Ed25519PublicKey)
+            key = _pub_from_b64(require(payload, "pub", str), hazmat.Ed25519PublicKey.from_public_bytes)
             kid = hazmat.key_id(key)
             if kid not in keys:
                 keys[kid] = key
@@ -314,12 +318,9 @@ def verify_update(
     doc = parse(data)
     payload = doc["payload"]
     firm_code = require(payload, "firm_code", int)
-    firm_pub = _pub_from_b64(require(payload, "firm_pub", str), hazmat.Ed25519PublicKey)
+    firm_pub = _pub_from_b64(require(payload, "firm_pub", str), hazmat.Ed25519PublicKey.from_public_bytes)
     endorsements = require(payload, "endorsements", list)
-    if pinned:
-        keys = accept_keys(firm_code, pinned, endorsements)
-    else:
-        keys = {hazmat.key_id(firm_pub): firm_pub}
+    keys = accept_keys(firm_code, pinned, endorsements) if pinned else {hazmat.key_id(firm_pub): firm_pub}
     if doc["kid"] != hazmat.key_id(firm_pub):
         raise DocumentInvalid("update kid does not match its firm key")
     payload = verify_document(doc, "update", keys)
@@ -337,12 +338,14 @@ def verify_update(
     if seq < 1:
         raise DocumentInvalid("bad sequence number")
     manipulation = require(payload, "manipulation", dict, optional=True)
-    if manipulation is not None:
-        if set(manipulation) - {"rebased", "withdrawn"} or not all(
+    if manipulation is not None and (
+        set(manipulation) - {"rebased", "withdrawn"}
+        or not all(
             isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
             for ids in manipulation.values()
-        ):
-            raise DocumentInvalid("bad manipulation notice")
+        )
+    ):
+        raise DocumentInvalid("bad manipulation notice")
     return Update(
         firm_code=firm_code,
         serial=serial,
@@ -431,19 +434,24 @@ class Ack:
 
 
 def build_ack(
-    *, firm_code: int, firm_key: hazmat.Ed25519PrivateKey, serial: str, now: int, request_digest: str,
+    *,
+    firm_code: int,
+    firm_key: hazmat.Ed25519PrivateKey,
+    serial: str,
+    now: int,
+    request_digest: str,
     recorded: dict[str, int],
 ) -> dict[str, Any]:
-    payload = {"firm_code": firm_code, "serial": serial, "time": now, "request": request_digest,
-               "recorded": recorded}
+    payload = {"firm_code": firm_code, "serial": serial, "time": now, "request": request_digest, "recorded": recorded}
     return sign_document("report-ack", payload, firm_key)
 
 
 def verify_ack(data: bytes | str | dict[str, Any], keys: dict[str, hazmat.Ed25519PublicKey]) -> Ack:
     payload = verify_document(parse(data), "report-ack", keys)
     recorded = require(payload, "recorded", dict)
-    if not all(_is_digest(d) and isinstance(u, int) and not isinstance(u, bool) and u >= 0
-               for d, u in recorded.items()):
+    if not all(
+        _is_digest(d) and isinstance(u, int) and not isinstance(u, bool) and u >= 0 for d, u in recorded.items()
+    ):
         raise DocumentInvalid("bad recorded counters")
     return Ack(
         firm_code=require(payload, "firm_code", int),

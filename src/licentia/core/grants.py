@@ -24,13 +24,13 @@ update). docs/formats.md is the reference.
 from __future__ import annotations
 
 import functools
-
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import hazmat
-from .encoding import b64d, b64e
 from .documents import DocumentInvalid, document_digest, require, signing_message, verify_document
+from .encoding import b64d, b64e
 from .license import LicenseEntry
 
 Signer = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -51,8 +51,18 @@ LEASE_RELEASE = "lease-release"
 #: what a client's machine container signs to prove the machine it runs on
 SEAT_PROOF = "seat-proof"
 #: the fields of a lease request its proof covers
-REQUEST_PROOF_FIELDS = ("client_lease_id", "nonce", "session", "holder", "firm_code", "product_code", "feature_code",
-                        "units", "mode", "reconnect")
+REQUEST_PROOF_FIELDS = (
+    "client_lease_id",
+    "nonce",
+    "session",
+    "holder",
+    "firm_code",
+    "product_code",
+    "feature_code",
+    "units",
+    "mode",
+    "reconnect",
+)
 
 
 def request_proof_payload(body: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from .errors import CryptoError  # noqa: F401 (re-exported)
+
+from .errors import CryptoError as CryptoError  # re-exported
 
 __all__ = [
     "CryptoError",
@@ -62,9 +63,7 @@ def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
 
 
 def raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
 
 
 def key_id(public: Ed25519PublicKey | bytes) -> str:
@@ -109,7 +108,7 @@ def aead_encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
-def aead_decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def aead_decrypt(key: bytes, blob: bytes | memoryview, aad: bytes) -> bytes:
     if len(blob) < 12 + 16:
         raise CryptoError("ciphertext too short")
     try:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import hazmat, codes
-from .encoding import b64d, b64e
+from . import codes, hazmat
 from .documents import DocumentInvalid, parse, require, sign_document, verify_document
+from .encoding import b64d, b64e
 
 DOC_TYPE = "product-key"
 KEY_BYTES = 32

@@ -11,10 +11,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import codes, hazmat
 from . import errors as E
-from . import hazmat, codes
-from .encoding import b64d, b64e
 from .documents import DocumentInvalid, require, sign_document, verify_document
+from .encoding import b64d, b64e
 
 DAY = 86400
 #: How far the system clock may fall behind the virtual clock before time-bound
@@ -47,8 +47,12 @@ class Options:
 
     @functools.cached_property
     def time_bound(self) -> bool:
-        return not (self.expires is None and self.not_before is None and self.usage_period is None
-                    and self.sync_interval is None)
+        return not (
+            self.expires is None
+            and self.not_before is None
+            and self.usage_period is None
+            and self.sync_interval is None
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,7 +76,15 @@ class Options:
         if not isinstance(obj, dict):
             raise DocumentInvalid("options is not an object")
         ints = {}
-        names = ("expires", "not_before", "usage_period", "units", "maintenance_until", "sync_interval", "report_interval")
+        names = (
+            "expires",
+            "not_before",
+            "usage_period",
+            "units",
+            "maintenance_until",
+            "sync_interval",
+            "report_interval",
+        )
         for name in names:
             value = require(obj, name, int, optional=True)
             if value is not None and value < 0:
@@ -98,8 +110,15 @@ class Options:
         max_grace = require(obj, "max_grace", int, optional=True)  # absent: no grace on seats
         if max_grace is not None and max_grace < 0:
             raise DocumentInvalid("option max_grace is negative")
-        return cls(quantity=quantity, data=raw, local_only=local_only, metering=metering,
-                   offline_allowance=allowance, max_grace=max_grace, **ints)
+        return cls(
+            quantity=quantity,
+            data=raw,
+            local_only=local_only,
+            metering=metering,
+            offline_allowance=allowance,
+            max_grace=max_grace,
+            **ints,
+        )
 
 
 @dataclass(frozen=True)
@@ -242,7 +261,7 @@ def effective_time(now: int, vclock: int) -> tuple[int, bool]:
 def _fmt(ts: int) -> str:
     import datetime as _dt
 
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, now: int, vclock: int) -> Evaluation:
@@ -282,12 +301,15 @@ def evaluate(entry: LicenseEntry, state: LicenseState, request: AccessRequest, n
                 E.SyncRequired,
                 f"last synced {_fmt(last)}; run 'licentia sync' while online",
             )
-    if request.release_date is not None and opts.maintenance_until is not None:
-        if request.release_date > opts.maintenance_until:
-            return Evaluation(
-                E.MaintenanceExpired,
-                f"this release is newer than the maintenance period ending {_fmt(opts.maintenance_until)}",
-            )
+    if (
+        request.release_date is not None
+        and opts.maintenance_until is not None
+        and request.release_date > opts.maintenance_until
+    ):
+        return Evaluation(
+            E.MaintenanceExpired,
+            f"this release is newer than the maintenance period ending {_fmt(opts.maintenance_until)}",
+        )
     if request.units < 0:
         return Evaluation(E.UnitsExhausted, "a negative number of units cannot be consumed")
     if request.units:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
-from ..core.errors import ProtectedDataError  # noqa: F401 (re-exported)
+
+from ..core.errors import ProtectedDataError as ProtectedDataError  # re-exported
 
 if TYPE_CHECKING:
     from .data import ProtectedFile

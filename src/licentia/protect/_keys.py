@@ -70,9 +70,9 @@ def _acquire(firm: int, product: int, feature: int, version: int, *, firm_key: A
         if handle is not None:
             handle.release()
         if grace and isinstance(exc, GRACE_ON):
-            key = _from_grace(rt, firm, product, feature, version, exc, label)
-            if key is not None:
-                return key
+            recalled = _from_grace(rt, firm, product, feature, version, exc, label)
+            if recalled is not None:
+                return recalled
         raise
     _handles.append(handle)
     atexit.register(handle.release)
@@ -130,8 +130,9 @@ def _from_grace(
         rt.home, containers, firm=firm, product=product, feature=feature, version=version, now=now
     )
     if found is None:
-        held, why_held = _grace.recall_held(containers, firm=firm, product=product, feature=feature,
-                                            version=version, now=now)
+        held, why_held = _grace.recall_held(
+            containers, firm=firm, product=product, feature=feature, version=version, now=now
+        )
         found, why = (held, None) if held is not None else (None, why or why_held)
     if found is None:
         if why:
@@ -140,7 +141,7 @@ def _from_grace(
         return None
     import datetime as _dt
 
-    until = _dt.datetime.fromtimestamp(found.deadline, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    until = _dt.datetime.fromtimestamp(found.deadline, _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     message = (
         f"{label}: no license found ({exc}); running on the grace period, {format_duration(found.left)} left "
         f"(until {until}). Make the license available again before then."

@@ -16,14 +16,15 @@ import fnmatch
 import marshal
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ..core import hazmat, codes
+from ..core import codes, hazmat
 from ..core.encoding import b64e
+from ..core.errors import BuildError as BuildError  # re-exported
 from . import fileformat as F
-from ..core.errors import BuildError  # noqa: F401 (re-exported)
 
 SKIP_DIRS = {"__pycache__"}
 SKIP_SUFFIXES = (".pyc", ".pyo")

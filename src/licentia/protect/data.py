@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
 
-from ..core import hazmat, codes
+from ..core import codes, hazmat
 from ..core.encoding import b64d, b64e
 from ..core.errors import ProtectedDataError
 from . import fileformat as F

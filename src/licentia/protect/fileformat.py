@@ -26,8 +26,10 @@ import json
 import struct
 import sys
 from typing import Any
-from ..core.encoding import format_duration, parse_duration  # noqa: F401 (re-exported)
-from ..core.errors import FormatError  # noqa: F401 (re-exported)
+
+from ..core.encoding import format_duration as format_duration  # re-exported
+from ..core.encoding import parse_duration as parse_duration
+from ..core.errors import FormatError as FormatError  # re-exported
 
 MODULE_MAGIC = b"\x89LPM\r\n\x1a\n"
 DATA_MAGIC = b"\x89LPD\r\n\x1a\n"
@@ -127,5 +129,3 @@ def chunk_layout(body_length: int, chunk: int) -> tuple[int, int]:
             raise FormatError("last chunk too short (truncated)")
         count += 1
     return count, body_length - count * CHUNK_OVERHEAD
-
-

@@ -10,8 +10,8 @@ lease states it, the server keeps the seat counted until it ends or the client
 container's return receipt arrives, and the runtime keeps it inside the machine
 container (``container/graces.py``). A record of ``source: server`` in the grace store
 (made by an earlier release) is never honoured: it would let a machine that held a seat
-for a moment run offline with no seat counted. The sealing context binds firm, product, feature, key version, license id,
-container serial, source, the time of the access and the deadline, so no clear field of
+for a moment run offline with no seat counted. The sealing context binds firm, product, feature, key version,
+license id, container serial, source, the time of the access and the deadline, so no clear field of
 the record can be changed without the record failing to open.
 
 A record is used only when the license cannot be found (``LicenseNotFound`` or
@@ -30,15 +30,15 @@ license's own expiry: grace never outlives an expiry either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..container import Container, files, graces
 from ..core import errors as E
-from ..container import files, graces
-from ..container import Container
 from ..core.encoding import b64d, b64e
 from ..core.license import CLOCK_TOLERANCE
 
@@ -130,9 +130,7 @@ def recall(
         return None, "the grace record is unreadable"
     if same != (firm, product, feature, version):
         return None, "the grace record is for another product"
-    container = next(
-        (c for c in containers.values() if not isinstance(c, E.LicenseError) and c.serial == serial), None
-    )
+    container = next((c for c in containers.values() if not isinstance(c, E.LicenseError) and c.serial == serial), None)
     if container is None:
         return None, f"the container {serial} that held the license is gone or locked"
     try:
@@ -159,14 +157,17 @@ def recall(
 
 
 def forget(home: Path, firm: int, product: int, feature: int, version: int) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(record_path(home, firm, product, feature, version))
-    except FileNotFoundError:
-        pass
 
 
 def recall_held(
-    containers: dict[Path, Container | E.LicenseError], *, firm: int, product: int, feature: int, version: int,
+    containers: dict[Path, Container | E.LicenseError],
+    *,
+    firm: int,
+    product: int,
+    feature: int,
+    version: int,
     now: int,
 ) -> tuple[Recalled | None, str | None]:
     """The grace a license server granted with a seat and this machine's container holds:

@@ -26,8 +26,8 @@ from typing import Any
 from ..core import errors as E
 from ..core import hazmat
 from ..core.encoding import b64d
+from ..core.errors import ProtectedCodeError as ProtectedCodeError  # re-exported
 from . import fileformat as F
-from ..core.errors import ProtectedCodeError  # noqa: F401 (re-exported)
 
 #: co_filename of every protected code object loaded in this process (for the audit hook)
 _protected_files: set[str] = set()
@@ -48,15 +48,13 @@ def _holds_protected(value: Any) -> bool:
             if v.co_filename in _protected_files:
                 return True
             stack.extend(v.co_consts)
-        elif isinstance(v, (tuple, list, set, frozenset)):
-            if id(v) not in seen:
-                seen.add(id(v))
-                stack.extend(v)
-        elif isinstance(v, dict):
-            if id(v) not in seen:
-                seen.add(id(v))
-                stack.extend(v.keys())
-                stack.extend(v.values())
+        elif isinstance(v, (tuple, list, set, frozenset)) and id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v)
+        elif isinstance(v, dict) and id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v.keys())
+            stack.extend(v.values())
     return False
 
 
@@ -108,7 +106,7 @@ class _Protected:
 
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name  # the name it runs under
-        self.built = config["package"]  # the name it was built under (bound in each module's AAD)
+        self.built: str = config["package"]  # the name it was built under (bound in each module's AAD)
         self.config = config
         fields = F.module_header_fields(**{k: config[k] for k in _HEADER_ARGS})
         self.header = F.header_bytes(F.MODULE_MAGIC, fields)
@@ -132,8 +130,13 @@ class _Protected:
 
         try:
             return product_key(
-                c["firm"], c["product"], c["feature"], c["key_version"],
-                firm_key=c.get("firm_key"), grace=int(c.get("grace") or 0), label=self.name,
+                c["firm"],
+                c["product"],
+                c["feature"],
+                c["key_version"],
+                firm_key=c.get("firm_key"),
+                grace=int(c.get("grace") or 0),
+                label=self.name,
             )
         except E.LicenseError as exc:
             raise E.ProtectedImportError(self._license_message(exc), license_error=exc, name=self.name) from None
@@ -167,7 +170,7 @@ class _Protected:
                 name=fullname,
                 path=path,
             ) from None
-        code = marshal.loads(raw)
+        code = marshal.loads(raw)  # noqa: S302 - authenticated above: only code this package encrypted
         if not isinstance(code, CodeType):
             raise E.ProtectedImportError(f"{path}: not a code object", name=fullname, path=path)
         _protected_files.add(code.co_filename)
@@ -178,9 +181,10 @@ class _Protected:
         try:
             fields, _, _ = F.split_header(F.MODULE_MAGIC, data)
             mine = F.split_header(F.MODULE_MAGIC, self.header)[0]
-            detail = "; ".join(
-                f"{k} {fields.get(k)!r}, expected {v!r}" for k, v in mine.items() if fields.get(k) != v
-            ) or "header bytes differ"
+            detail = (
+                "; ".join(f"{k} {fields.get(k)!r}, expected {v!r}" for k, v in mine.items() if fields.get(k) != v)
+                or "header bytes differ"
+            )
         except F.FormatError as exc:
             detail = str(exc)
         return E.ProtectedImportError(
@@ -286,7 +290,7 @@ def package(module_globals: dict[str, Any], config: dict[str, Any]) -> None:
     init = os.path.join(list(module_globals["__path__"])[0], "__init__" + F.MODULE_SUFFIX)
     if os.path.exists(init):
         code = protected.load_code(name, init)
-        exec(code, module_globals)
+        exec(code, module_globals)  # noqa: S102 - the package's own decrypted __init__, run as its import
 
 
 def script(module_globals: dict[str, Any], config: dict[str, Any]) -> None:
@@ -297,4 +301,4 @@ def script(module_globals: dict[str, Any], config: dict[str, Any]) -> None:
     protected = _Protected(name, config)
     here = os.path.dirname(os.path.abspath(module_globals["__file__"]))
     code = protected.load_code(name, os.path.join(here, name + F.MODULE_SUFFIX))
-    exec(code, module_globals)
+    exec(code, module_globals)  # noqa: S102 - the decrypted script, run as the bootstrap's module

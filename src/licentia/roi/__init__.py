@@ -75,8 +75,9 @@ class Result:
             "risk_percent": round(self.case.risk * 100, 6),
             "discount_percent": round(self.case.discount * 100, 6),
             "startup": round(self.startup, 2),
-            "years": [{k: round(v, 6) if isinstance(v, float) else v for k, v in y.__dict__.items()}
-                      for y in self.years],
+            "years": [
+                {k: round(v, 6) if isinstance(v, float) else v for k, v in y.__dict__.items()} for y in self.years
+            ],
             "present_value": round(self.present_value, 2),
             "net_present_value": round(self.present_value + self.startup, 2),
             "roi": round(self.roi, 6),
@@ -108,8 +109,10 @@ def _line(section: str, name: str, value: Any, years: int) -> list[float]:
     if isinstance(value, dict):
         factors = FACTORS.get(section)
         if factors is None or set(value) != set(factors):
-            raise RoiInputError(f"{where} is an amount, a list of yearly amounts"
-                                + (f", or {{{', '.join(factors)}}} a year" if factors else ""))
+            raise RoiInputError(
+                f"{where} is an amount, a list of yearly amounts"
+                + (f", or {{{', '.join(factors)}}} a year" if factors else "")
+            )
         a, b = (_number(value[f], f"{where}.{f}") for f in factors)
         return [a * b] * years
     total = _number(value, where)
@@ -141,8 +144,16 @@ def parse_case(doc: dict[str, Any], name: str = "case") -> Case:
     title = doc.get("name", name)
     if not isinstance(title, str):
         raise RoiInputError("name is text")
-    return Case(title, years, _percent(params, "risk_percent"), _percent(params, "discount_percent"), startup,
-                per_year["operation"], per_year["revenue"], per_year["savings"])
+    return Case(
+        title,
+        years,
+        _percent(params, "risk_percent"),
+        _percent(params, "discount_percent"),
+        startup,
+        per_year["operation"],
+        per_year["revenue"],
+        per_year["savings"],
+    )
 
 
 def load_case(path: str | Path) -> Case:
@@ -193,8 +204,12 @@ def chart(result: Result, path: str | Path) -> Path:
     labels = ["start-up", *(f"year {y.year}" for y in result.years)]
     fig, ax = plt.subplots(figsize=(7, 4))
     try:
-        ax.bar(labels, [f / 1000 for f in flows], color=["#b03a2e" if f < 0 else "#2e86c1" for f in flows],
-               label="discounted, risk-adjusted cash flow")
+        ax.bar(
+            labels,
+            [f / 1000 for f in flows],
+            color=["#b03a2e" if f < 0 else "#2e86c1" for f in flows],
+            label="discounted, risk-adjusted cash flow",
+        )
         ax.plot(labels, [c / 1000 for c in cumulative], color="#1e8449", marker="o", label="cumulative")
         ax.axhline(0, color="#555", linewidth=0.8)
         ax.set_ylabel("thousand (currency of the case)")

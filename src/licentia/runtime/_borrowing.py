@@ -23,14 +23,17 @@ from ._servers import parse_server
 from .activation import container_for
 
 
-def borrow(runtime: Runtime, firm_code: int, product_code: int, days: int, *, feature_code: int = 0,
-           level: str = "medium") -> dict[str, Any]:
+def borrow(
+    runtime: Runtime, firm_code: int, product_code: int, days: int, *, feature_code: int = 0, level: str = "medium"
+) -> dict[str, Any]:
     """Borrow a seat into this machine's container; returns what was stored."""
     net = runtime.network().net
     servers = net.servers()
     if not servers:
-        raise E.ServerUnreachable("no license server to borrow from: set LICENTIA_HOST, run 'licentia config "
-                                  "server add HOST', or 'licentia config discovery on'")
+        raise E.ServerUnreachable(
+            "no license server to borrow from: set LICENTIA_HOST, run 'licentia config "
+            "server add HOST', or 'licentia config discovery on'"
+        )
     container = container_for(runtime, level)
     body = {
         "firm_code": firm_code,
@@ -55,19 +58,24 @@ def borrow(runtime: Runtime, firm_code: int, product_code: int, days: int, *, fe
             tried.append(message)
             continue
         try:
-            entry = LicenseEntry.from_payload(data["entry"]["payload"], digest=document_digest(data["entry"]),
-                                              document=data["entry"])
+            entry = LicenseEntry.from_payload(
+                data["entry"]["payload"], digest=document_digest(data["entry"]), document=data["entry"]
+            )
             grant = grants.verify_borrow(data["grant"], entry)
         except (DocumentInvalid, KeyError, TypeError) as exc:
             raise E.rejected(f"borrow answer from {server.label}: {getattr(exc, 'reason', exc)}") from None
         if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
             raise E.rejected("borrow grant names another container")
-        record = {"entry": data["entry"], "grant": data["grant"], "keys": data.get("keys") or [],
-                  "server": server.url}
+        record = {"entry": data["entry"], "grant": data["grant"], "keys": data.get("keys") or [], "server": server.url}
         container.add_borrowed(firm_code, record, borrow_id=grant.borrow_id, vtime=int(data.get("time") or 0))
         runtime.reset()
-        return {"borrow_id": grant.borrow_id, "server": server.label, "container": container.serial,
-                "license_id": entry.license_id, "expires": grant.expires}
+        return {
+            "borrow_id": grant.borrow_id,
+            "server": server.label,
+            "container": container.serial,
+            "license_id": entry.license_id,
+            "expires": grant.expires,
+        }
     if failures:
         _, cls, message = max(failures, key=lambda f: f[0])
         raise cls(message, tried=tried)
@@ -83,9 +91,16 @@ def borrowed(runtime: Runtime) -> list[dict[str, Any]]:
     for container, slot in runtime.iter_slots():
         for record in slot.borrowed or []:
             payload = record["grant"]["payload"]
-            out.append({"container": container, "firm_code": slot.firm_code,
-                        "product_code": payload.get("product_code"), "borrow_id": record["id"],
-                        "expires": payload.get("expires"), "server": record.get("server")})
+            out.append(
+                {
+                    "container": container,
+                    "firm_code": slot.firm_code,
+                    "product_code": payload.get("product_code"),
+                    "borrow_id": record["id"],
+                    "expires": payload.get("expires"),
+                    "server": record.get("server"),
+                }
+            )
     return out
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..container import read_system_traits
 from ._handle import Handle
@@ -107,8 +108,15 @@ def access(
     package built with ``--grace`` asks for it).
     """
     return get_runtime().access(
-        firm_code, product_code, feature_code, units=units, firm_key=firm_key, release_date=release_date,
-        mode=mode, on_lease_lost=on_lease_lost, grace=grace,
+        firm_code,
+        product_code,
+        feature_code,
+        units=units,
+        firm_key=firm_key,
+        release_date=release_date,
+        mode=mode,
+        on_lease_lost=on_lease_lost,
+        grace=grace,
     )
 
 

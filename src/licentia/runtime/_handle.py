@@ -62,7 +62,7 @@ class Handle:
         """When the license ends, as an aware UTC ``datetime`` (None: it does not end)."""
         if self.expires is None:
             return None
-        return _dt.datetime.fromtimestamp(self.expires, _dt.timezone.utc)
+        return _dt.datetime.fromtimestamp(self.expires, _dt.UTC)
 
     @property
     def released(self) -> bool:

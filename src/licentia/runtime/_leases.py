@@ -29,8 +29,9 @@ import secrets
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..container import files
 from ..core import errors as E
@@ -54,8 +55,16 @@ class Lease:
 
     holder: Container | None = None  # a lease is held on the server, not in a container here
 
-    def __init__(self, keeper: LeaseKeeper, server: ServerAddr, answer: dict[str, Any], lease: grants.Lease,
-                 entry: LicenseEntry, body: dict[str, Any], callback: LeaseLostCallback | None):
+    def __init__(
+        self,
+        keeper: LeaseKeeper,
+        server: ServerAddr,
+        answer: dict[str, Any],
+        lease: grants.Lease,
+        entry: LicenseEntry,
+        body: dict[str, Any],
+        callback: LeaseLostCallback | None,
+    ):
         self.keeper = keeper
         self.server_addr = server
         self.entry = entry
@@ -124,11 +133,14 @@ class Lease:
             return
         counter, proof = self.proof(grants.LEASE_RELEASE)
         params = {"client": self.client_lease_id, "counter": str(counter), "proof": proof}
-        failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}", params,
-                                                timeout=3.0)
+        failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}", params, timeout=3.0)
         if failed:
-            log.info("release of lease %s at %s failed (%s); the seat frees after its TTL",
-                     self.lease_id, self.server, failed)
+            log.info(
+                "release of lease %s at %s failed (%s); the seat frees after its TTL",
+                self.lease_id,
+                self.server,
+                failed,
+            )
 
     def notify(self, back: bool) -> None:
         handle = self.handle_ref()
@@ -136,9 +148,8 @@ class Lease:
             return
         try:
             self.callback(handle, back)
-        except Exception:  # noqa: BLE001 - an application callback must not kill the heartbeat
+        except Exception:  # an application callback must not kill the heartbeat
             log.exception("on_lease_lost callback failed")
-
 
 
 class _Heartbeat(threading.Thread):
@@ -162,7 +173,7 @@ class _Heartbeat(threading.Thread):
             for lease in todo:
                 try:
                     keeper.tick(lease)
-                except Exception:  # noqa: BLE001 - keep beating
+                except Exception:  # keep beating
                     log.exception("lease heartbeat failed")
                     lease.next_due = time.monotonic() + lease.heartbeat
 
@@ -195,13 +206,21 @@ class LeaseKeeper:
 
     # ------------------------------------------------------------ access
 
-    def access(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
-               on_lease_lost: LeaseLostCallback | None, grace: int = 0) -> Handle:
+    def access(
+        self,
+        request: AccessRequest,
+        keys: dict[str, hazmat.Ed25519PublicKey],
+        mode: str,
+        on_lease_lost: LeaseLostCallback | None,
+        grace: int = 0,
+    ) -> Handle:
         """Ask the servers in order; the first grant wins, else the failure closest to success."""
         servers = self.net.servers()
         if not servers:
-            raise E.ServerUnreachable("no license server to ask: set LICENTIA_HOST, run 'licentia config server add "
-                                      "HOST', or 'licentia config discovery on'")
+            raise E.ServerUnreachable(
+                "no license server to ask: set LICENTIA_HOST, run 'licentia config server add "
+                "HOST', or 'licentia config discovery on'"
+            )
         failures: list[tuple[int, type[E.LicenseError], str, dict[str, Any]]] = []
         unreachable: list[str] = []
         tried: list[str] = []
@@ -261,8 +280,14 @@ class LeaseKeeper:
         status, data = self.net.get(server, f"{API}/challenge")
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
             return None  # an older server: no machine proof
-        payload = {"serial": container.serial, "sign_pub": container.sign_pub, "server": server.url,
-                   "nonce": data["nonce"], "time": data.get("time"), "holder": self.net.holder}
+        payload = {
+            "serial": container.serial,
+            "sign_pub": container.sign_pub,
+            "server": server.url,
+            "nonce": data["nonce"],
+            "time": data.get("time"),
+            "holder": self.net.holder,
+        }
         return container.sign(grants.SEAT_PROOF, payload)
 
     def _lease_body(self, request: AccessRequest, mode: str) -> dict[str, Any]:
@@ -280,8 +305,13 @@ class LeaseKeeper:
             **self.net.identity(),
         }
 
-    def _best_failure(self, servers: list[ServerAddr], failures: list[tuple[int, type[E.LicenseError], str,
-                      dict[str, Any]]], unreachable: list[str], tried: list[str]) -> E.LicenseError:
+    def _best_failure(
+        self,
+        servers: list[ServerAddr],
+        failures: list[tuple[int, type[E.LicenseError], str, dict[str, Any]]],
+        unreachable: list[str],
+        tried: list[str],
+    ) -> E.LicenseError:
         """The error to raise when no server granted: the answer closest to success, else unreachable."""
         if failures:
             rank, cls, message, extra = max(failures, key=lambda f: f[0])
@@ -301,8 +331,14 @@ class LeaseKeeper:
             tried=tried,
         )
 
-    def _verify(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], mode: str,
-                body: dict[str, Any], data: dict[str, Any]) -> tuple[LicenseEntry, grants.Lease]:
+    def _verify(
+        self,
+        request: AccessRequest,
+        keys: dict[str, hazmat.Ed25519PublicKey],
+        mode: str,
+        body: dict[str, Any],
+        data: dict[str, Any],
+    ) -> tuple[LicenseEntry, grants.Lease]:
         try:
             doc = data["entry"]
             digest = document_digest(doc)
@@ -313,15 +349,30 @@ class LeaseKeeper:
             lease = grants.verify_lease(data["lease"], entry)
         except (DocumentInvalid, KeyError, TypeError, ValueError) as exc:
             raise E.rejected(f"license server answer: {getattr(exc, 'reason', exc)}") from None
-        if (lease.session != self.net.session or lease.holder != self.net.holder or lease.nonce != body["nonce"]
-                or lease.client_lease_id != body["client_lease_id"] or lease.firm_code != request.firm_code
-                or lease.product_code != request.product_code or lease.mode != mode
-                or entry.firm_code != request.firm_code or entry.product_code != request.product_code):
+        if (
+            lease.session != self.net.session
+            or lease.holder != self.net.holder
+            or lease.nonce != body["nonce"]
+            or lease.client_lease_id != body["client_lease_id"]
+            or lease.firm_code != request.firm_code
+            or lease.product_code != request.product_code
+            or lease.mode != mode
+            or entry.firm_code != request.firm_code
+            or entry.product_code != request.product_code
+        ):
             raise E.rejected("license server answer does not match the request")
         return entry, lease
 
-    def _grant(self, server: ServerAddr, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey],
-               mode: str, body: dict[str, Any], data: dict[str, Any], callback: LeaseLostCallback | None) -> Handle:
+    def _grant(
+        self,
+        server: ServerAddr,
+        request: AccessRequest,
+        keys: dict[str, hazmat.Ed25519PublicKey],
+        mode: str,
+        body: dict[str, Any],
+        data: dict[str, Any],
+        callback: LeaseLostCallback | None,
+    ) -> Handle:
         """A verified server answer becomes a lease and its handle (else the seat goes back)."""
         try:
             entry, lease = self._verify(request, keys, mode, body, data)
@@ -408,8 +459,9 @@ class LeaseKeeper:
     def _reacquire(self, lease: Lease) -> bool:
         fields = {k: v for k, v in lease.body.items() if k not in ("proof", "machine")}
         body = {**fields, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True, "units": 0}
-        request = AccessRequest(body["firm_code"], body["product_code"], body["feature_code"], 0,
-                                body.get("release_date"))
+        request = AccessRequest(
+            body["firm_code"], body["product_code"], body["feature_code"], 0, body.get("release_date")
+        )
         try:
             proof = self._machine_proof(lease.server_addr)  # a fresh challenge: a proof answers one
             if proof is not None:
@@ -452,9 +504,15 @@ class LeaseKeeper:
         container = self._container()
         now = self.rt.clock()
         deadline = now + lease.grace if expires is None else min(now + lease.grace, expires)
-        record = {"server": held.server_addr.url, "lease_id": lease.lease_id, "product_code": lease.product_code,
-                  "feature_code": lease.feature_code, "license_id": lease.license_id, "stored": now,
-                  "deadline": deadline}
+        record = {
+            "server": held.server_addr.url,
+            "lease_id": lease.lease_id,
+            "product_code": lease.product_code,
+            "feature_code": lease.feature_code,
+            "license_id": lease.license_id,
+            "stored": now,
+            "deadline": deadline,
+        }
         held.grace_record = record
         if container is None or deadline <= now:
             return
@@ -462,8 +520,9 @@ class LeaseKeeper:
             keys = {v: k for v in held.keys if (k := held.product_key(held.entry, v)) is not None}
             container.hold_grace(lease.firm_code, record, keys, now)
         except (OSError, E.LicenseError) as exc:
-            log.warning("could not keep the grace of lease %s in container %s: %s", lease.lease_id,
-                        container.serial, exc)
+            log.warning(
+                "could not keep the grace of lease %s in container %s: %s", lease.lease_id, container.serial, exc
+            )
 
     def give_grace_back(self, held: Lease) -> None:
         """Remove the lease's grace from this machine's container, then send the receipt (kept
@@ -475,8 +534,11 @@ class LeaseKeeper:
         try:
             receipt = container.drop_grace(held.entry.firm_code, record, self.rt.clock())
         except (OSError, E.LicenseError) as exc:
-            log.warning("could not give back the grace of lease %s: %s (the server counts the seat until the "
-                        "grace ends)", held.lease_id, exc)
+            log.warning(
+                "could not give back the grace of lease %s: %s (the server counts the seat until the grace ends)",
+                held.lease_id,
+                exc,
+            )
             return
         held.grace_record = None
         if not self._deliver_receipt(held.server_addr, held.lease_id, receipt):
@@ -497,9 +559,11 @@ class LeaseKeeper:
         folder = self._receipts_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            files.write_atomic(folder / f"grace-{lease_id}.json",
-                               json.dumps({"server": server.url, "lease_id": lease_id, "receipt": receipt}).encode(),
-                               mode=0o600)
+            files.write_atomic(
+                folder / f"grace-{lease_id}.json",
+                json.dumps({"server": server.url, "lease_id": lease_id, "receipt": receipt}).encode(),
+                mode=0o600,
+            )
             log.info("grace receipt of lease %s kept for the next contact with %s", lease_id, server.label)
             self._flushed.discard(server.url)
         except OSError as exc:

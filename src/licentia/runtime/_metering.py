@@ -6,7 +6,8 @@ usage report settles."""
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..client import CentralClient, CentralRefused, CentralUnreachable
 from ..core import errors as E
@@ -78,7 +79,12 @@ def consume(
 
 
 def _offline(
-    container: Container, entry: LicenseEntry, units: int, *, start_usage: bool, now: int,
+    container: Container,
+    entry: LicenseEntry,
+    units: int,
+    *,
+    start_usage: bool,
+    now: int,
     check: Callable[[Slot], None],
 ) -> Slot:
     allowance = entry.options.offline_allowance

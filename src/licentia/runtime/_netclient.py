@@ -13,14 +13,16 @@ and the servers' error answers are translated to LicenseErrors in ``error()``.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import ipaddress
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core import errors as E
 from ..core import grants, hazmat
@@ -80,12 +82,12 @@ class NetClient:
         if self._identity is None:
             try:
                 user = getpass.getuser()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - no user name to be had: the user id stands in
                 user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
             host = ""
             try:
                 host = str(self.rt.traits().get("hostname") or "")
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the host name is only reported, never needed
                 host = ""
             groups: list[str] = []
             try:
@@ -259,9 +261,6 @@ class NetClient:
 
     def close(self) -> None:
         for client in list(self._clients.values()):
-            try:
+            with contextlib.suppress(Exception):
                 client.close()
-            except Exception:  # noqa: BLE001
-                pass
         self._clients.clear()
-

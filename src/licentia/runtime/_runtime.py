@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..container import OBSERVE_STEP, Container, Slot, open_container, open_or_create
 from ..container.store import container_dirs, default_home
@@ -66,10 +67,10 @@ def _as_timestamp(value: Any) -> int | None:
 
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.timezone.utc)
+            value = value.replace(tzinfo=_dt.UTC)
         return int(value.timestamp())
     if isinstance(value, _dt.date):
-        return int(_dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).timestamp())
+        return int(_dt.datetime(value.year, value.month, value.day, tzinfo=_dt.UTC).timestamp())
     raise TypeError("release_date is Unix seconds, a datetime or a date")
 
 
@@ -431,9 +432,13 @@ class Runtime:
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: issued to another container"))
                 continue
             where = f"{where} {entry.summary()}"
-            ev = evaluate(entry, LicenseState(first_use=grant.issued), AccessRequest(
-                request.firm_code, request.product_code, request.feature_code, 0, request.release_date), now,
-                slot.vclock)
+            ev = evaluate(
+                entry,
+                LicenseState(first_use=grant.issued),
+                AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date),
+                now,
+                slot.vclock,
+            )
             t, tampered = effective_time(now, slot.vclock)
             error: tuple[type[E.LicenseError], str] | None = None
             if ev.error is not None:
@@ -469,8 +474,7 @@ class Runtime:
             if not any(d["payload"].get("license_id") == entry.license_id for d in slot.entries or []):
                 raise E.LicenseNotFound(f"license {entry.license_id} was removed meanwhile")
             ev = evaluate(entry, slot.license_state(entry), request, now, slot.vclock)
-            if not ev.ok:
-                assert ev.error is not None
+            if ev.error is not None:  # not ev.ok
                 where = f"container {found.container.serial} {entry.summary()}"
                 raise ev.error(E.with_next_step(ev.error, f"{where}: {ev.message}"))
 
@@ -478,8 +482,9 @@ class Runtime:
         if slot is not None and keys is not None:
             from ._metering import consume
 
-            slot = consume(found.container, slot, entry, request.units, start_usage=ev.start_usage, now=now,
-                           keys=keys, check=check)
+            slot = consume(
+                found.container, slot, entry, request.units, start_usage=ev.start_usage, now=now, keys=keys, check=check
+            )
         else:
             slot = found.container.record_access(
                 entry, units=request.units, start_usage=ev.start_usage, now=now, check=check

@@ -27,7 +27,6 @@ DEFAULT_PORT = 22370
 DISCOVERY_TIMEOUT = 0.5
 
 
-
 @dataclass(frozen=True)
 class ServerAddr:
     host: str
@@ -159,7 +158,7 @@ def discover(broadcast: str, port: int, timeout: float = DISCOVERY_TIMEOUT, *, t
             sock.settimeout(left)
             try:
                 data, addr = sock.recvfrom(2048)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             except OSError:
                 break

@@ -235,7 +235,7 @@ def deactivate(
     receipt = container.remove_license(firm, license_id, rt.clock())
     rt.reset()
     if not offline:
-        assert target is not None
+        assert target is not None  # noqa: S101 - narrows the type: online without a target was refused above
         try:
             with _central(target) as client:
                 client.deactivate(receipt)

@@ -40,11 +40,12 @@ import fnmatch
 import hashlib
 import ipaddress
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..core import errors as E
-from ..core.errors import AclError  # noqa: F401 (re-exported)
+from ..core.errors import AclError as AclError  # re-exported
 from .model import Client, Lease, Refusal
 
 ACTIONS = ("deny", "allow", "reserve", "max")
@@ -64,7 +65,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 
 def parse_product(text: Any, where: str) -> tuple[int | None, int | None]:
-    """"FIRM:PRODUCT", "FIRM:*" or "*" -> (firm or None, product or None)."""
+    """ "FIRM:PRODUCT", "FIRM:*" or "*" -> (firm or None, product or None)."""
     if text is None or text == "*":
         return (None, None)
     if not isinstance(text, str) or ":" not in text:
@@ -145,6 +146,33 @@ class BorrowPolicy:
     who: Selector = field(default_factory=Selector)
 
 
+def _rule(i: int, obj: Any) -> Rule:
+    """Rule number ``i`` of the [[rules]] array, checked."""
+    where = f"rules #{i}"
+    if not isinstance(obj, dict):
+        raise AclError(f"{where} is a table")
+    unknown = set(obj) - _RULE_KEYS
+    if unknown:
+        raise AclError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    action = obj.get("action")
+    if action not in ACTIONS:
+        raise AclError(f"{where}: action is one of {', '.join(ACTIONS)}")
+    firm, product = parse_product(obj.get("product"), where)
+    who = Selector.parse(obj, where)
+    if who.empty:
+        raise AclError(f"{where}: name at least one of users, groups, hosts, ips")
+    seats = obj.get("seats", 0)
+    if action in ("reserve", "max"):
+        if not isinstance(seats, int) or isinstance(seats, bool) or seats < 0:
+            raise AclError(f"{where}: {action} needs seats = a whole number of 0 or more")
+    elif "seats" in obj:
+        raise AclError(f"{where}: seats applies to reserve and max only")
+    name = obj.get("name", "")
+    if not isinstance(name, str):
+        raise AclError(f"{where}: name is text")
+    return Rule(i, action, firm, product, who, int(seats), name)
+
+
 @dataclass(frozen=True)
 class Acl:
     rules: tuple[Rule, ...] = ()
@@ -177,29 +205,7 @@ class Acl:
         if not isinstance(raw_rules, list):
             raise AclError("rules is an array of tables: write [[rules]]")
         for i, obj in enumerate(raw_rules, 1):
-            where = f"rules #{i}"
-            if not isinstance(obj, dict):
-                raise AclError(f"{where} is a table")
-            unknown = set(obj) - _RULE_KEYS
-            if unknown:
-                raise AclError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-            action = obj.get("action")
-            if action not in ACTIONS:
-                raise AclError(f"{where}: action is one of {', '.join(ACTIONS)}")
-            firm, product = parse_product(obj.get("product"), where)
-            who = Selector.parse(obj, where)
-            if who.empty:
-                raise AclError(f"{where}: name at least one of users, groups, hosts, ips")
-            seats = obj.get("seats", 0)
-            if action in ("reserve", "max"):
-                if not isinstance(seats, int) or isinstance(seats, bool) or seats < 0:
-                    raise AclError(f"{where}: {action} needs seats = a whole number of 0 or more")
-            elif "seats" in obj:
-                raise AclError(f"{where}: seats applies to reserve and max only")
-            name = obj.get("name", "")
-            if not isinstance(name, str):
-                raise AclError(f"{where}: name is text")
-            rules.append(Rule(i, action, firm, product, who, int(seats), name))
+            rules.append(_rule(i, obj))
         raw_borrow = doc.get("borrow", {})
         if not isinstance(raw_borrow, dict):
             raise AclError("[borrow] is a table")

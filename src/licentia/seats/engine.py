@@ -41,8 +41,9 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from ..core import errors as E
 from ..core import grants, hazmat
@@ -257,8 +258,17 @@ class SeatEngine:
         return until if until > w.now else None
 
     def _new_lease(
-        self, w: _Work, client: Client, lic: SeatLicense, mode: str, seat: str | None, feature_code: int,
-        *, lease_id: str | None = None, expires: int | None = None, borrower: dict[str, Any] | None = None,
+        self,
+        w: _Work,
+        client: Client,
+        lic: SeatLicense,
+        mode: str,
+        seat: str | None,
+        feature_code: int,
+        *,
+        lease_id: str | None = None,
+        expires: int | None = None,
+        borrower: dict[str, Any] | None = None,
         grace_until: int | None = None,
     ) -> Lease:
         if grace_until is not None:
@@ -300,14 +310,31 @@ class SeatEngine:
         return f"{now:09x}{self._seq:06x}{self._salt}"
 
     def record_denial(
-        self, client: Client, *, firm_code: int, product_code: int, feature_code: int = 0, mode: str = "user",
-        invalid: bool, reason: str,
+        self,
+        client: Client,
+        *,
+        firm_code: int,
+        product_code: int,
+        feature_code: int = 0,
+        mode: str = "user",
+        invalid: bool,
+        reason: str,
     ) -> None:
         """A refusal decided outside the engine (no license, expired, features missing...)."""
         now = self.clock()
         with self._work(now) as w:
-            w.events.append(usage.denial_event(now, client, firm_code=firm_code, product_code=product_code,
-                                               feature_code=feature_code, mode=mode, invalid=invalid, reason=reason))
+            w.events.append(
+                usage.denial_event(
+                    now,
+                    client,
+                    firm_code=firm_code,
+                    product_code=product_code,
+                    feature_code=feature_code,
+                    mode=mode,
+                    invalid=invalid,
+                    reason=reason,
+                )
+            )
 
     # ------------------------------------------------------------ access
 
@@ -343,10 +370,21 @@ class SeatEngine:
         raise result
 
     @staticmethod
-    def _deny(w: _Work, client: Client, firm: int, product: int, feature_code: int, mode: str,
-              refusal: Refusal) -> None:
-        w.events.append(usage.denial_event(w.now, client, firm_code=firm, product_code=product,
-                                           feature_code=feature_code, mode=mode, invalid=False, reason=refusal.log))
+    def _deny(
+        w: _Work, client: Client, firm: int, product: int, feature_code: int, mode: str, refusal: Refusal
+    ) -> None:
+        w.events.append(
+            usage.denial_event(
+                w.now,
+                client,
+                firm_code=firm,
+                product_code=product,
+                feature_code=feature_code,
+                mode=mode,
+                invalid=False,
+                reason=refusal.log,
+            )
+        )
 
     def _reconnect(self, w: _Work, client: Client, candidates: Sequence[SeatLicense]) -> Lease | Refusal | None:
         """The live lease of this client lease id back (a retry, or back after a network drop:
@@ -373,8 +411,15 @@ class SeatEngine:
         return None
 
     def _grant(
-        self, w: _Work, client: Client, firm: int, product: int, feature_code: int, mode: str,
-        candidates: Sequence[SeatLicense], grace: int = 0,
+        self,
+        w: _Work,
+        client: Client,
+        firm: int,
+        product: int,
+        feature_code: int,
+        mode: str,
+        candidates: Sequence[SeatLicense],
+        grace: int = 0,
     ) -> Lease | Refusal:
         if not candidates:
             return Refusal(E.LicenseNotFound, f"the license server has no license for {firm}:{product}")
@@ -412,12 +457,24 @@ class SeatEngine:
         old = w.tx.on_grace_of(lic.key, client.user, client.machine, mode, w.now)
         if old is None:
             return None
-        self._finish(w, old, RELEASED, min(old.expires, w.now), "release",
-                     reason="its seat and grace taken over by a new process of its machine")
+        self._finish(
+            w,
+            old,
+            RELEASED,
+            min(old.expires, w.now),
+            "release",
+            reason="its seat and grace taken over by a new process of its machine",
+        )
         return old
 
     def _grant_unlimited(
-        self, w: _Work, client: Client, firm: int, product: int, feature_code: int, candidates: Sequence[SeatLicense],
+        self,
+        w: _Work,
+        client: Client,
+        firm: int,
+        product: int,
+        feature_code: int,
+        candidates: Sequence[SeatLicense],
     ) -> Lease | Refusal:
         """``nolimit``: no seat, on the first license without a seat limit."""
         for lic in candidates:
@@ -434,7 +491,7 @@ class SeatEngine:
         station, or (with linger) the lingering seat of the same user on the same host."""
         if mode == "station":
             seat = _seat_name(client, mode)
-            return seat if w.tx.seat_live(lic.key, seat, w.now) else None
+            return seat if seat is not None and w.tx.seat_live(lic.key, seat, w.now) else None
         if mode == "exclusive" or self.linger <= 0 or client.machine is None:
             return None
         lingering = w.tx.lingering_of(lic.key, client.user, client.machine, w.now)
@@ -470,33 +527,48 @@ class SeatEngine:
         denial is logged); a valid one moves the lease's counter."""
         if lease.holder is None:
             return False  # a lease made before proofs: the client lease id suffices
-        ok = (
+        if (
             isinstance(counter, int)
             and not isinstance(counter, bool)
             and counter > lease.proof_counter
             and grants.check_proof(lease.holder, kind, grants.lease_proof_payload(lease.id, counter), proof)
-        )
-        if ok:
-            assert counter is not None
+        ):
             lease.proof_counter = counter
             return False
-        why = "replayed (counter not above the last)" if isinstance(counter, int) and counter <= lease.proof_counter             else "without a valid proof of the lease's key"
+        why = (
+            "replayed (counter not above the last)"
+            if isinstance(counter, int) and counter <= lease.proof_counter
+            else "without a valid proof of the lease's key"
+        )
         client = Client(lease.client_lease_id, lease.user, lease.host, lease.ip, lease.pid, lease.groups)
-        w.events.append(usage.denial_event(w.now, client, firm_code=lease.firm_code, product_code=lease.product_code,
-                                           feature_code=lease.feature_code, mode=lease.mode, invalid=True,
-                                           reason=f"{kind} of lease {lease.id} {why}"))
+        w.events.append(
+            usage.denial_event(
+                w.now,
+                client,
+                firm_code=lease.firm_code,
+                product_code=lease.product_code,
+                feature_code=lease.feature_code,
+                mode=lease.mode,
+                invalid=True,
+                reason=f"{kind} of lease {lease.id} {why}",
+            )
+        )
         log.warning("%s of lease %s refused: %s", kind, lease.id, why)
         return True
 
-    def renew(self, lease_id: str, client_lease_id: str, *, counter: int | None = None,
-              proof: str | None = None) -> Lease:
+    def renew(
+        self, lease_id: str, client_lease_id: str, *, counter: int | None = None, proof: str | None = None
+    ) -> Lease:
         now = self.clock()
-        error: LeaseUnknown | None = None
+        error: LeaseUnknown  # set on every path that does not return: raised once the work is stored
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)
-            if lease is None or lease.client_lease_id != client_lease_id or lease.mode == BORROW:
-                error = LeaseUnknown("no such lease")
-            elif self._unproven(w, lease, grants.LEASE_RENEW, counter, proof):
+            if (
+                lease is None
+                or lease.client_lease_id != client_lease_id
+                or lease.mode == BORROW
+                or self._unproven(w, lease, grants.LEASE_RENEW, counter, proof)
+            ):
                 error = LeaseUnknown("no such lease")
             elif lease.state in (REVOKED, LOST):
                 error = LeaseRevoked("the administrator released this lease")
@@ -510,11 +582,17 @@ class SeatEngine:
                 w.tx.save(lease)
                 w.events.append(usage.lease_event("renew", now, lease))
                 return lease
-        assert error is not None
         raise error
 
-    def release(self, lease_id: str, client_lease_id: str | None = None, *, admin: bool = False,
-                counter: int | None = None, proof: str | None = None) -> bool:
+    def release(
+        self,
+        lease_id: str,
+        client_lease_id: str | None = None,
+        *,
+        admin: bool = False,
+        counter: int | None = None,
+        proof: str | None = None,
+    ) -> bool:
         """End a lease (linger keeps its seat a while). ``admin``: the client may not renew it.
         A client's release of a lease with a holder carries its signed counter."""
         now = self.clock()
@@ -538,8 +616,14 @@ class SeatEngine:
                 # given up without the container's receipt: the grace it holds keeps the seat
                 lease.state, lease.expires, lease.end_time = GRACE, min(lease.expires, now), now
                 w.tx.save(lease)
-                w.events.append(usage.lease_event(GRACE, now, lease, reason=f"counted until {lease.grace_until} "
-                                                  "unless the client container's return receipt comes"))
+                w.events.append(
+                    usage.lease_event(
+                        GRACE,
+                        now,
+                        lease,
+                        reason=f"counted until {lease.grace_until} unless the client container's return receipt comes",
+                    )
+                )
                 return True
             if lease.expires <= now:
                 self._finish(w, lease, EXPIRED, lease.expires, "expire")
@@ -563,10 +647,17 @@ class SeatEngine:
         if lease.mode != BORROW:
             lease.expires = min(lease.expires, w.now)  # counted for its grace only
         w.tx.save(lease)
-        w.events.append(usage.lease_event(LOST, w.now, lease, reason="released by the administrator; counted "
-                                          "until the grant ends or the borrower returns it"))
-        log.warning("borrowed seat %s released by the administrator: counted until %s unless returned",
-                    lease.id, lease.expires)
+        w.events.append(
+            usage.lease_event(
+                LOST,
+                w.now,
+                lease,
+                reason="released by the administrator; counted until the grant ends or the borrower returns it",
+            )
+        )
+        log.warning(
+            "borrowed seat %s released by the administrator: counted until %s unless returned", lease.id, lease.expires
+        )
         return True
 
     def sweep(self, limit: int = 1000) -> int:
@@ -607,8 +698,15 @@ class SeatEngine:
         raise result
 
     def _borrow(
-        self, w: _Work, client: Client, firm: int, product: int, feature_code: int, days: int,
-        borrower: dict[str, Any], candidates: Sequence[SeatLicense],
+        self,
+        w: _Work,
+        client: Client,
+        firm: int,
+        product: int,
+        feature_code: int,
+        days: int,
+        borrower: dict[str, Any],
+        candidates: Sequence[SeatLicense],
     ) -> Lease | Refusal:
         refused = self._may_borrow(client, firm, product, days, candidates)
         if refused is not None:
@@ -635,14 +733,26 @@ class SeatEngine:
             refused = self._new_seat_refusal(pool, client, lic, "borrow, ")
             until = w.now + span if lic.valid_until is None else min(w.now + span, lic.valid_until)
             if refused is None and until <= w.now:
-                refused = Refusal(E.LicenseExpired, "the license ends before a borrow could start",
-                                  f"{lic.key} valid until {lic.valid_until}")
+                refused = Refusal(
+                    E.LicenseExpired,
+                    "the license ends before a borrow could start",
+                    f"{lic.key} valid until {lic.valid_until}",
+                )
             if refused is not None:
                 pool.refusals.append(refused)
                 continue
             lid = self._lease_id(w.now)
-            return self._new_lease(w, client, lic, BORROW, f"borrow:{lid}", feature_code, lease_id=lid,
-                                   expires=until, borrower=dict(borrower))
+            return self._new_lease(
+                w,
+                client,
+                lic,
+                BORROW,
+                f"borrow:{lid}",
+                feature_code,
+                lease_id=lid,
+                expires=until,
+                borrower=dict(borrower),
+            )
         return max(pool.refusals, key=lambda r: r.rank)
 
     def _may_borrow(

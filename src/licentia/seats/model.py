@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import LeaseRevoked, LeaseUnknown, Refusal  # noqa: F401 (re-exported)
-from ..core.grants import MODES  # noqa: F401 (access modes a client may ask for; re-exported)
+from ..core.errors import LeaseRevoked as LeaseRevoked  # re-exported
+from ..core.errors import LeaseUnknown as LeaseUnknown
+from ..core.errors import Refusal as Refusal
+from ..core.grants import MODES as MODES  # access modes a client may ask for; re-exported
 
 #: the mode of a seat taken into a client's container
 BORROW = "borrow"
@@ -115,8 +117,11 @@ class Lease:
     def on_grace(self, now: int) -> bool:
         """Whether only its grace keeps the seat counted now (the client gave it up or went
         silent without giving the grace back)."""
-        return self.grace_until is not None and self.grace_until > now and (
-            self.state == GRACE or (self.state == ACTIVE and self.expires <= now))
+        return (
+            self.grace_until is not None
+            and self.grace_until > now
+            and (self.state == GRACE or (self.state == ACTIVE and self.expires <= now))
+        )
 
     def live(self, now: int) -> bool:
         return self.live_until > now
@@ -149,5 +154,3 @@ class Lease:
             "machine": self.machine,
             "grace_until": self.grace_until,
         }
-
-

@@ -18,8 +18,9 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from .model import ACTIVE, LINGERING, Lease
 
@@ -119,21 +120,78 @@ _COLUMNS = (
     "mode, seat, user, host, ip, groups, pid, access_time, renewed, expires, state, end_time, linger_until, "
     "borrower, first_use, holder, proof_counter, machine, grace_until"
 )
+#: queries built from the column list: fixed text, values are always bound as ? parameters
+_SELECT_LEASES = f"SELECT {_COLUMNS} FROM leases"  # noqa: S608 - fixed column list, no value in the text
+_INSERT_LEASE = f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 29)})"  # noqa: S608 - as above
 #: columns added after the first release: (name, definition), added to older files on open
-_ADDED = (("holder", "TEXT"), ("proof_counter", "INTEGER NOT NULL DEFAULT 0"), ("machine", "TEXT"),
-          ("grace_until", "INTEGER"))
+_ADDED = (
+    ("holder", "TEXT"),
+    ("proof_counter", "INTEGER NOT NULL DEFAULT 0"),
+    ("machine", "TEXT"),
+    ("grace_until", "INTEGER"),
+)
 
 
 def _lease(row: tuple[Any, ...]) -> Lease:
-    (lid, cid, key, firm, product, license_id, feature, fmap, ticket, mode, seat, user, host, ip, groups, pid,
-     access, renewed, expires, state, end, linger, borrower, first_use, holder, counter, machine, grace) = row
+    (
+        lid,
+        cid,
+        key,
+        firm,
+        product,
+        license_id,
+        feature,
+        fmap,
+        ticket,
+        mode,
+        seat,
+        user,
+        host,
+        ip,
+        groups,
+        pid,
+        access,
+        renewed,
+        expires,
+        state,
+        end,
+        linger,
+        borrower,
+        first_use,
+        holder,
+        counter,
+        machine,
+        grace,
+    ) = row
     return Lease(
-        id=lid, client_lease_id=cid, license_key=key, firm_code=firm, product_code=product, license_id=license_id,
-        feature_code=feature, feature_map=fmap, ticket=ticket, mode=mode, seat=seat, user=user, host=host, ip=ip,
-        groups=tuple(g for g in groups.split("\n") if g), pid=pid, access_time=access, renewed=renewed,
-        expires=expires, state=state, end_time=end, linger_until=linger,
-        borrower=json.loads(borrower) if borrower else None, first_use=first_use, holder=holder,
-        proof_counter=counter, machine=machine, grace_until=grace,
+        id=lid,
+        client_lease_id=cid,
+        license_key=key,
+        firm_code=firm,
+        product_code=product,
+        license_id=license_id,
+        feature_code=feature,
+        feature_map=fmap,
+        ticket=ticket,
+        mode=mode,
+        seat=seat,
+        user=user,
+        host=host,
+        ip=ip,
+        groups=tuple(g for g in groups.split("\n") if g),
+        pid=pid,
+        access_time=access,
+        renewed=renewed,
+        expires=expires,
+        state=state,
+        end_time=end,
+        linger_until=linger,
+        borrower=json.loads(borrower) if borrower else None,
+        first_use=first_use,
+        holder=holder,
+        proof_counter=counter,
+        machine=machine,
+        grace_until=grace,
     )
 
 
@@ -146,16 +204,18 @@ class _SqliteTx:
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        self.c.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+        self.c.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def lease(self, lease_id: str) -> Lease | None:
-        row = self.c.execute(f"SELECT {_COLUMNS} FROM leases WHERE id = ?", (lease_id,)).fetchone()
+        row = self.c.execute(_SELECT_LEASES + " WHERE id = ?", (lease_id,)).fetchone()
         return None if row is None else _lease(row)
 
     def lease_by_client(self, client_lease_id: str) -> Lease | None:
         row = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE client_lease_id = ? ORDER BY access_time DESC, rowid DESC LIMIT 1",
+            _SELECT_LEASES + " WHERE client_lease_id = ? ORDER BY access_time DESC, rowid DESC LIMIT 1",
             (client_lease_id,),
         ).fetchone()
         return None if row is None else _lease(row)
@@ -165,7 +225,7 @@ class _SqliteTx:
             return []
         marks = ",".join("?" * len(license_keys))
         rows = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE license_key IN ({marks}) AND live_until > ?", (*license_keys, now)
+            _SELECT_LEASES + f" WHERE license_key IN ({marks}) AND live_until > ?", (*license_keys, now)
         ).fetchall()
         return [_lease(r) for r in rows]
 
@@ -202,7 +262,7 @@ class _SqliteTx:
 
     def lingering_of(self, license_key: str, user: str, machine: str, now: int) -> Lease | None:
         row = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND machine = ? AND mode = 'user' AND state = ? "
+            _SELECT_LEASES + " WHERE license_key = ? AND machine = ? AND mode = 'user' AND state = ? "
             "AND live_until > ? AND user = ? LIMIT 1",
             (license_key, machine, LINGERING, now, user),
         ).fetchone()
@@ -212,7 +272,7 @@ class _SqliteTx:
         """A lease of ``user`` on the proven ``machine`` that only its grace keeps counted (its
         process crashed or was released without a receipt): a new process there takes it over."""
         row = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND machine = ? AND mode = ? AND user = ? "
+            _SELECT_LEASES + " WHERE license_key = ? AND machine = ? AND mode = ? AND user = ? "
             "AND live_until > ? AND grace_until > ? AND (state = 'grace' OR (state = ? AND expires <= ?)) "
             "ORDER BY grace_until DESC LIMIT 1",
             (license_key, machine, mode, user, now, now, ACTIVE, now),
@@ -221,7 +281,7 @@ class _SqliteTx:
 
     def borrowed_by(self, license_key: str, serial: str, now: int) -> Lease | None:
         rows = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE license_key = ? AND live_until > ? AND mode = 'borrow'",
+            _SELECT_LEASES + " WHERE license_key = ? AND live_until > ? AND mode = 'borrow'",
             (license_key, now),
         ).fetchall()
         for row in rows:
@@ -235,21 +295,19 @@ class _SqliteTx:
             return 0
         marks = ",".join("?" * len(license_keys))
         row = self.c.execute(
-            f"SELECT COUNT(*) FROM leases WHERE license_key IN ({marks}) AND live_until > ? AND mode = 'borrow'",
+            f"SELECT COUNT(*) FROM leases WHERE license_key IN ({marks}) AND live_until > ? AND mode = 'borrow'",  # noqa: S608 - only ? marks are spliced in
             (*license_keys, now),
         ).fetchone()
         return int(row[0])
 
     def all_live(self, now: int) -> list[Lease]:
-        rows = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE live_until > ? ORDER BY access_time", (now,)
-        ).fetchall()
+        rows = self.c.execute(_SELECT_LEASES + " WHERE live_until > ? ORDER BY access_time", (now,)).fetchall()
         return [_lease(r) for r in rows]
 
     def due(self, now: int, limit: int) -> list[Lease]:
         # live_until is 0 once a lease is over: (0, now] holds exactly the leases that ran out
         rows = self.c.execute(
-            f"SELECT {_COLUMNS} FROM leases WHERE live_until > 0 AND live_until <= ? LIMIT ?", (now, limit)
+            _SELECT_LEASES + " WHERE live_until > 0 AND live_until <= ? LIMIT ?", (now, limit)
         ).fetchall()
         return [_lease(r) for r in rows]
 
@@ -258,20 +316,54 @@ class _SqliteTx:
         self.c.execute(
             "UPDATE leases SET ip = ?, renewed = ?, expires = ?, state = ?, end_time = ?, linger_until = ?, "
             "live_until = ?, first_use = ?, proof_counter = ?, grace_until = ? WHERE id = ?",
-            (lease.ip, lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
-             lease.live_until, lease.first_use, lease.proof_counter, lease.grace_until, lease.id),
+            (
+                lease.ip,
+                lease.renewed,
+                lease.expires,
+                lease.state,
+                lease.end_time,
+                lease.linger_until,
+                lease.live_until,
+                lease.first_use,
+                lease.proof_counter,
+                lease.grace_until,
+                lease.id,
+            ),
         )
 
     def insert(self, lease: Lease) -> None:
         self.c.execute(
-            f"INSERT INTO leases ({_COLUMNS}, live_until) VALUES ({','.join('?' * 29)})",
+            _INSERT_LEASE,
             (
-                lease.id, lease.client_lease_id, lease.license_key, lease.firm_code, lease.product_code,
-                lease.license_id, lease.feature_code, lease.feature_map, lease.ticket, lease.mode, lease.seat,
-                lease.user, lease.host, lease.ip, "\n".join(lease.groups), lease.pid, lease.access_time,
-                lease.renewed, lease.expires, lease.state, lease.end_time, lease.linger_until,
-                json.dumps(lease.borrower, sort_keys=True) if lease.borrower else None, lease.first_use,
-                lease.holder, lease.proof_counter, lease.machine, lease.grace_until, lease.live_until,
+                lease.id,
+                lease.client_lease_id,
+                lease.license_key,
+                lease.firm_code,
+                lease.product_code,
+                lease.license_id,
+                lease.feature_code,
+                lease.feature_map,
+                lease.ticket,
+                lease.mode,
+                lease.seat,
+                lease.user,
+                lease.host,
+                lease.ip,
+                "\n".join(lease.groups),
+                lease.pid,
+                lease.access_time,
+                lease.renewed,
+                lease.expires,
+                lease.state,
+                lease.end_time,
+                lease.linger_until,
+                json.dumps(lease.borrower, sort_keys=True) if lease.borrower else None,
+                lease.first_use,
+                lease.holder,
+                lease.proof_counter,
+                lease.machine,
+                lease.grace_until,
+                lease.live_until,
             ),
         )
 
@@ -296,7 +388,7 @@ class _SqliteTx:
         if kinds:
             marks = ",".join("?" * len(kinds))
             rows = self.c.execute(
-                f"SELECT body FROM events WHERE time >= ? AND time < ? AND kind IN ({marks}) ORDER BY seq",
+                f"SELECT body FROM events WHERE time >= ? AND time < ? AND kind IN ({marks}) ORDER BY seq",  # noqa: S608 - only ? marks are spliced in
                 (start, end, *kinds),
             ).fetchall()
         else:
@@ -321,7 +413,7 @@ class _SqliteTx:
             out.extend(
                 r[0]
                 for r in self.c.execute(
-                    f"SELECT body FROM events WHERE lease_id IN ({marks}) "
+                    f"SELECT body FROM events WHERE lease_id IN ({marks}) "  # noqa: S608 - only ? marks are spliced in
                     "AND kind IN ('release', 'expire', 'revoke', 'return') ORDER BY seq",
                     chunk,
                 )
@@ -385,12 +477,15 @@ class SqliteSeatStore:
                 for name, definition in _ADDED:
                     if name not in have:  # a file made by an older release
                         tx.c.execute(f"ALTER TABLE leases ADD COLUMN {name} {definition}")
-                tx.c.execute("CREATE INDEX IF NOT EXISTS leases_machine ON leases "
-                             "(license_key, machine, mode, state, live_until)")
+                tx.c.execute(
+                    "CREATE INDEX IF NOT EXISTS leases_machine ON leases "
+                    "(license_key, machine, mode, state, live_until)"
+                )
                 tx.c.execute("DROP INDEX IF EXISTS leases_host")  # by reported names: no query uses it now
                 if tx.get_meta("schema") is None:
                     tx.set_meta("schema", SCHEMA_VERSION)
         c.execute("PRAGMA busy_timeout=30000")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_SqliteTx]:
         with self._lock:

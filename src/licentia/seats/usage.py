@@ -21,11 +21,13 @@ import csv
 import datetime as _dt
 import io
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from ..core import hazmat
-from ..core.encoding import canonical
 from ..core.documents import DocumentInvalid, verify_document
+from ..core.encoding import canonical
 from .model import Client, Lease
 
 GENESIS = "00" * 32
@@ -57,7 +59,7 @@ def chain(prev: str, body: str) -> str:
 def lease_event(kind: str, now: int, lease: Lease, *, end: int | None = None, reason: str = "") -> dict[str, Any]:
     final = kind in FINAL_KINDS
     release = (end if end is not None else now) if final else None
-    seconds = max(0, (release if final else now) - lease.access_time) if kind != "access" else 0
+    seconds = max(0, (release if release is not None else now) - lease.access_time) if kind != "access" else 0
     out = {
         "event": kind,
         "time": now,
@@ -129,7 +131,7 @@ def encode(seq: int, body: dict[str, Any]) -> str:
 def iso(ts: int | None) -> str | None:
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def view_row(body: dict[str, Any], now: int | None = None) -> dict[str, Any]:
@@ -146,8 +148,9 @@ def view_row(body: dict[str, Any], now: int | None = None) -> dict[str, Any]:
     return row
 
 
-def license_usage(sessions: Iterable[dict[str, Any]], finals: Iterable[dict[str, Any]],
-                  denials: Iterable[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+def license_usage(
+    sessions: Iterable[dict[str, Any]], finals: Iterable[dict[str, Any]], denials: Iterable[dict[str, Any]], now: int
+) -> list[dict[str, Any]]:
     """Sessions (access/borrow events) completed by their final event, plus denials,
     in access-time order."""
     ends = {f["leaseId"]: f for f in finals}
@@ -190,63 +193,86 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 def verify_log(tx: Any, public_key: hazmat.Ed25519PublicKey | None, *, batch: int = 5000) -> dict[str, Any]:
     """Check the chain and the signed head; returns {"ok", "events", "first", "last", "problems"}."""
     problems: list[str] = []
-    head_text = tx.get_meta("usage_head")
-    head: dict[str, Any] | None = None
-    if head_text:
-        try:
-            doc = json.loads(head_text)
-            if public_key is None:
-                head = doc["payload"]
-            else:
-                head = verify_document(doc, HEAD_TYPE, public_key)
-        except (ValueError, KeyError, DocumentInvalid) as exc:
-            problems.append(f"the signed head of the log does not verify ({getattr(exc, 'reason', exc)})")
+    head = _signed_head(tx, public_key, problems)
     anchor_seq = int(head["anchor_seq"]) if head else 0
-    prev = str(head["anchor_hash"]) if head else GENESIS
+    # no head: only an empty log is in order
+    if head is None and not problems and tx.events(0, 1):
+        problems.append("the log has events but no signed head")
+    walk = _walk_chain(tx, anchor_seq, str(head["anchor_hash"]) if head else GENESIS, batch, problems)
+    if head is not None:
+        _check_head(head, anchor_seq, walk, problems)
+    if walk.changed > 20:
+        problems.append(f"... {walk.changed} changed events in all")
+    return {"ok": not problems, "events": walk.count, "first": walk.first, "last": walk.last, "problems": problems}
+
+
+def _signed_head(tx: Any, public_key: hazmat.Ed25519PublicKey | None, problems: list[str]) -> dict[str, Any] | None:
+    """The payload of the log's signed head (checked with ``public_key`` when given), or
+    None when there is none or it does not verify (then a problem says so)."""
+    head_text = tx.get_meta("usage_head")
+    if not head_text:
+        return None
+    try:
+        doc = json.loads(head_text)
+        payload: dict[str, Any] = doc["payload"] if public_key is None else verify_document(doc, HEAD_TYPE, public_key)
+        return payload
+    except (ValueError, KeyError, DocumentInvalid) as exc:
+        problems.append(f"the signed head of the log does not verify ({getattr(exc, 'reason', exc)})")
+        return None
+
+
+@dataclass
+class _Walk:
+    """Where a walk along the chain got to."""
+
+    prev: str  # the hash of the last event seen
+    count: int = 0
+    first: int | None = None
+    last: int | None = None
+    changed: int = 0
+
+
+def _walk_chain(tx: Any, anchor_seq: int, prev: str, batch: int, problems: list[str]) -> _Walk:
+    """Walk the events after the anchor in order, checking each link of the chain."""
+    walk = _Walk(prev)
     expected = anchor_seq + 1
-    count = 0
-    first = last = None
-    changed = 0
     after = 0
-    if head is None and not problems:
-        # no head: only an empty log is in order
-        rows = tx.events(0, 1)
-        if rows:
-            problems.append("the log has events but no signed head")
     while True:
         rows = tx.events(after, batch)
         if not rows:
             break
         for seq, _time, body, stored in rows:
-            if first is None:
-                first = seq
+            if walk.first is None:
+                walk.first = seq
                 if seq < expected:
                     problems.append(f"event {seq} lies before the log's anchor {anchor_seq}")
             if seq > expected:
                 problems.append(f"event(s) {expected}..{seq - 1} missing")
-            digest = chain(prev, body)
+            digest = chain(walk.prev, body)
             try:
                 body_seq = json.loads(body).get("seq")
             except ValueError:
                 body_seq = None
             if digest != stored or body_seq != seq:
-                changed += 1
-                if changed <= 20:
+                walk.changed += 1
+                if walk.changed <= 20:
                     problems.append(f"event {seq} was changed")
-            prev = stored
+            walk.prev = stored
             expected = seq + 1
-            last = seq
-            count += 1
+            walk.last = seq
+            walk.count += 1
         after = rows[-1][0]
-    if head is not None:
-        if last is None and int(head["seq"]) != anchor_seq:
-            problems.append(f"events {anchor_seq + 1}..{head['seq']} missing")
-        elif last is not None and last < int(head["seq"]):
-            problems.append(f"event(s) {last + 1}..{head['seq']} missing (the log was cut)")
-        elif last is not None and last > int(head["seq"]):
-            problems.append(f"event(s) {int(head['seq']) + 1}..{last} are not covered by the signed head")
-        elif last is not None and prev != head["hash"]:
-            problems.append("the chain does not end where the signed head says")
-    if changed > 20:
-        problems.append(f"... {changed} changed events in all")
-    return {"ok": not problems, "events": count, "first": first, "last": last, "problems": problems}
+    return walk
+
+
+def _check_head(head: dict[str, Any], anchor_seq: int, walk: _Walk, problems: list[str]) -> None:
+    """Whether the walk ended where the signed head says the log ends."""
+    last = walk.last
+    if last is None and int(head["seq"]) != anchor_seq:
+        problems.append(f"events {anchor_seq + 1}..{head['seq']} missing")
+    elif last is not None and last < int(head["seq"]):
+        problems.append(f"event(s) {last + 1}..{head['seq']} missing (the log was cut)")
+    elif last is not None and last > int(head["seq"]):
+        problems.append(f"event(s) {int(head['seq']) + 1}..{last} are not covered by the signed head")
+    elif last is not None and walk.prev != head["hash"]:
+        problems.append("the chain does not end where the signed head says")

@@ -14,8 +14,9 @@ import datetime as _dt
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
@@ -110,18 +111,22 @@ th{background:#f3f3f3}.muted{color:#777}form{display:inline}
 {% else %}<tr><td colspan="8" class="muted">no licenses: activate a ticket with 'licentia server activate'</td></tr>
 {% endfor %}</table>
 <h2>Sessions</h2>
-<table><tr><th>user</th><th>host</th><th>address</th><th>product</th><th>mode</th><th>since</th><th>state</th><th></th></tr>
+<table><tr><th>user</th><th>host</th><th>address</th><th>product</th><th>mode</th><th>since</th>\
+<th>state</th><th></th></tr>
 {% for x in s.sessions %}<tr><td>{{ x.user }}</td><td>{{ x.host }}</td><td>{{ x.ip }}</td>
 <td>{{ x.firm_code }}:{{ x.product_code }}</td><td>{{ x.mode }}</td><td>{{ when(x.since) }}</td><td>{{ x.state }}</td>
-<td><form method="post" action="/admin/sessions/{{ x.lease_id }}/release"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">release</button></form></td></tr>
+<td><form method="post" action="/admin/sessions/{{ x.lease_id }}/release">\
+<input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">release</button></form></td></tr>
 {% else %}<tr><td colspan="8" class="muted">no sessions</td></tr>{% endfor %}</table>
 <h2>Borrowed seats</h2>
 <table><tr><th>user</th><th>host</th><th>container</th><th>product</th><th>since</th><th>until</th><th></th></tr>
 {% for x in s.borrowed %}<tr><td>{{ x.user }}</td><td>{{ x.host }}</td><td>{{ x.borrower }}</td>
 <td>{{ x.firm_code }}:{{ x.product_code }}</td><td>{{ when(x.since) }}</td><td>{{ when(x.expires) }}</td>
-<td><form method="post" action="/admin/sessions/{{ x.lease_id }}/release"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">release</button></form></td></tr>
+<td><form method="post" action="/admin/sessions/{{ x.lease_id }}/release">\
+<input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">release</button></form></td></tr>
 {% else %}<tr><td colspan="7" class="muted">no borrowed seats</td></tr>{% endfor %}</table>
-<form method="post" action="/admin/logout"><input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Sign out</button></form>
+<form method="post" action="/admin/logout">\
+<input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Sign out</button></form>
 {% endif %}
 </body></html>
 """
@@ -133,7 +138,7 @@ _template = _env.from_string(_PAGE)
 def _when(ts: int | None) -> str:
     if ts is None:
         return "-"
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def render(status: dict[str, Any] | None, *, failed: str = "", csrf: str = "") -> str:

@@ -50,6 +50,7 @@ log = logging.getLogger("licentia.server")
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
+
 API = "/api/v1"
 MAX_BODY = 64 * 1024
 PRUNE_EVERY = 3600.0
@@ -143,7 +144,7 @@ class _Batcher:
                         done.append((future, work(), None))
                     except Exception as exc:  # noqa: BLE001 - handed to its request
                         done.append((future, None, exc))
-        except Exception:  # noqa: BLE001 - the commit failed: nothing was acknowledged
+        except Exception:  # the commit failed: nothing was acknowledged
             log.exception("seat transaction failed")
             for _, future in todo:
                 if not future.done():
@@ -180,7 +181,7 @@ class _Lifecycle:
                 if time.monotonic() - last_prune > PRUNE_EVERY:
                     last_prune = time.monotonic()
                     self.server.engine.prune()
-            except Exception:  # noqa: BLE001 - keep sweeping
+            except Exception:  # keep sweeping
                 log.exception("lease sweep failed")
 
     async def watcher(self) -> None:
@@ -189,7 +190,7 @@ class _Lifecycle:
             try:
                 if self.server.config_changed():
                     self.reload("the config file changed")
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("config check failed")
 
     @contextlib.asynccontextmanager
@@ -200,8 +201,9 @@ class _Lifecycle:
             loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
         settings = self.settings
         if settings.discovery:
-            self.transport = await discovery.start(settings.discovery_bind, settings.discovery_port, settings.port,
-                                                   settings.tls)
+            self.transport = await discovery.start(
+                settings.discovery_bind, settings.discovery_port, settings.port, settings.tls
+            )
         try:
             yield
         finally:
@@ -286,12 +288,14 @@ class _Operators:
 
     async def health(self) -> Response:
         server = self.server
-        return _json({
-            "status": "ok",
-            "config_version": server.config_version,
-            "config_digest": server.config_digest,
-            "config_error": server.config_error,
-        })
+        return _json(
+            {
+                "status": "ok",
+                "config_version": server.config_version,
+                "config_digest": server.config_digest,
+                "config_error": server.config_error,
+            }
+        )
 
     async def prometheus(self, request: Request) -> Response:
         if self.settings.private_views:
@@ -323,8 +327,9 @@ class _Operators:
     async def admin_login(self, request: Request) -> Response:
         address = client_address(request)
         if self.sessions.throttled(address):
-            return HTMLResponse(admin_page.render(None, failed="Too many failed sign-ins: wait ten minutes."),
-                                status_code=429)
+            return HTMLResponse(
+                admin_page.render(None, failed="Too many failed sign-ins: wait ten minutes."), status_code=429
+            )
         if not self._same_origin(request):
             return HTMLResponse("forbidden: sign in from this server's admin page", status_code=403)
         token = (await self._form(request)).get("token", "")
@@ -333,8 +338,15 @@ class _Operators:
             log.warning("admin sign-in failed from %s", address)
             return HTMLResponse(admin_page.render(None, failed="That token is not right."), status_code=401)
         response = RedirectResponse("/admin", status_code=303)
-        response.set_cookie(admin_page.COOKIE, self.sessions.open(), httponly=True, samesite="strict",
-                            path="/admin", secure=self.settings.tls, max_age=admin_page.ABSOLUTE)
+        response.set_cookie(
+            admin_page.COOKIE,
+            self.sessions.open(),
+            httponly=True,
+            samesite="strict",
+            path="/admin",
+            secure=self.settings.tls,
+            max_age=admin_page.ABSOLUTE,
+        )
         return response
 
     async def admin_logout(self, request: Request) -> Response:
@@ -358,8 +370,14 @@ def create_app(settings: Settings, *, server: LicenseServer | None = None) -> Cl
     server = server or LicenseServer(settings)
     admin_token, admin_source = load_admin_token(settings)
     metrics = Metrics(server)
-    app = FastAPI(title="licentia license server", version="1", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=_Lifecycle(server, settings).lifespan)
+    app = FastAPI(
+        title="licentia license server",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_Lifecycle(server, settings).lifespan,
+    )
     app.state.license_server = server
     app.state.admin_source = admin_source
     app.state.metrics = metrics
@@ -370,8 +388,14 @@ def create_app(settings: Settings, *, server: LicenseServer | None = None) -> Cl
 # ---------------------------------------------------------------- the client API
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_UNAUTHORIZED = json.dumps({"error": {"type": "Unauthorized", "message": "this license server needs its access token: "
-                                                                     "set LICENTIA_SERVER_TOKEN"}}).encode()
+_UNAUTHORIZED = json.dumps(
+    {
+        "error": {
+            "type": "Unauthorized",
+            "message": "this license server needs its access token: set LICENTIA_SERVER_TOKEN",
+        }
+    }
+).encode()
 
 
 class _Call(NamedTuple):
@@ -421,8 +445,9 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 def _call(scope: dict[str, Any], item: str) -> _Call:
     client = scope.get("client")
     query = scope.get("query_string") or b""
-    return _Call(client[0] if client else "", item,
-                 {k: v[0] for k, v in parse_qs(query.decode()).items()} if query else {})
+    return _Call(
+        client[0] if client else "", item, {k: v[0] for k, v in parse_qs(query.decode()).items()} if query else {}
+    )
 
 
 class ClientApi:
@@ -446,7 +471,7 @@ class ClientApi:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith(API + "/"):
-                route = self._route(scope["method"], path[len(API) + 1:])
+                route = self._route(scope["method"], path[len(API) + 1 :])
                 if route is not None:
                     await self._handle(scope, receive, send, *route)
                     return
@@ -503,24 +528,43 @@ class ClientApi:
         return self.server.return_borrowed(call.item, body)
 
     def licenses(self, body: dict[str, Any], call: _Call) -> dict[str, Any]:
-        return {"licenses": [{k: v for k, v in lic.items() if k != "ticket"} for lic in self.server.licenses()
-                             if lic["status"] != "local only"]}
+        return {
+            "licenses": [
+                {k: v for k, v in lic.items() if k != "ticket"}
+                for lic in self.server.licenses()
+                if lic["status"] != "local only"
+            ]
+        }
 
     # ------------------------------------------------------------ requests
 
     @staticmethod
     async def _send(send: Callable[..., Any], status: int, body: bytes) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    async def _refuse(self, send: Callable[..., Any], endpoint: str, t0: float, error: E.SeatError,
-                      status: int | None = None) -> None:
+    async def _refuse(
+        self, send: Callable[..., Any], endpoint: str, t0: float, error: E.SeatError, status: int | None = None
+    ) -> None:
         self.metrics.observe(endpoint, time.perf_counter() - t0, False, _denial(error))
         await self._send(send, status or status_of(error), _dumps(error_body(error)))
 
-    async def _handle(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any],
-                      endpoint: str, work: Work, needs_body: bool, item: str) -> None:
+    async def _handle(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[..., Any],
+        send: Callable[..., Any],
+        endpoint: str,
+        work: Work,
+        needs_body: bool,
+        item: str,
+    ) -> None:
         t0 = time.perf_counter()
         given = _token(scope)
         private = endpoint == "licenses" and self.server.settings.private_views

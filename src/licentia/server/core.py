@@ -149,8 +149,10 @@ def _codes(body: dict[str, Any]) -> tuple[int, int, int]:
 
 def _client(body: dict[str, Any], ip: str, holder: str | None = None) -> Client:
     groups = body.get("groups") or []
-    if not isinstance(groups, list) or len(groups) > MAX_GROUPS or not all(
-        isinstance(g, str) and len(g) <= MAX_NAME for g in groups
+    if (
+        not isinstance(groups, list)
+        or len(groups) > MAX_GROUPS
+        or not all(isinstance(g, str) and len(g) <= MAX_NAME for g in groups)
     ):
         raise E.BadRequest(f"groups is a list of at most {MAX_GROUPS} names")
     return Client(
@@ -190,8 +192,16 @@ def parse_access(body: dict[str, Any], ip: str) -> AccessAsk:
     nonce = _text(body, "nonce", required=True)
     proven = grants.check_proof(holder, grants.LEASE_REQUEST, grants.request_proof_payload(body), body.get("proof"))
     grace = min(_int(body, "grace", default=0), MAX_GRACE)
-    return AccessAsk(AccessRequest(firm, product, feature, units, release_date), client, mode, session, nonce,
-                     body.get("reconnect") is not False, proven, grace)
+    return AccessAsk(
+        AccessRequest(firm, product, feature, units, release_date),
+        client,
+        mode,
+        session,
+        nonce,
+        body.get("reconnect") is not False,
+        proven,
+        grace,
+    )
 
 
 def _borrower(body: dict[str, Any]) -> tuple[dict[str, str], bytes]:
@@ -228,8 +238,10 @@ def _chosen(candidates: Candidates, lease: Lease) -> tuple[Served, Evaluation]:
 def _no_license(request: AccessRequest, local: list[Served]) -> Refusal:
     held_back = any(item.matches(request) for item in local)
     why = " (its license is for local use only)" if held_back else ""
-    return Refusal(E.LicenseNotFound, f"the license server has no license for firm {request.firm_code}, product "
-                   f"{request.product_code}{why}")
+    return Refusal(
+        E.LicenseNotFound,
+        f"the license server has no license for firm {request.firm_code}, product {request.product_code}{why}",
+    )
 
 
 class LicenseServer:
@@ -438,9 +450,15 @@ class LicenseServer:
         if ok:
             return ok
         refusal = refusal or _no_license(request, local)
-        self.engine.record_denial(client, firm_code=request.firm_code, product_code=request.product_code,
-                                  feature_code=request.feature_code, mode=mode, invalid=True,
-                                  reason=refusal.client_message)
+        self.engine.record_denial(
+            client,
+            firm_code=request.firm_code,
+            product_code=request.product_code,
+            feature_code=request.feature_code,
+            mode=mode,
+            invalid=True,
+            reason=refusal.client_message,
+        )
         raise refusal
 
     # ------------------------------------------------------------ machine proofs
@@ -482,8 +500,11 @@ class LicenseServer:
         if why:
             refusal = Refusal(E.AccessDenied, "the machine proof does not verify", f"{client.ident}: {why}")
             raise refusal
-        return dataclasses.replace(client, machine=f"{serial}:{hazmat.key_id(key)}@{client.ip}",
-                                   container={"serial": serial, "sign_pub": sign_pub})
+        return dataclasses.replace(
+            client,
+            machine=f"{serial}:{hazmat.key_id(key)}@{client.ip}",
+            container={"serial": serial, "sign_pub": sign_pub},
+        )
 
     # ------------------------------------------------------------ leases
 
@@ -493,21 +514,36 @@ class LicenseServer:
         self._check_session(ask.session)
         try:
             if not ask.proven:
-                raise Refusal(E.AccessDenied, "the request is not signed by the session key it names",
-                              f"{ask.client.ident}: lease request without a valid proof of its holder key")
+                raise Refusal(
+                    E.AccessDenied,
+                    "the request is not signed by the session key it names",
+                    f"{ask.client.ident}: lease request without a valid proof of its holder key",
+                )
             client = self._machine(body, ask.client)
         except Refusal as refusal:
-            self.engine.record_denial(ask.client, firm_code=ask.request.firm_code,
-                                      product_code=ask.request.product_code, feature_code=ask.request.feature_code,
-                                      mode=ask.mode, invalid=True, reason=refusal.log)
+            self.engine.record_denial(
+                ask.client,
+                firm_code=ask.request.firm_code,
+                product_code=ask.request.product_code,
+                feature_code=ask.request.feature_code,
+                mode=ask.mode,
+                invalid=True,
+                reason=refusal.log,
+            )
             raise
         ask = ask._replace(client=client)
         candidates = self._candidates(ask.client, ask.request, ask.mode)
         cap = self.settings.max_grace
-        lease = self.engine.acquire(ask.client, firm_code=ask.request.firm_code,
-                                    product_code=ask.request.product_code, feature_code=ask.request.feature_code,
-                                    mode=ask.mode, candidates=[item.seat_license(ev, cap) for item, ev in candidates],
-                                    reconnect=ask.reconnect, grace=ask.grace)
+        lease = self.engine.acquire(
+            ask.client,
+            firm_code=ask.request.firm_code,
+            product_code=ask.request.product_code,
+            feature_code=ask.request.feature_code,
+            mode=ask.mode,
+            candidates=[item.seat_license(ev, cap) for item, ev in candidates],
+            reconnect=ask.reconnect,
+            grace=ask.grace,
+        )
         item, ev = _chosen(candidates, lease)
         now = self.clock()
         first_use = self._use(item, ask, ev, lease, now)
@@ -565,8 +601,9 @@ class LicenseServer:
             if fresh.error is not None:
                 raise fresh.error(f"{entry.summary()}: {fresh.message}")
 
-        slot = item.container.record_access(entry, units=request.units, start_usage=ev.start_usage, now=now,
-                                            check=check)
+        slot = item.container.record_access(
+            entry, units=request.units, start_usage=ev.start_usage, now=now, check=check
+        )
         return slot.license_state(entry).first_use
 
     def _session_keys(self, item: Served, session: str) -> str:
@@ -603,14 +640,22 @@ class LicenseServer:
         client_lease_id = _text(body, "client_lease_id", required=True)
         counter, proof = body.get("counter"), body.get("proof")
         try:
-            lease = self.engine.renew(lease_id, client_lease_id, counter=counter if isinstance(counter, int) else None,
-                                      proof=proof if isinstance(proof, str) else None)
+            lease = self.engine.renew(
+                lease_id,
+                client_lease_id,
+                counter=counter if isinstance(counter, int) else None,
+                proof=proof if isinstance(proof, str) else None,
+            )
         except LeaseRevoked:
             raise
         except LeaseUnknown as exc:
             raise LeaseUnknown(f"lease {lease_id}: {exc}") from None
-        return {"lease_id": lease.id, "ttl": self.settings.lease_ttl, "heartbeat": self.settings.heartbeat_seconds,
-                "expires_in": max(0, lease.expires - self.clock())}
+        return {
+            "lease_id": lease.id,
+            "ttl": self.settings.lease_ttl,
+            "heartbeat": self.settings.heartbeat_seconds,
+            "expires_in": max(0, lease.expires - self.clock()),
+        }
 
     def release(self, lease_id: str, client_lease_id: str, counter: str = "", proof: str = "") -> dict[str, Any]:
         number = int(counter) if counter.isdigit() and len(counter) < 19 else None
@@ -639,8 +684,12 @@ class LicenseServer:
         ask = parse_borrow(body, ip)
         candidates = self._candidates(ask.client, ask.request, "borrow")
         lease = self.engine.borrow(
-            ask.client, firm_code=ask.request.firm_code, product_code=ask.request.product_code,
-            feature_code=ask.request.feature_code, days=ask.days, borrower=ask.borrower,
+            ask.client,
+            firm_code=ask.request.firm_code,
+            product_code=ask.request.product_code,
+            feature_code=ask.request.feature_code,
+            days=ask.days,
+            borrower=ask.borrower,
             candidates=[item.seat_license(ev) for item, ev in candidates],
         )
         item, _ = _chosen(candidates, lease)
@@ -650,16 +699,28 @@ class LicenseServer:
         entry = item.entry
         serial = ask.borrower["serial"]
         now = self.clock()
-        grant = grants.build_borrow(item.container.sign, borrow_id=lease.id, entry=entry, client_serial=serial,
-                                    client_key=ask.borrower["sign_pub"], issued=lease.access_time,
-                                    expires=lease.expires)
+        grant = grants.build_borrow(
+            item.container.sign,
+            borrow_id=lease.id,
+            entry=entry,
+            client_serial=serial,
+            client_key=ask.borrower["sign_pub"],
+            issued=lease.access_time,
+            expires=lease.expires,
+        )
         keys = []
         for version in entry.key_versions:
             pkey = self.product_key(item, version)
             if pkey is not None:
                 keys.append(exchange.seal_product_key(ask.box_key, serial, entry.digest, version, pkey))
-        return {"borrow_id": lease.id, "entry": entry.document, "grant": grant, "keys": keys,
-                "expires": lease.expires, "time": now}
+        return {
+            "borrow_id": lease.id,
+            "entry": entry.document,
+            "grant": grant,
+            "keys": keys,
+            "expires": lease.expires,
+            "time": now,
+        }
 
     def return_borrowed(self, borrow_id: str, body: dict[str, Any]) -> dict[str, Any]:
         receipt = body.get("receipt")
@@ -691,8 +752,11 @@ class LicenseServer:
     def _license_view(item: Served, is_local: bool, in_use: int, now: int) -> dict[str, Any]:
         e = item.entry
         slot = item.container.slots().get(e.firm_code)
-        ev = evaluate(e, slot.license_state(e), AccessRequest(e.firm_code, e.product_code), now,
-                      slot.vclock) if slot else None
+        ev = (
+            evaluate(e, slot.license_state(e), AccessRequest(e.firm_code, e.product_code), now, slot.vclock)
+            if slot
+            else None
+        )
         ok = ev is not None and ev.ok
         return {
             "container": item.container.serial,
@@ -704,7 +768,7 @@ class LicenseServer:
             "feature_map": e.feature_map,
             "seats": e.options.quantity,
             "in_use": in_use,
-            "expires": ev.expires if ok else e.options.expires,
+            "expires": ev.expires if ev is not None and ok else e.options.expires,
             "status": "local only" if is_local else ("ok" if ok else (ev.message if ev else "no slot")),
         }
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("licentia.server")
 
@@ -26,7 +26,7 @@ class _Responder(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's transport
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) > MAX_DATAGRAM or self.transport is None:
@@ -57,9 +57,14 @@ async def start(bind: str, port: int, http_port: int, tls: bool) -> asyncio.Data
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        log.warning("discovery: cannot listen on UDP %s:%d (%s); runtimes must name this server "
-                    "(LICENTIA_HOST or 'licentia config server add')", bind, port, exc)
+        log.warning(
+            "discovery: cannot listen on UDP %s:%d (%s); runtimes must name this server "
+            "(LICENTIA_HOST or 'licentia config server add')",
+            bind,
+            port,
+            exc,
+        )
         return None
     answer = {"licentia": "server", "v": 1, "port": http_port, "tls": tls}
     transport, _ = await loop.create_datagram_endpoint(lambda: _Responder(answer), sock=sock)
-    return transport  # type: ignore[return-value]
+    return transport

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -47,9 +48,9 @@ class _Seats:
         yield total
         yield used
         sessions = server.engine.sessions()
-        s = GaugeMetricFamily("licentia_sessions", "Live leases (running accesses)")
-        s.add_metric([], sum(1 for x in sessions if x.mode != "borrow"))
-        yield s
+        live = GaugeMetricFamily("licentia_sessions", "Live leases (running accesses)")
+        live.add_metric([], sum(1 for x in sessions if x.mode != "borrow"))
+        yield live
         now = server.clock()
         g = GaugeMetricFamily("licentia_grace", "Seats held for a granted grace only")
         g.add_metric([], sum(1 for x in sessions if x.on_grace(now)))
@@ -65,13 +66,19 @@ class _Seats:
 class Metrics:
     def __init__(self, server: LicenseServer):
         self.registry = CollectorRegistry()
-        self.requests = Counter("licentia_server_requests", "Requests by endpoint and outcome",
-                                ["endpoint", "outcome"], registry=self.registry)
-        self.denials = Counter("licentia_server_denials", "Refused accesses by error type", ["type"],
-                               registry=self.registry)
-        self.latency = Histogram("licentia_server_request_seconds", "Request latency", ["endpoint"],
-                                 buckets=BUCKETS, registry=self.registry)
-        self.registry.register(_Seats(server))  # type: ignore[arg-type]
+        self.requests = Counter(
+            "licentia_server_requests",
+            "Requests by endpoint and outcome",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.denials = Counter(
+            "licentia_server_denials", "Refused accesses by error type", ["type"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "licentia_server_request_seconds", "Request latency", ["endpoint"], buckets=BUCKETS, registry=self.registry
+        )
+        self.registry.register(_Seats(server))
         self._ok = {e: self.requests.labels(e, "ok") for e in ENDPOINTS}
         self._err = {e: self.requests.labels(e, "error") for e in ENDPOINTS}
         self._lat = {e: self.latency.labels(e) for e in ENDPOINTS}

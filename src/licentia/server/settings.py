@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
 from ..core.encoding import parse_duration
-from ..core.errors import SettingsError  # noqa: F401 (re-exported)
+from ..core.errors import SettingsError as SettingsError  # re-exported
 from ..runtime import DEFAULT_PORT
+
 DEFAULT_DATA = ".licentia-server"
 
 #: Every environment variable the server reads (docs/server.md lists them too).
@@ -58,7 +60,7 @@ def _factory() -> Any:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA))
-    host: str = "0.0.0.0"
+    host: str = "0.0.0.0"  # noqa: S104 - a license server serves clients on other machines
     port: int = DEFAULT_PORT
     config_path: Path | None = None
     admin_token: str | None = None  # None: DATA/admin.token
@@ -70,7 +72,7 @@ class Settings:
     durability: str = "process"  # "full": fsync every commit (survives a power loss)
     discovery: bool = True
     discovery_port: int = DEFAULT_PORT
-    discovery_bind: str = "0.0.0.0"
+    discovery_bind: str = "0.0.0.0"  # noqa: S104 - discovery answers broadcasts from the network
     tls_cert: Path | None = None
     tls_key: Path | None = None
     sweep_interval: float = 1.0  # real seconds between expiry sweeps
@@ -143,60 +145,87 @@ def server_table(doc: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise SettingsError(f"[server]: unknown key(s) {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {}
-
-    def whole(name: str, minimum: int) -> None:
+    for name, check in _CHECKS:
         if name in raw:
-            v = raw[name]
-            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-                raise SettingsError(f"[server] {name} is a whole number of at least {minimum}")
-            out[name] = v
-
-    def seconds(name: str, minimum: float) -> None:
-        if name in raw:
-            v = raw[name]
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < minimum:
-                raise SettingsError(f"[server] {name} is a number of seconds of at least {minimum}")
-            out[name] = float(v)
-
-    whole("lease_ttl", 1)
-    whole("linger", 0)
-    whole("discovery_port", 1)
-    seconds("heartbeat", 0.05)
-    seconds("sweep_interval", 0.05)
-    seconds("config_poll", 0.05)
-    if "usage_retention_days" in raw:
-        v = raw["usage_retention_days"]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise SettingsError("[server] usage_retention_days is a whole number (0: keep every event)")
-        out["usage_retention_days"] = v or None
-    for name in ("access_token", "discovery_bind"):
-        if name in raw:
-            if not isinstance(raw[name], str) or not raw[name]:
-                raise SettingsError(f"[server] {name} is non-empty text")
-            out[name] = raw[name]
-    if "durability" in raw:
-        if raw["durability"] not in ("process", "full"):
-            raise SettingsError("[server] durability is \"process\" or \"full\"")
-        out["durability"] = raw["durability"]
-    for name in ("discovery", "private_views"):
-        if name in raw:
-            if not isinstance(raw[name], bool):
-                raise SettingsError(f"[server] {name} is true or false")
-            out[name] = raw[name]
-    if "max_grace" in raw:
-        v = raw["max_grace"]
-        try:
-            if isinstance(v, bool) or not isinstance(v, (int, str)):
-                raise ValueError
-            out["max_grace"] = v if isinstance(v, int) and v >= 0 else parse_duration(str(v))
-        except ValueError:
-            raise SettingsError("[server] max_grace is a duration (\"3d\", \"12h\") or seconds") from None
-    for name in ("tls_cert", "tls_key"):
-        if name in raw:
-            out[name] = Path(raw[name])
+            out[name] = check(name, raw[name])
     if ("tls_cert" in out) != ("tls_key" in out):
         raise SettingsError("[server] tls_cert and tls_key go together")
     return out
+
+
+def _whole(minimum: int) -> Callable[[str, Any], int]:
+    def check(name: str, v: Any) -> int:
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            raise SettingsError(f"[server] {name} is a whole number of at least {minimum}")
+        return v
+
+    return check
+
+
+def _seconds(minimum: float) -> Callable[[str, Any], float]:
+    def check(name: str, v: Any) -> float:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < minimum:
+            raise SettingsError(f"[server] {name} is a number of seconds of at least {minimum}")
+        return float(v)
+
+    return check
+
+
+def _retention_days(name: str, v: Any) -> int | None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise SettingsError(f"[server] {name} is a whole number (0: keep every event)")
+    return v or None
+
+
+def _text(name: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise SettingsError(f"[server] {name} is non-empty text")
+    return v
+
+
+def _durability(name: str, v: Any) -> str:
+    if v not in ("process", "full"):
+        raise SettingsError(f'[server] {name} is "process" or "full"')
+    return str(v)
+
+
+def _flag(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise SettingsError(f"[server] {name} is true or false")
+    return v
+
+
+def _duration(name: str, v: Any) -> int:
+    try:
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ValueError
+        return v if isinstance(v, int) and v >= 0 else parse_duration(str(v))
+    except ValueError:
+        raise SettingsError(f'[server] {name} is a duration ("3d", "12h") or seconds') from None
+
+
+def _path(name: str, v: Any) -> Path:
+    return Path(v)
+
+
+#: how each key of [server] is checked, in the order the keys are checked
+_CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
+    ("lease_ttl", _whole(1)),
+    ("linger", _whole(0)),
+    ("discovery_port", _whole(1)),
+    ("heartbeat", _seconds(0.05)),
+    ("sweep_interval", _seconds(0.05)),
+    ("config_poll", _seconds(0.05)),
+    ("usage_retention_days", _retention_days),
+    ("access_token", _text),
+    ("discovery_bind", _text),
+    ("durability", _durability),
+    ("discovery", _flag),
+    ("private_views", _flag),
+    ("max_grace", _duration),
+    ("tls_cert", _path),
+    ("tls_key", _path),
+)
 
 
 def load_admin_token(settings: Settings) -> tuple[str, str]:

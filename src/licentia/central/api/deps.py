@@ -91,7 +91,8 @@ def client_address(request: Request) -> str:
 
 
 async def context(request: Request) -> Context:
-    return request.app.state.central  # type: ignore[no-any-return]
+    central: Context = request.app.state.central
+    return central
 
 
 ContextDep = Annotated[Context, Depends(context)]

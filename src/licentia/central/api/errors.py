@@ -39,7 +39,7 @@ STATUS: dict[type[E.ServiceError], int] = {
 
 def status_of(exc: E.ServiceError) -> int:
     for cls in type(exc).__mro__:
-        status = STATUS.get(cls)  # type: ignore[call-overload]
+        status = STATUS.get(cls)
         if status is not None:
             return status
     return 500

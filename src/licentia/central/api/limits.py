@@ -119,7 +119,7 @@ class _Refused(Exception):
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers") or ():
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 
@@ -133,9 +133,17 @@ def _in(address: str, networks: tuple[Network, ...]) -> bool:
 
 async def _reply(send: Send, status: int, code: str, message: str) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -180,8 +188,11 @@ class Guard:
         if now - logged < 60:
             self._blocked[address] = (logged, count + 1)
             return
-        log.warning("refused every request from %s for a while: too many refused requests (%d more since the "
-                    "last line)", address, count)
+        log.warning(
+            "refused every request from %s for a while: too many refused requests (%d more since the last line)",
+            address,
+            count,
+        )
         if len(self._blocked) > 4096:
             self._blocked.clear()
         self._blocked[address] = (now, 0)
@@ -196,8 +207,7 @@ class Guard:
             scope = {**scope, "client": (address, 0)}
         if not self.buckets.allowed(address):
             self._log_blocked(address)
-            await _reply(send, 429, "too_many_requests", "Too many refused requests from this address: wait a "
-                         "minute.")
+            await _reply(send, 429, "too_many_requests", "Too many refused requests from this address: wait a minute.")
             return
         if not proxy and self.inflight.get(address, 0) >= self.limits.inflight_per_address:
             refused = _Refused(429, "too_many_requests", "Too many requests in flight from this address.")
@@ -229,8 +239,12 @@ class Guard:
             if not declared.isdigit() or len(declared) > 18:
                 raise _Refused(400, "bad_request", "The Content-Length header is not a number.")
             if int(declared) > limit:
-                raise _Refused(413, "too_large", f"The body is over this endpoint's limit of {limit} bytes.",
-                               f"declared {declared} bytes, limit {limit}")
+                raise _Refused(
+                    413,
+                    "too_large",
+                    f"The body is over this endpoint's limit of {limit} bytes.",
+                    f"declared {declared} bytes, limit {limit}",
+                )
         chunks: list[bytes] = []
         size = 0
         start = time.monotonic()
@@ -239,16 +253,21 @@ class Guard:
             allowed = start + self.limits.body_timeout + size / self.limits.min_rate - time.monotonic()
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(0.0, allowed))
-            except asyncio.TimeoutError:
-                raise _Refused(408, "body_timeout", "The body arrived too slowly.",
-                               f"{size} bytes in {time.monotonic() - start:.1f} s") from None
+            except TimeoutError:
+                raise _Refused(
+                    408,
+                    "body_timeout",
+                    "The body arrived too slowly.",
+                    f"{size} bytes in {time.monotonic() - start:.1f} s",
+                ) from None
             if message["type"] == "http.disconnect":
                 raise _Refused(400, "bad_request", "The client went away.", "disconnected mid-body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise _Refused(413, "too_large", f"The body is over this endpoint's limit of {limit} bytes.",
-                               f"over {limit} bytes")
+                raise _Refused(
+                    413, "too_large", f"The body is over this endpoint's limit of {limit} bytes.", f"over {limit} bytes"
+                )
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -256,8 +275,9 @@ class Guard:
             try:
                 strict_loads(body)
             except JsonRejected as exc:
-                raise _Refused(400, "malformed_input", "The request body is not JSON Central accepts.",
-                               str(exc)) from None
+                raise _Refused(
+                    400, "malformed_input", "The request body is not JSON Central accepts.", str(exc)
+                ) from None
         return body
 
 

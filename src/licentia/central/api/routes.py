@@ -56,7 +56,7 @@ def get_firm(code: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
     summary="The firm's public keys, for pinning (no API key)",
     responses={200: {"content": {"application/json": {}, "application/x-pem-file": {}}}},
 )
-def public_key(code: int, svc: FirmsDep, format: Literal["json", "pem"] = "json") -> Any:  # noqa: A002
+def public_key(code: int, svc: FirmsDep, format: Literal["json", "pem"] = "json") -> Any:  # noqa: A002 - the query parameter's name
     if format == "pem":
         return PlainTextResponse(svc.public_pem(code), media_type="application/x-pem-file")
     return svc.public_keys(code)
@@ -192,9 +192,9 @@ def list_tickets(
     caller: CallerDep,
     svc: TicketsDep,
     firm_code: int | None = FirmQuery,
-    customer: str | None = Query(default=None, max_length=64, description="only this customer's tickets"),
-    item: str | None = Query(default=None, max_length=32, description="only tickets licensing this item"),
-    state: schemas.TicketStateName | None = Query(default=None, description="only tickets in this state"),
+    customer: Annotated[str | None, Query(max_length=64, description="only this customer's tickets")] = None,
+    item: Annotated[str | None, Query(max_length=32, description="only tickets licensing this item")] = None,
+    state: Annotated[schemas.TicketStateName | None, Query(description="only tickets in this state")] = None,
     limit: int = LimitQuery,
     offset: int = OffsetQuery,
 ) -> list[dict[str, Any]]:
@@ -252,6 +252,7 @@ def clear_container(
 
 protocol = APIRouter(tags=["activation"])
 
+
 def _doc_body(description: str) -> dict[str, Any]:
     """OpenAPI for a body that is one signed document (read raw, verified by the service)."""
     return {
@@ -307,7 +308,7 @@ async def report(request: Request) -> Response:
 )
 async def consume(request: Request) -> Response:
     body = await request.body()
-    text = await run_protocol(request, MeteringService.consume, body, metering_service)  # type: ignore[arg-type]
+    text = await run_protocol(request, MeteringService.consume, body, metering_service)  # type: ignore[arg-type]  # consume gets the MeteringService that metering_service makes
     return Response(text, media_type="application/json")
 
 

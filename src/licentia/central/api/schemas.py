@@ -37,12 +37,15 @@ class OptionsTemplate(_Body):
     maintenance_days: StrictInt | None = Field(default=None, ge=0)
     maintenance_until: StrictInt | None = Field(default=None, ge=0)
     sync_interval_days: StrictInt | None = Field(
-        default=None, ge=0, description="days offline before a sync is needed (0: never; default 30 with units "
-        "or a time limit)"
+        default=None,
+        ge=0,
+        description="days offline before a sync is needed (0: never; default 30 with units or a time limit)",
     )
     report_interval_hours: StrictInt | None = Field(
-        default=None, ge=0, description="hours between usage reports while Central is reachable (0: none; "
-        "default 24 with units or a time limit)"
+        default=None,
+        ge=0,
+        description="hours between usage reports while Central is reachable (0: none; "
+        "default 24 with units or a time limit)",
     )
     metering: Literal["local", "online"] | None = Field(
         default=None, description="online: every unit consumption is a call to Central"
@@ -51,8 +54,10 @@ class OptionsTemplate(_Body):
         default=None, ge=0, description="online metering: units a container may count while Central is unreachable"
     )
     max_grace: StrictInt | None = Field(
-        default=None, ge=0, description="seconds of offline grace a license server may grant with a seat (a "
-        "protected package's --grace); absent: none on network seats"
+        default=None,
+        ge=0,
+        description="seconds of offline grace a license server may grant with a seat (a "
+        "protected package's --grace); absent: none on network seats",
     )
     data: str | None = Field(default=None, description="base64")
     local_only: bool = Field(default=False, description="never served by a network license server")

@@ -5,10 +5,15 @@ developers can also run ``alembic -c src/licentia/central/migrations/alembic.ini
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alembic import context
 
 from licentia.central.db import make_engine
 from licentia.central.models import Base
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,7 +23,7 @@ target_metadata = Base.metadata
 PG_LOCK_ID = 0x6C6963656E74
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_ID})")
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

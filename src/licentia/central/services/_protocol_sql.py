@@ -59,9 +59,7 @@ Q_START = select(
     _attempts(ADDRESS, "address"),
     _attempts(TICKET, "ticket"),
 )
-Q_CONTAINER = (
-    select(_c.c.id, _c.c.sign_pub, _c.c.box_pub).where(_c.c.serial == bindparam("serial")).with_for_update()
-)
+Q_CONTAINER = select(_c.c.id, _c.c.sign_pub, _c.c.box_pub).where(_c.c.serial == bindparam("serial")).with_for_update()
 #: The firm and its keys ride along with the ticket or firm row (one query, not two);
 #: both name the firm's columns alike (firm_id, code, secret_enc).
 _KEY_COLUMNS = (
@@ -142,18 +140,14 @@ Q_COUNTED = (
     )
     .with_for_update()
 )
-U_COUNTED = update(_act).where(_act.c.id == bindparam("aid")).values(
-    units=bindparam("units"), first_use=bindparam("first")
+U_COUNTED = (
+    update(_act).where(_act.c.id == bindparam("aid")).values(units=bindparam("units"), first_use=bindparam("first"))
 )
 #: A ticket's consumption so far (every activation) and its first use ever.
-Q_TOTALS = select(
-    func.coalesce(func.sum(_act.c.units + _act.c.online_units), 0), func.min(_act.c.first_use)
-).where(_act.c.ticket_id == bindparam("tid"))
-U_END = (
-    update(_act)
-    .where(_act.c.ticket_id == bindparam("tid"), _act.c.ended.is_(None))
-    .values(ended=bindparam("at"))
+Q_TOTALS = select(func.coalesce(func.sum(_act.c.units + _act.c.online_units), 0), func.min(_act.c.first_use)).where(
+    _act.c.ticket_id == bindparam("tid")
 )
+U_END = update(_act).where(_act.c.ticket_id == bindparam("tid"), _act.c.ended.is_(None)).values(ended=bindparam("at"))
 I_ACTIVATION, I_FLAG = insert(_act), insert(_flag)
 #: The live activations of a firm's tickets active in a container: what it should hold.
 Q_LIVE = (
@@ -167,8 +161,10 @@ Q_LIVE = (
     )
 )
 #: Earlier flags of a ticket within its item's window (escalation).
-Q_FLAGS = select(func.count()).select_from(_flag).where(
-    _flag.c.ticket_id == bindparam("tid"), _flag.c.time > bindparam("since")
+Q_FLAGS = (
+    select(func.count())
+    .select_from(_flag)
+    .where(_flag.c.ticket_id == bindparam("tid"), _flag.c.time > bindparam("since"))
 )
 
 # ---- the chain of a container slot's documents

@@ -46,8 +46,8 @@ from ...core.errors import (
     Conflict,
     InvalidReceipt,
     InvalidRequest,
-    MalformedInput,
     KeyMismatch,
+    MalformedInput,
     NotFound,
     ServiceError,
     TooManyAttempts,
@@ -64,10 +64,8 @@ from .catalog import absolute_options, template_expired
 from .tickets import unknown_ticket
 
 if TYPE_CHECKING:
-    from typing import Unpack
-
     #: A row of a joined query: the ticket or firm, one row per firm key (and item).
-    _Row = Row[Unpack[tuple[Any, ...]]]
+    _Row = Row[*tuple[Any, ...]]
     _Rows = Sequence[_Row]
 
 log = logging.getLogger("licentia.central")
@@ -98,7 +96,7 @@ def _ticket_hint(body: bytes) -> str | None:
 def _date(ts: int) -> str:
     import datetime as _dt
 
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d")
 
 
 def dump(doc: dict[str, Any]) -> str:
@@ -113,7 +111,7 @@ class _Outcome:
     def result(self) -> str:
         if self.error is not None:
             raise self.error
-        assert self.response is not None
+        assert self.response is not None  # noqa: S101 - narrows the type: an outcome without error has a response
         return self.response
 
 
@@ -263,9 +261,7 @@ class ActivationService(Service):
 
     # ---------------------------------------------------------------- activate / sync
 
-    def _exchange(
-        self, body: bytes, address: str, action: str, tx: Callable[[Request, str], _Outcome]
-    ) -> str:
+    def _exchange(self, body: bytes, address: str, action: str, tx: Callable[[Request, str], _Outcome]) -> str:
         req = self._verified(body, address, action)
         try:
             self._check_action(req, action, address)
@@ -306,10 +302,11 @@ class ActivationService(Service):
         s = self.ctx.settings
         since = self.now() - s.attempt_window
         params = {"digest": req.digest, "since": since, "address": address, "ticket": req.ticket}
+        done: str | None
         done, by_address, by_ticket = conn.execute(sql.Q_START, params).one()
         if by_address >= s.attempts_per_address or by_ticket >= s.attempts_per_ticket:
             raise TooManyAttempts(s.attempt_window)
-        return done  # type: ignore[no-any-return]
+        return done
 
     def _activate_tx(self, req: Request, address: str) -> _Outcome:
         conn = self.session.connection()
@@ -811,13 +808,26 @@ class ActivationService(Service):
             if reason is not None:
                 log.warning("manipulation detected: container %s firm %s: %s", container.serial, firm.code, reason)
                 slot.flagged, slot.flagged_at = True, now
-                flag = {"time": now, "container_id": container.id, "firm_id": firm.id, "ticket_id": ticket.id,
-                        "action": Policy.rebase.value, "reason": reason, "document": receipt.digest, "cleared": None}
+                flag = {
+                    "time": now,
+                    "container_id": container.id,
+                    "firm_id": firm.id,
+                    "ticket_id": ticket.id,
+                    "action": Policy.rebase.value,
+                    "reason": reason,
+                    "document": receipt.digest,
+                    "cleared": None,
+                }
                 conn.execute(sql.I_FLAG, flag)
                 self.session.add(
-                    AuditEntry(time=now, actor="central", role="system", firm_code=firm.code,
-                               action="container.manipulation",
-                               detail={"serial": container.serial, "reason": reason, "receipt": ticket.ticket})
+                    AuditEntry(
+                        time=now,
+                        actor="central",
+                        role="system",
+                        firm_code=firm.code,
+                        action="container.manipulation",
+                        detail={"serial": container.serial, "reason": reason, "receipt": ticket.ticket},
+                    )
                 )
             self._link(conn, view, receipt.digest, p, now)
             slot.reported_seq = max(slot.reported_seq, receipt.seq)

@@ -167,7 +167,9 @@ class ContainerService(Service):
             blocked = {f.ticket_id for f in open_flags if f.ticket_id is not None}
             unblocked = []
             for ticket in self.session.scalars(
-                select(Ticket).where(Ticket.id.in_(blocked), Ticket.state == TicketState.blocked.value).with_for_update()
+                select(Ticket)
+                .where(Ticket.id.in_(blocked), Ticket.state == TicketState.blocked.value)
+                .with_for_update()
             ):
                 ticket.state = TicketState.deactivated.value
                 unblocked.append(ticket.ticket)

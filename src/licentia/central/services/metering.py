@@ -140,4 +140,3 @@ class MeteringService(ActivationService):
             conn.execute(D_IDEM, {"before": now - KEEP})
         log.info("consumed %s units of license %s in %s (key %s)", units, act.license_id, serial, idem)
         return text
-

@@ -258,9 +258,7 @@ class TicketService(Service):
         ticket = self.session.scalars(stmt).first()
         if ticket is None or (not actor.admin and ticket.firm_id != actor.firm_id):
             raise NotFound("ticket", f"There is no ticket {ticket_id} for this API key. Check the ticket id.")
-        firm = self.session.get(Firm, ticket.firm_id)
-        assert firm is not None
-        return ticket, firm
+        return ticket, self.session.get_one(Firm, ticket.firm_id)
 
     def view(self, ticket: Ticket, firm: Firm) -> dict[str, Any]:
         items = list(self.session.scalars(select(Item).join(TicketItem).where(TicketItem.ticket_id == ticket.id)))
@@ -268,9 +266,7 @@ class TicketService(Service):
         consumed, first_use = self.session.execute(
             select(
                 func.coalesce(func.sum(Activation.units + Activation.online_units), 0), func.min(Activation.first_use)
-            ).where(
-                Activation.ticket_id == ticket.id
-            )
+            ).where(Activation.ticket_id == ticket.id)
         ).one()
         flags = self.session.scalar(select(func.count()).select_from(Flag).where(Flag.ticket_id == ticket.id))
         serial = None

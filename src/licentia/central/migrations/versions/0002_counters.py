@@ -47,7 +47,9 @@ def upgrade() -> None:
         sa.Column("first_use", sa.BigInteger(), nullable=True),
         sa.Column("created", sa.BigInteger(), nullable=False),
         sa.Column("ended", sa.BigInteger(), nullable=True),
-        sa.ForeignKeyConstraint(["container_id"], ["containers.id"], name=op.f("fk_activations_container_id_containers")),
+        sa.ForeignKeyConstraint(
+            ["container_id"], ["containers.id"], name=op.f("fk_activations_container_id_containers")
+        ),
         sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name=op.f("fk_activations_ticket_id_tickets")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_activations")),
         sa.UniqueConstraint("digest", name=op.f("uq_activations_digest")),
@@ -70,7 +72,9 @@ def upgrade() -> None:
         sa.Column("gen", sa.BigInteger(), nullable=True),
         sa.Column("successor", sa.String(length=64), nullable=True),
         sa.Column("created", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["slot_id"], ["container_firms.id"], name=op.f("fk_chain_links_slot_id_container_firms")),
+        sa.ForeignKeyConstraint(
+            ["slot_id"], ["container_firms.id"], name=op.f("fk_chain_links_slot_id_container_firms")
+        ),
         sa.PrimaryKeyConstraint("slot_id", "digest", name=op.f("pk_chain_links")),
     )
     op.create_table(
@@ -91,9 +95,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name=op.f("fk_manipulation_flags_ticket_id_tickets")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_manipulation_flags")),
     )
-    op.create_index(
-        "ix_manipulation_flags_ticket_time", "manipulation_flags", ["ticket_id", "time"], unique=False
-    )
+    op.create_index("ix_manipulation_flags_ticket_time", "manipulation_flags", ["ticket_id", "time"], unique=False)
     # every ticket activated before counters existed: its current entry is activation 1
     conn = op.get_bind()
     tickets = sa.table(
@@ -119,9 +121,7 @@ def upgrade() -> None:
         sa.column("created", sa.BigInteger()),
         sa.column("ended", sa.BigInteger()),
     )
-    conn.execute(
-        tickets.update().where(tickets.c.first_activated.is_not(None)).values(activation_count=1)
-    )
+    conn.execute(tickets.update().where(tickets.c.first_activated.is_not(None)).values(activation_count=1))
     rows = conn.execute(
         sa.select(tickets.c.id, tickets.c.container_id, tickets.c.entry, tickets.c.activated).where(
             tickets.c.state == "activated", tickets.c.entry.is_not(None), tickets.c.container_id.is_not(None)
@@ -130,8 +130,16 @@ def upgrade() -> None:
     for tid, cid, entry, activated in rows:
         conn.execute(
             activations.insert().values(
-                id=uuid.uuid4(), ticket_id=tid, container_id=cid, number=1, digest=_digest(entry), units=0,
-                online_units=0, first_use=None, created=activated or 0, ended=None,
+                id=uuid.uuid4(),
+                ticket_id=tid,
+                container_id=cid,
+                number=1,
+                digest=_digest(entry),
+                units=0,
+                online_units=0,
+                first_use=None,
+                created=activated or 0,
+                ended=None,
             )
         )
 
