@@ -33,7 +33,7 @@ import httpx  # noqa: E402
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, Table, insert  # noqa: E402
 
 from licentia.central.db import make_engine, write_tx  # noqa: E402
-from licentia.core import hazmat, codes, exchange  # noqa: E402
+from licentia.core import codes, exchange, hazmat  # noqa: E402
 
 CLIENTS = 8
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
@@ -54,15 +54,30 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
-        env.update({"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT / "src")})
+        env.update(
+            {"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT / "src")}
+        )
         if database_url:
             env["LICENTIA_DATABASE_URL"] = database_url
         env["LICENTIA_PROTOCOL_THREADS"] = str(protocol_threads)
         self.log = open(data.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(self.port),
-             "--workers", str(workers)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "licentia",
+                "central",
+                "serve",
+                "--data",
+                str(data),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def __enter__(self) -> Server:
@@ -100,8 +115,14 @@ def _request(ticket: str) -> bytes:
     sign = hazmat.Ed25519PrivateKey.generate()
     box = hazmat.X25519PrivateKey.generate()
     doc = exchange.build_request(
-        serial=codes.new_serial(), level="medium", sign_key=sign, box_pub=hazmat.raw_public(box.public_key()),
-        slots={}, action="activate", now=int(time.time()), ticket=ticket,
+        serial=codes.new_serial(),
+        level="medium",
+        sign_key=sign,
+        box_pub=hazmat.raw_public(box.public_key()),
+        slots={},
+        action="activate",
+        now=int(time.time()),
+        ticket=ticket,
     )
     return json.dumps(doc).encode()
 
@@ -111,15 +132,27 @@ def central_rate(
 ) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     data = work / f"central-{'pg' if database_url else 'sqlite'}-{workers}"
-    with Server(data, database_url, workers=workers, protocol_threads=protocol_threads) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
+    with (
+        Server(data, database_url, workers=workers, protocol_threads=protocol_threads) as srv,
+        httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c,
+    ):
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         c.post("/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
-        item = c.post("/items", json={"firm_code": 90909, "name": "Bench", "product_code": 1,
-                                      "options": {"expires_days": 30}}, headers=admin).json()["item_id"]
+        item = c.post(
+            "/items",
+            json={"firm_code": 90909, "name": "Bench", "product_code": 1, "options": {"expires_days": 30}},
+            headers=admin,
+        ).json()["item_id"]
         cust = c.post("/customers", json={"firm_code": 90909, "name": "Bench"}, headers=admin).json()["number"]
         total = CLIENTS * per_client + CLIENTS
-        tickets = [t["ticket"] for t in c.post("/tickets", json={"firm_code": 90909, "customer": cust, "items": [item],
-                                                               "quantity_of_licenses": total}, headers=admin).json()["tickets"]]
+        tickets = [
+            t["ticket"]
+            for t in c.post(
+                "/tickets",
+                json={"firm_code": 90909, "customer": cust, "items": [item], "quantity_of_licenses": total},
+                headers=admin,
+            ).json()["tickets"]
+        ]
         bodies = [_request(t) for t in tickets]
         warm, bodies = bodies[:CLIENTS], bodies[CLIENTS:]
         shares = [bodies[i::CLIENTS] for i in range(CLIENTS)]
@@ -168,9 +201,11 @@ def raw_rate(database_url: str, ops_per_thread: int) -> dict[str, Any]:
     engine = make_engine(database_url, pool_size=CLIENTS)
     meta = MetaData()
     table = Table(
-        "bench_raw", meta,
+        "bench_raw",
+        meta,
         Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-        Column("n", Integer), Column("sig", LargeBinary),
+        Column("n", Integer),
+        Column("sig", LargeBinary),
     )
     meta.drop_all(engine)
     meta.create_all(engine)
@@ -209,8 +244,15 @@ def _rounds(rounds: int, central: Any, raw: Any, note: str) -> dict[str, Any]:
         pairs.append((c, r, c["per_second"] / r["per_second"]))
     pairs.sort(key=lambda p: p[2])
     c, r, ratio = pairs[len(pairs) // 2]
-    return {"central": c, "raw": r, "ratio": round(ratio, 3), "ratios": [round(p[2], 3) for p in pairs],
-            "median_of": rounds, "note": note, "spread": round(statistics.pstdev(p[2] for p in pairs), 3)}
+    return {
+        "central": c,
+        "raw": r,
+        "ratio": round(ratio, 3),
+        "ratios": [round(p[2], 3) for p in pairs],
+        "median_of": rounds,
+        "note": note,
+        "spread": round(statistics.pstdev(p[2] for p in pairs), 3),
+    }
 
 
 def main() -> None:
@@ -236,8 +278,12 @@ def main() -> None:
             try:
                 variants = [
                     ("postgresql", 1, 2, "Central with 1 worker, protocol on 2 threads (the default)"),
-                    ("postgresql, protocol on the event loop", 1, 0,
-                     "Central with 1 worker, LICENTIA_PROTOCOL_THREADS=0 (database on the same host)"),
+                    (
+                        "postgresql, protocol on the event loop",
+                        1,
+                        0,
+                        "Central with 1 worker, LICENTIA_PROTOCOL_THREADS=0 (database on the same host)",
+                    ),
                     ("postgresql, 2 workers", 2, 2, "Central with 2 workers (one per core), default threads"),
                 ]
                 for name, workers, threads, note in variants:
@@ -245,8 +291,12 @@ def main() -> None:
                     results["backends"][name] = _rounds(
                         args.rounds,
                         lambda i, w=workers, t=threads, g=tag: central_rate(
-                            cluster.create_database(f"bench_c{g}_{i}"), work / f"p{g}{i}", args.per_client,
-                            workers=w, protocol_threads=t),
+                            cluster.create_database(f"bench_c{g}_{i}"),
+                            work / f"p{g}{i}",
+                            args.per_client,
+                            workers=w,
+                            protocol_threads=t,
+                        ),
                         lambda i, g=tag: raw_rate(cluster.create_database(f"bench_r{g}_{i}"), args.raw_ops),
                         f"throwaway PostgreSQL 15 cluster (fsync off) for both; {note}",
                     )
@@ -264,8 +314,10 @@ def main() -> None:
             print(f"| {name} | skipped: {r['skipped']} | | |")
         else:
             ok = "ok" if r["ratio"] >= TARGET else "BELOW TARGET"
-            print(f"| {name} | {r['central']['per_second']} | {r['raw']['per_second']} | {r['ratio']} ({ok}; "
-                  f"rounds {', '.join(map(str, r['ratios']))}) |")
+            print(
+                f"| {name} | {r['central']['per_second']} | {r['raw']['per_second']} | {r['ratio']} ({ok}; "
+                f"rounds {', '.join(map(str, r['ratios']))}) |"
+            )
     print()
     print(json.dumps(results, indent=2))
 

@@ -62,8 +62,11 @@ def access_cost(rounds: int, calls: int) -> dict[str, Any]:
             home = work / name
             c = MachineContainer.create(home, "medium", machine_traits(), T0)
             req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
-            c.apply_update(firm.grant(req, now=T0, options=Options(units=10**9, report_interval=every)), T0,
-                           central="http://127.0.0.1:9")  # never contacted: the interval has not run out
+            c.apply_update(
+                firm.grant(req, now=T0, options=Options(units=10**9, report_interval=every)),
+                T0,
+                central="http://127.0.0.1:9",
+            )  # never contacted: the interval has not run out
             rt = Runtime(home, clock=lambda: T0 + 60, traits=machine_traits)
             rt.trust(firm.code, firm.pem)
             rt.access(firm.code, 1).release()
@@ -116,15 +119,29 @@ class Box:
             counters = {self.digest: exchange.Counter(self.units, None)}
             slots[FIRM] = exchange.SlotPosition(self.seq, int(time.time()), self.gen, tuple(self.chain), counters)
         doc = exchange.build_request(
-            serial=self.serial, level="medium", sign_key=self.sign, box_pub=hazmat.raw_public(self.box.public_key()),
-            slots=slots, action=action, now=int(time.time()), ticket=ticket, firm_code=firm,
+            serial=self.serial,
+            level="medium",
+            sign_key=self.sign,
+            box_pub=hazmat.raw_public(self.box.public_key()),
+            slots=slots,
+            action=action,
+            now=int(time.time()),
+            ticket=ticket,
+            firm_code=firm,
         )
         self.chain = [document_digest(doc), *self.chain][: exchange.CHAIN_DEPTH]
         return doc
 
     def consume(self) -> dict[str, Any]:
-        payload = {"serial": self.serial, "firm_code": FIRM, "license_id": 0, "entry": self.digest, "units": 1,
-                   "key": uuid.uuid4().hex, "created": int(time.time())}
+        payload = {
+            "serial": self.serial,
+            "firm_code": FIRM,
+            "license_id": 0,
+            "entry": self.digest,
+            "units": 1,
+            "key": uuid.uuid4().hex,
+            "created": int(time.time()),
+        }
         return sign_document("consume", payload, self.sign)
 
 
@@ -158,13 +175,29 @@ def central_rates(database_url: str | None, work: Path, per_client: int) -> dict
     with Server(data, database_url) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         c.post("/firms", json={"code": FIRM, "name": "Bench"}, headers=admin).raise_for_status()
-        item = c.post("/items", json={"firm_code": FIRM, "name": "Metered", "product_code": 1,
-                                      "options": {"units": 10**9, "metering": "online"}}, headers=admin)
+        item = c.post(
+            "/items",
+            json={
+                "firm_code": FIRM,
+                "name": "Metered",
+                "product_code": 1,
+                "options": {"units": 10**9, "metering": "online"},
+            },
+            headers=admin,
+        )
         item.raise_for_status()
         cust = c.post("/customers", json={"firm_code": FIRM, "name": "Bench"}, headers=admin).json()["number"]
         total = CLIENTS * (per_client + 1)
-        order = c.post("/tickets", json={"firm_code": FIRM, "customer": cust, "items": [item.json()["item_id"]],
-                                         "quantity_of_licenses": total}, headers=admin).json()
+        order = c.post(
+            "/tickets",
+            json={
+                "firm_code": FIRM,
+                "customer": cust,
+                "items": [item.json()["item_id"]],
+                "quantity_of_licenses": total,
+            },
+            headers=admin,
+        ).json()
         tickets = [t["ticket"] for t in order["tickets"]]
         # activations: one new container each (the first CLIENTS stay for reports and consumptions)
         boxes = [Box() for _ in tickets]
@@ -209,8 +242,9 @@ def main() -> None:
         if pgcluster.available():
             cluster = pgcluster.start(max_connections=200)
             try:
-                results["central"]["postgresql"] = central_rates(cluster.create_database("bench_counters"),
-                                                                 work / "p", args.per_client)
+                results["central"]["postgresql"] = central_rates(
+                    cluster.create_database("bench_counters"), work / "p", args.per_client
+                )
             finally:
                 cluster.stop()
         else:
@@ -231,8 +265,10 @@ def main() -> None:
         if "skipped" in r:
             print(f"| {name} | skipped: {r['skipped']} | | | | |")
         else:
-            print(f"| {name} | {r['activations']} | {r['reports']} | {r['reports_vs_activations']} | "
-                  f"{r['consumptions']} | {r['consumptions_vs_activations']} |")
+            print(
+                f"| {name} | {r['activations']} | {r['reports']} | {r['reports_vs_activations']} | "
+                f"{r['consumptions']} | {r['consumptions_vs_activations']} |"
+            )
     print()
     print(json.dumps(results, indent=2))
 

@@ -135,12 +135,22 @@ def main() -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="licentia-bench-hostile-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
-    env.update({"PYTHONPATH": str(ROOT / "src"), "LICENTIA_ADMIN_KEY": "bench-admin-key-0123456789",
-                "LICENTIA_MASTER_KEY": os.urandom(32).hex(), "LICENTIA_REFUSED_BURST": "1000000000",
-                "LICENTIA_BODY_TIMEOUT": "5"})
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT / "src"),
+            "LICENTIA_ADMIN_KEY": "bench-admin-key-0123456789",
+            "LICENTIA_MASTER_KEY": os.urandom(32).hex(),
+            "LICENTIA_REFUSED_BURST": "1000000000",
+            "LICENTIA_BODY_TIMEOUT": "5",
+        }
+    )
     with open(work / "central.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "licentia", "central", "serve", "--data", str(work / "data"),
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "licentia", "central", "serve", "--data", str(work / "data"), "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -166,14 +176,20 @@ def main() -> dict[str, object]:
         proc.wait(30)
     tracebacks = (work / "central.log").read_text(errors="replace").count("Traceback")
     answered = sum(hostile.statuses.values())
-    result = {"quiet": quiet, "hostile": loud, "hostile_answers": dict(sorted(hostile.statuses.items())),
-              "tracebacks_in_log": tracebacks}
+    result = {
+        "quiet": quiet,
+        "hostile": loud,
+        "hostile_answers": dict(sorted(hostile.statuses.items())),
+        "tracebacks_in_log": tracebacks,
+    }
     print("| `/health` | probes | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
     for name, row in (("quiet", quiet), ("under hostile load", loud)):
         print(f"| {name} | {row['probes']} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} |")
-    print(f"\nhostile requests answered: {answered}, by status {result['hostile_answers']} "
-          f"(0: the client gave up first); tracebacks in the log: {tracebacks}\n")
+    print(
+        f"\nhostile requests answered: {answered}, by status {result['hostile_answers']} "
+        f"(0: the client gave up first); tracebacks in the log: {tracebacks}\n"
+    )
     print(json.dumps(result, indent=1))
     return result
 

@@ -105,7 +105,7 @@ def module_source(i: int) -> str:
     """A module of ordinary size: a few functions, a class, constants (about 4 KB of .pyc)."""
     funcs = "\n".join(
         f"def f{i}_{j}(values, scale={j}):\n"
-        f"    \"\"\"Function {j} of module {i}.\"\"\"\n"
+        f'    """Function {j} of module {i}."""\n'
         f"    total = 0\n"
         f"    for k, v in enumerate(values):\n"
         f"        if k % {j + 2} == 0:\n"
@@ -117,7 +117,7 @@ def module_source(i: int) -> str:
     )
     return (
         f'"""Generated module {i}."""\n\nimport math\n\n'
-        f'LIMIT = {i * 7}\nNAMES = {[f"n{i}_{k}" for k in range(6)]!r}\n\n'
+        f"LIMIT = {i * 7}\nNAMES = {[f'n{i}_{k}' for k in range(6)]!r}\n\n"
         f"{funcs}\n\nclass Thing{i}:\n    def __init__(self, x):\n        self.x = x\n\n"
         f"    def area(self):\n        return math.pi * self.x ** 2\n\n"
         f"    def __repr__(self):\n        return f'Thing{i}({{self.x}})'\n"
@@ -161,8 +161,9 @@ def try_pyarmor(src: Path, out: Path) -> str | None:
     exe = shutil.which("pyarmor") or str(Path(sys.executable).with_name("pyarmor"))
     if not os.path.exists(exe):
         return "pyarmor not installed (pip install pyarmor)"
-    r = subprocess.run([exe, "gen", "-O", str(out), "-r", str(src)], capture_output=True, text=True, timeout=600,
-                       cwd=src.parent)
+    r = subprocess.run(
+        [exe, "gen", "-O", str(out), "-r", str(src)], capture_output=True, text=True, timeout=600, cwd=src.parent
+    )
     if r.returncode != 0:
         lines = (r.stderr or r.stdout).strip().splitlines()
         return f"pyarmor failed: {lines[-1] if lines else r.returncode}"

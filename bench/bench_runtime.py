@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from licentia.container import MachineContainer, read_system_traits  # noqa: E402
 from licentia.core import hazmat  # noqa: E402
-from licentia.core.encoding import b64d  # noqa: E402
 from licentia.core.documents import signing_message  # noqa: E402
+from licentia.core.encoding import b64d  # noqa: E402
 from licentia.core.license import Options  # noqa: E402
 from licentia.runtime import Runtime  # noqa: E402
 from tests.factory import Firm  # noqa: E402
@@ -82,8 +82,9 @@ def main() -> dict:
         env.update(LICENTIA_HOME=str(home), PYTHONPATH=str(ROOT / "src"))
         imports, firsts = [], []
         for _ in range(9):
-            out = subprocess.run([sys.executable, "-c", FIRST_ACCESS, str(pem)], env=env, capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_ACCESS, str(pem)], env=env, capture_output=True, text=True, check=True
+            )
             a, b = out.stdout.split()
             imports.append(float(a))
             firsts.append(float(b))

@@ -69,8 +69,9 @@ class Conn:
 
 
 def _post(path: str, body: bytes) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 _HOLDER: Any = None
@@ -93,10 +94,23 @@ def _access_body(session: str, cid: str) -> bytes:
     from licentia.core.encoding import b64e
 
     key = _holder()
-    body = {"firm_code": 10101, "product_code": 1, "feature_code": 0, "units": 0, "release_date": None,
-            "mode": "user", "client_lease_id": cid, "reconnect": False, "session": session,
-            "holder": b64e(hazmat.raw_public(key.public_key())), "nonce": cid, "user": "bench",
-            "host": "bench-host", "pid": 1, "groups": []}
+    body = {
+        "firm_code": 10101,
+        "product_code": 1,
+        "feature_code": 0,
+        "units": 0,
+        "release_date": None,
+        "mode": "user",
+        "client_lease_id": cid,
+        "reconnect": False,
+        "session": session,
+        "holder": b64e(hazmat.raw_public(key.public_key())),
+        "nonce": cid,
+        "user": "bench",
+        "host": "bench-host",
+        "pid": 1,
+        "groups": [],
+    }
     body["proof"] = grants.prove(key, grants.LEASE_REQUEST, grants.request_proof_payload(body))
     return json.dumps(body).encode()
 
@@ -136,7 +150,8 @@ async def _pairs(port: int, clients: int, seconds: float, session: str) -> dict[
             if status != 200:
                 raise RuntimeError(f"access failed: {status} {body[:200]!r}")
             lease_id = json.loads(body)["lease_id"]
-            raw = f"DELETE /api/v1/leases/{lease_id}?{_release_query(lease_id, cid)} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+            query = _release_query(lease_id, cid)
+            raw = f"DELETE /api/v1/leases/{lease_id}?{query} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
             status, body = await conn.call(raw)
             if status != 200:
                 raise RuntimeError(f"release failed: {status} {body[:200]!r}")
@@ -229,8 +244,13 @@ def load_main(port: int, task: str, clients: int, seconds: float) -> None:
 def run_load(port: int, task: str, clients: int, seconds: float) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
     env["PYTHONPATH"] = str(ROOT / "src")
-    out = subprocess.run([sys.executable, __file__, "--load", task, str(port), str(clients), str(seconds)],
-                         env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", task, str(port), str(clients), str(seconds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -315,9 +335,26 @@ def main() -> dict[str, Any]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
         env["PYTHONPATH"] = str(ROOT / "src")
         log = open(work / "server.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "licentia", "server", "start", "--data", str(data),
-                                 "--host", "127.0.0.1", "--port", str(port), "--config", str(config)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "licentia",
+                "server",
+                "start",
+                "--data",
+                str(data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                str(config),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         import httpx
 
         deadline = time.monotonic() + 60
@@ -376,26 +413,43 @@ def main() -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
-    result = {"levels": levels, "hello_at_64": hello, "hello_raw_asgi_at_64": hello_raw, "ratio_at_64": ratio,
-              "ratio_at_64_vs_raw_asgi": ratio_raw, "target_ratio": TARGET, "floor": floor,
-              "ratio_at_64_vs_floor": ratio_floor, "target_floor_ratio": FLOOR_TARGET, "memory": memory}
+    result = {
+        "levels": levels,
+        "hello_at_64": hello,
+        "hello_raw_asgi_at_64": hello_raw,
+        "ratio_at_64": ratio,
+        "ratio_at_64_vs_raw_asgi": ratio_raw,
+        "target_ratio": TARGET,
+        "floor": floor,
+        "ratio_at_64_vs_floor": ratio_floor,
+        "target_floor_ratio": FLOOR_TARGET,
+        "memory": memory,
+    }
     print("| clients | access+release pairs/s | requests/s | p50 pair ms | p99 pair ms |")
     print("|---|---|---|---|---|")
     for lv in levels:
-        print(f"| {lv['clients']} | {lv['pairs_per_second']} | {lv['requests_per_second']} | {lv['p50_ms']} | "
-              f"{lv['p99_ms']} |")
+        print(
+            f"| {lv['clients']} | {lv['pairs_per_second']} | {lv['requests_per_second']} | {lv['p50_ms']} | "
+            f"{lv['p99_ms']} |"
+        )
     print(f"| 64, GET /hello (FastAPI route) | | {hello['requests_per_second']} | | |")
     print(f"| 64, GET /hello-asgi (raw ASGI) | | {hello_raw['requests_per_second']} | | |")
     ok = "ok" if ratio >= TARGET else "BELOW TARGET"
-    print(f"\nratio at 64 clients (access+release requests/s over hello-world requests/s): {ratio} ({ok}; "
-          f"target >= {TARGET}); against the raw ASGI hello world: {ratio_raw}")
+    print(
+        f"\nratio at 64 clients (access+release requests/s over hello-world requests/s): {ratio} ({ok}; "
+        f"target >= {TARGET}); against the raw ASGI hello world: {ratio_raw}"
+    )
     ok_floor = "ok" if ratio_floor >= FLOOR_TARGET else "BELOW GOAL"
-    print(f"the floor (verify + sign + seal + commit, one process): {floor['per_second']} grants/s; access+release "
-          f"pairs at 64 clients over it: {ratio_floor} ({ok_floor}; goal >= {FLOOR_TARGET})")
-    print(f"memory for {memory['active_leases']} active leases: RSS {memory['rss_before_mib']} -> "
-          f"{memory['rss_after_mib']} MiB (+{memory['rss_growth_mib']} MiB, {memory['bytes_per_lease']} B/lease); "
-          f"database +{memory['database_growth_mib']} MiB ({memory['database_bytes_per_lease']} B/lease, "
-          f"with its usage event)\n")
+    print(
+        f"the floor (verify + sign + seal + commit, one process): {floor['per_second']} grants/s; access+release "
+        f"pairs at 64 clients over it: {ratio_floor} ({ok_floor}; goal >= {FLOOR_TARGET})"
+    )
+    print(
+        f"memory for {memory['active_leases']} active leases: RSS {memory['rss_before_mib']} -> "
+        f"{memory['rss_after_mib']} MiB (+{memory['rss_growth_mib']} MiB, {memory['bytes_per_lease']} B/lease); "
+        f"database +{memory['database_growth_mib']} MiB ({memory['database_bytes_per_lease']} B/lease, "
+        f"with its usage event)\n"
+    )
     print(json.dumps(result, indent=1))
     return result
 

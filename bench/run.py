@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_runtime.py", "bench_central.py", "bench_counters.py", "bench_protect.py", "bench_server.py", "bench_hostile.py"]
+BENCHES = [
+    "bench_runtime.py",
+    "bench_central.py",
+    "bench_counters.py",
+    "bench_protect.py",
+    "bench_server.py",
+    "bench_hostile.py",
+]
 
 
 def main() -> int:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     header = f"# {stamp} on {platform.node()} ({platform.machine()}, Python {platform.python_version()})"
     print(header)
     failed = 0

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from licentia.core import hazmat, exchange
-from licentia.core.encoding import b64d
+from licentia.core import exchange, hazmat
 from licentia.core.documents import document_digest
+from licentia.core.encoding import b64d
 from licentia.core.license import LicenseEntry, Options
 
 DAY = 86400
@@ -33,18 +33,35 @@ class Firm:
     def pem(self) -> str:
         return hazmat.public_pem(self.key.public_key())
 
-    def entry(self, request: exchange.Request, *, product: int = 1, feature_map: int = 0xFFFFFFFF,
-              options: Options | None = None, license_id: int | None = None, ticket: str | None = None,
-              issued: int = T0, text: str = "Test product") -> dict[str, Any]:
+    def entry(
+        self,
+        request: exchange.Request,
+        *,
+        product: int = 1,
+        feature_map: int = 0xFFFFFFFF,
+        options: Options | None = None,
+        license_id: int | None = None,
+        ticket: str | None = None,
+        issued: int = T0,
+        text: str = "Test product",
+    ) -> dict[str, Any]:
         return LicenseEntry(
-            firm_code=self.code, product_code=product, feature_map=feature_map, text=text,
-            license_id=license_id if license_id is not None else next(self.ids), serial=request.serial,
-            container_key=request.sign_pub, options=options or Options(), issued=issued, ticket=ticket,
+            firm_code=self.code,
+            product_code=product,
+            feature_map=feature_map,
+            text=text,
+            license_id=license_id if license_id is not None else next(self.ids),
+            serial=request.serial,
+            container_key=request.sign_pub,
+            options=options or Options(),
+            issued=issued,
+            ticket=ticket,
             key_versions=(1,),
         ).sign(self.key)
 
-    def update(self, request_doc: dict[str, Any], entries: list[dict[str, Any]], *, now: int = T0,
-               seq: int | None = None) -> dict[str, Any]:
+    def update(
+        self, request_doc: dict[str, Any], entries: list[dict[str, Any]], *, now: int = T0, seq: int | None = None
+    ) -> dict[str, Any]:
         request = exchange.verify_request(request_doc)
         if seq is None:
             seq = max(self.seqs.get(request.serial, 0), request.position(self.code).seq) + 1
@@ -54,8 +71,16 @@ class Firm:
             digest = document_digest(doc)
             pkey = exchange.derive_product_key(self.secret, self.code, doc["payload"]["product_code"], 1)
             sealed.append(exchange.seal_product_key(b64d(request.box_pub), request.serial, digest, 1, pkey))
-        return exchange.build_update(firm_code=self.code, firm_key=self.key, serial=request.serial, seq=seq,
-                                     now=now, entries=entries, sealed_keys=sealed, request_digest=request.digest)
+        return exchange.build_update(
+            firm_code=self.code,
+            firm_key=self.key,
+            serial=request.serial,
+            seq=seq,
+            now=now,
+            entries=entries,
+            sealed_keys=sealed,
+            request_digest=request.digest,
+        )
 
     def grant(self, request_doc: dict[str, Any], now: int = T0, **entry_kw: Any) -> dict[str, Any]:
         request = exchange.verify_request(request_doc)
@@ -77,5 +102,9 @@ def machine_traits(**changes: str) -> dict[str, str]:
 
 
 def other_machine() -> dict[str, str]:
-    return machine_traits(machine_id="a" * 32, root_fs_uuid="11111111-2222-3333-4444-555555555555",
-                          macs="52:54:00:ab:cd:ef", hostname="other")
+    return machine_traits(
+        machine_id="a" * 32,
+        root_fs_uuid="11111111-2222-3333-4444-555555555555",
+        macs="52:54:00:ab:cd:ef",
+        hostname="other",
+    )

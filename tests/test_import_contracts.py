@@ -25,8 +25,14 @@ def test_the_layering_contract_holds():
     tool = _lint_imports()
     require_system("import-linter (the test extra)", tool is not None)
     assert tool is not None
-    out = subprocess.run([tool, "--config", str(ROOT / ".importlinter")], cwd=ROOT, env=child_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [tool, "--config", str(ROOT / ".importlinter")],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 kept, 0 broken" in out.stdout, out.stdout
 
@@ -37,14 +43,21 @@ def test_the_contract_catches_a_wrong_arrow(tmp_path):
     require_system("import-linter (the test extra)", tool is not None)
     assert tool is not None
     copy = tmp_path / "src"
-    shutil.copytree(ROOT / "src" / "licentia", copy / "licentia",
-                    ignore=shutil.ignore_patterns("__pycache__", "migrations"))
+    shutil.copytree(
+        ROOT / "src" / "licentia", copy / "licentia", ignore=shutil.ignore_patterns("__pycache__", "migrations")
+    )
     planted = copy / "licentia" / "container" / "slot.py"
     planted.write_text(planted.read_text() + "\nfrom ..runtime import DEFAULT_PORT  # planted\n")
     env = child_env()
     env["PYTHONPATH"] = str(copy)
-    out = subprocess.run([tool, "--config", str(ROOT / ".importlinter")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [tool, "--config", str(ROOT / ".importlinter")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0 and "container imports only core" in out.stdout, out.stdout
 
 

@@ -175,8 +175,9 @@ PACKAGES = sorted(name for name, path in MODULES.items() if path.name == "__init
 def test_every_package_states_its_api(package):
     module = importlib.import_module(package)
     assert isinstance(getattr(module, "__all__", None), list), f"{package} has no __all__"
-    missing = [n for n in module.__all__
-               if not hasattr(module, n) and importlib.util.find_spec(f"{package}.{n}") is None]
+    missing = [
+        n for n in module.__all__ if not hasattr(module, n) and importlib.util.find_spec(f"{package}.{n}") is None
+    ]
     assert missing == []
     assert len(set(module.__all__)) == len(module.__all__)
 
@@ -189,8 +190,13 @@ ALLOWED = {
     "licentia.runtime": {"licentia.core", "licentia.container", "licentia.client", "licentia.runtime"},
     "licentia.seats": {"licentia.core", "licentia.seats"},
     "licentia.roi": {"licentia.core", "licentia.roi"},
-    "licentia.protect": {"licentia.core", "licentia.container", "licentia.client", "licentia.runtime",
-                         "licentia.protect"},
+    "licentia.protect": {
+        "licentia.core",
+        "licentia.container",
+        "licentia.client",
+        "licentia.runtime",
+        "licentia.protect",
+    },
 }
 
 

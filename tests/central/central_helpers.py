@@ -18,14 +18,13 @@ from fastapi import FastAPI
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
+from licentia._testing import FakeClock
 from licentia.central.app import create_app
 from licentia.central.models import LOG_TABLES, Base
 from licentia.central.settings import Settings
 from licentia.core import codes, exchange, hazmat
 from licentia.core.documents import document_digest
 from licentia.core.exchange import SlotPosition
-
-from licentia._testing import FakeClock
 from tests.conftest import PYTHON, SRC, child_env, free_port, require_system  # noqa: F401
 from tests.factory import T0
 
@@ -38,7 +37,7 @@ def make_settings(data: Path, url: str | None = None, **changes: Any) -> Setting
     return Settings(data_dir=data, database_url=url, admin_key=ADMIN_KEY, master_key=MASTER_KEY, **changes)
 
 
-def Clock(now: int = T0) -> FakeClock:  # noqa: N802 - reads like the class it makes
+def Clock(now: int = T0) -> FakeClock:
     """Central's only source of time, injected into create_app: the suite's FakeClock."""
     return FakeClock(now)
 
@@ -69,16 +68,23 @@ class FakeContainer:
     chain: dict[int, list[str]] = field(default_factory=dict)
 
     def request(
-        self, action: str = "activate", *, ticket: str | None = None, firm_code: int | None = None, now: int = T0,
-        level: str | None = None, slots: dict[int, SlotPosition] | None = None,
+        self,
+        action: str = "activate",
+        *,
+        ticket: str | None = None,
+        firm_code: int | None = None,
+        now: int = T0,
+        level: str | None = None,
+        slots: dict[int, SlotPosition] | None = None,
         counters: dict[int, dict[str, exchange.Counter]] | None = None,
     ) -> dict[str, Any]:
         positions = dict(self.slots if slots is None else slots)
         if self.chained:
             for firm, p in positions.items():
                 self.gen[firm] = self.gen.get(firm, 0) + 1
-                positions[firm] = SlotPosition(p.seq, p.vtime, self.gen[firm], tuple(self.chain.get(firm, [])),
-                                               (counters or {}).get(firm, {}))
+                positions[firm] = SlotPosition(
+                    p.seq, p.vtime, self.gen[firm], tuple(self.chain.get(firm, [])), (counters or {}).get(firm, {})
+                )
         doc = exchange.build_request(
             serial=self.serial,
             level=level or self.level,
@@ -110,8 +116,13 @@ class FakeContainer:
     def receipt(self, firm_code: int, license_id: int, ticket: str | None) -> dict[str, Any]:
         pos = self.slots.get(firm_code, SlotPosition(0, 0))
         return exchange.build_receipt(
-            serial=self.serial, sign_key=self.sign_key, firm_code=firm_code, license_id=license_id,
-            ticket=ticket, seq=pos.seq, vtime=pos.vtime,
+            serial=self.serial,
+            sign_key=self.sign_key,
+            firm_code=firm_code,
+            license_id=license_id,
+            ticket=ticket,
+            seq=pos.seq,
+            vtime=pos.vtime,
         )
 
 
@@ -152,8 +163,17 @@ class Vendor:
         assert r.status_code == 201, r.text
         self.key = r.json()["key"]
         self.headers = {"Authorization": f"Bearer {self.key}"}
-        r = self.post("/items", {"name": "Product One", "product_code": 7, "feature_map": 0b0011, "level": level,
-                                 "key_versions": [1, 2], "options": options or {"expires_days": 30, "units": 100}})
+        r = self.post(
+            "/items",
+            {
+                "name": "Product One",
+                "product_code": 7,
+                "feature_map": 0b0011,
+                "level": level,
+                "key_versions": [1, 2],
+                "options": options or {"expires_days": 30, "units": 100},
+            },
+        )
         assert r.status_code == 201, r.text
         self.item = r.json()["item_id"]
         r = self.post("/customers", {"name": "Customer A", "email": "a@example.com"})

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from licentia._testing import FakeClock
 from central_helpers import central_app, make_settings
 from fastapi.testclient import TestClient
 
+from licentia._testing import FakeClock
 from licentia.central.settings import Settings
+from tests.browser import browser  # noqa: F401 - the fixture, for the tests of this directory
 
 
 @pytest.fixture

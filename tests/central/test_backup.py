@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+
 import pytest
 from central_helpers import ADMIN_KEY, Clock, FakeContainer, Vendor, central_app, child_env
 from fastapi.testclient import TestClient
@@ -22,7 +23,10 @@ from licentia.core import keyfile
 def backup(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "licentia", "central", "backup", *args],
-        env=child_env({"COLUMNS": "200", **(env or {})}), capture_output=True, text=True, timeout=60,
+        env=child_env({"COLUMNS": "200", **(env or {})}),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -88,8 +92,9 @@ def test_the_backup_of_postgresql_is_the_pg_dump_command_without_the_password(tm
     assert proc.returncode == 0, proc.stderr
     assert "pw-s3cret" not in proc.stdout + proc.stderr
     command = proc.stdout.splitlines()[-1]
-    assert command == (f"pg_dump --format=custom --file {out} --host db.example.com --port 5433 "
-                       "--username alice --dbname licentia")
+    assert command == (
+        f"pg_dump --format=custom --file {out} --host db.example.com --port 5433 --username alice --dbname licentia"
+    )
     assert "master key is NOT in the dump" in proc.stdout and "LICENTIA_MASTER_KEY" in proc.stdout
     assert not out.exists()
 

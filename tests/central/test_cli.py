@@ -24,8 +24,8 @@ from central_helpers import (
     wait_health,
 )
 
-from tests.cli.helpers import vendor
 from licentia.core import codes, hazmat
+from tests.cli.helpers import vendor
 
 
 def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
@@ -53,8 +53,11 @@ def test_serve_demo_prints_what_it_made_and_stops_on_ctrl_c(tmp_path):
         assert info == {"ticket": ticket, "firm_code": 10101, "product_code": 1, "level": "medium", "state": "new"}
         assert httpx.get(f"{base}/api/v1/firms/10101/public-key?format=pem").text == pem_path.read_text()
         hazmat.load_public_pem(pem_path.read_text())
-        item = httpx.get(f"{base}/api/v1/items/F-00001-1", headers={"Authorization": f"Bearer {admin_key}"},
-                         params={"firm_code": 10101}).json()
+        item = httpx.get(
+            f"{base}/api/v1/items/F-00001-1",
+            headers={"Authorization": f"Bearer {admin_key}"},
+            params={"firm_code": 10101},
+        ).json()
         assert item["feature_map"] == 0xFFFFFFFF and item["options"]["expires_days"] == 30
         assert item["options"]["units"] == 1000 and item["level"] == "medium"
         proc.send_signal(signal.SIGINT)
@@ -80,7 +83,10 @@ def test_serve_refuses_a_busy_port_in_one_line(tmp_path):
         port = s.getsockname()[1]
         proc = subprocess.run(
             [sys.executable, "-m", "licentia", "central", "serve", "--data", str(tmp_path / "d"), "--port", str(port)],
-            env=child_env({"COLUMNS": "200"}), capture_output=True, text=True, timeout=60,
+            env=child_env({"COLUMNS": "200"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert proc.returncode != 0
     assert "in use" in proc.stderr and "Traceback" not in proc.stderr
@@ -102,18 +108,37 @@ def test_vendor_cli_flow(server, tmp_path):
     assert code == 0, err
     key = out.strip()
     assert key.startswith("lc_") and len(key) > 40
-    code, out, err = vendor(["item", "create", "--name", "Pro", "--product-code", "5", "--expires-days", "10",
-                          "--units", "3", "--key-version", "1", "--key-version", "2", "--feature-map", "0x0F"],
-                         url=url, key=key)
+    code, out, err = vendor(
+        [
+            "item",
+            "create",
+            "--name",
+            "Pro",
+            "--product-code",
+            "5",
+            "--expires-days",
+            "10",
+            "--units",
+            "3",
+            "--key-version",
+            "1",
+            "--key-version",
+            "2",
+            "--feature-map",
+            "0x0F",
+        ],
+        url=url,
+        key=key,
+    )
     assert code == 0, err
     item = out.strip()
     assert codes.check_item_id(item) == item
-    code, out, err = vendor(["customer", "create", "--name", "Cust", "--email", "c@example.com"],
-                         url=url, key=key)
+    code, out, err = vendor(["customer", "create", "--name", "Cust", "--email", "c@example.com"], url=url, key=key)
     assert code == 0, err
     customer = out.strip()
-    code, out, err = vendor(["ticket", "create", "--customer", customer, "--item", item, "--count", "3"],
-                         url=url, key=key)
+    code, out, err = vendor(
+        ["ticket", "create", "--customer", customer, "--item", item, "--count", "3"], url=url, key=key
+    )
     assert code == 0, err
     tickets = out.split()
     assert len(tickets) == 3 and all(codes.normalize_ticket(t) == t for t in tickets)
@@ -169,8 +194,9 @@ def test_ticket_create_prints_ids_alone_on_stdout_for_scripts(server):
     env = child_env({"LICENTIA_CENTRAL_URL": server.url, "LICENTIA_API_KEY": ADMIN_KEY, "COLUMNS": "200"})
 
     def licentia(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "licentia", *args], env=env, capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "licentia", *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     httpx.post(f"{server.url}/api/v1/firms", json={"code": 505, "name": "S"}, headers=admin)
@@ -209,23 +235,40 @@ def test_item_create_local_only_and_product_key_export(server, tmp_path):
     url = server.url
     assert vendor(["firm", "create", "--code", "40404", "--name", "F"], url=url, key=ADMIN_KEY)[0] == 0
     key = vendor(["apikey", "create", "--firm-code", "40404"], url=url, key=ADMIN_KEY)[1].strip()
-    code, out, err = vendor(["item", "create", "--name", "Local", "--product-code", "9", "--local-only"],
-                         url=url, key=key)
+    code, out, err = vendor(
+        ["item", "create", "--name", "Local", "--product-code", "9", "--local-only"], url=url, key=key
+    )
     assert code == 0, err
     code, shown, err = vendor(["item", "show", out.strip()], url=url, key=key)
     assert code == 0 and '"local_only": true' in shown
     code, out, err = vendor(["item", "create", "--name", "Net", "--product-code", "8"], url=url, key=key)
     assert '"local_only"' not in vendor(["item", "show", out.strip()], url=url, key=key)[1]
-    code, out, err = vendor(["item", "create", "--name", "Grace", "--product-code", "7", "--max-grace", "3d"],
-                            url=url, key=key)
+    code, out, err = vendor(
+        ["item", "create", "--name", "Grace", "--product-code", "7", "--max-grace", "3d"], url=url, key=key
+    )
     assert code == 0, err
     assert '"max_grace": 259200' in vendor(["item", "show", out.strip()], url=url, key=key)[1]
-    code, out, err = vendor(["item", "create", "--name", "Bad", "--product-code", "6", "--max-grace", "soon"],
-                            url=url, key=key)
+    code, out, err = vendor(
+        ["item", "create", "--name", "Bad", "--product-code", "6", "--max-grace", "soon"], url=url, key=key
+    )
     assert code != 0 and "--max-grace" in err and "not a duration" in err
     target = tmp_path / "key.json"
-    code, out, err = vendor(["product-key", "export", "--firm-code", "40404", "--product-code", "9",
-                          "--key-version", "3", "-o", str(target)], url=url, key=key)
+    code, out, err = vendor(
+        [
+            "product-key",
+            "export",
+            "--firm-code",
+            "40404",
+            "--product-code",
+            "9",
+            "--key-version",
+            "3",
+            "-o",
+            str(target),
+        ],
+        url=url,
+        key=key,
+    )
     assert code == 0, err
     assert target.stat().st_mode & 0o777 == 0o600
     pem = httpx.get(f"{url}/api/v1/firms/40404/public-key?format=pem").text

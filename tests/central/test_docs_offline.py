@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 from central_helpers import ServerThread, central_app
 
-from tests.browser import browser  # noqa: F401 (a fixture)
-
 pytestmark = pytest.mark.slow
 
 

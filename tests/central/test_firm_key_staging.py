@@ -43,7 +43,8 @@ def signers(update: dict) -> set[str]:
 def audit(engine, code: int, action: str) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(
-            select(AuditEntry.detail).where(AuditEntry.firm_code == code, AuditEntry.action == action)
+            select(AuditEntry.detail)
+            .where(AuditEntry.firm_code == code, AuditEntry.action == action)
             .order_by(AuditEntry.id)
         ).all()
     return [r.detail for r in rows]
@@ -56,8 +57,7 @@ def test_a_staged_key_is_published_but_signs_only_after_the_next_rotation(client
     r = v.post("/firms/61/keys/rotate?stage=true")
     assert r.status_code == 200, r.text
     firm_keys = r.json()["keys"]
-    assert [(k["active"], k["retired"], k["staged"]) for k in firm_keys] == [(True, False, False),
-                                                                             (False, False, True)]
+    assert [(k["active"], k["retired"], k["staged"]) for k in firm_keys] == [(True, False, False), (False, False, True)]
     staged = firm_keys[1]["kid"]
     assert active_kid(client, 61) == old  # the active key is unchanged
 
@@ -80,8 +80,7 @@ def test_a_staged_key_is_published_but_signs_only_after_the_next_rotation(client
     r = v.post("/firms/61/keys/rotate")
     assert r.status_code == 200, r.text
     after_keys = r.json()["keys"]
-    assert [(k["kid"], k["active"], k["staged"]) for k in after_keys] == [(old, False, False),
-                                                                          (staged, True, False)]
+    assert [(k["kid"], k["active"], k["staged"]) for k in after_keys] == [(old, False, False), (staged, True, False)]
     with engine.connect() as conn:
         assert len(conn.execute(select(FirmKey.id)).all()) == 2
     assert audit(engine, 61, "firm.rotate_key") == [{"old_kid": old, "new_kid": staged, "was_staged": True}]
@@ -110,8 +109,10 @@ def test_a_staged_key_can_be_retired_and_the_next_rotation_makes_a_new_key(clien
 
     r = v.post(f"/firms/63/keys/{staged}/retire")
     assert r.status_code == 200, r.text
-    assert [(k["kid"], k["retired"], k["staged"]) for k in r.json()["keys"]] == [(old, False, False),
-                                                                                (staged, True, False)]
+    assert [(k["kid"], k["retired"], k["staged"]) for k in r.json()["keys"]] == [
+        (old, False, False),
+        (staged, True, False),
+    ]
     assert set(keyfile.keys_from_pem(client.get("/api/v1/firms/63/public-key?format=pem").text)) == {old}
     assert audit(engine, 63, "firm.retire_key") == [{"kid": staged}]
 
@@ -198,16 +199,19 @@ def test_public_key_format_python_holds_every_published_key_including_the_staged
 
     # -o FILE writes the same source
     target = tmp_path / "firm_keys.py"
-    code, out, err = vendor(["firm", "public-key", "70707", "--format", "python", "-o", str(target)], url=url,
-                            key=None)
+    code, out, err = vendor(["firm", "public-key", "70707", "--format", "python", "-o", str(target)], url=url, key=None)
     assert code == 0 and out == "" and str(target) in err and "FIRM_70707_KEYS" in err
     assert constant(target.read_text(), 70707) == pinned
 
     # rotate (activates the staged key), stage the next, retire the first: exactly the published keys
     assert vendor(["firm", "rotate-key", "70707"], url=url, key=key).out.strip() == staged
     third = vendor(["firm", "rotate-key", "70707", "--stage"], url=url, key=key).out.strip()
-    assert httpx.post(f"{url}/api/v1/firms/70707/keys/{first}/retire",
-                      headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert (
+        httpx.post(
+            f"{url}/api/v1/firms/70707/keys/{first}/retire", headers={"Authorization": f"Bearer {key}"}
+        ).status_code
+        == 200
+    )
     code, out, err = vendor(["firm", "public-key", "70707", "--format", "python"], url=url, key=None)
     assert code == 0, err
     assert f"(kid {staged} active, {third} staged)" in out.splitlines()[0]

@@ -24,8 +24,7 @@ ACT = "/api/v1/activations"
 
 
 def hostile_env(**extra: str) -> dict[str, str]:
-    return {"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "LICENTIA_BODY_TIMEOUT": "2",
-            **extra}
+    return {"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "LICENTIA_BODY_TIMEOUT": "2", **extra}
 
 
 def client_from(address: str, base: str) -> httpx.Client:
@@ -51,7 +50,7 @@ def raw_request(address: str, port: int, head: bytes, body_chunks=(), pause: flo
                 if not more:
                     break
                 answer += more
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
@@ -85,8 +84,12 @@ def logged_central(tmp_path: Path, port: int, env: dict[str, str]):
     """`licentia central serve` with its output in a file (a pipe nobody reads would fill up)."""
     log = tmp_path / "central.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "licentia", "central", "serve", "--data", str(tmp_path / "data"),
-                                 "--port", str(port)], env=child_env(env), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "licentia", "central", "serve", "--data", str(tmp_path / "data"), "--port", str(port)],
+            env=child_env(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield proc, log
     finally:
@@ -103,8 +106,9 @@ def test_hostile_clients_do_not_stop_the_others(central):
     statuses: dict[str, list[int]] = {"huge": [], "junk": [], "slow": []}
 
     def huge() -> None:  # 127.0.0.2: a declared 64 MiB body, then one that never says its size
-        head = (f"POST {ACT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {64 * 2**20}\r\n\r\n").encode()
+        head = (
+            f"POST {ACT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {64 * 2**20}\r\n\r\n"
+        ).encode()
         statuses["huge"].append(raw_request("127.0.0.2", port, head, [b"[" * 2**20] * 64))
         head = f"POST {ACT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         chunk = b"%x\r\n%s\r\n" % (2**20, b"[" * 2**20)
@@ -113,12 +117,14 @@ def test_hostile_clients_do_not_stop_the_others(central):
     def junk() -> None:  # 127.0.0.3: a thousand bodies licentia does not accept
         with client_from("127.0.0.3", base) as c:
             for body in junk_bodies():
-                statuses["junk"].append(c.post(ACT, content=body, headers={"content-type": "application/json"})
-                                        .status_code)
+                statuses["junk"].append(
+                    c.post(ACT, content=body, headers={"content-type": "application/json"}).status_code
+                )
 
     def slow() -> None:  # 127.0.0.4: one byte a second
-        head = (f"POST {ACT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Content-Length: 1000\r\n\r\n").encode()
+        head = (
+            f"POST {ACT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        ).encode()
         statuses["slow"].append(raw_request("127.0.0.4", port, head, [b"{"] * 30, pause=1.0))
 
     threads = [threading.Thread(target=f) for f in (huge, junk, slow)]
@@ -179,8 +185,12 @@ def test_vendor_api_bodies_get_the_same_json_rules(tmp_path):
         wait_health(base)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
         with httpx.Client(base_url=base, timeout=30) as c:
-            for body in (b'{"code": 40404, "name": "F", "name": "G"}', b'{"code": 40404, "name": "\\ud800"}',
-                         b'{"code": NaN, "name": "F"}', b'[' * 100 + b']' * 100):
+            for body in (
+                b'{"code": 40404, "name": "F", "name": "G"}',
+                b'{"code": 40404, "name": "\\ud800"}',
+                b'{"code": NaN, "name": "F"}',
+                b"[" * 100 + b"]" * 100,
+            ):
                 r = c.post("/api/v1/firms", content=body, headers=admin)
                 assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_input", r.text
             r = c.post("/api/v1/firms", content=b'{"code": 40404, "name": "F"}', headers=admin)
@@ -198,8 +208,10 @@ def test_in_flight_requests_per_address_are_capped(tmp_path):
         wait_health(base)
         head = f"POST {ACT} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".encode()
         held: list[int] = []
-        slow = [threading.Thread(target=lambda: held.append(raw_request("127.0.0.7", port, head, [b"{"] * 3,
-                                                                         pause=0.5))) for _ in range(2)]
+        slow = [
+            threading.Thread(target=lambda: held.append(raw_request("127.0.0.7", port, head, [b"{"] * 3, pause=0.5)))
+            for _ in range(2)
+        ]
         for t in slow:
             t.start()
         time.sleep(0.5)  # both bodies are on their way

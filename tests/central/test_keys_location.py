@@ -54,9 +54,8 @@ def test_the_default_keys_dir_sits_beside_the_data_dir(tmp_path):
 
 def test_new_keys_are_made_outside_the_data_dir_0600_in_a_0700_dir(tmp_path, caplog):
     settings = Settings(data_dir=tmp_path / ".licentia")
-    with caplog.at_level(logging.WARNING):
-        with central_app(settings, Clock()):
-            pass
+    with caplog.at_level(logging.WARNING), central_app(settings, Clock()):
+        pass
     keys_dir = tmp_path / ".licentia-keys"
     assert sorted(p.name for p in keys_dir.iterdir()) == ["admin.key", "master.key"]
     assert mode(keys_dir) == 0o700
@@ -100,8 +99,10 @@ def test_legacy_keys_are_used_with_a_warning_naming_the_move_and_none_is_made(tm
     assert keys.master_key == bytes(range(32)) and keys.admin_key_created is None
     assert not settings.key_dir.exists()  # nothing generated beside the legacy keys
     keys_dir = tmp_path / "data-keys"
-    moves = [f"mkdir -p -m 700 {keys_dir} && mv {tmp_path / 'data' / name} {keys_dir}/"
-             for name in ("master.key", "admin.key")]
+    moves = [
+        f"mkdir -p -m 700 {keys_dir} && mv {tmp_path / 'data' / name} {keys_dir}/"
+        for name in ("master.key", "admin.key")
+    ]
     said = warnings(caplog)
     assert len(said) == 2 and all(move in said[i] for i, move in enumerate(moves)), said
 
@@ -154,11 +155,15 @@ def test_serve_and_the_asgi_factory_refuse_an_open_key_file(tmp_path, monkeypatc
     master.chmod(0o640)
     proc = subprocess.run(
         [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data), "--port", str(free_port())],
-        env=child_env({"COLUMNS": "200"}), capture_output=True, text=True, timeout=60,
+        env=child_env({"COLUMNS": "200"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"error: the key file {master} is open to other users (mode 0640): "
-                                                f"run chmod 600 {master}"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: the key file {master} is open to other users (mode 0640): run chmod 600 {master}"
+    ]
     from licentia.central.asgi import app_from_env
 
     monkeypatch.setenv("LICENTIA_DATA", str(data))
@@ -170,9 +175,8 @@ def test_serve_and_the_asgi_factory_refuse_an_open_key_file(tmp_path, monkeypatc
 def test_a_keys_dir_inside_the_data_dir_is_warned_about(tmp_path, caplog, inside):
     data = tmp_path / "d"
     settings = Settings(data_dir=data, keys_dir=data / inside)
-    with caplog.at_level(logging.WARNING):
-        with central_app(settings, Clock()):
-            pass
+    with caplog.at_level(logging.WARNING), central_app(settings, Clock()):
+        pass
     said = warnings(caplog)
     assert len(said) == 2 and all("inside the data directory" in w and "LICENTIA_KEYS_DIR" in w for w in said)
     assert str(settings.master_key_file) in said[0] and str(settings.admin_key_file) in said[1]
@@ -180,8 +184,7 @@ def test_a_keys_dir_inside_the_data_dir_is_warned_about(tmp_path, caplog, inside
 
 def test_a_keys_dir_outside_the_data_dir_is_quiet(tmp_path, caplog):
     settings = Settings(data_dir=tmp_path / "d", keys_dir=tmp_path / "elsewhere" / "keys")
-    with caplog.at_level(logging.WARNING):
-        with central_app(settings, Clock()):
-            pass
+    with caplog.at_level(logging.WARNING), central_app(settings, Clock()):
+        pass
     assert warnings(caplog) == []
     assert mode(tmp_path / "elsewhere" / "keys" / "master.key") == 0o600

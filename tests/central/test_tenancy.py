@@ -39,7 +39,12 @@ B_CUSTOMER, B_CUSTOMER_NAME, B_EMAIL = "BRAVO-C-0001", "Bravo Customer Oy", "buy
 B_KEY_LABEL = "bravo spare key"
 # ids of the same shape that exist nowhere: a refusal must read like theirs
 NO_ITEM, NO_MODULE, NO_CUSTOMER, NO_KID, NO_KEY_ID = (
-    "B-09999-201", "B-09998-201", "NOBODY-0001", "00000000deadbeef", "00000000cafef00d")
+    "B-09999-201",
+    "B-09998-201",
+    "NOBODY-0001",
+    "00000000deadbeef",
+    "00000000cafef00d",
+)
 
 
 # ---------------------------------------------------------------- the two firms
@@ -97,12 +102,25 @@ def build_world(client: Any, clock: Any) -> World:
 
     # a base item with three product key versions whose licenses are withdrawn on
     # manipulation, a module item, a customer and an order of four tickets
-    _ok(b.post("/items", {"item_id": B_ITEM, "name": B_ITEM_NAME, "product_code": B_PRODUCT,
-                          "key_versions": [1, 2, 3], "options": {"units": 50}, "on_manipulation": "withdraw"}), 201)
+    _ok(
+        b.post(
+            "/items",
+            {
+                "item_id": B_ITEM,
+                "name": B_ITEM_NAME,
+                "product_code": B_PRODUCT,
+                "key_versions": [1, 2, 3],
+                "options": {"units": 50},
+                "on_manipulation": "withdraw",
+            },
+        ),
+        201,
+    )
     _ok(b.post("/items", {"item_id": B_MODULE, "name": B_MODULE_NAME, "module_of": B_ITEM, "feature_map": 0b100}), 201)
     _ok(b.post("/customers", {"number": B_CUSTOMER, "name": B_CUSTOMER_NAME, "email": B_EMAIL}), 201)
-    order = _ok(b.post("/tickets", {"customer": B_CUSTOMER, "items": [B_ITEM, B_MODULE], "quantity_of_licenses": 4}),
-                201)
+    order = _ok(
+        b.post("/tickets", {"customer": B_CUSTOMER, "items": [B_ITEM, B_MODULE], "quantity_of_licenses": 4}), 201
+    )
     b_new, b_active, b_revoked, b_blocked = (t["ticket"] for t in order["tickets"])
 
     def activate(box: FakeContainer, ticket: str) -> None:
@@ -138,16 +156,30 @@ def build_world(client: Any, clock: Any) -> World:
     _ok(b.post(f"/firms/{B_CODE}/keys/{first}/retire"))
     staged = client.post(f"{API}/firms/{B_CODE}/keys/rotate", params={"stage": "true"}, headers=b.headers)
     keys = _ok(staged)["keys"]
-    states = [("retired" if k["retired"] else "active" if k["active"] else "staged" if k["staged"] else "previous")
-              for k in keys]
+    states = [
+        ("retired" if k["retired"] else "active" if k["active"] else "staged" if k["staged"] else "previous")
+        for k in keys
+    ]
     assert states == ["retired", "previous", "active", "staged"], states
-    b_kids = {state: k["kid"] for state, k in zip(states, keys)}
+    b_kids = {state: k["kid"] for state, k in zip(states, keys, strict=False)}
 
     return World(
-        a=a, b=b, a_ticket=a_ticket, b_new=b_new, b_active=b_active, b_revoked=b_revoked, b_blocked=b_blocked,
-        b_order=order["order"], b_serial=b_box.serial, shared_serial=shared.serial, b_kids=b_kids,
-        b_key_id=b_key_id, b_spare_key_id=spare["key_id"], b_spare_key=spare["key"],
-        no_ticket=codes.new_ticket_id(), no_serial=codes.new_serial(),
+        a=a,
+        b=b,
+        a_ticket=a_ticket,
+        b_new=b_new,
+        b_active=b_active,
+        b_revoked=b_revoked,
+        b_blocked=b_blocked,
+        b_order=order["order"],
+        b_serial=b_box.serial,
+        shared_serial=shared.serial,
+        b_kids=b_kids,
+        b_key_id=b_key_id,
+        b_spare_key_id=spare["key_id"],
+        b_spare_key=spare["key"],
+        no_ticket=codes.new_ticket_id(),
+        no_serial=codes.new_serial(),
     )
 
 
@@ -560,8 +592,13 @@ def test_every_firm_scoped_route_has_a_case(app):
     routes = {route for route, _ in app_routes(app)}
     scoped = firm_scoped(app)
     # the classification itself: a path id, a query firm_code, a body firm_code
-    assert {"GET /api/v1/tickets/{ticket}", "GET /api/v1/items", "POST /api/v1/tickets",
-            "POST /api/v1/containers/{serial}/clear", "GET /api/v1/audit"} <= scoped
+    assert {
+        "GET /api/v1/tickets/{ticket}",
+        "GET /api/v1/items",
+        "POST /api/v1/tickets",
+        "POST /api/v1/containers/{serial}/clear",
+        "GET /api/v1/audit",
+    } <= scoped
     missing = sorted(scoped - set(CASES) - set(PUBLIC))
     assert not missing, f"firm-scoped routes with no tenancy case in this file: {missing}"
     # every other route is named too, so a new route is classified by hand
@@ -610,8 +647,10 @@ def refusal_problems(client: Any, engine: Engine, w: World, call: Call, *, statu
         real, fake = call.twin
         t = call.swapped(real, fake).send(client, w.a.headers)
         if (t.status_code, t.text.replace(fake, real)) != (r.status_code, r.text):
-            problems.append(f"{call}: answered unlike the same call naming {fake}, which exists nowhere: "
-                            f"{r.status_code} {r.text[:300]} / {t.status_code} {t.text[:300]}")
+            problems.append(
+                f"{call}: answered unlike the same call naming {fake}, which exists nowhere: "
+                f"{r.status_code} {r.text[:300]} / {t.status_code} {t.text[:300]}"
+            )
     return problems
 
 
@@ -660,7 +699,8 @@ def _route_params() -> list[Any]:
     # a known case fails only on its refusals: a failing control is reported as a failure
     return [
         pytest.param(route, id=route, marks=pytest.mark.xfail(strict=True, raises=NotRefused, reason=KNOWN[route]))
-        if route in KNOWN else pytest.param(route, id=route)
+        if route in KNOWN
+        else pytest.param(route, id=route)
         for route in CASES
     ]
 

@@ -95,8 +95,12 @@ def _build(url: str, http: httpx.Client, clock: Any) -> World:
     order = {"customer": "LONG-1", "items": [a_long_item]}
     (a_long_ticket,) = [t["ticket"] for t in _ok(a.post("/tickets", order), 201)["tickets"]]
     _ok(b.post("/customers", {"number": "B-ONLY", "name": B_CUSTOMER_NAME}), 201)
-    b_tickets = [t["ticket"] for t in _ok(b.post("/tickets", {"customer": "B-ONLY", "items": [b.item],
-                                                              "quantity_of_licenses": 2}), 201)["tickets"]]
+    b_tickets = [
+        t["ticket"]
+        for t in _ok(b.post("/tickets", {"customer": "B-ONLY", "items": [b.item], "quantity_of_licenses": 2}), 201)[
+            "tickets"
+        ]
+    ]
     _ok(p.post("/tickets", {"customer": p.customer, "items": [p.item], "quantity_of_licenses": P_TICKETS}), 201)
 
     # the shared container: a ticket of A and one of B; then its files are copied, used
@@ -119,8 +123,9 @@ def _build(url: str, http: httpx.Client, clock: Any) -> World:
     clock.advance(100)
     b_box = FakeContainer()
     activate(b_box, b_tickets[1])
-    return World(url, a, b, p, a_module, a_long_item, a_plain, a_module_ticket, a_long_ticket, shared, a_box, b_box,
-                 b_tickets)
+    return World(
+        url, a, b, p, a_module, a_long_item, a_plain, a_module_ticket, a_long_ticket, shared, a_box, b_box, b_tickets
+    )
 
 
 def run(w: World, args: list[str], key: str | None) -> tuple[int, str, str]:
@@ -339,8 +344,14 @@ def _licentia_piped(w: World, key: str, *args: str) -> subprocess.CompletedProce
     env = child_env({"LICENTIA_CENTRAL_URL": w.url, "LICENTIA_API_KEY": key})
     for name in ("COLUMNS", "LINES"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "licentia", "vendor", *args], env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "licentia", "vendor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_a_piped_table_keeps_long_names_whole_on_one_line(world):
@@ -388,8 +399,10 @@ def test_demo_prints_its_customer_and_later_how_to_find_its_ticket(tmp_path):
     # that lists the demo customer's tickets finds it
     with serve_process(data, port, "--demo") as proc:
         lines = read_until(proc, "public key:")
-        assert "demo data from an earlier start: firm 10101 (Demo Software), item F-00001-1, customer DEMO-1 " \
-               "(Demo Customer)" in lines
+        assert (
+            "demo data from an earlier start: firm 10101 (Demo Software), item F-00001-1, customer DEMO-1 "
+            "(Demo Customer)" in lines
+        )
         assert not [line for line in lines if line.startswith("demo ticket:")]
         (hint,) = [line for line in lines if line.startswith("demo tickets:")]
         command = hint.split(":", 1)[1].strip()
@@ -398,13 +411,13 @@ def test_demo_prints_its_customer_and_later_how_to_find_its_ticket(tmp_path):
         wait_health(base)
         # the printed command, run by a shell as printed (licentia from this interpreter's bin)
         env = child_env({"COLUMNS": "200", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-        shell = subprocess.run(["sh", "-c", command + " --json"], env=env, capture_output=True, text=True,
-                               timeout=60, cwd=tmp_path)
+        shell = subprocess.run(
+            ["sh", "-c", command + " --json"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
         assert shell.returncode == 0, shell.stderr
         (row,) = json.loads(shell.stdout)
         assert row["ticket"] == ticket and row["state"] == "activated" and row["serial"] == box.serial
-        shell = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60,
-                               cwd=tmp_path)
+        shell = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert "activated" in _line_with(shell.stdout, ticket)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

@@ -223,7 +223,9 @@ def test_sync_offline_writes_a_request_the_depot_turns_into_an_update(installed,
     document = json.loads((tmp_path / "sync.json").read_text())
     request = exchange.verify_request(document)
     assert (request.serial, document["payload"]["action"], document["payload"]["firm_code"]) == (
-        c.serial, "sync", firm.code,
+        c.serial,
+        "sync",
+        firm.code,
     )
     # what the depot brings back from Central: the firm's state for this container
     update = tmp_path / "update-2.json"
@@ -360,9 +362,12 @@ def real_central(tmp_path, clock):
     pytest.importorskip("uvicorn")
     from tests.central.central_helpers import ServerThread, Vendor, central_app, make_settings
 
-    with central_app(make_settings(tmp_path / "central"), clock) as central_app_:
-        with ServerThread(central_app_) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
-            yield srv.url, Vendor(http, 20001)
+    with (
+        central_app(make_settings(tmp_path / "central"), clock) as central_app_,
+        ServerThread(central_app_) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as http,
+    ):
+        yield srv.url, Vendor(http, 20001)
 
 
 def test_sync_offline_through_the_depot_with_a_real_central(cli, real_central, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ the expiry an application prints."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import pty
@@ -13,7 +14,6 @@ import struct
 import subprocess
 import sys
 import termios
-import fcntl
 from pathlib import Path
 
 import pytest
@@ -57,8 +57,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _piped(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
 def _in_terminal(args: list[str], env: dict[str, str], cwd: Path, columns: int) -> str:
@@ -112,8 +113,9 @@ def test_piped_cli_messages_stay_on_one_line(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     request = deep / "request.json"
-    out = _piped(["-m", "licentia", "activate", "00000-00000-00000-00000-00000", "--offline", "-o", str(request)],
-                 env, tmp_path)
+    out = _piped(
+        ["-m", "licentia", "activate", "00000-00000-00000-00000-00000", "--offline", "-o", str(request)], env, tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("\n") == 1 and out.stdout.startswith(f"Request written to {request}. Carry it")
     assert ESC not in out.stdout
@@ -160,8 +162,8 @@ def test_expires_at_is_an_aware_utc_datetime(tmp_path, clock, firm):
     install(tmp_path, firm, clock, options=Options(expires=T0 + 30 * DAY))
     handle = runtime(tmp_path, clock).access(firm.code, 1, firm_key=firm.pem)
     assert handle.expires == T0 + 30 * DAY  # Unix seconds, as before
-    assert handle.expires_at == dt.datetime.fromtimestamp(T0 + 30 * DAY, dt.timezone.utc)
-    assert handle.expires_at.tzinfo is dt.timezone.utc
+    assert handle.expires_at == dt.datetime.fromtimestamp(T0 + 30 * DAY, dt.UTC)
+    assert handle.expires_at.tzinfo is dt.UTC
     assert handle.expires_at.isoformat() == "2027-02-14T08:00:00+00:00"
 
 

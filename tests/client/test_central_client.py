@@ -31,7 +31,9 @@ def central(tmp_path_factory):
         with CentralClient(url, api_key=vkey) as client:
             item = client.request("POST", "/items", json={"name": "Pro", "product_code": 1, "level": "loose"})
             customer = client.request("POST", "/customers", json={"name": "Ada"})
-            order = client.request("POST", "/tickets", json={"customer": customer["number"], "items": [item["item_id"]]})
+            order = client.request(
+                "POST", "/tickets", json={"customer": customer["number"], "items": [item["item_id"]]}
+            )
         yield {"url": url, "admin": admin, "vkey": vkey, "ticket": order["tickets"][0]["ticket"]}
 
 
@@ -76,23 +78,23 @@ def test_keys_text_answers_and_the_vendor_key(central):
 
 
 def test_a_refusal_carries_status_code_and_message(central):
-    with CentralClient(central["url"]) as client:
-        with pytest.raises(CentralRefused) as refused:
-            client.ticket_info(UNKNOWN_TICKET)
+    with CentralClient(central["url"]) as client, pytest.raises(CentralRefused) as refused:
+        client.ticket_info(UNKNOWN_TICKET)
     assert isinstance(refused.value, CentralError)
     assert (refused.value.status, refused.value.code) == (404, "unknown_ticket")
     assert str(refused.value) == refused.value.message and "ticket" in refused.value.message.lower()
-    with CentralClient(central["url"], api_key="lc_not-a-real-key-000000000000") as client:
-        with pytest.raises(CentralRefused) as refused:
-            client.product_key(FIRM, 1, 1)
+    with (
+        CentralClient(central["url"], api_key="lc_not-a-real-key-000000000000") as client,
+        pytest.raises(CentralRefused) as refused,
+    ):
+        client.product_key(FIRM, 1, 1)
     assert (refused.value.status, refused.value.code) == (401, "unauthorized")
 
 
 def test_an_unreachable_central(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    with CentralClient(url, timeout=5) as client:
-        with pytest.raises(CentralUnreachable) as unreachable:
-            client.ticket_info(UNKNOWN_TICKET)
+    with CentralClient(url, timeout=5) as client, pytest.raises(CentralUnreachable) as unreachable:
+        client.ticket_info(UNKNOWN_TICKET)
     assert isinstance(unreachable.value, CentralError)
     assert str(unreachable.value).startswith(f"cannot reach License Central at {url} (")
     assert "check the address" in str(unreachable.value)

@@ -14,7 +14,8 @@ from licentia.runtime import Runtime
 from tests.conftest import child_env
 from tests.factory import T0, Firm, machine_traits
 
-CHILD = r"""
+CHILD = (
+    r"""
 import json, sys
 from licentia.runtime import Runtime
 home, pem, traits, n, go = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -26,7 +27,9 @@ while not os.path.exists(go):
 for _ in range(n):
     rt.access(10101, 1, units=1).release()
 print("done")
-""" % T0
+"""  # noqa: UP031 - the child's source holds braces: % leaves them alone
+    % T0
+)
 
 
 def units_used(slot, license_id):
@@ -51,9 +54,20 @@ def test_eight_processes_consume_exactly(tmp_path):
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tmp_path / "home"), str(pem), json.dumps(machine_traits()), "500",
-             str(go)],
-            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(tmp_path / "home"),
+                str(pem),
+                json.dumps(machine_traits()),
+                "500",
+                str(go),
+            ],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(8)
     ]

@@ -3,10 +3,10 @@ import shutil
 
 import pytest
 
-from licentia.core import errors as E
 from licentia.container import MachineContainer
 from licentia.container.binding import BindingMismatch, unwrap
-from licentia.core import hazmat, exchange
+from licentia.core import errors as E
+from licentia.core import exchange, hazmat
 from licentia.core.encoding import b64d
 from licentia.core.license import Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
@@ -77,7 +77,7 @@ def test_files_are_private(home):
 def test_apply_update_and_replay(home):
     firm = Firm()
     c = make(home)
-    req = c.make_request("activate", T0, ticket=None or "00000-00000-00000-00000-00000")
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
     upd = firm.grant(req)
     applied = c.apply_update(upd, T0)
     assert applied.seq == 1 and len(c.slots()[firm.code].entries) == 1
@@ -134,8 +134,15 @@ def test_rotated_firm_key_needs_endorsement(home):
     request = exchange.verify_request(req)
     entry = rotated.entry(request)
     endorsed = exchange.build_update(
-        firm_code=firm.code, firm_key=new_key, serial=c.serial, seq=5, now=T0, entries=[entry], sealed_keys=[],
-        request_digest=None, endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
+        firm_code=firm.code,
+        firm_key=new_key,
+        serial=c.serial,
+        seq=5,
+        now=T0,
+        entries=[entry],
+        sealed_keys=[],
+        request_digest=None,
+        endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
     )
     assert c.apply_update(endorsed, T0).seq == 5
     assert len(c.slots()[firm.code].pinned) == 2
@@ -173,8 +180,10 @@ def test_removed_entry_does_not_come_back_in_a_later_full_state_update(home):
 def test_hand_edited_state_is_refused(home):
     firm = Firm()
     c = make(home)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000"),
-                              options=Options(units=10)), T0)
+    c.apply_update(
+        firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000"), options=Options(units=10)),
+        T0,
+    )
     path = c.path / "state.json"
     doc = json.loads(path.read_text())
     doc["body"]["slots"][str(firm.code)]["licenses"] = {}
@@ -211,8 +220,9 @@ def test_withdrawn_licenses_are_remembered(home):
     req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
     r = exchange.verify_request(req)
     c.apply_update(firm.update(req, [firm.entry(r, license_id=1), firm.entry(r, license_id=2)]), T0)
-    c.apply_update(firm.update(c.make_request("sync", T0, firm_code=firm.code),
-                               [firm.entry(r, license_id=2)]), T0)  # license 1 revoked
+    c.apply_update(
+        firm.update(c.make_request("sync", T0, firm_code=firm.code), [firm.entry(r, license_id=2)]), T0
+    )  # license 1 revoked
     assert c.slots()[firm.code].withdrawn == [1]
     c.remove_license(firm.code, 2, T0)
     assert c.slots()[firm.code].withdrawn == [1, 2]

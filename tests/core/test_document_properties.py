@@ -6,6 +6,7 @@ pinned as explicit examples. ``make fuzz`` runs them with the ``fuzz`` profile."
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -21,8 +22,17 @@ KEY = hazmat.Ed25519PrivateKey.generate()
 BASE = request_payload(KEY)
 
 #: the values that once reached the canonical encoder raw (a 500 on an open endpoint)
-PINNED = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "1e400": 1e400, "lone-surrogate": "\ud800",
-          "surrogate-inside": "a\udfffb", "2**64": 2**64, "-2**64": -(2**64), "depth-40": nested(40)}
+PINNED = {
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-inf": float("-inf"),
+    "1e400": 1e400,
+    "lone-surrogate": "\ud800",
+    "surrogate-inside": "a\udfffb",
+    "2**64": 2**64,
+    "-2**64": -(2**64),
+    "depth-40": nested(40),
+}
 
 
 @pytest.mark.parametrize("value", list(PINNED.values()), ids=list(PINNED))
@@ -50,10 +60,8 @@ def test_the_genuine_request_still_verifies():
 @settings(deadline=None)  # examples: the profile (make fuzz: many more)
 @given(hostile_requests(KEY))
 def test_any_value_in_a_self_signed_request_gives_a_request_or_the_typed_error(text):
-    try:
+    with contextlib.suppress(DocumentInvalid):
         exchange.verify_request(text)
-    except DocumentInvalid:
-        pass
 
 
 @settings(deadline=None)  # examples: the profile (make fuzz: many more)

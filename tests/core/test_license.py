@@ -2,8 +2,8 @@
 
 import pytest
 
+from licentia.core import codes, hazmat
 from licentia.core import errors as E
-from licentia.core import hazmat, codes
 from licentia.core.documents import DocumentInvalid, document_digest
 from licentia.core.license import (
     CLOCK_TOLERANCE,
@@ -20,8 +20,15 @@ NOW = 1_800_000_000
 
 def entry(**opts):
     return LicenseEntry(
-        firm_code=7, product_code=3, feature_map=0b1011, text="x", license_id=1,
-        serial=codes.new_serial(), container_key="k", options=Options(**opts), issued=NOW - DAY,
+        firm_code=7,
+        product_code=3,
+        feature_map=0b1011,
+        text="x",
+        license_id=1,
+        serial=codes.new_serial(),
+        container_key="k",
+        options=Options(**opts),
+        issued=NOW - DAY,
     )
 
 

@@ -105,11 +105,14 @@ class Machine:
 @contextlib.contextmanager
 def running_site(tmp_path: Path, clock: Any, url: str | None = None, wrap: Any = None) -> Iterator[Site]:
     """Central on 127.0.0.1 (``wrap``: an ASGI layer in front of it) with a firm and its vendor."""
-    with central_app(make_settings(tmp_path / "central", url), clock) as app:
-        with ServerThread(wrap(app) if wrap else app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
-            vendor = Vendor(http, FIRM)
-            pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
-            yield Site(srv.url, http, vendor, clock, tmp_path, pem)
+    with (
+        central_app(make_settings(tmp_path / "central", url), clock) as app,
+        ServerThread(wrap(app) if wrap else app) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as http,
+    ):
+        vendor = Vendor(http, FIRM)
+        pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
+        yield Site(srv.url, http, vendor, clock, tmp_path, pem)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -459,7 +462,7 @@ for _ in range(n):
     except errors.UnitsExhausted:
         refused += 1
 print(json.dumps([ok, refused]))
-""" % (FIRM, FIRM, PRODUCT)
+""" % (FIRM, FIRM, PRODUCT)  # noqa: UP031 - the child's source holds braces: % leaves them alone
 
 
 def test_online_metering_is_exact_under_concurrent_processes(site):
@@ -469,9 +472,13 @@ def test_online_metering_is_exact_under_concurrent_processes(site):
     pem = site.root / "firm.pem"
     pem.write_text(site.pem)
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHILD, str(m.home), str(pem), json.dumps(m.traits),
-                          str(site.clock.now), "12"], env=child_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(m.home), str(pem), json.dumps(m.traits), str(site.clock.now), "12"],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     results = []
@@ -492,8 +499,15 @@ def test_a_retried_consumption_is_charged_once_and_a_reused_key_is_refused(site)
     rt = m.rt()
     container = rt.container(serial)
     entry = next(iter(rt.verified_entries(container, _slot(rt), rt.trusted(FIRM))[0]))
-    payload = {"serial": serial, "firm_code": FIRM, "license_id": entry.license_id, "entry": entry.digest,
-               "units": 3, "key": "retry-1", "created": site.clock.now}
+    payload = {
+        "serial": serial,
+        "firm_code": FIRM,
+        "license_id": entry.license_id,
+        "entry": entry.digest,
+        "units": 3,
+        "key": "retry-1",
+        "created": site.clock.now,
+    }
     doc = container.sign("consume", payload)
     first = site.http.post("/api/v1/consumptions", json=doc)
     again = site.http.post("/api/v1/consumptions", json=doc)  # the answer was lost: the client retries
@@ -517,6 +531,7 @@ def test_offline_consumption_uses_the_allowance_and_the_next_report_settles_it(s
     def point(url: str) -> None:  # the network goes away (and comes back)
         def change(slots):
             slots[FIRM].central = url
+
         container.mutate(change)
 
     point(f"http://127.0.0.1:{free_port()}")

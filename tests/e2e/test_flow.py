@@ -48,8 +48,14 @@ class Machine:
         return env
 
     def cli(self, *args: str, ok: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        out = subprocess.run([sys.executable, "-m", "licentia", *args], env=self.env(), capture_output=True,
-                             text=True, cwd=cwd or self.dir, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "licentia", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            cwd=cwd or self.dir,
+            timeout=120,
+        )
         if ok:
             assert out.returncode == 0, f"{args}: {out.stdout}\n{out.stderr}"
         else:
@@ -67,8 +73,9 @@ class Machine:
             "except licentia.LicenseError as e:\n"
             "    print(type(e).__name__, e)\n"
         )
-        out = subprocess.run([sys.executable, "-c", code, str(pem)], env=self.env(), capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(pem)], env=self.env(), capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
@@ -89,8 +96,9 @@ def vendor(central, tmp_path_factory):
 
     def run(*args: str, key: str = admin) -> str:
         env = child_env({"LICENTIA_CENTRAL_URL": url, "LICENTIA_API_KEY": key})
-        out = subprocess.run([sys.executable, "-m", "licentia", "vendor", *args], env=env, capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "licentia", "vendor", *args], env=env, capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
         return out.stdout
 
@@ -98,8 +106,23 @@ def vendor(central, tmp_path_factory):
     vkey = run("apikey", "create", "--firm-code", str(FIRM)).strip().split()[-1]
     pem = root / "firm.pem"
     run("firm", "public-key", str(FIRM), "-o", str(pem), key=vkey)
-    run("item", "create", "--item-id", "E-00001-1", "--name", "E2E Pro", "--product-code", "1",
-        "--feature-map", "0x7", "--units", "50", "--expires-days", "30", key=vkey)
+    run(
+        "item",
+        "create",
+        "--item-id",
+        "E-00001-1",
+        "--name",
+        "E2E Pro",
+        "--product-code",
+        "1",
+        "--feature-map",
+        "0x7",
+        "--units",
+        "50",
+        "--expires-days",
+        "30",
+        key=vkey,
+    )
     run("customer", "create", "--number", "C-1", "--name", "Ada", key=vkey)
 
     def order(n: int = 1) -> list[str]:
@@ -164,7 +187,7 @@ def test_offline_deactivation_receipt_frees_the_ticket(vendor, tmp_path):
 
 
 def test_revocation_reaches_the_container_at_sync(vendor, tmp_path):
-    url, pem = vendor["url"], vendor["pem"]
+    url, _pem = vendor["url"], vendor["pem"]
     keep, revoke = vendor["order"](2)
     m = Machine(tmp_path, "m", machine_traits(), int(time.time()))
     m.cli("activate", keep, "--central", url)
@@ -214,7 +237,13 @@ def test_a_restored_backup_is_rebased_flagged_and_cleared(vendor, tmp_path):
 
 
 def test_demo_runs(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "licentia", "demo"], env=child_env(), capture_output=True,
-                         text=True, timeout=180, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "licentia", "demo"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Demo finished" in out.stdout and "deactivated" in out.stdout

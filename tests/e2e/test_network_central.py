@@ -25,11 +25,15 @@ def test_server_activated_from_central_serves_seats(central, tmp_path):  # noqa:
     api.post("/firms", json={"code": FIRM, "name": "Net Software"}, headers=admin_h).raise_for_status()
     vkey = api.post("/apikeys", json={"firm_code": FIRM}, headers=admin_h).json()["key"]
     h = {"Authorization": f"Bearer {vkey}"}
-    floating = api.post("/items", json={"name": "Floating Pro", "product_code": 1, "options": {"quantity": 2}},
-                        headers=h)
+    floating = api.post(
+        "/items", json={"name": "Floating Pro", "product_code": 1, "options": {"quantity": 2}}, headers=h
+    )
     floating.raise_for_status()
-    local = api.post("/items", json={"name": "Desktop Only", "product_code": 2,
-                                     "options": {"quantity": 5, "local_only": True}}, headers=h)
+    local = api.post(
+        "/items",
+        json={"name": "Desktop Only", "product_code": 2, "options": {"quantity": 5, "local_only": True}},
+        headers=h,
+    )
     local.raise_for_status()
     assert local.json()["options"]["local_only"] is True
     customer = api.post("/customers", json={"name": "Acme"}, headers=h).json()["number"]
@@ -51,9 +55,14 @@ def test_server_activated_from_central_serves_seats(central, tmp_path):  # noqa:
         site.cli("server", "activate", ticket, "--central", url, "--data", str(site.data))
     # the third ticket offline: request file, depot on any machine, apply on the server
     site.cli("server", "activate", tickets[2], "--offline", "-o", "req.json", "--data", str(site.data))
-    depot = subprocess.run([sys.executable, "-m", "licentia", "depot", "submit", "req.json", "--central", url,
-                            "-o", "upd.json"], env=child_env(), capture_output=True, text=True, timeout=120,
-                           cwd=site.root)
+    depot = subprocess.run(
+        [sys.executable, "-m", "licentia", "depot", "submit", "req.json", "--central", url, "-o", "upd.json"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=site.root,
+    )
     assert depot.returncode == 0, depot.stdout + depot.stderr
     site.cli("server", "apply", "upd.json", "--data", str(site.data))
     site.start()

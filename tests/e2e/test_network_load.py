@@ -10,16 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.netsite import Site, fakes_env, max_concurrent_seats
 from tests.factory import machine_traits
+from tests.server.netsite import Site, fakes_env, max_concurrent_seats
 
 pytestmark = pytest.mark.slow
 LOAD = Path(__file__).resolve().parent / "load_client.py"
 
 
 def load(site: Site, name: str, threads: int, iterations: int, hold: float, stop: Path | None = None):
-    env = fakes_env(site.root, name, machine_traits(hostname=name), site.time_file,
-                    LICENTIA_HOME=str(site.root / f"home-{name}"), LICENTIA_HOST=site.host)
+    env = fakes_env(
+        site.root,
+        name,
+        machine_traits(hostname=name),
+        site.time_file,
+        LICENTIA_HOME=str(site.root / f"home-{name}"),
+        LICENTIA_HOST=site.host,
+    )
     args = [sys.executable, str(LOAD), str(site.firm.code), str(site.pem), str(threads), str(iterations), str(hold)]
     if stop is not None:
         args.append(str(stop))

@@ -37,8 +37,13 @@ def built(tmp_path_factory: pytest.TempPathFactory, firm: Firm):
     def get(version: int = 1, mode: str = "license", grace: int = 0) -> Path:
         ident = (version, mode, grace)
         if ident not in cache:
-            cache[ident] = protect_sample(firm, tmp_path_factory.mktemp(f"built-{mode}-v{version}-g{grace}"),
-                                          version=version, mode=mode, grace=grace)
+            cache[ident] = protect_sample(
+                firm,
+                tmp_path_factory.mktemp(f"built-{mode}-v{version}-g{grace}"),
+                version=version,
+                mode=mode,
+                grace=grace,
+            )
         return cache[ident]
 
     return get

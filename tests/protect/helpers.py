@@ -18,8 +18,8 @@ from typing import Any
 
 from licentia.container import MachineContainer
 from licentia.core import exchange
-from licentia.core.encoding import b64d
 from licentia.core.documents import document_digest
+from licentia.core.encoding import b64d
 from licentia.core.license import LicenseEntry, Options
 from licentia.protect import build
 from tests.conftest import ROOT, child_env
@@ -60,8 +60,13 @@ class Machine:
     def run(self, out: Path, *args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess:
         """Run ``python ARGS`` with ``out`` (the directory holding the protected package) on the path."""
         return subprocess.run(
-            [sys.executable, *args], env=env or self.env(out), capture_output=True, text=True, timeout=120,
-            cwd=self.root, **kw,
+            [sys.executable, *args],
+            env=env or self.env(out),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.root,
+            **kw,
         )
 
     def code(self, out: Path, source: str, **kw: Any) -> subprocess.CompletedProcess:
@@ -69,9 +74,16 @@ class Machine:
 
     # ------------------------------------------------------------ licenses
 
-    def activate(self, firm: Firm, *, versions: tuple[int, ...] = (1,), product: int = PRODUCT,
-                 options: Options | None = None, license_id: int | None = None,
-                 feature_map: int = 0xFFFFFFFF) -> int:
+    def activate(
+        self,
+        firm: Firm,
+        *,
+        versions: tuple[int, ...] = (1,),
+        product: int = PRODUCT,
+        options: Options | None = None,
+        license_id: int | None = None,
+        feature_map: int = 0xFFFFFFFF,
+    ) -> int:
         """Put a real license (with product keys of ``versions``) into this machine's container."""
         now = self.now
         if self.container is None:
@@ -81,21 +93,37 @@ class Machine:
         request = exchange.verify_request(request_doc)
         lid = license_id if license_id is not None else next(firm.ids)
         entry = LicenseEntry(
-            firm_code=firm.code, product_code=product, feature_map=feature_map, text="sampleapp", license_id=lid,
-            serial=request.serial, container_key=request.sign_pub, options=options or Options(), issued=now,
-            ticket=TICKET, key_versions=tuple(versions),
+            firm_code=firm.code,
+            product_code=product,
+            feature_map=feature_map,
+            text="sampleapp",
+            license_id=lid,
+            serial=request.serial,
+            container_key=request.sign_pub,
+            options=options or Options(),
+            issued=now,
+            ticket=TICKET,
+            key_versions=tuple(versions),
         ).sign(firm.key)
         digest = document_digest(entry)
         sealed = [
             exchange.seal_product_key(
-                b64d(request.box_pub), request.serial, digest, v,
+                b64d(request.box_pub),
+                request.serial,
+                digest,
+                v,
                 exchange.derive_product_key(firm.secret, firm.code, product, v),
             )
             for v in versions
         ]
         update = exchange.build_update(
-            firm_code=firm.code, firm_key=firm.key, serial=request.serial,
-            seq=request.position(firm.code).seq + 1, now=now, entries=[entry], sealed_keys=sealed,
+            firm_code=firm.code,
+            firm_key=firm.key,
+            serial=request.serial,
+            seq=request.position(firm.code).seq + 1,
+            now=now,
+            entries=[entry],
+            sealed_keys=sealed,
             request_digest=request.digest,
         )
         c.apply_update(update, now)
@@ -109,12 +137,23 @@ class Machine:
         self.container.apply_update(firm.update(request_doc, [], now=now), now)
 
 
-def protect_sample(firm: Firm, out: Path, *, src: Path = SAMPLE, version: int = 1, mode: str = "license",
-                   grace: int = 0, **kw: Any) -> Path:
+def protect_sample(
+    firm: Firm, out: Path, *, src: Path = SAMPLE, version: int = 1, mode: str = "license", grace: int = 0, **kw: Any
+) -> Path:
     """Protect ``src`` into ``out`` (in-process build API) and return ``out``."""
     key = exchange.derive_product_key(firm.secret, firm.code, PRODUCT, version) if mode == "license" else None
-    build.protect(src, out, firm=firm.code, product=PRODUCT, key_version=version, mode=mode, grace=grace, key=key,
-                  firm_pem=firm.pem if mode == "license" else None, **kw)
+    build.protect(
+        src,
+        out,
+        firm=firm.code,
+        product=PRODUCT,
+        key_version=version,
+        mode=mode,
+        grace=grace,
+        key=key,
+        firm_pem=firm.pem if mode == "license" else None,
+        **kw,
+    )
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.protect.helpers import Machine
 
-PROBE = r'''
+PROBE = r"""
 import io, marshal, sys
 import sampleapp.core as core
 from sampleapp.sub import helper
@@ -40,7 +40,7 @@ except RuntimeError:
 # plain code and data still marshal
 marshal.dumps((outer.__code__, compile("x = 1", "plain.py", "exec"), [1, {"a": frozenset({2})}]))
 print("plain ok", core.fib(10))
-'''
+"""
 
 
 def test_protected_code_objects_cannot_be_marshalled(firm, built, machine: Machine):

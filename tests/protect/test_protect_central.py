@@ -48,8 +48,13 @@ def test_protect_with_central_then_run_with_a_central_license(central, tmp_path,
     m = Machine(tmp_path / "m", now=int(time.time()))
     r = m.run(out, "-m", "sampleapp")
     assert r.returncode != 0 and "needs a license" in r.stderr
-    act = subprocess.run([sys.executable, "-m", "licentia", "activate", central["ticket"], "--central",
-                          central["url"]], env=m.env(), capture_output=True, text=True, timeout=60)
+    act = subprocess.run(
+        [sys.executable, "-m", "licentia", "activate", central["ticket"], "--central", central["url"]],
+        env=m.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert act.returncode == 0, act.stderr
     r = m.run(out, "-m", "sampleapp")
     assert r.returncode == 0, r.stderr
@@ -57,16 +62,48 @@ def test_protect_with_central_then_run_with_a_central_license(central, tmp_path,
 
     # the same key as a key file exported from Central, with the firm key it publishes
     keyfile_path, pem = tmp_path / "product.key", tmp_path / "firm.pem"
-    central["vendor"]("product-key", "export", "--firm-code", str(FIRM), "--product-code", "1", "-o",
-                      str(keyfile_path), key=central["vkey"])
+    central["vendor"](
+        "product-key",
+        "export",
+        "--firm-code",
+        str(FIRM),
+        "--product-code",
+        "1",
+        "-o",
+        str(keyfile_path),
+        key=central["vkey"],
+    )
     central["vendor"]("firm", "public-key", str(FIRM), "-o", str(pem), key=central["vkey"])
-    cli("protect", SAMPLE, "-o", tmp_path / "from-file", "--firm-code", FIRM, "--product-code", "1",
-        "--product-key-file", keyfile_path, "--firm-key", pem)
+    cli(
+        "protect",
+        SAMPLE,
+        "-o",
+        tmp_path / "from-file",
+        "--firm-code",
+        FIRM,
+        "--product-code",
+        "1",
+        "--product-key-file",
+        keyfile_path,
+        "--firm-key",
+        pem,
+    )
     r = m.run(tmp_path / "from-file", "-m", "sampleapp")
     assert r.returncode == 0 and r.stdout.splitlines() == EXPECTED_RUN, r.stderr
 
     # without a valid vendor key there is no product key
     monkeypatch.setenv("LICENTIA_API_KEY", "not-a-key")
-    r = cli("protect", SAMPLE, "-o", tmp_path / "x", "--firm-code", FIRM, "--product-code", "1", "--central",
-            central["url"], ok=False)
+    r = cli(
+        "protect",
+        SAMPLE,
+        "-o",
+        tmp_path / "x",
+        "--firm-code",
+        FIRM,
+        "--product-code",
+        "1",
+        "--central",
+        central["url"],
+        ok=False,
+    )
     assert "License Central refused" in r

@@ -39,9 +39,16 @@ def cli(*args: str, ok: bool = True) -> str:
 
 
 def keyargs(keys_dir, version: int = 1) -> list[str]:
-    return ["--firm-code", str(FIRM_CODE), "--product-code", str(PRODUCT),
-            "--product-key-file", str(keys_dir / f"product-{PRODUCT}-v{version}.key"),
-            "--firm-key", str(keys_dir / "firm.pem")]
+    return [
+        "--firm-code",
+        str(FIRM_CODE),
+        "--product-code",
+        str(PRODUCT),
+        "--product-key-file",
+        str(keys_dir / f"product-{PRODUCT}-v{version}.key"),
+        "--firm-key",
+        str(keys_dir / "firm.pem"),
+    ]
 
 
 def test_protect_with_a_key_file_then_run(firm, keys_dir, tmp_path, machine: Machine):
@@ -63,8 +70,20 @@ def test_protect_with_a_key_file_then_run(firm, keys_dir, tmp_path, machine: Mac
 
 def test_protect_ip_mode_needs_no_key_and_exclude_keeps_files_clear(tmp_path, machine: Machine):
     out = tmp_path / "dist"
-    r = cli("protect", SAMPLE, "-o", out, "--firm-code", FIRM_CODE, "--product-code", PRODUCT, "--mode", "ip",
-            "--exclude", "sub/helper.py")
+    r = cli(
+        "protect",
+        SAMPLE,
+        "-o",
+        out,
+        "--firm-code",
+        FIRM_CODE,
+        "--product-code",
+        PRODUCT,
+        "--mode",
+        "ip",
+        "--exclude",
+        "sub/helper.py",
+    )
     assert "6 module(s) encrypted, 3 data file(s) copied" in r
     assert (out / "sampleapp" / "sub" / "helper.py").read_text() == (SAMPLE / "sub" / "helper.py").read_text()
     res = machine.run(out, "-m", "sampleapp")
@@ -90,8 +109,9 @@ def test_protect_refuses_bad_input_in_one_line(keys_dir, tmp_path, extra, messag
     other.write_text(Firm(code=FIRM_CODE).pem)
     subst = {"K1": str(keys_dir / f"product-{PRODUCT}-v1.key"), "PEM": str(keys_dir / "firm.pem"), "OTHER": str(other)}
     args = [subst.get(a, a) for a in extra]
-    r = cli("protect", SAMPLE, "-o", tmp_path / "dist", "--firm-code", FIRM_CODE, "--product-code", PRODUCT, *args,
-            ok=False)
+    r = cli(
+        "protect", SAMPLE, "-o", tmp_path / "dist", "--firm-code", FIRM_CODE, "--product-code", PRODUCT, *args, ok=False
+    )
     assert message in r
     assert r.count("error:") == 1
     assert not (tmp_path / "dist" / "sampleapp").exists()
@@ -101,8 +121,21 @@ def test_protect_refuses_a_key_file_for_another_product(firm, tmp_path):
     doc = keyfile.build(FIRM_CODE, 7, 1, exchange.derive_product_key(firm.secret, FIRM_CODE, 7, 1), firm.key)
     (tmp_path / "k").write_bytes(keyfile.dumps(doc))
     (tmp_path / "pem").write_text(firm.pem)
-    r = cli("protect", SAMPLE, "-o", tmp_path / "dist", "--firm-code", FIRM_CODE, "--product-code", PRODUCT,
-            "--product-key-file", tmp_path / "k", "--firm-key", tmp_path / "pem", ok=False)
+    r = cli(
+        "protect",
+        SAMPLE,
+        "-o",
+        tmp_path / "dist",
+        "--firm-code",
+        FIRM_CODE,
+        "--product-code",
+        PRODUCT,
+        "--product-key-file",
+        tmp_path / "k",
+        "--firm-key",
+        tmp_path / "pem",
+        ok=False,
+    )
     assert "this product key is for product 7, not 1" in r
 
 
@@ -112,11 +145,21 @@ def test_protect_data_then_read_in_the_app(firm, keys_dir, tmp_path, machine: Ma
     (tmp_path / "in" / "print").mkdir()
     (tmp_path / "in" / "print" / "page.txt").write_text("print data")
     out = tmp_path / "protected"
-    r = cli("protect-data", tmp_path / "in" / "model.bin", tmp_path / "in" / "print", "-o", out, *keyargs(keys_dir),
-            "--chunk-size", "1000")
+    r = cli(
+        "protect-data",
+        tmp_path / "in" / "model.bin",
+        tmp_path / "in" / "print",
+        "-o",
+        out,
+        *keyargs(keys_dir),
+        "--chunk-size",
+        "1000",
+    )
     assert "2 file(s) protected" in r
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "model.bin", "print/page.txt"]
+        "model.bin",
+        "print/page.txt",
+    ]
     machine.activate(firm)
     code = (
         "import sys, licentia\n"
@@ -124,8 +167,9 @@ def test_protect_data_then_read_in_the_app(firm, keys_dir, tmp_path, machine: Ma
         "print(licentia.open_protected(sys.argv[2]).read() == b'\\x00weights' * 1000)\n"
         "print(licentia.open_protected(sys.argv[3]).read().decode())\n"
     )
-    res = machine.run(tmp_path, "-c", code, str(keys_dir / "firm.pem"), str(out / "model.bin"),
-                      str(out / "print" / "page.txt"))
+    res = machine.run(
+        tmp_path, "-c", code, str(keys_dir / "firm.pem"), str(out / "model.bin"), str(out / "print" / "page.txt")
+    )
     assert res.stdout.splitlines() == ["True", "print data"], res.stderr
     r = cli("protect-data", tmp_path / "missing", "-o", out, *keyargs(keys_dir), ok=False)
     assert "no such file" in r
@@ -138,9 +182,20 @@ def test_key_file_build_and_verify(firm):
     key = exchange.derive_product_key(firm.secret, FIRM_CODE, PRODUCT, 3)
     doc = keyfile.build(FIRM_CODE, PRODUCT, 3, key, firm.key)
     assert doc["payload"]["type"] == "product-key" and set(doc["payload"]) == {
-        "type", "v", "firm_code", "product_code", "version", "key"}
-    found = keyfile.verify(keyfile.load(keyfile.dumps(doc)), keyfile.keys_from_pem(firm.pem), firm_code=FIRM_CODE,
-                           product_code=PRODUCT, version=3)
+        "type",
+        "v",
+        "firm_code",
+        "product_code",
+        "version",
+        "key",
+    }
+    found = keyfile.verify(
+        keyfile.load(keyfile.dumps(doc)),
+        keyfile.keys_from_pem(firm.pem),
+        firm_code=FIRM_CODE,
+        product_code=PRODUCT,
+        version=3,
+    )
     assert (found.firm_code, found.product_code, found.version, found.key) == (FIRM_CODE, PRODUCT, 3, key)
     assert "key=" not in repr(found)
     with pytest.raises(DocumentInvalid, match="unknown key"):
@@ -183,8 +238,9 @@ def central_transport(firm, *, api_key: str = "vendor-key", pem: str | None = No
 
 def test_central_client_fetches_and_verifies(firm):
     transport, calls = central_transport(firm)
-    found, pem, doc = central.fetch_product_key("http://central", "vendor-key", FIRM_CODE, PRODUCT, 2,
-                                                transport=transport)
+    found, pem, doc = central.fetch_product_key(
+        "http://central", "vendor-key", FIRM_CODE, PRODUCT, 2, transport=transport
+    )
     assert found.key == exchange.derive_product_key(firm.secret, FIRM_CODE, PRODUCT, 2) and pem == firm.pem
     assert calls == [f"/api/v1/firms/{FIRM_CODE}/public-key", f"/api/v1/firms/{FIRM_CODE}/products/1/keys/2"]
     with pytest.raises(CentralError, match=r"refused .* \(HTTP 403\): not your firm"):
@@ -194,8 +250,9 @@ def test_central_client_fetches_and_verifies(firm):
     # a pinned --firm-key wins over what Central says, and must have signed the key
     other = Firm(code=FIRM_CODE)
     with pytest.raises(CentralError, match="does not verify"):
-        central.fetch_product_key("http://central", "vendor-key", FIRM_CODE, PRODUCT, 2, firm_pem=other.pem,
-                                  transport=transport)
+        central.fetch_product_key(
+            "http://central", "vendor-key", FIRM_CODE, PRODUCT, 2, firm_pem=other.pem, transport=transport
+        )
     bad, _ = central_transport(firm, pem=other.pem)
     with pytest.raises(CentralError, match="does not verify"):
         central.fetch_product_key("http://central", "vendor-key", FIRM_CODE, PRODUCT, 2, transport=bad)

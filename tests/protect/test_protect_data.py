@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from licentia.core import exchange
-from licentia.protect import ProtectedDataError
+from licentia.protect import ProtectedDataError, data
 from licentia.protect import fileformat as F
-from licentia.protect import data
 from tests.protect.helpers import FIRM_CODE, PRODUCT, Machine
 
 KEY = bytes(range(32))
@@ -80,9 +79,8 @@ def test_several_real_chunks_round_trip(tmp_path):
 
 
 def expect_damage(path: Path, match: str = "does not authenticate") -> None:
-    with pytest.raises(ProtectedDataError, match=match) as info:
-        with data.ProtectedFile(path, KEY) as f:
-            f.read()
+    with pytest.raises(ProtectedDataError, match=match) as info, data.ProtectedFile(path, KEY) as f:
+        f.read()
     assert str(path) in str(info.value)
 
 

@@ -35,24 +35,36 @@ def module_file(header: bytes, dotted: str, source: str, filename: str, nonce: b
 
 def test_a_module_written_from_the_page_imports(tmp_path, machine: Machine):
     fields = {
-        "format": 1, "kind": "module", "package": "fmtpkg", "firm": 10101, "product": 1, "feature": 0,
-        "key_version": 1, "mode": "ip", "grace": 0, "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "format": 1,
+        "kind": "module",
+        "package": "fmtpkg",
+        "firm": 10101,
+        "product": 1,
+        "feature": 0,
+        "key_version": 1,
+        "mode": "ip",
+        "grace": 0,
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "cache_tag": sys.implementation.cache_tag,
     }
     body = canonical(fields)
     header = b"\x89LPM\r\n\x1a\n" + struct.pack(">H", len(body)) + body
     pkg = tmp_path / "fmtpkg"
     (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.lpy").write_bytes(module_file(header, "fmtpkg", "from .sub import mod\nVALUE = mod.X * 2\n",
-                                                   "fmtpkg/__init__.py", b"\x01" * 12))
-    (pkg / "sub" / "__init__.lpy").write_bytes(module_file(header, "fmtpkg.sub", "", "fmtpkg/sub/__init__.py",
-                                                           b"\x02" * 12))
-    (pkg / "sub" / "mod.lpy").write_bytes(module_file(header, "fmtpkg.sub.mod", "X = 21\n", "fmtpkg/sub/mod.py",
-                                                      b"\x03" * 12))
+    (pkg / "__init__.lpy").write_bytes(
+        module_file(header, "fmtpkg", "from .sub import mod\nVALUE = mod.X * 2\n", "fmtpkg/__init__.py", b"\x01" * 12)
+    )
+    (pkg / "sub" / "__init__.lpy").write_bytes(
+        module_file(header, "fmtpkg.sub", "", "fmtpkg/sub/__init__.py", b"\x02" * 12)
+    )
+    (pkg / "sub" / "mod.lpy").write_bytes(
+        module_file(header, "fmtpkg.sub.mod", "X = 21\n", "fmtpkg/sub/mod.py", b"\x03" * 12)
+    )
     config = {**fields, "firm_key": None, "ip_key": b64(KEY)}
     del config["format"], config["kind"]
     (pkg / "__init__.py").write_text(
-        f'__import__("licentia.protect.runtime", fromlist=["package"]).package(globals(), {config!r})\n')
+        f'__import__("licentia.protect.runtime", fromlist=["package"]).package(globals(), {config!r})\n'
+    )
     r = machine.code(tmp_path, "import fmtpkg\nprint(fmtpkg.VALUE, fmtpkg.sub.mod.__file__.endswith('mod.lpy'))")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "42 True"
@@ -61,8 +73,16 @@ def test_a_module_written_from_the_page_imports(tmp_path, machine: Machine):
 def test_a_data_file_written_from_the_page_reads(tmp_path):
     plaintext = bytes(range(256)) * 5  # 1280 bytes in chunks of 500: 500, 500, 280
     salt = b"\x07" * 16
-    fields = {"format": 1, "kind": "data", "firm": 10101, "product": 1, "feature": 0, "key_version": 1,
-              "chunk": 500, "salt": b64(salt)}
+    fields = {
+        "format": 1,
+        "kind": "data",
+        "firm": 10101,
+        "product": 1,
+        "feature": 0,
+        "key_version": 1,
+        "chunk": 500,
+        "salt": b64(salt),
+    }
     body = canonical(fields)
     header = b"\x89LPD\r\n\x1a\n" + struct.pack(">H", len(body)) + body
     file_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"licentia data v1").derive(KEY)
@@ -89,7 +109,7 @@ def test_a_data_file_written_from_the_page_reads(tmp_path):
 
     salt = urlsafe_b64decode(hdr["salt"] + "=" * (-len(hdr["salt"]) % 4))
     file_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"licentia data v1").derive(KEY)
-    rest, got, i = blob[len(header):], b"", 0
+    rest, got, i = blob[len(header) :], b"", 0
     while rest:
         chunk, rest = rest[: 500 + 28], rest[500 + 28 :]
         aad = header + struct.pack(">Q", i) + (b"\x01" if not rest else b"\x00")

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from licentia.core import errors as E
 from licentia.container import MachineContainer
+from licentia.core import errors as E
 from licentia.core.license import Options
 from licentia.protect import _keys, grace
 from tests.factory import DAY, T0, machine_traits
@@ -35,7 +35,7 @@ def lose_license(machine: Machine, firm) -> bytes:
 
 
 def test_only_not_found_and_unreachable_fall_back_to_grace():
-    assert _keys.GRACE_ON == (E.LicenseNotFound, E.ServerUnreachable)
+    assert (E.LicenseNotFound, E.ServerUnreachable) == _keys.GRACE_ON
     assert not issubclass(E.LicenseExpired, _keys.GRACE_ON) and not issubclass(E.LicenseInvalid, _keys.GRACE_ON)
 
 
@@ -197,13 +197,25 @@ def test_network_grace_keeps_the_seat_counted_and_runs_only_where_it_was_granted
 
 
 def _store(home, container, now=T0, expires=None, license_id=7):
-    return grace.store(home, container, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1,
-                       license_id=license_id, expires=expires, key=b"k" * 32, grace=GRACE, now=now)
+    return grace.store(
+        home,
+        container,
+        firm=FIRM_CODE,
+        product=PRODUCT,
+        feature=0,
+        version=1,
+        license_id=license_id,
+        expires=expires,
+        key=b"k" * 32,
+        grace=GRACE,
+        now=now,
+    )
 
 
 def _recall(home, container, now):
-    return grace.recall(home, {container.path: container}, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1,
-                        now=now)
+    return grace.recall(
+        home, {container.path: container}, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1, now=now
+    )
 
 
 def test_store_and_recall_rules(tmp_path, firm):
@@ -219,8 +231,10 @@ def test_store_and_recall_rules(tmp_path, firm):
     assert _recall(m.home, c, T0 + GRACE) == (None, "the grace period is over")
     assert _recall(m.home, c, T0 - 3 * 3600)[1] == "the system clock is behind the container's clock"
     # another product's record never answers
-    assert grace.recall(m.home, {c.path: c}, firm=FIRM_CODE, product=PRODUCT, feature=1, version=1,
-                        now=T0) == (None, None)
+    assert grace.recall(m.home, {c.path: c}, firm=FIRM_CODE, product=PRODUCT, feature=1, version=1, now=T0) == (
+        None,
+        None,
+    )
     # a record sealed to another container does not open here
     other = Machine(tmp_path / "other")
     other.activate(firm, product=PRODUCT + 1)
@@ -231,10 +245,23 @@ def test_store_and_recall_rules(tmp_path, firm):
     fresh = Machine(tmp_path / "fresh")
     fresh.container = MachineContainer.create(fresh.home, "medium", machine_traits(), T0)
     c3 = MachineContainer.open(fresh.container.path, machine_traits())
-    grace.store(fresh.home, c3, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1, license_id=3, expires=None,
-                key=b"s" * 32, grace=GRACE, now=T0, source="server")
-    found, why = grace.recall(fresh.home, {c3.path: c3}, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1,
-                              now=T0 + 60)
+    grace.store(
+        fresh.home,
+        c3,
+        firm=FIRM_CODE,
+        product=PRODUCT,
+        feature=0,
+        version=1,
+        license_id=3,
+        expires=None,
+        key=b"s" * 32,
+        grace=GRACE,
+        now=T0,
+        source="server",
+    )
+    found, why = grace.recall(
+        fresh.home, {c3.path: c3}, firm=FIRM_CODE, product=PRODUCT, feature=0, version=1, now=T0 + 60
+    )
     assert found is None and why == "a license server's seat gives no grace period"  # an earlier release's record
     assert _store(m.home, c) == T0 + GRACE
     record = m.home / "grace" / f"{FIRM_CODE}-{PRODUCT}-0-v1.json"

@@ -46,15 +46,18 @@ def test_runs_with_a_license(firm, built, machine):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == EXPECTED_RUN
     # the console script's entry point, attribute access across subpackages, loader details
-    r = machine.code(out, (
-        "import sys, sampleapp, sampleapp.sub.deep as d\n"
-        "from sampleapp.cli import main\n"
-        "main([])\n"
-        "print(sampleapp.fib(10), sampleapp.sub.fib_again(10), sampleapp.__doc__.split(':')[0])\n"
-        "import os\n"
-        "print(d.__file__.endswith('deep.lpy'), d.__spec__.cached,"
-        " sampleapp.sub.__path__ == [os.path.dirname(d.__file__)])\n"
-    ))
+    r = machine.code(
+        out,
+        (
+            "import sys, sampleapp, sampleapp.sub.deep as d\n"
+            "from sampleapp.cli import main\n"
+            "main([])\n"
+            "print(sampleapp.fib(10), sampleapp.sub.fib_again(10), sampleapp.__doc__.split(':')[0])\n"
+            "import os\n"
+            "print(d.__file__.endswith('deep.lpy'), d.__spec__.cached,"
+            " sampleapp.sub.__path__ == [os.path.dirname(d.__file__)])\n"
+        ),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [*EXPECTED_RUN, "55 55 sampleapp", "True None True"]
 
@@ -63,9 +66,16 @@ def test_protected_files_hold_no_clear_code(built):
     out = built()
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert names == [
-        "sampleapp/__init__.lpy", "sampleapp/__init__.py", "sampleapp/__main__.lpy", "sampleapp/cli.lpy",
-        "sampleapp/core.lpy", "sampleapp/data/greeting.txt", "sampleapp/sub/__init__.lpy",
-        "sampleapp/sub/deep.lpy", "sampleapp/sub/helper.lpy", "sampleapp/sub/settings.json",
+        "sampleapp/__init__.lpy",
+        "sampleapp/__init__.py",
+        "sampleapp/__main__.lpy",
+        "sampleapp/cli.lpy",
+        "sampleapp/core.lpy",
+        "sampleapp/data/greeting.txt",
+        "sampleapp/sub/__init__.lpy",
+        "sampleapp/sub/deep.lpy",
+        "sampleapp/sub/helper.lpy",
+        "sampleapp/sub/settings.json",
     ]
     for p in out.rglob("*.lpy"):
         blob = p.read_bytes()
@@ -194,11 +204,14 @@ def test_tracebacks_show_module_function_and_line(firm, built, machine):
     assert 'File "sampleapp/core.py", line 17, in crash' in err
     assert err.strip().endswith("ValueError: sampleapp crashed on purpose")
     # traceback.format_exc and linecache inside the process do not crash either
-    r = machine.code(out, (
-        "import traceback, linecache, sampleapp.core as c\n"
-        "try:\n    c.crash()\nexcept ValueError:\n    text = traceback.format_exc()\n"
-        "print('sampleapp/core.py' in text, repr(linecache.getline('sampleapp/core.py', 17, c.__dict__)))\n"
-    ))
+    r = machine.code(
+        out,
+        (
+            "import traceback, linecache, sampleapp.core as c\n"
+            "try:\n    c.crash()\nexcept ValueError:\n    text = traceback.format_exc()\n"
+            "print('sampleapp/core.py' in text, repr(linecache.getline('sampleapp/core.py', 17, c.__dict__)))\n"
+        ),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True ''"
 
@@ -210,12 +223,16 @@ def test_no_pyc_is_written_and_no_key_in_clear(firm, built, machine, tmp_path):
     env.pop("PYTHONPYCACHEPREFIX", None)
     # bytecode writing on (this machine sets PYTHONDONTWRITEBYTECODE) once licentia itself is
     # imported, so that the checkout's own modules get no .pyc files from this test
-    r = machine.code(out, (
-        "import runpy, sys, datetime, licentia, licentia.protect.runtime, licentia.protect._keys\n"
-        "import licentia.protect.grace\n"
-        "sys.dont_write_bytecode = False\n"
-        "runpy.run_module('sampleapp', run_name='__main__', alter_sys=True)\n"
-    ), env=env)
+    r = machine.code(
+        out,
+        (
+            "import runpy, sys, datetime, licentia, licentia.protect.runtime, licentia.protect._keys\n"
+            "import licentia.protect.grace\n"
+            "sys.dont_write_bytecode = False\n"
+            "runpy.run_module('sampleapp', run_name='__main__', alter_sys=True)\n"
+        ),
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == EXPECTED_RUN
     cached = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.pyc"))

@@ -59,14 +59,32 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(firm, tmp_path, machine: Mach
     (project / "setup.py").write_text(SETUP_PY)
     (project / "setup.cfg").write_text(SETUP_CFG)
     dist = tmp_path / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", dist,
-        project, cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        dist,
+        project,
+        cwd=tmp_path,
+    )
     (wheel,) = dist.glob("*.whl")
     assert wheel.name == f"sampleapp-1.0-{TAG}-none-any.whl"  # one CPython minor version, never py3-none-any
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
-    assert {"sampleapp/__init__.py", "sampleapp/__init__.lpy", "sampleapp/cli.lpy", "sampleapp/sub/deep.lpy",
-            "sampleapp/sub/settings.json", "sampleapp/data/greeting.txt"} <= names
+    assert {
+        "sampleapp/__init__.py",
+        "sampleapp/__init__.lpy",
+        "sampleapp/cli.lpy",
+        "sampleapp/sub/deep.lpy",
+        "sampleapp/sub/settings.json",
+        "sampleapp/data/greeting.txt",
+    } <= names
     assert [n for n in names if n.endswith(".py")] == ["sampleapp/__init__.py"]  # only the clear bootstrap
 
     venv = tmp_path / "venv"
@@ -84,11 +102,18 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(firm, tmp_path, machine: Mach
     r = subprocess.run([str(script)], env=env, capture_output=True, text=True, cwd=machine.root, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == EXPECTED_RUN
-    r = subprocess.run([str(py), "-c", "import sampleapp; print(sampleapp.__file__)"], env=env, capture_output=True,
-                       text=True, cwd=machine.root, timeout=120)
+    r = subprocess.run(
+        [str(py), "-c", "import sampleapp; print(sampleapp.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=machine.root,
+        timeout=120,
+    )
     assert r.stdout.strip().startswith(str(site)), r.stderr
-    r = subprocess.run([str(py), "-m", "sampleapp"], env=env, capture_output=True, text=True, cwd=machine.root,
-                       timeout=120)
+    r = subprocess.run(
+        [str(py), "-m", "sampleapp"], env=env, capture_output=True, text=True, cwd=machine.root, timeout=120
+    )
     assert r.stdout.splitlines() == EXPECTED_RUN, r.stderr
 
     # and without a license, the console script fails with the one clean message
@@ -97,6 +122,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(firm, tmp_path, machine: Mach
     env["PYTHONPATH"] = str(FAKES_DIR)
     r = subprocess.run([str(script)], env=env, capture_output=True, text=True, cwd=bare.root, timeout=120)
     assert r.returncode != 0
-    assert r.stderr.strip().splitlines()[-1].startswith(
-        "licentia.core.errors.ProtectedImportError: sampleapp needs a license (firm 10101, product 1)")
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith("licentia.core.errors.ProtectedImportError: sampleapp needs a license (firm 10101, product 1)")
+    )
     assert os.path.exists(script)

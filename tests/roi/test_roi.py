@@ -50,7 +50,7 @@ def test_all_together_with_yearly_lists_and_factors():
     }
     r = calculate(parse_case(doc))
     nets = [5000 + 0 + 50000 - 100, 5000 + 1000 + 50000 - 200, 5000 + 2000 + 50000 - 300]
-    expected = sum(n * 0.8 / 1.1 ** t for t, n in enumerate(nets, 1))
+    expected = sum(n * 0.8 / 1.1**t for t, n in enumerate(nets, 1))
     assert [y.net for y in r.years] == pytest.approx(nets)
     assert r.present_value == pytest.approx(expected)
     assert r.roi == pytest.approx((expected - 10000) / 10000)
@@ -73,8 +73,9 @@ def test_the_four_shipped_cases(name):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "licentia", "roi", *args], env=child_env(), capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "licentia", "roi", *args], env=child_env(), capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_cli_prints_a_table_json_and_csv():
@@ -88,17 +89,24 @@ def test_the_cli_prints_a_table_json_and_csv():
     assert "ROI: 192.1%" in table.stdout
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"revenue": {"illegal_copies": -5}}, "revenue.illegal_copies"),
-    ({"savings": None}, "[savings]"),
-    ({"bonus": 1}, "bonus"),
-    ({"parameters": {"risk_percent": 120}}, "parameters.risk_percent"),
-    ({"operation": {"container_costs": [1, 2]}}, "operation.container_costs"),
-    ({"savings": {"support": {"fte": -1, "cost": 70000}}}, "savings.support.fte"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"revenue": {"illegal_copies": -5}}, "revenue.illegal_copies"),
+        ({"savings": None}, "[savings]"),
+        ({"bonus": 1}, "bonus"),
+        ({"parameters": {"risk_percent": 120}}, "parameters.risk_percent"),
+        ({"operation": {"container_costs": [1, 2]}}, "operation.container_costs"),
+        ({"savings": {"support": {"fte": -1, "cost": 70000}}}, "savings.support.fte"),
+    ],
+)
 def test_bad_input_names_the_field(tmp_path, change, field):
-    doc = {"startup": {"license_fees": 1}, "operation": {"container_costs": 1}, "revenue": {"illegal_copies": 1},
-           "savings": {"order_taking": 1}}
+    doc = {
+        "startup": {"license_fees": 1},
+        "operation": {"container_costs": 1},
+        "revenue": {"illegal_copies": 1},
+        "savings": {"order_taking": 1},
+    }
     for key, value in change.items():
         if value is None:
             doc.pop(key)

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from licentia.core import errors as E
 from licentia.container import MachineContainer
+from licentia.core import errors as E
 from licentia.core.license import Options
 from tests.factory import DAY, T0, Firm, machine_traits
 from tests.runtime.helpers import TICKET, install, runtime

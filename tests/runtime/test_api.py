@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-
 import licentia
 from licentia.core import errors as E
 from tests.conftest import child_env
@@ -12,7 +11,8 @@ from tests.conftest import child_env
 def test_import_licentia_loads_no_cli_or_network_package():
     code = (
         "import sys, licentia; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('typer','rich','httpx','fastapi','sqlalchemy','uvicorn')]; "
+        "heavy = ('typer', 'rich', 'httpx', 'fastapi', 'sqlalchemy', 'uvicorn'); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in heavy]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True)
@@ -21,11 +21,32 @@ def test_import_licentia_loads_no_cli_or_network_package():
 
 def test_public_names():
     expected = {
-        "access", "info", "trust", "Handle", "LicenseError", "LicenseNotFound", "LicenseInvalid", "LicenseExpired",
-        "LicenseNotYetValid", "UnitsExhausted", "FeatureNotLicensed", "ClockTampered", "MaintenanceExpired",
-        "SyncRequired", "ContainerLocked", "TrustNotConfigured", "ActivationError", "ServerUnreachable", "__version__",
-        "ProtectedImportError", "open_protected", "SeatsExhausted", "AccessDenied", "LicentiaError",
-        "ProtectedDataError", "ManipulationDetected",
+        "access",
+        "info",
+        "trust",
+        "Handle",
+        "LicenseError",
+        "LicenseNotFound",
+        "LicenseInvalid",
+        "LicenseExpired",
+        "LicenseNotYetValid",
+        "UnitsExhausted",
+        "FeatureNotLicensed",
+        "ClockTampered",
+        "MaintenanceExpired",
+        "SyncRequired",
+        "ContainerLocked",
+        "TrustNotConfigured",
+        "ActivationError",
+        "ServerUnreachable",
+        "__version__",
+        "ProtectedImportError",
+        "open_protected",
+        "SeatsExhausted",
+        "AccessDenied",
+        "LicentiaError",
+        "ProtectedDataError",
+        "ManipulationDetected",
     }
     assert set(licentia.__all__) == expected
     for name in expected:

@@ -1,6 +1,5 @@
 """Binding: a container copied to another machine stays locked."""
 
-
 import pytest
 
 from licentia.core import errors as E

@@ -1,6 +1,5 @@
 """Counters a local access keeps: units and the first use that starts a usage period."""
 
-
 import pytest
 
 from licentia.core import errors as E

@@ -103,9 +103,12 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path, clock: Any) -> Iterator[Site]:
-    with central_app(make_settings(tmp_path / "central"), clock) as app:
-        with ServerThread(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
-            yield Site(srv.url, http, clock)
+    with (
+        central_app(make_settings(tmp_path / "central"), clock) as app,
+        ServerThread(app) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as http,
+    ):
+        yield Site(srv.url, http, clock)
 
 
 def app(home: Path, clock: Any, pinned: str | Path) -> Runtime:

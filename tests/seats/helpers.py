@@ -11,21 +11,29 @@ BORROWER = {"serial": "130-AAAA-BBBB-CCCC", "sign_pub": "x", "box_pub": "y"}
 
 
 def lic(key="S/1", quantity=2, license_id=1, product=P, valid_until=None) -> SeatLicense:
-    return SeatLicense(key=key, firm_code=F, product_code=product, license_id=license_id, quantity=quantity,
-                       feature_map=0xFF, ticket="t", valid_until=valid_until)
+    return SeatLicense(
+        key=key,
+        firm_code=F,
+        product_code=product,
+        license_id=license_id,
+        quantity=quantity,
+        feature_map=0xFF,
+        ticket="t",
+        valid_until=valid_until,
+    )
 
 
 def cl(n=1, user="alice", host="h1", ip="10.0.0.1", groups=(), machine="") -> Client:
     """A client; unless told otherwise it proved the machine container of ``user`` on ``host``
     (one container per user and machine), seen from ``ip``."""
     proven = f"130-{user}-{host}@{ip}" if machine == "" else machine
-    return Client(client_lease_id=f"c{n}", user=user, host=host, ip=ip, pid=n, groups=tuple(groups),
-                  machine=proven)
+    return Client(client_lease_id=f"c{n}", user=user, host=host, ip=ip, pid=n, groups=tuple(groups), machine=proven)
 
 
 def acquire(engine: SeatEngine, client: Client, mode="user", licenses=None, feature=0) -> Lease:
-    return engine.acquire(client, firm_code=F, product_code=P, feature_code=feature, mode=mode,
-                          candidates=licenses or [lic()])
+    return engine.acquire(
+        client, firm_code=F, product_code=P, feature_code=feature, mode=mode, candidates=licenses or [lic()]
+    )
 
 
 def refused(engine: SeatEngine, client: Client, mode="user", licenses=None) -> Refusal:

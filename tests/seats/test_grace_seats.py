@@ -18,8 +18,14 @@ def graced(n=1, user="alice", host="h1", container=CONTAINER) -> Client:
 
 
 def take(engine, client, *, grace=2 * HOUR, licenses=None, mode="user"):
-    return engine.acquire(client, firm_code=F, product_code=P, mode=mode, grace=grace,
-                          candidates=licenses or [lic(quantity=1, valid_until=None)])
+    return engine.acquire(
+        client,
+        firm_code=F,
+        product_code=P,
+        mode=mode,
+        grace=grace,
+        candidates=licenses or [lic(quantity=1, valid_until=None)],
+    )
 
 
 def graceful(quantity=1, max_grace=2 * HOUR, valid_until=None):
@@ -65,8 +71,11 @@ def test_the_container_receipt_ends_the_grace_of_its_own_leases_only(make, clock
     engine = make(ttl=30)
     licenses = graceful(quantity=2)
     mine = take(engine, graced(1), licenses=licenses)
-    other = take(engine, graced(2, user="bob", host="h2", container={"serial": "130-BBBB-CCCC-DDDD",
-                                                                      "sign_pub": "k2"}), licenses=licenses)
+    other = take(
+        engine,
+        graced(2, user="bob", host="h2", container={"serial": "130-BBBB-CCCC-DDDD", "sign_pub": "k2"}),
+        licenses=licenses,
+    )
     engine.release(mine.id, mine.client_lease_id)
     assert engine.end_grace(mine.id, "130-BBBB-CCCC-DDDD") == []  # another container's serial
     assert engine.lease(mine.id).state == GRACE

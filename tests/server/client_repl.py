@@ -43,8 +43,9 @@ for line in sys.stdin:
             name, product, mode, feature, units = parts[1], int(parts[2]), parts[3], int(parts[4]), int(parts[5])
             grace = int(parts[6]) if len(parts) > 6 else 0
             try:
-                h = licentia.access(firm, product, feature, units=units, mode=mode, on_lease_lost=callback_for(name),
-                                    grace=grace)
+                h = licentia.access(
+                    firm, product, feature, units=units, mode=mode, on_lease_lost=callback_for(name), grace=grace
+                )
             except licentia.LicenseError as exc:
                 say("ERR", type(exc).__name__, str(exc).replace("\n", " "))
                 continue

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import browser  # noqa: F401 (a fixture)
 from tests.server.netsite import Site
 
 pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def site(tmp_path):

@@ -180,8 +180,11 @@ def test_the_administrators_release_of_a_grace_seat_keeps_it_counted(site, clien
     a, b = clients("a"), clients("b")
     ok(a.access(grace=2 * HOUR))
     lease_id = sessions(site)[0]["lease_id"]
-    r = httpx.delete(f"{site.url}/api/v1/admin/sessions/{lease_id}",
-                     headers={"Authorization": f"Bearer {site.admin_token()}"}, timeout=10)
+    r = httpx.delete(
+        f"{site.url}/api/v1/admin/sessions/{lease_id}",
+        headers={"Authorization": f"Bearer {site.admin_token()}"},
+        timeout=10,
+    )
     assert r.json() == {"released": True}
     assert [s["state"] for s in sessions(site)] == ["lost"]
     assert b.access().startswith("ERR SeatsExhausted")  # the grace still runs on a's machine
@@ -202,8 +205,11 @@ def test_a_receipt_from_another_key_ends_nothing(site, clients):
     live = sessions(site)
     lease_id = live[0]["lease_id"]
     serial = site.status()["sessions"][0]["machine"].split(":")[0]
-    forged = sign_document("grace-return", {"serial": serial, "lease_id": lease_id, "firm_code": site.firm.code,
-                                            "vtime": site.now}, hazmat.Ed25519PrivateKey.generate())
+    forged = sign_document(
+        "grace-return",
+        {"serial": serial, "lease_id": lease_id, "firm_code": site.firm.code, "vtime": site.now},
+        hazmat.Ed25519PrivateKey.generate(),
+    )
     r = httpx.post(f"{site.url}/api/v1/leases/{lease_id}/return", json={"receipt": forged}, timeout=10)
     assert r.status_code == 400 and "does not verify" in r.json()["error"]["message"]
     assert r.json()["error"]["message"].count(" ") < 12  # no detail for the caller

@@ -105,7 +105,7 @@ class Settings:
         env = os.environ if environ is None else environ
         data = Path(data_dir) if data_dir else Path(env.get("LICENTIA_DATA") or ".licentia")
 
-        def number(name: str, default: int, minimum: int = 1) -> int:
+        def number(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
             raw = env.get(name)
             if raw is None or raw == "":
                 return default
@@ -115,6 +115,8 @@ class Settings:
                 raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
             if value < minimum:
                 raise SettingsError(f"{name} must be at least {minimum}")
+            if maximum is not None and value > maximum:
+                raise SettingsError(f"{name} must be at most {maximum}")
             return value
 
         return cls(
@@ -130,9 +132,9 @@ class Settings:
             protocol_threads=number("LICENTIA_PROTOCOL_THREADS", 2, minimum=0),
             max_body=number("LICENTIA_MAX_BODY", 256 * 1024, minimum=1024),
             max_api_body=number("LICENTIA_MAX_API_BODY", 1024 * 1024, minimum=1024),
-            body_timeout=float(number("LICENTIA_BODY_TIMEOUT", 10)),
+            body_timeout=float(number("LICENTIA_BODY_TIMEOUT", 10, maximum=3600)),
             inflight_per_address=number("LICENTIA_INFLIGHT_PER_ADDRESS", 128),
             refused_burst=number("LICENTIA_REFUSED_BURST", 60),
-            refused_per_second=float(number("LICENTIA_REFUSED_PER_SECOND", 1)),
+            refused_per_second=float(number("LICENTIA_REFUSED_PER_SECOND", 1, maximum=1_000_000)),
             forwarded_allow_ips=env.get("LICENTIA_FORWARDED_ALLOW_IPS", ""),
         )

@@ -272,11 +272,14 @@ class MachineContainer:
                     f"this update (sequence {update.seq}) is older than the container's state (sequence "
                     f"{slot.seq}): it was applied already or replayed; run 'licentia sync' for a fresh one"
                 )
-            keys = exchange.accept_keys(
-                update.firm_code,
-                slot.pinned_keys() or {hazmat.key_id(update.firm_pub): update.firm_pub},
-                list(update.endorsements),
-            )
+            try:
+                keys = exchange.accept_keys(
+                    update.firm_code,
+                    slot.pinned_keys() or {hazmat.key_id(update.firm_pub): update.firm_pub},
+                    list(update.endorsements),
+                )
+            except DocumentInvalid as exc:
+                raise E.rejected(f"update refused: firm key endorsement: {exc.reason}") from None
             removed = dict(slot.removed or {})
             entries = [e for e in update.entries if removed.get(str(e.license_id)) != e.digest]
             digests = {e.digest for e in entries}
@@ -288,7 +291,9 @@ class MachineContainer:
             slot.pinned = {kid: b64e(hazmat.raw_public(k)) for kid, k in keys.items()}
             slot.endorsements = list(update.endorsements)
             slot.entries = [e.document for e in entries]
-            slot.keys = [self._with_local_copy(k) for k in update.sealed_keys if k.get("license") in digests]
+            if any(not isinstance(k.get("license"), str) for k in update.sealed_keys):
+                raise E.rejected("update refused: a sealed product key names no license digest")
+            slot.keys = [self._with_local_copy(k) for k in update.sealed_keys if k["license"] in digests]
             slot.counters = {d: c for d, c in (slot.counters or {}).items() if d in digests}
             ids = {e.license_id for e in entries}
             gone = set(held) - ids

@@ -18,7 +18,7 @@ _ALIASES = {"O": "0", "I": "1", "L": "1"}
 TICKET_DATA_CHARS = 24  # 120 bits
 SERIAL_PREFIX_MACHINE = "130"
 SERIAL_CHARS = 12  # 60 bits
-ITEM_ID_RE = re.compile(r"^[A-Z]-\d{5}-\d{1,10}$")
+ITEM_ID_RE = re.compile(r"[A-Z]-[0-9]{5}-[0-9]{1,10}")  # whole text only (fullmatch), ASCII digits
 UINT32_MAX = 0xFFFFFFFF
 
 
@@ -83,11 +83,11 @@ def new_serial(prefix: str = SERIAL_PREFIX_MACHINE) -> str:
     return f"{prefix}-" + "-".join(data[i : i + 4] for i in range(0, SERIAL_CHARS, 4))
 
 
-_SERIAL_RE = re.compile(r"^1\d\d(-[0-9A-HJKMNP-TV-Z]{4}){3}$")
+_SERIAL_RE = re.compile(r"1[0-9][0-9](-[0-9A-HJKMNP-TV-Z]{4}){3}")  # whole text only (fullmatch)
 
 
 def check_serial(text: str) -> str:
-    if not isinstance(text, str) or not _SERIAL_RE.match(text):
+    if not isinstance(text, str) or not _SERIAL_RE.fullmatch(text):
         raise InvalidCode("not a container serial")
     return text
 
@@ -111,6 +111,6 @@ def check_feature(value: int) -> int:
 
 
 def check_item_id(text: str) -> str:
-    if not isinstance(text, str) or not ITEM_ID_RE.match(text):
+    if not isinstance(text, str) or not ITEM_ID_RE.fullmatch(text):
         raise InvalidCode("an item id looks like F-00002-145")
     return text

@@ -116,10 +116,17 @@ def b64e(data: bytes) -> str:
 
 
 def b64d(text: str) -> bytes:
+    """base64url without padding, in its one canonical spelling: anything else (padding, a
+    character outside the alphabet, spare bits set) is a ValueError, so a signature or key
+    has exactly one text form and a document exactly one digest."""
     if not isinstance(text, str):
         raise ValueError("base64 field is not a string")
-    pad = "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(text + pad)
+    if not text.isascii():
+        raise ValueError("base64 field is not ASCII")
+    raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if b64e(raw) != text:
+        raise ValueError("base64 field is not in canonical form")
+    return raw
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")

@@ -181,7 +181,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     _pub_from_b64(box_pub, hazmat.X25519PublicKey.from_public_bytes)
     slots: dict[int, SlotPosition] = {}
     for k, v in require(payload, "slots", dict).items():
-        if not k.isdigit():
+        if not (k.isascii() and k.isdigit() and len(k) <= 10):
             raise DocumentInvalid("bad slot")
         slots[int(k)] = SlotPosition.from_json(v)
     return Request(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -79,7 +79,7 @@ def load_public_pem(pem: str | bytes) -> Ed25519PublicKey:
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise CryptoError("not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise CryptoError("a firm key is an Ed25519 public key")

@@ -62,8 +62,8 @@ def encrypt_stream(
     chunk: int = F.DEFAULT_CHUNK,
 ) -> int:
     """Encrypt ``src`` to ``dst`` chunk by chunk; return the plaintext size."""
-    if not 1 <= chunk <= 1 << 30:
-        raise ValueError("chunk size must be between 1 byte and 1 GiB")
+    if not 1 <= chunk <= F.MAX_CHUNK:
+        raise ValueError(f"chunk size must be between 1 byte and {F.MAX_CHUNK >> 20} MiB")
     salt = os.urandom(16)
     header = data_header(firm=firm, product=product, feature=feature, key_version=key_version, chunk=chunk, salt=salt)
     fkey = file_key(key, salt)
@@ -137,6 +137,12 @@ def protect_files(
 # ---------------------------------------------------------------- reading
 
 
+def _whole(value: Any, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise F.FormatError(f"bad {what}")
+    return value
+
+
 def read_header(fh: BinaryIO, path: Any) -> tuple[DataHeader, int]:
     head = fh.read(len(F.DATA_MAGIC) + 2 + F.MAX_HEADER)
     try:
@@ -147,13 +153,11 @@ def read_header(fh: BinaryIO, path: Any) -> tuple[DataHeader, int]:
             firm=codes.check_firm_code(fields["firm"]),
             product=codes.check_product_code(fields["product"]),
             feature=codes.check_feature(fields["feature"]),
-            key_version=int(fields["key_version"]),
-            chunk=int(fields["chunk"]),
+            key_version=_whole(fields["key_version"], "key version", 1, codes.UINT32_MAX),
+            chunk=_whole(fields["chunk"], "chunk size", 1, F.MAX_CHUNK),
             salt=b64d(fields["salt"]),
             raw=raw,
         )
-        if header.chunk < 1:
-            raise F.FormatError("bad chunk size")
     except (F.FormatError, KeyError, TypeError, ValueError) as exc:
         raise ProtectedDataError(f"{path}: not a readable licentia protected data file ({exc})") from None
     return header, end

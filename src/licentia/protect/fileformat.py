@@ -27,6 +27,7 @@ import struct
 import sys
 from typing import Any
 
+from ..core.encoding import JsonRejected, strict_loads
 from ..core.encoding import format_duration as format_duration  # re-exported
 from ..core.encoding import parse_duration as parse_duration
 from ..core.errors import FormatError as FormatError  # re-exported
@@ -39,6 +40,8 @@ NONCE = 12
 TAG = 16
 CHUNK_OVERHEAD = NONCE + TAG
 DEFAULT_CHUNK = 1 << 20
+#: the largest chunk a data file may name (a reader holds one whole chunk in memory)
+MAX_CHUNK = 64 << 20
 MAX_HEADER = 0xFFFF
 DATA_KEY_INFO = b"licentia data v1"
 MODES = ("license", "ip")
@@ -102,8 +105,8 @@ def split_header(magic: bytes, data: bytes) -> tuple[dict[str, Any], bytes, int]
     if len(data) < end:
         raise FormatError("truncated header")
     try:
-        fields = json.loads(data[start:end])
-    except (ValueError, UnicodeDecodeError):
+        fields = strict_loads(bytes(data[start:end]))
+    except JsonRejected:
         raise FormatError("unreadable header") from None
     if not isinstance(fields, dict) or fields.get("format") != FORMAT_VERSION:
         raise FormatError(f"unsupported format {fields.get('format') if isinstance(fields, dict) else None!r}")

@@ -170,7 +170,10 @@ class _Protected:
                 name=fullname,
                 path=path,
             ) from None
-        code = marshal.loads(raw)  # noqa: S302 - authenticated above: only code this package encrypted
+        try:
+            code = marshal.loads(raw)  # noqa: S302 - authenticated above: only code this package encrypted
+        except (ValueError, EOFError, TypeError):
+            code = None
         if not isinstance(code, CodeType):
             raise E.ProtectedImportError(f"{path}: not a code object", name=fullname, path=path)
         _protected_files.add(code.co_filename)

@@ -18,11 +18,11 @@ per year, or its factors (revenue: ``price`` × ``quantity`` a year; savings: ``
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import tomlfile
 from ..core.errors import RoiInputError
 
 __all__ = ["Case", "Result", "RoiInputError", "Year", "calculate", "chart", "load_case", "parse_case"]
@@ -159,10 +159,10 @@ def parse_case(doc: dict[str, Any], name: str = "case") -> Case:
 def load_case(path: str | Path) -> Case:
     p = Path(path)
     try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        doc = tomlfile.load(p)
     except OSError as exc:
         raise RoiInputError(f"cannot read {p}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomlfile.TomlRejected as exc:
         raise RoiInputError(f"{p} is not TOML: {exc}") from None
     return parse_case(doc, p.stem)
 

@@ -16,15 +16,20 @@ import os
 import secrets
 import socket
 import time
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from ..core import tomlfile
 
 log = logging.getLogger("licentia")
 
 DEFAULT_PORT = 22370
 DISCOVERY_TIMEOUT = 0.5
+#: the longest wait for discovery answers a config file may set (it runs inside access())
+MAX_DISCOVERY_TIMEOUT = 60.0
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -102,27 +107,67 @@ def read_config(home: Path, *, tls: bool = False) -> NetConfig:
     if cached is not None and cached[0] == key:
         return cached[1]
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        doc = tomlfile.load(path)
+    except (OSError, tomlfile.TomlRejected) as exc:
         log.warning("%s cannot be read (%s): no configured license servers", path, exc)
         return NetConfig()
     net = doc.get("network", {}) if isinstance(doc.get("network"), dict) else {}
     servers = []
     for text in net.get("servers", []) if isinstance(net.get("servers"), list) else []:
         try:
-            servers.append(parse_server(str(text), tls=tls))
+            if not isinstance(text, str):
+                raise ValueError
+            servers.append(parse_server(text, tls=tls))
         except ValueError:
-            log.warning("%s: ignoring server address %r", path, text)
+            log.warning("%s: ignoring server address %s", path, _shown(text))
     cfg = NetConfig(
         servers=tuple(servers),
         discovery=net.get("discovery") is True,
-        broadcast=str(net.get("broadcast") or "255.255.255.255"),
-        discovery_port=int(net.get("discovery_port") or DEFAULT_PORT),
-        discovery_timeout=float(net.get("discovery_timeout") or DISCOVERY_TIMEOUT),
+        broadcast=_setting(path, net, "broadcast", _broadcast, "255.255.255.255"),
+        discovery_port=_setting(path, net, "discovery_port", _port, DEFAULT_PORT),
+        discovery_timeout=_setting(path, net, "discovery_timeout", _timeout, DISCOVERY_TIMEOUT),
     )
     _config_cache[str(path)] = (key, cfg)
     return cfg
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, (str, int, float, bool)) else f"of type {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _setting(path: Path, net: dict[str, Any], key: str, check: Callable[[Any], _T], default: _T) -> _T:
+    """``[network] key`` checked; what it cannot use is left out (logged), the default used."""
+    value = net.get(key)
+    if value is None:
+        return default
+    try:
+        return check(value)
+    except ValueError as exc:
+        log.warning("%s: ignoring [network] %s = %s (%s): using %r", path, key, _shown(value), exc, default)
+        return default
+
+
+def _broadcast(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError("an address such as 255.255.255.255")
+    return value.strip()
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 5:
+        value = int(value)
+    if type(value) is not int or not 0 < value < 65536:
+        raise ValueError("a port from 1 to 65535")
+    return value
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("a number of seconds")
+    if not 0 < value <= MAX_DISCOVERY_TIMEOUT:  # also NaN
+        raise ValueError(f"a number of seconds above 0, at most {MAX_DISCOVERY_TIMEOUT}")
+    return float(value)
 
 
 def env_servers() -> list[ServerAddr]:

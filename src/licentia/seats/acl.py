@@ -39,12 +39,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import ipaddress
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import errors as E
+from ..core import tomlfile
 from ..core.errors import AclError as AclError  # re-exported
 from .model import Client, Lease, Refusal
 
@@ -184,11 +184,11 @@ class Acl:
 
     @classmethod
     def from_toml(cls, text: str | bytes) -> Acl:
-        raw = text.encode() if isinstance(text, str) else text
         try:
-            doc = tomllib.loads(raw.decode())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            doc = tomlfile.loads(text)
+        except tomlfile.TomlRejected as exc:
             raise AclError(f"not valid TOML: {exc}") from None
+        raw = text.encode() if isinstance(text, str) else bytes(text)
         acl = cls.from_dict(doc)
         return cls(acl.rules, acl.groups, acl.borrow, hashlib.sha256(raw).hexdigest()[:16])
 

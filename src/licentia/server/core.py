@@ -658,7 +658,7 @@ class LicenseServer:
         }
 
     def release(self, lease_id: str, client_lease_id: str, counter: str = "", proof: str = "") -> dict[str, Any]:
-        number = int(counter) if counter.isdigit() and len(counter) < 19 else None
+        number = int(counter) if counter.isascii() and counter.isdigit() and len(counter) < 19 else None
         return {"released": self.engine.release(lease_id, client_lease_id, counter=number, proof=proof or None)}
 
     def return_grace(self, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..core import tomlfile
 from ..core.encoding import parse_duration
 from ..core.errors import SettingsError as SettingsError  # re-exported
 from ..runtime import DEFAULT_PORT
@@ -128,11 +128,10 @@ class Settings:
 
 def read_config(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomlfile.load(path)
     except FileNotFoundError:
         raise SettingsError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomlfile.TomlRejected) as exc:
         raise SettingsError(f"config file {path} cannot be read: {exc}") from None
 
 
@@ -153,27 +152,35 @@ def server_table(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _whole(minimum: int) -> Callable[[str, Any], int]:
+#: the longest lease, linger or heartbeat a config file may set (30 days)
+MAX_SECONDS = 30 * 86400
+#: the longest usage retention (100 years)
+MAX_RETENTION_DAYS = 36500
+#: the longest grace a server may grant (10 years)
+MAX_GRACE = 3650 * 86400
+
+
+def _whole(minimum: int, maximum: int) -> Callable[[str, Any], int]:
     def check(name: str, v: Any) -> int:
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-            raise SettingsError(f"[server] {name} is a whole number of at least {minimum}")
+        if not isinstance(v, int) or isinstance(v, bool) or not minimum <= v <= maximum:
+            raise SettingsError(f"[server] {name} is a whole number from {minimum} to {maximum}")
         return v
 
     return check
 
 
-def _seconds(minimum: float) -> Callable[[str, Any], float]:
+def _seconds(minimum: float, maximum: float) -> Callable[[str, Any], float]:
     def check(name: str, v: Any) -> float:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < minimum:
-            raise SettingsError(f"[server] {name} is a number of seconds of at least {minimum}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not minimum <= v <= maximum:
+            raise SettingsError(f"[server] {name} is a number of seconds from {minimum} to {maximum:g}")
         return float(v)
 
     return check
 
 
 def _retention_days(name: str, v: Any) -> int | None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise SettingsError(f"[server] {name} is a whole number (0: keep every event)")
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_RETENTION_DAYS:
+        raise SettingsError(f"[server] {name} is a whole number up to {MAX_RETENTION_DAYS} (0: keep every event)")
     return v or None
 
 
@@ -199,23 +206,30 @@ def _duration(name: str, v: Any) -> int:
     try:
         if isinstance(v, bool) or not isinstance(v, (int, str)):
             raise ValueError
-        return v if isinstance(v, int) and v >= 0 else parse_duration(str(v))
+        seconds = v if isinstance(v, int) and v >= 0 else parse_duration(str(v))
+        if seconds > MAX_GRACE:
+            raise ValueError
+        return seconds
     except ValueError:
-        raise SettingsError(f'[server] {name} is a duration ("3d", "12h") or seconds') from None
+        raise SettingsError(
+            f'[server] {name} is a duration ("3d", "12h") or seconds, at most {MAX_GRACE // 86400} days'
+        ) from None
 
 
 def _path(name: str, v: Any) -> Path:
+    if not isinstance(v, str) or not v or "\0" in v:
+        raise SettingsError(f"[server] {name} is the path of a file")
     return Path(v)
 
 
 #: how each key of [server] is checked, in the order the keys are checked
 _CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
-    ("lease_ttl", _whole(1)),
-    ("linger", _whole(0)),
-    ("discovery_port", _whole(1)),
-    ("heartbeat", _seconds(0.05)),
-    ("sweep_interval", _seconds(0.05)),
-    ("config_poll", _seconds(0.05)),
+    ("lease_ttl", _whole(1, MAX_SECONDS)),
+    ("linger", _whole(0, MAX_SECONDS)),
+    ("discovery_port", _whole(1, 65535)),
+    ("heartbeat", _seconds(0.05, MAX_SECONDS)),
+    ("sweep_interval", _seconds(0.05, 3600)),
+    ("config_poll", _seconds(0.05, 3600)),
     ("usage_retention_days", _retention_days),
     ("access_token", _text),
     ("discovery_bind", _text),

@@ -236,7 +236,7 @@ class Guard:
         limit = self.limits.body_limit(path)
         declared = _header(scope, b"content-length")
         if declared is not None:
-            if not declared.isdigit() or len(declared) > 18:
+            if not (declared.isascii() and declared.isdigit()) or len(declared) > 18:
                 raise _Refused(400, "bad_request", "The Content-Length header is not a number.")
             if int(declared) > limit:
                 raise _Refused(
