@@ -6,25 +6,43 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import hypothesis
+import hypothesis.database
 import pytest
 
-# `make fuzz` (--hypothesis-profile=fuzz): property tests with many more examples, no deadline
-hypothesis.settings.register_profile("fuzz", max_examples=2000, deadline=None)
+# `make fuzz` (--hypothesis-profile=fuzz): property tests with many more examples, no deadline, and the
+# examples that failed once kept in .hypothesis/fuzz (tried first on the next run)
+hypothesis.settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    database=hypothesis.database.DirectoryBasedExampleDatabase(
+        str(Path(__file__).resolve().parent.parent / ".hypothesis" / "fuzz")
+    ),
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
-IN_CI = os.environ.get("CI", "").lower() == "true"
+NOT_CI = ("", "0", "false", "no", "off")
+
+
+def in_ci() -> bool:
+    """CI=true, CI=1, CI=yes...: any value of CI but empty, 0, false, no or off."""
+    return os.environ.get("CI", "").strip().lower() not in NOT_CI
+
+
+IN_CI = in_ci()
 
 
 def require_system(what: str, available: bool) -> None:
     """Skip when a system part is missing; in CI a missing part fails the test."""
     if available:
         return
-    if IN_CI:
+    if in_ci():
         pytest.fail(f"{what} is required in CI but missing")
     pytest.skip(f"needs {what}")
 
@@ -85,7 +103,9 @@ def central_process(data: Path, admin_key: str) -> Iterator[str]:
     log = open(data / "log.txt", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data / "d"), "--port", str(port)],
-        env=child_env({"LICENTIA_ADMIN_KEY": admin_key}), stdout=log, stderr=subprocess.STDOUT,
+        env=child_env({"LICENTIA_ADMIN_KEY": admin_key}),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -30,14 +30,18 @@ numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
 )
 #: strings with lone surrogates now and then (they do not encode as UTF-8)
-strings = st.one_of(st.text(max_size=40), st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-                                                    min_size=1, max_size=3))
+strings = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),
+)
 scalars = st.one_of(st.none(), st.booleans(), numbers, strings)
 json_values = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(strings, inner, max_size=4)),
     max_leaves=20,
 )
+
+
 def nested(depth: int) -> Any:
     value: Any = 0
     for i in range(depth):
@@ -64,10 +68,16 @@ def signed_text(payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_type
 
 def request_payload(key: hazmat.Ed25519PrivateKey) -> dict[str, Any]:
     """The payload of a genuine activation request made with ``key``."""
-    doc = exchange.build_request(serial=codes.new_serial(), level="medium", sign_key=key,
-                                 box_pub=hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()),
-                                 slots={}, action="activate", now=1_800_000_000,
-                                 ticket=codes.new_ticket_id())
+    doc = exchange.build_request(
+        serial=codes.new_serial(),
+        level="medium",
+        sign_key=key,
+        box_pub=hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()),
+        slots={},
+        action="activate",
+        now=1_800_000_000,
+        ticket=codes.new_ticket_id(),
+    )
     payload = dict(doc["payload"])
     payload.pop("type")
     payload.pop("v")
@@ -82,8 +92,18 @@ def hostile_requests(key: hazmat.Ed25519PrivateKey) -> st.SearchStrategy[str]:
     return st.tuples(fields, json_values).map(lambda fv: signed_text({**base, fv[0]: fv[1]}, key))
 
 
-__all__ = ["canonical", "hostile_requests", "json_values", "nested", "numbers", "render", "request_payload",
-           "scalars", "signed_text", "strings"]
+__all__ = [
+    "canonical",
+    "hostile_requests",
+    "json_values",
+    "nested",
+    "numbers",
+    "render",
+    "request_payload",
+    "scalars",
+    "signed_text",
+    "strings",
+]
 
 
 # ---------------------------------------------------------------- every parser of outside input (tests/fuzz)
@@ -96,8 +116,11 @@ __all__ = ["canonical", "hostile_requests", "json_values", "nested", "numbers", 
 plain_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
 #: JSON values a strict reader lets through: what a verified payload may hold
 accepted_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False), plain_text,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    plain_text,
 )
 accepted_json = st.recursive(
     accepted_scalars,
@@ -107,8 +130,15 @@ accepted_json = st.recursive(
 
 #: the values that broke parsers before, as a lenient reader makes them (1e400 is inf there)
 PINNED_VALUES: dict[str, Any] = {
-    "nan": math.nan, "inf": math.inf, "-inf": -math.inf, "lone-surrogate": "\ud800", "surrogate-inside": "a\udfffb",
-    "2**63": 2**63, "-2**63-1": -(2**63) - 1, "2**64": 2**64, "depth-40": nested(40),
+    "nan": math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "lone-surrogate": "\ud800",
+    "surrogate-inside": "a\udfffb",
+    "2**63": 2**63,
+    "-2**63-1": -(2**63) - 1,
+    "2**64": 2**64,
+    "depth-40": nested(40),
 }
 #: any JSON value, the pinned ones more often than chance would give them
 hostile_values = st.one_of(json_values, st.sampled_from(list(PINNED_VALUES.values())))
@@ -158,8 +188,13 @@ def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return out
 
 
-def one_change(base: Any, values: st.SearchStrategy[Any] = change_values, *, skip: Iterable[str] = (),
-               keys: st.SearchStrategy[str] = strings) -> st.SearchStrategy[Any]:
+def one_change(
+    base: Any,
+    values: st.SearchStrategy[Any] = change_values,
+    *,
+    skip: Iterable[str] = (),
+    keys: st.SearchStrategy[str] = strings,
+) -> st.SearchStrategy[Any]:
     """``base`` itself, or ``base`` with one change anywhere inside: a value replaced by any
     of ``values``, a key or an item removed, or a key (any of ``keys``) added."""
     places = json_paths(base, skip=skip)
@@ -167,11 +202,14 @@ def one_change(base: Any, values: st.SearchStrategy[Any] = change_values, *, ski
     objects = [p for p in places if isinstance(_at(base, p), dict)]
     choices = [st.just(base)]
     if inner:
-        choices += [st.tuples(st.sampled_from(inner), values).map(lambda pv: replaced(base, pv[0], pv[1])),
-                    st.sampled_from(inner).map(lambda p: replaced(base, p, _DROP))]
+        choices += [
+            st.tuples(st.sampled_from(inner), values).map(lambda pv: replaced(base, pv[0], pv[1])),
+            st.sampled_from(inner).map(lambda p: replaced(base, p, _DROP)),
+        ]
     if objects:
-        choices.append(st.tuples(st.sampled_from(objects), keys, values)
-                       .map(lambda t: replaced(base, t[0] + (t[1],), t[2])))
+        choices.append(
+            st.tuples(st.sampled_from(objects), keys, values).map(lambda t: replaced(base, t[0] + (t[1],), t[2]))
+        )
     return st.one_of(*choices)
 
 
@@ -199,9 +237,14 @@ def genuine_payload(doc: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(doc["payload"]))
 
 
-def hostile_documents(payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_type: str, *,
-                      keys: Iterable[hazmat.Ed25519PrivateKey] = (),
-                      skip: Iterable[str] = ()) -> st.SearchStrategy[dict[str, Any]]:
+def hostile_documents(
+    payload: dict[str, Any],
+    key: hazmat.Ed25519PrivateKey,
+    doc_type: str,
+    *,
+    keys: Iterable[hazmat.Ed25519PrivateKey] = (),
+    skip: Iterable[str] = (),
+) -> st.SearchStrategy[dict[str, Any]]:
     """Envelopes (as a lenient reader parses them) around a genuine ``payload``: one change in
     the payload, signed again with ``key`` (or one of ``keys``: another signer), or one change
     in the genuine envelope itself (kid, sig, its shape)."""
@@ -217,17 +260,23 @@ def as_text(doc: Any) -> str:
     return render(doc)
 
 
-def pinned_texts(payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_type: str,
-                 field: str) -> dict[str, str | bytes]:
+def pinned_texts(
+    payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_type: str, field: str
+) -> dict[str, str | bytes]:
     """The genuine envelope with ``field`` of its payload set to each value that broke parsers
     before, in the text a hostile client sends (signed as a lenient reader would read it):
     NaN, Infinity, 1e400, a lone surrogate (escaped, and raw in UTF-8), whole numbers past
     2**63, deep nesting, and ``field`` twice. A strict reader refuses every one unread."""
     tokens: dict[str, tuple[str, Any]] = {
-        "NaN": ("NaN", math.nan), "Infinity": ("Infinity", math.inf), "-Infinity": ("-Infinity", -math.inf),
-        "1e400": ("1e400", math.inf), "lone-surrogate": ('"\\ud800"', "\ud800"),
-        "2**63": (str(2**63), 2**63), "-2**63-1": (str(-(2**63) - 1), -(2**63) - 1),
-        "2**64": (str(2**64), 2**64), "depth-40": (render(nested(40)), nested(40)),
+        "NaN": ("NaN", math.nan),
+        "Infinity": ("Infinity", math.inf),
+        "-Infinity": ("-Infinity", -math.inf),
+        "1e400": ("1e400", math.inf),
+        "lone-surrogate": ('"\\ud800"', "\ud800"),
+        "2**63": (str(2**63), 2**63),
+        "-2**63-1": (str(-(2**63) - 1), -(2**63) - 1),
+        "2**64": (str(2**64), 2**64),
+        "depth-40": (render(nested(40)), nested(40)),
         "depth-100000": ("[" * 100_000 + "]" * 100_000, None),
         "duplicate-key": (f"0, {json.dumps(field)}: {render(payload.get(field))}", payload.get(field)),
     }
@@ -240,8 +289,9 @@ def pinned_texts(payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_typ
     return out
 
 
-def pinned_documents(payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_type: str,
-                     field: str) -> dict[str, dict[str, Any]]:
+def pinned_documents(
+    payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc_type: str, field: str
+) -> dict[str, dict[str, Any]]:
     """The pinned texts as a lenient reader parses them (for readers that take a parsed
     envelope): what a caller that parsed the JSON itself may pass."""
     out = {}
@@ -254,10 +304,12 @@ def pinned_documents(payload: dict[str, Any], key: hazmat.Ed25519PrivateKey, doc
 def pin(values: Iterable[Any], *, rows: bool = False) -> Callable[[Any], Any]:
     """Each of ``values`` as an explicit example of a one-argument property (``rows``: each
     value is the tuple of a property's arguments)."""
+
     def apply(test: Any) -> Any:
         for value in values:
             test = example(*value)(test) if rows else example(value)(test)
         return test
+
     return apply
 
 
@@ -272,9 +324,9 @@ def near(genuine: str) -> st.SearchStrategy[str]:
     alphabet = st.one_of(st.sampled_from(codes.ALPHABET + "OILoil- \t\n"), odd_digits, st.characters())
     n = len(genuine)
     return st.one_of(
-        st.tuples(st.integers(0, n - 1), alphabet).map(lambda ic: genuine[: ic[0]] + ic[1] + genuine[ic[0] + 1:]),
-        st.tuples(st.integers(0, n), alphabet).map(lambda ic: genuine[: ic[0]] + ic[1] + genuine[ic[0]:]),
-        st.integers(0, n - 1).map(lambda i: genuine[:i] + genuine[i + 1:]),
+        st.tuples(st.integers(0, n - 1), alphabet).map(lambda ic: genuine[: ic[0]] + ic[1] + genuine[ic[0] + 1 :]),
+        st.tuples(st.integers(0, n), alphabet).map(lambda ic: genuine[: ic[0]] + ic[1] + genuine[ic[0] :]),
+        st.integers(0, n - 1).map(lambda i: genuine[:i] + genuine[i + 1 :]),
         st.just(genuine.lower()),
         st.sampled_from(["", " ", "\n", "\x00"]).map(lambda pad: genuine + pad),
     )
@@ -320,8 +372,11 @@ def toml_value(value: Any) -> str:
 def toml_text(doc: dict[str, Any]) -> str:
     """TOML text of ``doc`` as an administrator writes it: plain keys first, then a table per
     object and an array of tables per list of objects (inline tables further down)."""
-    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in doc.items()
-             if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))]
+    lines = [
+        f"{toml_key(k)} = {toml_value(v)}"
+        for k, v in doc.items()
+        if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))
+    ]
     for k, v in doc.items():
         if isinstance(v, dict):
             lines += ["", f"[{toml_key(k)}]"] + [f"{toml_key(kk)} = {toml_value(vv)}" for kk, vv in v.items()]
@@ -334,8 +389,14 @@ def toml_text(doc: dict[str, Any]) -> str:
 #: TOML text strings (a lone surrogate has no TOML form)
 toml_strings = st.one_of(plain_text, st.sampled_from(["", "*", "10101:1", "10101:*", "10.0.0.0/8", "::1", "3d", "12h"]))
 toml_scalars = st.one_of(
-    st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.integers(min_value=2**63, max_value=2**80),
-    st.floats(), toml_strings, st.dates(), st.datetimes(), st.times(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=2**63, max_value=2**80),
+    st.floats(),
+    toml_strings,
+    st.dates(),
+    st.datetimes(),
+    st.times(),
 )
 toml_values = st.recursive(
     toml_scalars,
@@ -344,9 +405,17 @@ toml_values = st.recursive(
 )
 #: what broke TOML readers before, as text that a TOML reader may meet
 PINNED_TOML = {
-    "nan": "nan", "inf": "inf", "-inf": "-inf", "1e400": "1e400", "2**63": str(2**63), "2**64": str(2**64),
-    "-2**64": str(-(2**64)), "4301-digits": "1" * 4301, "escaped-surrogate": '"\\ud800"',
-    "depth-40": "[" * 40 + "]" * 40, "depth-100000": "[" * 100_000 + "]" * 100_000,
+    "nan": "nan",
+    "inf": "inf",
+    "-inf": "-inf",
+    "1e400": "1e400",
+    "2**63": str(2**63),
+    "2**64": str(2**64),
+    "-2**64": str(-(2**64)),
+    "4301-digits": "1" * 4301,
+    "escaped-surrogate": '"\\ud800"',
+    "depth-40": "[" * 40 + "]" * 40,
+    "depth-100000": "[" * 100_000 + "]" * 100_000,
 }
 
 
@@ -368,8 +437,29 @@ def toml_docs_like(shape: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 __all__ += [
-    "PINNED_TOML", "PINNED_VALUES", "accepted_json", "as_text", "change_values", "envelope", "genuine_payload",
-    "hostile_documents", "hostile_values", "json_paths", "near", "odd_digits", "one_change", "pin",
-    "pinned_documents", "pinned_texts", "pinned_toml_texts", "plain_text", "replaced", "toml_docs_like", "toml_key",
-    "toml_string", "toml_text", "toml_value", "toml_values",
+    "PINNED_TOML",
+    "PINNED_VALUES",
+    "accepted_json",
+    "as_text",
+    "change_values",
+    "envelope",
+    "genuine_payload",
+    "hostile_documents",
+    "hostile_values",
+    "json_paths",
+    "near",
+    "odd_digits",
+    "one_change",
+    "pin",
+    "pinned_documents",
+    "pinned_texts",
+    "pinned_toml_texts",
+    "plain_text",
+    "replaced",
+    "toml_docs_like",
+    "toml_key",
+    "toml_string",
+    "toml_text",
+    "toml_value",
+    "toml_values",
 ]

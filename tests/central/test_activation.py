@@ -19,6 +19,7 @@ from central_helpers import (
 from fastapi.testclient import TestClient
 
 from licentia.core import codes, exchange
+from licentia.core.documents import DocumentInvalid
 from licentia.core.exchange import SlotPosition
 
 ACT = "/api/v1/activations"
@@ -54,8 +55,9 @@ def test_activate_issues_signed_full_state_with_sealed_keys(client, vendor, cloc
     keys = box.product_keys(update)
     assert len(set(keys)) == 2 and all(len(k) == 32 for k in keys)
     other = FakeContainer(serial=box.serial)
-    with pytest.raises(Exception):
+    with pytest.raises(DocumentInvalid) as info:
         other.product_keys(update)
+    assert "authentication failed" in info.value.reason
     info = client.get(f"/api/v1/tickets/{ticket}/info").json()
     assert info == {"ticket": ticket, "firm_code": 20001, "product_code": 7, "level": "medium", "state": "activated"}
     shown = vendor.get(f"/tickets/{ticket}").json()
@@ -227,8 +229,9 @@ def test_two_honest_offline_requests_at_the_same_seq_are_not_flagged(client, ven
     # two requests made at seq 1 before either update was applied; the clock moved between them
     clock.advance(100)
     req_a = box.request("activate", ticket=t2, now=clock.now, slots={20001: SlotPosition(1, box.slots[20001].vtime)})
-    req_b = box.request("sync", firm_code=20001, now=clock.now,
-                        slots={20001: SlotPosition(1, box.slots[20001].vtime + 50)})
+    req_b = box.request(
+        "sync", firm_code=20001, now=clock.now, slots={20001: SlotPosition(1, box.slots[20001].vtime + 50)}
+    )
     ra = client.post(ACT, json=req_a)
     rb = client.post(SYNC, json=req_b)
     assert ra.status_code == 200 and rb.status_code == 200
@@ -288,13 +291,28 @@ def _forge(doc: dict) -> dict:
         (lambda box, t, now: json.dumps(box.request("activate", ticket=t, now=now))[:-40], 400, "malformed_input"),
         (lambda box, t, now: "", 400, "malformed_input"),
         (lambda box, t, now: json.dumps(box.request("sync", firm_code=20001, now=now)), 400, "invalid_request"),
-        (lambda box, t, now: json.dumps(box.request("activate", ticket=codes.new_ticket_id(), now=now)), 404,
-         "unknown_ticket"),
-        (lambda box, t, now: json.dumps(box.request("activate", ticket=t[:-1] + ("0" if t[-1] != "0" else "1"),
-                                                    now=now)), 400, "invalid_request"),
+        (
+            lambda box, t, now: json.dumps(box.request("activate", ticket=codes.new_ticket_id(), now=now)),
+            404,
+            "unknown_ticket",
+        ),
+        (
+            lambda box, t, now: json.dumps(
+                box.request("activate", ticket=t[:-1] + ("0" if t[-1] != "0" else "1"), now=now)
+            ),
+            400,
+            "invalid_request",
+        ),
     ],
-    ids=["forged-signature", "flipped-byte", "truncated-json", "empty", "sync-to-activate", "unknown-ticket",
-         "mistyped-ticket"],
+    ids=[
+        "forged-signature",
+        "flipped-byte",
+        "truncated-json",
+        "empty",
+        "sync-to-activate",
+        "unknown-ticket",
+        "mistyped-ticket",
+    ],
 )
 def test_bad_activation_input_changes_nothing(client, vendor, clock, engine, make, status, code):
     (ticket,) = vendor.tickets()
@@ -336,8 +354,13 @@ def test_bad_receipts_change_nothing(client, vendor, clock, engine):
         (json.dumps({"receipt": good})[:-30], 400, "malformed_input"),  # not JSON: refused before it is read
         (json.dumps(good), 400, "invalid_receipt"),
         # signed by b's key but naming a's serial
-        (json.dumps({"receipt": FakeContainer(serial=a.serial, sign_key=b.sign_key).receipt(20001, e1.license_id, t1)}),
-         400, "invalid_receipt"),
+        (
+            json.dumps(
+                {"receipt": FakeContainer(serial=a.serial, sign_key=b.sign_key).receipt(20001, e1.license_id, t1)}
+            ),
+            400,
+            "invalid_receipt",
+        ),
         # a's genuine receipt naming t2's license id but t1's ticket: replay for another ticket
         (json.dumps({"receipt": a.receipt(20001, e2.license_id, t1)}), 400, "invalid_receipt"),
         # a's genuine receipt for t2, which is active in b
@@ -382,7 +405,8 @@ def test_failed_attempts_are_rate_limited_per_address_and_ticket(tmp_path, clock
         vendor = Vendor(c1, 20003)
         (ticket,) = vendor.tickets()
         for _ in range(5):
-            assert c1.get(f"/api/v1/tickets/{codes.new_ticket_id()}/info").status_code == 404
+            r = c1.get(f"/api/v1/tickets/{codes.new_ticket_id()}/info")
+            assert r.status_code == 404 and error_code(r) == "unknown_ticket"
         r = c1.get(f"/api/v1/tickets/{ticket}/info")
         assert r.status_code == 429 and error_code(r) == "too_many_attempts"
         # another address is not affected, and successes never count
@@ -391,10 +415,11 @@ def test_failed_attempts_are_rate_limited_per_address_and_ticket(tmp_path, clock
         # per ticket: forged requests naming the ticket from several addresses
         box = FakeContainer()
         for client in (c2, c2, c2):
-            assert client.post(ACT, json=_forge(box.request("activate", ticket=ticket))).status_code == 400
+            r = client.post(ACT, json=_forge(box.request("activate", ticket=ticket)))
+            assert r.status_code == 400 and error_code(r) == "invalid_request"
         with TestClient(app, client=("198.51.100.3", 1)) as c3:
             r = c3.post(ACT, json=box.request("activate", ticket=ticket, now=clock.now))
-            assert r.status_code == 429
+            assert r.status_code == 429 and error_code(r) == "too_many_attempts"
             clock.advance(601)  # the window passes
             r = c3.post(ACT, json=box.request("activate", ticket=ticket, now=clock.now))
             assert r.status_code == 200
@@ -407,7 +432,7 @@ def test_public_endpoints_need_no_key_and_vendor_endpoints_do(client, vendor):
     r = client.get(f"/api/v1/items/{vendor.item}")
     assert r.status_code == 401 and error_code(r) == "unauthorized"
     r = client.get(f"/api/v1/items/{vendor.item}", headers={"Authorization": "Bearer nope-not-a-key-at-all"})
-    assert r.status_code == 401
+    assert r.status_code == 401 and error_code(r) == "unauthorized"
     r = client.post("/api/v1/firms", json={"code": 5, "name": "x"}, headers=vendor.headers)
     assert r.status_code == 403 and error_code(r) == "forbidden"
     r = client.post("/api/v1/firms", json={"code": 5, "name": "x"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -51,5 +52,6 @@ def test_sqlite_upgrade_downgrade_upgrade(tmp_path):
     _check_roundtrip(f"sqlite:///{tmp_path / 'm.db'}")
 
 
+@pytest.mark.postgres
 def test_postgresql_upgrade_downgrade_upgrade(pg_url):
     _check_roundtrip(pg_url)

@@ -18,14 +18,10 @@ SITE = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"), None)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-pytestmark = pytest.mark.skipif(
-    not (hasattr(os, "geteuid") and os.geteuid() == 0),
-    reason="runs as root only: it checks what an unprivileged user can and cannot do",
-)
-
-
 @pytest.fixture(autouse=True)
 def _tools():
+    # root switches to the unprivileged user nobody: elsewhere skipped, in CI a failure
+    require_system("root (to run checks as the user nobody)", hasattr(os, "geteuid") and os.geteuid() == 0)
     require_system("runuser (util-linux)", shutil.which("runuser") is not None)
     require_system("Debian's python3 at /usr/bin/python3", os.path.exists(SYSTEM_PYTHON) and SITE is not None)
 
@@ -34,7 +30,10 @@ def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{SRC}:{SITE}", "HOME": "/nonexistent"}
     return subprocess.run(
         [shutil.which("runuser"), "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, *args],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

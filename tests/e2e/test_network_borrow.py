@@ -47,7 +47,10 @@ def test_borrow_offline_and_return(tmp_path):
         out = laptop_cli.cli("return", f"{site.firm.code}:1").stdout
         assert "Returned" in out
         assert desk.access().startswith("OK")
-        assert Client(site, "laptop", servers="").access().startswith("ERR LicenseNotFound")
+        returned = Client(site, "laptop", servers="")
+        clients.append(returned)  # every client process is stopped at the end, whatever happens
+        assert returned.access().startswith("ERR LicenseNotFound")
+        returned.close()
         desk.release()
 
         # a borrow that is not returned ends by itself, on both sides
@@ -70,13 +73,16 @@ def test_borrowed_license_copied_to_another_container_is_refused(tmp_path):
     site = Site(tmp_path)
     site.add_license(quantity=2)
     site.start()
+    clients: list[Client] = []
     try:
         a = Client(site, "a")
+        clients.append(a)
         a.cli("borrow", f"{site.firm.code}:1", "--days", "1")
         a.close()
         site.stop()
         # b borrows too, then a's borrowed record is planted into b's container state
         b = Client(site, "b", servers=site.host)
+        clients.append(b)
         site.start()
         b.cli("borrow", f"{site.firm.code}:1", "--days", "1")
         b.close()
@@ -94,10 +100,11 @@ def test_borrowed_license_copied_to_another_container_is_refused(tmp_path):
 
         cb.mutate(plant)
         planted = Client(site, "b", servers="")
-        try:
-            assert planted.access().startswith("ERR LicenseInvalid")
-        finally:
-            planted.close()
+        clients.append(planted)
+        assert planted.access().startswith("ERR LicenseInvalid")
+        planted.close()
         shutil.rmtree(site.root / "home-b")
     finally:
+        for c in clients:
+            c.close()
         site.stop()

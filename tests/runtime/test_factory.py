@@ -46,8 +46,9 @@ def test_a_license_in_a_container_is_its_own_grant(tmp_path, clock, firm):
         assert handle.server is None and not handle.lease_lost
         assert handle.product_key(1) == grant.product_key(handle._entry, 1)
     assert handle.released
-    with pytest.raises(E.LicenseError):
+    with pytest.raises(E.LicenseError, match="this handle was released") as info:
         handle.product_key(1)
+    assert type(info.value) is E.LicenseError  # not a subclass: nothing about the license itself
 
 
 def test_the_machine_container_has_what_the_interfaces_ask(tmp_path, clock, firm):

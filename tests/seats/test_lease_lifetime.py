@@ -39,8 +39,21 @@ def test_linger_keeps_the_seat_after_release(make, clock):
 def test_lingering_seat_goes_back_to_the_same_user_on_the_same_host(make, clock):
     eng = make(linger=30)
     one = [lic(quantity=1)]
-    eng.release(acquire(eng, cl(1), licenses=one).id, "c1")
-    acquire(eng, cl(2), licenses=one)  # alice@h1 again: takes the lingering seat
+    first = acquire(eng, cl(1), licenses=one)
+    eng.release(first.id, "c1")
+    assert eng.lease(first.id).state == "lingering"
+    # the same user on another machine, and another user on this one, find the seat taken
+    assert refused(eng, cl(3, host="h2"), licenses=one).error is E.SeatsExhausted
+    assert refused(eng, cl(4, user="bob"), licenses=one).error is E.SeatsExhausted
+    back = acquire(eng, cl(2), licenses=one)  # alice@h1 again: takes the lingering seat
+    assert back.id != first.id and back.seat == first.seat and back.state == "active"
+    assert eng.lease(first.id).state == "released"
+    assert eng.seats_in_use(["S/1"]) == {"S/1": 1}
+    clock.advance(31)  # past the linger: the seat is alice's lease's, not free
+    assert refused(eng, cl(4, user="bob"), licenses=one).error is E.SeatsExhausted
+    eng.release(back.id, "c2")
+    clock.advance(31)
+    acquire(eng, cl(4, user="bob"), licenses=one)
 
 
 def test_reconnect_with_the_same_client_lease_id_never_takes_a_second_seat(make, clock):

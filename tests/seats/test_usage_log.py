@@ -67,10 +67,16 @@ def test_retention_prunes_and_keeps_the_chain_verifiable(make, clock, key):
         eng.release(acquire(eng, cl(i)).id)
     clock.advance(2 * 86400)
     eng.release(acquire(eng, cl(9)).id)
+    clock.advance(12 * 3600)  # half a day later: the access before is within the day kept
+    eng.release(acquire(eng, cl(10)).id)
     assert eng.prune() == 6
     result = eng.verify_usage(key.public_key())
     assert result["ok"], result
-    assert result["events"] == 2, result  # the last access and its release; the pruned six are anchored
+    assert result["events"] == 4, result  # the last two accesses and releases; the pruned six are anchored
+    assert eng.prune() == 0  # nothing more is older than a day
+    clock.advance(12 * 3600 + 1)
+    assert eng.prune() == 2  # now the first of the two is
+    assert eng.verify_usage(key.public_key())["ok"]
 
 
 def test_a_client_cannot_plant_a_spreadsheet_formula_in_the_csv_report(make, clock):

@@ -8,6 +8,7 @@ the server and its clients); the host name a client reports is its injected
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -78,12 +79,20 @@ class Site:
 
     def add_license(self, *, product: int = 1, quantity: int = 1, **options: Any) -> int:
         """Add a license (the update carries the firm's whole state for the container)."""
-        req_doc = self.container.make_request("sync" if self.entries else "activate", self.now, ticket=TICKET,
-                                              firm_code=self.firm.code)
+        req_doc = self.container.make_request(
+            "sync" if self.entries else "activate", self.now, ticket=TICKET, firm_code=self.firm.code
+        )
         req = exchange.verify_request(req_doc)
         license_id = len(self.entries) + 1
-        self.entries.append(self.firm.entry(req, product=product, license_id=license_id, ticket=TICKET,
-                                            options=Options(quantity=quantity, **options)))
+        self.entries.append(
+            self.firm.entry(
+                req,
+                product=product,
+                license_id=license_id,
+                ticket=TICKET,
+                options=Options(quantity=quantity, **options),
+            )
+        )
         # entries name the container, not the request: reuse them across updates
         self.container.apply_update(self.firm.update(req_doc, self.entries, now=self.now), self.now)
         return license_id
@@ -99,9 +108,26 @@ class Site:
     def start(self, *extra_args: str, wait: bool = True) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "licentia", "server", "start", "--data", str(self.data), "--host", "127.0.0.1",
-             "--port", str(self.port), "--config", str(self.config), *extra_args],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            [
+                sys.executable,
+                "-m",
+                "licentia",
+                "server",
+                "start",
+                "--data",
+                str(self.data),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--config",
+                str(self.config),
+                *extra_args,
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
         )
         log.close()
         if wait:
@@ -154,8 +180,9 @@ class Site:
         return (self.data / "admin.token").read_text().strip()
 
     def status(self) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/api/v1/admin/status", headers={"Authorization": f"Bearer {self.admin_token()}"},
-                      timeout=10)
+        r = httpx.get(
+            f"{self.url}/api/v1/admin/status", headers={"Authorization": f"Bearer {self.admin_token()}"}, timeout=10
+        )
         r.raise_for_status()
         return r.json()
 
@@ -169,8 +196,14 @@ class Site:
         raise KeyError(license_id)
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run([sys.executable, "-m", "licentia", *args], env=self.env(), capture_output=True,
-                             text=True, timeout=60, cwd=self.root)
+        out = subprocess.run(
+            [sys.executable, "-m", "licentia", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.root,
+        )
         if ok:
             assert out.returncode == 0, f"{args}: {out.stdout}\n{out.stderr}"
         return out
@@ -180,8 +213,17 @@ class Client:
     """A client process with its own LICENTIA_HOME, driving the runtime line by line
     (tests/server/client_repl.py)."""
 
-    def __init__(self, site: Site, name: str, *, host: str | None = None, user: str = "alice",
-                 servers: str | None = None, same_machine_as: Client | None = None, **env: str):
+    def __init__(
+        self,
+        site: Site,
+        name: str,
+        *,
+        host: str | None = None,
+        user: str = "alice",
+        servers: str | None = None,
+        same_machine_as: Client | None = None,
+        **env: str,
+    ):
         """``same_machine_as``: another process of the same user on that client's machine
         (its home and traits: the same machine container)."""
         self.site = site
@@ -200,8 +242,12 @@ class Client:
         self.env = fakes_env(site.root, f"client-{name}", self.traits, site.time_file, **extra)
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "client_repl.py"), str(site.firm.code), str(site.pem)],
-            env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(site.root / f"{name}.err", "wb"),
-            text=True, bufsize=1,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(site.root / f"{name}.err", "wb"),
+            text=True,
+            bufsize=1,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.events: list[str] = []
@@ -217,8 +263,9 @@ class Client:
         try:
             return self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"client {self.name}: no answer in {timeout} s\n"
-                                 + (self.site.root / f"{self.name}.err").read_text()) from None
+            raise AssertionError(
+                f"client {self.name}: no answer in {timeout} s\n" + (self.site.root / f"{self.name}.err").read_text()
+            ) from None
 
     def cmd(self, line: str, timeout: float = 60) -> str:
         assert self.proc.stdin is not None
@@ -244,8 +291,24 @@ class Client:
             if answer.startswith("EVENT "):
                 self.events.append(answer[6:])
 
-    def access(self, name: str = "h", product: int = 1, mode: str = "user", feature: int = 0, units: int = 0,
-               grace: int = 0) -> str:
+    def settle(self, seconds: float) -> list[str]:
+        """Read what the client prints on its own for ``seconds`` (no command is pending, so
+        only events may come) and return every event seen so far. A check that an event did
+        not happen reads here first: ``events`` holds only what was read."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            assert line != "<EOF>", (self.site.root / f"{self.name}.err").read_text()
+            assert line.startswith("EVENT "), f"client {self.name}: unexpected output {line!r}"
+            self.events.append(line[6:])
+        return self.events
+
+    def access(
+        self, name: str = "h", product: int = 1, mode: str = "user", feature: int = 0, units: int = 0, grace: int = 0
+    ) -> str:
         return self.cmd(f"access {name} {product} {mode} {feature} {units} {grace}")
 
     def release(self, name: str = "h") -> str:
@@ -257,18 +320,17 @@ class Client:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(AssertionError, BrokenPipeError, OSError):
                 self.cmd("exit", timeout=20)
-            except (AssertionError, BrokenPipeError, OSError):
-                pass
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run([sys.executable, "-m", "licentia", *args], env=self.env, capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "licentia", *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
         if ok:
             assert out.returncode == 0, f"{args}: {out.stdout}\n{out.stderr}"
         else:

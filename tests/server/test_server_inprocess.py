@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from licentia import _testing
 from licentia.container import MachineContainer
-from licentia.core import hazmat, exchange, grants
-from licentia.core.encoding import b64e
+from licentia.core import exchange, grants, hazmat
 from licentia.core.documents import DocumentInvalid, sign_document
+from licentia.core.encoding import b64e
 from licentia.core.license import LicenseEntry, Options
 from licentia.server import Settings, SettingsError, create_app
 from licentia.server.settings import load_admin_token, server_table
@@ -72,16 +72,32 @@ HOLDER = Holder()
 def body(holder=None, **kw):
     holder = holder or HOLDER
     session = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
-    out = {"firm_code": 10101, "product_code": 1, "client_lease_id": "c1", "session": session, "nonce": "n1",
-           "user": "u", "host": "h", "holder": holder.pub}
+    out = {
+        "firm_code": 10101,
+        "product_code": 1,
+        "client_lease_id": "c1",
+        "session": session,
+        "nonce": "n1",
+        "user": "u",
+        "host": "h",
+        "holder": holder.pub,
+    }
     out.update(kw)
     return holder.sign(out)
 
 
-@pytest.mark.parametrize("bad", [
-    {"firm_code": "x"}, {"mode": "shared"}, {"session": "not-a-key"}, {"client_lease_id": ""}, {"units": -1},
-    {"groups": "eng"}, {"firm_code": 0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"firm_code": "x"},
+        {"mode": "shared"},
+        {"session": "not-a-key"},
+        {"client_lease_id": ""},
+        {"units": -1},
+        {"groups": "eng"},
+        {"firm_code": 0},
+    ],
+)
 def test_bad_requests_get_400(app, bad):
     r = app.post("/api/v1/leases", json=body(**bad))
     assert r.status_code == 400 and r.json()["error"]["type"] == "BadRequest"
@@ -110,16 +126,27 @@ def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
         grants.unseal_lease_key(hazmat.X25519PrivateKey.generate(), session, entry.serial, entry.digest, sealed)
     # a lease signed by any other key does not verify against the entry
     impostor = hazmat.Ed25519PrivateKey.generate()
-    forged = grants.build_lease(lambda t, p: sign_document(t, p, impostor), lease_id="x", client_lease_id="c1",
-                                entry=entry, feature_code=0, mode="user", session=session, nonce="n1", issued=T0,
-                                expires=T0 + 1)
+    forged = grants.build_lease(
+        lambda t, p: sign_document(t, p, impostor),
+        lease_id="x",
+        client_lease_id="c1",
+        entry=entry,
+        feature_code=0,
+        mode="user",
+        session=session,
+        nonce="n1",
+        issued=T0,
+        expires=T0 + 1,
+    )
     with pytest.raises(DocumentInvalid):
         grants.verify_lease(forged, entry)
     # units were counted in the server's container
     slot = app.container.slots()[firm.code]
     assert slot.license_state(entry).units_used == 3
-    assert app.post("/api/v1/leases", json=body(client_lease_id="c2", units=20)).json()["error"]["type"] == \
-        "UnitsExhausted"
+    assert (
+        app.post("/api/v1/leases", json=body(client_lease_id="c2", units=20)).json()["error"]["type"]
+        == "UnitsExhausted"
+    )
 
 
 def test_renew_release_and_admin(app, clock):
@@ -128,7 +155,8 @@ def test_renew_release_and_admin(app, clock):
     assert app.post(f"/api/v1/leases/{lease_id}/renew", json=me.renew(lease_id, client="other")).status_code == 404
     assert app.post(f"/api/v1/leases/{lease_id}/renew", json=me.renew(lease_id)).status_code == 200
     assert app.delete(f"/api/v1/leases/{lease_id}", params=me.release(lease_id, client="other")).json() == {
-        "released": False}
+        "released": False
+    }
     assert app.get("/api/v1/admin/status").status_code == 401
     status = app.get("/api/v1/admin/status", headers={"Authorization": "Bearer adm"}).json()
     assert [s["lease_id"] for s in status["sessions"]] == [lease_id]
@@ -192,11 +220,22 @@ def test_renewals_and_releases_need_the_holders_proof_and_a_rising_counter(app, 
 
 def test_settings_from_the_config_file(tmp_path):
     assert server_table({"server": {"lease_ttl": 60, "linger": 5, "heartbeat": 2}}) == {
-        "lease_ttl": 60, "linger": 5, "heartbeat": 2.0}
+        "lease_ttl": 60,
+        "linger": 5,
+        "heartbeat": 2.0,
+    }
     assert server_table({"server": {"max_grace": "3d"}}) == {"max_grace": 3 * 86400}
     assert server_table({"server": {"max_grace": 0}}) == {"max_grace": 0}
-    for bad in ({"lease_ttl": 0}, {"ttl": 5}, {"tls_cert": "x"}, {"durability": "maybe"}, {"discovery": "yes"},
-                {"max_grace": "soon"}, {"max_grace": -1}, {"max_grace": True}):
+    for bad in (
+        {"lease_ttl": 0},
+        {"ttl": 5},
+        {"tls_cert": "x"},
+        {"durability": "maybe"},
+        {"discovery": "yes"},
+        {"max_grace": "soon"},
+        {"max_grace": -1},
+        {"max_grace": True},
+    ):
         with pytest.raises(SettingsError):
             server_table({"server": bad})
     cfg = tmp_path / "s.toml"
@@ -221,7 +260,7 @@ def test_container_signs_only_grant_documents(tmp_path):
     c = MachineContainer.create(tmp_path, "medium", machine_traits(), T0)
     assert c.sign("lease", {"a": 1})["payload"]["type"] == "lease"
     for kind in ("request", "receipt", "update", "license"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"a container does not sign '{kind}' documents"):
             c.sign(kind, {})
 
 
@@ -255,10 +294,16 @@ def test_each_refusal_has_one_status_and_its_wire_name():
         (E.LeaseRevoked("revoked"), 410, {"type": "LeaseRevoked", "message": "revoked"}),
         (E.BorrowUnknown("none"), 404, {"type": "BorrowUnknown", "message": "none"}),
         (E.ServerBusy("later"), 503, {"type": "Unavailable", "message": "later"}),
-        (E.Refusal(E.LicenseNotFound, "no license", "log"), 404,
-         {"type": "LicenseNotFound", "message": "no license", "code": 10}),
-        (E.Refusal(E.SeatsExhausted, "full", "log", seats=2, in_use=2), 409,
-         {"type": "SeatsExhausted", "message": "full", "code": 22, "seats": 2, "in_use": 2}),
+        (
+            E.Refusal(E.LicenseNotFound, "no license", "log"),
+            404,
+            {"type": "LicenseNotFound", "message": "no license", "code": 10},
+        ),
+        (
+            E.Refusal(E.SeatsExhausted, "full", "log", seats=2, in_use=2),
+            409,
+            {"type": "SeatsExhausted", "message": "full", "code": 22, "seats": 2, "in_use": 2},
+        ),
         (E.Refusal(E.AccessDenied, "rules", "rule #1"), 403, {"type": "AccessDenied", "message": "rules", "code": 23}),
         (E.Refusal(E.UnitsExhausted, "units"), 403, {"type": "UnitsExhausted", "message": "units", "code": 14}),
     ]
@@ -280,11 +325,16 @@ def test_metrics_and_the_license_list_stay_open_unless_the_operator_makes_them_p
     assert server_table({"server": {"private_views": True}}) == {"private_views": True}
 
 
-
 def _machine_proof(container, app, holder, client):
     challenge = client.get("/api/v1/challenge").json()
-    payload = {"serial": container.serial, "sign_pub": container.sign_pub, "server": "http://testserver",
-               "nonce": challenge["nonce"], "time": challenge["time"], "holder": holder.pub}
+    payload = {
+        "serial": container.serial,
+        "sign_pub": container.sign_pub,
+        "server": "http://testserver",
+        "nonce": challenge["nonce"],
+        "time": challenge["time"],
+        "holder": holder.pub,
+    }
     return container.sign(grants.SEAT_PROOF, payload)
 
 

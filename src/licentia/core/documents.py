@@ -54,7 +54,7 @@ def parse(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
     payload = data["payload"]
     if not isinstance(payload, dict) or not isinstance(data["kid"], str) or not isinstance(data["sig"], str):
         raise DocumentInvalid("envelope fields have wrong types")
-    if payload.get("v") != FORMAT_VERSION:
+    if type(payload.get("v")) is not int or payload["v"] != FORMAT_VERSION:  # true is no version
         raise DocumentInvalid(f"unsupported format version {payload.get('v')!r}")
     return data
 

@@ -6,6 +6,7 @@ Client API (JSON, HTTP/1.1, kept-alive; docs/formats.md "License server protocol
     POST   /api/v1/leases/{id}/renew         heartbeat
     DELETE /api/v1/leases/{id}?client=...    release
     POST   /api/v1/leases/{id}/return        give a lease's grace back (the container's receipt)
+    GET    /api/v1/challenge                 a fresh nonce for a machine proof
     POST   /api/v1/borrows                   borrow a seat into the client's container
     POST   /api/v1/borrows/{id}/return       give it back (with the container's receipt)
     GET    /api/v1/licenses                  what the server serves, seats in use
