@@ -11,30 +11,9 @@ import pytest
 
 from licentia.core import exchange
 from tests.seats.acl_rules import ACL
-from tests.server.netsite import Client, Site
+from tests.server.netsite import Client
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def site(tmp_path):
-    s = Site(tmp_path)
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def clients(site):
-    made: list[Client] = []
-
-    def make(name: str, **kw) -> Client:
-        c = Client(site, name, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def ok(answer: str) -> list[str]:

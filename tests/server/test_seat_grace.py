@@ -19,27 +19,6 @@ HOUR = 3600
 TTL = 30  # BASE_SERVER's lease_ttl
 
 
-@pytest.fixture
-def site(tmp_path):
-    s = Site(tmp_path)
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def clients(site):
-    made: list[Client] = []
-
-    def make(name: str, **kw) -> Client:
-        c = Client(site, name, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
-
-
 def ok(answer: str) -> list[str]:
     assert answer.startswith("OK"), answer
     return answer.split()

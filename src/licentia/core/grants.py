@@ -300,13 +300,18 @@ class BorrowReturn:
     vtime: int
 
 
-def verify_return(doc: dict[str, Any], client_key: str) -> BorrowReturn:
-    """Check a return receipt against the client container key recorded at borrow time."""
+def _client_receipt(doc: dict[str, Any], doc_type: str, client_key: str) -> dict[str, Any]:
+    """The payload of a receipt signed by the client container whose key was recorded."""
     try:
         key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(client_key))
     except ValueError:
         raise DocumentInvalid("bad client key") from None
-    payload = verify_document(doc, BORROW_RETURN, key)
+    return verify_document(doc, doc_type, key)
+
+
+def verify_return(doc: dict[str, Any], client_key: str) -> BorrowReturn:
+    """Check a return receipt against the client container key recorded at borrow time."""
+    payload = _client_receipt(doc, BORROW_RETURN, client_key)
     return BorrowReturn(
         serial=require(payload, "serial", str),
         borrow_id=require(payload, "borrow_id", str),
@@ -325,11 +330,7 @@ class GraceReturn:
 
 def verify_grace_return(doc: dict[str, Any], client_key: str) -> GraceReturn:
     """Check a grace return receipt against the client container key named at access time."""
-    try:
-        key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(client_key))
-    except ValueError:
-        raise DocumentInvalid("bad client key") from None
-    payload = verify_document(doc, GRACE_RETURN, key)
+    payload = _client_receipt(doc, GRACE_RETURN, client_key)
     return GraceReturn(
         serial=require(payload, "serial", str),
         lease_id=require(payload, "lease_id", str),
