@@ -126,11 +126,6 @@ def test_borrowed_license_refused_when_the_clock_is_set_back(tmp_path, clock, fi
         rt.access(firm.code, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the use of a borrowed license records no clock observation: setting "
-    "the clock back to a time after the borrow started is not noticed (see docs/testing.md)",
-)
 def test_borrowed_license_use_is_remembered_against_a_clock_set_back(tmp_path, clock, firm):
     """Used on day 6 of a 7-day borrow, then the clock set back to day 1: the borrow must not
     get six more days."""

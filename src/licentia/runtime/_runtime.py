@@ -449,6 +449,9 @@ class Runtime:
                 error = (E.LicenseExpired, "the borrowing period is over: borrow again ('licentia borrow')")
             elif request.units:
                 error = (E.UnitsExhausted, "a borrowed license carries no unit counter")
+            if now > slot.vclock + OBSERVE_STEP:
+                # a borrowed license keeps the clock too: setting it back within the borrow is noticed
+                self._observe(container, request.firm_code, now)
             if error is not None:
                 failures.append((error[0].rank, error[0], f"{where}: {error[1]}"))
                 tried.append(f"{where}: {error[1]}")
