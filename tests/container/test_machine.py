@@ -8,7 +8,7 @@ from licentia.container.binding import BindingMismatch, unwrap
 from licentia.core import errors as E
 from licentia.core import exchange, hazmat
 from licentia.core.encoding import b64d
-from licentia.core.license import Options
+from licentia.core.license import LicenseEntry, Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
 
 
@@ -236,3 +236,55 @@ def test_seal_local_roundtrip(home, tmp_path):
         c.unseal_local(blob, b"other")
     with pytest.raises(E.LicenseInvalid):
         make(tmp_path / "other").unseal_local(blob, b"ctx")
+
+
+def test_remove_license_takes_exactly_that_license_and_reports_where_the_slot_stood(home):
+    """The receipt is the container's signed word that one license left it: it carries the
+    slot's position (sequence, time, generation, chain, the removed license's last counts),
+    and the slot keeps every other license with its keys and counters."""
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    kept_doc = firm.entry(request, license_id=41, options=Options(units=10), ticket="11111-11111-11111-11111-11111")
+    gone_doc = firm.entry(request, license_id=42, options=Options(units=10), ticket="22222-22222-22222-22222-22222")
+    c.apply_update(firm.update(req, [kept_doc, gone_doc]), T0)
+    pins = {hazmat.key_id(firm.key.public_key()): firm.key.public_key()}
+    kept, gone = LicenseEntry.verify(kept_doc, pins), LicenseEntry.verify(gone_doc, pins)
+    c.record_access(kept, units=2, start_usage=True, now=T0, check=lambda slot: None)
+    c.record_access(gone, units=3, start_usage=True, now=T0, check=lambda slot: None)
+    c.make_request("sync", T0, firm_code=firm.code)  # a signed document the chain names
+    before = c.slots()[firm.code]
+    assert {k["license"] for k in before.keys or []} == {kept.digest, gone.digest}
+    assert before.chain
+
+    receipt = c.remove_license(firm.code, 42, T0 + 500)
+
+    r = exchange.verify_receipt(receipt, hazmat.Ed25519PublicKey.from_public_bytes(b64d(c.sign_pub)))
+    assert (r.serial, r.firm_code, r.license_id, r.ticket) == (c.serial, firm.code, 42, gone.ticket)
+    assert (r.seq, r.vtime) == (before.seq + 1, T0 + 500)
+    assert r.position.gen == before.gen + 1
+    assert r.position.prev == tuple(before.chain or ())
+    assert r.position.counters[gone.digest].units == 3  # the removed license's last count travels
+    assert r.position.counters[kept.digest].units == 2
+    after = c.slots()[firm.code]
+    assert [d["payload"]["license_id"] for d in after.entries or []] == [41]
+    assert [k["license"] for k in after.keys or []] == [kept.digest]
+    assert set(after.counters or {}) == {kept.digest}
+    assert after.license_state(kept).units_used == 2
+    assert after.removed == {"42": gone.digest}
+    assert after.chain == [r.digest, *(before.chain or [])][: len(after.chain or [])]
+    assert after.gen == r.position.gen  # the receipt names the generation it stored
+    assert (after.seq, after.vclock) == (r.seq, r.vtime)
+
+
+def test_remove_license_from_a_firm_the_container_does_not_hold_changes_nothing(home):
+    firm, other = Firm(), Firm(code=10102)
+    c = make(home)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")), T0)
+    state = snapshot(c)
+    with pytest.raises(E.LicenseNotFound, match=rf"license 7 of firm {other.code} is not in container {c.serial}"):
+        c.remove_license(other.code, 7, T0)
+    with pytest.raises(E.LicenseNotFound, match=rf"license 7 of firm {firm.code} is not in container {c.serial}"):
+        c.remove_license(firm.code, 7, T0)
+    assert snapshot(c) == state

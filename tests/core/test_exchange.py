@@ -1,0 +1,139 @@
+"""Receipts and usage acknowledgements: what the verifiers read from a signed document,
+field by field, and which signed contents they still refuse."""
+
+import pytest
+
+from licentia.core import exchange, hazmat
+from licentia.core.documents import DocumentInvalid, document_digest, sign_document
+
+FIRM = 10101
+DIGEST_A, DIGEST_B = "a" * 64, "0123456789abcdef" * 4
+
+
+@pytest.fixture(scope="module")
+def firm_key():
+    return hazmat.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def container_key():
+    return hazmat.Ed25519PrivateKey.generate()
+
+
+def _pins(key):
+    return {hazmat.key_id(key.public_key()): key.public_key()}
+
+
+def _ack_payload(**changes):
+    payload = {"firm_code": FIRM, "serial": "130-1111-2222-3333", "time": 1_800_000_000, "request": "f" * 64}
+    payload["recorded"] = {DIGEST_A: 0, DIGEST_B: 17}
+    payload.update(changes)
+    return payload
+
+
+def test_an_acknowledgement_reads_back_every_field(firm_key):
+    doc = exchange.build_ack(
+        firm_code=FIRM,
+        firm_key=firm_key,
+        serial="130-1111-2222-3333",
+        now=1_800_000_000,
+        request_digest="f" * 64,
+        recorded={DIGEST_A: 0, DIGEST_B: 17},
+    )
+    ack = exchange.verify_ack(doc, _pins(firm_key))
+    assert ack == exchange.Ack(FIRM, "130-1111-2222-3333", 1_800_000_000, "f" * 64, {DIGEST_A: 0, DIGEST_B: 17})
+    assert isinstance(ack.recorded, dict) and ack.recorded is not doc["payload"]["recorded"]
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {DIGEST_A: -1},  # a count below zero
+        {DIGEST_A: True},  # a boolean is no count
+        {DIGEST_A: 1.0},
+        {DIGEST_A: "1"},
+        {"A" * 64: 1},  # not a lower-case hex digest
+        {"a" * 63: 1},
+        {DIGEST_A: 1, "not a digest": 1},
+    ],
+    ids=["negative", "bool", "float", "text", "upper-case", "short", "one-bad-key"],
+)
+def test_an_acknowledgement_with_bad_recorded_counts_is_refused(firm_key, recorded):
+    doc = sign_document("report-ack", _ack_payload(recorded=recorded), firm_key)
+    with pytest.raises(DocumentInvalid, match="bad recorded counters"):
+        exchange.verify_ack(doc, _pins(firm_key))
+
+
+@pytest.mark.parametrize("missing", ["firm_code", "serial", "time", "request", "recorded"])
+def test_an_acknowledgement_without_a_field_is_refused(firm_key, missing):
+    payload = _ack_payload()
+    del payload[missing]
+    with pytest.raises(DocumentInvalid, match=missing):
+        exchange.verify_ack(sign_document("report-ack", payload, firm_key), _pins(firm_key))
+
+
+def test_an_acknowledgement_signed_by_another_key_is_refused(firm_key):
+    doc = sign_document("report-ack", _ack_payload(), hazmat.Ed25519PrivateKey.generate())
+    with pytest.raises(DocumentInvalid):
+        exchange.verify_ack(doc, _pins(firm_key))
+
+
+def _receipt(container_key, **position):
+    return exchange.build_receipt(
+        serial="130-1111-2222-3333",
+        sign_key=container_key,
+        firm_code=FIRM,
+        license_id=42,
+        ticket="22222-22222-22222-22222-22222",
+        seq=9,
+        vtime=1_800_000_500,
+        position=exchange.SlotPosition(9, 1_800_000_500, **position) if position else None,
+    )
+
+
+def test_a_receipt_reads_back_every_field(container_key):
+    counters = exchange.SlotPosition.from_json(
+        {"seq": 9, "vtime": 1, "gen": 4, "prev": [DIGEST_B], "counters": {DIGEST_A: {"units": 3}}}
+    ).counters
+    doc = _receipt(container_key, gen=4, prev=(DIGEST_B,), counters=counters)
+    r = exchange.verify_receipt(doc, container_key.public_key())
+    assert (r.serial, r.firm_code, r.license_id, r.ticket, r.seq, r.vtime) == (
+        "130-1111-2222-3333",
+        FIRM,
+        42,
+        "22222-22222-22222-22222-22222",
+        9,
+        1_800_000_500,
+    )
+    assert r.digest == document_digest(doc)
+    assert r.document == doc
+    assert (r.position.seq, r.position.vtime, r.position.gen, r.position.prev) == (9, 1_800_000_500, 4, (DIGEST_B,))
+    assert r.position.counters[DIGEST_A].units == 3
+
+
+def test_a_receipt_without_a_ticket_or_a_generation_reads_as_such(container_key):
+    doc = exchange.build_receipt(
+        serial="130-1111-2222-3333", sign_key=container_key, firm_code=FIRM, license_id=1, ticket=None, seq=2, vtime=5
+    )
+    r = exchange.verify_receipt(doc, container_key.public_key())
+    assert r.ticket is None
+    assert (r.position.seq, r.position.vtime, r.position.gen, r.position.prev) == (2, 5, None, ())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"ticket": 5}, {"seq": "9"}, {"license_id": True}, {"serial": None}, {"vtime": -1}, {"gen": -1}],
+    ids=["ticket-not-text", "seq-text", "license-bool", "no-serial", "negative-time", "negative-gen"],
+)
+def test_a_receipt_with_a_bad_field_is_refused(container_key, change):
+    payload = dict(_receipt(container_key, gen=1)["payload"])
+    payload.update(change)
+    payload.pop("type"), payload.pop("v")
+    with pytest.raises(DocumentInvalid):
+        exchange.verify_receipt(sign_document("receipt", payload, container_key), container_key.public_key())
+
+
+def test_a_receipt_signed_by_another_container_is_refused(container_key):
+    doc = _receipt(hazmat.Ed25519PrivateKey.generate())
+    with pytest.raises(DocumentInvalid):
+        exchange.verify_receipt(doc, container_key.public_key())
