@@ -8,7 +8,7 @@ from licentia.container.binding import BindingMismatch, unwrap
 from licentia.core import errors as E
 from licentia.core import exchange, hazmat
 from licentia.core.encoding import b64d
-from licentia.core.license import LicenseEntry, Options
+from licentia.core.license import LicenseEntry, LicenseState, Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
 
 
@@ -288,3 +288,83 @@ def test_remove_license_from_a_firm_the_container_does_not_hold_changes_nothing(
     with pytest.raises(E.LicenseNotFound, match=rf"license 7 of firm {firm.code} is not in container {c.serial}"):
         c.remove_license(firm.code, 7, T0)
     assert snapshot(c) == state
+
+
+def _one_license(home, firm, **options):
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    doc = firm.entry(exchange.verify_request(req), options=Options(**options))
+    c.apply_update(firm.update(req, [doc]), T0)
+    return c, LicenseEntry.verify(doc, {hazmat.key_id(firm.key.public_key()): firm.key.public_key()})
+
+
+def test_record_access_counts_units_and_starts_usage_once(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10, usage_period=DAY)
+    slot = c.record_access(entry, units=0, start_usage=False, now=T0 + 5, check=lambda s: None)
+    assert slot.counters[entry.digest] == {"units": 0, "first_use": None}  # a plain access starts nothing
+    c.record_access(entry, units=2, start_usage=True, now=T0 + 10, check=lambda s: None)
+    slot = c.record_access(entry, units=3, start_usage=True, now=T0 + 20, check=lambda s: None)
+    assert slot.counters[entry.digest] == {"units": 5, "first_use": T0 + 10}  # the first use stays the first
+    assert c.slots()[firm.code].license_state(entry) == LicenseState(5, T0 + 10, T0)
+
+
+def test_a_refused_recheck_records_nothing(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    state = snapshot(c)
+
+    def refuse(slot):
+        raise E.UnitsExhausted("no")
+
+    with pytest.raises(E.UnitsExhausted):
+        c.record_access(entry, units=1, start_usage=True, now=T0, check=refuse)
+    assert snapshot(c) == state
+
+
+def test_license_state_adds_the_units_counted_here_and_at_central(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    c.record_online(entry, 3, start_usage=False, now=T0)
+    assert c.slots()[firm.code].license_state(entry).units_used == 3  # counted at Central only
+    c.record_access(entry, units=2, start_usage=False, now=T0, check=lambda s: None)
+    state = c.slots()[firm.code].license_state(entry)
+    assert (state.units_used, state.first_use, state.last_sync) == (5, None, T0)
+
+
+def test_product_keys_come_from_the_slot_and_from_borrowed_licenses(home):
+    firm = Firm()
+    c, own = _one_license(home, firm)
+    pins = {hazmat.key_id(firm.key.public_key()): firm.key.public_key()}
+    own_key = exchange.derive_product_key(firm.secret, firm.code, own.product_code, 1)
+    assert c.product_key(own, 1) == own_key  # from the copy under the local key
+    assert c.product_key(own, 2) is None
+
+    lender = exchange.verify_request(c.make_request("sync", T0, firm_code=firm.code))
+    borrowed = LicenseEntry.verify(firm.entry(lender, product=2, license_id=77), pins)
+    borrowed_key = b"\x07" * 32
+    sealed = exchange.seal_product_key(b64d(c.box_pub), c.serial, borrowed.digest, 1, borrowed_key)
+    record = {"entry": borrowed.document, "grant": {}, "keys": [sealed]}
+    c.add_borrowed(firm.code, record, borrow_id="b-1", vtime=T0 + 60)
+    c.add_borrowed(firm.code, record, borrow_id="b-1", vtime=T0 + 60)  # the same borrow again: kept once
+    slot = c.slots()[firm.code]
+    assert [b["id"] for b in slot.borrowed or []] == ["b-1"]
+    assert slot.vclock == T0 + 60
+    assert c.product_key(borrowed, 1) == borrowed_key  # sealed to this container's box key
+    assert c.product_key(own, 1) == own_key
+
+    other = make(home.parent / "other")
+    foreign = exchange.seal_product_key(b64d(other.box_pub), other.serial, borrowed.digest, 1, borrowed_key)
+    c.add_borrowed(firm.code, {**record, "keys": [foreign]}, borrow_id="b-1", vtime=T0)
+    with pytest.raises(E.LicenseInvalid):
+        c.product_key(borrowed, 1)
+
+
+def test_a_borrowed_license_makes_the_firm_slot_it_needs(home):
+    firm = Firm()
+    c = make(home)
+    c.add_borrowed(firm.code, {"entry": {}, "grant": {}, "keys": []}, borrow_id="b-2", vtime=T0 + 5)
+    slot = c.slots()[firm.code]
+    assert (slot.firm_code, slot.vclock, [b["id"] for b in slot.borrowed or []]) == (firm.code, T0 + 5, ["b-2"])
+    c.add_borrowed(firm.code, {"entry": {}, "grant": {}, "keys": []}, borrow_id="b-3", vtime=T0)
+    assert [b["id"] for b in c.slots()[firm.code].borrowed or []] == ["b-2", "b-3"]

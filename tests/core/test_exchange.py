@@ -137,3 +137,54 @@ def test_a_receipt_signed_by_another_container_is_refused(container_key):
     doc = _receipt(hazmat.Ed25519PrivateKey.generate())
     with pytest.raises(DocumentInvalid):
         exchange.verify_receipt(doc, container_key.public_key())
+
+
+def _position(**changes):
+    v = {"seq": 0, "vtime": 0, "gen": 0, "prev": [DIGEST_A] * exchange.CHAIN_DEPTH, "counters": {}}
+    v["counters"] = {DIGEST_B: {"units": 0, "first_use": 0}}
+    v.update(changes)
+    return v
+
+
+def test_a_slot_position_at_every_lower_bound_reads_back():
+    p = exchange.SlotPosition.from_json(_position())
+    assert (p.seq, p.vtime, p.gen, p.prev) == (0, 0, 0, (DIGEST_A,) * exchange.CHAIN_DEPTH)
+    assert p.counters == {DIGEST_B: exchange.Counter(0, 0)}
+    assert exchange.SlotPosition.from_json({"seq": 3, "vtime": 4}) == exchange.SlotPosition(3, 4)
+
+
+@pytest.mark.parametrize(
+    "changes,reason",
+    [
+        ({"seq": -1}, "bad slot"),
+        ({"vtime": -1}, "bad slot"),
+        ({"gen": -1}, "bad slot"),
+        ({"prev": [DIGEST_A] * (exchange.CHAIN_DEPTH + 1)}, "bad chain"),
+        ({"prev": ["A" * 64]}, "bad chain"),
+        ({"counters": {"x": {"units": 1}}}, "bad counter"),
+        ({"counters": {DIGEST_A: 1}}, "bad counter"),
+        ({"counters": {DIGEST_A: {"units": -1}}}, "bad counter"),
+        ({"counters": {DIGEST_A: {"units": 1, "first_use": -1}}}, "bad counter"),
+        ({"counters": {DIGEST_A: {"first_use": 1}}}, "units"),
+    ],
+    ids=[
+        "seq",
+        "vtime",
+        "gen",
+        "chain-too-long",
+        "chain-not-a-digest",
+        "counter-key",
+        "counter-not-object",
+        "units",
+        "first-use",
+        "no-units",
+    ],
+)
+def test_a_slot_position_out_of_bounds_is_refused(changes, reason):
+    with pytest.raises(DocumentInvalid, match=reason):
+        exchange.SlotPosition.from_json(_position(**changes))
+
+
+def test_a_slot_position_that_is_no_object_is_refused():
+    with pytest.raises(DocumentInvalid, match="bad slot"):
+        exchange.SlotPosition.from_json([0, 0])

@@ -121,3 +121,25 @@ def test_max_grace_is_written_only_when_set_and_never_negative():
         Options.from_json({**Options().to_json(), "max_grace": -1})
     assert absolute_options(clean_template({"max_grace": 7200}), 0).max_grace == 7200
     assert absolute_options(clean_template({}), 0).max_grace is None
+
+
+@pytest.mark.parametrize("firm,product", [(7, 4), (8, 3), (8, 4)], ids=["other-product", "other-firm", "both"])
+def test_a_license_for_another_product_or_firm_is_not_found(firm, product):
+    result = ev(entry(), firm=firm, product=product)
+    assert (result.error, result.message) == (E.LicenseNotFound, "license is for another product")
+
+
+def test_the_refusal_names_exactly_the_feature_bits_missing():
+    result = ev(entry(), feature_code=0b0110)  # the entry has 0b1011: bit 0b0100 is missing
+    assert (result.error, result.message) == (E.FeatureNotLicensed, "feature bits 0x4 are not licensed")
+
+
+def test_not_before_is_the_first_valid_second():
+    assert ev(entry(not_before=NOW)).ok
+    early = ev(entry(not_before=NOW), now=NOW - 1)
+    assert (early.error, early.message) == (E.LicenseNotYetValid, "valid from 2027-01-15 08:00 UTC")
+
+
+def test_an_access_of_a_license_without_usage_period_starts_nothing():
+    result = ev(entry())
+    assert result.ok and result.start_usage is False and result.units == 0 and result.expires is None
