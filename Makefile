@@ -32,13 +32,14 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## system packages the suite uses: PostgreSQL 15 server binaries (initdb/pg_ctl), Debian's python3 (unprivileged-user tests), Debian's chromium (browser tests, driven by Playwright)
+## system packages the suite uses: PostgreSQL 15 server binaries (initdb/pg_ctl), Debian's python3 (unprivileged-user tests), Debian's chromium (browser tests, driven by Playwright), Node.js (the JavaScript SDK's tests)
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=""; \
 	  [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	  [ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

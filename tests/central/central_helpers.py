@@ -5,6 +5,7 @@ real uvicorn server in a thread, and `licentia central serve` as a process."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 import threading
 import time
@@ -23,7 +24,7 @@ from licentia.central.app import create_app
 from licentia.central.models import LOG_TABLES, Base
 from licentia.central.settings import Settings
 from licentia.core import codes, exchange, hazmat
-from licentia.core.documents import document_digest
+from licentia.core.documents import document_digest, sign_document
 from licentia.core.exchange import SlotPosition
 from tests.conftest import PYTHON, SRC, child_env, free_port, require_system  # noqa: F401
 from tests.factory import T0
@@ -85,7 +86,8 @@ class FakeContainer:
                 positions[firm] = SlotPosition(
                     p.seq, p.vtime, self.gen[firm], tuple(self.chain.get(firm, [])), (counters or {}).get(firm, {})
                 )
-        doc = exchange.build_request(
+        build = functools.partial(
+            exchange.build_request,
             serial=self.serial,
             level=level or self.level,
             sign_key=self.sign_key,
@@ -93,9 +95,13 @@ class FakeContainer:
             slots=positions,
             action=action,
             now=now,
-            ticket=ticket,
             firm_code=firm_code,
         )
+        try:
+            doc = build(ticket=ticket)
+        except codes.InvalidCode:  # a mistyped ticket: sent as typed, as a client of its own could
+            payload = {k: v for k, v in build()["payload"].items() if k not in ("type", "v")}
+            doc = sign_document("request", {**payload, "ticket": ticket}, self.sign_key)
         if self.chained:
             digest = document_digest(doc)
             for firm in positions:

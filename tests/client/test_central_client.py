@@ -113,3 +113,47 @@ def test_importing_the_client_does_not_import_httpx():
     code = "import sys, licentia, licentia.client; assert 'httpx' not in sys.modules, 'httpx imported'"
     done = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def hostile_central():
+    """An HTTP server on 127.0.0.1 that answers every request with the body a test sets."""
+    import http.server
+    import threading
+
+    answer = {"body": b"{}", "type": "application/json"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", answer["type"])
+            self.send_header("content-length", str(len(answer["body"])))
+            self.end_headers()
+            self.wfile.write(answer["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", answer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"level": "loose", "level": "tight"}', b'{"n": NaN}', b'{"n": 1e400}', b"[" * 100 + b"]" * 100],
+    ids=["duplicate-key", "nan", "infinite", "deep"],
+)
+def test_an_answer_central_could_not_have_sent_is_refused(hostile_central, body):
+    url, answer = hostile_central
+    answer["body"] = body
+    with CentralClient(url) as client, pytest.raises(CentralError, match="not JSON"):
+        client.request("GET", "/tickets/x/info", authorized=False)
+    answer["body"] = b'{"level": "loose"}'
+    with CentralClient(url) as client:
+        assert client.request("GET", "/tickets/x/info", authorized=False) == {"level": "loose"}

@@ -5,8 +5,8 @@ import pytest
 
 from licentia.container import MachineContainer
 from licentia.container.binding import BindingMismatch, unwrap
+from licentia.core import codes, exchange, hazmat
 from licentia.core import errors as E
-from licentia.core import exchange, hazmat
 from licentia.core.encoding import b64d
 from licentia.core.license import LicenseEntry, LicenseState, Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
@@ -246,8 +246,8 @@ def test_remove_license_takes_exactly_that_license_and_reports_where_the_slot_st
     c = make(home)
     req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
     request = exchange.verify_request(req)
-    kept_doc = firm.entry(request, license_id=41, options=Options(units=10), ticket="11111-11111-11111-11111-11111")
-    gone_doc = firm.entry(request, license_id=42, options=Options(units=10), ticket="22222-22222-22222-22222-22222")
+    kept_doc = firm.entry(request, license_id=41, options=Options(units=10), ticket=codes.new_ticket_id())
+    gone_doc = firm.entry(request, license_id=42, options=Options(units=10), ticket=codes.new_ticket_id())
     c.apply_update(firm.update(req, [kept_doc, gone_doc]), T0)
     pins = {hazmat.key_id(firm.key.public_key()): firm.key.public_key()}
     kept, gone = LicenseEntry.verify(kept_doc, pins), LicenseEntry.verify(gone_doc, pins)

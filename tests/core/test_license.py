@@ -5,6 +5,7 @@ import pytest
 from licentia.core import codes, hazmat
 from licentia.core import errors as E
 from licentia.core.documents import DocumentInvalid, document_digest
+from licentia.core.encoding import b64e
 from licentia.core.license import (
     CLOCK_TOLERANCE,
     AccessRequest,
@@ -26,7 +27,7 @@ def entry(**opts):
         text="x",
         license_id=1,
         serial=codes.new_serial(),
-        container_key="k",
+        container_key=b64e(b"k" * 32),
         options=Options(**opts),
         issued=NOW - DAY,
     )

@@ -22,7 +22,7 @@ _CHARS = "[" + re.escape(codes.ALPHABET) + "]"
 #: the one written form of each identifier (ASCII only, nothing after the last character)
 TICKET_FORM = re.compile(rf"{_CHARS}{{5}}(-{_CHARS}{{5}}){{4}}", re.ASCII)
 SERIAL_FORM = re.compile(r"1[0-9]{2}(-[0-9A-HJKMNP-TV-Z]{4}){3}", re.ASCII)
-ITEM_FORM = re.compile(r"[A-Z]-[0-9]{5}-[0-9]{1,10}", re.ASCII)
+ITEM_FORM = re.compile(r"[A-Z]-[0-9]{5,10}-[0-9]{1,10}", re.ASCII)
 
 TICKET = codes.new_ticket_id()
 SERIAL = codes.new_serial()

@@ -116,3 +116,36 @@ def test_a_data_file_written_from_the_page_reads(tmp_path):
         got += AESGCM(file_key).decrypt(chunk[:12], chunk[12:], aad)
         i += 1
     assert got == plaintext and i == 3
+
+
+def _data_file(tmp_path, **changes):
+    fields = {
+        "format": 1,
+        "kind": "data",
+        "firm": 10101,
+        "product": 1,
+        "feature": 0,
+        "key_version": 1,
+        "chunk": 500,
+        "salt": b64(b"\x07" * 16),
+    }
+    fields.update(changes)
+    body = canonical(fields)
+    path = tmp_path / "page.bin"
+    path.write_bytes(b"\x89LPD\r\n\x1a\n" + struct.pack(">H", len(body)) + body)
+    return path
+
+
+def test_a_data_file_header_with_a_salt_not_16_bytes_or_a_format_not_a_number_is_refused(tmp_path):
+    import pytest
+
+    cases = [
+        ({"salt": b64(b"\x07" * 8)}, "salt is 16 bytes"),
+        ({"salt": b64(b"\x07" * 32)}, "salt is 16 bytes"),
+        ({"format": True}, "unsupported format"),
+    ]
+    for changes, reason in cases:
+        with pytest.raises(data.ProtectedDataError, match=f"not a readable licentia protected data file .*{reason}"):
+            data.ProtectedFile(_data_file(tmp_path, **changes), KEY)
+    with pytest.raises(data.ProtectedDataError, match="no chunks"):  # within the rules, the header is read
+        data.ProtectedFile(_data_file(tmp_path), KEY)

@@ -108,6 +108,22 @@ def test_not_json_and_not_an_object(app):
     assert app.post("/api/v1/leases", json=[1, 2]).status_code == 400
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 30000 + b"]" * 30000,  # deep enough to exhaust the parser's recursion, within the body limit
+        b'{"firm_code": 10101, "firm_code": 1}',
+        b'{"firm_code": NaN}',
+        b'{"firm_code": 1e400}',
+        b'{"user": "\ud800"}',
+    ],
+    ids=["deep", "duplicate-key", "nan", "infinite", "lone-surrogate"],
+)
+def test_a_body_no_document_reader_would_accept_is_400(app, raw):
+    r = app.post("/api/v1/leases", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "the body is not JSON"
+
+
 def test_lease_grant_verifies_back_to_the_firm_and_seals_the_key(app):
     session_key = hazmat.X25519PrivateKey.generate()
     session = b64e(hazmat.raw_public(session_key.public_key()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..core.encoding import strict_loads
 from ..core.errors import CentralError, CentralRefused, CentralUnreachable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +69,7 @@ class CentralClient:
         if not response.headers.get("content-type", "").startswith("application/json"):
             return response.text
         try:
-            return response.json()
+            return _strict_json(response)
         except ValueError:
             raise CentralError("License Central sent an answer that is not JSON", status=response.status_code) from None
 
@@ -136,11 +137,23 @@ class CentralClient:
         return response
 
 
+#: the largest answer read from License Central (an update holds documents of at most 4 MiB)
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+
+def _strict_json(response: httpx.Response) -> Any:
+    """An answer's JSON, read as every document is (no duplicate key, no non-finite number,
+    bounded depth and size): a ValueError otherwise."""
+    if len(response.content) > MAX_ANSWER_BYTES:
+        raise ValueError("answer too large")
+    return strict_loads(response.content)
+
+
 def _refusal(response: httpx.Response) -> CentralRefused:
     """Central's ``{"error": {"code", "message"}}`` as an exception (any other body: the status alone)."""
     status = response.status_code
     try:
-        error = response.json().get("error")
+        error = _strict_json(response).get("error")
     except (ValueError, AttributeError):
         error = None
     if not isinstance(error, dict):

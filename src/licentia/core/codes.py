@@ -18,7 +18,7 @@ _ALIASES = {"O": "0", "I": "1", "L": "1"}
 TICKET_DATA_CHARS = 24  # 120 bits
 SERIAL_PREFIX_MACHINE = "130"
 SERIAL_CHARS = 12  # 60 bits
-ITEM_ID_RE = re.compile(r"[A-Z]-[0-9]{5}-[0-9]{1,10}")  # whole text only (fullmatch), ASCII digits
+ITEM_ID_RE = re.compile(r"[A-Z]-[0-9]{5,10}-[0-9]{1,10}")  # whole text only (fullmatch), ASCII digits
 UINT32_MAX = 0xFFFFFFFF
 
 
@@ -38,6 +38,8 @@ def _check_char(chars: str) -> str:
 
 
 def _normalize(text: str) -> str:
+    if not text.isascii():  # before upper(): "ı".upper() is "I", "ſ".upper() is "S"
+        raise InvalidCode("a code holds ASCII letters, digits and dashes only")
     out = []
     for ch in text.upper():
         if ch in "- \t":

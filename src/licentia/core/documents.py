@@ -17,6 +17,27 @@ from .errors import DocumentMalformed as DocumentMalformed
 
 FORMAT_VERSION = 1
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+#: the largest whole number a document holds: every JSON reader (JavaScript's too) reads
+#: it exactly
+MAX_SAFE_INT = 2**53 - 1
+
+
+def check_values(payload: Any) -> None:
+    """Refuse what a document never holds: a number with a fraction or an exponent (a
+    float), or a whole number beyond +-(2^53 - 1). Documents hold whole numbers only, so
+    that every reader computes the same canonical bytes."""
+    stack = [payload]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            raise DocumentInvalid("a document holds no fractional numbers")
+        elif kind is int and not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+            raise DocumentInvalid("a number in the document is out of range")
 
 
 def signing_message(doc_type: str, payload: dict[str, Any]) -> bytes:
@@ -27,6 +48,7 @@ def sign_document(doc_type: str, payload: dict[str, Any], key: hazmat.Ed25519Pri
     payload = dict(payload)
     payload["type"] = doc_type
     payload["v"] = FORMAT_VERSION
+    check_values(payload)
     sig = hazmat.sign(key, signing_message(doc_type, payload))
     return {"payload": payload, "kid": hazmat.key_id(key.public_key()), "sig": b64e(sig)}
 
@@ -41,12 +63,16 @@ def parse(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
     ``encoding.strict_loads`` (depth, numbers, surrogates, duplicate keys) and a parsed
     value through the same checks: whatever comes in, only ``DocumentInvalid`` comes out."""
     try:
-        if isinstance(data, (bytes, str)):
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogatepass")  # the limit counts bytes
+        if isinstance(data, bytes):
             if len(data) > MAX_DOCUMENT_BYTES:
                 raise DocumentInvalid("document too large")
             data = strict_loads(data)
-        else:
+        elif isinstance(data, dict):
             check_tree(data)
+        else:
+            raise DocumentInvalid("not a signed envelope")
     except JsonRejected as exc:
         raise DocumentMalformed(f"not acceptable JSON: {exc}") from None
     if not isinstance(data, dict) or set(data) != {"payload", "kid", "sig"}:
@@ -56,6 +82,7 @@ def parse(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
         raise DocumentInvalid("envelope fields have wrong types")
     if type(payload.get("v")) is not int or payload["v"] != FORMAT_VERSION:  # true is no version
         raise DocumentInvalid(f"unsupported format version {payload.get('v')!r}")
+    check_values(payload)
     return data
 
 

@@ -43,6 +43,8 @@ def _pub_from_b64(text: str, load: Callable[[bytes], _PublicKey]) -> _PublicKey:
 #: how many earlier documents of a slot each new document names (so Central knows an
 #: honest document that arrives late, e.g. an offline request carried by hand)
 CHAIN_DEPTH = 8
+#: random bytes in a request (base64url: 22 characters)
+NONCE_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,11 @@ class SlotPosition:
         if gen is None:
             return cls(seq, vtime)
         prev = require(v, "prev", list)
-        if len(prev) > CHAIN_DEPTH or not all(_is_digest(d) for d in prev):
+        if len(prev) > CHAIN_DEPTH or not all(is_digest(d) for d in prev):
             raise DocumentInvalid("bad chain")
         counters: dict[str, Counter] = {}
         for digest, c in require(v, "counters", dict).items():
-            if not _is_digest(digest) or not isinstance(c, dict):
+            if not is_digest(digest) or not isinstance(c, dict):
                 raise DocumentInvalid("bad counter")
             units = require(c, "units", int)
             first = require(c, "first_use", int, optional=True)
@@ -101,7 +103,8 @@ class SlotPosition:
         return cls(seq, vtime, gen, tuple(prev), counters)
 
 
-def _is_digest(value: Any) -> bool:
+def is_digest(value: Any) -> bool:
+    """A SHA-256 digest in its one spelling: 64 lower-case hex digits."""
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
@@ -135,6 +138,8 @@ def build_request(
     ticket: str | None = None,
     firm_code: int | None = None,
 ) -> dict[str, Any]:
+    """A request, self-signed; a ticket id goes in its canonical form (InvalidCode when it
+    is none)."""
     payload = {
         "serial": serial,
         "level": level,
@@ -142,10 +147,10 @@ def build_request(
         "box_pub": b64e(box_pub),
         "slots": {str(f): p.to_json() for f, p in sorted(slots.items())},
         "action": action,
-        "ticket": ticket,
+        "ticket": None if ticket is None else codes.normalize_ticket(ticket),
         "firm_code": firm_code,
         "created": now,
-        "nonce": b64e(os.urandom(16)),
+        "nonce": b64e(os.urandom(NONCE_BYTES)),
     }
     return sign_document("request", payload, sign_key)
 
@@ -160,8 +165,8 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     try:
         serial = codes.check_serial(require(payload, "serial", str))
         ticket = require(payload, "ticket", str, optional=True)
-        if ticket is not None:
-            ticket = codes.normalize_ticket(ticket)
+        if ticket is not None and codes.normalize_ticket(ticket) != ticket:
+            raise codes.InvalidCode("the ticket id is not in its canonical form")
         firm = require(payload, "firm_code", int, optional=True)
         if firm is not None:
             codes.check_firm_code(firm)
@@ -181,9 +186,17 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
     _pub_from_b64(box_pub, hazmat.X25519PublicKey.from_public_bytes)
     slots: dict[int, SlotPosition] = {}
     for k, v in require(payload, "slots", dict).items():
-        if not (k.isascii() and k.isdigit() and len(k) <= 10):
-            raise DocumentInvalid("bad slot")
+        if not (k.isascii() and k.isdigit() and len(k) <= 10 and str(int(k)) == k and 1 <= int(k) <= codes.UINT32_MAX):
+            raise DocumentInvalid("bad slot")  # a firm code in its one decimal spelling
         slots[int(k)] = SlotPosition.from_json(v)
+    try:
+        if len(b64d(require(payload, "nonce", str))) != NONCE_BYTES:
+            raise ValueError("nonce length")
+    except ValueError:
+        raise DocumentInvalid("bad nonce") from None
+    created = require(payload, "created", int)
+    if created < 0:
+        raise DocumentInvalid("bad creation time")
     return Request(
         serial=serial,
         level=level,
@@ -193,7 +206,7 @@ def verify_request(data: bytes | str | dict[str, Any]) -> Request:
         action=action,
         ticket=ticket,
         firm_code=firm,
-        created=require(payload, "created", int),
+        created=created,
         digest=document_digest(doc),
         document=doc,
     )
@@ -220,10 +233,17 @@ def seal_product_key(box_pub: bytes, serial: str, license_digest: str, version: 
     }
 
 
+def key_version(value: Any) -> int:
+    """A product-key version: a whole number from 1 (ValueError otherwise: "1", true, 1.0)."""
+    if type(value) is not int or value < 1:
+        raise ValueError("a key version is a whole number from 1")
+    return value
+
+
 def unseal_product_key(box_key: hazmat.X25519PrivateKey, serial: str, sealed: dict[str, Any]) -> bytes:
     try:
         blob = b64d(sealed["sealed"])
-        return hazmat.unseal(box_key, blob, _seal_context(serial, sealed["license"], int(sealed["version"])))
+        return hazmat.unseal(box_key, blob, _seal_context(serial, sealed["license"], key_version(sealed["version"])))
     except (KeyError, ValueError, TypeError) as exc:
         raise DocumentInvalid(f"sealed product key unusable: {exc}") from None
 
@@ -239,6 +259,8 @@ def accept_keys(
     firm_code: int, pinned: dict[str, hazmat.Ed25519PublicKey], endorsements: list[dict[str, Any]]
 ) -> dict[str, hazmat.Ed25519PublicKey]:
     """Pinned keys plus every key endorsed (transitively) by a pinned key."""
+    if not all(isinstance(doc, dict) for doc in endorsements):
+        raise DocumentInvalid("an endorsement is a signed document (a JSON object)")
     keys = dict(pinned)
     changed = True
     while changed:
@@ -317,26 +339,50 @@ def verify_update(
     or endorsed by a pinned key; without, the embedded key must sign it (first use)."""
     doc = parse(data)
     payload = doc["payload"]
-    firm_code = require(payload, "firm_code", int)
+    try:
+        firm_code = codes.check_firm_code(require(payload, "firm_code", int))
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(str(exc)) from None
     firm_pub = _pub_from_b64(require(payload, "firm_pub", str), hazmat.Ed25519PublicKey.from_public_bytes)
     endorsements = require(payload, "endorsements", list)
+    if not all(isinstance(d, dict) for d in endorsements):
+        raise DocumentInvalid("an endorsement is a signed document (a JSON object)")
     keys = accept_keys(firm_code, pinned, endorsements) if pinned else {hazmat.key_id(firm_pub): firm_pub}
     if doc["kid"] != hazmat.key_id(firm_pub):
         raise DocumentInvalid("update kid does not match its firm key")
     payload = verify_document(doc, "update", keys)
-    serial = require(payload, "serial", str)
+    try:
+        serial = codes.check_serial(require(payload, "serial", str))
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(str(exc)) from None
     entries = []
     for entry_doc in require(payload, "entries", list):
+        if not isinstance(entry_doc, dict):
+            raise DocumentInvalid("an entry is a signed document (a JSON object)")
         entry = LicenseEntry.verify(entry_doc, keys)
         if entry.firm_code != firm_code or entry.serial != serial:
             raise DocumentInvalid("entry for another firm or container")
         entries.append(entry)
     sealed = require(payload, "keys", list)
-    if not all(isinstance(s, dict) for s in sealed):
-        raise DocumentInvalid("bad sealed key list")
+    versions = {e.digest: e.key_versions for e in entries}
+    for key in sealed:
+        if not (
+            isinstance(key, dict)
+            and isinstance(key.get("license"), str)
+            and isinstance(key.get("sealed"), str)
+            and type(key.get("version")) is int
+            and key["version"] in versions.get(str(key["license"]), ())
+        ):
+            raise DocumentInvalid("bad sealed key: each names an entry of the update and one of its key versions")
     seq = require(payload, "seq", int)
     if seq < 1:
         raise DocumentInvalid("bad sequence number")
+    time = require(payload, "time", int)
+    if time < 0:
+        raise DocumentInvalid("bad time")
+    request = require(payload, "request", str, optional=True)
+    if request is not None and not is_digest(request):
+        raise DocumentInvalid("bad request digest")
     manipulation = require(payload, "manipulation", dict, optional=True)
     if manipulation is not None and (
         set(manipulation) - {"rebased", "withdrawn"}
@@ -350,12 +396,12 @@ def verify_update(
         firm_code=firm_code,
         serial=serial,
         seq=seq,
-        time=require(payload, "time", int),
+        time=time,
         entries=tuple(entries),
         sealed_keys=tuple(sealed),
         firm_pub=firm_pub,
         endorsements=tuple(endorsements),
-        request=require(payload, "request", str, optional=True),
+        request=request,
         digest=document_digest(doc),
         document=doc,
         message=require(payload, "message", str, optional=True),
@@ -406,9 +452,14 @@ def verify_receipt(data: bytes | str | dict[str, Any], container_pub: hazmat.Ed2
     doc = parse(data)
     payload = verify_document(doc, "receipt", container_pub)
     position = SlotPosition.from_json(payload)
+    try:
+        serial = codes.check_serial(require(payload, "serial", str))
+        firm_code = codes.check_firm_code(require(payload, "firm_code", int))
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(str(exc)) from None
     return Receipt(
-        serial=require(payload, "serial", str),
-        firm_code=require(payload, "firm_code", int),
+        serial=serial,
+        firm_code=firm_code,
         license_id=require(payload, "license_id", int),
         ticket=require(payload, "ticket", str, optional=True),
         seq=require(payload, "seq", int),
@@ -448,16 +499,25 @@ def build_ack(
 
 def verify_ack(data: bytes | str | dict[str, Any], keys: dict[str, hazmat.Ed25519PublicKey]) -> Ack:
     payload = verify_document(parse(data), "report-ack", keys)
+    try:
+        firm_code = codes.check_firm_code(require(payload, "firm_code", int))
+        serial = codes.check_serial(require(payload, "serial", str))
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(str(exc)) from None
+    request = require(payload, "request", str)
+    if not is_digest(request):
+        raise DocumentInvalid("bad request digest")
     recorded = require(payload, "recorded", dict)
-    if not all(
-        _is_digest(d) and isinstance(u, int) and not isinstance(u, bool) and u >= 0 for d, u in recorded.items()
-    ):
+    if not all(is_digest(d) and isinstance(u, int) and not isinstance(u, bool) and u >= 0 for d, u in recorded.items()):
         raise DocumentInvalid("bad recorded counters")
+    time = require(payload, "time", int)
+    if time < 0:
+        raise DocumentInvalid("bad time")
     return Ack(
-        firm_code=require(payload, "firm_code", int),
-        serial=require(payload, "serial", str),
-        time=require(payload, "time", int),
-        request=require(payload, "request", str),
+        firm_code=firm_code,
+        serial=serial,
+        time=time,
+        request=request,
         recorded=dict(recorded),
     )
 

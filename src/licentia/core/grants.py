@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import hazmat
+from . import exchange, hazmat
 from .documents import DocumentInvalid, document_digest, require, signing_message, verify_document
 from .encoding import b64d, b64e
 from .license import LicenseEntry
@@ -220,7 +220,7 @@ def unseal_lease_key(
     session_key: hazmat.X25519PrivateKey, session: str, serial: str, license_digest: str, sealed: dict[str, Any]
 ) -> bytes:
     try:
-        version = int(sealed["version"])
+        version = exchange.key_version(sealed["version"])
         blob = b64d(sealed["sealed"])
         return hazmat.unseal(session_key, blob, _lease_key_context(serial, license_digest, version, session))
     except (KeyError, ValueError, TypeError) as exc:

@@ -71,10 +71,33 @@ class Options:
             **({} if self.max_grace is None else {"max_grace": self.max_grace}),  # only when set
         }
 
+    #: every option a license may carry: a reader refuses one it does not know, so that
+    #: a restriction it cannot enforce is never ignored
+    NAMES = frozenset(
+        {
+            "expires",
+            "not_before",
+            "usage_period",
+            "units",
+            "quantity",
+            "maintenance_until",
+            "sync_interval",
+            "data",
+            "local_only",
+            "report_interval",
+            "metering",
+            "offline_allowance",
+            "max_grace",
+        }
+    )
+
     @classmethod
     def from_json(cls, obj: Any) -> Options:
         if not isinstance(obj, dict):
             raise DocumentInvalid("options is not an object")
+        unknown = set(obj) - cls.NAMES
+        if unknown:
+            raise DocumentInvalid(f"unknown option {sorted(unknown)[0]!r}: a newer licentia issued this license")
         ints = {}
         names = (
             "expires",
@@ -119,6 +142,13 @@ class Options:
             max_grace=max_grace,
             **ints,
         )
+
+
+def _canonical_ticket(text: str) -> bool:
+    try:
+        return codes.normalize_ticket(text) == text
+    except codes.InvalidCode:
+        return False
 
 
 @dataclass(frozen=True)
@@ -183,8 +213,13 @@ class LicenseEntry:
             fmap = codes.check_feature(require(payload, "feature_map", int))
             container = require(payload, "container", dict)
             serial = codes.check_serial(require(container, "serial", str))
+            container_key = require(container, "sign_pub", str)
+            if len(b64d(container_key)) != 32:
+                raise ValueError("key length")
         except codes.InvalidCode as exc:
             raise DocumentInvalid(str(exc)) from None
+        except ValueError:
+            raise DocumentInvalid("the container's key is not a base64url Ed25519 public key") from None
         versions = require(payload, "key_versions", list)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions):
             raise DocumentInvalid("bad key_versions")
@@ -194,17 +229,23 @@ class LicenseEntry:
         activation = require(payload, "activation", int, optional=True) or 0
         if base < 0 or activation < 0 or (first_use is not None and first_use < 0):
             raise DocumentInvalid("negative counter")
+        license_id, issued = require(payload, "license_id", int), require(payload, "issued", int)
+        if license_id < 1 or issued < 0:
+            raise DocumentInvalid("license_id is 1 or more and issued a time")
+        ticket = require(payload, "ticket", str, optional=True)
+        if ticket is not None and not _canonical_ticket(ticket):
+            raise DocumentInvalid("the ticket id is not in its canonical form")
         return cls(
             firm_code=firm,
             product_code=product,
             feature_map=fmap,
             text=require(payload, "text", str),
-            license_id=require(payload, "license_id", int),
+            license_id=license_id,
             serial=serial,
-            container_key=require(container, "sign_pub", str),
+            container_key=container_key,
             options=Options.from_json(payload.get("options")),
-            issued=require(payload, "issued", int),
-            ticket=require(payload, "ticket", str, optional=True),
+            issued=issued,
+            ticket=ticket,
             key_versions=tuple(versions),
             consumed_base=base,
             first_use=first_use,

@@ -46,6 +46,16 @@ def data_header(*, firm: int, product: int, feature: int, key_version: int, chun
     return F.header_bytes(F.DATA_MAGIC, fields)
 
 
+SALT_BYTES = 16
+
+
+def _salt(text: str) -> bytes:
+    salt = b64d(text)
+    if len(salt) != SALT_BYTES:
+        raise F.FormatError(f"the salt is {SALT_BYTES} bytes")
+    return salt
+
+
 def file_key(product_key: bytes, salt: bytes) -> bytes:
     return hazmat.hkdf(product_key, salt=salt, info=F.DATA_KEY_INFO)
 
@@ -64,7 +74,7 @@ def encrypt_stream(
     """Encrypt ``src`` to ``dst`` chunk by chunk; return the plaintext size."""
     if not 1 <= chunk <= F.MAX_CHUNK:
         raise ValueError(f"chunk size must be between 1 byte and {F.MAX_CHUNK >> 20} MiB")
-    salt = os.urandom(16)
+    salt = os.urandom(SALT_BYTES)
     header = data_header(firm=firm, product=product, feature=feature, key_version=key_version, chunk=chunk, salt=salt)
     fkey = file_key(key, salt)
     dst.write(header)
@@ -155,7 +165,7 @@ def read_header(fh: BinaryIO, path: Any) -> tuple[DataHeader, int]:
             feature=codes.check_feature(fields["feature"]),
             key_version=_whole(fields["key_version"], "key version", 1, codes.UINT32_MAX),
             chunk=_whole(fields["chunk"], "chunk size", 1, F.MAX_CHUNK),
-            salt=b64d(fields["salt"]),
+            salt=_salt(fields["salt"]),
             raw=raw,
         )
     except (F.FormatError, KeyError, TypeError, ValueError) as exc:

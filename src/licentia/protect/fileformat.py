@@ -108,7 +108,7 @@ def split_header(magic: bytes, data: bytes) -> tuple[dict[str, Any], bytes, int]
         fields = strict_loads(bytes(data[start:end]))
     except JsonRejected:
         raise FormatError("unreadable header") from None
-    if not isinstance(fields, dict) or fields.get("format") != FORMAT_VERSION:
+    if not isinstance(fields, dict) or type(fields.get("format")) is not int or fields["format"] != FORMAT_VERSION:
         raise FormatError(f"unsupported format {fields.get('format') if isinstance(fields, dict) else None!r}")
     return fields, bytes(data[:end]), end
 

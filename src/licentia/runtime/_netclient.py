@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core import errors as E
 from ..core import grants, hazmat
-from ..core.encoding import b64e
+from ..core.encoding import b64e, strict_loads
 from ._servers import ServerAddr, discover, env_servers, read_config
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +51,18 @@ class RuntimeView(Protocol):
     def trusted(self, firm_code: int) -> dict[str, hazmat.Ed25519PublicKey]: ...
 
     def machine_container(self, level: str, *, now: int | None = None) -> Any: ...
+
+
+#: the largest answer read from a license server (a lease answer is a few KiB)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+def _strict_json(response: httpx.Response) -> Any:
+    """An answer's JSON, read as every document is (no duplicate key, no non-finite number,
+    bounded depth and size): a ValueError otherwise."""
+    if len(response.content) > MAX_ANSWER_BYTES:
+        raise ValueError("answer too large")
+    return strict_loads(response.content)
 
 
 class NetClient:
@@ -203,7 +215,7 @@ class NetClient:
             self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
-            data = response.json()
+            data = _strict_json(response)
         except ValueError:
             data = None
         return response.status_code, data
@@ -218,7 +230,7 @@ class NetClient:
             self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
-            return response.status_code, response.json()
+            return response.status_code, _strict_json(response)
         except ValueError:
             return response.status_code, None
 

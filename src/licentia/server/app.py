@@ -39,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..core import errors as E
+from ..core.encoding import JsonRejected, strict_loads
 from . import admin as admin_page
 from . import discovery
 from .core import LicenseServer
@@ -435,8 +436,8 @@ async def _read_body(receive: Callable[..., Any]) -> bytes | None:
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = strict_loads(raw)  # depth, numbers, surrogates and duplicate keys as for any document
+    except JsonRejected:
         raise E.BadRequest("the body is not JSON") from None
     if not isinstance(body, dict):
         raise E.BadRequest("the body is a JSON object")

@@ -23,6 +23,7 @@ from ...core import hazmat
 from ...core.documents import DocumentInvalid, DocumentMalformed, parse, require, sign_document, verify_document
 from ...core.encoding import b64d, canonical
 from ...core.errors import Conflict, InvalidRequest, MalformedInput, ServiceError
+from ...core.exchange import is_digest
 from ..db import run_write
 from ..models import Activation, Container, IdempotencyKey, Ticket
 from . import _protocol_sql as sql
@@ -96,7 +97,7 @@ class MeteringService(ActivationService):
             idem = require(payload, "key", str)
         except (DocumentInvalid, ValueError) as exc:
             raise InvalidRequest(f"consumption from {serial}: {getattr(exc, 'reason', exc)}") from None
-        if units < 1 or not 1 <= len(idem) <= 64 or len(entry) != 64:
+        if units < 1 or not 1 <= len(idem) <= 64 or not is_digest(entry):
             raise InvalidRequest(f"consumption from {serial}: bad units, key or entry")
         scope = f"consume|{serial}|{entry}"
         params = hazmat.sha256(canonical({"firm_code": firm_code, "entry": entry, "units": units})).hex()
