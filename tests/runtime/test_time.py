@@ -66,7 +66,7 @@ def test_a_refused_access_moves_the_virtual_clock(tmp_path, clock, firm):
         runtime(tmp_path, clock).access(firm.code, 1, firm_key=firm.pem)
 
 
-def _borrowed(home, firm, clock, *, vtime, days=7, options=None):
+def _borrowed(home, firm, clock, *, vtime, days=7, options=None, at=T0):
     """A license borrowed from a license server's container into a container under
     ``home`` (the grant signed by the server's container, the server's time ``vtime``)."""
     from licentia.container import MachineContainer
@@ -87,8 +87,8 @@ def _borrowed(home, firm, clock, *, vtime, days=7, options=None):
         entry=entry,
         client_serial=client.serial,
         client_key=client.sign_pub,
-        issued=T0,
-        expires=T0 + days * DAY,
+        issued=at,
+        expires=at + days * DAY,
     )
     client.add_borrowed(firm.code, {"entry": doc, "grant": grant, "keys": []}, borrow_id="b1", vtime=vtime)
     return client
@@ -136,4 +136,18 @@ def test_borrowed_license_use_is_remembered_against_a_clock_set_back(tmp_path, c
     assert rt.access(firm.code, 1)
     clock.set(T0 + DAY)
     with pytest.raises(E.ClockTampered):
+        rt.access(firm.code, 1)
+
+
+def test_a_license_borrowed_long_after_its_issue_counts_its_sync_interval_from_the_borrow(tmp_path, clock, firm):
+    """The server was in sync when it signed the borrow: a 30-day sync interval runs from
+    there, not from the day Central issued the license (40 days before)."""
+    at = T0 + 40 * DAY
+    _borrowed(tmp_path, firm, clock, vtime=at, days=60, options=Options(quantity=1, sync_interval=30 * DAY), at=at)
+    rt = runtime(tmp_path, clock)
+    rt.trust(firm.code, firm.pem)
+    clock.set(at + DAY)
+    assert rt.access(firm.code, 1)
+    clock.set(at + 30 * DAY + 1)  # past the sync interval counted from the borrow
+    with pytest.raises(E.SyncRequired):
         rt.access(firm.code, 1)

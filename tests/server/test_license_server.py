@@ -38,6 +38,19 @@ def test_two_runtimes_contend_for_one_seat(site, clients):
     assert site.seats_in_use() == 0
 
 
+def test_a_served_license_counts_its_sync_interval_from_the_servers_sync(site, clients):
+    """Central issued the license 40 days ago with a 30-day sync interval; the server synced
+    today: its clients run (the lease, signed today, stands for that sync)."""
+    day = 86400
+    site.add_license(quantity=1, sync_interval=30 * day)
+    site.advance(40 * day)
+    site.add_license(product=2)  # an update from Central: the server's container is in sync
+    site.start()
+    a = clients("a")
+    ok(a.access())
+    ok(a.release())
+
+
 def test_station_mode_shares_a_seat_per_machine(site, clients):
     site.add_license(quantity=1)
     site.start()

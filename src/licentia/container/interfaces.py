@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.exchange import Update
     from ..core.license import LicenseEntry
+    from .files import StateWatch
     from .slot import Slot
 
 
@@ -93,6 +94,12 @@ class Container(Grant, Protocol):
 
     def slots(self) -> dict[int, Slot]:
         """The current slots by firm code (cached while the stored state is unchanged)."""
+        ...
+
+    @property
+    def watch(self) -> StateWatch | None:
+        """Tells a cache whether the stored state changed (``files.StateWatch``); None when
+        the kind has no such signal, and a cache must then ask ``slots()`` every time."""
         ...
 
     def make_request(

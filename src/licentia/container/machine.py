@@ -10,6 +10,10 @@ Files in ``<home>/containers/<serial>/``:
   server) and an HMAC under a key derived from the
   container secret, so that a hand-edited state is refused.
 - ``lock``: flock target; every read-modify-write of state.json holds it.
+
+``MachineContainer.watch`` (``files.StateWatch``) tells the runtime's access cache whether
+state.json changed: at once for a write by this process, within ``files.WATCH_NS`` (10 ms)
+for a write by another.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class MachineContainer:
         self._local_key = hazmat.hkdf(secret, salt=self.serial.encode(), info=_LOCAL_KEY_INFO)
         self._state_path = path / "state.json"
         self._state_str = str(self._state_path)  # os.stat on a str skips Path.__fspath__ on the hot path
+        #: tells a cache whether state.json changed (this process's writes at once, others' within 10 ms)
+        self.watch = files.watch(self._state_str)
         self._lock_path = path / "lock"
         self._cache_key: tuple[int, int, int] | None = None
         self._slots: dict[int, Slot] = {}
@@ -156,10 +162,12 @@ class MachineContainer:
         body = {"format": STATE_FORMAT, "serial": self.serial, "slots": {str(f): s.to_json() for f, s in slots.items()}}
         files.write_json_atomic(self._state_path, {"body": body, "mac": self._mac(body)})
         self._slots = slots
-        self._cache_key = files.stat_key(self._state_path)
+        self._cache_key = files.stat_key(self._state_str)
+        self.watch.wrote(self._cache_key)
 
     def _read_state(self) -> dict[int, Slot]:
         key = files.stat_key(self._state_str)
+        self.watch.saw(key)
         if key is not None and key == self._cache_key:
             return self._slots
         try:

@@ -13,6 +13,47 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.license import AccessRequest, LicenseEntry
 
 
+class Granted:
+    """What a grant gives every handle made from it: the fields a ``Handle`` shows.
+
+    One is made per grant; the runtime's access cache hands the same one to every handle it
+    makes while the cached grant holds, so that a cached access builds a two-field handle."""
+
+    __slots__ = (
+        "container_serial",
+        "entry",
+        "expires",
+        "feature_code",
+        "feature_map",
+        "firm_code",
+        "grant",
+        "license_id",
+        "pid",
+        "product_code",
+        "text",
+        "units_left",
+    )
+
+    def __init__(
+        self, entry: LicenseEntry, grant: Grant, feature_code: int, units_left: int | None, expires: int | None
+    ):
+        self.firm_code = entry.firm_code
+        self.product_code = entry.product_code
+        self.feature_code = feature_code
+        self.feature_map = entry.feature_map
+        self.units_left = units_left
+        self.expires = expires
+        self.container_serial = grant.serial
+        self.license_id = entry.license_id
+        self.text = entry.text
+        self.grant = grant
+        self.entry = entry
+        self.pid = os.getpid()  # a forked child's handles read as released
+
+
+_new = object.__new__
+
+
 class Handle:
     """A granted access. Use as a context manager or call ``release()``.
 
@@ -23,39 +64,69 @@ class Handle:
     ``expires_at`` is the same moment as an aware UTC ``datetime``.
     """
 
-    __slots__ = (
-        "firm_code",
-        "product_code",
-        "feature_code",
-        "feature_map",
-        "units_left",
-        "expires",
-        "container_serial",
-        "license_id",
-        "text",
-        "grant",
-        "_entry",
-        "_pid",
-        "_released",
-        "__weakref__",
-    )
+    __slots__ = ("__weakref__", "_g", "_released")
 
     def __init__(
         self, entry: LicenseEntry, grant: Grant, request: AccessRequest, units_left: int | None, expires: int | None
     ):
-        self.firm_code = entry.firm_code
-        self.product_code = entry.product_code
-        self.feature_code = request.feature_code
-        self.feature_map = entry.feature_map
-        self.units_left = units_left
-        self.expires = expires
-        self.container_serial = grant.serial
-        self.license_id = entry.license_id
-        self.text = entry.text
-        self.grant = grant
-        self._entry = entry
-        self._pid = os.getpid()
+        self._g = Granted(entry, grant, request.feature_code, units_left, expires)
         self._released = False
+
+    @classmethod
+    def _of(cls, granted: Granted) -> Handle:
+        """A new handle on ``granted`` (the access cache's way: two stores, no call to ``__init__``)."""
+        handle: Handle = _new(cls)
+        handle._g = granted
+        handle._released = False
+        return handle
+
+    @property
+    def firm_code(self) -> int:
+        return self._g.firm_code
+
+    @property
+    def product_code(self) -> int:
+        return self._g.product_code
+
+    @property
+    def feature_code(self) -> int:
+        """The feature bits this access asked for."""
+        return self._g.feature_code
+
+    @property
+    def feature_map(self) -> int:
+        """The feature bits the license grants."""
+        return self._g.feature_map
+
+    @property
+    def units_left(self) -> int | None:
+        """Units left after this access (None: the license counts no units)."""
+        return self._g.units_left
+
+    @property
+    def expires(self) -> int | None:
+        return self._g.expires
+
+    @property
+    def container_serial(self) -> str:
+        return self._g.container_serial
+
+    @property
+    def license_id(self) -> int:
+        return self._g.license_id
+
+    @property
+    def text(self) -> str:
+        return self._g.text
+
+    @property
+    def grant(self) -> Grant:
+        return self._g.grant
+
+    @property
+    def _entry(self) -> LicenseEntry:
+        """The firm-signed license entry this handle was granted on."""
+        return self._g.entry
 
     @property
     def expires_at(self) -> _dt.datetime | None:
@@ -66,7 +137,7 @@ class Handle:
 
     @property
     def released(self) -> bool:
-        return self._released or self._pid != os.getpid()
+        return self._released or self._g.pid != os.getpid()
 
     @property
     def server(self) -> str | None:
@@ -86,7 +157,7 @@ class Handle:
     @property
     def data(self) -> bytes | None:
         """The license's protected data, if any."""
-        return self._entry.options.data
+        return self._g.entry.options.data
 
     def product_key(self, version: int = 1) -> bytes:
         """The product key of ``version`` sealed in this license."""
@@ -95,7 +166,7 @@ class Handle:
                 "this handle was released (or belongs to the parent process): call licentia.access() again "
                 "for a new one"
             )
-        key = self.grant.product_key(self._entry, version)
+        key = self._g.grant.product_key(self._g.entry, version)
         if key is None:
             raise E.LicenseNotFound(
                 f"license {self.license_id} holds no product key of version {version}: renew the license or "
@@ -105,7 +176,7 @@ class Handle:
 
     def release(self) -> None:
         self._released = True
-        self.grant.release()
+        self._g.grant.release()
 
     def __enter__(self) -> Handle:
         return self

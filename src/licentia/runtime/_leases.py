@@ -380,7 +380,9 @@ class LeaseKeeper:
             self._release_quietly(server, data, body)
             raise
         check = AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date)
-        ev = evaluate(entry, LicenseState(first_use=lease.first_use), check, self.rt.clock(), 0)
+        # the server evaluated the license against its own container (with its last sync) when it
+        # signed the lease: the lease's issue time stands for that sync here
+        ev = evaluate(entry, LicenseState(first_use=lease.first_use, last_sync=lease.issued), check, self.rt.clock(), 0)
         if ev.error is not None:
             self._release_quietly(server, data, body)
             raise ev.error(f"server {server.label} {entry.summary()}: {ev.message}")

@@ -4,29 +4,42 @@ Search order: the machine containers under the runtime's home (their own license
 licenses borrowed from a license server), then license servers (``_network``: the
 ``LICENTIA_HOST`` list, the configured list, discovery). Each firm-signed
 entry is verified once per process against the keys the application pinned (cached
-by digest); a cached access then only stats the container's state file, evaluates
-the options in memory, and writes to disk only what it must (units, the first use
-that starts a usage period, a clock observation when time moved on noticeably).
+by digest); an access then stats the container's state file, evaluates the options in
+memory, and writes to disk only what it must (units, the first use that starts a usage
+period, a clock observation when time moved on noticeably). An access that consumes
+nothing is answered from the access cache (``_hot``: its text has the freshness rule)
+while the grant it repeats still holds.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic_ns
+from time import time as _time
 from typing import TYPE_CHECKING, Any
 
 from ..container import OBSERVE_STEP, Container, Slot, open_container, open_or_create
+from ..container.files import StateWatch
 from ..container.store import container_dirs, default_home
 from ..container.traits import read_system_traits
 from ..core import codes, grants, hazmat
 from ..core import errors as E
 from ..core.documents import DocumentInvalid, document_digest
-from ..core.license import AccessRequest, LicenseEntry, LicenseState, effective_time, evaluate, units_left
-from ._handle import Handle
+from ..core.license import (
+    AccessRequest,
+    Evaluation,
+    LicenseEntry,
+    LicenseState,
+    effective_time,
+    evaluate,
+    units_left,
+)
+from ._handle import Granted, Handle
+from ._hot import AccessCache, Hot, unchanged, window_end
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._leases import LeaseKeeper
@@ -38,10 +51,11 @@ TraitsReader = Callable[[], dict[str, str]]
 
 def system_clock() -> int:
     """The system clock in Unix seconds (the default clock of every runtime)."""
-    return int(time.time())
+    return int(_time())
 
 
 MODES = grants.MODES
+_new = object.__new__
 
 
 def _load_keys(pem: str | bytes | os.PathLike[str]) -> list[hazmat.Ed25519PublicKey]:
@@ -84,6 +98,17 @@ class _Found:
     expires: int | None
 
 
+def _changed(known: dict[Path, Container | E.LicenseError], found: dict[Path, Container | E.LicenseError]) -> bool:
+    """Whether a rescan changed the container table in a way a cached grant depends on (a
+    container added, removed or newly opened; one that still does not open is no change)."""
+    if list(known) != list(found):
+        return True
+    return any(
+        found[p] is not known[p] and not (isinstance(found[p], E.LicenseError) and isinstance(known[p], E.LicenseError))
+        for p in found
+    )
+
+
 class Runtime:
     """Per-process runtime state: pinned keys, open containers, verified entries."""
 
@@ -106,6 +131,8 @@ class Runtime:
         self._net: LeaseKeeper | None = None  # the network side, made on first use
         self._reporter: Reporter | None = None  # usage reports, made on first use
         self._grants: dict[str, grants.Borrow] = {}  # borrow grant digest -> verified grant
+        self._cache = AccessCache()  # grants of accesses that consume nothing (_hot)
+        self._hits = self._cache.hits
 
     @property
     def home(self) -> Path:
@@ -132,9 +159,12 @@ class Runtime:
         keys = _load_keys(pem)
         with self._lock:
             pinned = self._keys.setdefault(firm_code, {})
+            known = len(pinned)
             for key in keys:
                 pinned[hazmat.key_id(key)] = key
             self._entries = {k: v for k, v in self._entries.items() if k[1] != firm_code}
+            if len(pinned) != known:
+                self._cache.forget()  # another key: entries that failed may verify now
 
     def trusted(self, firm_code: int) -> dict[str, hazmat.Ed25519PublicKey]:
         return self._keys.get(firm_code, {})
@@ -146,6 +176,7 @@ class Runtime:
         with self._lock:
             self._containers = None
             self._entries.clear()
+            self._cache.forget()
 
     def network(self) -> LeaseKeeper:
         """This process's network side (session key, HTTP clients, leases)."""
@@ -189,6 +220,8 @@ class Runtime:
                         found[path] = open_container(path, self.traits)
                     except E.LicenseError as exc:
                         found[path] = exc
+                if current is not None and _changed(current, found):
+                    self._cache.forget()  # a container that comes first may grant now
                 self._containers = current = found
             return current
 
@@ -259,6 +292,24 @@ class Runtime:
         on_lease_lost: Callable[[Handle, bool], Any] | None = None,
         grace: int = 0,
     ) -> Handle:
+        hot_key: Hashable = None
+        if units == 0 and firm_key is None and (release_date is None or type(release_date) is int):
+            hot_key = (firm_code, product_code, feature_code, release_date, mode)
+            hot = self._hits.get(hot_key)
+            if hot is not None:
+                clock = self.clock
+                # the system clock read here as a float: compared with whole seconds it decides
+                # as int(time.time()) would, without the call to system_clock()
+                now = _time() if clock is system_clock else clock()
+                if hot.since <= now < hot.until:
+                    watch = hot.watch
+                    if monotonic_ns() >= watch.due:
+                        watch.refresh()
+                    if watch.version == hot.version and (not hot.before or unchanged(hot.before)):
+                        handle: Handle = _new(Handle)  # Handle._of(), without the call
+                        handle._g = hot.granted
+                        handle._released = False
+                        return handle
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         if firm_key is not None:
@@ -273,13 +324,13 @@ class Runtime:
         release_date = _as_timestamp(release_date)
         request = AccessRequest(firm_code, product_code, feature_code, units, release_date)
         try:
-            return self._access(request, keys, rescan=False)
+            return self._access(request, keys, rescan=False, hot_key=hot_key)
         except E.LicenseError as first:
             local = first
             if first.rank <= E.LicenseNotFound.rank:
                 # a container may have been made since this process looked: look once more
                 try:
-                    return self._access(request, keys, rescan=True)
+                    return self._access(request, keys, rescan=True, hot_key=hot_key)
                 except E.LicenseError as again:
                     local = again
         return self._network_access(request, keys, mode, on_lease_lost, local, grace)
@@ -306,16 +357,33 @@ class Runtime:
             remote.tried = local.tried + remote.tried
             raise remote from None
 
-    def _access(self, request: AccessRequest, keys: dict[str, hazmat.Ed25519PublicKey], rescan: bool) -> Handle:
+    def _access(
+        self,
+        request: AccessRequest,
+        keys: dict[str, hazmat.Ed25519PublicKey],
+        rescan: bool,
+        hot_key: Hashable = None,
+    ) -> Handle:
+        """The full search. With ``hot_key``, a grant that wrote nothing and followed no
+        refusal goes into the access cache."""
         now = self.clock()
+        epoch = self._cache.epoch
         failures: list[tuple[int, type[E.LicenseError], str]] = []
         tried: list[str] = []
+        unopened = 0  # containers that did not open: they change only with the container table
+        watched: list[tuple[StateWatch, int]] = []  # each container looked at, and its version then
         for result in self.containers(rescan).values():
             if isinstance(result, E.LicenseError):
+                unopened += 1
                 failures.append((result.rank, type(result), str(result)))
                 tried.append(str(result))
                 continue
             container = result
+            watch = container.watch
+            if watch is None:
+                hot_key = None  # this kind gives no signal of change: nothing is cached
+            else:
+                watched.append((watch, watch.version))  # before the state is read
             try:
                 slot = container.slots().get(request.firm_code)
             except E.LicenseError as exc:
@@ -344,14 +412,9 @@ class Runtime:
                         self._observe(container, request.firm_code, now)
                     continue
                 found = _Found(entry, container, state, ev.expires)
-                if ev.units and entry.options.metering == "online":
-                    found = self._commit(found, request, now, slot=slot, keys=keys)
-                elif ev.units or ev.start_usage or now > slot.vclock + OBSERVE_STEP:
-                    found = self._commit(found, request, now)
-                every = entry.options.report_interval
-                if every is not None and now >= (slot.last_sync or 0) + every:
-                    self.reporter().consider(container, slot, every, now)
-                return Handle(entry, container, request, units_left(entry, found.state), found.expires)
+                if len(failures) != unopened:
+                    hot_key = None  # a refusal came first: it may turn into a grant, or have to write
+                return self._grant(found, slot, ev, request, keys, now, hot=(hot_key, epoch, watched))
             if slot.borrowed:
                 handle = self._borrowed(container, slot, request, keys, now, failures, tried)
                 if handle is not None:
@@ -367,6 +430,38 @@ class Runtime:
         others = [t for t in tried if t != message]
         also = f" (also tried: {'; '.join(others)})" if others else ""
         raise cls(E.with_next_step(cls, message, also), tried=tried)
+
+    def _grant(
+        self,
+        found: _Found,
+        slot: Slot,
+        ev: Evaluation,
+        request: AccessRequest,
+        keys: dict[str, hazmat.Ed25519PublicKey],
+        now: int,
+        *,
+        hot: tuple[Hashable, int, list[tuple[StateWatch, int]]],
+    ) -> Handle:
+        """A license granted in a container: write what the access must (units, the first use,
+        a clock observation), queue a usage report when one is due, and keep the grant in the
+        access cache under ``hot`` (key, cache epoch, containers looked at) if it wrote nothing."""
+        entry, container, state = found.entry, found.container, found.state
+        key, epoch, watched = hot
+        if ev.units and entry.options.metering == "online":
+            found = self._commit(found, request, now, slot=slot, keys=keys)
+            key = None
+        elif ev.units or ev.start_usage or now > slot.vclock + OBSERVE_STEP:
+            found = self._commit(found, request, now)
+            key = None
+        every = entry.options.report_interval
+        if every is not None and now >= (slot.last_sync or 0) + every:
+            self.reporter().consider(container, slot, every, now)
+            key = None
+        granted = Granted(entry, container, request.feature_code, units_left(entry, found.state), found.expires)
+        if key is not None and entry.options.metering != "online":
+            until = window_end(entry, state, slot, ev.expires)
+            self._cache.remember(key, epoch, Hot(granted, watched, now, until))
+        return Handle._of(granted)
 
     @staticmethod
     def _observe(container: Container, firm_code: int, now: int) -> None:
@@ -434,7 +529,7 @@ class Runtime:
             where = f"{where} {entry.summary()}"
             ev = evaluate(
                 entry,
-                LicenseState(first_use=grant.issued),
+                LicenseState(first_use=grant.issued, last_sync=grant.issued),  # the server was in sync then
                 AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date),
                 now,
                 slot.vclock,
