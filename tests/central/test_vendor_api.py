@@ -75,6 +75,29 @@ def test_report_and_sync_interval_defaults_are_the_vendors_to_change(client):
     assert r.status_code == 400 and error_code(r) == "invalid_input" and "units" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"key_versions": [2**60]},
+        {"key_versions": [0]},
+        {"options": {"units": 2**53}},
+        {"options": {"quantity": 2**53}},
+        {"options": {"expires": 2**60}},
+        {"options": {"expires_days": 10**12}},
+        {"options": {"report_interval_hours": 10**12}},
+        {"options": {"max_grace": 2**53}},
+    ],
+    ids=["key-version", "key-version-zero", "units", "quantity", "expires", "expires-days", "report-hours", "grace"],
+)
+def test_an_item_whose_license_could_not_be_signed_is_refused_at_once(client, fields):
+    """A signed document holds whole numbers within 2^53 - 1: an item whose values (or days
+    and hours as seconds) go beyond is refused when it is made, not at its first activation."""
+    v = Vendor(client, 54)
+    r = v.post("/items", {"name": "Huge", "product_code": 149, **fields})
+    assert r.status_code == 422 and error_code(r) == "invalid_input"
+    assert v.get("/items").json() == [] or all(i["name"] != "Huge" for i in v.get("/items").json())
+
+
 def test_items_customers_and_orders(client):
     v = Vendor(client, 52)
     assert codes.check_item_id(v.item) == "F-00001-7"

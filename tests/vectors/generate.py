@@ -404,6 +404,9 @@ def build_codes() -> dict[str, Any]:
         note="The check itself is case-sensitive (License Central upper-cases and strips an item id first).",
     )
     simple("item_id", "item-id-four-digit-middle", "F-0002-145", "invalid")
+    simple("item_id", "item-id-six-digit-middle", "F-100000-145", "valid")
+    simple("item_id", "item-id-ten-digit-middle", "F-4294967295-1", "valid")
+    simple("item_id", "item-id-eleven-digit-middle", "F-10000000000-1", "invalid")
     simple("item_id", "item-id-two-letters", "FF-00002-145", "invalid")
     simple("item_id", "item-id-no-number", "F-00002-", "invalid")
     simple("item_id", "item-id-arabic-indic-digit", "F-00002-١٤٥", "invalid")
@@ -450,9 +453,9 @@ def build_codes() -> dict[str, Any]:
             "where x * v in GF(32) with the polynomial x^5 + x^2 + 1 is v << 1, XOR 0b100101 when bit 5 is set; "
             "the check character is ALPHABET[x * interim]. `normalized` is the grouped form. A serial is "
             "`1dd-XXXX-XXXX-XXXX` (three ASCII digits starting with 1, then three groups of four alphabet "
-            "characters, no folding, no check character). An item id is one letter A-Z, five ASCII digits and one "
-            "to ten ASCII digits joined by '-'. Firm codes are whole numbers 1..4294967295, product codes and "
-            "feature codes 0..4294967295; true and false are not numbers."
+            "characters, no folding, no check character). An item id is one letter A-Z, five to ten ASCII "
+            "digits and one to ten ASCII digits joined by '-'. Firm codes are whole numbers 1..4294967295, "
+            "product codes and feature codes 0..4294967295; true and false are not numbers."
         ),
         "alphabet": codes.ALPHABET,
         "outcomes": {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -25,25 +25,34 @@ class ApiKeyCreate(_Body):
     label: str | None = Field(default=None, max_length=200)
 
 
+#: the largest count or time an option holds: a signed document holds whole numbers within
+#: 2^53 - 1 (docs/formats.md), and relative days and hours must stay within it as seconds
+MAX_COUNT = 2**53 - 1
+MAX_DAYS = 10**7  # about 27,000 years
+MAX_HOURS = 24 * MAX_DAYS
+
+
 class OptionsTemplate(_Body):
     """Relative times (``*_days``) count from the ticket's first activation."""
 
-    expires_days: StrictInt | None = Field(default=None, ge=0)
-    expires: StrictInt | None = Field(default=None, ge=0, description="absolute Unix time")
-    not_before: StrictInt | None = Field(default=None, ge=0)
-    usage_period_days: StrictInt | None = Field(default=None, ge=0)
-    units: StrictInt | None = Field(default=None, ge=0)
-    quantity: StrictInt = Field(default=1, ge=0)
-    maintenance_days: StrictInt | None = Field(default=None, ge=0)
-    maintenance_until: StrictInt | None = Field(default=None, ge=0)
+    expires_days: StrictInt | None = Field(default=None, ge=0, le=MAX_DAYS)
+    expires: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT, description="absolute Unix time")
+    not_before: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT)
+    usage_period_days: StrictInt | None = Field(default=None, ge=0, le=MAX_DAYS)
+    units: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT)
+    quantity: StrictInt = Field(default=1, ge=0, le=MAX_COUNT)
+    maintenance_days: StrictInt | None = Field(default=None, ge=0, le=MAX_DAYS)
+    maintenance_until: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT)
     sync_interval_days: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=MAX_DAYS,
         description="days offline before a sync is needed (0: never; default 30 with units or a time limit)",
     )
     report_interval_hours: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=MAX_HOURS,
         description="hours between usage reports while Central is reachable (0: none; "
         "default 24 with units or a time limit)",
     )
@@ -51,11 +60,15 @@ class OptionsTemplate(_Body):
         default=None, description="online: every unit consumption is a call to Central"
     )
     offline_allowance: StrictInt | None = Field(
-        default=None, ge=0, description="online metering: units a container may count while Central is unreachable"
+        default=None,
+        ge=0,
+        le=MAX_COUNT,
+        description="online metering: units a container may count while Central is unreachable",
     )
     max_grace: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=MAX_COUNT,
         description="seconds of offline grace a license server may grant with a seat (a "
         "protected package's --grace); absent: none on network seats",
     )
@@ -70,7 +83,7 @@ class ItemCreate(_Body):
     product_code: StrictInt | None = Field(default=None, description="required unless module_of is given")
     feature_map: StrictInt = 0xFFFFFFFF
     level: Level = "medium"
-    key_versions: list[StrictInt] = Field(default_factory=lambda: [1])
+    key_versions: list[Annotated[StrictInt, Field(ge=1, le=0xFFFFFFFF)]] = Field(default_factory=lambda: [1])
     module_of: str | None = Field(default=None, description="base item id: this item adds feature bits to it")
     options: OptionsTemplate = Field(default_factory=OptionsTemplate)
     on_manipulation: Literal["rebase", "withdraw"] = Field(
