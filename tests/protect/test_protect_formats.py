@@ -27,6 +27,21 @@ def canonical(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def data_fields(**changes) -> dict:
+    """The header fields of a protected data file as the page lists them."""
+    fields = {
+        "format": 1,
+        "kind": "data",
+        "firm": 10101,
+        "product": 1,
+        "feature": 0,
+        "key_version": 1,
+        "chunk": 500,
+        "salt": b64(b"\x07" * 16),
+    }
+    return {**fields, **changes}
+
+
 def module_file(header: bytes, dotted: str, source: str, filename: str, nonce: bytes) -> bytes:
     code = compile(source, filename, "exec")
     aad = b"licentia module|" + dotted.encode() + b"|" + header
@@ -73,16 +88,7 @@ def test_a_module_written_from_the_page_imports(tmp_path, machine: Machine):
 def test_a_data_file_written_from_the_page_reads(tmp_path):
     plaintext = bytes(range(256)) * 5  # 1280 bytes in chunks of 500: 500, 500, 280
     salt = b"\x07" * 16
-    fields = {
-        "format": 1,
-        "kind": "data",
-        "firm": 10101,
-        "product": 1,
-        "feature": 0,
-        "key_version": 1,
-        "chunk": 500,
-        "salt": b64(salt),
-    }
+    fields = data_fields(salt=b64(salt))
     body = canonical(fields)
     header = b"\x89LPD\r\n\x1a\n" + struct.pack(">H", len(body)) + body
     file_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"licentia data v1").derive(KEY)
@@ -119,18 +125,7 @@ def test_a_data_file_written_from_the_page_reads(tmp_path):
 
 
 def _data_file(tmp_path, **changes):
-    fields = {
-        "format": 1,
-        "kind": "data",
-        "firm": 10101,
-        "product": 1,
-        "feature": 0,
-        "key_version": 1,
-        "chunk": 500,
-        "salt": b64(b"\x07" * 16),
-    }
-    fields.update(changes)
-    body = canonical(fields)
+    body = canonical(data_fields(**changes))
     path = tmp_path / "page.bin"
     path.write_bytes(b"\x89LPD\r\n\x1a\n" + struct.pack(">H", len(body)) + body)
     return path
