@@ -7,6 +7,7 @@ from licentia.container import MachineContainer
 from licentia.container.binding import BindingMismatch, unwrap
 from licentia.core import codes, exchange, hazmat
 from licentia.core import errors as E
+from licentia.core.documents import document_digest
 from licentia.core.encoding import b64d
 from licentia.core.license import LicenseEntry, LicenseState, Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
@@ -368,3 +369,108 @@ def test_a_borrowed_license_makes_the_firm_slot_it_needs(home):
     assert (slot.firm_code, slot.vclock, [b["id"] for b in slot.borrowed or []]) == (firm.code, T0 + 5, ["b-2"])
     c.add_borrowed(firm.code, {"entry": {}, "grant": {}, "keys": []}, borrow_id="b-3", vtime=T0)
     assert [b["id"] for b in c.slots()[firm.code].borrowed or []] == ["b-2", "b-3"]
+
+
+def _raw_update(firm, c, seq, entries, *, now=T0, **kw):
+    return exchange.build_update(
+        firm_code=firm.code,
+        firm_key=firm.key,
+        serial=c.serial,
+        seq=seq,
+        now=now,
+        entries=entries,
+        sealed_keys=[],
+        request_digest=None,
+        **kw,
+    )
+
+
+def test_an_update_sets_the_slots_time_central_and_endorsements(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    doc = firm.entry(exchange.verify_request(req), license_id=1)
+    c.apply_update(_raw_update(firm, c, 1, [doc], now=T0 + 100), T0, central="https://central.example")
+    slot = c.slots()[firm.code]
+    assert (slot.vclock, slot.last_sync, slot.central) == (T0 + 100, T0 + 100, "https://central.example")
+    new_key = hazmat.Ed25519PrivateKey.generate()
+    endorsement = exchange.endorse_key(firm.key, firm.code, new_key.public_key())
+    c.apply_update(_raw_update(firm, c, 2, [doc], now=T0 + 200, endorsements=[endorsement]), T0)
+    slot = c.slots()[firm.code]
+    assert (slot.last_sync, slot.central) == (T0 + 200, "https://central.example")  # the URL stays
+    assert slot.endorsements == [endorsement]
+    assert hazmat.key_id(new_key.public_key()) in (slot.pinned or {})
+
+
+def test_an_update_drops_the_counters_of_licenses_it_no_longer_holds(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    pins = {hazmat.key_id(firm.key.public_key()): firm.key.public_key()}
+    docs = [firm.entry(request, license_id=i, options=Options(units=9)) for i in (1, 2)]
+    c.apply_update(_raw_update(firm, c, 1, docs), T0)
+    one, two = (LicenseEntry.verify(d, pins) for d in docs)
+    for e in (one, two):
+        c.record_access(e, units=1, start_usage=False, now=T0, check=lambda s: None)
+    c.apply_update(_raw_update(firm, c, 2, [docs[0]]), T0)  # license 2 revoked
+    slot = c.slots()[firm.code]
+    assert set(slot.counters or {}) == {one.digest}
+    assert slot.withdrawn == [2]
+
+
+def test_a_license_issued_again_after_its_removal_comes_back(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    old = firm.entry(request, license_id=7)
+    c.apply_update(_raw_update(firm, c, 1, [old]), T0)
+    c.remove_license(firm.code, 7, T0)
+    c.apply_update(_raw_update(firm, c, 3, [old]), T0)  # Central had not seen the receipt yet
+    assert c.slots()[firm.code].removed == {"7": document_digest(old)}
+    again = firm.entry(request, license_id=7, issued=T0 + 5)  # the ticket activated again
+    c.apply_update(_raw_update(firm, c, 4, [again]), T0)
+    slot = c.slots()[firm.code]
+    assert [d["payload"]["license_id"] for d in slot.entries or []] == [7]
+    assert slot.removed == {}
+
+
+def test_a_license_withdrawn_for_manipulation_leaves_a_notice_until_it_comes_back(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    docs = {i: firm.entry(request, license_id=i, product=10 + i) for i in (1, 2)}
+    c.apply_update(_raw_update(firm, c, 1, list(docs.values())), T0)
+    message = "License Central saw this container's files restored from an older copy."
+    c.apply_update(_raw_update(firm, c, 2, [docs[2]], message=message, manipulation={"withdrawn": [1, 2, 3]}), T0)
+    slot = c.slots()[firm.code]
+    # only a license this update took away gets a notice (2 is still held, 3 never was)
+    assert slot.notices == {"1": {"product_code": 11, "message": message}}
+    c.apply_update(_raw_update(firm, c, 3, [docs[2]]), T0)  # a later update keeps the notice
+    assert c.slots()[firm.code].notices == {"1": {"product_code": 11, "message": message}}
+    c.apply_update(_raw_update(firm, c, 4, [docs[2], firm.entry(request, license_id=1, product=11)]), T0)
+    assert c.slots()[firm.code].notices is None  # issued again: the notice goes
+
+
+def test_removals_are_remembered_one_after_another(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    docs = [firm.entry(request, license_id=i) for i in (1, 2)]
+    c.apply_update(_raw_update(firm, c, 1, docs), T0)
+    c.remove_license(firm.code, 1, T0)
+    c.remove_license(firm.code, 2, T0)
+    assert c.slots()[firm.code].removed == {"1": document_digest(docs[0]), "2": document_digest(docs[1])}
+
+
+def test_no_product_key_for_a_firm_the_container_does_not_hold(home):
+    firm, other = Firm(), Firm(code=10102)
+    c, _ = _one_license(home, firm)
+    foreign = LicenseEntry.verify(
+        other.entry(exchange.verify_request(c.make_request("sync", T0, firm_code=firm.code))),
+        {hazmat.key_id(other.key.public_key()): other.key.public_key()},
+    )
+    assert c.product_key(foreign, 1) is None

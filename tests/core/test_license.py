@@ -144,3 +144,31 @@ def test_not_before_is_the_first_valid_second():
 def test_an_access_of_a_license_without_usage_period_starts_nothing():
     result = ev(entry())
     assert result.ok and result.start_usage is False and result.units == 0 and result.expires is None
+
+
+@pytest.mark.parametrize(
+    "opts,state,req,error,message",
+    [
+        ({"expires": NOW}, None, {}, E.LicenseExpired, "expired 2027-01-15 08:00 UTC"),
+        (
+            {"sync_interval": DAY},
+            LicenseState(last_sync=NOW - 2 * DAY),
+            {},
+            E.SyncRequired,
+            "last synced 2027-01-13 08:00 UTC; run 'licentia sync' while online",
+        ),
+        (
+            {"maintenance_until": NOW},
+            None,
+            {"release_date": NOW + 1},
+            E.MaintenanceExpired,
+            "this release is newer than the maintenance period ending 2027-01-15 08:00 UTC",
+        ),
+        ({"units": 5}, None, {"units": -1}, E.UnitsExhausted, "a negative number of units cannot be consumed"),
+        ({}, None, {"units": 1}, E.UnitsExhausted, "this license has no unit counter"),
+    ],
+    ids=["expired", "sync", "maintenance", "negative-units", "no-counter"],
+)
+def test_each_refusal_says_why_in_words_a_user_can_act_on(opts, state, req, error, message):
+    result = ev(entry(**opts), state, **req)
+    assert (result.error, result.message) == (error, message)
