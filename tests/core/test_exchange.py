@@ -187,3 +187,9 @@ def test_a_slot_position_out_of_bounds_is_refused(changes, reason):
 def test_a_slot_position_that_is_no_object_is_refused():
     with pytest.raises(DocumentInvalid, match="bad slot"):
         exchange.SlotPosition.from_json([0, 0])
+
+
+def test_an_acknowledgement_at_time_zero_is_read_and_before_it_refused(firm_key):
+    assert exchange.verify_ack(sign_document("report-ack", _ack_payload(time=0), firm_key), _pins(firm_key)).time == 0
+    with pytest.raises(DocumentInvalid, match="bad time"):
+        exchange.verify_ack(sign_document("report-ack", _ack_payload(time=-1), firm_key), _pins(firm_key))
