@@ -35,7 +35,7 @@ from licentia.core.documents import (  # noqa: E402
     signing_message,
 )
 from licentia.core.encoding import b64d, b64e, strict_loads  # noqa: E402
-from licentia.core.license import CLOCK_TOLERANCE, LicenseEntry, Options  # noqa: E402
+from licentia.core.license import CLOCK_TOLERANCE, AccessRequest, LicenseEntry, Options  # noqa: E402
 from licentia.protect import data as protected_data  # noqa: E402
 from licentia.protect import fileformat  # noqa: E402
 
@@ -412,6 +412,39 @@ def build_codes() -> dict[str, Any]:
     simple("item_id", "item-id-arabic-indic-digit", "F-00002-١٤٥", "invalid")
     simple("item_id", "item-id-trailing-space", "F-00002-145 ", "invalid")
 
+    def given(name: str, value: str, expect: str, note: str | None = None) -> None:
+        c: dict[str, Any] = {"name": name, "kind": "item_id_given", "input": value}
+        if note:
+            c["note"] = note
+        c["expect"] = expect
+        if expect == "valid":
+            c["normalized"] = codes.normalize_item_id(value)
+        cases.append(c)
+
+    given("item-id-given-lower-case", "f-00002-145", "valid")
+    given("item-id-given-spaces-around", "  f-00002-145 ", "valid")
+    given(
+        "item-id-given-ascii-white-space",
+        "\t\n\r\x0b\x0cF-00002-145\x0c\x0b\r\n\t",
+        "valid",
+        note="Tab, LF, CR, vertical tab and form feed are stripped from both ends.",
+    )
+    given(
+        "item-id-given-unit-separator",
+        "F-00002-145\x1f",
+        "invalid",
+        note="U+001F (and U+001C to U+001E) are not white space here; they are not stripped.",
+    )
+    given("item-id-given-file-separator", "\x1cF-00002-145", "invalid")
+    given("item-id-given-no-break-space", "\u00a0F-00002-145", "invalid", note="Refused: not ASCII.")
+    given("item-id-given-inner-space", "F-00002 -145", "invalid", note="Only the ends are stripped.")
+    given(
+        "item-id-given-dotless-i",
+        "\u0131-00002-145",
+        "invalid",
+        note="Refused: not ASCII (checked before upper-casing, which would turn it into I).",
+    )
+
     for name, value, expect in (
         ("firm-code-zero", 0, "invalid"),
         ("firm-code-one", 1, "valid"),
@@ -454,7 +487,10 @@ def build_codes() -> dict[str, Any]:
             "the check character is ALPHABET[x * interim]. `normalized` is the grouped form. A serial is "
             "`1dd-XXXX-XXXX-XXXX` (three ASCII digits starting with 1, then three groups of four alphabet "
             "characters, no folding, no check character). An item id is one letter A-Z, five to ten ASCII "
-            "digits and one to ten ASCII digits joined by '-'. Firm codes are whole numbers 1..4294967295, "
+            "digits and one to ten ASCII digits joined by '-' (`item_id` cases check that form as written; "
+            "`item_id_given` cases read an item id as License Central reads one it is given: refuse any character "
+            "that is not ASCII, strip space, tab, LF, CR, vertical tab and form feed from both ends, upper-case, "
+            "then check the form; `normalized` is the result). Firm codes are whole numbers 1..4294967295, "
             "product codes and feature codes 0..4294967295; true and false are not numbers."
         ),
         "alphabet": codes.ALPHABET,
@@ -537,9 +573,10 @@ def build_canonical() -> dict[str, Any]:
         "floats",
         '{"a": 1.0, "b": 0.1, "c": 1e16, "d": 1E2, "e": -0.0}',
         '{"a":1.0,"b":0.1,"c":1e+16,"d":100.0,"e":-0.0}',
-        note="Signed documents hold no fractions (see licenses.json, float-in-unknown-field); this is how the "
-        "Python implementation writes one (its own spelling of numbers, which other languages do not share). "
-        "Do not rely on it.",
+        note="Floats are written as docs/formats.md 1.2 item 9 states: the shortest decimal that reads back to "
+        "the same double, Python's spelling (exponent below 1e-4 and from 1e16, '.0' after an integral value). "
+        "No signed document holds a float (licenses.json, float-in-unknown-field), so no signature or digest "
+        "depends on this spelling.",
     )
     canon("empty-object", "{}", "{}")
     canon("top-level-array", '[3, "x", false]', '[3,"x",false]')
@@ -560,6 +597,13 @@ def build_canonical() -> dict[str, Any]:
     strict("number-overflows-to-infinity", b'{"a": 1e400}', "refused")
     strict("negative-number-overflows", b'{"a": -1e400}', "refused")
     strict("largest-finite-double", b'{"a": 1.7976931348623157e308}', "accepted")
+    strict(
+        "number-underflows-to-zero",
+        b'{"a": 1e-400, "b": -1e-400}',
+        "accepted",
+        note="A float too small for a double reads as 0.0 (and -0.0): finite, so accepted; it is still a float, "
+        "which a signed document refuses (3.1 item 6).",
+    )
     strict("int64-max", b'{"a": 9223372036854775807}', "accepted")
     strict("int64-max-plus-one", b'{"a": 9223372036854775808}', "refused")
     strict("int64-min", b'{"a": -9223372036854775808}', "accepted")
@@ -812,6 +856,19 @@ def build_licenses(firm: Any, foreign: Any, container_pub: str, ticket: str) -> 
         doc_case("local-only-as-text", resign(valid, firm, lambda p: p["options"].update(local_only="yes")), "invalid"),
         doc_case("metering-unknown", resign(valid, firm, lambda p: p["options"].update(metering="remote")), "invalid"),
         doc_case("key-versions-zero", resign(valid, firm, lambda p: p.update(key_versions=[0])), "invalid"),
+        doc_case(
+            "key-versions-repeated",
+            resign(valid, firm, lambda p: p.update(key_versions=[1, 2, 1])),
+            "invalid",
+            note="Refused: key_versions lists each version once.",
+        ),
+        doc_case(
+            "sig-non-canonical-s",
+            edited(valid, lambda d: d.update(sig=non_canonical_s(d["sig"]))),
+            "invalid",
+            note="The same signature with S + L in place of S (L: the order of the Ed25519 base point). Refused: "
+            "S must be below L (RFC 8032 5.1.7); a library that reduces S modulo L would accept it.",
+        ),
         probed(
             "negative-license-id",
             resign(valid, firm, lambda p: p.update(license_id=-7)),
@@ -910,13 +967,25 @@ def build_licenses(firm: Any, foreign: Any, container_pub: str, ticket: str) -> 
             resign(pk_doc, firm, lambda p: p.update(version=0)),
             "invalid",
             type="product-key",
-            want={},
+            want={"firm_code": FIRM, "product_code": 1},
+            note="Refused: a key version is a whole number from 1, whatever version the reader asks for (`want` "
+            "names no version here).",
         ),
     ]
+    cases += size_cases(lic)
     rotated = hazmat.Ed25519PrivateKey.generate()
     endorsement = exchange.endorse_key(firm, FIRM, rotated.public_key())
     cases += [
         doc_case("firm-key-endorsement", endorsement, "ok", type="firm-key", firm_code=FIRM, endorsed_kid=kid(rotated)),
+        doc_case(
+            "firm-key-endorsement-firm-code-true",
+            sign_raw("firm-key", {"firm_code": True, "pub": pub_b64(rotated)}, firm),
+            "invalid",
+            type="firm-key",
+            firm_code=1,
+            endorsed_kid=kid(rotated),
+            note="Read for firm 1: true is no firm code, so the endorsement names no firm and is skipped.",
+        ),
         doc_case(
             "firm-key-endorsement-by-unpinned-key",
             exchange.endorse_key(foreign, FIRM, rotated.public_key()),
@@ -943,9 +1012,12 @@ def build_licenses(firm: Any, foreign: Any, container_pub: str, ticket: str) -> 
             "firm public keys in `keys` (PEM; a document's `kid` selects the key, compared exactly). A `document` "
             "that is a JSON object is the envelope as received; a `document` that is a string is the envelope's "
             "JSON text, to be read strictly (canonical.json) first. `digest` is SHA-256 over the canonical "
-            "envelope. For a license, `fields` lists values the verified entry must carry; `signing_input` is the "
-            "exact text its signature covers. For a product-key document, `want` names the firm, product and "
-            "version the reader asks for, and `key_hex` is the key it must yield. For an endorsement, "
+            "envelope. The `size-*` cases give the JSON text in parts (`document_text`: prefix + fill repeated "
+            "count times + suffix, `document_bytes` long in UTF-8): a text of at most 4194304 bytes is read, a longer "
+            "one is refused before it is read. For a license, `fields` lists values the verified entry must carry; "
+            "`signing_input` is the exact text its signature covers. For a product-key document, `want` names what "
+            "the reader asks for (firm_code, product_code, version; one absent is not asked for), and `key_hex` is "
+            "the key it must yield. For an endorsement, "
             "`endorsed_kid` is the key id a reader that pins `keys` must accept after it (for `firm_code`)."
         ),
         "keys": [pem(firm)],
@@ -958,6 +1030,60 @@ def build_licenses(firm: Any, foreign: Any, container_pub: str, ticket: str) -> 
         },
         "cases": cases,
     }
+
+
+#: the order of the Ed25519 base point (RFC 8032)
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def non_canonical_s(sig: str) -> str:
+    """The same Ed25519 signature with S + L in place of S (it verifies only where S is reduced)."""
+    raw = b64d(sig)
+    s = int.from_bytes(raw[32:], "little") + ED25519_L
+    return b64e(raw[:32] + s.to_bytes(32, "little"))
+
+
+def size_cases(lic: Any) -> list[dict[str, Any]]:
+    """A license whose JSON text is exactly 4 MiB (4194304 bytes) and the same text one byte
+    longer (a space after the value). The text is given in parts: `prefix` + `fill` repeated
+    `count` times + `suffix`; its `text` field is mostly two-byte characters, so it has far
+    fewer characters than bytes."""
+    limit = 4 * 1024 * 1024
+    fill = "\u00e9"  # two bytes in UTF-8
+    empty = json.dumps(lic(text="", license_id=9), ensure_ascii=False)
+    room = limit - len(empty.encode("utf-8"))
+    ascii_part = "x" * (room % 2)
+    count = room // 2
+    doc = lic(text=ascii_part + fill * count, license_id=9)
+    text = json.dumps(doc, ensure_ascii=False)
+    start = text.index(fill * count)
+    prefix, suffix = text[:start], text[start + count :]
+    assert len((prefix + fill * count + suffix).encode("utf-8")) == limit
+    assert len(prefix + fill * count + suffix) < limit  # fewer characters than bytes
+    parts = {"prefix": prefix, "fill": fill, "count": count}
+    return [
+        {
+            "name": "size-at-limit",
+            "type": "license",
+            "document_text": {**parts, "suffix": suffix},
+            "document_bytes": limit,
+            "note": "The document's JSON text is document_text.prefix + document_text.fill repeated "
+            "document_text.count times + document_text.suffix: 4194304 bytes of UTF-8, fewer characters. A "
+            "text of at most 4 MiB is read.",
+            "expect": "ok",
+            "digest": document_digest(doc),
+            "fields": {"license_id": 9},
+        },
+        {
+            "name": "size-one-byte-over",
+            "type": "license",
+            "document_text": {**parts, "suffix": suffix + " "},
+            "document_bytes": limit + 1,
+            "note": "The same text with one space after the value: 4194305 bytes (still fewer than 4194304 "
+            "characters). Refused before it is read: the limit counts UTF-8 bytes.",
+            "expect": "invalid",
+        },
+    ]
 
 
 def _with_version(doc: dict[str, Any], key: Any, version: Any) -> dict[str, Any]:
@@ -996,7 +1122,7 @@ def build_evaluation(firm: Any, container_pub: str) -> dict[str, Any]:
         }
         vclock = st["vclock"]
         behind = now + CLOCK_TOLERANCE < vclock
-        c: dict[str, Any] = {"name": name}
+        c: dict[str, Any] = {"name": name, "kind": "license"}
         if note:
             c["note"] = note
         c.update(license=doc, digest=document_digest(doc), state=st, request=rq, now=now)
@@ -1247,6 +1373,7 @@ def build_evaluation(firm: Any, container_pub: str) -> dict[str, Any]:
         entry={"consumed_base": 60, "first_use": NOW - DAY, "activation": 2},
         units_left=40,
     )
+    cases.extend(served_evaluation_cases(firm))
     return {
         "description": (
             "Evaluating one license for one access at one time. Each case gives the firm-signed `license` "
@@ -1265,7 +1392,15 @@ def build_evaluation(firm: Any, container_pub: str) -> dict[str, Any]:
             "than the tolerance, else the later of now and vclock: `effective_time` and `clock_behind` give it "
             "for every case. On success, `expires` is the effective end of validity (null: none), `start_usage` "
             "whether this access starts the usage period, `units` the units it consumes; `units_left`, where "
-            "given, is what is left before this access (null: no counter)."
+            "given, is what is left before this access (null: no counter). Cases of `kind` lease and borrowed "
+            "evaluate a license a license server serves (docs/formats.md 5.1, 12.5, 12.8): the entry names the "
+            "server's container and `lease` or `grant` is signed by that container's key; `state` is the state "
+            "5.1 derives (a lease: first use the lease's first_use, last sync its issued, vclock 0, 0 units; a "
+            "borrowed license: first use and last sync the grant's issued, the slot's vclock, 0 units). A borrowed "
+            "license is then checked in this order: the grant names `container` (serial and key, else "
+            "LicenseInvalid) before the evaluation; after it the clock (ClockTampered when now + 7200 < vclock, "
+            "for every borrowed license), the grant's end (LicenseExpired when time >= grant expires) and units "
+            "(UnitsExhausted for any units); `expires` is then the earlier of the evaluation's and the grant's."
         ),
         "keys": [pem(firm)],
         "clock_tolerance": CLOCK_TOLERANCE,
@@ -1282,12 +1417,251 @@ def build_evaluation(firm: Any, container_pub: str) -> dict[str, Any]:
             "SyncRequired": {"meaning": "the sync interval has passed since the last sync", "code": 18},
             "MaintenanceExpired": {"meaning": "the release is newer than maintenance_until", "code": 17},
             "UnitsExhausted": {
-                "meaning": "not enough units left, negative units, or units asked of a license without a counter",
+                "meaning": "not enough units left, negative units, or units asked of a license without a counter "
+                "(or of a borrowed license)",
                 "code": 14,
+            },
+            "LicenseInvalid": {
+                "meaning": "a borrowed license whose grant names another container (serial or key)",
+                "code": 11,
             },
         },
         "cases": cases,
     }
+
+
+def served_evaluation_cases(firm: Any) -> list[dict[str, Any]]:
+    """Evaluation of a license a license server serves: leased (kind lease) and borrowed
+    (kind borrowed), with the state docs/formats.md 5.1 derives from the lease or the grant."""
+    server = hazmat.Ed25519PrivateKey.generate()
+    client = hazmat.Ed25519PrivateKey.generate()
+    session = hazmat.X25519PrivateKey.generate()
+    holder = hazmat.Ed25519PrivateKey.generate()
+    cases: list[dict[str, Any]] = []
+
+    def served(options: Options, **kw: Any) -> tuple[dict[str, Any], LicenseEntry]:
+        kw.setdefault("issued", NOW - 10 * DAY)
+        doc = entry_doc(firm, serial=SERVER_SERIAL, container_key=pub_b64(server), options=options, **kw)
+        return doc, LicenseEntry.verify(doc, {kid(firm): firm.public_key()})
+
+    def request(**kw: Any) -> dict[str, Any]:
+        return {"firm_code": FIRM, "product_code": 1, "feature_code": 0, "units": 0, "release_date": None, **kw}
+
+    def outcome(c: dict[str, Any], expect: str, ev: Any) -> None:
+        got = "ok" if ev.error is None else ev.error.__name__
+        assert got == expect, f"{c['name']}: the rules say {expect}, the implementation {got}"
+        c["expect"] = expect
+        if ev.error is None:
+            c.update(expires=ev.expires, start_usage=ev.start_usage, units=ev.units)
+
+    def lease_case(
+        name: str,
+        expect: str,
+        options: Options,
+        *,
+        now: int = NOW,
+        issued: int = NOW - 60,
+        first_use: int | None = None,
+        entry: dict[str, Any] | None = None,
+        note: str | None = None,
+        **rq: Any,
+    ) -> None:
+        doc, lic = served(options, **(entry or {}))
+        lease = grants.build_lease(
+            lambda t, p: sign_document(t, p, server),
+            lease_id="06b49d2000000a1c3f9e",
+            client_lease_id="c-5d1f0a",
+            entry=lic,
+            feature_code=rq.get("feature_code", 0),
+            mode="user",
+            session=pub_b64(session),
+            nonce="n-8Xy2Qa",
+            issued=issued,
+            expires=issued + 120,
+            first_use=first_use,
+            holder=pub_b64(holder),
+        )
+        req = request(**rq)
+        c: dict[str, Any] = {"name": name, "kind": "lease"}
+        if note:
+            c["note"] = note
+        c.update(license=doc, digest=lic.digest, lease=lease)
+        c["state"] = {"units_used": 0, "first_use": first_use, "last_sync": issued, "vclock": 0}
+        c.update(request=req, now=now, effective_time=now, clock_behind=False)
+        verified = grants.verify_lease(copy.deepcopy(lease), lic)
+        ask = AccessRequest(*(req[k] for k in ("firm_code", "product_code", "feature_code", "units", "release_date")))
+        outcome(c, expect, grants.evaluate_lease(lic, verified, ask, now))
+        cases.append(c)
+
+    def borrowed_case(
+        name: str,
+        expect: str,
+        options: Options,
+        *,
+        now: int = NOW,
+        vclock: int = NOW - 600,
+        issued: int = NOW - DAY,
+        expires: int = NOW + 6 * DAY,
+        entry: dict[str, Any] | None = None,
+        container: dict[str, str] | None = None,
+        note: str | None = None,
+        **rq: Any,
+    ) -> None:
+        doc, lic = served(options, **(entry or {}))
+        grant = grants.build_borrow(
+            lambda t, p: sign_document(t, p, server),
+            borrow_id="b-4411",
+            entry=lic,
+            client_serial=CLIENT_SERIAL,
+            client_key=pub_b64(client),
+            issued=issued,
+            expires=expires,
+        )
+        where = container or {"serial": CLIENT_SERIAL, "sign_pub": pub_b64(client)}
+        req = request(**rq)
+        behind = now + CLOCK_TOLERANCE < vclock
+        c: dict[str, Any] = {"name": name, "kind": "borrowed"}
+        if note:
+            c["note"] = note
+        c.update(license=doc, digest=lic.digest, grant=grant, container=where)
+        c["state"] = {"units_used": 0, "first_use": issued, "last_sync": issued, "vclock": vclock}
+        c.update(request=req, now=now, effective_time=vclock if behind else max(now, vclock), clock_behind=behind)
+        verified = grants.verify_borrow(copy.deepcopy(grant), lic)
+        ask = AccessRequest(*(req[k] for k in ("firm_code", "product_code", "feature_code", "units", "release_date")))
+        outcome(
+            c,
+            expect,
+            grants.evaluate_borrowed(
+                lic, verified, ask, now, vclock, serial=where["serial"], sign_pub=where["sign_pub"]
+            ),
+        )
+        cases.append(c)
+
+    exp = NOW + 60 * DAY
+    lease_case("lease-granted", "ok", Options(expires=exp, quantity=5))
+    lease_case(
+        "lease-sync-interval-runs-from-the-lease",
+        "ok",
+        Options(sync_interval=DAY, quantity=5),
+        issued=NOW - DAY,
+        entry={"issued": NOW - 30 * DAY},
+        note="last_sync is the lease's issued, not the entry's issued (30 days ago): granted at the boundary.",
+    )
+    lease_case("lease-sync-interval-over", "SyncRequired", Options(sync_interval=DAY, quantity=5), issued=NOW - DAY - 1)
+    lease_case(
+        "lease-usage-period-from-the-lease",
+        "LicenseExpired",
+        Options(usage_period=30 * DAY, quantity=5),
+        first_use=NOW - 30 * DAY,
+        note="The lease's first_use (the server's record) starts the usage period.",
+    )
+    lease_case(
+        "lease-usage-period-not-started",
+        "ok",
+        Options(usage_period=30 * DAY, quantity=5),
+        note="No first use in the lease: this access would start the period (the client records nothing).",
+    )
+    lease_case(
+        "lease-units-not-consumed",
+        "ok",
+        Options(units=10, quantity=5),
+        units=4,
+        note="The client evaluates a leased license with 0 units (the server counted them).",
+    )
+    lease_case("lease-feature-not-licensed", "FeatureNotLicensed", Options(quantity=5), feature_code=0x10)
+    lease_case(
+        "lease-maintenance-expired",
+        "MaintenanceExpired",
+        Options(maintenance_until=NOW - DAY, quantity=5),
+        release_date=NOW,
+    )
+    lease_case(
+        "lease-no-virtual-clock",
+        "ok",
+        Options(expires=exp, quantity=5),
+        now=NOW - 3 * DAY,
+        issued=NOW,
+        note="vclock is 0 for a lease: a client clock far behind the lease's issue time is not ClockTampered.",
+    )
+
+    borrowed_case(
+        "borrowed-granted",
+        "ok",
+        Options(expires=exp, quantity=5),
+        note="The effective end is the earlier of the evaluation's and the grant's expires.",
+    )
+    borrowed_case("borrowed-entry-ends-first", "ok", Options(expires=NOW + DAY, quantity=5))
+    borrowed_case("borrowed-last-second", "ok", Options(expires=exp, quantity=5), now=NOW + 6 * DAY - 1)
+    borrowed_case(
+        "borrowed-grant-over",
+        "LicenseExpired",
+        Options(expires=exp, quantity=5),
+        now=NOW + 6 * DAY,
+        note="Refused at and after the grant's expires (12.8), after the evaluation granted.",
+    )
+    borrowed_case(
+        "borrowed-clock-behind-untimed-license",
+        "ClockTampered",
+        Options(quantity=5),
+        vclock=NOW + CLOCK_TOLERANCE + 1,
+        note="A borrowed license is refused for the clock even when it is not time-bound (12.8).",
+    )
+    borrowed_case(
+        "borrowed-clock-behind-by-tolerance",
+        "ok",
+        Options(quantity=5),
+        vclock=NOW + CLOCK_TOLERANCE,
+    )
+    borrowed_case(
+        "borrowed-units",
+        "UnitsExhausted",
+        Options(units=10, quantity=5),
+        units=1,
+        note="A borrowed license carries no unit counter, even when its entry has one.",
+    )
+    borrowed_case(
+        "borrowed-evaluation-refuses-first",
+        "FeatureNotLicensed",
+        Options(quantity=5),
+        vclock=NOW + CLOCK_TOLERANCE + 1,
+        feature_code=0x10,
+        note="The evaluation's refusal comes before the clock check of a borrowed license.",
+    )
+    borrowed_case(
+        "borrowed-sync-interval-shorter-than-the-borrow",
+        "SyncRequired",
+        Options(sync_interval=2 * DAY, quantity=5),
+        issued=NOW - 2 * DAY - 1,
+        note="last_sync is the grant's issued: a sync interval shorter than the borrow ends it first.",
+    )
+    borrowed_case(
+        "borrowed-usage-period-from-the-grant",
+        "LicenseExpired",
+        Options(usage_period=2 * DAY, quantity=5),
+        issued=NOW - 2 * DAY,
+        note="first_use is the grant's issued when the entry has none.",
+    )
+    borrowed_case(
+        "borrowed-usage-period-entry-first-use-wins",
+        "ok",
+        Options(usage_period=2 * DAY, quantity=5),
+        issued=NOW - 2 * DAY,
+        entry={"first_use": NOW - DAY},
+        note="The entry's first_use is used before the grant's issued.",
+    )
+    borrowed_case(
+        "borrowed-grant-for-another-container",
+        "LicenseInvalid",
+        Options(expires=exp, quantity=5),
+        container={"serial": OTHER_SERIAL, "sign_pub": pub_b64(client)},
+    )
+    borrowed_case(
+        "borrowed-grant-for-another-container-key",
+        "LicenseInvalid",
+        Options(expires=exp, quantity=5),
+        container={"serial": CLIENT_SERIAL, "sign_pub": pub_b64(hazmat.Ed25519PrivateKey.generate())},
+    )
+    return cases
 
 
 # ---------------------------------------------------------------- updates.json and sealing.json
@@ -1354,30 +1728,42 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
         *,
         seq: int = 3,
         time: int = NOW,
+        last_sync: int | None = None,
         pinned: list[str] | None = None,
         firm_code: int = FIRM,
         keys: bool = True,
+        withdrawn: list[int] | None = None,
+        notices: dict[str, Any] | None = None,
+        removed: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        if withdrawn is None:  # what the setup held (license 7) and the update no longer holds
+            ids = {e["payload"]["license_id"] for e in entries}
+            withdrawn = [] if firm_code != FIRM or 7 in ids else [7]
         return {
             "firm_code": firm_code,
             "seq": seq,
             "vclock": time,
-            "last_sync": time,
+            "last_sync": time if last_sync is None else last_sync,
             "licenses": [e["payload"]["license_id"] for e in entries],
             "pinned": sorted(pinned or [kid(firm)]),
             "product_keys": [
                 {
                     "license": document_digest(e),
-                    "version": 1,
-                    "key_hex": pkey(e["payload"]["product_code"], 1, firm_code).hex(),
+                    "version": v,
+                    "key_hex": pkey(e["payload"]["product_code"], v, firm_code).hex(),
                 }
                 for e in entries
+                for v in e["payload"]["key_versions"]
             ]
             if keys
             else [],
+            "withdrawn": withdrawn,
+            "notices": notices or {},
+            "removed": removed or {},
         }
 
     foreign_entry = lic(key=foreign, license_id=9)
+    two_versions = lic(license_id=7, key_versions=(2, 1))
     endorsement = exchange.endorse_key(firm, FIRM, rotated.public_key())
     rot_entries = [lic(key=rotated, license_id=7)]
     other_entries = [lic(key=other_firm, firm_code=OTHER_FIRM, license_id=1)]
@@ -1568,7 +1954,19 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
         ),
         doc_case("version-2", _with_version(good, firm, 2), "invalid"),
         doc_case("envelope-extra-key", edited(good, lambda d: d.update(extra=1)), "invalid"),
-        doc_case("sequence-beyond-64-bits", resign(good, firm, lambda p: p.update(seq=2**63)), "invalid"),
+        doc_case(
+            "sequence-beyond-64-bits",
+            json.dumps(resign(good, firm, lambda p: p.update(seq=2**63))),
+            "invalid",
+            note="The document as JSON text: seq is 2^63, beyond the integers the strict reader reads (1.1 "
+            "item 5), so the text is refused before the signature is looked at.",
+        ),
+        doc_case(
+            "sequence-beyond-2-53",
+            resign(good, firm, lambda p: p.update(seq=2**53)),
+            "invalid",
+            note="Well signed, but a payload holds whole numbers within +-(2^53 - 1) only (3.1 item 6).",
+        ),
         doc_case("sequence-zero", resign(good, firm, lambda p: p.update(seq=0)), "invalid"),
         doc_case("manipulation-ids-as-text", update(3, [e7], manipulation={"withdrawn": ["8"]}), "invalid"),
         doc_case("manipulation-unknown-key", update(3, [e7], manipulation={"forked": [8]}), "invalid"),
@@ -1579,6 +1977,106 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
             after=after([e7]),
         ),
         doc_case(
+            "manipulation-withdrawn-license-held",
+            update(3, [e8], manipulation={"withdrawn": [7]}, message="Licence 7 was withdrawn."),
+            "ok",
+            after=after([e8], notices={"7": {"product_code": 1, "message": "Licence 7 was withdrawn."}}, withdrawn=[7]),
+            why="license 7 was held before and is absent now: it is withdrawn, and its notice is kept",
+        ),
+        doc_case(
+            "entries-with-the-same-license-id",
+            update(3, [e7, lic(license_id=7, issued=NOW - 1)]),
+            "invalid",
+            why="an update holds each license once: two entries with one license id are refused",
+        ),
+        doc_case(
+            "entries-with-the-same-digest",
+            update(3, [e7, e7], [sealed(e7)]),
+            "invalid",
+            why="an update holds each license once",
+        ),
+        doc_case(
+            "sealed-keys-for-the-same-version",
+            update(3, [e7], [sealed(e7), sealed(e7)]),
+            "invalid",
+            why="one sealed key per entry and key version",
+        ),
+        doc_case(
+            "entry-lists-a-key-version-twice",
+            update(3, [lic(license_id=7, key_versions=(1, 1))], keys=[]),
+            "invalid",
+            why="an entry lists each key version once",
+        ),
+        doc_case(
+            "entry-with-two-key-versions",
+            update(3, [two_versions], [sealed(two_versions, version=1), sealed(two_versions, version=2)]),
+            "ok",
+            after=after([two_versions]),
+            why="product_keys in entry order, and for each entry in the order of its key_versions (2, then 1)",
+        ),
+        doc_case(
+            "endorsement-without-pub",
+            update(3, [e7], endorsements=[sign_raw("firm-key", {"firm_code": FIRM}, firm)]),
+            "invalid",
+            why="an endorsement that verifies and names this firm must carry a key: the update is refused",
+        ),
+        doc_case(
+            "endorsement-pub-malformed",
+            update(3, [e7], endorsements=[sign_raw("firm-key", {"firm_code": FIRM, "pub": "AQ"}, firm)]),
+            "invalid",
+            why="an endorsement that verifies and names this firm must carry a 32-byte key",
+        ),
+        doc_case(
+            "endorsement-pub-not-canonical",
+            update(
+                3,
+                [e7],
+                endorsements=[sign_raw("firm-key", {"firm_code": FIRM, "pub": spare_bits_set(pub_b64(rotated))}, firm)],
+            ),
+            "invalid",
+        ),
+        doc_case(
+            "endorsement-by-unpinned-key-skipped",
+            update(3, [e7], endorsements=[sign_raw("firm-key", {"firm_code": FIRM}, foreign)]),
+            "ok",
+            after=after([e7]),
+            why="an endorsement that does not verify is skipped before its key is read",
+        ),
+        doc_case(
+            "endorsement-firm-code-as-text",
+            update(
+                3,
+                rot_entries,
+                key=rotated,
+                endorsements=[sign_raw("firm-key", {"firm_code": str(FIRM), "pub": pub_b64(rotated)}, firm)],
+            ),
+            "invalid",
+            why='firm_code "10101" is not the firm code 10101: the endorsement is skipped',
+        ),
+        doc_case(
+            "removed-license-sent-again",
+            update(4, [first, e8]),
+            "ok",
+            removed=[7],
+            after=after([e8], seq=4, removed={"7": document_digest(first)}),
+            why="the container removed license 7 itself: the same entry (same digest) is dropped with its key",
+        ),
+        doc_case(
+            "removed-license-issued-anew",
+            update(4, [e7, e8]),
+            "ok",
+            removed=[7],
+            after=after([e7, e8], seq=4),
+            why="a new entry for license 7 (another digest) is kept, and the removal is forgotten",
+        ),
+        doc_case(
+            "removed-license-old-sequence",
+            update(3, [first, e8]),
+            "replay",
+            removed=[7],
+            why="removing a license raised the slot's sequence number to 3",
+        ),
+        doc_case(
             "first-update-of-another-firm",
             update(1, other_entries, other_keys, key=other_firm, firm_code=OTHER_FIRM),
             "ok",
@@ -1586,6 +2084,49 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
             why="a slot's first update is verified with its own firm_pub, which is then pinned",
         ),
     ]
+    newest = hazmat.sha256(b"the slot's newest document").hex()
+
+    def ack(key: Any = firm, *, request: str = newest, time: int = NOW, serial: str = SERIAL, firm_code: int = FIRM):
+        return exchange.build_ack(
+            firm_code=firm_code, firm_key=key, serial=serial, now=time, request_digest=request, recorded={}
+        )
+
+    cases += [
+        doc_case(
+            "ack-applied",
+            ack(time=NOW + 3600),
+            "ok",
+            kind="report-ack",
+            after=after([first], seq=2, time=NOW + 3600, withdrawn=[]),
+            why="it answers the slot's newest document: time is the virtual clock and the last sync",
+        ),
+        doc_case(
+            "ack-time-before-last-sync",
+            ack(time=NOW - 2 * DAY),
+            "ok",
+            kind="report-ack",
+            after=after([first], seq=2, time=NOW - 2 * DAY, last_sync=NOW - DAY, withdrawn=[]),
+            why="the virtual clock takes the signed time, also backwards; the last sync never goes back",
+        ),
+        doc_case(
+            "ack-of-an-older-document",
+            ack(request=hazmat.sha256(b"an older document").hex()),
+            "stale",
+            kind="report-ack",
+            why="it does not answer the slot's newest document: nothing changes",
+        ),
+        doc_case("ack-for-another-container", ack(serial=OTHER_SERIAL), "invalid", kind="report-ack"),
+        doc_case("ack-foreign-key", ack(foreign), "invalid", kind="report-ack"),
+        doc_case(
+            "ack-for-a-firm-without-slot",
+            ack(other_firm, firm_code=OTHER_FIRM),
+            "invalid",
+            kind="report-ack",
+            why="an acknowledgement is verified with the keys of its firm's slot: there is none",
+        ),
+    ]
+    for c in cases:
+        c.setdefault("kind", "update")
     container = {
         "serial": SERIAL,
         "sign_pub": cpub,
@@ -1593,44 +2134,42 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
         "sign_private": priv_b64(c_sign),
         "box_private": priv_b64(c_box),
     }
-    strict_keys = next(c for c in cases if c["name"] == "sealed-key-for-no-entry")["expect"] == "invalid"
-    sealed_rule = (
-        "every sealed key is an object whose `license` is the digest of an entry of the update, whose `version` "
-        "is a whole number that entry lists in key_versions and whose `sealed` is text (checked with step 2); "
-        "each must open."
-        if strict_keys
-        else "every sealed key names a license digest as text; the sealed keys of the update's entries must "
-        "open, the others are dropped."
-    )
     updates = {
         "description": (
-            "Updates applied by the container `container` (its private keys are published here because the "
-            "update cases carry product keys sealed to it). Before each case the container applies `setup` "
-            "(firm 10101, sequence 2, signed by the firm key in `keys`), so its firm 10101 slot is at sequence 2 "
-            "and pins that key. Then the case's `document` is applied; `expect` names the outcome (see "
-            "`outcomes`), and on a refusal the slot is left exactly as it was. The checks run in this order: "
-            "(1) the envelope; kid is the key id of `firm_pub`; the signature verifies with the slot's pinned "
-            "keys plus the keys they endorse, transitively, through `endorsements` (firm-key documents naming "
-            "this firm code), or for a slot's first update with `firm_pub` itself; (2) every entry verifies with "
-            "the same keys and names the update's firm code and serial; seq is a whole number of at least 1; "
-            "manipulation is null or an object with only rebased and withdrawn, each a list of whole numbers; "
-            "(3) the update's serial is the container's (else other-container); (4) every entry names the "
-            "container's signing key; (5) seq is above the slot's (else replay); (6) "
-            + sealed_rule
-            + " For an `ok` case, `after` is the slot once the update is applied: seq, vclock and last_sync (both "
-            "the update's time, also when it is earlier), the license ids held, the pinned key ids (the "
-            "signing keys accepted, endorsed ones included), and the product keys the container then yields "
-            "for each entry and key version."
+            "Updates and usage-report acknowledgements applied by the container `container` (its private keys "
+            "are published here because the update cases carry product keys sealed to it). Before each case the "
+            "container applies `setup` (firm 10101, sequence 2, time 1799913600, signed by the firm key in "
+            "`keys`, holding license 7), so its firm 10101 slot is at sequence 2 and pins that key. A case with "
+            "`removed` (license ids) then removes those licenses itself, as a deactivation does "
+            "(docs/formats.md 9.1): the slot drops each entry and its keys, records {license id: digest} and "
+            "raises its sequence number by one per removal. Then the case's `document` is applied: `kind` update "
+            "by docs/formats.md 7.1 (the steps and their order are there; `why` names the rule a case shows), "
+            "`kind` report-ack by 9.2, with the slot's newest document (prev[0]) being `newest`. A `document` "
+            "that is a string is the document's JSON text, to be read strictly first. `expect` names the "
+            "outcome (see `outcomes`); on a refusal, and for a stale acknowledgement, the slot is left exactly "
+            "as it was. For an `ok` case, `after` is the slot afterwards: firm_code, seq, vclock, last_sync, "
+            "`licenses` (the license ids held, in the update's order), `pinned` (the key ids accepted, endorsed "
+            "ones included, sorted), `product_keys` (what the container yields: for each entry held, in the "
+            "update's order, and for each of its key_versions, in the entry's order, the key sealed for it), "
+            "`withdrawn` (license ids held before and absent now, with those removed here, sorted), `notices` "
+            "({license id: {product_code, message}}: licenses the update's manipulation.withdrawn names that "
+            "were held before and are absent now) and `removed` ({license id: digest} of licenses removed here "
+            "that the update does not bring back)."
         ),
         "keys": [pem(firm)],
         "container": container,
         "firm_code": FIRM,
         "slot_seq": 2,
         "setup": setup,
+        "newest": newest,
         "outcomes": {
             "ok": {
                 "meaning": "the update is applied: the slot takes its sequence number, time, entries and the "
-                "sealed keys of those entries",
+                "sealed keys of those entries; or the acknowledgement is applied",
+                "error": None,
+            },
+            "stale": {
+                "meaning": "a well-signed acknowledgement of a document that is not the slot's newest: nothing changes",
                 "error": None,
             },
             "invalid": {
@@ -1747,6 +2286,19 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
         seal_case("ciphertext-changed", dict(record, sealed=b64e(bytes(flipped))), "invalid"),
         seal_case("sealed-padded", dict(record, sealed=record["sealed"] + "="), "invalid"),
         seal_case("sealed-too-short", dict(record, sealed=b64e(b64d(record["sealed"])[:59])), "invalid"),
+        seal_case(
+            "ephemeral-key-zero",
+            dict(record, sealed=b64e(bytes(32) + b64d(record["sealed"])[32:])),
+            "invalid",
+            note="The ephemeral key is the X25519 point u = 0, of low order: the shared secret is 32 zero bytes, "
+            "which is refused (8.1) before any key is derived.",
+        ),
+        seal_case(
+            "ephemeral-key-low-order",
+            dict(record, sealed=b64e(bytes([1]) + bytes(31) + b64d(record["sealed"])[32:])),
+            "invalid",
+            note="u = 1, another point of low order: again an all-zero shared secret, refused.",
+        ),
         {
             "name": "lease-key",
             "kind": "lease-key",
@@ -1797,8 +2349,10 @@ def build_updates_and_sealing(firm: Any, foreign: Any, ticket: str) -> tuple[dic
             "digest>|<version>|<session>' (session: the session's X25519 public key in base64url) and the "
             "recipient is the session key. All texts are UTF-8. `steps` give the intermediate values of the "
             "valid cases. The container's 64-byte secret is its Ed25519 private key (32 bytes) followed by its "
-            "X25519 private key (32 bytes). The private keys below are published test keys."
+            "X25519 private key (32 bytes). The private keys below are published test keys. `license_document` "
+            "is the firm-signed entry whose digest the sealed key names; it verifies with the firm key in `keys`."
         ),
+        "keys": [pem(firm)],
         "container": {**container, "secret_hex": secret.hex()},
         "outcomes": {
             "ok": {"meaning": "the key derives or opens to `product_key_hex`", "error": None},
@@ -2049,6 +2603,17 @@ def build_container_docs(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]
             "Accepted today: `created` has no range check.",
             type="request",
         ),
+        doc_case(
+            "request-small-order-key",
+            small_order_signed(req),
+            "ok",
+            type="request",
+            fields={"serial": SERIAL, "action": "activate", "sign_pub": b64e(ED25519_IDENTITY)},
+            note="sign_pub is the Ed25519 identity point (a key of small order) and sig is R = that point, S = 0, "
+            "which verifies any message under that key. Accepted: licentia's Ed25519 verification (OpenSSL's) "
+            "refuses a non-canonical S but not a small-order key. Such a signature proves nothing about who made "
+            "the document; see docs/formats.md 8.1.",
+        ),
         doc_case("report-valid", report, "ok", type="request", fields={"action": "report", "firm_code": FIRM}),
         doc_case(
             "report-counters-lowered-by-hand",
@@ -2089,6 +2654,21 @@ def build_container_docs(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]
             "Accepted today: `request` is read as any text (it then matches no report).",
             type="report-ack",
             fields={"request": "abc"},
+        ),
+        doc_case(
+            "receipt-ticket-not-text",
+            resign(receipt, c_sign, lambda p: p.update(ticket=7)),
+            "invalid",
+            type="receipt",
+            note="Refused: `ticket` is text or null (it is not checked as a ticket id).",
+        ),
+        doc_case(
+            "receipt-ticket-not-a-ticket-id",
+            resign(receipt, c_sign, lambda p: p.update(ticket="not a ticket")),
+            "ok",
+            type="receipt",
+            fields={"ticket": "not a ticket"},
+            note="Accepted: a receipt's ticket is text Central compares with the ticket it recorded.",
         ),
         doc_case(
             "receipt-tampered-license",
@@ -2177,6 +2757,17 @@ def build_container_docs(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]
         },
         "cases": cases,
     }
+
+
+#: the Ed25519 identity point: a public key of small order (order 1)
+ED25519_IDENTITY = bytes([1]) + bytes(31)
+
+
+def small_order_signed(doc: dict[str, Any]) -> dict[str, Any]:
+    """A self-signed document whose sign_pub is the identity point, with the signature R = the
+    identity, S = 0: [S]B = R + [k]A holds for every message."""
+    payload = dict(doc["payload"], sign_pub=b64e(ED25519_IDENTITY))
+    return {"payload": payload, "kid": hazmat.key_id(ED25519_IDENTITY), "sig": b64e(ED25519_IDENTITY + bytes(32))}
 
 
 def _request_signed_by(doc: dict[str, Any], key: Any) -> dict[str, Any]:
@@ -2340,6 +2931,88 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
         ),
         g("lease-signed-as-borrow", "lease", resign(lease, server, doc_type=grants.BORROW), "invalid", entry="entry"),
         g(
+            "lease-holder-null",
+            "lease",
+            resign(lease, server, lambda p: p.update(holder=None)),
+            "ok",
+            entry="entry",
+            fields={"lease_id": lease_id, "holder": None},
+            note="A lease made before holders existed. The reader accepts it; a client whose request named a "
+            "holder refuses it, as its holder is not the request's (12.5).",
+        ),
+        g(
+            "lease-grace-until-before-issued",
+            "lease",
+            resign(lease, server, lambda p: p.update(grace_until=NOW - 1)),
+            "ok",
+            entry="entry",
+            fields={"grace_until": NOW - 1, "grace": 0},
+            note="grace = max(0, grace_until - issued).",
+        ),
+        g(
+            "lease-mode-unknown",
+            "lease",
+            resign(lease, server, lambda p: p.update(mode="shared")),
+            "invalid",
+            entry="entry",
+            note="Refused: mode is user, station, exclusive or nolimit.",
+        ),
+        g(
+            "lease-license-upper-case",
+            "lease",
+            resign(lease, server, lambda p: p.update(license=p["license"].upper())),
+            "invalid",
+            entry="entry",
+            note="Refused: license is a digest (64 lower-case hex digits), and the entry's.",
+        ),
+        g(
+            "lease-serial-lower-case",
+            "lease",
+            resign(lease, server, lambda p: p.update(serial=p["serial"].lower())),
+            "invalid",
+            entry="entry",
+        ),
+        g(
+            "lease-feature-code-beyond-32-bits",
+            "lease",
+            resign(lease, server, lambda p: p.update(feature_code=2**32)),
+            "invalid",
+            entry="entry",
+            note="Refused: feature_code is a feature code (0 to 4294967295).",
+        ),
+        g(
+            "lease-firm-code-zero",
+            "lease",
+            resign(lease, server, lambda p: p.update(firm_code=0)),
+            "invalid",
+            entry="entry",
+        ),
+        g(
+            "lease-issued-negative",
+            "lease",
+            resign(lease, server, lambda p: p.update(issued=-1)),
+            "invalid",
+            entry="entry",
+            note="Refused: a time is a whole number of seconds from 0.",
+        ),
+        g(
+            "lease-first-use-negative",
+            "lease",
+            resign(lease, server, lambda p: p.update(first_use=-1)),
+            "invalid",
+            entry="entry",
+        ),
+        g(
+            "lease-feature-code-not-compared",
+            "lease",
+            resign(lease, server, lambda p: p.update(feature_code=0x0F)),
+            "ok",
+            entry="entry",
+            fields={"lease_id": lease_id},
+            note="The reader does not compare feature_code with anything: the client's evaluation of the entry "
+            "(12.5 step 4) checks the features it asks for against the entry's feature_map.",
+        ),
+        g(
             "borrow-valid",
             "borrow",
             borrow,
@@ -2370,6 +3043,56 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
             entry="entry",
         ),
         g("borrow-for-another-license", "borrow", borrow, "invalid", entry="entry-other"),
+        g(
+            "borrow-client-serial-malformed",
+            "borrow",
+            resign(borrow, server, lambda p: p["client"].update(serial="130-abc")),
+            "invalid",
+            entry="entry",
+            note="Refused: client.serial is a container serial.",
+        ),
+        g(
+            "borrow-product-code-negative",
+            "borrow",
+            resign(borrow, server, lambda p: p.update(product_code=-1)),
+            "invalid",
+            entry="entry",
+        ),
+        g(
+            "borrow-expires-negative",
+            "borrow",
+            resign(borrow, server, lambda p: p.update(expires=-1)),
+            "invalid",
+            entry="entry",
+        ),
+        g(
+            "borrow-license-not-a-digest",
+            "borrow",
+            resign(borrow, server, lambda p: p.update(license="abc")),
+            "invalid",
+            entry="entry",
+        ),
+        g(
+            "borrow-return-vtime-negative",
+            "borrow-return",
+            resign(borrow_return, client, lambda p: p.update(vtime=-1)),
+            "invalid",
+            client_key=pub_b64(client),
+        ),
+        g(
+            "borrow-return-firm-code-zero",
+            "borrow-return",
+            resign(borrow_return, client, lambda p: p.update(firm_code=0)),
+            "invalid",
+            client_key=pub_b64(client),
+        ),
+        g(
+            "grace-return-serial-malformed",
+            "grace-return",
+            resign(grace_return, client, lambda p: p.update(serial="client")),
+            "invalid",
+            client_key=pub_b64(client),
+        ),
         g(
             "borrow-return-valid",
             "borrow-return",
@@ -2508,8 +3231,12 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
             "entries the server serves (verify them with `keys`): entry names the server's container "
             "(`server.serial`, `server.sign_pub`), entry-other is another license of that container. A lease "
             "(`type` lease) and a borrow grant (`type` borrow) verify with the Ed25519 key the named entry's "
-            "`container.sign_pub` gives, and must name that entry's digest, serial and license id; a lease's "
-            "grace is grace_until - issued (0 without grace_until). A borrow-return or grace-return receipt "
+            "`container.sign_pub` gives, and must name that entry's digest, serial and license id; every field is "
+            "read by its table (docs/formats.md 12.5, 12.8): serial a container serial, license a digest, firm, "
+            "product and feature codes in range, a lease's mode one of user, station, exclusive and nolimit, times "
+            "whole numbers from 0, a borrow grant's client.serial a serial; a lease's holder may be null (older "
+            "leases). A lease's grace is max(0, grace_until - issued) (0 without grace_until). Receipts name a "
+            "well-formed serial, a firm code and a time. A borrow-return or grace-return receipt "
             "verifies with `client_key` (the client container's key recorded by the server). A seat proof "
             "(`type` seat-proof) verifies with the `sign_pub` in its own payload and names a well-formed serial, "
             "a text nonce and a whole-number time. Proofs of possession (`type` proof) are signatures by the "

@@ -164,7 +164,18 @@ export function verifyConsume(document, containerKey) {
 export function verifyConsumption(document, firmKeys, { consume } = {}) {
   const v = verifyEnvelope(document, 'consumption', firmKeys);
   const p = v.payload;
-  const out = { type: 'consumption', digest: v.digest, kid: v.kid, payload: p, online: required(p, 'online', T.int()) };
+  // serial, entry and key identify the consume it answers; the other fields are written
+  // for people (firm_code, license_id, units, left, time) and not read (9.3).
+  const out = {
+    type: 'consumption',
+    digest: v.digest,
+    kid: v.kid,
+    payload: p,
+    serial: required(p, 'serial', T.string),
+    entry: required(p, 'entry', T.string),
+    key: required(p, 'key', T.string),
+    online: required(p, 'online', T.int()),
+  };
   if (consume) {
     const c = consume.payload ?? consume;
     for (const f of ['serial', 'entry', 'key']) {
@@ -205,6 +216,9 @@ export function verifyProductKeyDocument(document, firmKeys, want = {}) {
 // ---------------------------------------------------------------------------
 // 12 License server
 
+/** The access modes a lease names (12.2). */
+export const MODES = Object.freeze(['user', 'station', 'exclusive', 'nolimit']);
+
 function entryKey(entry) {
   // entry: a verified license (verifyLicense)
   return keySet([entry.container.signPub]);
@@ -227,13 +241,13 @@ export function verifyLease(document, entry, expect = {}) {
     payload: p,
     leaseId: required(p, 'lease_id', T.string),
     clientLeaseId: required(p, 'client_lease_id', T.string),
-    serial: required(p, 'serial', T.string),
-    license: required(p, 'license', T.string),
+    serial: required(p, 'serial', T.serial),
+    license: required(p, 'license', T.digest),
     licenseId: required(p, 'license_id', T.int()),
-    firmCode: required(p, 'firm_code', T.int()),
-    productCode: required(p, 'product_code', T.int()),
-    featureCode: required(p, 'feature_code', T.int()),
-    mode: required(p, 'mode', T.string),
+    firmCode: required(p, 'firm_code', T.firmCode),
+    productCode: required(p, 'product_code', T.productCode),
+    featureCode: required(p, 'feature_code', T.feature),
+    mode: required(p, 'mode', T.oneOf(...MODES)),
     session: required(p, 'session', T.string),
     holder: optional(p, 'holder', T.string),
     nonce: required(p, 'nonce', T.string),
@@ -242,10 +256,12 @@ export function verifyLease(document, entry, expect = {}) {
     firstUse: optional(p, 'first_use', T.time),
     graceUntil: optional(p, 'grace_until', T.time),
   };
-  out.grace = out.graceUntil === null ? 0 : out.graceUntil - out.issued;
+  out.grace = out.graceUntil === null ? 0 : Math.max(0, out.graceUntil - out.issued);
   if (out.license !== entry.digest || out.serial !== entry.container.serial || out.licenseId !== entry.licenseId) {
     throw new DocumentInvalid('the lease names another license');
   }
+  // feature_code is not compared: the evaluation of the entry (evaluateLease) checks the
+  // features asked for against its feature_map (12.5).
   for (const f of ['session', 'holder', 'nonce', 'clientLeaseId', 'firmCode', 'productCode', 'mode']) {
     if (expect[f] !== undefined && expect[f] !== out[f]) throw new DocumentInvalid(`the lease's ${f} is not the one asked for`);
   }
@@ -267,12 +283,12 @@ export function verifyBorrowGrant(document, entry, client = {}) {
     kid: v.kid,
     payload: p,
     borrowId: required(p, 'borrow_id', T.string),
-    serial: required(p, 'serial', T.string),
-    license: required(p, 'license', T.string),
+    serial: required(p, 'serial', T.serial),
+    license: required(p, 'license', T.digest),
     licenseId: required(p, 'license_id', T.int()),
-    firmCode: required(p, 'firm_code', T.int()),
-    productCode: required(p, 'product_code', T.int()),
-    client: { serial: required(c, 'serial', T.string, 'client.serial'), signPub: required(c, 'sign_pub', T.string, 'client.sign_pub') },
+    firmCode: required(p, 'firm_code', T.firmCode),
+    productCode: required(p, 'product_code', T.productCode),
+    client: { serial: required(c, 'serial', T.serial, 'client.serial'), signPub: required(c, 'sign_pub', T.string, 'client.sign_pub') },
     issued: required(p, 'issued', T.time),
     expires: required(p, 'expires', T.time),
   };
@@ -293,9 +309,9 @@ export function verifyBorrowReturn(document, clientKey) {
     digest: v.digest,
     kid: v.kid,
     payload: p,
-    serial: required(p, 'serial', T.string),
+    serial: required(p, 'serial', T.serial),
     borrowId: required(p, 'borrow_id', T.string),
-    firmCode: required(p, 'firm_code', T.int()),
+    firmCode: required(p, 'firm_code', T.firmCode),
     vtime: required(p, 'vtime', T.time),
   };
 }
@@ -309,9 +325,9 @@ export function verifyGraceReturn(document, clientKey) {
     digest: v.digest,
     kid: v.kid,
     payload: p,
-    serial: required(p, 'serial', T.string),
+    serial: required(p, 'serial', T.serial),
     leaseId: required(p, 'lease_id', T.string),
-    firmCode: required(p, 'firm_code', T.int()),
+    firmCode: required(p, 'firm_code', T.firmCode),
     vtime: required(p, 'vtime', T.time),
   };
 }

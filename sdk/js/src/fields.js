@@ -80,8 +80,15 @@ export const T = {
     if (!Array.isArray(v)) throw new DocumentInvalid(`${name}: not an array`);
     return v.map((e, i) => check(e, `${name}[${i}]`));
   },
+  // An array check whose elements (numbers or strings) must each appear once.
+  distinct: (check) => (v, name) => {
+    const out = check(v, name);
+    if (new Set(out).size !== out.length) throw new DocumentInvalid(`${name}: an element appears twice`);
+    return out;
+  },
 };
 
+// A time (docs/formats.md 3.6): whole Unix seconds, 0 or more.
 T.time = T.int(0);
 
 /** required: present and not null. */

@@ -35,7 +35,7 @@ export {
 export { readEnvelope, verifyEnvelope, signingInput, digest, MAX_DOCUMENT_BYTES } from './envelope.js';
 export { verifyLicense, readLicensePayload, isTimeBound } from './license.js';
 export { evaluate, evaluateLease, evaluateBorrowed, findLicense, closestRefusal, effectiveTime, unitsLeft, nowSeconds, CLOCK_TOLERANCE } from './evaluate.js';
-export { verifyUpdate, applyUpdate, acceptKeys, verifyEndorsement } from './update.js';
+export { verifyUpdate, applyUpdate, applyAck, acceptKeys, verifyEndorsement } from './update.js';
 export {
   openSealedBox,
   unsealProductKey,
@@ -55,6 +55,7 @@ export {
   verifyConsume,
   verifyConsumption,
   verifyProductKeyDocument,
+  MODES,
   verifyLease,
   verifyBorrowGrant,
   verifyBorrowReturn,

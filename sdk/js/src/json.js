@@ -53,7 +53,8 @@ function defineMember(obj, key, value) {
  * @param {object} [options]
  * @param {number} [options.maxDepth=32]  deepest nesting of arrays and objects accepted
  * @param {boolean} [options.anyInteger=false]  keep integers outside the signed 64-bit
- *        range as BigInt instead of refusing them (for reading test vector files only)
+ *        range as BigInt instead of refusing them (never for documents: 1.1 item 5
+ *        refuses such integers)
  * @returns the value (see the representation above)
  * @throws {DocumentMalformed} when the text is refused
  */

@@ -55,7 +55,7 @@ export function readLicensePayload(p) {
     options: readOptions(required(p, 'options', T.object)),
     issued: required(p, 'issued', T.time),
     ticket: optional(p, 'ticket', T.ticket),
-    keyVersions: Object.freeze(required(p, 'key_versions', T.arrayOf(T.int(1)))),
+    keyVersions: Object.freeze(required(p, 'key_versions', T.distinct(T.arrayOf(T.int(1))))),
     consumedBase: optional(p, 'consumed_base', T.int(0), 0),
     firstUse: optional(p, 'first_use', T.time),
     activation: optional(p, 'activation', T.int(0), 0),

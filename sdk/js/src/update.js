@@ -7,6 +7,7 @@ import { verifyLicense } from './license.js';
 import { keyId, keySet } from './keys.js';
 import { encodeBase64url } from './base64url.js';
 import { unsealProductKey } from './sealing.js';
+import { verifyReportAck } from './documents.js';
 
 function keyEntry(raw) {
   return { kid: keyId(raw), raw: Buffer.from(raw), text: encodeBase64url(raw) };
@@ -107,8 +108,13 @@ function readUpdate(document, pinned, followEndorsements = true) {
     if (lic.container.serial !== serial) throw new DocumentInvalid(`entries[${i}]: for another serial`);
     return lic;
   });
-  // 10. Sealed keys.
+  // Each license once (the same digest is the same license id).
+  if (new Set(entries.map((e) => e.licenseId)).size !== entries.length) {
+    throw new DocumentInvalid('entries: two entries have the same license id');
+  }
+  // 10. Sealed keys: each names an entry and one of its key versions, each pair once.
   const byDigest = new Map(entries.map((e) => [e.digest, e]));
+  const named = new Set();
   const keys = required(payload, 'keys', T.array).map((k, i) => {
     if (!isPlainObject(k)) throw new DocumentInvalid(`keys[${i}]: not a JSON object`);
     const entry = typeof k.license === 'string' ? byDigest.get(k.license) : undefined;
@@ -117,6 +123,9 @@ function readUpdate(document, pinned, followEndorsements = true) {
       throw new DocumentInvalid(`keys[${i}]: names no key version of its entry`);
     }
     if (typeof k.sealed !== 'string') throw new DocumentInvalid(`keys[${i}]: sealed is not a string`);
+    const pair = `${k.license}|${k.version}`;
+    if (named.has(pair)) throw new DocumentInvalid(`keys[${i}]: a second key for the same entry and version`);
+    named.add(pair);
     return k;
   });
   // 11–13. Remaining fields.
@@ -242,16 +251,31 @@ export function applyUpdate(document, container, slots) {
     return !gone;
   });
   const keys = u.keys.filter((k) => !dropped.has(k.license));
-  // 19. Unseal.
+  // 19. Unseal. Product keys in entry order, and for each entry in the order of its key_versions.
   const unsealed = keys.map((k) => ({ license: k.license, version: k.version, key: unsealProductKey(k, container.boxPrivate, u.serial) }));
   const order = new Map(entries.map((e, i) => [e.digest, i]));
-  unsealed.sort((a, b) => order.get(a.license) - order.get(b.license) || a.version - b.version);
+  const rank = (k) => entries[order.get(k.license)].keyVersions.indexOf(k.version);
+  unsealed.sort((a, b) => order.get(a.license) - order.get(b.license) || rank(a) - rank(b));
   // 20. The new slot.
   const present = new Set(entries.map((e) => e.digest));
   const idsAfter = new Set(entries.map((e) => e.licenseId));
-  const idsBefore = (slot?.entries ?? []).map((e) => e.licenseId);
+  const held = new Map((slot?.entries ?? []).map((e) => [e.licenseId, e]));
   const counters = {};
   for (const [d, c] of Object.entries(slot?.counters ?? {})) if (present.has(d)) counters[d] = c;
+  // Withdrawn: ids held before and absent now, with those withdrawn earlier, minus ids present.
+  const withdrawn = new Set(slot?.withdrawn ?? []);
+  for (const id of held.keys()) withdrawn.add(id);
+  for (const id of idsAfter) withdrawn.delete(id);
+  // Removals this container made are forgotten once the update brings the license back.
+  const removedAfter = {};
+  for (const [id, d] of Object.entries(removed)) if (!idsAfter.has(Number(id))) removedAfter[id] = d;
+  // Manipulation notices: kept for ids still absent; added for ids the update withdraws
+  // that were held before and are absent now.
+  const notices = {};
+  for (const [id, n] of Object.entries(slot?.notices ?? {})) if (!idsAfter.has(Number(id))) notices[id] = n;
+  for (const id of u.manipulation?.withdrawn ?? []) {
+    if (held.has(id) && !idsAfter.has(id)) notices[String(id)] = { product_code: held.get(id).productCode, message: u.message };
+  }
   const newSlot = {
     firmCode,
     seq: u.seq,
@@ -262,10 +286,41 @@ export function applyUpdate(document, container, slots) {
     entries,
     productKeys: unsealed,
     counters,
-    removed: slot?.removed ?? {},
-    withdrawn: idsBefore.filter((id) => !idsAfter.has(id)),
-    manipulationWithdrawn: (u.manipulation?.withdrawn ?? []).filter((id) => !idsAfter.has(id)),
+    removed: removedAfter,
+    withdrawn: [...withdrawn].sort((a, b) => a - b),
+    notices,
     message: u.message,
   };
   return { firmCode, slot: newSlot, update: publicView(u) };
+}
+
+/**
+ * Apply a usage-report acknowledgement as a container does (9.2), without storing
+ * anything. It is verified with the keys the slot pins plus those its stored
+ * endorsements endorse, and refused for another container; it is applied only when it
+ * answers the slot's newest document (`slot.chain[0]`).
+ *
+ * @param document  the report-ack document
+ * @param {{serial: string}} container  this container
+ * @param slots  as for applyUpdate; the slot may also hold `endorsements` (firm-key
+ *        documents), `chain` (the digests of its last documents, newest first), `lastSync`
+ *        and `counters` ({digest: {settled?, ...}})
+ * @returns {{applied: boolean, firmCode, slot, ack}} `applied` false: an acknowledgement of
+ *          an older document, which changes nothing (`slot` is then the slot as given)
+ * @throws {DocumentInvalid} no slot for its firm, a bad signature or field, another container
+ */
+export function applyAck(document, container, slots) {
+  const { payload, envelope } = readEnvelope(document);
+  const firmCode = required(payload, 'firm_code', T.firmCode);
+  const slot = slotOf(slots, firmCode);
+  if (!slot) throw new DocumentInvalid(`no slot for firm ${firmCode}`);
+  const keys = acceptKeys(firmCode, pinnedMap(slot.pinned), slot.endorsements ?? []);
+  const ack = verifyReportAck(envelope, keys, { serial: container.serial });
+  if (!slot.chain || slot.chain[0] !== ack.request) return { applied: false, firmCode, slot, ack };
+  const counters = {};
+  for (const [d, c] of Object.entries(slot.counters ?? {})) {
+    counters[d] = Object.prototype.hasOwnProperty.call(ack.recorded, d) ? { ...c, settled: Math.max(c.settled ?? 0, ack.recorded[d]) } : c;
+  }
+  const newSlot = { ...slot, vclock: ack.time, lastSync: Math.max(slot.lastSync ?? 0, ack.time), counters };
+  return { applied: true, firmCode, slot: newSlot, ack };
 }

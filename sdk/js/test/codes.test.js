@@ -11,6 +11,7 @@ import {
   isSerial,
   checkItemId,
   isItemId,
+  normalizeItemId,
   checkFirmCode,
   checkProductCode,
   checkFeature,
@@ -50,6 +51,12 @@ const data = runVectorFile('codes.json', (c) => {
     } else {
       unknownCase(c, `expect ${c.expect}`);
     }
+    return undefined;
+  }
+  if (c.kind === 'item_id_given') {
+    if (c.expect === 'valid') assert.equal(normalizeItemId(c.input), c.normalized);
+    else if (c.expect === 'invalid') assertRefused(() => normalizeItemId(c.input), InvalidCode, 'invalid');
+    else unknownCase(c, `expect ${c.expect}`);
     return undefined;
   }
   const checks = CHECKS[c.kind];

@@ -12,12 +12,7 @@ import {
   verifyLeaseCounterProof,
   leaseRequestProofPayload,
   digest,
-  evaluateLease,
-  evaluateBorrowed,
   DocumentInvalid,
-  LicenseExpired,
-  UnitsExhausted,
-  ClockTampered,
 } from '../src/index.js';
 
 const vectors = loadVectors('grants.json');
@@ -98,28 +93,5 @@ runVectorFile('grants.json', (c) => {
   return undefined;
 });
 
-// Evaluating what a lease or a borrow grant serves (5.1, 12.5, 12.8). The vectors have
-// no evaluation cases for these; the checks below follow the rules on the vectors'
-// valid lease and grant and are not counted as vector cases.
-const docOf = (name) => vectors.cases.find((c) => c.name === name).document;
-
-test('evaluateLease: the served entry at the client clock, vclock 0, 0 units', () => {
-  const entry = entries.entry;
-  const lease = verifyLease(docOf('lease-valid'), entry);
-  const request = { firmCode: entry.firmCode, productCode: entry.productCode };
-  const r = evaluateLease(entry, lease, { ...request, units: 5 }, lease.issued);
-  assert.equal(r.units, 0);
-  assert.equal(r.expires, entry.options.expires);
-  assertRefused(() => evaluateLease(entry, lease, request, entry.options.expires), LicenseExpired);
-});
-
-test('evaluateBorrowed: clock, end of the borrowing and units after the evaluation', () => {
-  const entry = entries.entry;
-  const grant = verifyBorrowGrant(docOf('borrow-valid'), entry);
-  const request = { firmCode: entry.firmCode, productCode: entry.productCode };
-  const r = evaluateBorrowed(entry, grant, request, grant.issued, grant.issued);
-  assert.equal(r.expires, Math.min(entry.options.expires, grant.expires));
-  assertRefused(() => evaluateBorrowed(entry, grant, request, grant.expires, 0), LicenseExpired);
-  assertRefused(() => evaluateBorrowed(entry, grant, { ...request, units: 1 }, grant.issued, 0), UnitsExhausted);
-  assertRefused(() => evaluateBorrowed(entry, grant, request, grant.issued, grant.issued + 7201), ClockTampered);
-});
+// Evaluating what a lease or a borrow grant serves (5.1, 12.5, 12.8): evaluation.json,
+// cases of kind lease and borrowed.

@@ -1,7 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { runVectorFile, assertRefused, loadVectors, unknownCase } from './helpers.js';
-import { applyUpdate, verifyUpdate, digest, DocumentInvalid, ActivationError, keySet } from '../src/index.js';
+import { applyUpdate, applyAck, verifyUpdate, digest, DocumentInvalid, ActivationError, keySet } from '../src/index.js';
 
 const vectors = loadVectors('updates.json');
 const container = {
@@ -20,32 +20,66 @@ function containerAfterSetup() {
   return { [r.firmCode]: r.slot };
 }
 
+// A license the container removes itself (a deactivation, 9.1): the slot drops the entry
+// and its keys, records {license id: digest}, adds the id to withdrawn and raises seq.
+function removeLicense(slot, licenseId) {
+  const entry = slot.entries.find((e) => e.licenseId === licenseId);
+  assert.ok(entry, `license ${licenseId} is in the slot`);
+  return {
+    ...slot,
+    seq: slot.seq + 1,
+    entries: slot.entries.filter((e) => e !== entry),
+    productKeys: slot.productKeys.filter((k) => k.license !== entry.digest),
+    removed: { ...slot.removed, [licenseId]: entry.digest },
+    withdrawn: [...new Set([...slot.withdrawn, licenseId])].sort((a, b) => a - b),
+  };
+}
+
 const snapshot = (slots) =>
   JSON.stringify(slots, (k, v) => (v && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v));
 
+function checkAfter(slot, a) {
+  assert.equal(slot.firmCode, a.firm_code);
+  assert.equal(slot.seq, a.seq);
+  assert.equal(slot.vclock, a.vclock);
+  assert.equal(slot.lastSync, a.last_sync);
+  assert.deepEqual(slot.entries.map((e) => e.licenseId), a.licenses);
+  assert.deepEqual(Object.keys(slot.pinned), a.pinned);
+  assert.deepEqual(
+    slot.productKeys.map((k) => ({ license: k.license, version: k.version, key_hex: k.key.toString('hex') })),
+    a.product_keys,
+  );
+  assert.deepEqual(slot.withdrawn, a.withdrawn);
+  assert.deepEqual(slot.notices, a.notices);
+  assert.deepEqual(slot.removed, a.removed);
+}
+
 runVectorFile('updates.json', (c) => {
-  const slots = containerAfterSetup();
+  let slots = containerAfterSetup();
+  const firm = vectors.firm_code;
+  for (const id of c.removed ?? []) slots = { [firm]: removeLicense(slots[firm], id) };
+  if (c.kind === 'report-ack') slots = { [firm]: { ...slots[firm], chain: [vectors.newest] } };
   const before = snapshot(slots);
+  const apply = c.kind === 'report-ack' ? applyAck : c.kind === 'update' ? applyUpdate : null;
+  if (!apply) return unknownCase(c, `kind ${c.kind}`);
   if (c.expect === 'ok') {
-    const { firmCode, slot, update } = applyUpdate(c.document, container, slots);
-    assert.equal(update.digest, c.digest);
+    const result = apply(c.document, container, slots);
+    if (c.kind === 'update') {
+      assert.equal(result.update.digest, c.digest);
+    } else {
+      assert.equal(result.applied, true);
+      assert.equal(result.ack.digest, c.digest);
+    }
     assert.equal(digest(c.document), c.digest);
-    const a = c.after;
-    assert.equal(firmCode, a.firm_code);
-    assert.equal(slot.firmCode, a.firm_code);
-    assert.equal(slot.seq, a.seq);
-    assert.equal(slot.vclock, a.vclock);
-    assert.equal(slot.lastSync, a.last_sync);
-    assert.deepEqual(slot.entries.map((e) => e.licenseId), a.licenses);
-    assert.deepEqual(Object.keys(slot.pinned), a.pinned);
-    assert.deepEqual(
-      slot.productKeys.map((k) => ({ license: k.license, version: k.version, key_hex: k.key.toString('hex') })),
-      a.product_keys,
-    );
+    assert.equal(result.firmCode, c.after.firm_code);
+    checkAfter(result.slot, c.after);
+  } else if (c.expect === 'stale') {
+    const result = applyAck(c.document, container, slots);
+    assert.equal(result.applied, false);
   } else if (c.expect === 'invalid') {
-    assertRefused(() => applyUpdate(c.document, container, slots), DocumentInvalid);
+    assertRefused(() => apply(c.document, container, slots), DocumentInvalid);
   } else if (c.expect === 'replay' || c.expect === 'other-container') {
-    const e = assertRefused(() => applyUpdate(c.document, container, slots), ActivationError, c.expect);
+    const e = assertRefused(() => apply(c.document, container, slots), ActivationError, c.expect);
     assert.equal(e.code, 30);
   } else {
     unknownCase(c, `expect ${c.expect}`);

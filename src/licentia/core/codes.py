@@ -19,6 +19,10 @@ TICKET_DATA_CHARS = 24  # 120 bits
 SERIAL_PREFIX_MACHINE = "130"
 SERIAL_CHARS = 12  # 60 bits
 ITEM_ID_RE = re.compile(r"[A-Z]-[0-9]{5,10}-[0-9]{1,10}")  # whole text only (fullmatch), ASCII digits
+#: the white space an item id given to License Central may carry at its ends: ASCII space,
+#: tab, LF, CR, form feed and vertical tab (str.strip() without arguments would also take
+#: U+001C to U+001F)
+ITEM_ID_SPACE = " \t\n\r\f\v"
 UINT32_MAX = 0xFFFFFFFF
 
 
@@ -116,3 +120,11 @@ def check_item_id(text: str) -> str:
     if not isinstance(text, str) or not ITEM_ID_RE.fullmatch(text):
         raise InvalidCode("an item id looks like F-00002-145")
     return text
+
+
+def normalize_item_id(text: str) -> str:
+    """An item id as given to License Central: ASCII only (checked before upper-casing),
+    ``ITEM_ID_SPACE`` stripped from its ends, upper-cased, then checked (InvalidCode)."""
+    if not isinstance(text, str) or not text.isascii():  # before upper(): "ı".upper() is "I"
+        raise InvalidCode("an item id looks like F-00002-145")
+    return check_item_id(text.strip(ITEM_ID_SPACE).upper())

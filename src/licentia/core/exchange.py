@@ -258,7 +258,13 @@ def endorse_key(old: hazmat.Ed25519PrivateKey, firm_code: int, new_pub: hazmat.E
 def accept_keys(
     firm_code: int, pinned: dict[str, hazmat.Ed25519PublicKey], endorsements: list[dict[str, Any]]
 ) -> dict[str, hazmat.Ed25519PublicKey]:
-    """Pinned keys plus every key endorsed (transitively) by a pinned key."""
+    """Pinned keys plus every key endorsed (transitively) by a pinned key.
+
+    An element that is not a JSON object refuses the whole list (DocumentInvalid). An
+    endorsement that does not verify with the keys accepted so far, or whose ``firm_code``
+    is not the integer ``firm_code`` (absent, ``true``, another firm), is skipped. One that
+    verifies and names this firm but holds no ``pub`` of 32 bytes in canonical base64url
+    refuses the whole list (DocumentInvalid)."""
     if not all(isinstance(doc, dict) for doc in endorsements):
         raise DocumentInvalid("an endorsement is a signed document (a JSON object)")
     keys = dict(pinned)
@@ -270,7 +276,8 @@ def accept_keys(
                 payload = verify_document(doc, "firm-key", keys)
             except DocumentInvalid:
                 continue
-            if payload.get("firm_code") != firm_code:
+            named = payload.get("firm_code")
+            if type(named) is not int or named != firm_code:  # true is no firm code (True == 1 in Python)
                 continue
             key = _pub_from_b64(require(payload, "pub", str), hazmat.Ed25519PublicKey.from_public_bytes)
             kid = hazmat.key_id(key)
@@ -363,8 +370,11 @@ def verify_update(
         if entry.firm_code != firm_code or entry.serial != serial:
             raise DocumentInvalid("entry for another firm or container")
         entries.append(entry)
+    if len({e.license_id for e in entries}) != len(entries):  # the same digest is the same license id
+        raise DocumentInvalid("two entries of the update have the same license id")
     sealed = require(payload, "keys", list)
     versions = {e.digest: e.key_versions for e in entries}
+    named: set[tuple[str, int]] = set()
     for key in sealed:
         if not (
             isinstance(key, dict)
@@ -374,6 +384,9 @@ def verify_update(
             and key["version"] in versions.get(str(key["license"]), ())
         ):
             raise DocumentInvalid("bad sealed key: each names an entry of the update and one of its key versions")
+        if (key["license"], key["version"]) in named:
+            raise DocumentInvalid("two sealed keys name the same entry and key version")
+        named.add((key["license"], key["version"]))
     seq = require(payload, "seq", int)
     if seq < 1:
         raise DocumentInvalid("bad sequence number")

@@ -28,10 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import exchange, hazmat
+from . import codes, exchange, hazmat
+from . import errors as E
 from .documents import DocumentInvalid, document_digest, require, signing_message, verify_document
 from .encoding import b64d, b64e
-from .license import LicenseEntry
+from .license import AccessRequest, Evaluation, LicenseEntry, LicenseState, effective_time, evaluate
 
 Signer = Callable[[str, dict[str, Any]], dict[str, Any]]
 
@@ -100,6 +101,44 @@ def check_proof(holder: str, kind: str, payload: dict[str, Any], proof: Any) -> 
 def _holder_key(holder: str) -> hazmat.Ed25519PublicKey:
     """A holder's public key object (one per client session: parsed once while it is in use)."""
     return hazmat.Ed25519PublicKey.from_public_bytes(b64d(holder))
+
+
+def _optional_time(payload: dict[str, Any], name: str) -> int | None:
+    """A time field: a whole number of Unix seconds, 0 or more (absent or null: None)."""
+    value: int | None = require(payload, name, int, optional=True)
+    if value is not None and value < 0:
+        raise DocumentInvalid(f"field {name!r} is a time before 1970")
+    return value
+
+
+def _time(payload: dict[str, Any], name: str) -> int:
+    """A required time field."""
+    value: int = require(payload, name, int)
+    if value < 0:
+        raise DocumentInvalid(f"field {name!r} is a time before 1970")
+    return value
+
+
+def _code(payload: dict[str, Any], name: str, check: Callable[[int], int]) -> int:
+    """A firm code, product code or feature code field (section 2.4 of docs/formats.md)."""
+    try:
+        return check(require(payload, name, int))
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(f"field {name!r}: {exc}") from None
+
+
+def _serial(payload: dict[str, Any], name: str = "serial") -> str:
+    try:
+        return codes.check_serial(require(payload, name, str))
+    except codes.InvalidCode as exc:
+        raise DocumentInvalid(f"field {name!r}: {exc}") from None
+
+
+def _digest(payload: dict[str, Any], name: str) -> str:
+    value: str = require(payload, name, str)
+    if not exchange.is_digest(value):
+        raise DocumentInvalid(f"field {name!r} is not a digest")
+    return value
 
 
 def container_key(entry: LicenseEntry) -> hazmat.Ed25519PublicKey:
@@ -182,24 +221,27 @@ def build_lease(
 def verify_lease(doc: dict[str, Any], entry: LicenseEntry) -> Lease:
     """Check a lease against the (already verified) entry it names."""
     payload = verify_document(doc, LEASE, container_key(entry))
+    mode = require(payload, "mode", str)
+    if mode not in MODES:
+        raise DocumentInvalid(f"a lease's mode is one of {', '.join(MODES)}")
     lease = Lease(
         lease_id=require(payload, "lease_id", str),
         client_lease_id=require(payload, "client_lease_id", str),
-        serial=require(payload, "serial", str),
-        license=require(payload, "license", str),
+        serial=_serial(payload),
+        license=_digest(payload, "license"),
         license_id=require(payload, "license_id", int),
-        firm_code=require(payload, "firm_code", int),
-        product_code=require(payload, "product_code", int),
-        feature_code=require(payload, "feature_code", int),
-        mode=require(payload, "mode", str),
+        firm_code=_code(payload, "firm_code", codes.check_firm_code),
+        product_code=_code(payload, "product_code", codes.check_product_code),
+        feature_code=_code(payload, "feature_code", codes.check_feature),
+        mode=mode,
         session=require(payload, "session", str),
         nonce=require(payload, "nonce", str),
-        issued=require(payload, "issued", int),
-        expires=require(payload, "expires", int),
-        first_use=require(payload, "first_use", int, optional=True),
+        issued=_time(payload, "issued"),
+        expires=_time(payload, "expires"),
+        first_use=_optional_time(payload, "first_use"),
         document=doc,
         holder=require(payload, "holder", str, optional=True),
-        grace_until=require(payload, "grace_until", int, optional=True),
+        grace_until=_optional_time(payload, "grace_until"),
     )
     if lease.license != entry.digest or lease.serial != entry.serial or lease.license_id != entry.license_id:
         raise DocumentInvalid("lease names another license")
@@ -275,15 +317,15 @@ def verify_borrow(doc: dict[str, Any], entry: LicenseEntry) -> Borrow:
     client = require(payload, "client", dict)
     grant = Borrow(
         borrow_id=require(payload, "borrow_id", str),
-        serial=require(payload, "serial", str),
-        license=require(payload, "license", str),
+        serial=_serial(payload),
+        license=_digest(payload, "license"),
         license_id=require(payload, "license_id", int),
-        firm_code=require(payload, "firm_code", int),
-        product_code=require(payload, "product_code", int),
-        client_serial=require(client, "serial", str),
+        firm_code=_code(payload, "firm_code", codes.check_firm_code),
+        product_code=_code(payload, "product_code", codes.check_product_code),
+        client_serial=_serial(client),
         client_key=require(client, "sign_pub", str),
-        issued=require(payload, "issued", int),
-        expires=require(payload, "expires", int),
+        issued=_time(payload, "issued"),
+        expires=_time(payload, "expires"),
         digest=document_digest(doc),
         document=doc,
     )
@@ -313,10 +355,10 @@ def verify_return(doc: dict[str, Any], client_key: str) -> BorrowReturn:
     """Check a return receipt against the client container key recorded at borrow time."""
     payload = _client_receipt(doc, BORROW_RETURN, client_key)
     return BorrowReturn(
-        serial=require(payload, "serial", str),
+        serial=_serial(payload),
         borrow_id=require(payload, "borrow_id", str),
-        firm_code=require(payload, "firm_code", int),
-        vtime=require(payload, "vtime", int),
+        firm_code=_code(payload, "firm_code", codes.check_firm_code),
+        vtime=_time(payload, "vtime"),
     )
 
 
@@ -332,8 +374,50 @@ def verify_grace_return(doc: dict[str, Any], client_key: str) -> GraceReturn:
     """Check a grace return receipt against the client container key named at access time."""
     payload = _client_receipt(doc, GRACE_RETURN, client_key)
     return GraceReturn(
-        serial=require(payload, "serial", str),
+        serial=_serial(payload),
         lease_id=require(payload, "lease_id", str),
-        firm_code=require(payload, "firm_code", int),
-        vtime=require(payload, "vtime", int),
+        firm_code=_code(payload, "firm_code", codes.check_firm_code),
+        vtime=_time(payload, "vtime"),
     )
+
+
+# ---------------------------------------------------------------- evaluating what a server grants
+
+
+def evaluate_lease(entry: LicenseEntry, lease: Lease, request: AccessRequest, now: int) -> Evaluation:
+    """The client's evaluation of a leased entry (docs/formats.md 5.1, 12.5 step 4): at its own
+    clock with no virtual clock, the lease's first use, the lease's issue time as the last sync
+    (the server evaluated the entry with its own last sync when it signed the lease), 0 units."""
+    check = AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date)
+    return evaluate(entry, LicenseState(first_use=lease.first_use, last_sync=lease.issued), check, now, 0)
+
+
+def evaluate_borrowed(
+    entry: LicenseEntry,
+    grant: Borrow,
+    request: AccessRequest,
+    now: int,
+    vclock: int,
+    *,
+    serial: str,
+    sign_pub: str,
+) -> Evaluation:
+    """A borrowed license in the container ``serial`` (key ``sign_pub``) (docs/formats.md
+    5.1, 12.8): the grant must name that container; then the evaluation with the grant's
+    issue time as first use and last sync and 0 units; then, in this order, the clock (for
+    every borrowed license), the end of the borrowing, and units (none: no counter)."""
+    if grant.client_serial != serial or grant.client_key != sign_pub:
+        return Evaluation(E.LicenseInvalid, f"the borrow grant is for container {grant.client_serial}")
+    check = AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date)
+    ev = evaluate(entry, LicenseState(first_use=grant.issued, last_sync=grant.issued), check, now, vclock)
+    if ev.error is not None:
+        return ev
+    t, tampered = effective_time(now, vclock)
+    if tampered:
+        return Evaluation(E.ClockTampered, "the system clock is behind the last trusted time: set the clock right")
+    if t >= grant.expires:
+        return Evaluation(E.LicenseExpired, "the borrowing period is over: borrow again ('licentia borrow')")
+    if request.units:
+        return Evaluation(E.UnitsExhausted, "a borrowed license carries no unit counter")
+    expires = grant.expires if ev.expires is None else min(ev.expires, grant.expires)
+    return Evaluation(None, "ok", expires=expires)

@@ -223,6 +223,8 @@ class LicenseEntry:
         versions = require(payload, "key_versions", list)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions):
             raise DocumentInvalid("bad key_versions")
+        if len(set(versions)) != len(versions):
+            raise DocumentInvalid("key_versions lists a version twice")
         # absent in entries issued before counters travelled with the license
         base = require(payload, "consumed_base", int, optional=True) or 0
         first_use = require(payload, "first_use", int, optional=True)

@@ -37,7 +37,7 @@ from ..container import files
 from ..core import errors as E
 from ..core import grants, hazmat
 from ..core.documents import DocumentInvalid, document_digest
-from ..core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
+from ..core.license import AccessRequest, LicenseEntry
 from ._handle import Handle
 from ._netclient import API, NetClient, RuntimeView
 from ._servers import ServerAddr
@@ -379,10 +379,9 @@ class LeaseKeeper:
         except E.LicenseError:
             self._release_quietly(server, data, body)
             raise
-        check = AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date)
         # the server evaluated the license against its own container (with its last sync) when it
         # signed the lease: the lease's issue time stands for that sync here
-        ev = evaluate(entry, LicenseState(first_use=lease.first_use, last_sync=lease.issued), check, self.rt.clock(), 0)
+        ev = grants.evaluate_lease(entry, lease, request, self.rt.clock())
         if ev.error is not None:
             self._release_quietly(server, data, body)
             raise ev.error(f"server {server.label} {entry.summary()}: {ev.message}")

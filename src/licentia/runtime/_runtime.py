@@ -34,7 +34,6 @@ from ..core.license import (
     Evaluation,
     LicenseEntry,
     LicenseState,
-    effective_time,
     evaluate,
     units_left,
 )
@@ -522,37 +521,23 @@ class Runtime:
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: failed verification"))
                 tried.append(f"{where}: failed verification")
                 continue
-            if grant.client_serial != container.serial or grant.client_key != container.sign_pub:
+            # the server was in sync when it granted the borrow: its issue time stands for a sync
+            ev = grants.evaluate_borrowed(
+                entry, grant, request, now, slot.vclock, serial=container.serial, sign_pub=container.sign_pub
+            )
+            if ev.error is E.LicenseInvalid:
                 E.log_rejected(f"{where}: grant for container {grant.client_serial}")
                 failures.append((E.LicenseInvalid.rank, E.LicenseInvalid, f"{where}: issued to another container"))
                 continue
             where = f"{where} {entry.summary()}"
-            ev = evaluate(
-                entry,
-                LicenseState(first_use=grant.issued, last_sync=grant.issued),  # the server was in sync then
-                AccessRequest(request.firm_code, request.product_code, request.feature_code, 0, request.release_date),
-                now,
-                slot.vclock,
-            )
-            t, tampered = effective_time(now, slot.vclock)
-            error: tuple[type[E.LicenseError], str] | None = None
-            if ev.error is not None:
-                error = (ev.error, ev.message)
-            elif tampered:
-                error = (E.ClockTampered, "the system clock is behind the last trusted time: set the clock right")
-            elif t >= grant.expires:
-                error = (E.LicenseExpired, "the borrowing period is over: borrow again ('licentia borrow')")
-            elif request.units:
-                error = (E.UnitsExhausted, "a borrowed license carries no unit counter")
             if now > slot.vclock + OBSERVE_STEP:
                 # a borrowed license keeps the clock too: setting it back within the borrow is noticed
                 self._observe(container, request.firm_code, now)
-            if error is not None:
-                failures.append((error[0].rank, error[0], f"{where}: {error[1]}"))
-                tried.append(f"{where}: {error[1]}")
+            if ev.error is not None:
+                failures.append((ev.error.rank, ev.error, f"{where}: {ev.message}"))
+                tried.append(f"{where}: {ev.message}")
                 continue
-            expires = grant.expires if ev.expires is None else min(ev.expires, grant.expires)
-            return Handle(entry, container, request, None, expires)
+            return Handle(entry, container, request, None, ev.expires)
         return None
 
     def _commit(

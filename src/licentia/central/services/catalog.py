@@ -169,9 +169,7 @@ def check_item_codes(item_id: str | None, feature_map: int, product_code: int | 
     """Check the codes of a new item; return its item id in canonical form (if given)."""
     try:
         if item_id is not None:
-            if not item_id.isascii():  # before upper(): "ı".upper() is "I"
-                raise codes.InvalidCode("an item id looks like F-00002-145")
-            item_id = codes.check_item_id(item_id.strip().upper())
+            item_id = codes.normalize_item_id(item_id)
         codes.check_feature(feature_map)
         if product_code is not None:
             codes.check_product_code(product_code)
@@ -310,7 +308,7 @@ class CatalogService(Service):
         return run_read(self.session, tx)
 
     def item(self, firm: Firm, item_id: str) -> Item:
-        text = item_id.strip().upper() if isinstance(item_id, str) and item_id.isascii() else item_id
+        text = item_id.strip(codes.ITEM_ID_SPACE).upper() if isinstance(item_id, str) and item_id.isascii() else item_id
         item = self.session.scalars(select(Item).where(Item.firm_id == firm.id, Item.item_id == text)).first()
         if item is None:
             raise NotFound("item", f"Firm {firm.code} has no item {item_id}. Check the item id.")
