@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from .api import errors as api_errors
 from .api import routes
+from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .settings import Settings, SettingsError
 from .startup import prepare
@@ -49,7 +50,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     ctx = prepare(settings, clock or _default_clock)
     # PostgreSQL: the activation protocol runs on a few dedicated threads that overlap
     # their network waits, or on the event loop with protocol_threads=0 (a database on
-    # the same host). SQLite always runs it on the event loop: api.deps.run_protocol.
+    # the same host). SQLite always runs it on the event loop: api.deps.call_protocol.
     threads = 0 if ctx.db.sqlite else settings.protocol_threads
     protocol = ThreadPoolExecutor(threads, thread_name_prefix="central-protocol") if threads else None
 
@@ -77,6 +78,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.state.protocol_executor = protocol
     limits = request_limits(settings)
     app.state.rejections = buckets = TokenBuckets(limits.rejections_burst, limits.rejections_per_second)
+    # inside Guard (added last, so outermost): the protocol's POSTs, answered past FastAPI's routing
+    protocol_routes = {API_PREFIX + path: route for path, route in routes.PROTOCOL.items()}
+    app.add_middleware(ProtocolLane, ctx=ctx, executor=protocol, routes=protocol_routes, buckets=buckets)
     app.add_middleware(Guard, limits=limits, buckets=buckets)
     api_errors.install(app)
 

@@ -3,14 +3,18 @@
 SQLite: WAL, foreign keys on, and SQLAlchemy's documented pysqlite recipe (the
 driver's own BEGIN is switched off, SQLAlchemy emits BEGIN itself) so that every
 write transaction starts with ``BEGIN IMMEDIATE`` and writers queue on the busy
-timeout instead of failing half-way. Read transactions use a plain ``BEGIN``.
+timeout instead of failing half-way. Read transactions use a plain ``BEGIN``. A
+``Database`` checkpoints the write-ahead log on a thread of its own (``Checkpointer``),
+not inside the commits.
 
 PostgreSQL (psycopg 3): READ COMMITTED plus ``SELECT ... FOR UPDATE`` on the rows a
 write depends on (container slot, ticket, firm counter).
 
 The one place where database errors become service errors: ``run_write`` and
 ``run_read`` run a transaction again on a lost race or a dropped connection, and
-what still fails leaves as ``Conflict`` or ``Unavailable`` (``translate``).
+what still fails leaves as ``Conflict`` or ``Unavailable`` (``translate``). The
+activation protocol's transactions (``protocol_db``, on the driver connection) are
+retried and translated by the same rules.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, autocheckpoint: bool = True) -> Engine:
+    """An engine with Central's settings. SQLite: ``autocheckpoint=False`` leaves copying
+    the write-ahead log back into the database file to a ``Checkpointer``."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -80,6 +86,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if not autocheckpoint:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -95,9 +103,47 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
+class Checkpointer:
+    """SQLite: copies the write-ahead log back into the database file every ``interval``
+    seconds, on its own thread and connection. A commit then only appends to the log:
+    no request waits for a checkpoint's writes and fsyncs, which SQLite otherwise runs
+    inside the commit that fills the log past 1000 pages (the protocol runs on the event
+    loop, so that commit would hold up every request). A PASSIVE checkpoint never waits
+    for readers or writers; SQLite starts the log over once a checkpoint has copied it
+    all. The last connection to close checkpoints too."""
+
+    def __init__(self, path: str, interval: float = 0.5):
+        self.path = path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="central-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # tried again at the next interval
+                    log.warning("checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10):
-        self.engine = make_engine(url, pool_size=pool_size)
+        parsed = make_url(normalize_url(url))
+        path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        background = bool(path) and path != ":memory:"
+        self.engine = make_engine(url, pool_size=pool_size, autocheckpoint=not background)
+        self.checkpointer = Checkpointer(str(path)) if background else None
 
     @property
     def sqlite(self) -> bool:
@@ -107,6 +153,9 @@ class Database:
         return Session(self.engine, expire_on_commit=False, autoflush=True)
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer = None
         self.engine.dispose()
 
 

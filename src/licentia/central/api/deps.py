@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,6 +31,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: the admin key or
 
 #: An ActivationService method the protocol routes call: (service, body, client address) -> answer.
 ProtocolMethod = Callable[[ActivationService, bytes, str], str]
+#: What builds the service a protocol method runs on, with its collaborators.
+ServiceFactory = Callable[[Context, Session], ActivationService]
 
 # ---------------------------------------------------------------- services and their collaborators
 
@@ -49,35 +52,41 @@ def ticket_service(ctx: Context, db: Session) -> TicketService:
 # ---------------------------------------------------------------- the protocol routes
 
 
-async def run_protocol(
-    request: Request,
+async def call_protocol(
+    ctx: Context,
+    executor: Executor | None,
     method: ProtocolMethod,
     body: bytes,
-    service: Callable[[Context, Session], ActivationService] = activation_service,
+    address: str,
+    service: ServiceFactory = activation_service,
 ) -> str:
-    """Run one ActivationService method with its own Session.
+    """Run one ActivationService method with its own Session (for the attempt counts).
 
-    The protocol routes skip FastAPI's dependency solving (it costs as much as a
-    database statement) and build their service here. SQLite: the call runs right
-    on the event loop. Its writes are serialized anyway and take about a
-    millisecond; handing them to a thread costs more than that, because every
-    short C call there (signature, statement, commit) releases the interpreter
-    lock and then waits for the busy event loop to give it back. (Run one worker
-    per SQLite database.) PostgreSQL: the app's protocol threads, which overlap
-    their waits on the network.
+    The protocol skips FastAPI's dependency solving (``api.lane`` and the routes
+    build their service here). SQLite: the call runs right on the event loop. Its
+    writes are serialized anyway and take about a millisecond; handing them to a
+    thread costs more than that, because every short C call there (signature,
+    statement, commit) releases the interpreter lock and then waits for the busy
+    event loop to give it back. (Run one worker per SQLite database.) PostgreSQL:
+    the app's protocol threads, which overlap their waits on the network.
     """
-    ctx: Context = request.app.state.central
-    address = client_address(request)
 
     def call() -> str:
         with ctx.db.session() as s:
             return method(service(ctx, s), body, address)
 
-    executor = request.app.state.protocol_executor
     if executor is None:  # SQLite, or PostgreSQL with protocol_threads=0
         return call()
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(executor, call)
+
+
+async def run_protocol(request: Request, method: ProtocolMethod, service: ServiceFactory, body: bytes) -> str:
+    """``call_protocol`` for a route's request."""
+    app = request.app
+    return await call_protocol(
+        app.state.central, app.state.protocol_executor, method, body, client_address(request), service
+    )
 
 
 def client_address(request: Request) -> str:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...core import errors as E
+from .limits import TokenBuckets
 
 log = logging.getLogger("licentia.central")
 
@@ -49,16 +50,20 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+def service_error(exc: E.ServiceError, address: str, buckets: TokenBuckets | None) -> JSONResponse:
+    """The answer to a service error; its private reason goes to the log."""
+    if exc.reason:
+        log.warning("%s: %s", exc.code, exc.reason)
+    if isinstance(exc, E.MalformedInput) and buckets is not None:  # refused before it was read: the address's bucket
+        buckets.take(address)
+    return error(status_of(exc), exc.code, exc.message)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(E.ServiceError)
     async def _central(request: Request, exc: E.ServiceError) -> JSONResponse:
-        if exc.reason:
-            log.warning("%s: %s", exc.code, exc.reason)
-        if isinstance(exc, E.MalformedInput):  # refused before it was read: the address's bucket
-            buckets = getattr(request.app.state, "rejections", None)
-            if buckets is not None:
-                buckets.take(request.client.host if request.client else "unknown")
-        return error(status_of(exc), exc.code, exc.message)
+        address = request.client.host if request.client else "unknown"
+        return service_error(exc, address, getattr(request.app.state, "rejections", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

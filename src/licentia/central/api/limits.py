@@ -252,7 +252,8 @@ class Guard:
         while more:
             allowed = start + self.limits.body_timeout + size / self.limits.min_rate - time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(0.0, allowed))
+                async with asyncio.timeout(max(0.0, allowed)):  # a timer, not a task per message
+                    message = await receive()
             except TimeoutError:
                 raise _Refused(
                     408,

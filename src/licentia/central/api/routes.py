@@ -17,7 +17,10 @@ from .deps import (
     CatalogDep,
     ContainersDep,
     FirmsDep,
+    ProtocolMethod,
+    ServiceFactory,
     TicketsDep,
+    activation_service,
     client_address,
     metering_service,
     run_protocol,
@@ -279,16 +282,32 @@ _RECEIPT_BODY = {
 }
 
 
+#: The protocol's routes (under the API prefix): the service method each runs, and what
+#: builds its service. ``api.lane`` sends a POST to these paths straight here; the routes
+#: below declare them (OpenAPI) and serve any request that comes another way.
+PROTOCOL: dict[str, tuple[ProtocolMethod, ServiceFactory]] = {
+    "/activations": (ActivationService.activate, activation_service),
+    "/sync": (ActivationService.sync, activation_service),
+    "/reports": (ActivationService.report, activation_service),
+    # consume gets the MeteringService that metering_service makes
+    "/consumptions": (MeteringService.consume, metering_service),  # type: ignore[dict-item]
+    "/deactivations": (ActivationService.deactivate, activation_service),
+}
+
+
+async def _answer(request: Request, path: str) -> Response:
+    text = await run_protocol(request, *PROTOCOL[path], await request.body())
+    return Response(text, media_type="application/json")
+
+
 @protocol.post("/activations", summary="Activate a ticket: request in, update out", openapi_extra=_DOC_BODY)
 async def activate(request: Request) -> Response:
-    text = await run_protocol(request, ActivationService.activate, await request.body())
-    return Response(text, media_type="application/json")
+    return await _answer(request, "/activations")
 
 
 @protocol.post("/sync", summary="Sync one firm's licenses: request in, full-state update out", openapi_extra=_DOC_BODY)
 async def sync(request: Request) -> Response:
-    text = await run_protocol(request, ActivationService.sync, await request.body())
-    return Response(text, media_type="application/json")
+    return await _answer(request, "/sync")
 
 
 @protocol.post(
@@ -297,8 +316,7 @@ async def sync(request: Request) -> Response:
     openapi_extra=_DOC_BODY,
 )
 async def report(request: Request) -> Response:
-    text = await run_protocol(request, ActivationService.report, await request.body())
-    return Response(text, media_type="application/json")
+    return await _answer(request, "/reports")
 
 
 @protocol.post(
@@ -307,15 +325,12 @@ async def report(request: Request) -> Response:
     openapi_extra=_doc_body("a container-signed consume document"),
 )
 async def consume(request: Request) -> Response:
-    body = await request.body()
-    text = await run_protocol(request, MeteringService.consume, body, metering_service)  # type: ignore[arg-type]  # consume gets the MeteringService that metering_service makes
-    return Response(text, media_type="application/json")
+    return await _answer(request, "/consumptions")
 
 
 @protocol.post("/deactivations", summary="Deactivate with the container's receipt", openapi_extra=_RECEIPT_BODY)
 async def deactivate(request: Request) -> Response:
-    text = await run_protocol(request, ActivationService.deactivate, await request.body())
-    return Response(text, media_type="application/json")
+    return await _answer(request, "/deactivations")
 
 
 # The protocol first: route matching walks this list, and activations are the hot path.

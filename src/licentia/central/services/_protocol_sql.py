@@ -1,5 +1,6 @@
-"""The activation protocol's Core statements, built once at import: the hot path
-runs them on the Session's connection without the ORM unit of work."""
+"""The activation protocol's statements, written once with SQLAlchemy Core: the
+protocol runs them on the driver's connection (``..protocol_db``), compiled once per
+dialect, without a Session."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.sql.expression import Insert, ScalarSelect
 from ..models import (
     Activation,
     Attempt,
+    AuditEntry,
     Base,
     ChainLink,
     Container,
@@ -19,6 +21,7 @@ from ..models import (
     FirmKey,
     Flag,
     Item,
+    ProcessedReceipt,
     ProcessedRequest,
     Ticket,
     TicketItem,
@@ -41,6 +44,7 @@ _c, _cf, _t, _ti = _table(Container), _table(ContainerFirm), _table(Ticket), _ta
 _f, _fk, _pr, _at = _table(Firm), _table(FirmKey), _table(ProcessedRequest), _table(Attempt)
 _base, _mod = _table(Item).alias("base"), _table(Item).alias("module")
 _act, _link, _flag = _table(Activation), _table(ChainLink), _table(Flag)
+_audit, _receipt = _table(AuditEntry), _table(ProcessedReceipt)
 
 
 def _attempts(scope: str, key: str) -> ScalarSelect[int]:
@@ -59,7 +63,11 @@ Q_START = select(
     _attempts(ADDRESS, "address"),
     _attempts(TICKET, "ticket"),
 )
-Q_CONTAINER = select(_c.c.id, _c.c.sign_pub, _c.c.box_pub).where(_c.c.serial == bindparam("serial")).with_for_update()
+Q_CONTAINER = (
+    select(_c.c.id, _c.c.serial, _c.c.sign_pub, _c.c.box_pub)
+    .where(_c.c.serial == bindparam("serial"))
+    .with_for_update()
+)
 #: The firm and its keys ride along with the ticket or firm row (one query, not two);
 #: both name the firm's columns alike (firm_id, code, secret_enc).
 _KEY_COLUMNS = (
@@ -198,3 +206,14 @@ I_CONTAINER = {
     "sqlite": sqlite_insert(_c).on_conflict_do_nothing(index_elements=["serial"]).returning(_c.c.id),
     "postgresql": pg_insert(_c).on_conflict_do_nothing(index_elements=["serial"]).returning(_c.c.id),
 }
+
+# ---- deactivation
+Q_RECEIPT_DONE = select(_receipt.c.response).where(_receipt.c.digest == bindparam("digest"))
+Q_FIRM_ID = select(_f.c.id, _f.c.code).where(_f.c.code == bindparam("code"))
+#: The ticket of a firm's license (row locked).
+Q_LICENSE = (
+    select(_t.c.id, _t.c.ticket, _t.c.license_id, _t.c.state, _t.c.container_id)
+    .where(_t.c.firm_id == bindparam("firm"), _t.c.license_id == bindparam("license"))
+    .with_for_update()
+)
+I_RECEIPT, I_AUDIT = insert(_receipt), insert(_audit)

@@ -19,11 +19,13 @@ entry with Central's counts, ``withdraw`` takes the license back and blocks the 
 until the vendor clears the container; a second flag within the item's window escalates
 to ``withdraw``. The answer says so, and the user gets ``ManipulationDetected``.
 
-Activation and sync are the hot path: they run prepared Core statements
-(``_protocol_sql``) on the Session's connection, inside the Session's write
-transaction, without the ORM unit of work (a few times faster). Row locks (FOR
-UPDATE) on the container, the ticket and the container's firm slot serialize
-concurrent writers on PostgreSQL; SQLite serializes them with BEGIN IMMEDIATE.
+Activation and sync are the hot path. Every method here reaches the database one
+way: its Core statements (``_protocol_sql``) on the driver's connection, in one write
+transaction of ``protocol_db.ProtocolDB.run`` (retried on a lost race like every write
+transaction), without a Session. Row locks (FOR UPDATE) on the container, the ticket
+and the container's firm slot serialize concurrent writers on PostgreSQL; SQLite
+serializes them with BEGIN IMMEDIATE. The documents Central signs come from
+``_signed`` with their canonical text and digest, encoded once.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from ...core import codes, exchange, hazmat
@@ -54,18 +54,22 @@ from ...core.errors import (
 )
 from ...core.exchange import Receipt, Request, SlotPosition
 from ...core.license import DAY, LicenseEntry, Options
-from ..db import run_write
-from ..keys import SecretBox
-from ..models import AuditEntry, Container, ContainerFirm, Firm, Policy, ProcessedReceipt, Ticket, TicketState
+from ..models import Policy, TicketState
+from ..protocol_db import Row, Tx, protocol_for
 from . import _protocol_sql as sql
+from . import _signed
+from ._signed import Signed, Signer
 from .attempts import AttemptService
 from .base import Context, Service
 from .catalog import absolute_options, template_expired
 from .tickets import unknown_ticket
 
+#: A row of a statement (a named tuple); of a joined query: the ticket or firm, one row
+#: per firm key (and item).
+_Row = Row
+#: A signed license entry and its digest.
+_Entry = tuple[dict[str, Any], str]
 if TYPE_CHECKING:
-    #: A row of a joined query: the ticket or firm, one row per firm key (and item).
-    _Row = Row[*tuple[Any, ...]]
     _Rows = Sequence[_Row]
 
 log = logging.getLogger("licentia.central")
@@ -208,7 +212,7 @@ def _receipt_ticket_hint(doc: dict[str, Any]) -> str | None:
     return _canonical(hint) if isinstance(hint, str) else None
 
 
-def _check_active_here(ticket: Ticket, container: Container, receipt: Receipt) -> None:
+def _check_active_here(ticket: _Row, container: _Row, receipt: Receipt) -> None:
     if ticket.state != ACTIVATED or ticket.container_id != container.id:
         raise Conflict(
             "not_active_here",
@@ -216,7 +220,7 @@ def _check_active_here(ticket: Ticket, container: Container, receipt: Receipt) -
         )
 
 
-def _deactivated(ticket: Ticket, firm: Firm, container: Container) -> str:
+def _deactivated(ticket: _Row, firm: _Row, container: _Row) -> str:
     """The answer to a deactivation."""
     return dump(
         {
@@ -253,7 +257,7 @@ class ActivationService(Service):
             ticket_hint = _receipt_ticket_hint(doc)
             if ticket_hint is not None:
                 self.attempts.check(address, ticket_hint)
-            outcome = run_write(self.session, lambda: self._deactivate_tx(doc))
+            outcome = protocol_for(self.ctx.db.engine).run(lambda tx: self._deactivate_tx(tx, doc))
         except ServiceError as exc:
             self._count(exc, "deactivate", address, ticket_hint)
             raise
@@ -261,11 +265,11 @@ class ActivationService(Service):
 
     # ---------------------------------------------------------------- activate / sync
 
-    def _exchange(self, body: bytes, address: str, action: str, tx: Callable[[Request, str], _Outcome]) -> str:
+    def _exchange(self, body: bytes, address: str, action: str, work: Callable[[Tx, Request, str], _Outcome]) -> str:
         req = self._verified(body, address, action)
         try:
             self._check_action(req, action, address)
-            outcome = run_write(self.session, lambda: tx(req, address))
+            outcome = protocol_for(self.ctx.db.engine).run(lambda tx: work(tx, req, address))
         except ServiceError as exc:
             self._count(exc, action, address, req.ticket)
             raise
@@ -297,88 +301,85 @@ class ActivationService(Service):
         if isinstance(exc, COUNTED) or exc.code == "unknown_ticket":
             self.attempts.record(action, address, ticket)
 
-    def _start(self, conn: Connection, req: Request, address: str) -> str | None:
+    def _start(self, tx: Tx, req: Request, address: str) -> str | None:
         """Rate limit, then the stored answer to this very request (if any)."""
         s = self.ctx.settings
         since = self.now() - s.attempt_window
         params = {"digest": req.digest, "since": since, "address": address, "ticket": req.ticket}
         done: str | None
-        done, by_address, by_ticket = conn.execute(sql.Q_START, params).one()
+        done, by_address, by_ticket = tx.one(sql.Q_START, params)
         if by_address >= s.attempts_per_address or by_ticket >= s.attempts_per_ticket:
             raise TooManyAttempts(s.attempt_window)
         return done
 
-    def _activate_tx(self, req: Request, address: str) -> _Outcome:
-        conn = self.session.connection()
-        done = self._start(conn, req, address)
+    def _activate_tx(self, tx: Tx, req: Request, address: str) -> _Outcome:
+        done = self._start(tx, req, address)
         if done is not None:
             return _Outcome(response=done)
         now = self.now()
-        container_id, new_container = self._container(conn, req, register=True)
-        rows = self._ticket_rows(conn, req)
-        self._check_ticket(conn, rows[0], req, container_id, now)
+        container_id, new_container = self._container(tx, req, register=True)
+        rows = self._ticket_rows(tx, req)
+        self._check_ticket(tx, rows[0], req, container_id, now)
         firm = _firm(rows)
-        slot = self._slot(conn, container_id, firm, req, new=new_container)
+        slot = self._slot(tx, container_id, firm, req, new=new_container)
         if slot.notice is not None:
-            rows = self._ticket_rows(conn, req)  # the manipulation may have re-issued or withdrawn it
+            rows = self._ticket_rows(tx, req)  # the manipulation may have re-issued or withdrawn it
             if rows[0].state == BLOCKED:
-                return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now))
-        signed = self._bind_ticket(conn, rows, req.serial, req.sign_pub, container_id, firm, now)
+                return _Outcome(response=self._full_state(tx, req, container_id, firm, slot, now))
+        signed = self._bind_ticket(tx, rows, req.serial, req.sign_pub, container_id, firm, now)
         log.info("ticket %s activated in %s", req.ticket, req.serial)
-        known = [signed] if new_container else None  # a container registered just now holds this ticket alone
-        return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now, known))
+        # a container registered just now holds this ticket alone
+        known = [(signed.doc, signed.digest)] if new_container else None
+        return _Outcome(response=self._full_state(tx, req, container_id, firm, slot, now, known))
 
-    def _known_slot(self, conn: Connection, req: Request) -> tuple[uuid.UUID, _Firm, _Slot]:
+    def _known_slot(self, tx: Tx, req: Request) -> tuple[uuid.UUID, _Firm, _Slot]:
         """The registered container, the firm a sync or report names, and its slot (checked)."""
-        container_id, _ = self._container(conn, req, register=False)
-        rows = conn.execute(sql.Q_FIRM, {"code": req.firm_code}).all()
+        container_id, _ = self._container(tx, req, register=False)
+        rows = tx.all(sql.Q_FIRM, {"code": req.firm_code})
         if not rows:
             raise NotFound("firm", f"There is no firm {req.firm_code} in Central. Check the firm code.")
         firm = _firm(rows)
-        return container_id, firm, self._slot(conn, container_id, firm, req)
+        return container_id, firm, self._slot(tx, container_id, firm, req)
 
-    def _sync_tx(self, req: Request, address: str) -> _Outcome:
-        conn = self.session.connection()
-        done = self._start(conn, req, address)
+    def _sync_tx(self, tx: Tx, req: Request, address: str) -> _Outcome:
+        done = self._start(tx, req, address)
         if done is not None:
             return _Outcome(response=done)
-        container_id, firm, slot = self._known_slot(conn, req)
-        return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, self.now()))
+        container_id, firm, slot = self._known_slot(tx, req)
+        return _Outcome(response=self._full_state(tx, req, container_id, firm, slot, self.now()))
 
-    def _report_tx(self, req: Request, address: str) -> _Outcome:
+    def _report_tx(self, tx: Tx, req: Request, address: str) -> _Outcome:
         """A usage report: counters merged, the chain checked like any request. When the
         container holds what Central would send, the answer is a firm-signed
         acknowledgement with Central's time (a sync, no new sequence number, nothing
         sealed); otherwise (a revocation, a renewal, a rebase) the full-state update."""
-        conn = self.session.connection()
-        done = self._start(conn, req, address)
+        done = self._start(tx, req, address)
         if done is not None:
             return _Outcome(response=done)
-        container_id, firm, slot = self._known_slot(conn, req)
+        container_id, firm, slot = self._known_slot(tx, req)
         now = self.now()
-        live = {d: u for d, u in conn.execute(sql.Q_LIVE, {"container": container_id, "firm": firm.id})}
+        live = {d: u for d, u in tx.all(sql.Q_LIVE, {"container": container_id, "firm": firm.id})}
         if slot.new or slot.notice is not None or set(live) != set(req.position(firm.code).counters):
-            return _Outcome(response=self._full_state(conn, req, container_id, firm, slot, now))
-        self._advance_slot(conn, req, container_id, firm, slot, now, issue=False)
-        doc = exchange.build_ack(
+            return _Outcome(response=self._full_state(tx, req, container_id, firm, slot, now))
+        self._advance_slot(tx, req, container_id, firm, slot, now, issue=False)
+        signed = _signed.ack(
+            self._firm_signer(firm),
             firm_code=firm.code,
-            firm_key=self._signer(firm),
             serial=req.serial,
             now=now,
             request_digest=req.digest,
             recorded={d: int(u) for d, u in live.items()},
         )
-        text = dump(doc)
-        self._store_answer(conn, req, container_id, firm, text, now)
-        return _Outcome(response=text)
+        self._store_answer(tx, req, container_id, firm, signed.text, now)
+        return _Outcome(response=signed.text)
 
-    def _container(self, conn: Connection, req: Request, *, register: bool) -> tuple[uuid.UUID, bool]:
+    def _container(self, tx: Tx, req: Request, *, register: bool) -> tuple[uuid.UUID, bool]:
         """The container's id (row locked), and whether this request registered it."""
         if register:
-            new_id = self._register(conn, req)
+            new_id = self._register(tx, req)
             if new_id is not None:
                 return new_id, True
-        row = conn.execute(sql.Q_CONTAINER, {"serial": req.serial}).first()
+        row = tx.first(sql.Q_CONTAINER, {"serial": req.serial})
         if row is None:
             raise NotFound(
                 "container",
@@ -387,10 +388,10 @@ class ActivationService(Service):
         if row.sign_pub != req.sign_pub:
             raise KeyMismatch(f"request for {req.serial} signed by a key other than the registered one")
         if row.box_pub != req.box_pub:  # signed by the registered key: the container's own choice
-            conn.execute(sql.U_BOX, {"cid": row.id, "box": req.box_pub})
+            tx.execute(sql.U_BOX, {"cid": row.id, "box": req.box_pub})
         return row.id, False
 
-    def _register(self, conn: Connection, req: Request) -> uuid.UUID | None:
+    def _register(self, tx: Tx, req: Request) -> uuid.UUID | None:
         """Insert the requesting container unless its serial is known: its new id, or None."""
         new_id = uuid.uuid4()
         params = {
@@ -401,19 +402,19 @@ class ActivationService(Service):
             "box_pub": req.box_pub,
             "created": self.now(),
         }
-        inserted = conn.execute(sql.I_CONTAINER[conn.dialect.name], params).first()
+        inserted = tx.first(sql.I_CONTAINER[tx.dialect.name], params)
         return None if inserted is None else new_id
 
     @staticmethod
-    def _ticket_rows(conn: Connection, req: Request) -> _Rows:
+    def _ticket_rows(tx: Tx, req: Request) -> _Rows:
         """The requested ticket (row locked) joined with its firm, items and firm keys."""
-        rows = conn.execute(sql.Q_TICKET, {"ticket": req.ticket}).all()
+        rows = tx.all(sql.Q_TICKET, {"ticket": req.ticket})
         if not rows:
             raise unknown_ticket(str(req.ticket))
         return rows
 
     @staticmethod
-    def _check_ticket(conn: Connection, t: _Row, req: Request, container_id: uuid.UUID, now: int) -> None:
+    def _check_ticket(tx: Tx, t: _Row, req: Request, container_id: uuid.UUID, now: int) -> None:
         """Refuse a revoked or blocked ticket, a dead item, a container of the wrong level,
         a ticket active elsewhere."""
         if t.state == TicketState.revoked.value:
@@ -433,7 +434,7 @@ class ActivationService(Service):
                 f"this ticket needs a container of binding level {t.level}: activate with --level {t.level}",
             )
         if t.state == ACTIVATED and t.container_id != container_id:
-            other = conn.execute(sql.Q_SERIAL, {"id": t.container_id}).scalar()
+            other = tx.scalar(sql.Q_SERIAL, {"id": t.container_id})
             raise Conflict(
                 "ticket_bound_elsewhere",
                 f"This ticket is active in container {other}. Deactivate it there first "
@@ -443,14 +444,14 @@ class ActivationService(Service):
 
     def _bind_ticket(
         self,
-        conn: Connection,
+        tx: Tx,
         rows: _Rows,
         serial: str,
         sign_pub: str,
         container_id: uuid.UUID,
         firm: _Firm,
         now: int,
-    ) -> dict[str, Any]:
+    ) -> Signed:
         """Sign a new license entry of the ticket for the container (a new activation, carrying
         what Central recorded of the ticket's use) and mark the ticket active there. The
         options are fixed at the first activation; the ticket's earlier activations end."""
@@ -462,8 +463,8 @@ class ActivationService(Service):
             changes.update(first_activated=now, options=options)
         consumed, first_use = 0, None
         if t.activation_count:  # activated before: carry its use, end its earlier activation
-            consumed, first_use = conn.execute(sql.Q_TOTALS, {"tid": t.id}).one()
-            conn.execute(sql.U_END, {"tid": t.id, "at": now})
+            consumed, first_use = tx.one(sql.Q_TOTALS, {"tid": t.id})
+            tx.execute(sql.U_END, {"tid": t.id, "at": now})
         number = t.activation_count + 1
         entry = LicenseEntry(
             firm_code=t.code,
@@ -481,57 +482,53 @@ class ActivationService(Service):
             first_use=first_use,
             activation=number,
         )
-        signed = entry.sign(self._signer(firm))
+        signed = _signed.sign("license", entry.payload(), self._firm_signer(firm))
         activation = {
             "id": uuid.uuid4(),
             "ticket_id": t.id,
             "container_id": container_id,
             "number": number,
-            "digest": document_digest(signed),
+            "digest": signed.digest,
             "units": 0,
             "online_units": 0,
             "first_use": None,
             "created": now,
             "ended": None,
         }
-        conn.execute(sql.I_ACTIVATION, activation)
+        tx.execute(sql.I_ACTIVATION, activation)
         changes.update(
-            state=ACTIVATED, container_id=container_id, activated=now, entry=dump(signed), activation_count=number
+            state=ACTIVATED, container_id=container_id, activated=now, entry=signed.text, activation_count=number
         )
-        conn.execute(sql.U_TICKET, {"tid": t.id, **changes})
+        tx.execute(sql.U_TICKET, {"tid": t.id, **changes})
         return signed
 
-    def _slot(
-        self, conn: Connection, container_id: uuid.UUID, firm: _Firm, req: Request, *, new: bool = False
-    ) -> _Slot:
+    def _slot(self, tx: Tx, container_id: uuid.UUID, firm: _Firm, req: Request, *, new: bool = False) -> _Slot:
         """The container's slot for the firm (locked), at the position the request reports,
         its counters merged; a request that shows manipulation is handled here (``flag``)."""
-        row = None if new else conn.execute(sql.Q_SLOT, {"container": container_id, "firm": firm.id}).first()
+        row = None if new else tx.first(sql.Q_SLOT, {"container": container_id, "firm": firm.id})
         p = req.position(firm.code)
         if row is None:
             slot = _Slot(uuid.uuid4(), 0, 0, 0, new=True)
         else:
             slot = _Slot(row.id, row.reported_seq, row.reported_vtime, row.issued_seq, row.reported_gen)
-            known, reason = self._chain(conn, slot, req.digest, p, late_ok=False)
+            known, reason = self._chain(tx, slot, req.digest, p, late_ok=False)
             if known:
                 raise Conflict(
                     "superseded",
                     "This request was made before a later one that License Central has answered already: "
                     "it is superseded. Make a new request (run the command again) and use its answer.",
                 )
-            below = self._merge(conn, container_id, p)
+            below = self._merge(tx, container_id, p)
             reason = reason or (below[0] if below else None)
             if reason is not None:
                 slot.flag = reason
-                slot.notice = self._manipulated(conn, req.serial, req.sign_pub, container_id, firm, slot, req.digest)
+                slot.notice = self._manipulated(tx, req.serial, req.sign_pub, container_id, firm, slot, req.digest)
         slot.reported_seq = max(slot.reported_seq, p.seq)
         slot.reported_vtime = max(slot.reported_vtime, p.vtime)
         return slot
 
     @staticmethod
-    def _chain(
-        conn: Connection, slot: _Slot, digest: str, p: SlotPosition, *, late_ok: bool
-    ) -> tuple[bool, str | None]:
+    def _chain(tx: Tx, slot: _Slot, digest: str, p: SlotPosition, *, late_ok: bool) -> tuple[bool, str | None]:
         """Where a document stands in the slot's chain: (known to Central already, the
         manipulation it shows or None). ``late_ok``: a document that may arrive after later
         ones (a receipt) is not judged by its generation."""
@@ -540,7 +537,7 @@ class ActivationService(Service):
                 return False, "a document without a generation after documents with one"
             return False, None
         wanted = [digest, *p.prev[:1]]
-        links = {r.digest: r for r in conn.execute(sql.Q_LINKS, {"slot": slot.id, "digests": wanted})}
+        links = {r.digest: r for r in tx.all(sql.Q_LINKS, {"slot": slot.id, "digests": wanted})}
         if digest in links:
             return True, None
         parent = links.get(p.prev[0]) if p.prev else None
@@ -551,26 +548,26 @@ class ActivationService(Service):
         return False, None
 
     @staticmethod
-    def _link(conn: Connection, slot: _Slot, digest: str, p: SlotPosition, now: int) -> None:
+    def _link(tx: Tx, slot: _Slot, digest: str, p: SlotPosition, now: int) -> None:
         """Record a document in the slot's chain: itself, its parent's successor, its ancestors."""
         if p.gen is None:
             return
-        stmts = sql.I_LINK[conn.dialect.name]
+        stmts = sql.I_LINK[tx.dialect.name]
         row = {"slot_id": slot.id, "digest": digest, "gen": p.gen, "successor": None, "created": now}
-        conn.execute(stmts["doc"], row)
+        tx.execute(stmts["doc"], row)
         if p.prev:
-            conn.execute(stmts["parent"], {**row, "digest": p.prev[0], "gen": None, "successor": digest})
+            tx.execute(stmts["parent"], {**row, "digest": p.prev[0], "gen": None, "successor": digest})
         if len(p.prev) > 1:
-            conn.execute(stmts["ancestor"], [{**row, "digest": d, "gen": None} for d in p.prev[1:]])
+            tx.execute_many(stmts["ancestor"], [{**row, "digest": d, "gen": None} for d in p.prev[1:]])
 
     @staticmethod
-    def _merge(conn: Connection, container_id: uuid.UUID, p: SlotPosition) -> list[str]:
+    def _merge(tx: Tx, container_id: uuid.UUID, p: SlotPosition) -> list[str]:
         """Merge a document's counters into the live activations they name (the maximum of
         units, the earliest first use); return how each fell below what Central recorded."""
         if not p.counters:
             return []
         below = []
-        for row in conn.execute(sql.Q_COUNTED, {"container": container_id, "digests": list(p.counters)}).all():
+        for row in tx.all(sql.Q_COUNTED, {"container": container_id, "digests": list(p.counters)}):
             c = p.counters[row.digest]
             if c.units < row.units:
                 below.append(f"units {c.units} below the {row.units} recorded under entry {row.digest[:16]}")
@@ -579,12 +576,12 @@ class ActivationService(Service):
             firsts = [f for f in (c.first_use, row.first_use) if f is not None]
             units, first = max(c.units, row.units), (min(firsts) if firsts else None)
             if (units, first) != (row.units, row.first_use):
-                conn.execute(sql.U_COUNTED, {"aid": row.id, "units": units, "first": first})
+                tx.execute(sql.U_COUNTED, {"aid": row.id, "units": units, "first": first})
         return below
 
     def _manipulated(
         self,
-        conn: Connection,
+        tx: Tx,
         serial: str,
         sign_pub: str,
         container_id: uuid.UUID,
@@ -596,7 +593,7 @@ class ActivationService(Service):
         with Central's counts (rebase) or take it back and block the ticket (withdraw)."""
         now = self.now()
         log.warning("manipulation detected: container %s firm %s: %s", serial, firm.code, slot.flag)
-        conn.execute(sql.U_FLAG, {"slot_id": slot.id, "at": now})
+        tx.execute(sql.U_FLAG, {"slot_id": slot.id, "at": now})
         notice: dict[str, list[int]] = {"rebased": [], "withdrawn": []}
         flag = {
             "time": now,
@@ -606,94 +603,86 @@ class ActivationService(Service):
             "document": digest,
             "cleared": None,
         }
-        tickets = [t for (t,) in conn.execute(sql.Q_ACTIVE, {"firm": firm.id, "container": container_id})]
+        tickets = [t for (t,) in tx.all(sql.Q_ACTIVE, {"firm": firm.id, "container": container_id})]
         for ticket in tickets:
-            rows = conn.execute(sql.Q_TICKET, {"ticket": ticket}).all()
+            rows = tx.all(sql.Q_TICKET, {"ticket": ticket})
             t = rows[0]
-            earlier = conn.execute(sql.Q_FLAGS, {"tid": t.id, "since": now - t.flag_window_days * DAY}).scalar()
+            earlier = tx.scalar(sql.Q_FLAGS, {"tid": t.id, "since": now - t.flag_window_days * DAY})
             action = Policy.withdraw.value if t.policy == Policy.withdraw.value or earlier else Policy.rebase.value
-            conn.execute(sql.I_FLAG, {**flag, "ticket_id": t.id, "action": action})
+            tx.execute(sql.I_FLAG, {**flag, "ticket_id": t.id, "action": action})
             if action == Policy.withdraw.value:
-                conn.execute(sql.U_END, {"tid": t.id, "at": now})
-                conn.execute(sql.U_TICKET, {"tid": t.id, "state": BLOCKED, "container_id": None})
+                tx.execute(sql.U_END, {"tid": t.id, "at": now})
+                tx.execute(sql.U_TICKET, {"tid": t.id, "state": BLOCKED, "container_id": None})
                 notice["withdrawn"].append(t.license_id)
             else:
-                self._bind_ticket(conn, rows, serial, sign_pub, container_id, firm, now)
+                self._bind_ticket(tx, rows, serial, sign_pub, container_id, firm, now)
                 notice["rebased"].append(t.license_id)
         if not tickets:
-            conn.execute(sql.I_FLAG, {**flag, "ticket_id": None, "action": Policy.rebase.value})
-        self.session.add(
-            AuditEntry(
-                time=now,
-                actor="central",
-                role="system",
-                firm_code=firm.code,
-                action="container.manipulation",
-                detail={"serial": serial, "reason": slot.flag, **notice},
-            )
-        )
+            tx.execute(sql.I_FLAG, {**flag, "ticket_id": None, "action": Policy.rebase.value})
+        _audit(tx, firm.code, now, {"serial": serial, "reason": slot.flag, **notice})
         return notice
 
     def _signer(self, firm: _Firm) -> hazmat.Ed25519PrivateKey:
+        return self._firm_signer(firm).key
+
+    def _firm_signer(self, firm: _Firm) -> Signer:
         active = next(k for k in firm.keys if k.active)
-        return self.ctx.signing_key(firm.code, active.kid, active.private_enc)
+        return self.ctx.signer(firm.code, active.kid, active.private_enc)
 
     def _full_state(
         self,
-        conn: Connection,
+        tx: Tx,
         req: Request,
         container_id: uuid.UUID,
         firm: _Firm,
         slot: _Slot,
         now: int,
-        known: list[dict[str, Any]] | None = None,
+        known: list[_Entry] | None = None,
     ) -> str:
         """The signed update with every license of the firm in the container (``known``,
         or read here), stored as the answer to this request."""
         if known is None:
-            known = self._entries(conn, container_id, firm)
+            known = self._entries(tx, container_id, firm)
         sealed = self._sealed_keys(req, firm, known)
-        seq = self._advance_slot(conn, req, container_id, firm, slot, now)
+        seq = self._advance_slot(tx, req, container_id, firm, slot, now)
         notice = slot.notice
-        doc = exchange.build_update(
+        signed = _signed.update(
+            self._firm_signer(firm),
             firm_code=firm.code,
-            firm_key=self._signer(firm),
             serial=req.serial,
             seq=seq,
             now=now,
-            entries=known,
+            entries=[doc for doc, _ in known],
             sealed_keys=sealed,
             request_digest=req.digest,
             endorsements=[k.endorsement for k in firm.keys if k.endorsement],
             message=None if notice is None else _message(firm, req.serial, notice),
             manipulation=notice,
         )
-        text = dump(doc)
-        self._store_answer(conn, req, container_id, firm, text, now)
-        return text
+        self._store_answer(tx, req, container_id, firm, signed.text, now)
+        return signed.text
 
     @staticmethod
-    def _entries(conn: Connection, container_id: uuid.UUID, firm: _Firm) -> list[dict[str, Any]]:
-        """The signed entries of the firm's tickets active in the container."""
-        rows = conn.execute(sql.Q_STATE, {"firm": firm.id, "container": container_id})
-        return [json.loads(text) for (text,) in rows]
+    def _entries(tx: Tx, container_id: uuid.UUID, firm: _Firm) -> list[_Entry]:
+        """The signed entries of the firm's tickets active in the container, with their digests."""
+        rows = tx.all(sql.Q_STATE, {"firm": firm.id, "container": container_id})
+        docs = [json.loads(text) for (text,) in rows]
+        return [(doc, document_digest(doc)) for doc in docs]
 
-    def _sealed_keys(self, req: Request, firm: _Firm, known: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _sealed_keys(self, req: Request, firm: _Firm, known: list[_Entry]) -> list[dict[str, Any]]:
         """Each entry's product keys, one per key version, sealed to the container's box key."""
-        secret = self.ctx.open_secret(firm.code, SecretBox.PRODUCT_SECRET, firm.secret_enc)
         box_pub = b64d(req.box_pub)
         sealed: list[dict[str, Any]] = []
-        for doc in known:
+        for doc, digest in known:
             payload = doc["payload"]
-            digest = document_digest(doc)
             for version in payload["key_versions"]:
-                key = exchange.derive_product_key(secret, firm.code, payload["product_code"], version)
+                key = self.ctx.product_key(firm.code, payload["product_code"], version, firm.secret_enc)
                 sealed.append(exchange.seal_product_key(box_pub, req.serial, digest, version, key))
         return sealed
 
     def _advance_slot(
         self,
-        conn: Connection,
+        tx: Tx,
         req: Request,
         container_id: uuid.UUID,
         firm: _Firm,
@@ -717,16 +706,14 @@ class ActivationService(Service):
         }
         if slot.new:
             row = {"id": slot.id, "container_id": container_id, "firm_id": firm.id, "flagged": False, **numbers}
-            conn.execute(sql.I_SLOT, row)
+            tx.execute(sql.I_SLOT, row)
         else:
-            conn.execute(sql.U_SLOT, {"slot_id": slot.id, **numbers})
-        self._link(conn, slot, req.digest, p, now)
+            tx.execute(sql.U_SLOT, {"slot_id": slot.id, **numbers})
+        self._link(tx, slot, req.digest, p, now)
         return seq
 
     @staticmethod
-    def _store_answer(
-        conn: Connection, req: Request, container_id: uuid.UUID, firm: _Firm, text: str, now: int
-    ) -> None:
+    def _store_answer(tx: Tx, req: Request, container_id: uuid.UUID, firm: _Firm, text: str, now: int) -> None:
         row = {
             "digest": req.digest,
             "container_id": container_id,
@@ -735,33 +722,35 @@ class ActivationService(Service):
             "response": text,
             "created": now,
         }
-        conn.execute(sql.I_DONE, row)
+        tx.execute(sql.I_DONE, row)
 
     # ---------------------------------------------------------------- deactivate
 
-    def _deactivate_tx(self, doc: dict[str, Any]) -> _Outcome:
-        container, receipt = self._verified_receipt(doc)
-        done = self.session.get(ProcessedReceipt, receipt.digest)
+    def _deactivate_tx(self, tx: Tx, doc: dict[str, Any]) -> _Outcome:
+        container, receipt = self._verified_receipt(tx, doc)
+        done = tx.scalar(sql.Q_RECEIPT_DONE, {"digest": receipt.digest})
         if done is not None:
-            return _Outcome(response=done.response)
-        firm, ticket = self._receipt_license(receipt)
+            return _Outcome(response=done)
+        firm, ticket = self._receipt_license(tx, receipt)
         _check_active_here(ticket, container, receipt)
-        self._release(ticket, container, firm, receipt)
+        self._release(tx, ticket, container, firm, receipt)
         text = _deactivated(ticket, firm, container)
-        self.session.add(
-            ProcessedReceipt(
-                digest=receipt.digest, container_id=container.id, ticket_id=ticket.id, response=text, created=self.now()
-            )
-        )
-        self.session.flush()
+        row = {
+            "digest": receipt.digest,
+            "container_id": container.id,
+            "ticket_id": ticket.id,
+            "response": text,
+            "created": self.now(),
+        }
+        tx.execute(sql.I_RECEIPT, row)
         log.info("ticket %s deactivated in %s", ticket.ticket, container.serial)
         return _Outcome(response=text)
 
-    def _verified_receipt(self, doc: dict[str, Any]) -> tuple[Container, Receipt]:
+    @staticmethod
+    def _verified_receipt(tx: Tx, doc: dict[str, Any]) -> tuple[_Row, Receipt]:
         """The container a receipt names (row locked) and the receipt, verified with its key."""
         serial = doc["payload"]["serial"]
-        stmt = select(Container).where(Container.serial == serial).with_for_update()
-        container = self.session.scalars(stmt).first()
+        container = tx.first(sql.Q_CONTAINER, {"serial": serial})
         if container is None:
             raise InvalidReceipt(f"receipt for unknown container {serial!r}")
         try:
@@ -772,14 +761,13 @@ class ActivationService(Service):
             raise InvalidReceipt("receipt serial mismatch")
         return container, receipt
 
-    def _receipt_license(self, receipt: Receipt) -> tuple[Firm, Ticket]:
+    @staticmethod
+    def _receipt_license(tx: Tx, receipt: Receipt) -> tuple[_Row, _Row]:
         """The firm and the ticket (row locked) of the license a receipt names."""
-        s = self.session
-        firm = s.scalars(select(Firm).where(Firm.code == receipt.firm_code)).first()
+        firm = tx.first(sql.Q_FIRM_ID, {"code": receipt.firm_code})
         ticket = None
         if firm is not None:
-            stmt = select(Ticket).where(Ticket.firm_id == firm.id, Ticket.license_id == receipt.license_id)
-            ticket = s.scalars(stmt.with_for_update()).first()
+            ticket = tx.first(sql.Q_LICENSE, {"firm": firm.id, "license": receipt.license_id})
         if firm is None or ticket is None:
             raise InvalidReceipt(f"receipt names unknown license {receipt.firm_code}/{receipt.license_id}")
         if receipt.ticket is not None and _canonical(receipt.ticket) != ticket.ticket:
@@ -788,26 +776,21 @@ class ActivationService(Service):
             )
         return firm, ticket
 
-    def _release(self, ticket: Ticket, container: Container, firm: Firm, receipt: Receipt) -> None:
+    def _release(self, tx: Tx, ticket: _Row, container: _Row, firm: _Row, receipt: Receipt) -> None:
         """Take the ticket out of the container; the slot learns the receipt's position, its
         chain and counters (a receipt may arrive after later documents: its generation is not
         judged, a fork or counters below Central's are flagged for review)."""
         now = self.now()
-        slot = self.session.scalars(
-            select(ContainerFirm)
-            .where(ContainerFirm.container_id == container.id, ContainerFirm.firm_id == firm.id)
-            .with_for_update()
-        ).first()
-        if slot is not None:
-            conn = self.session.connection()
+        row = tx.first(sql.Q_SLOT, {"container": container.id, "firm": firm.id})
+        if row is not None:
             p = receipt.position
-            view = _Slot(slot.id, slot.reported_seq, slot.reported_vtime, slot.issued_seq, slot.reported_gen)
-            _, reason = self._chain(conn, view, receipt.digest, p, late_ok=True)
-            below = self._merge(conn, container.id, p)
+            slot = _Slot(row.id, row.reported_seq, row.reported_vtime, row.issued_seq, row.reported_gen)
+            _, reason = self._chain(tx, slot, receipt.digest, p, late_ok=True)
+            below = self._merge(tx, container.id, p)
             reason = reason or (below[0] if below else None)
             if reason is not None:
                 log.warning("manipulation detected: container %s firm %s: %s", container.serial, firm.code, reason)
-                slot.flagged, slot.flagged_at = True, now
+                tx.execute(sql.U_FLAG, {"slot_id": slot.id, "at": now})
                 flag = {
                     "time": now,
                     "container_id": container.id,
@@ -818,23 +801,29 @@ class ActivationService(Service):
                     "document": receipt.digest,
                     "cleared": None,
                 }
-                conn.execute(sql.I_FLAG, flag)
-                self.session.add(
-                    AuditEntry(
-                        time=now,
-                        actor="central",
-                        role="system",
-                        firm_code=firm.code,
-                        action="container.manipulation",
-                        detail={"serial": container.serial, "reason": reason, "receipt": ticket.ticket},
-                    )
-                )
-            self._link(conn, view, receipt.digest, p, now)
-            slot.reported_seq = max(slot.reported_seq, receipt.seq)
-            slot.reported_vtime = max(slot.reported_vtime, receipt.vtime)
-            if p.gen is not None:
-                slot.reported_gen = max(slot.reported_gen, p.gen)
-            slot.last_contact = now
-        self.session.connection().execute(sql.U_END, {"tid": ticket.id, "at": now})
-        ticket.state = DEACTIVATED
-        ticket.container_id = None
+                tx.execute(sql.I_FLAG, flag)
+                detail = {"serial": container.serial, "reason": reason, "receipt": ticket.ticket}
+                _audit(tx, firm.code, now, detail)
+            self._link(tx, slot, receipt.digest, p, now)
+            numbers = {
+                "reported_seq": max(slot.reported_seq, receipt.seq),
+                "reported_vtime": max(slot.reported_vtime, receipt.vtime),
+                "reported_gen": slot.reported_gen if p.gen is None else max(slot.reported_gen, p.gen),
+                "last_contact": now,
+            }
+            tx.execute(sql.U_SLOT, {"slot_id": slot.id, **numbers})
+        tx.execute(sql.U_END, {"tid": ticket.id, "at": now})
+        tx.execute(sql.U_TICKET, {"tid": ticket.id, "state": DEACTIVATED, "container_id": None})
+
+
+def _audit(tx: Tx, firm_code: int, now: int, detail: dict[str, Any]) -> None:
+    """Central's own audit row: manipulation it saw."""
+    row = {
+        "time": now,
+        "actor": "central",
+        "role": "system",
+        "firm_code": firm_code,
+        "action": "container.manipulation",
+        "detail": detail,
+    }
+    tx.execute(sql.I_AUDIT, row)

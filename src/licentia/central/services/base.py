@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...core import codes, hazmat
+from ...core import codes, exchange, hazmat
 from ...core.errors import BadInput, Forbidden, NotFound
 from ..db import Database
 from ..keys import KeyMaterial, SecretBox
 from ..models import AuditEntry, Firm, Role
 from ..settings import Settings
+from ._signed import Signer
 
 
 @dataclass
@@ -31,7 +32,9 @@ class Context:
     #: Decrypted firm secrets, by (firm code, purpose): immutable once made, so a
     #: process may keep them (the signing key of a kid never changes).
     secrets: dict[tuple[int, str], bytes] = field(default_factory=dict)
-    signers: dict[tuple[int, str], hazmat.Ed25519PrivateKey] = field(default_factory=dict)
+    signers: dict[tuple[int, str], Signer] = field(default_factory=dict)
+    #: Product keys by (firm code, product code, key version): derived from a firm secret.
+    product_keys: dict[tuple[int, int, int], bytes] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock())
@@ -44,10 +47,23 @@ class Context:
         return cached
 
     def signing_key(self, firm_code: int, kid: str, private_enc: bytes) -> hazmat.Ed25519PrivateKey:
-        key = self.signers.get((firm_code, kid))
-        if key is None:
+        return self.signer(firm_code, kid, private_enc).key
+
+    def signer(self, firm_code: int, kid: str, private_enc: bytes) -> Signer:
+        """The firm's signing key ``kid``, with its key id and public key."""
+        signer = self.signers.get((firm_code, kid))
+        if signer is None:
             raw = self.open_secret(firm_code, SecretBox.signing_key(kid), private_enc)
-            key = self.signers[(firm_code, kid)] = hazmat.Ed25519PrivateKey.from_private_bytes(raw)
+            signer = self.signers[(firm_code, kid)] = Signer.of(hazmat.Ed25519PrivateKey.from_private_bytes(raw))
+        return signer
+
+    def product_key(self, firm_code: int, product_code: int, version: int, secret_enc: bytes) -> bytes:
+        """Central's product key for (firm, product, key version), derived once."""
+        key = self.product_keys.get((firm_code, product_code, version))
+        if key is None:
+            secret = self.open_secret(firm_code, SecretBox.PRODUCT_SECRET, secret_enc)
+            key = exchange.derive_product_key(secret, firm_code, product_code, version)
+            self.product_keys[(firm_code, product_code, version)] = key
         return key
 
 
