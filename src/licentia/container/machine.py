@@ -299,8 +299,6 @@ class MachineContainer:
             slot.pinned = {kid: b64e(hazmat.raw_public(k)) for kid, k in keys.items()}
             slot.endorsements = list(update.endorsements)
             slot.entries = [e.document for e in entries]
-            if any(not isinstance(k.get("license"), str) for k in update.sealed_keys):
-                raise E.rejected("update refused: a sealed product key names no license digest")
             slot.keys = [self._with_local_copy(k) for k in update.sealed_keys if k["license"] in digests]
             slot.counters = {d: c for d, c in (slot.counters or {}).items() if d in digests}
             ids = {e.license_id for e in entries}
