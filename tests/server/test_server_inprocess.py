@@ -115,7 +115,7 @@ def test_not_json_and_not_an_object(app):
         b'{"firm_code": 10101, "firm_code": 1}',
         b'{"firm_code": NaN}',
         b'{"firm_code": 1e400}',
-        b'{"user": "\ud800"}',
+        rb'{"user": "\ud800"}',
     ],
     ids=["deep", "duplicate-key", "nan", "infinite", "lone-surrogate"],
 )
