@@ -18,7 +18,7 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 from licentia.core import hazmat, keyfile
-from licentia.core.documents import DocumentInvalid, DocumentMalformed, signing_message, verify_document
+from licentia.core.documents import MAX_SAFE_INT, DocumentInvalid, DocumentMalformed, signing_message, verify_document
 from licentia.core.encoding import MAX_DEPTH, MAX_INT, JsonRejected, b64d, strict_loads
 from tests.strategies import (
     as_text,
@@ -200,7 +200,7 @@ KEY_TEXTS = {
 }
 product_key_docs = st.one_of(
     hostile_documents(KEY_PAYLOAD, FIRM, "product-key", keys=[OTHER]).map(as_text),
-    st.builds(lambda n: keyfile.build(10101, 7, n, bytes(32), FIRM), st.integers(1, 2**63 - 1)).map(as_text),
+    st.builds(lambda n: keyfile.build(10101, 7, n, bytes(32), FIRM), st.integers(1, MAX_SAFE_INT)).map(as_text),
     st.text(max_size=100),
     st.binary(max_size=100),
 )
