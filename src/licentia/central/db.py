@@ -200,20 +200,32 @@ def translate(exc: DBAPIError) -> errors.ServiceError:
     return errors.Unavailable()
 
 
-def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
-    """Run ``fn`` in a write transaction, again on a lost race (unique insert, deadlock)."""
+def retried(once: Callable[[], T], attempts: int, *, after_failure: Callable[[], object] | None = None) -> T:
+    """Run the write transaction ``once`` again on a lost race (unique insert, deadlock,
+    locked database) or a dropped connection; the last failure becomes a service error.
+    ``after_failure`` runs after every failed attempt (a Session forgets its objects)."""
     for attempt in range(attempts):
         try:
-            with write_tx(session):
-                return fn()
+            return once()
         except DBAPIError as exc:
-            session.expunge_all()
+            if after_failure is not None:
+                after_failure()
             if not _retryable(exc):
                 raise
             log.info("write transaction retried (%s): %s", attempt + 1, exc.orig)
             if attempt == attempts - 1:
                 raise translate(exc) from None
     raise AssertionError("unreachable")
+
+
+def run_write(session: Session, fn: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``fn`` in a write transaction, again on a lost race (unique insert, deadlock)."""
+
+    def once() -> T:
+        with write_tx(session):
+            return fn()
+
+    return retried(once, attempts, after_failure=session.expunge_all)
 
 
 def run_read(session: Session, fn: Callable[[], T]) -> T:

@@ -21,7 +21,6 @@ What SQLAlchemy would do is kept:
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections import namedtuple
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from .db import _WRITE_LOCKS, _retryable, translate
+from .db import _WRITE_LOCKS, retried
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPICursor
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import SQLCompiler
     from sqlalchemy.sql.expression import Executable
 
-log = logging.getLogger("licentia.central")
 T = TypeVar("T")
 Processor = Callable[[Any], Any]
 #: A result row: a named tuple of the statement's columns (``row.serial``, ``row[0]``).
@@ -182,16 +180,7 @@ class ProtocolDB:
     def run(self, fn: Callable[[Tx], T], *, attempts: int = 5) -> T:
         """Run ``fn`` in a write transaction, again on a lost race (unique insert,
         deadlock, locked database) or a dropped connection, like ``db.run_write``."""
-        for attempt in range(attempts):
-            try:
-                return self._once(fn)
-            except DBAPIError as exc:
-                if not _retryable(exc):
-                    raise
-                log.info("write transaction retried (%s): %s", attempt + 1, exc.orig)
-                if attempt == attempts - 1:
-                    raise translate(exc) from None
-        raise AssertionError("unreachable")
+        return retried(lambda: self._once(fn), attempts)
 
     def _once(self, fn: Callable[[Tx], T]) -> T:
         lock = _WRITE_LOCKS.get(self.engine)

@@ -69,7 +69,7 @@ class CentralClient:
         if not response.headers.get("content-type", "").startswith("application/json"):
             return response.text
         try:
-            return _strict_json(response)
+            return strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES)
         except ValueError:
             raise CentralError("License Central sent an answer that is not JSON", status=response.status_code) from None
 
@@ -141,19 +141,11 @@ class CentralClient:
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
-def _strict_json(response: httpx.Response) -> Any:
-    """An answer's JSON, read as every document is (no duplicate key, no non-finite number,
-    bounded depth and size): a ValueError otherwise."""
-    if len(response.content) > MAX_ANSWER_BYTES:
-        raise ValueError("answer too large")
-    return strict_loads(response.content)
-
-
 def _refusal(response: httpx.Response) -> CentralRefused:
     """Central's ``{"error": {"code", "message"}}`` as an exception (any other body: the status alone)."""
     status = response.status_code
     try:
-        error = _strict_json(response).get("error")
+        error = strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES).get("error")
     except (ValueError, AttributeError):
         error = None
     if not isinstance(error, dict):

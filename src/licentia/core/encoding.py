@@ -37,14 +37,17 @@ _KEY = re.compile(r'"\s*:')
 _INF = float("inf")
 
 
-def strict_loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def strict_loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None) -> Any:
     """JSON from outside: UTF-8, nesting at most ``max_depth`` deep, no NaN or Infinity,
     numbers in range (whole numbers in 64 bits, others finite), no lone surrogate, no
-    duplicate key. Anything else raises ``JsonRejected``, never another exception.
+    duplicate key; with ``max_bytes``, bytes at most that long. Anything else raises
+    ``JsonRejected``, never another exception.
 
     The fast path parses with the C parser, then one walk checks the values and counts
     the keys; when the keys of the text outnumber those of the result (a duplicate, or a
     string holding '":'), the text is parsed again with a duplicate check."""
+    if max_bytes is not None and isinstance(data, (bytes, bytearray)) and len(data) > max_bytes:
+        raise JsonRejected(f"longer than {max_bytes} bytes")
     try:
         if isinstance(data, (bytes, bytearray)):
             text = data.decode("utf-8")  # strict: encoded surrogates do not decode

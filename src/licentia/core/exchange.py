@@ -323,9 +323,40 @@ def build_update(
     message: str | None = None,
     manipulation: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    payload = {
+    payload = update_payload(
+        firm_code=firm_code,
+        firm_pub=b64e(hazmat.raw_public(firm_key.public_key())),
+        serial=serial,
+        seq=seq,
+        now=now,
+        entries=entries,
+        sealed_keys=sealed_keys,
+        request_digest=request_digest,
+        endorsements=endorsements,
+        message=message,
+        manipulation=manipulation,
+    )
+    return sign_document("update", payload, firm_key)
+
+
+def update_payload(
+    *,
+    firm_code: int,
+    firm_pub: str,
+    serial: str,
+    seq: int,
+    now: int,
+    entries: list[dict[str, Any]],
+    sealed_keys: list[dict[str, Any]],
+    request_digest: str | None,
+    endorsements: list[dict[str, Any]] | None = None,
+    message: str | None = None,
+    manipulation: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """The payload of an update (``firm_pub``: the signing firm key, base64url)."""
+    return {
         "firm_code": firm_code,
-        "firm_pub": b64e(hazmat.raw_public(firm_key.public_key())),
+        "firm_pub": firm_pub,
         "serial": serial,
         "seq": seq,
         "time": now,
@@ -336,7 +367,6 @@ def build_update(
         "message": message,
         "manipulation": manipulation,
     }
-    return sign_document("update", payload, firm_key)
 
 
 def verify_update(
@@ -506,8 +536,12 @@ def build_ack(
     request_digest: str,
     recorded: dict[str, int],
 ) -> dict[str, Any]:
-    payload = {"firm_code": firm_code, "serial": serial, "time": now, "request": request_digest, "recorded": recorded}
-    return sign_document("report-ack", payload, firm_key)
+    return sign_document("report-ack", ack_payload(firm_code, serial, now, request_digest, recorded), firm_key)
+
+
+def ack_payload(firm_code: int, serial: str, now: int, request_digest: str, recorded: dict[str, int]) -> dict[str, Any]:
+    """The payload of a usage-report acknowledgement."""
+    return {"firm_code": firm_code, "serial": serial, "time": now, "request": request_digest, "recorded": recorded}
 
 
 def verify_ack(data: bytes | str | dict[str, Any], keys: dict[str, hazmat.Ed25519PublicKey]) -> Ack:

@@ -57,14 +57,6 @@ class RuntimeView(Protocol):
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
-def _strict_json(response: httpx.Response) -> Any:
-    """An answer's JSON, read as every document is (no duplicate key, no non-finite number,
-    bounded depth and size): a ValueError otherwise."""
-    if len(response.content) > MAX_ANSWER_BYTES:
-        raise ValueError("answer too large")
-    return strict_loads(response.content)
-
-
 class NetClient:
     """Per-process connection state of one runtime: session key, identity, HTTP clients."""
 
@@ -215,7 +207,7 @@ class NetClient:
             self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
-            data = _strict_json(response)
+            data = strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES)
         except ValueError:
             data = None
         return response.status_code, data
@@ -230,7 +222,7 @@ class NetClient:
             self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
-            return response.status_code, _strict_json(response)
+            return response.status_code, strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES)
         except ValueError:
             return response.status_code, None
 

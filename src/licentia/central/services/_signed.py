@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core import hazmat
+from ...core import exchange, hazmat
 from ...core.documents import FORMAT_VERSION, check_values, signing_message
 from ...core.encoding import b64e
 
@@ -70,19 +70,19 @@ def update(
     manipulation: dict[str, list[int]] | None = None,
 ) -> Signed:
     """``exchange.build_update`` with the firm's signer."""
-    payload = {
-        "firm_code": firm_code,
-        "firm_pub": signer.public,
-        "serial": serial,
-        "seq": seq,
-        "time": now,
-        "entries": entries,
-        "keys": sealed_keys,
-        "endorsements": endorsements,
-        "request": request_digest,
-        "message": message,
-        "manipulation": manipulation,
-    }
+    payload = exchange.update_payload(
+        firm_code=firm_code,
+        firm_pub=signer.public,
+        serial=serial,
+        seq=seq,
+        now=now,
+        entries=entries,
+        sealed_keys=sealed_keys,
+        request_digest=request_digest,
+        endorsements=endorsements,
+        message=message,
+        manipulation=manipulation,
+    )
     return sign("update", payload, signer)
 
 
@@ -90,5 +90,4 @@ def ack(
     signer: Signer, *, firm_code: int, serial: str, now: int, request_digest: str, recorded: dict[str, int]
 ) -> Signed:
     """``exchange.build_ack`` with the firm's signer."""
-    payload = {"firm_code": firm_code, "serial": serial, "time": now, "request": request_digest, "recorded": recorded}
-    return sign("report-ack", payload, signer)
+    return sign("report-ack", exchange.ack_payload(firm_code, serial, now, request_digest, recorded), signer)
