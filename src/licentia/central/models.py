@@ -303,6 +303,65 @@ class ProcessedReceipt(Base):
     created: Mapped[int] = mapped_column(BigInteger)
 
 
+class UsageEvent(Base):
+    """The one usage store: a use of a license, from whatever source reported it (a license
+    server's anchored log, and later container reports, cloud leases and user-licensing
+    calls), in one shape. A session is one row (its release filled in when its final event
+    comes); a refusal is one row with ``fail`` or ``invalid`` set. The scope columns
+    (firm, customer, item) are joined from Central when the row is written."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        UniqueConstraint("container_id", "seq"),
+        Index("ix_usage_events_session", "container_id", "lease_id"),
+        Index("ix_usage_events_firm_time", "firm_id", "access_time"),
+        Index("ix_usage_events_customer_time", "customer_id", "access_time"),
+        Index("ix_usage_events_item_time", "item_id", "access_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    source: Mapped[str] = mapped_column(String(16))  # "server", ...
+    container_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("containers.id"), nullable=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the opening event's, in its log
+    lease_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    access_time: Mapped[int] = mapped_column(BigInteger)
+    release_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    success: Mapped[int] = mapped_column(Integer, default=0)
+    fail: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    firm_code: Mapped[int] = mapped_column(BigInteger)
+    product_code: Mapped[int] = mapped_column(BigInteger)
+    feature_code: Mapped[int] = mapped_column(BigInteger)
+    feature_map: Mapped[int] = mapped_column(BigInteger)
+    license_id: Mapped[int] = mapped_column(BigInteger)
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"), nullable=True)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
+    item_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("items.id"), nullable=True)
+    user_ident: Mapped[str] = mapped_column(String(256), default="")
+    host: Mapped[str] = mapped_column(String(256), default="")
+    address: Mapped[str] = mapped_column(String(256), default="")
+    mode: Mapped[str] = mapped_column(String(16), default="")
+    seat: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageAnchor(Base):
+    """A point of a license server's usage log that Central verified and holds: the chain's
+    hash after event ``seq``. Uploads extend the latest one; an anchor the vendor set aside
+    (clearing a flag) has ``superseded`` set, and the next upload starts a new chain."""
+
+    __tablename__ = "usage_anchors"
+
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    time: Mapped[int] = mapped_column(BigInteger)  # Central's time
+    upload: Mapped[str] = mapped_column(String(64))  # the digest of the upload that reached it
+    superseded: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 class AuditEntry(Base):
     """Append-only: inserted by the code, UPDATE/DELETE refused by triggers."""
 
