@@ -1,6 +1,7 @@
 """Regenerate tests/vectors/*.json from the Python implementation.
 
-    .venv/bin/python tests/vectors/generate.py
+    .venv/bin/python tests/vectors/generate.py              # every file
+    .venv/bin/python tests/vectors/generate.py anchoring    # only the files named
 
 Every run makes fresh keys. The firm keys that sign licenses and updates are thrown
 away: the files hold their public keys only. The vectors publish private keys only where
@@ -17,6 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import hashlib
+import hmac
 import io
 import json
 import sys
@@ -26,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "src"))
 
-from licentia.core import codes, exchange, grants, hazmat, keyfile  # noqa: E402
+from licentia.core import anchoring, codes, exchange, grants, hazmat, keyfile  # noqa: E402
 from licentia.core.documents import (  # noqa: E402
     DocumentInvalid,
     document_digest,
@@ -34,7 +38,7 @@ from licentia.core.documents import (  # noqa: E402
     sign_document,
     signing_message,
 )
-from licentia.core.encoding import b64d, b64e, strict_loads  # noqa: E402
+from licentia.core.encoding import b64d, b64e, canonical, strict_loads  # noqa: E402
 from licentia.core.license import CLOCK_TOLERANCE, AccessRequest, LicenseEntry, Options  # noqa: E402
 from licentia.protect import data as protected_data  # noqa: E402
 from licentia.protect import fileformat  # noqa: E402
@@ -3345,30 +3349,708 @@ def build_protect() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- anchoring.json
+
+#: the text an event template holds where each event's sequence number goes
+SEQ_MARK = "@SEQ@"
+PSEUDONYM_KEY = b"licentia test vectors: pseudonym key, protects nothing"
+
+
+def _pseudonym(value: str) -> str:
+    """A name as a server with ``pseudonymise`` writes it: ~ and 20 hex digits of HMAC-SHA256."""
+    return "~" + hmac.new(PSEUDONYM_KEY, value.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+
+
+def _lease_body(kind: str, time: int, lease: str, access: int, **extra: Any) -> dict[str, Any]:
+    """An event of a lease, as a license server writes it (seats/usage.py, with its seat)."""
+    final = kind in anchoring.FINAL_KINDS
+    release = extra.pop("release", time) if final else None
+    body: dict[str, Any] = {
+        "event": kind,
+        "time": time,
+        "leaseId": lease,
+        "mode": "user",
+        "accessTime": access,
+        "releaseTime": release,
+        "seconds": 0 if kind == "access" else (release if release is not None else time) - access,
+        "success": 1,
+        "fail": 0,
+        "invalid": 0,
+        "firmCode": FIRM,
+        "productCode": 1,
+        "featureCode": 0,
+        "featureMap": 15,
+        "ticketLicenseId": 7,
+        "userIdentification": "anna@ws-17",
+        "host": "ws-17",
+        "ip": "10.0.4.17",
+        "seat": lease,
+    }
+    body.update(extra)
+    return body
+
+
+def _deny_body(time: int, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event": "deny",
+        "time": time,
+        "leaseId": None,
+        "mode": "user",
+        "accessTime": time,
+        "releaseTime": None,
+        "seconds": 0,
+        "success": 0,
+        "fail": 1,
+        "invalid": 0,
+        "firmCode": FIRM,
+        "productCode": 1,
+        "featureCode": 0,
+        "featureMap": 0,
+        "ticketLicenseId": 0,
+        "userIdentification": "bert@ws-02",
+        "host": "ws-02",
+        "ip": "10.0.4.2",
+        "reason": "no seat free (5 of 5 in use)",
+    }
+    body.update(extra)
+    return body
+
+
+def _text(seq: int, body: dict[str, Any]) -> str:
+    """An event's body text: canonical JSON with its ``seq``."""
+    return canonical({**body, "seq": seq}).decode()
+
+
+def _event_fields(event: anchoring.UsageEvent) -> dict[str, Any]:
+    return dataclasses.asdict(event)
+
+
+def build_anchoring(firm: Any, foreign: Any) -> dict[str, Any]:
+    server = hazmat.Ed25519PrivateKey.generate()
+    other = hazmat.Ed25519PrivateKey.generate()
+    server_pub = server.public_key()
+    t0 = NOW
+
+    def upload(
+        bodies: list[str], *, base_seq: int = 0, base_hash: str = anchoring.GENESIS, **kw: Any
+    ) -> dict[str, Any]:
+        return anchoring.build_upload(
+            sign_key=kw.pop("key", server),
+            serial=kw.pop("serial", SERVER_SERIAL),
+            time=kw.pop("time", t0 + 3600),
+            base_seq=base_seq,
+            base_hash=base_hash,
+            bodies=bodies,
+            pseudonymised=kw.pop("pseudonymised", False),
+        )
+
+    def valid(name: str, doc: dict[str, Any], note: str) -> dict[str, Any]:
+        """A valid upload with the values its reader returns: fields, each event's chain hash, events."""
+        got = anchoring.verify_upload(copy.deepcopy(doc), server_pub)
+        hashes, prev = [], got.base_hash
+        for body in got.bodies:
+            prev = anchoring.chain(prev, body)
+            hashes.append(prev)
+        assert hashes[-1] == got.head_hash
+        fields = {
+            "serial": got.serial,
+            "time": got.time,
+            "base_seq": got.base_seq,
+            "base_hash": got.base_hash,
+            "head_seq": got.head_seq,
+            "head_hash": got.head_hash,
+            "pseudonymised": got.pseudonymised,
+        }
+        return doc_case(
+            name,
+            doc,
+            "ok",
+            type="usage-upload",
+            note=note,
+            fields=fields,
+            chain=hashes,
+            events=[_event_fields(e) for e in got.events],
+        )
+
+    def refused(name: str, doc: Any, note: str, kind: str = "usage-upload") -> dict[str, Any]:
+        check = anchoring.verify_upload if kind == "usage-upload" else anchoring.verify_anchor
+        key: Any = server_pub if kind == "usage-upload" else {kid(firm): firm.public_key()}
+        try:
+            check(copy.deepcopy(doc), key)
+        except DocumentInvalid:
+            pass
+        else:
+            raise AssertionError(f"{name}: the reader accepts it")
+        return doc_case(name, doc, "invalid", type=kind, note="Refused: " + note)
+
+    def one(body: dict[str, Any], seq: int = 1, **kw: Any) -> dict[str, Any]:
+        """An upload of the one event ``body`` (with the right seq unless the body says one)."""
+        return upload([canonical({"seq": seq, **body}).decode()], base_seq=seq - 1, **kw)
+
+    # the first upload of a server's log: events 1-4, from the start of the chain
+    first = [
+        _lease_body("access", t0, "L-0001", t0),
+        _lease_body("renew", t0 + 60, "L-0001", t0),
+        _lease_body("access", t0 + 90, "L-0002", t0 + 90, mode="station", seat="ws-17/station"),
+        _deny_body(t0 + 120),
+    ]
+    first_texts = [_text(i, b) for i, b in enumerate(first, 1)]
+    first_doc = upload(first_texts)
+    head4 = anchoring.extend(anchoring.GENESIS, first_texts)
+    # the next upload, extending the first one's head: events 5-14, every other kind of event
+    nxt = [
+        _lease_body("release", t0 + 300, "L-0001", t0),
+        _lease_body("access", t0 + 310, "L-0003", t0 + 310, userIdentification="carl@lab-3", host="lab-3"),
+        _lease_body("revoke", t0 + 400, "L-0003", t0 + 310, reason="revoked by the administrator"),
+        _lease_body("borrow", t0 + 500, "B-0004", t0 + 500, mode="exclusive"),
+        _lease_body("return", t0 + 86400, "B-0004", t0 + 500),
+        _lease_body("expire", t0 + 900, "L-0002", t0 + 90, mode="station", seat="ws-17/station", release=t0 + 840),
+        _lease_body("access", t0 + 950, "L-0005", t0 + 950),
+        _lease_body("grace", t0 + 960, "L-0005", t0 + 950),
+        _lease_body("lost", t0 + 2000, "L-0005", t0 + 950),
+        _deny_body(t0 + 2100, fail=0, invalid=1, productCode=2, reason="no license for product 2"),
+    ]
+    next_texts = [_text(i, b) for i, b in enumerate(nxt, 5)]
+    next_doc = upload(next_texts, base_seq=4, base_hash=head4, time=t0 + 90000)
+    next_head = anchoring.extend(head4, next_texts)
+    next_digest = document_digest(next_doc)
+
+    deny_absent = {k: v for k, v in _deny_body(t0 + 2200).items() if k != "leaseId"}
+    pseudo = _lease_body(
+        "access",
+        t0,
+        "L-0001",
+        t0,
+        userIdentification=_pseudonym("anna") + "@" + _pseudonym("ws-17"),
+        host=_pseudonym("ws-17"),
+        ip=_pseudonym("10.0.4.17"),
+        seat=_pseudonym("L-0001"),
+    )
+    no_seat = {k: v for k, v in _lease_body("access", t0, "L-0001", t0).items() if k != "seat"}
+    wide_user = "\U0001f600" * 256  # 256 characters, 512 UTF-16 units, 1024 bytes
+    base = _lease_body("access", t0, "L-0001", t0)
+    # an event of exactly 4096 bytes: its reason fills it
+    short = len(_text(1, {**base, "reason": ""}).encode("utf-8"))
+    full_event = {**base, "reason": "x" * (anchoring.MAX_BODY_BYTES - short)}
+    assert len(_text(1, full_event).encode("utf-8")) == anchoring.MAX_BODY_BYTES
+    float_text = canonical({**base, "seq": 1, "load": 0.25, "zone": "b-2"}).decode()
+    assert '"load":0.25,' in float_text
+    # keys out of order, and the same event with spaces
+    unordered = json.dumps({"seq": 1, **base}, separators=(",", ":"), ensure_ascii=False)
+    spaced = json.dumps({"seq": 1, **base}, sort_keys=True, ensure_ascii=False)
+    escaped = json.dumps({"seq": 1, **base, "host": "köln-1"}, sort_keys=True, separators=(",", ":"))
+    assert "\\u00f6" in escaped
+
+    def changed_event(doc: dict[str, Any]) -> dict[str, Any]:
+        def change(p: dict[str, Any]) -> None:
+            p["events"][1] = _text(6, {**nxt[1], "userIdentification": "dora@lab-3"})
+
+        out: dict[str, Any] = resign(doc, server, change)
+        return out
+
+    def left_out(doc: dict[str, Any]) -> dict[str, Any]:
+        def change(p: dict[str, Any]) -> None:
+            del p["events"][4]
+            p["events"][4:] = [_text(i, b) for i, b in enumerate(nxt[5:], 9)]
+            p["head_seq"] -= 1
+
+        out: dict[str, Any] = resign(doc, server, change)
+        return out
+
+    cases = [
+        valid(
+            "upload-first-from-genesis",
+            first_doc,
+            "The first upload of a server's log: events 1 to 4 from the start of the chain (base_seq 0, base_hash 64 "
+            "zeros). A station process's lease names its seat; the denial has leaseId null.",
+        ),
+        valid(
+            "upload-next-every-kind",
+            next_doc,
+            "The upload after upload-first-from-genesis: events 5 to 14 from its head (a base that is not 0), with "
+            "every other kind of event (release, revoke, borrow, return, expire, grace, lost, a denial with invalid "
+            "set).",
+        ),
+        valid(
+            "upload-one-event",
+            upload(
+                [_text(15, _lease_body("access", t0 + 3000, "L-0006", t0 + 3000))], base_seq=14, base_hash=next_head
+            ),
+            "One event, extending upload-next-every-kind.",
+        ),
+        valid(
+            "upload-denial-without-lease-id-field",
+            upload([_text(15, deny_absent)], base_seq=14, base_hash=next_head),
+            "A denial names no lease: leaseId may be absent (as here) or null.",
+        ),
+        valid(
+            "upload-after-pruning",
+            upload([_text(5001, base)], base_seq=5000, base_hash=hazmat.sha256(b"anchor after pruning").hex()),
+            "A log whose retention pruning left its chain starting at event 5000: the upload starts there.",
+        ),
+        valid(
+            "upload-pseudonymised",
+            upload([_text(1, pseudo)], pseudonymised=True),
+            "A server with pseudonymise set: user, host, ip and seat written as ~ and 20 hex digits of "
+            "HMAC-SHA256; the chain is over these texts.",
+        ),
+        valid(
+            "upload-event-without-seat",
+            upload([_text(1, no_seat)]),
+            "An event of an older log, without seat: the lease is its own seat.",
+        ),
+        valid(
+            "upload-event-released-at-access",
+            one(_lease_body("release", t0, "L-0001", t0)),
+            "releaseTime equal to accessTime is not before it.",
+        ),
+        valid(
+            "upload-event-user-256-characters",
+            one({**base, "userIdentification": wide_user}),
+            "userIdentification of 256 characters above U+FFFF (512 UTF-16 units, 1024 bytes): lengths count "
+            "characters (code points).",
+        ),
+        valid(
+            "upload-event-largest-number",
+            one({**base, "seconds": 2**53 - 1, "ticketLicenseId": 2**53 - 1}),
+            "2^53 - 1 is the largest whole number an event holds.",
+        ),
+        valid(
+            "upload-event-unknown-fields",
+            upload([float_text]),
+            "An event field the reader does not know is not checked (here a float, 0.25, written canonically); it "
+            "is still covered by the chain.",
+        ),
+        valid(
+            "upload-event-4096-bytes",
+            one(full_event),
+            "An event text of exactly 4096 bytes.",
+        ),
+        # ---- the events
+        refused("upload-event-with-spaces", upload([spaced]), "an event text is its canonical JSON (no spaces)."),
+        refused(
+            "upload-event-keys-out-of-order",
+            upload([unordered]),
+            "an event text is its canonical JSON (keys in order).",
+        ),
+        refused(
+            "upload-event-escaped-non-ascii",
+            upload([escaped]),
+            "an event text is its canonical JSON (ö written as itself, not as \\u00f6).",
+        ),
+        refused("upload-event-not-json", upload(["access by anna"]), "an event text is JSON."),
+        refused("upload-event-not-an-object", upload(["[1]"]), "an event text is a JSON object."),
+        refused(
+            "upload-event-not-a-text",
+            resign(first_doc, server, lambda p: p.update(events=[{"seq": 1, **first[0]}, *first_texts[1:]])),
+            "events holds texts (here an object).",
+        ),
+        refused("upload-event-wrong-seq", upload([_text(2, base)]), "event 1 of an upload from base 0 says seq 1."),
+        refused("upload-event-seq-true", upload([_text(True, base)]), "seq is an integer (true is none)."),
+        refused("upload-event-unknown-kind", one({**base, "event": "steal"}), "an unknown event kind."),
+        refused(
+            "upload-event-success-and-fail",
+            one({**base, "fail": 1}),
+            "exactly one of success, fail and invalid is 1.",
+        ),
+        refused(
+            "upload-event-no-outcome",
+            one({**base, "success": 0}),
+            "exactly one of success, fail and invalid is 1.",
+        ),
+        refused(
+            "upload-event-outcome-two",
+            one({**base, "success": 0, "fail": 2, "invalid": 1}),
+            "success, fail and invalid are each 0 or 1 (here one is 1 and one is 2).",
+        ),
+        refused("upload-event-outcome-true", one({**base, "success": True}), "success is a number (true is none)."),
+        refused(
+            "upload-event-float",
+            upload([_text(1, base).replace(f'"time":{t0}', f'"time":{t0}.0')]),
+            "time is a whole number (1800000000.0, written canonically, is a float).",
+        ),
+        refused(
+            "upload-event-number-beyond-2^53",
+            one({**base, "seconds": 2**53}),
+            "a number in an event is at most 2^53 - 1.",
+        ),
+        refused("upload-event-negative-number", one({**base, "seconds": -1}), "a number in an event is at least 0."),
+        refused(
+            "upload-event-released-before-access",
+            one(_lease_body("release", t0, "L-0001", t0, release=t0 - 1)),
+            "releaseTime before accessTime.",
+        ),
+        refused(
+            "upload-event-access-without-lease",
+            one({**base, "leaseId": None}),
+            "every event but a denial names its lease.",
+        ),
+        refused(
+            "upload-event-release-without-lease-field",
+            one({k: v for k, v in _lease_body("release", t0 + 60, "L-0001", t0).items() if k != "leaseId"}),
+            "every event but a denial names its lease.",
+        ),
+        refused(
+            "upload-event-user-too-long",
+            one({**base, "userIdentification": "u" * 257}),
+            "userIdentification is at most 256 characters.",
+        ),
+        refused(
+            "upload-event-lease-id-too-long",
+            one({**base, "leaseId": "L" * 129}),
+            "leaseId is at most 128 characters.",
+        ),
+        refused("upload-event-seat-too-long", one({**base, "seat": "s" * 257}), "seat is at most 256 characters."),
+        refused(
+            "upload-event-ticket-too-long",
+            one({**base, "ticket": "T" * 33}),
+            "ticket is at most 32 characters.",
+        ),
+        refused("upload-event-mode-not-text", one({**base, "mode": 1}), "mode is a text."),
+        refused("upload-event-mode-too-long", one({**base, "mode": "m" * 17}), "mode is at most 16 characters."),
+        refused(
+            "upload-event-nested-too-deep",
+            one({**base, "reason": json.loads("[" * 40 + "]" * 40)}),
+            "an event text is read strictly (1.1): nesting deeper than 32 levels is refused, in any field.",
+        ),
+        refused(
+            "upload-event-host-missing",
+            one({k: v for k, v in base.items() if k != "host"}),
+            "host is required.",
+        ),
+        refused("upload-event-ip-null", one({**base, "ip": None}), "ip is required (null is refused)."),
+        refused(
+            "upload-event-product-code-missing",
+            one({k: v for k, v in base.items() if k != "productCode"}),
+            "productCode is required.",
+        ),
+        refused("upload-event-firm-code-zero", one({**base, "firmCode": 0}), "firmCode is a firm code (2.4)."),
+        refused(
+            "upload-event-firm-code-beyond-32-bits",
+            one({**base, "firmCode": 2**32}),
+            "firmCode is a firm code (2.4).",
+        ),
+        refused(
+            "upload-event-4097-bytes",
+            one({**full_event, "reason": full_event["reason"] + "x"}),
+            "an event text is at most 4096 bytes.",
+        ),
+        # ---- the upload
+        refused(
+            "upload-no-events",
+            resign(first_doc, server, lambda p: p.update(events=[], head_seq=0, head_hash=anchoring.GENESIS)),
+            "an upload holds 1 to 1000 events.",
+        ),
+        refused(
+            "upload-head-seq-not-base-plus-events",
+            resign(first_doc, server, lambda p: p.update(head_seq=5)),
+            "head_seq is base_seq plus the number of events.",
+        ),
+        refused(
+            "upload-head-hash-not-the-chains",
+            resign(first_doc, server, lambda p: p.update(head_hash=hazmat.sha256(b"another head").hex())),
+            "the events do not hash to head_hash.",
+        ),
+        refused(
+            "upload-event-changed-head-kept",
+            changed_event(next_doc),
+            "event 6 was changed (another user) and the upload re-signed with the old head_hash: the chain over "
+            "the events no longer reaches it.",
+        ),
+        refused(
+            "upload-event-left-out-head-kept",
+            left_out(next_doc),
+            "event 9 was left out, the later events renumbered and head_seq lowered, head_hash kept: the chain no "
+            "longer reaches it.",
+        ),
+        refused(
+            "upload-base-hash-upper-case",
+            upload(next_texts, base_seq=4, base_hash=head4.upper()),
+            "base_hash is 64 lower-case hex digits (the head is the chain's from that text).",
+        ),
+        refused(
+            "upload-base-hash-short",
+            resign(next_doc, server, lambda p: p.update(base_hash=head4[:62])),
+            "base_hash is 64 lower-case hex digits.",
+        ),
+        refused(
+            "upload-head-hash-upper-case",
+            resign(first_doc, server, lambda p: p.update(head_hash=head4.upper())),
+            "head_hash is 64 lower-case hex digits.",
+        ),
+        refused(
+            "upload-base-seq-negative",
+            upload([_text(i, b) for i, b in enumerate(first, 0)], base_seq=-1),
+            "base_seq is at least 0 (the events say 0 to 3, as they would after -1).",
+        ),
+        refused(
+            "upload-time-negative",
+            resign(first_doc, server, lambda p: p.update(time=-1)),
+            "time is at least 0.",
+        ),
+        refused(
+            "upload-pseudonymised-not-bool",
+            resign(first_doc, server, lambda p: p.update(pseudonymised=1)),
+            "pseudonymised is true or false.",
+        ),
+        refused(
+            "upload-pseudonymised-missing",
+            resign(first_doc, server, lambda p: p.pop("pseudonymised")),
+            "pseudonymised is required.",
+        ),
+        refused(
+            "upload-events-not-a-list",
+            resign(first_doc, server, lambda p: p.update(events=first_texts[0])),
+            "events is a list.",
+        ),
+        refused(
+            "upload-serial-lower-case",
+            resign(first_doc, server, lambda p: p.update(serial=SERVER_SERIAL.lower())),
+            "serial is a container serial (2.3).",
+        ),
+        refused(
+            "upload-signed-by-another-key",
+            resign(first_doc, other),
+            "signed by a key that is not the server container's.",
+        ),
+        refused(
+            "upload-tampered",
+            edited(first_doc, lambda d: d["payload"].update(time=t0)),
+            "changed after signing.",
+        ),
+        refused(
+            "upload-signed-as-usage-head",
+            resign(first_doc, server, doc_type="usage-head"),
+            "a document of another type (usage-head) signed by the same key.",
+        ),
+        refused(
+            "upload-signed-as-usage-anchor",
+            resign(first_doc, server, doc_type="usage-anchor"),
+            "a document of another type (usage-anchor) signed by the same key.",
+        ),
+    ]
+    cases += _large_upload_cases(upload, server_pub, base, refused)
+
+    # ---- anchors: Central's answer to upload-next-every-kind
+    anchor = anchoring.build_anchor(
+        firm_key=firm,
+        serial=SERVER_SERIAL,
+        firm_code=FIRM,
+        seq=14,
+        digest=next_head,
+        time=t0 + 90060,
+        upload=next_digest,
+    )
+    anchor_fields = {
+        "serial": SERVER_SERIAL,
+        "firm_code": FIRM,
+        "seq": 14,
+        "hash": next_head,
+        "time": t0 + 90060,
+        "upload": next_digest,
+    }
+    got = anchoring.verify_anchor(copy.deepcopy(anchor), {kid(firm): firm.public_key()})
+    assert dataclasses.asdict(got) == anchor_fields
+
+    def bad_anchor(name: str, change: Any, note: str, key: Any = firm, doc_type: str | None = None) -> dict[str, Any]:
+        return refused(name, resign(anchor, key, change, doc_type), note, kind="usage-anchor")
+
+    cases += [
+        doc_case(
+            "anchor-valid",
+            anchor,
+            "ok",
+            type="usage-anchor",
+            note="Central's anchor for upload-next-every-kind: it holds the log through event 14, whose chain hash is "
+            "that upload's head_hash; upload is that upload's digest.",
+            fields=anchor_fields,
+        ),
+        doc_case(
+            "anchor-at-seq-zero",
+            anchoring.build_anchor(
+                firm_key=firm,
+                serial=SERVER_SERIAL,
+                firm_code=FIRM,
+                seq=0,
+                digest=anchoring.GENESIS,
+                time=t0,
+                upload=next_digest,
+            ),
+            "ok",
+            type="usage-anchor",
+            fields={"seq": 0, "hash": anchoring.GENESIS},
+        ),
+        bad_anchor("anchor-hash-upper-case", lambda p: p.update(hash=next_head.upper()), "hash is 64 lower-case hex."),
+        bad_anchor("anchor-hash-short", lambda p: p.update(hash=next_head[:63]), "hash is 64 lower-case hex."),
+        bad_anchor("anchor-seq-negative", lambda p: p.update(seq=-1), "seq is at least 0."),
+        bad_anchor("anchor-seq-missing", lambda p: p.pop("seq"), "seq is required."),
+        bad_anchor("anchor-time-negative", lambda p: p.update(time=-1), "time is at least 0."),
+        bad_anchor(
+            "anchor-upload-not-a-digest",
+            lambda p: p.update(upload="upload-5"),
+            "upload is 64 lower-case hex.",
+        ),
+        bad_anchor(
+            "anchor-serial-not-a-serial",
+            lambda p: p.update(serial="130-5RVR-7K2M"),
+            "serial is a container serial (2.3).",
+        ),
+        bad_anchor("anchor-firm-code-zero", lambda p: p.update(firm_code=0), "firm_code is a firm code (2.4)."),
+        bad_anchor("anchor-signed-by-another-key", None, "signed by a key the reader does not accept.", key=foreign),
+        refused(
+            "anchor-tampered",
+            edited(anchor, lambda d: d["payload"].update(seq=15)),
+            "changed after signing.",
+            kind="usage-anchor",
+        ),
+        bad_anchor(
+            "anchor-signed-as-usage-upload",
+            None,
+            "a document of another type (usage-upload) signed by the firm key.",
+            doc_type="usage-upload",
+        ),
+    ]
+    return {
+        "description": (
+            "A license server's usage log as it reaches License Central (docs/formats.md 12.9, 12.11). An upload "
+            "(`type` usage-upload) is signed by the server container, whose key is `container_key` (base64url; "
+            "Central verifies with the key it recorded for `serial`). Its `events` are event texts: each the exact "
+            "canonical JSON of one event object (no other spelling), at most 4096 bytes, event i saying seq = "
+            "base_seq + i, with a known `event` kind, exactly one of success, fail and invalid 1 (the others 0), "
+            "whole numbers from 0 to 2^53 - 1, firmCode a firm code, releaseTime (when given) not before "
+            "accessTime, mode, host, ip and userIdentification texts of at most 256 characters, leaseId a text of "
+            "at most 128 (required but for deny), seat at most 256 and ticket at most 32 when given; other event "
+            "fields are not checked. An upload holds 1 to 1000 events and at most 393216 bytes of them; head_seq "
+            "is base_seq + their number, base_hash and head_hash are 64 lower-case hex digits, and the chain "
+            "hash(n) = SHA-256(bytes of hash(n-1) || UTF-8 bytes of event text n), in lower-case hex, from "
+            "base_hash over the events gives head_hash. An anchor (`type` usage-anchor) is Central's answer, "
+            "signed by the firm key in `keys`: it holds the log through `seq`, whose chain hash is `hash`, and "
+            "`upload` is the digest of the upload it answers. Valid uploads carry `fields` (the payload's values), "
+            "`chain` (the hash after each event, in order; the last is head_hash) and `events` (each event as "
+            "licentia's reader returns it); valid anchors carry `fields`. A few large uploads are given in parts "
+            "(`document_parts`, see tests/vectors/README.md)."
+        ),
+        "container_key": pub_b64(server),
+        "serial": SERVER_SERIAL,
+        "keys": [pem(firm)],
+        "genesis": anchoring.GENESIS,
+        "outcomes": {
+            "ok": {"meaning": "the upload or anchor verifies and every field and event is well formed", "error": None},
+            "invalid": {
+                "meaning": "refused: Central answers an upload with invalid_request and stores nothing; a server "
+                "does not record such an anchor",
+                "error": "DocumentInvalid",
+            },
+        },
+        "cases": cases,
+    }
+
+
+def _parts(doc: dict[str, Any], texts: list[str], seqs: list[int]) -> dict[str, Any]:
+    """An upload given in parts: the envelope without its events, one event text in which
+    SEQ_MARK stands for the sequence number, and how many events there are."""
+    template = texts[0].replace(f'"seq":{seqs[0]},', f'"seq":{SEQ_MARK},', 1)
+    assert template.count(SEQ_MARK) == 1
+    assert [template.replace(SEQ_MARK, str(s)) for s in seqs] == texts
+    envelope = copy.deepcopy(doc)
+    del envelope["payload"]["events"]
+    return {"document": envelope, "event": template, "count": len(texts)}
+
+
+def upload_from_parts(parts: dict[str, Any]) -> dict[str, Any]:
+    """The upload a case gives in parts (the inverse of ``_parts``)."""
+    doc: dict[str, Any] = copy.deepcopy(parts["document"])
+    first = doc["payload"]["base_seq"] + 1
+    doc["payload"]["events"] = [parts["event"].replace(SEQ_MARK, str(first + i)) for i in range(parts["count"])]
+    return doc
+
+
+def _large_upload_cases(upload: Any, server_pub: Any, base: dict[str, Any], refused: Any) -> list[dict[str, Any]]:
+    """The limits of one upload, at and beyond them: 1000 events, and 393216 bytes of events
+    (96 events of 4096 bytes); the documents are given in parts."""
+    small = _deny_body(NOW)
+    out = []
+
+    def case(name: str, texts: list[str], seqs: list[int], base_seq: int, expect: str, note: str) -> None:
+        doc = upload(texts, base_seq=base_seq, base_hash=anchoring.GENESIS if base_seq == 0 else "11" * 32)
+        entry: dict[str, Any] = {"name": name, "type": "usage-upload", "document_parts": _parts(doc, texts, seqs)}
+        entry["note"] = note
+        entry["expect"] = expect
+        if expect == "ok":
+            got = anchoring.verify_upload(copy.deepcopy(doc), server_pub)
+            entry["digest"] = document_digest(doc)
+            entry["fields"] = {"base_seq": got.base_seq, "head_seq": got.head_seq, "head_hash": got.head_hash}
+        else:
+            refused(name, doc, note)
+            entry["note"] = "Refused: " + note
+        assert upload_from_parts(entry["document_parts"]) == doc
+        out.append(entry)
+
+    seqs = list(range(1, 1002))
+    texts = [_text(s, small) for s in seqs]
+    assert sum(len(t.encode("utf-8")) for t in texts) < anchoring.MAX_EVENT_BYTES  # only the number is over
+    case("upload-1000-events", texts[:1000], seqs[:1000], 0, "ok", "1000 events: the most one upload holds.")
+    case("upload-1001-events", texts, seqs, 0, "invalid", "an upload holds at most 1000 events.")
+    # events of exactly 4096 bytes, all with three-digit sequence numbers (base 100)
+    short = len(_text(101, {**base, "reason": ""}).encode("utf-8"))
+    padded = {**base, "reason": "x" * (anchoring.MAX_BODY_BYTES - short)}
+    seqs = list(range(101, 198))
+    texts = [_text(s, padded) for s in seqs]
+    assert {len(t.encode("utf-8")) for t in texts} == {anchoring.MAX_BODY_BYTES}
+    case(
+        "upload-events-at-byte-limit",
+        texts[:96],
+        seqs[:96],
+        100,
+        "ok",
+        "96 events of 4096 bytes: 393216 bytes of events, the most one upload holds (base_seq 100, base_hash 64 "
+        "times '1').",
+    )
+    case(
+        "upload-events-over-byte-limit",
+        texts,
+        seqs,
+        100,
+        "invalid",
+        "97 events of 4096 bytes (397312 bytes): an upload holds at most 393216 bytes of events.",
+    )
+    return out
+
+
 # ---------------------------------------------------------------- main
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Write every vector file, or only the files named (``generate.py anchoring``): every run
+    makes new keys, so a file written again changes in every signature."""
     firm = hazmat.Ed25519PrivateKey.generate()
     foreign = hazmat.Ed25519PrivateKey.generate()
     eval_container = pub_b64(hazmat.Ed25519PrivateKey.generate())
     ticket = codes.new_ticket_id()
-    updates, sealing = build_updates_and_sealing(firm, foreign, ticket)
-    counts = {
-        "codes": write("codes", build_codes()),
-        "canonical": write("canonical", build_canonical()),
-        "licenses": write("licenses", build_licenses(firm, foreign, eval_container, ticket)),
-        "evaluation": write("evaluation", build_evaluation(firm, eval_container)),
-        "updates": write("updates", updates),
-        "sealing": write("sealing", sealing),
-        "container": write("container", build_container_docs(firm, foreign, ticket)),
-        "grants": write("grants", build_grants(firm, foreign, ticket)),
-        "protect": write("protect", build_protect()),
+    builders: dict[str, Any] = {
+        "codes": build_codes,
+        "canonical": build_canonical,
+        "licenses": lambda: build_licenses(firm, foreign, eval_container, ticket),
+        "evaluation": lambda: build_evaluation(firm, eval_container),
+        "updates": lambda: build_updates_and_sealing(firm, foreign, ticket)[0],
+        "sealing": lambda: build_updates_and_sealing(firm, foreign, ticket)[1],
+        "container": lambda: build_container_docs(firm, foreign, ticket),
+        "grants": lambda: build_grants(firm, foreign, ticket),
+        "protect": build_protect,
+        "anchoring": lambda: build_anchoring(firm, foreign),
     }
-    del firm, foreign  # the firm's private keys are never stored
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        raise SystemExit(f"no vector file {', '.join(unknown)} (known: {', '.join(builders)})")
+    wanted = names or list(builders)
+    if "updates" in wanted and "sealing" in wanted:  # one builder makes both, from the same keys
+        updates, sealing = build_updates_and_sealing(firm, foreign, ticket)
+        builders["updates"], builders["sealing"] = (lambda: updates), (lambda: sealing)
+    counts = {name: write(name, builders[name]()) for name in wanted}
+    builders.clear()  # the firm's private keys are never stored: the files hold their public keys
     for name, n in counts.items():
         print(f"{name}.json: {n} cases")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -4,13 +4,14 @@ of every file is run through the implementation, so an expectation it does not m
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from licentia.core import codes, exchange, grants, hazmat, keyfile
+from licentia.core import anchoring, codes, exchange, grants, hazmat, keyfile
 from licentia.core import errors as E
 from licentia.core.documents import (
     DocumentInvalid,
@@ -26,7 +27,18 @@ from licentia.core.license import AccessRequest, LicenseEntry, LicenseState, eff
 from licentia.protect import data as protected_data
 
 HERE = Path(__file__).parent
-FILES = ("codes", "canonical", "licenses", "evaluation", "updates", "sealing", "container", "grants", "protect")
+FILES = (
+    "codes",
+    "canonical",
+    "licenses",
+    "evaluation",
+    "updates",
+    "sealing",
+    "container",
+    "grants",
+    "protect",
+    "anchoring",
+)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -37,7 +49,7 @@ def load(name: str) -> dict[str, Any]:
 
 VECTORS = {name: load(name) for name in FILES}
 CODES, CANONICAL, LICENSES, EVALUATION = (VECTORS[n] for n in FILES[:4])
-UPDATES, SEALING, CONTAINER, GRANTS, PROTECT = (VECTORS[n] for n in FILES[4:])
+UPDATES, SEALING, CONTAINER, GRANTS, PROTECT, ANCHORING = (VECTORS[n] for n in FILES[4:])
 
 
 def keys(pems: list[str]) -> dict[str, hazmat.Ed25519PublicKey]:
@@ -65,8 +77,21 @@ def as_envelope(document: Any) -> Any:
     return parse(document) if isinstance(document, str) else copy.deepcopy(document)
 
 
+def upload_from_parts(parts: dict[str, Any]) -> dict[str, Any]:
+    """A usage upload given in parts: the envelope without its events, one event text in which
+    ``@SEQ@`` stands for the sequence number, and the number of events (from base_seq + 1)."""
+    doc = copy.deepcopy(parts["document"])
+    assert "events" not in doc["payload"] and parts["event"].count("@SEQ@") == 1
+    first = doc["payload"]["base_seq"] + 1
+    doc["payload"]["events"] = [parts["event"].replace("@SEQ@", str(first + i)) for i in range(parts["count"])]
+    return doc
+
+
 def case_document(case: dict[str, Any]) -> Any:
-    """The document of a case as the case gives it: an object, a text, or a text in parts."""
+    """The document of a case as the case gives it: an object, a text, a text in parts, or an
+    upload in parts."""
+    if "document_parts" in case:
+        return upload_from_parts(case["document_parts"])
     return document_text(case) if "document_text" in case else case.get("document", case.get("license"))
 
 
@@ -89,7 +114,7 @@ def test_every_file_describes_itself(name):
 
 
 def test_every_valid_document_carries_its_digest():
-    for name in ("licenses", "evaluation", "updates", "container", "grants"):
+    for name in ("licenses", "evaluation", "updates", "container", "grants", "anchoring"):
         for case in VECTORS[name]["cases"]:
             document = case_document(case)
             if case["expect"] == "ok" and document is not None:
@@ -569,3 +594,73 @@ def test_protected_data_vectors(case, tmp_path):
         assert header.raw[10:].decode("ascii") == case.get("header_json", header.raw[10:].decode("ascii"))
         if "file_key_hex" in case:
             assert protected_data.file_key(key, header.salt).hex() == case["file_key_hex"]
+
+
+# ---------------------------------------------------------------- anchoring.json
+
+
+def _verify_usage(case: dict[str, Any]) -> Any:
+    document = case_document(case)
+    if case["type"] == "usage-upload":
+        pub = hazmat.Ed25519PublicKey.from_public_bytes(b64d(ANCHORING["container_key"]))
+        return anchoring.verify_upload(document, pub)
+    if case["type"] == "usage-anchor":
+        return anchoring.verify_anchor(document, keys(ANCHORING["keys"]))
+    raise AssertionError(case["type"])
+
+
+@pytest.mark.parametrize("case", ANCHORING["cases"], ids=ids)
+def test_anchoring_vectors(case: dict[str, Any]) -> None:
+    """Each usage upload verified with the server container's key, each anchor with the firm's
+    keys (core/anchoring); a valid one gives the digest, the fields, each event's chain hash and
+    the events the case states."""
+    try:
+        got = _verify_usage(case)
+        outcome = "ok"
+    except DocumentInvalid:
+        outcome = "invalid"
+    assert outcome == case["expect"]
+    if outcome != "ok":
+        assert case["note"].startswith("Refused: ")
+        return
+    assert document_digest(case_document(case)) == case["digest"]
+    if case["type"] == "usage-upload":
+        assert got.digest == case["digest"]
+    for name, value in case["fields"].items():
+        assert getattr(got, name) == value, name
+    if "chain" in case:
+        hashes, prev = [], got.base_hash
+        for body in got.bodies:
+            prev = anchoring.chain(prev, body)
+            hashes.append(prev)
+        assert hashes == case["chain"]
+        assert case["chain"][-1] == got.head_hash == case["fields"]["head_hash"]
+    if "events" in case:
+        assert [dataclasses.asdict(e) for e in got.events] == case["events"]
+
+
+def test_the_anchoring_vectors_cover_the_rules() -> None:
+    """Every event kind appears in a valid upload, both limits of an upload are met and passed,
+    and the anchor answers the upload it names."""
+    by_name = {c["name"]: c for c in ANCHORING["cases"]}
+    kinds = {e["kind"] for c in ANCHORING["cases"] if c["expect"] == "ok" for e in c.get("events", [])}
+    assert kinds == anchoring.KINDS
+    assert ANCHORING["genesis"] == anchoring.GENESIS
+    first = by_name["upload-first-from-genesis"]["fields"]
+    assert (first["base_seq"], first["base_hash"]) == (0, anchoring.GENESIS)
+    nxt = by_name["upload-next-every-kind"]
+    assert (nxt["fields"]["base_seq"], nxt["fields"]["base_hash"]) == (first["head_seq"], first["head_hash"])
+    anchor = by_name["anchor-valid"]["fields"]
+    assert (anchor["seq"], anchor["hash"], anchor["upload"]) == (
+        nxt["fields"]["head_seq"],
+        nxt["fields"]["head_hash"],
+        nxt["digest"],
+    )
+    assert anchor["serial"] == ANCHORING["serial"]
+    for name, count in (("upload-1000-events", 1000), ("upload-1001-events", 1001)):
+        assert len(case_document(by_name[name])["payload"]["events"]) == count
+        assert count == anchoring.MAX_EVENTS + (name == "upload-1001-events")
+    for name, over in (("upload-events-at-byte-limit", False), ("upload-events-over-byte-limit", True)):
+        texts = case_document(by_name[name])["payload"]["events"]
+        assert {len(t.encode("utf-8")) for t in texts} == {anchoring.MAX_BODY_BYTES}
+        assert (sum(len(t.encode("utf-8")) for t in texts) > anchoring.MAX_EVENT_BYTES) is over

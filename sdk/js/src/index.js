@@ -67,3 +67,15 @@ export {
   verifyLeaseCounterProof,
 } from './documents.js';
 export { openProtectedData, readDataHeader, dataFileKey, DATA_MAGIC } from './protect.js';
+export {
+  verifyUsageUpload,
+  verifyUsageAnchor,
+  readUsageEvent,
+  usageChain,
+  USAGE_GENESIS,
+  USAGE_EVENT_KINDS,
+  USAGE_FINAL_KINDS,
+  MAX_UPLOAD_EVENTS,
+  MAX_UPLOAD_EVENT_BYTES,
+  MAX_EVENT_BYTES,
+} from './anchoring.js';

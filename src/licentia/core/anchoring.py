@@ -16,14 +16,13 @@ Everything here is pure: no clock, no files, no network.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import codes, hazmat
 from .documents import DocumentInvalid, document_digest, parse, require, sign_document, verify_document
-from .encoding import canonical
+from .encoding import JsonRejected, canonical, strict_loads
 
 UPLOAD_TYPE = "usage-upload"
 ANCHOR_TYPE = "usage-anchor"
@@ -37,7 +36,7 @@ MAX_BODY_BYTES = 4096
 KINDS = frozenset({"access", "borrow", "renew", "release", "expire", "revoke", "return", "deny", "grace", "lost"})
 #: the kinds that end a session: its seat is free from the event's ``releaseTime``
 FINAL_KINDS = frozenset({"release", "expire", "revoke", "return"})
-_TEXTS = ("userIdentification", "host", "ip", "mode")
+_TEXTS = ("userIdentification", "host", "ip")
 _MAX_INT = 2**53 - 1
 
 
@@ -106,9 +105,9 @@ def read_event(text: str, seq: int) -> UsageEvent:
     if not isinstance(text, str) or len(text.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
         raise DocumentInvalid(f"event {seq}: not a body of at most {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(text)
-    except ValueError:
-        raise DocumentInvalid(f"event {seq}: not JSON") from None
+        body = strict_loads(text)  # the strict reader of every document (depth, numbers, duplicate keys)
+    except JsonRejected:
+        raise DocumentInvalid(f"event {seq}: not acceptable JSON") from None
     if not isinstance(body, dict):
         raise DocumentInvalid(f"event {seq}: not a JSON object")
     try:
@@ -126,9 +125,10 @@ def read_event(text: str, seq: int) -> UsageEvent:
         raise DocumentInvalid(f"event {seq}: exactly one of success, fail and invalid is 1")
     for name in _TEXTS:
         _text(body, name, 256)
+    _text(body, "mode", 16)
     lease_id = _text(body, "leaseId", 128, optional=True)
     if lease_id is None and kind != "deny":
-        raise DocumentInvalid(f"event {seq}: a {kind} event names its lease")
+        raise DocumentInvalid(f"event {seq}: an event of kind {kind} names its lease")
     release = _int(body, "releaseTime", optional=True)
     access = _int(body, "accessTime")
     if release is not None and release < access:
