@@ -3912,7 +3912,7 @@ def build_anchoring(firm: Any, foreign: Any) -> dict[str, Any]:
     ]
     return {
         "description": (
-            "A license server's usage log as it reaches License Central (docs/formats.md 12.9, 12.11). An upload "
+            "A license server's usage log as it reaches License Central (docs/formats.md 12.9, 12.10). An upload "
             "(`type` usage-upload) is signed by the server container, whose key is `container_key` (base64url; "
             "Central verifies with the key it recorded for `serial`). Its `events` are event texts: each the exact "
             "canonical JSON of one event object (no other spelling), at most 4096 bytes, event i saying seq = "

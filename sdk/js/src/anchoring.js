@@ -1,5 +1,5 @@
 // A license server's usage log as it reaches License Central: usage events (docs/formats.md
-// 12.9), the upload a server signs and the anchor Central signs back (12.11).
+// 12.9), the upload a server signs and the anchor Central signs back (12.10).
 
 import { DocumentInvalid, DocumentMalformed } from './errors.js';
 import { verifyEnvelope, isPlainObject } from './envelope.js';
@@ -9,9 +9,9 @@ import { sha256 } from './keys.js';
 
 /** The chain's hash before the first event of a log (12.9): 32 zero bytes, in hex. */
 export const USAGE_GENESIS = '0'.repeat(64);
-/** At most this many events in one upload (12.11). */
+/** At most this many events in one upload (12.10). */
 export const MAX_UPLOAD_EVENTS = 1000;
-/** At most this many bytes of event text in one upload, and in one event (12.11). */
+/** At most this many bytes of event text in one upload, and in one event (12.10). */
 export const MAX_UPLOAD_EVENT_BYTES = 393216;
 export const MAX_EVENT_BYTES = 4096;
 /** The kinds of event (12.9), and those that end a session. */
@@ -45,7 +45,7 @@ function whole(body, name, seq, { optional: isOptional = false } = {}) {
 }
 
 /**
- * Read one event of an upload (12.11): `textIn` must be the exact canonical JSON text of an
+ * Read one event of an upload (12.10): `textIn` must be the exact canonical JSON text of an
  * event object saying `seq`, every field checked.
  * @returns {{seq, kind, time, leaseId, mode, accessTime, releaseTime, seconds, success, fail,
  *   invalid, firmCode, productCode, featureCode, featureMap, licenseId, user, host, ip, seat,
@@ -109,7 +109,7 @@ export function readUsageEvent(textIn, seq) {
 }
 
 /**
- * Verify a usage upload (12.11) with the server container's key (the one Central recorded
+ * Verify a usage upload (12.10) with the server container's key (the one Central recorded
  * for its serial): its signature, its fields, every event, and the chain from base_hash
  * over the event texts to head_hash.
  * @returns {{type, digest, kid, payload, serial, time, baseSeq, baseHash, headSeq, headHash,
@@ -153,7 +153,7 @@ export function verifyUsageUpload(document, containerKey) {
 }
 
 /**
- * Verify a usage anchor (12.11) with the keys of the firm it names that the server's
+ * Verify a usage anchor (12.10) with the keys of the firm it names that the server's
  * container slot accepts. Whether its hash is the server's own chain's at `seq` is the
  * caller's check.
  * @returns {{type, digest, kid, payload, serial, firmCode, seq, hash, time, upload}}

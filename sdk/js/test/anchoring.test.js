@@ -1,5 +1,5 @@
 // anchoring.json: usage uploads (verified with the server container's key) and usage
-// anchors (verified with the firm's keys), docs/formats.md 12.9 and 12.11.
+// anchors (verified with the firm's keys), docs/formats.md 12.9 and 12.10.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
