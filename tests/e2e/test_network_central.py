@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -45,7 +46,8 @@ def test_server_activated_from_central_serves_seats(central, tmp_path):  # noqa:
     pem = tmp_path / "firm.pem"
     pem.write_text(api.get(f"/firms/{FIRM}/public-key", params={"format": "pem"}).text)
 
-    site = Site(tmp_path / "site")
+    # the server's clock at Central's (real) time: a floating item syncs every 30 days by default
+    site = Site(tmp_path / "site", now=int(time.time()))
     site.pem.write_text(pem.read_text())
     site.firm.code = FIRM  # the clients trust Central's firm key (site.pem), not the test firm's
     import shutil

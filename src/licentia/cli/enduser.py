@@ -77,6 +77,12 @@ def depot_submit(
             target = output or Path("update.json")
             write_file(target, activation.dump(answer))
             console.print(f"Update written to [bold]{target}[/]: apply it with 'licentia apply {target.name}'.")
+        elif answer.get("payload", {}).get("type") == "usage-anchor":  # a license server's usage upload
+            target = output or Path("anchor.json")
+            write_file(target, activation.dump(answer))
+            console.print(
+                f"Anchor written to [bold]{target}[/]: record it with 'licentia server usage anchor {target.name}'."
+            )
         else:
             console.print(
                 f"License Central confirmed: {answer.get('message') or answer.get('state') or 'ok'}", markup=False

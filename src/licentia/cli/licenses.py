@@ -52,11 +52,15 @@ class Wording:
 @dataclass(frozen=True)
 class Owner(Generic[W]):
     """Whose container the commands change: ``options`` (a dataclass of options, placed
-    after ``--central``), ``runtime`` (its runtime, made from those options), ``wording``."""
+    after ``--central``), ``runtime`` (its runtime, made from those options), ``wording``;
+    ``sync_first`` (a license server's: it uploads the usage log) runs before an online
+    sync with the options and ``--central``, and returns the line to print (None: nothing
+    was done)."""
 
     options: type[W]
     runtime: Callable[[W], "Runtime"]
     wording: Wording
+    sync_first: Callable[[W, str | None], str | None] | None = None
 
 
 def register(app: typer.Typer, owner: Owner[W]) -> None:
@@ -244,6 +248,14 @@ def _sync(owner: Owner[W]) -> Callable[..., None]:
                     fail("--offline needs -o FILE for the request")
                 _sync_offline(owner.runtime(where), output, words, command_prefix(ctx))
                 return
+            first_error: Exception | None = None
+            if owner.sync_first is not None:
+                try:
+                    line = owner.sync_first(where, central_url(central, required=False))
+                    if line:
+                        console.print(line, highlight=False, markup=False)
+                except Exception as exc:  # noqa: BLE001 - raised after the license sync (a withdrawal takes effect)
+                    first_error = exc
             done = activation.sync(
                 central_url(central, required=False), runtime=owner.runtime(where), cli=command_prefix(ctx)
             )
@@ -258,6 +270,8 @@ def _sync(owner: Owner[W]) -> Callable[..., None]:
                 console.print(
                     f"Container {serial}, firm {firm}: update {update.seq}, {len(update.entries)} license(s)."
                 )
+            if first_error is not None:
+                raise first_error
 
         run_guarded(go)
 

@@ -25,7 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 usage_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False, invoke_without_command=True)
-app.add_typer(usage_app, name="usage", help="Usage events: report (--from/--to, --json/--csv) or 'verify'.")
+app.add_typer(
+    usage_app,
+    name="usage",
+    help="Usage events: report (--from/--to, --json/--csv), 'verify', and 'export' / 'anchor' (offline upload to "
+    "License Central).",
+)
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 DATA_HELP = "Data directory (default: $LICENTIA_SERVER_DATA or ./.licentia-server)."
@@ -55,6 +60,19 @@ def _server_runtime(options: ServerData) -> Runtime:
     return make_runtime(_data(options.data))
 
 
+def _sync_usage(options: ServerData, central: str | None) -> str | None:
+    """Before the license sync: upload the usage log to License Central."""
+    from ..server.core import sync_usage
+
+    done = sync_usage(_data(options.data), _server_runtime(options), central)
+    if done is None:
+        return None
+    line = done.summary()
+    if done.flagged:
+        line += " License Central flagged: " + "; ".join(done.flagged)
+    return line
+
+
 SERVER = licenses.Owner(
     ServerData,
     _server_runtime,
@@ -70,8 +88,11 @@ SERVER = licenses.Owner(
         leaving_ticket="The ticket whose license leaves the server.",
         receipt_written="License removed. Receipt written to [bold]{output}[/].",
         deactivated="License of ticket {ticket} removed from the server and freed at License Central.",
-        sync="Fetch pending updates for the server's container from License Central.",
+        sync="Upload the usage log to License Central (every event after its last anchor), then fetch pending "
+        "updates for the server's container. Offline: 'licentia server usage export -o FILE' writes the usage "
+        "upload, and --offline -o FILE the sync request.",
     ),
+    sync_first=_sync_usage,
 )
 
 
@@ -359,13 +380,35 @@ def usage(
     run_guarded(go)
 
 
+def _anchor_keys(data: Path | None) -> Any:
+    """The firm keys of the server's container slots (None when its containers do not open here)."""
+    from ..core.errors import LicentiaError
+    from ..server.core import firm_keys
+
+    try:
+        keys: dict[int, Any] = {}
+        for container in _server_runtime(ServerData(data)).containers(rescan=True).values():
+            if not isinstance(container, LicentiaError):
+                keys.update(firm_keys(container))
+        return keys
+    except (LicentiaError, OSError):
+        return None
+
+
 @usage_app.command("verify")
 def usage_verify(data: DataOpt = None) -> None:
-    """Check the usage log's hash chain and its signature by the server's container key."""
+    """Check the usage log's hash chain, its signature by the server's container key, and
+    the log against the last anchor License Central signed for it."""
     from ..server.core import verify_usage_offline
 
     def go() -> None:
-        result = verify_usage_offline(_data(data))
+        result = verify_usage_offline(_data(data), _anchor_keys(data))
+        anchor = result.get("anchor")
+        if anchor is not None:
+            console.print(
+                f"anchored at License Central through event {anchor['seq']} ({_when(anchor['time'])} UTC)",
+                highlight=False,
+            )
         if result["ok"]:
             console.print(
                 f"usage log intact: {result['events']} event(s)"
@@ -376,5 +419,65 @@ def usage_verify(data: DataOpt = None) -> None:
         for problem in result["problems"]:
             _common.err_console.print(f"  {problem}", highlight=False)
         fail("the usage log was altered: " + "; ".join(result["problems"][:3]))
+
+    run_guarded(go)
+
+
+@usage_app.command("export")
+def usage_export(
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Upload file to write; several (at most 1000 events each) are FILE-1, FILE-2, ... in order.",
+        ),
+    ],
+    data: DataOpt = None,
+) -> None:
+    """Offline: write the usage log's upload to License Central (every event after its last
+    anchor). Submit each file in order with 'licentia depot submit FILE --central URL -o
+    anchor.json', then record the answer here with 'licentia server usage anchor anchor.json'."""
+    from ..server.core import export_usage
+
+    def go() -> None:
+        docs = export_usage(_data(data), _server_runtime(ServerData(data)))
+        if not docs:
+            console.print("Nothing to upload: License Central holds an anchor of every event.", highlight=False)
+            return
+        for i, doc in enumerate(docs, 1):
+            target = output if len(docs) == 1 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+            licenses.write_file(target, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n")
+            p = doc["payload"]
+            console.print(
+                f"Usage upload written to {target}: events {p['base_seq'] + 1}..{p['head_seq']}. Submit it with "
+                f"'licentia depot submit {target.name} --central URL -o anchor.json'"
+                + (", in order," if len(docs) > 1 else "")
+                + " and record the anchor with 'licentia server usage anchor anchor.json'.",
+                highlight=False,
+                markup=False,
+            )
+
+    run_guarded(go)
+
+
+@usage_app.command("anchor")
+def usage_anchor(
+    files: Annotated[list[Path], typer.Argument(help="Anchor file(s) License Central answered, in order.")],
+    data: DataOpt = None,
+) -> None:
+    """Offline: record the anchor(s) License Central answered to usage uploads (checked
+    against the firm keys of the server's container and the local log)."""
+    from ..runtime import activation
+    from ..server.core import record_anchor_file
+
+    def go() -> None:
+        rt = _server_runtime(ServerData(data))
+        for file in files:
+            anchor = record_anchor_file(_data(data), rt, activation.read_document(file))
+        console.print(
+            f"Usage log anchored at License Central through event {anchor.seq} ({_when(anchor.time)} UTC).",
+            highlight=False,
+        )
 
     run_guarded(go)

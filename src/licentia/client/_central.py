@@ -95,6 +95,12 @@ class CentralClient:
         """A usage report in; Central's signed acknowledgement, or a full-state update, out."""
         return _object(self.request("POST", "/reports", json=request))
 
+    def upload_usage(self, document: dict[str, Any]) -> dict[str, Any]:
+        """A license server's signed usage upload in; ``{"anchor", "stored", "flagged",
+        "withdrawn", "rebased"}`` out. Code ``anchor_mismatch`` (409) carries the last event
+        Central anchored as the error's ``anchored_seq``."""
+        return _object(self.request("POST", "/usage-uploads", json=document))
+
     def consume(self, document: dict[str, Any]) -> dict[str, Any]:
         """A container-signed unit consumption in (online metering); Central's signed count out."""
         return _object(self.request("POST", "/consumptions", json=document))
@@ -145,17 +151,23 @@ def _refusal(response: httpx.Response) -> CentralRefused:
     """Central's ``{"error": {"code", "message"}}`` as an exception (any other body: the status alone)."""
     status = response.status_code
     try:
-        error = strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES).get("error")
+        body = strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES)
+        error = body.get("error")
     except (ValueError, AttributeError):
-        error = None
+        body, error = {}, None
     if not isinstance(error, dict):
         error = {}
     message, code = error.get("message"), error.get("code")
-    return CentralRefused(
+    refused = CentralRefused(
         str(message) if message else f"License Central answered HTTP {status}",
         status=status,
         code=str(code) if code else None,
     )
+    # the anchored sequence, beside the error or in it
+    seq = error.get("anchored_seq", body.get("anchored_seq"))
+    if type(seq) is int and seq >= 0:
+        refused.anchored_seq = seq
+    return refused
 
 
 def _object(answer: Any, *, expected: str = "JSON") -> dict[str, Any]:

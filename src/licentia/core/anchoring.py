@@ -194,7 +194,17 @@ def build_upload(
     pseudonymised: bool = False,
 ) -> dict[str, Any]:
     """The signed upload of ``bodies`` (events ``base_seq + 1`` on) extending ``base_hash``."""
-    payload = {
+    payload = upload_payload(
+        serial=serial, time=time, base_seq=base_seq, base_hash=base_hash, bodies=bodies, pseudonymised=pseudonymised
+    )
+    return sign_document(UPLOAD_TYPE, payload, sign_key)
+
+
+def upload_payload(
+    *, serial: str, time: int, base_seq: int, base_hash: str, bodies: Sequence[str], pseudonymised: bool
+) -> dict[str, Any]:
+    """The payload of an upload (for a signer that keeps its key inside a container)."""
+    return {
         "serial": serial,
         "time": time,
         "base_seq": base_seq,
@@ -204,7 +214,6 @@ def build_upload(
         "head_hash": extend(base_hash, bodies),
         "pseudonymised": pseudonymised,
     }
-    return sign_document(UPLOAD_TYPE, payload, sign_key)
 
 
 def upload_serial(data: bytes | str | dict[str, Any]) -> str:

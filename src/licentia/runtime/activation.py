@@ -127,21 +127,36 @@ def activate(
 
 
 def submit(document: dict[str, Any], central: str) -> dict[str, Any]:
-    """Depot: carry a request (-> update) or a receipt (-> confirmation) to Central."""
+    """Depot: carry a request (-> update), a receipt (-> confirmation) or a license server's
+    usage upload (-> the anchor document Central signed) to Central."""
     try:
         kind = doc_type(parse(document))
     except DocumentInvalid:
         raise E.ActivationError(
             "this file is not a licentia request or receipt: submit the file 'licentia activate --offline', "
-            "'licentia sync --offline' or 'licentia deactivate --offline' wrote, unchanged"
+            "'licentia sync --offline', 'licentia deactivate --offline' or 'licentia server usage export' wrote, "
+            "unchanged"
         ) from None
+    if kind == "usage-upload":
+        with _central(central) as client:
+            anchor = client.upload_usage(document).get("anchor")
+        if not isinstance(anchor, dict):
+            raise E.ActivationError("License Central answered the usage upload without an anchor")
+        return anchor
+    if kind == "usage-anchor":
+        raise E.ActivationError(
+            "this is License Central's anchor of a usage upload: record it on the license server with "
+            "'licentia server usage anchor FILE'"
+        )
     if kind == "update":
         raise E.ActivationError(
             "this is an update from License Central, not a request: apply it with 'licentia apply FILE' on the "
             "machine it is for"
         )
     if kind not in ("request", "receipt"):
-        raise E.ActivationError(f"a {kind} file cannot be submitted to Central; submit a request or a receipt")
+        raise E.ActivationError(
+            f"a {kind} file cannot be submitted to Central; submit a request, a receipt or a usage upload"
+        )
     with _central(central) as client:
         if kind == "receipt":
             return client.deactivate(document)

@@ -33,6 +33,12 @@ where the client holds it): its seat stays counted until ``grace_until`` even wh
 client goes silent or releases it, unless the container's return receipt ends the grace
 (``end_grace``). A new process of the same user on the same machine takes such a seat
 over (and its grace with it) instead of taking a second one.
+
+Usage log. With a ``pseudonymiser`` the events name users, hosts, addresses and seats by
+keyed hashes (the leases keep the real names: status and the admin page show them).
+``usage_uploads`` yields the signed uploads of the log to License Central after its
+stored anchor; ``record_anchor`` keeps the anchor Central answers, checked against the
+firm keys and the local chain; ``prune`` never drops an event after that anchor.
 """
 
 from __future__ import annotations
@@ -41,12 +47,13 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import anchoring, grants, hazmat
 from ..core import errors as E
-from ..core import grants, hazmat
+from ..core.documents import DocumentInvalid, parse
 from . import usage
 from .acl import EMPTY, Acl
 from .model import (
@@ -164,6 +171,7 @@ class SeatEngine:
         linger: int = 0,
         signer: Signer | None = None,
         retention_days: int | None = None,
+        pseudonymiser: usage.Pseudonymiser | None = None,
     ):
         if ttl < 1:
             raise ValueError("ttl is at least 1 second")
@@ -174,6 +182,7 @@ class SeatEngine:
         self.linger = int(linger)
         self.signer = signer
         self.retention_days = retention_days
+        self.pseudonymiser = pseudonymiser
         self.counters: dict[str, int] = {}
         self._batch: _Work | None = None
         self._seq = secrets.randbelow(1 << 24)
@@ -223,7 +232,7 @@ class SeatEngine:
             seq, prev = last
         for body in events:
             seq += 1
-            text = usage.encode(seq, body)
+            text = usage.encode(seq, body if self.pseudonymiser is None else self.pseudonymiser.apply(body))
             prev = usage.chain(prev, text)
             tx.append_event(seq, body["time"], body["event"], body.get("leaseId"), body.get("accessTime"), text, prev)
             self.counters[body["event"]] = self.counters.get(body["event"], 0) + 1
@@ -845,19 +854,29 @@ class SeatEngine:
             denials = [json.loads(b) for b in tx.events_between(start, end, ("deny",))]
         return usage.license_usage(sessions, finals, denials, now)
 
-    def verify_usage(self, public_key: hazmat.Ed25519PublicKey | None) -> dict[str, Any]:
+    def verify_usage(
+        self,
+        public_key: hazmat.Ed25519PublicKey | None,
+        *,
+        anchor_keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] | None = None,
+    ) -> dict[str, Any]:
         with self.store.snapshot() as tx:
-            return usage.verify_log(tx, public_key)
+            return usage.verify_log(tx, public_key, anchor_keys=anchor_keys)
 
     def prune(self) -> int:
-        """Drop events older than the retention; the signed head keeps the chain's anchor."""
+        """Drop events older than the retention, but none after the stored License Central
+        anchor (every event reaches Central once); the signed head keeps the chain's anchor."""
         if not self.retention_days:
             return 0
         now = self.clock()
         cutoff = now - self.retention_days * DAY
         with self.store.transaction() as tx:
             seq = tx.last_seq_before(cutoff)
-            if seq is None:
+            anchor = usage.stored_anchor(tx)
+            if seq is not None and anchor is not None:
+                seq = min(seq, anchor.seq)
+            pruned = json.loads(tx.get_meta("usage_anchor") or "null")
+            if seq is None or (pruned is not None and seq <= int(pruned["seq"])):
                 return 0
             digest = tx.event_hash(seq)
             if digest is None:
@@ -867,3 +886,87 @@ class SeatEngine:
             last = tx.last_event()
             self._sign_head(tx, *(last if last is not None else (seq, digest)), now)
         return removed
+
+    # ------------------------------------------------------------ License Central
+
+    def usage_uploads(
+        self,
+        sign: Signer,
+        serial: str,
+        *,
+        base: tuple[int, str] | None = None,
+        max_events: int = anchoring.MAX_EVENTS,
+        max_bytes: int = anchoring.MAX_EVENT_BYTES,
+    ) -> Iterator[dict[str, Any]]:
+        """The signed uploads of the log to License Central, in order: the events after the
+        stored anchor (or after ``base``, a ``(seq, hash)`` of the local chain), each upload
+        extending the one before. ``sign`` is the server container's ``sign``; ``serial``
+        its serial. Each chunk is read in a transaction of its own: none is open while the
+        caller sends one."""
+        now = self.clock()
+        if base is None:
+            with self.store.snapshot() as tx:
+                base = usage.upload_base(tx)
+        seq, digest = base
+        while True:
+            with self.store.snapshot() as tx:
+                rows = usage.next_chunk(tx, seq, max_events=max_events, max_bytes=max_bytes)
+            if not rows:
+                return
+            bodies = [body for _, body in rows]
+            doc = usage.build_upload(
+                sign,
+                serial=serial,
+                time=now,
+                base_seq=seq,
+                base_hash=digest,
+                bodies=bodies,
+                pseudonymised=usage.pseudonymised(bodies),
+            )
+            yield doc
+            seq, digest = rows[-1][0], str(doc["payload"]["head_hash"])
+
+    def usage_hash(self, seq: int) -> str | None:
+        """The local chain's hash at ``seq`` (None: the log holds no such event)."""
+        with self.store.snapshot() as tx:
+            return usage.local_hash(tx, seq)
+
+    def central_anchor(self) -> anchoring.Anchor | None:
+        with self.store.snapshot() as tx:
+            return usage.stored_anchor(tx)
+
+    def record_anchor(
+        self, document: Any, *, serial: str, firm_keys: Mapping[int, Mapping[str, hazmat.Ed25519PublicKey]]
+    ) -> anchoring.Anchor:
+        """Keep License Central's anchor of this log (the newest one is kept; an older one
+        changes nothing) and return the anchor kept.
+
+        ``firm_keys``: the keys each firm slot of the server's container pinned. An anchor
+        that does not verify gives LicenseInvalid (the reason goes to the log); one for
+        another server, or whose hash differs from the local chain's at its sequence,
+        ActivationError. Nothing is stored on any error."""
+        try:
+            doc = parse(document)
+            keys = dict(firm_keys.get(anchoring.anchor_firm(doc)) or {})
+            if not keys:
+                raise DocumentInvalid("no slot of the server's container knows the firm that signed it")
+            anchor = anchoring.verify_anchor(doc, keys)
+        except DocumentInvalid as exc:
+            log.warning("usage anchor refused: %s", exc.reason)
+            raise E.LicenseInvalid(
+                "this is no License Central anchor of this server's usage log that verifies: use the anchor file "
+                "License Central gave, unchanged",
+                reason=f"usage anchor: {exc.reason}",
+            ) from None
+        if anchor.serial != serial:
+            raise E.ActivationError(
+                f"this anchor is for the license server of container {anchor.serial}, not this one ({serial})"
+            )
+        with self.store.transaction() as tx:
+            held = usage.stored_anchor(tx)
+            if held is not None and anchor.seq < held.seq:
+                return held  # Central anchored more of the log before: keep the newest
+            usage.check_anchor(tx, anchor)
+            tx.set_meta(usage.CENTRAL_ANCHOR, json.dumps(doc, sort_keys=True))
+        log.info("usage log anchored at License Central through event %d", anchor.seq)
+        return anchor

@@ -5,7 +5,13 @@ body is canonical JSON with the fields of the license-based usage view (DOMAIN.m
 ``accessTime``, ``releaseTime``, ``seconds``, ``success``, ``fail``, ``invalid``,
 ``firmCode``, ``productCode``, ``featureCode``, ``featureMap``, ``ticketLicenseId``,
 ``userIdentification``) plus ``seq``, ``event``, ``time``, ``leaseId``, ``mode``,
-``host`` and ``ip``. Times in stored bodies are Unix seconds.
+``host``, ``ip`` and ``seat`` (the seat the lease holds: leases of one station share it;
+none for a denial). Times in stored bodies are Unix seconds.
+
+Pseudonymised logs (``[server] pseudonymise = true``): ``Pseudonymiser`` writes user,
+host, address and seat as keyed hashes (``"~"`` + the first 20 hex digits of
+HMAC-SHA256 under a 32-byte key kept in ``DATA/pseudonym.key``); the chain is over what
+is written, which is what goes to License Central.
 
 Chain: ``hash(n) = SHA-256(hash(n-1) || body(n))`` (hex), starting from 32 zero bytes
 or from the anchor left by retention pruning. After every transaction that appends
@@ -13,26 +19,41 @@ events, the engine stores a head ``{"seq", "hash", "anchor_seq", "anchor_hash",
 "time"}`` signed (``type: "usage-head"``) with the server container's key. A changed,
 inserted or removed event, a cut tail, or pruning outside the retention rule no longer
 matches the chain or the signed head.
+
+Anchors: License Central answers each upload of the log (``core.anchoring``) with an
+anchor signed by a firm key; the newest is kept in the meta key ``central_anchor``.
+Uploads start after it (``upload_chunks``), retention pruning keeps every event after it,
+and ``verify_log`` checks the local chain against it.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
+import hmac
 import json
-from collections.abc import Iterable
+import os
+import re
+import secrets
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..core import hazmat
+from ..core import anchoring, hazmat, tables
+from ..core import errors as E
+from ..core.anchoring import FINAL_KINDS as FINAL_KINDS  # re-exported: the kinds that end a session
+from ..core.anchoring import GENESIS as GENESIS
+from ..core.anchoring import chain as chain  # the one hash chain (core.anchoring), re-exported
 from ..core.documents import DocumentInvalid, verify_document
 from ..core.encoding import canonical
 from .model import Client, Lease
 
-GENESIS = "00" * 32
 HEAD_TYPE = "usage-head"
-FINAL_KINDS = ("release", "expire", "revoke", "return")
+#: the meta key of the newest anchor License Central signed for this log (its JSON document)
+CENTRAL_ANCHOR = "central_anchor"
+#: the file in the data directory that holds the key of pseudonymised logs
+PSEUDONYM_KEY = "pseudonym.key"
 
 #: columns of the license-usage view, in order (DOMAIN.md), then licentia's own
 VIEW_FIELDS = (
@@ -50,10 +71,6 @@ VIEW_FIELDS = (
     "userIdentification",
 )
 EXTRA_FIELDS = ("leaseId", "mode", "host", "ip", "event")
-
-
-def chain(prev: str, body: str) -> str:
-    return hazmat.sha256(bytes.fromhex(prev) + body.encode()).hex()
 
 
 def lease_event(kind: str, now: int, lease: Lease, *, end: int | None = None, reason: str = "") -> dict[str, Any]:
@@ -79,6 +96,7 @@ def lease_event(kind: str, now: int, lease: Lease, *, end: int | None = None, re
         "userIdentification": lease.ident,
         "host": lease.host,
         "ip": lease.ip,
+        "seat": lease.seat,
     }
     if reason:
         out["reason"] = reason
@@ -117,12 +135,194 @@ def denial_event(
         "userIdentification": client.ident,
         "host": client.host,
         "ip": client.ip,
+        "seat": None,
         "reason": reason,
     }
 
 
 def encode(seq: int, body: dict[str, Any]) -> str:
     return canonical({**body, "seq": seq}).decode()
+
+
+# ---------------------------------------------------------------- pseudonymised logs
+
+_PSEUDONYM = re.compile(r"~[0-9a-f]{20}")
+_NAME_EDGE = r"[\w.-]"
+
+
+class Pseudonymiser:
+    """Writes user, host, address and seat into the log as keyed hashes.
+
+    ``"~" + HMAC-SHA256(key, value).hexdigest()[:20]``: the same name gives the same
+    pseudonym (sessions of one user stay countable), and without the key a pseudonym
+    cannot be tried against a list of names. ``userIdentification`` becomes
+    ``"<hashed user>@<hashed host>"``; those names in a denial's reason text too."""
+
+    def __init__(self, key: bytes):
+        if len(key) != 32:
+            raise ValueError("a pseudonym key is 32 bytes")
+        self._key = key
+
+    @classmethod
+    def from_file(cls, path: Path) -> Pseudonymiser:
+        """The key in ``path``, made (32 random bytes, mode 0600) when there is none.
+        SettingsError when the file may be read by others or is no key."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+        try:
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise E.SettingsError(
+                    f"{path} (the key of the pseudonymised usage log) may be read by other users "
+                    f"(mode {stat.S_IMODE(mode):04o}): make it private with 'chmod 600 {path}'"
+                )
+            key = path.read_bytes()
+        except OSError as exc:
+            raise E.SettingsError(f"the pseudonym key {path} cannot be read: {exc.strerror}") from None
+        if len(key) != 32:
+            raise E.SettingsError(
+                f"{path} is not a pseudonym key (32 bytes): restore it from a backup (a new key gives every "
+                "name a new pseudonym)"
+            )
+        return cls(key)
+
+    def pseudonym(self, value: str) -> str:
+        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), "sha256").hexdigest()
+        return "~" + digest[:20]
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body as the log keeps it."""
+        out = dict(body)
+        host = str(body.get("host") or "")
+        ident = str(body.get("userIdentification") or "")
+        user = ident[: -len(host) - 1] if ident.endswith("@" + host) else ident
+        ip = str(body.get("ip") or "")
+        out["userIdentification"] = f"{self.pseudonym(user)}@{self.pseudonym(host)}"
+        out["host"] = self.pseudonym(host)
+        out["ip"] = self.pseudonym(ip)
+        if body.get("seat") is not None:
+            out["seat"] = self.pseudonym(str(body["seat"]))
+        if isinstance(body.get("reason"), str):
+            out["reason"] = self._scrub(body["reason"], (user, host, ip))
+        return out
+
+    def _scrub(self, text: str, names: tuple[str, ...]) -> str:
+        """``text`` with each of ``names`` (a whole name, not inside another word) as its pseudonym."""
+        named = sorted({n for n in names if n}, key=len, reverse=True)
+        if not named:
+            return text
+        pattern = f"(?<!{_NAME_EDGE})(?:{'|'.join(re.escape(n) for n in named)})(?!{_NAME_EDGE})"
+        return re.sub(pattern, lambda m: self.pseudonym(m.group(0)), text)
+
+
+def pseudonymised(bodies: Iterable[str]) -> bool:
+    """Whether every event of ``bodies`` names its user, host and address by pseudonym."""
+    for text in bodies:
+        body = json.loads(text)
+        user, _, host = str(body.get("userIdentification") or "").rpartition("@")
+        if not all(_PSEUDONYM.fullmatch(str(v)) for v in (user, host, body.get("host"), body.get("ip"))):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- uploads to License Central and anchors
+
+Sign = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def build_upload(
+    sign: Sign, *, serial: str, time: int, base_seq: int, base_hash: str, bodies: list[str], pseudonymised: bool
+) -> dict[str, Any]:
+    """The upload document of ``core.anchoring.build_upload``, signed by ``sign`` (the server
+    container's ``sign``: the private key stays in the container)."""
+    payload = anchoring.upload_payload(
+        serial=serial, time=time, base_seq=base_seq, base_hash=base_hash, bodies=bodies, pseudonymised=pseudonymised
+    )
+    return sign(anchoring.UPLOAD_TYPE, payload)
+
+
+def stored_anchor(tx: Any) -> anchoring.Anchor | None:
+    """The newest anchor License Central signed for this log (checked when it was recorded)."""
+    text = tx.get_meta(CENTRAL_ANCHOR)
+    if not text:
+        return None
+    p = json.loads(text)["payload"]
+    return anchoring.Anchor(
+        serial=str(p["serial"]),
+        firm_code=int(p["firm_code"]),
+        seq=int(p["seq"]),
+        hash=str(p["hash"]),
+        time=int(p["time"]),
+        upload=str(p["upload"]),
+    )
+
+
+def _pruned(tx: Any) -> tuple[int, str] | None:
+    """The anchor retention pruning left: the last pruned event and its hash."""
+    pruned = json.loads(tx.get_meta("usage_anchor") or "null")
+    return (int(pruned["seq"]), str(pruned["hash"])) if pruned else None
+
+
+def local_hash(tx: Any, seq: int) -> str | None:
+    """The chain's hash at ``seq`` as this log holds it (None: the log holds no such event)."""
+    if seq == 0:
+        return GENESIS
+    digest = tx.event_hash(seq)
+    if digest is not None:
+        return str(digest)
+    pruned = _pruned(tx)
+    return pruned[1] if pruned is not None and pruned[0] == seq else None
+
+
+def upload_base(tx: Any) -> tuple[int, str]:
+    """Where the next upload starts: the stored Central anchor, else the start of the log
+    (the anchor pruning left, or sequence 0)."""
+    anchor = stored_anchor(tx)
+    if anchor is not None:
+        return anchor.seq, anchor.hash
+    return _pruned(tx) or (0, GENESIS)
+
+
+def next_chunk(
+    tx: Any, after: int, *, max_events: int = anchoring.MAX_EVENTS, max_bytes: int = anchoring.MAX_EVENT_BYTES
+) -> list[tuple[int, str]]:
+    """The events after ``after`` that one upload carries: ``(seq, body)``, at most
+    ``max_events`` of them and ``max_bytes`` of body text (one at least)."""
+    out: list[tuple[int, str]] = []
+    size = 0
+    for seq, _time, body, _digest in tx.events(after, max_events):
+        if seq != after + len(out) + 1:
+            raise E.ActivationError(
+                f"the usage log misses event {after + len(out) + 1}, so it cannot go to License Central: "
+                "'licentia server usage verify' shows what is wrong"
+            )
+        size += len(body.encode("utf-8", "surrogatepass"))
+        if out and size > max_bytes:
+            break
+        out.append((seq, body))
+    return out
+
+
+def check_anchor(tx: Any, anchor: anchoring.Anchor) -> None:
+    """ActivationError unless this log's chain has the anchor's hash at the anchor's sequence."""
+    local = local_hash(tx, anchor.seq)
+    if local is None:
+        raise E.ActivationError(
+            f"License Central's anchor names event {anchor.seq}, which this server's usage log does not hold: "
+            "it answers another log"
+        )
+    if local != anchor.hash:
+        raise E.ActivationError(
+            f"License Central's anchor does not match this server's usage log at event {anchor.seq}: the log "
+            "differs from what was uploaded ('licentia server usage verify')"
+        )
 
 
 # ---------------------------------------------------------------- the view
@@ -163,35 +363,25 @@ def license_usage(
     return rows
 
 
-#: a cell starting with one of these is a formula to a spreadsheet (CSV injection)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """A text cell a spreadsheet shows as text: a leading formula character gets a ``'``,
-    and line breaks (which would split the row) become spaces."""
-    if not isinstance(value, str):
-        return value
-    if value.startswith(FORMULA_STARTS):
-        value = "'" + value
-    return value.replace("\r", " ").replace("\n", " ")
-
-
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """The usage view as CSV; text a client chose (user and host names...) never becomes a formula."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*VIEW_FIELDS, *EXTRA_FIELDS], extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
-    return buf.getvalue()
+    return tables.rows_to_csv(rows, [*VIEW_FIELDS, *EXTRA_FIELDS])
 
 
 # ---------------------------------------------------------------- verification
 
 
-def verify_log(tx: Any, public_key: hazmat.Ed25519PublicKey | None, *, batch: int = 5000) -> dict[str, Any]:
-    """Check the chain and the signed head; returns {"ok", "events", "first", "last", "problems"}."""
+def verify_log(
+    tx: Any,
+    public_key: hazmat.Ed25519PublicKey | None,
+    *,
+    batch: int = 5000,
+    anchor_keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] | None = None,
+) -> dict[str, Any]:
+    """Check the chain, the signed head and the stored License Central anchor (its
+    signature too when ``anchor_keys``, the firm keys by firm code, are given); returns
+    {"ok", "events", "first", "last", "problems", "anchor"} (anchor: {"seq", "time",
+    "hash"} or None)."""
     problems: list[str] = []
     head = _signed_head(tx, public_key, problems)
     anchor_seq = int(head["anchor_seq"]) if head else 0
@@ -203,7 +393,42 @@ def verify_log(tx: Any, public_key: hazmat.Ed25519PublicKey | None, *, batch: in
         _check_head(head, anchor_seq, walk, problems)
     if walk.changed > 20:
         problems.append(f"... {walk.changed} changed events in all")
-    return {"ok": not problems, "events": walk.count, "first": walk.first, "last": walk.last, "problems": problems}
+    anchored = _check_central_anchor(tx, anchor_keys, problems)
+    return {
+        "ok": not problems,
+        "events": walk.count,
+        "first": walk.first,
+        "last": walk.last,
+        "problems": problems,
+        "anchor": anchored,
+    }
+
+
+def _check_central_anchor(
+    tx: Any, keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] | None, problems: list[str]
+) -> dict[str, Any] | None:
+    """The stored Central anchor (``{"seq", "time", "hash"}``), checked against the local
+    chain (and with ``keys``, the firm keys by firm code, its signature)."""
+    text = tx.get_meta(CENTRAL_ANCHOR)
+    if not text:
+        return None
+    try:
+        anchor = stored_anchor(tx)
+        if keys is not None:
+            anchoring.verify_anchor(text, keys.get(anchoring.anchor_firm(text), {}))
+    except (ValueError, KeyError, TypeError, DocumentInvalid) as exc:
+        problems.append(f"the License Central anchor kept with the log does not verify ({getattr(exc, 'reason', exc)})")
+        return None
+    assert anchor is not None  # noqa: S101 - narrows the type: the meta key is set
+    local = local_hash(tx, anchor.seq)
+    if local is not None and local != anchor.hash:
+        problems.append(
+            f"the log differs from what License Central anchored through event {anchor.seq}: "
+            "an event up to it was changed"
+        )
+    elif local is None:  # pruning keeps every event after the anchor, and the anchor's own hash
+        problems.append(f"the log lacks event {anchor.seq}, which License Central anchored (it was cut)")
+    return {"seq": anchor.seq, "time": anchor.time, "hash": anchor.hash}
 
 
 def _signed_head(tx: Any, public_key: hazmat.Ed25519PublicKey | None, problems: list[str]) -> dict[str, Any] | None:

@@ -56,6 +56,8 @@ def client_address(request: Request) -> str:
 API = "/api/v1"
 MAX_BODY = 64 * 1024
 PRUNE_EVERY = 3600.0
+#: seconds after a start before the first sync with License Central (at most; less when the interval is shorter)
+FIRST_CENTRAL_SYNC = 60.0
 
 #: HTTP status of each error class; a Refusal answers with the status of the LicenseError it names
 STATUS: dict[type[E.LicentiaError], int] = {
@@ -162,7 +164,8 @@ class _Batcher:
 
 
 class _Lifecycle:
-    """What runs beside the requests: the lease sweeper, the config watcher, SIGHUP, discovery."""
+    """What runs beside the requests: the lease sweeper, the config watcher, SIGHUP, discovery,
+    the periodic sync with License Central."""
 
     def __init__(self, server: LicenseServer, settings: Settings):
         self.server = server
@@ -186,6 +189,20 @@ class _Lifecycle:
             except Exception:  # keep sweeping
                 log.exception("lease sweep failed")
 
+    async def central_syncer(self, interval: float) -> None:
+        """Every ``interval`` seconds (the first time after at most a minute): upload the usage
+        log to License Central and sync the licenses, in a worker thread. A failure is logged
+        and tried again at the next interval; it never stops the server."""
+        await asyncio.sleep(min(interval, FIRST_CENTRAL_SYNC))
+        while True:
+            try:
+                done = await asyncio.to_thread(self.server.sync_central)
+                if done is not None:
+                    log.info("%s %d license update(s) applied.", done.usage.summary(), done.updates)
+            except Exception as exc:  # noqa: BLE001 - logged; the server serves on, the next interval tries again
+                log.error("sync with License Central failed (tried again in %g s): %s", interval, exc)
+            await asyncio.sleep(interval)
+
     async def watcher(self) -> None:
         while True:
             await asyncio.sleep(self.server.settings.config_poll)
@@ -199,6 +216,8 @@ class _Lifecycle:
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         self.tasks = [asyncio.create_task(self.sweeper()), asyncio.create_task(self.watcher())]
+        if self.settings.central_sync > 0:
+            self.tasks.append(asyncio.create_task(self.central_syncer(self.settings.central_sync)))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
         settings = self.settings

@@ -41,6 +41,7 @@ from ..seats import (
     SeatEngine,
     SeatLicense,
     SqliteSeatStore,
+    usage,
 )
 from ..seats.usage import verify_log
 from .settings import RELOADABLE, Settings, SettingsError, read_config, server_table
@@ -263,6 +264,7 @@ class LicenseServer:
             linger=settings.linger,
             signer=self._sign,
             retention_days=settings.usage_retention_days,
+            pseudonymiser=usage.Pseudonymiser.from_file(settings.pseudonym_key_file) if settings.pseudonymise else None,
         )
         self._served_cache: tuple[tuple[Any, ...], list[Served], list[Served]] | None = None
         self._keys: dict[tuple[str, str, int], bytes] = {}
@@ -802,6 +804,29 @@ class LicenseServer:
     def usage_key(self) -> hazmat.Ed25519PublicKey:
         return hazmat.Ed25519PublicKey.from_public_bytes(b64d(self.primary().sign_pub))
 
+    def sync_central(self) -> CentralSync | None:
+        """Upload the usage log to License Central, then sync the licenses (the running
+        server's periodic sync; ``licentia server sync`` does the same by hand). None when
+        no container here knows a License Central. Runs in a worker thread: it works on a
+        runtime of its own, and the server sees the containers' changes by their files."""
+        from ..runtime import activation
+
+        rt = make_runtime(self.settings.data_dir)
+        error: E.LicentiaError | None = None
+        try:
+            uploaded = upload_usage(self.engine, rt)
+        except E.LicentiaError as exc:  # the licenses are synced all the same: a withdrawal takes effect
+            uploaded, error = None, exc
+        if uploaded is None and error is None:
+            return None
+        try:
+            synced = activation.sync(None, runtime=rt, cli="licentia server")
+        finally:
+            self.rescan()
+        if error is not None or uploaded is None:
+            raise error or E.ActivationError("the usage log was not uploaded")
+        return CentralSync(uploaded, len(synced))
+
     def close(self) -> None:
         self.store.close()
 
@@ -821,8 +846,11 @@ def _container_keys(data_dir: Path) -> list[hazmat.Ed25519PublicKey]:
     return keys
 
 
-def verify_usage_offline(data_dir: Path) -> dict[str, Any]:
-    """`licentia server usage verify`: check the log with the container's public key only."""
+def verify_usage_offline(
+    data_dir: Path, anchor_keys: dict[int, dict[str, hazmat.Ed25519PublicKey]] | None = None
+) -> dict[str, Any]:
+    """`licentia server usage verify`: check the log with the container's public key only,
+    and against the stored License Central anchor (its signature too with ``anchor_keys``)."""
     keys = _container_keys(data_dir)
     db = data_dir / "seats.db"
     if not db.exists():
@@ -830,7 +858,9 @@ def verify_usage_offline(data_dir: Path) -> dict[str, Any]:
     store = SqliteSeatStore(db, readonly=True)
     try:
         with store.snapshot() as tx:
-            results = [verify_log(tx, key) for key in keys] or [verify_log(tx, None)]
+            results = [verify_log(tx, key, anchor_keys=anchor_keys) for key in keys] or [
+                verify_log(tx, None, anchor_keys=anchor_keys)
+            ]
     finally:
         store.close()
     good = [r for r in results if r["ok"]]
@@ -838,3 +868,174 @@ def verify_usage_offline(data_dir: Path) -> dict[str, Any]:
     if not keys:
         result = {**result, "ok": False, "problems": [*result["problems"], "no server container to check against"]}
     return result
+
+
+# ---------------------------------------------------------------- License Central
+
+
+@dataclass(frozen=True)
+class UsageUploaded:
+    """What an upload of the usage log to License Central did."""
+
+    serial: str  # the server container whose key signed it
+    anchored: int | None  # the last event License Central anchored (None: none yet)
+    anchored_at: int | None  # when (Central's time)
+    uploaded: int  # events sent
+    flagged: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
+    rebased: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        if self.anchored is None:
+            return "Usage log: no events to upload to License Central yet."
+        return (
+            f"Usage log anchored at License Central through event {self.anchored} "
+            f"({self.uploaded} event{'s' if self.uploaded != 1 else ''} uploaded)."
+        )
+
+
+@dataclass(frozen=True)
+class CentralSync:
+    usage: UsageUploaded
+    updates: int  # license updates applied
+
+
+def firm_keys(container: Container) -> dict[int, dict[str, hazmat.Ed25519PublicKey]]:
+    """The firm keys each slot of ``container`` pinned, by firm code: what verifies an anchor."""
+    return {firm: slot.pinned_keys() for firm, slot in container.slots().items() if slot.pinned}
+
+
+def usage_container(rt: Any) -> tuple[Container, str | None] | None:
+    """The container whose key signs the usage uploads (the first one holding licenses from
+    License Central) and the Central its slot names."""
+    first: tuple[Container, str | None] | None = None
+    for container, slot in rt.iter_slots():
+        if slot.central:
+            return container, slot.central
+        if first is None and slot.seq > 0:
+            first = (container, None)
+    return first
+
+
+def _strings(answer: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = answer.get(name)
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def upload_usage(
+    engine: SeatEngine, rt: Any, central: str | None = None, *, transport: Any = None
+) -> UsageUploaded | None:
+    """Upload every event after the stored anchor to License Central (``central``, else the
+    one the container's slot names) and keep each anchor it answers. None when no container
+    here knows a Central.
+
+    When Central holds the log through an event the stored anchor is before (its
+    ``anchor_mismatch``: this server lost its anchor record), the upload starts again once
+    from that event, if the log still holds it. ActivationError on every failure."""
+    from ..client import CentralClient, CentralError, CentralRefused
+
+    found = usage_container(rt)
+    if found is None or not (central or found[1]):
+        return None
+    container, named = found
+    url = str(central or named)
+    keys = firm_keys(container)
+    base: tuple[int, str] | None = None
+    sent = 0
+    flagged: list[str] = []
+    withdrawn: list[str] = []
+    rebased: list[str] = []
+    try:
+        with CentralClient(url, transport=transport) as client:
+            while True:
+                try:
+                    for doc in engine.usage_uploads(container.sign, container.serial, base=base):
+                        answer = client.upload_usage(doc)
+                        sent += len(doc["payload"]["events"])
+                        engine.record_anchor(answer.get("anchor"), serial=container.serial, firm_keys=keys)
+                        flagged += _strings(answer, "flagged")
+                        withdrawn += _strings(answer, "withdrawn")
+                        rebased += _strings(answer, "rebased")
+                    break
+                except CentralRefused as exc:
+                    base = _restart(engine, exc, base)
+    except CentralError as exc:
+        raise E.ActivationError(f"the usage log could not go to License Central: {exc}") from None
+    anchor = engine.central_anchor()
+    if flagged:
+        log.warning("License Central flagged the usage upload: %s", "; ".join(flagged))
+    return UsageUploaded(
+        container.serial,
+        anchor.seq if anchor else None,
+        anchor.time if anchor else None,
+        sent,
+        tuple(flagged),
+        tuple(withdrawn),
+        tuple(rebased),
+    )
+
+
+def _restart(engine: SeatEngine, exc: Any, base: tuple[int, str] | None) -> tuple[int, str]:
+    """Where to upload from again after Central refused (re-raised unless it is the first
+    ``anchor_mismatch`` and the log holds the event Central anchored)."""
+    seq = exc.anchored_seq
+    if exc.code != "anchor_mismatch" or base is not None or seq is None:
+        raise exc
+    digest = engine.usage_hash(seq)
+    if digest is None:
+        raise E.ActivationError(
+            f"License Central holds this server's usage log through event {seq}, which the log here no longer "
+            "holds: ask the vendor to clear the container's usage anchors ('licentia vendor container clear')"
+        ) from None
+    log.warning("License Central holds the usage log through event %d: uploading again from there", seq)
+    return seq, digest
+
+
+def sync_usage(data_dir: Path, rt: Any, central: str | None = None) -> UsageUploaded | None:
+    """``licentia server sync``: upload the usage log of the server in ``data_dir``."""
+    db = data_dir / "seats.db"
+    if not db.exists():
+        return None
+    store = SqliteSeatStore(db)
+    try:
+        return upload_usage(SeatEngine(store, clock=rt.clock), rt, central)
+    finally:
+        store.close()
+
+
+def export_usage(data_dir: Path, rt: Any) -> list[dict[str, Any]]:
+    """``licentia server usage export``: the signed uploads of every event after the stored
+    anchor, in order, for ``licentia depot submit`` (no network)."""
+    found = usage_container(rt)
+    if found is None:
+        raise E.ActivationError(
+            "no container of this license server holds licenses from License Central yet: activate a ticket "
+            "first ('licentia server activate TICKET')"
+        )
+    db = data_dir / "seats.db"
+    if not db.exists():
+        return []
+    store = SqliteSeatStore(db, readonly=True)
+    try:
+        container = found[0]
+        return list(SeatEngine(store, clock=rt.clock).usage_uploads(container.sign, container.serial))
+    finally:
+        store.close()
+
+
+def record_anchor_file(data_dir: Path, rt: Any, document: dict[str, Any]) -> Any:
+    """``licentia server usage anchor FILE``: keep an anchor License Central answered."""
+    found = usage_container(rt)
+    if found is None:
+        raise E.ActivationError("no container of this license server holds licenses from License Central")
+    db = data_dir / "seats.db"
+    if not db.exists():
+        raise E.ActivationError(f"no usage log in {data_dir} (seats.db is missing)")
+    store = SqliteSeatStore(db)
+    try:
+        container = found[0]
+        return SeatEngine(store, clock=rt.clock).record_anchor(
+            document, serial=container.serial, firm_keys=firm_keys(container)
+        )
+    finally:
+        store.close()

@@ -42,6 +42,8 @@ _KEYS = {
     "sweep_interval",
     "config_poll",
     "private_views",
+    "pseudonymise",
+    "central_sync",
 }
 
 
@@ -81,6 +83,11 @@ class Settings:
     #: seconds of grace this server grants a seat at most, below the license's max_grace
     #: (None: the license's own cap; 0: no grace on this server's seats)
     max_grace: int | None = None
+    #: write user, host, address and seat into the usage log as keyed hashes (DATA/pseudonym.key)
+    pseudonymise: bool = False
+    #: seconds between the running server's uploads of its usage log and license syncs with
+    #: License Central (when its container knows one); 0: never (``licentia server sync`` by hand)
+    central_sync: float = 86400.0
     clock: Callable[[], int] = field(default=_default_clock, compare=False, repr=False)
 
     @property
@@ -90,6 +97,10 @@ class Settings:
     @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin.token"
+
+    @property
+    def pseudonym_key_file(self) -> Path:
+        return self.data_dir / "pseudonym.key"
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -216,6 +227,22 @@ def _duration(name: str, v: Any) -> int:
         ) from None
 
 
+def _interval(name: str, v: Any) -> float:
+    """A duration ("1d", "12h", "30m") or seconds; 0 turns it off."""
+    try:
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise ValueError
+        seconds = float(v) if isinstance(v, (int, float)) else float(parse_duration(v))
+        if not (seconds == 0 or 0.05 <= seconds <= MAX_SECONDS * 12):
+            raise ValueError
+        return seconds
+    except ValueError:
+        raise SettingsError(
+            f'[server] {name} is a duration ("1d", "12h") or seconds, at most {MAX_SECONDS * 12 // 86400} days '
+            '("0": off)'
+        ) from None
+
+
 def _path(name: str, v: Any) -> Path:
     if not isinstance(v, str) or not v or "\0" in v:
         raise SettingsError(f"[server] {name} is the path of a file")
@@ -236,6 +263,8 @@ _CHECKS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
     ("durability", _durability),
     ("discovery", _flag),
     ("private_views", _flag),
+    ("pseudonymise", _flag),
+    ("central_sync", _interval),
     ("max_grace", _duration),
     ("tls_cert", _path),
     ("tls_key", _path),
