@@ -269,6 +269,17 @@ def _get_firm(w: World) -> Case:
     )
 
 
+@case("PATCH /api/v1/firms/{code}")
+def _update_firm(w: World) -> Case:
+    return Case(
+        refused=(
+            Call("PATCH", f"/firms/{B_CODE}", body={"usage_retention_days": 30}, control=("b", "admin"),
+                 shows=f"Firm {B_CODE}", twin=(B, NEW)),
+        ),
+        own=(Call("PATCH", f"/firms/{A_CODE}", body={"usage_retention_days": 400}, shows=f"Firm {A_CODE}"),),
+    )  # fmt: skip
+
+
 @case("GET /api/v1/firms/{code}/products/{product}/keys/{version}")
 def _product_key(w: World) -> Case:
     return Case(
@@ -506,6 +517,33 @@ def _clear_container(w: World) -> Case:
     )  # fmt: skip
 
 
+def _reporting(path: str) -> Callable[[World], Case]:
+    """A reporting view: filters that name B's firm, customer, item or ticket are answered
+    like ones nobody has; A's own reports are answered."""
+
+    def make(w: World) -> Case:
+        def call(flt: dict[str, Any], **kw: Any) -> Call:
+            return Call("POST", path, body={"session": {}, "filter": flt}, **kw)
+
+        return Case(
+            refused=(
+                call({"firmCode": B_CODE}, control=("b", "admin"), twin=(B, NEW)),
+                call({"customerIdentification": B_CUSTOMER}, control=("b",), twin=(B_CUSTOMER, NO_CUSTOMER)),
+                call({"itemIdentification": B_ITEM}, control=("b",), twin=(B_ITEM, NO_ITEM)),
+                call({"itemIdentification": B_MODULE}, control=("b",), twin=(B_MODULE, NO_MODULE)),
+                call({"ticketId": w.b_active}, control=("b", "admin"), twin=(w.b_active, w.no_ticket)),
+            ),
+            own=(call({}), call({"firmCode": A_CODE}), call({"productCode": B_PRODUCT}),
+                 call({"customerIdentification": w.a.customer, "itemIdentification": w.a.item})),
+        )  # fmt: skip
+
+    return make
+
+
+for _view in ("license-usage", "product-usage", "billing"):
+    case(f"POST /api/v1/reporting/{_view}")(_reporting(f"/reporting/{_view}"))
+
+
 #: Routes no vendor key scopes: they take no API key, or name no firm.
 PUBLIC = {
     "GET /health": "liveness: names no firm",
@@ -519,6 +557,8 @@ PUBLIC = {
     "POST /api/v1/reports": "the protocol: a container-signed request, checked against the container's key",
     "POST /api/v1/consumptions": "the protocol: a container-signed consumption, checked against the container's key",
     "POST /api/v1/deactivations": "the protocol: the container's signed receipt",
+    "POST /api/v1/usage-uploads": "the protocol: a license server's usage log, signed with its container's key "
+    "(test_usage_upload.py)",
     # the API's own description
     "GET /openapi.json": "the API description",
     "GET /docs": "the API description, as a page",

@@ -69,8 +69,10 @@ def test_report_and_sync_interval_defaults_are_the_vendors_to_change(client):
         },
     )
     assert r.json()["options"] == {"units": 5, "quantity": 1, "report_interval_hours": 0, "sync_interval_days": 7}
-    r = v.post("/items", {"name": "Plain", "product_code": 147, "options": {"quantity": 3}})
-    assert r.json()["options"] == {"quantity": 3}  # nothing to count, no limit: no defaults
+    r = v.post("/items", {"name": "Plain", "product_code": 147, "options": {"quantity": 1}})
+    assert r.json()["options"] == {"quantity": 1}  # nothing to count, no limit, one seat: no defaults
+    r = v.post("/items", {"name": "Seats", "product_code": 149, "options": {"quantity": 3}})
+    assert r.json()["options"] == {"quantity": 3, "sync_interval_days": 30}  # a license server's: syncs monthly
     r = v.post("/items", {"name": "Metered", "product_code": 148, "options": {"metering": "online"}})
     assert r.status_code == 400 and error_code(r) == "invalid_input" and "units" in r.json()["error"]["message"]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +14,15 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from .api import errors as api_errors
-from .api import routes
+from .api import reporting, routes
 from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
+from .services import Context
+from .services.retention import RetentionService
 from .settings import Settings, SettingsError
 from .startup import prepare
+
+log = logging.getLogger("licentia.central")
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = "/docs/assets"
@@ -42,6 +49,25 @@ def request_limits(settings: Settings) -> Limits:
     )
 
 
+async def _purge_usage(ctx: Context, interval: float) -> None:
+    """The usage store's retention, every ``interval`` seconds while Central serves (in a
+    worker thread, in batches: uploads and reports go on). A failed run is logged and the
+    next one comes at the next interval."""
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(_purge_once, ctx)
+        except Exception:
+            log.exception("usage retention run failed; the next one is in %.0f s", interval)
+
+
+def _purge_once(ctx: Context) -> None:
+    with ctx.db.session() as session:
+        RetentionService(ctx, session).purge()
+
+
 def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
     """Build Central: prepares data dir, keys and schema, then wires the routes.
 
@@ -56,7 +82,11 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        purger = asyncio.create_task(_purge_usage(ctx, settings.usage_purge_interval))
         yield
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
         if protocol is not None:
             protocol.shutdown(wait=True)
         ctx.db.dispose()
@@ -86,6 +116,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
 
     for router in routes.ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(reporting.router, prefix=API_PREFIX)
 
     @app.get("/health", tags=["health"], summary="Liveness check")
     async def health() -> dict[str, str]:

@@ -84,6 +84,8 @@ class Firm(Base):
     item_counter: Mapped[int] = mapped_column(Integer, default=0)
     customer_counter: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[int] = mapped_column(BigInteger)
+    #: how long the usage store keeps this firm's events (days, by access time)
+    usage_retention_days: Mapped[int] = mapped_column(Integer, default=400)
 
     keys: Mapped[list[FirmKey]] = relationship(back_populates="firm", order_by="FirmKey.created_seq")
 

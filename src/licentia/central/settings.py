@@ -41,6 +41,8 @@ ENV_VARS = {
     "LICENTIA_REFUSED_PER_SECOND": "how fast that allowance comes back, per second (default 1)",
     "LICENTIA_FORWARDED_ALLOW_IPS": "addresses or networks of trusted reverse proxies, comma-separated: only "
     "their X-Forwarded-For names the client (default: none)",
+    "LICENTIA_USAGE_PURGE_INTERVAL": "seconds between two runs of the usage store's retention (each firm's "
+    "events older than its retention are deleted; default 86400, 0: never while serving)",
 }
 
 
@@ -63,6 +65,7 @@ class Settings:
     refused_burst: int = 60
     refused_per_second: float = 1.0
     forwarded_allow_ips: str = ""  # trusted reverse proxies (comma-separated addresses or networks)
+    usage_purge_interval: float = 86400.0  # seconds between retention runs while serving (0: none)
 
     @property
     def db_url(self) -> str:
@@ -137,4 +140,5 @@ class Settings:
             refused_burst=number("LICENTIA_REFUSED_BURST", 60),
             refused_per_second=float(number("LICENTIA_REFUSED_PER_SECOND", 1, maximum=1_000_000)),
             forwarded_allow_ips=env.get("LICENTIA_FORWARDED_ALLOW_IPS", ""),
+            usage_purge_interval=float(number("LICENTIA_USAGE_PURGE_INTERVAL", 86400, minimum=0)),
         )

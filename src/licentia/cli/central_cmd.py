@@ -1,5 +1,6 @@
 """``licentia central serve``: run License Central (uvicorn) on this machine;
-``migrate`` its database; ``backup`` its database (never its keys)."""
+``migrate`` its database; ``backup`` its database (never its keys); ``usage purge``
+the usage store's old events."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from ..central.demo import Demo
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+usage_app = typer.Typer(no_args_is_help=True, help="The usage store: retention.")
+app.add_typer(usage_app, name="usage")
 
 
 @app.command()
@@ -60,6 +63,37 @@ def migrate(
             _common.console.print(f"database at revision {current_revision(database.engine)}", highlight=False)
         finally:
             database.dispose()
+
+    _common.run_guarded(run)
+
+
+@usage_app.command("purge")
+def usage_purge(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
+    ] = None,
+) -> None:
+    """Delete each firm's usage events older than its retention now (Central also does it
+    once a day while it serves), and print how many per firm."""
+
+    def run() -> None:
+        import time
+
+        from ..central.services.retention import RetentionService
+        from ..central.settings import Settings
+        from ..central.startup import prepare
+
+        settings = Settings.from_env(data_dir=data)
+        ctx = prepare(settings, lambda: int(time.time()))
+        try:
+            with ctx.db.session() as session:
+                purged = RetentionService(ctx, session).purge()
+        finally:
+            ctx.db.dispose()
+        if not purged:
+            _say("no firms: nothing to purge")
+        for p in purged:
+            _say(f"firm {p.firm_code}: {p.deleted} event(s) older than {p.retention_days} days deleted")
 
     _common.run_guarded(run)
 

@@ -23,7 +23,7 @@ import typer
 from typer.models import OptionInfo
 
 from ..core.encoding import parse_duration
-from . import _common
+from . import _common, usage_cmd
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import CentralClient
@@ -45,6 +45,7 @@ app.add_typer(customer_app, name="customer")
 app.add_typer(ticket_app, name="ticket")
 app.add_typer(container_app, name="container")
 app.add_typer(product_key_app, name="product-key")
+app.command("usage")(usage_cmd.usage)
 
 CentralOpt = Annotated[
     str | None,
@@ -196,6 +197,23 @@ def firm_show(
 ) -> None:
     """Show a firm and its keys."""
     _guard(lambda: _show(_call(central, api_key, "GET", f"/firms/{code}")))
+
+
+@firm_app.command("set-retention")
+def firm_set_retention(
+    days: Annotated[int, typer.Argument(min=1, max=3650, help="Days to keep usage events (default 400).")],
+    code: Annotated[int, typer.Option("--code", help="Firm code.")],
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Set how long License Central keeps the firm's usage events (by access time)."""
+
+    def run() -> None:
+        firm = _call(central, api_key, "PATCH", f"/firms/{code}", {"usage_retention_days": days})
+        _note(f"firm {firm['code']} keeps its usage events {firm['usage_retention_days']} days")
+        _out(str(firm["usage_retention_days"]))
+
+    _guard(run)
 
 
 class KeyFormat(StrEnum):
@@ -470,7 +488,8 @@ class LicenseTerms:
     sync_interval_days: Annotated[
         Days,
         _term(
-            "--sync-interval-days", "Must sync at least this often (default 30 with units or a time limit; 0: never)."
+            "--sync-interval-days",
+            "Must sync at least this often (default 30 with units, a time limit or a quantity above 1; 0: never).",
         ),
     ] = None
     report_interval_hours: Annotated[
@@ -838,12 +857,19 @@ def container_show(
     api_key: KeyOpt = None,
 ) -> None:
     """Show where a container stands for the firm: sequence numbers, generation, last contact,
-    and every manipulation Central saw (what it did, why, whether reviewed)."""
+    every manipulation Central saw (what it did, why, whether reviewed), and how far a license
+    server's usage log in it is anchored at Central."""
     params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
 
     def run() -> None:
         shown = _call(central, api_key, "GET", f"/containers/{serial}", params=params)
         _show(shown)
+        usage = shown.get("usage") or {}
+        if usage.get("anchored_seq") is not None:
+            _note(
+                f"usage log anchored at License Central through event {usage['anchored_seq']} "
+                f"({_when(usage['anchored_at'])} UTC); {usage['events']} usage rows of the firm stored"
+            )
         if shown.get("flagged"):
             _note(f"container {serial} is flagged: review its flags, then 'licentia vendor container clear {serial}'")
 
@@ -857,7 +883,8 @@ def container_clear(
     central: CentralOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Mark a container's manipulation flags reviewed; tickets withdrawn from it can be activated again."""
+    """Mark a container's manipulation flags reviewed; tickets withdrawn from it can be activated again,
+    and a license server's usage log there starts a new chain at its next upload."""
 
     def run() -> None:
         body = {"firm_code": firm_code} if firm_code is not None else None
@@ -866,5 +893,7 @@ def container_clear(
         _note(f"container {serial} cleared for firm {done['firm_code']} ({was})")
         for ticket in done.get("unblocked", []):
             _note(f"ticket {ticket} unblocked: it can be activated again")
+        if done.get("anchors_superseded"):
+            _note("its usage log's anchors were set aside: the license server's next upload starts a new chain")
 
     _guard(run)

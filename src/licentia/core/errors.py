@@ -32,6 +32,7 @@
      ├── ServiceError                       Central's services refuse a call (``code``; the API maps
      │    │                                 each class to its HTTP status in central/api/errors.py)
      │    ├── BadInput            invalid_input          a field has a value Central cannot use
+     │    │    └── UnsupportedSession unsupported_session a reporting request carries a session object
      │    ├── InvalidTicket       invalid_ticket         a ticket id was mistyped
      │    ├── InvalidRequest      invalid_request        a request document failed verification (generic)
      │    ├── InvalidReceipt      invalid_receipt        a receipt failed verification (generic)
@@ -41,6 +42,7 @@
      │    ├── KeyMismatch         container_key_mismatch request not signed by the serial's key
      │    ├── NotFound            unknown_<thing>        firm, item, customer, ticket, container, key
      │    ├── Conflict            <thing>_exists, ticket_revoked, wrong_level, ...
+     │    │    └── AnchorMismatch anchor_mismatch      a usage upload starts where Central holds no anchor
      │    ├── TooManyAttempts     too_many_attempts      too many failed attempts
      │    └── Unavailable         busy                   the database is busy: try again
      ├── SeatError                          the seat engine or a license server refuses a request
@@ -401,7 +403,12 @@ class CentralUnreachable(CentralError):
 
 
 class CentralRefused(CentralError):
-    """License Central answered with an error (``status`` and ``code`` say which)."""
+    """License Central answered with an error (``status`` and ``code`` say which).
+
+    ``anchored_seq``: with code ``anchor_mismatch`` (a usage upload), the last event of the
+    license server's usage log Central holds an anchor for (None otherwise)."""
+
+    anchored_seq: int | None = None
 
 
 # ---------------------------------------------------------------- Central's services
@@ -424,14 +431,29 @@ class ServiceError(LicentiaError):
         if code is not None:
             self.code = code
 
-    def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    #: more fields of the error body, beside ``code`` and ``message`` (a subclass's)
+    extra: dict[str, Any] = {}  # never changed in place: a subclass sets its own on the instance
+
+    def body(self) -> dict[str, dict[str, Any]]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
 class BadInput(ServiceError):
     """A field has a value Central cannot use."""
 
     code = "invalid_input"
+
+
+class UnsupportedSession(BadInput):
+    """A reporting request carries a session object: only the API key authenticates for now."""
+
+    code = "unsupported_session"
+
+    def __init__(self) -> None:
+        super().__init__(
+            'Session objects are not accepted yet: send an empty session ("session": {}) or none, and the '
+            "API key in the Authorization header ('Authorization: Bearer <key>')."
+        )
 
 
 class InvalidTicket(ServiceError):
@@ -511,6 +533,21 @@ class Conflict(ServiceError):
 
     def __init__(self, code: str, message: str):
         super().__init__(message, code=code)
+
+
+class AnchorMismatch(Conflict):
+    """A license server's usage upload starts where Central holds no anchor, and nothing
+    shows manipulation (the server lost its anchor record): the body says
+    ``anchored_seq``, the latest event Central holds, where the server uploads from again."""
+
+    def __init__(self, anchored_seq: int):
+        super().__init__(
+            "anchor_mismatch",
+            f"License Central holds this server's usage log through event {anchored_seq}: "
+            "upload again from that event.",
+        )
+        self.anchored_seq = anchored_seq
+        self.extra = {"anchored_seq": anchored_seq}
 
 
 class TooManyAttempts(ServiceError):
@@ -657,6 +694,7 @@ __all__ = [
     "AccessDenied",
     "AclError",
     "ActivationError",
+    "AnchorMismatch",
     "BY_CODE",
     "BadInput",
     "BadRequest",
@@ -712,6 +750,7 @@ __all__ = [
     "TooManyAttempts",
     "TrustNotConfigured",
     "Unauthorized",
+    "UnsupportedSession",
     "Unavailable",
     "UnitsExhausted",
     "log_rejected",

@@ -25,6 +25,7 @@ from ..services import (
     FirmService,
     MeteringService,
     TicketService,
+    UsageService,
 )
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: the admin key or a vendor key.")
@@ -43,6 +44,10 @@ def activation_service(ctx: Context, db: Session) -> ActivationService:
 
 def metering_service(ctx: Context, db: Session) -> MeteringService:
     return MeteringService(ctx, db, attempts=AttemptService(ctx, db))
+
+
+def usage_service(ctx: Context, db: Session) -> UsageService:
+    return UsageService(ctx, db, attempts=AttemptService(ctx, db))
 
 
 def ticket_service(ctx: Context, db: Session) -> TicketService:

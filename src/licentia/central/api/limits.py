@@ -43,8 +43,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: the activation protocol's routes: small signed documents, parsed by their services
 PROTOCOL_PATHS = frozenset(
-    f"/api/v1/{name}" for name in ("activations", "sync", "reports", "consumptions", "deactivations")
+    f"/api/v1/{name}" for name in ("activations", "sync", "reports", "consumptions", "deactivations", "usage-uploads")
 )
+#: the protocol routes with a larger body: a license server's usage upload (a chunk of up
+#: to anchoring.MAX_EVENT_BYTES of event text, escaped in the signed envelope)
+UPLOAD_PATHS = frozenset({"/api/v1/usage-uploads"})
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -65,6 +68,7 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 @dataclass(frozen=True)
 class Limits:
     protocol_body: int = 256 * 1024  # bytes: a signed request, receipt or report
+    upload_body: int = 1024 * 1024  # bytes: a usage upload
     api_body: int = 1024 * 1024  # bytes: the vendor API's JSON bodies
     body_timeout: float = 10.0  # seconds a body may take, plus one for every min_rate bytes
     min_rate: int = 1024  # bytes per second
@@ -74,6 +78,8 @@ class Limits:
     trusted_proxies: tuple[Network, ...] = ()
 
     def body_limit(self, path: str) -> int:
+        if path in UPLOAD_PATHS:
+            return max(self.upload_body, self.protocol_body)
         return self.protocol_body if path in PROTOCOL_PATHS else self.api_body
 
 
@@ -131,8 +137,37 @@ def _in(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in net for net in networks)
 
 
-async def _reply(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+#: the reporting routes answer every refusal in the reporting API's shape as well
+#: (``errorCode`` and ``message`` beside the ``error`` object; docs/usage.md)
+REPORTING_PREFIX = "/api/v1/reporting/"
+#: errorCode of each refusal status on the reporting routes (0 is success)
+REPORTING_CODES = {
+    400: 1,  # the request is not one Central can answer (a filter value, a time, a cursor, ...)
+    408: 1,  # the body came too slowly
+    413: 1,  # the body is over the limit
+    422: 1,  # the body does not match the request's schema (an unknown key, a wrong type)
+    401: 2,  # no API key, or one Central does not know
+    403: 3,  # the key may not see that firm
+    404: 4,  # a filter names a customer, item, ticket or firm the key does not have
+    429: 6,  # too many requests or refusals from this address
+    503: 6,  # Central is busy: try again
+}
+REPORTING_INTERNAL = 9
+
+
+def error_body(path: str, status: int, code: str, message: str, number: int | None = None) -> dict[str, Any]:
+    """Central's error answer: ``{"error": {"code", "message"}}``; on the reporting routes
+    with the reporting API's ``errorCode`` (``number``, else the status's) and ``message``."""
+    error = {"code": code, "message": message}
+    if not path.startswith(REPORTING_PREFIX):
+        return {"error": error}
+    if number is None:
+        number = REPORTING_CODES.get(status, REPORTING_INTERNAL)
+    return {"errorCode": number, "message": message, "error": error}
+
+
+async def _reply(send: Send, path: str, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(path, status, code, message)).encode()
     await send(
         {
             "type": "http.response.start",
@@ -205,14 +240,16 @@ class Guard:
         peer = scope.get("client")
         if peer is None or address != peer[0]:
             scope = {**scope, "client": (address, 0)}
+        path = str(scope.get("path", ""))
         if not self.buckets.allowed(address):
             self._log_blocked(address)
-            await _reply(send, 429, "too_many_requests", "Too many refused requests from this address: wait a minute.")
+            message = "Too many refused requests from this address: wait a minute."
+            await _reply(send, path, 429, "too_many_requests", message)
             return
         if not proxy and self.inflight.get(address, 0) >= self.limits.inflight_per_address:
             refused = _Refused(429, "too_many_requests", "Too many requests in flight from this address.")
             self.refuse(address, scope, refused)
-            await _reply(send, refused.status, refused.code, refused.message)
+            await _reply(send, path, refused.status, refused.code, refused.message)
             return
         self.inflight[address] = self.inflight.get(address, 0) + 1
         try:
@@ -220,7 +257,7 @@ class Guard:
                 body = await self._body(scope, receive)
             except _Refused as refused:
                 self.refuse(address, scope, refused)
-                await _reply(send, refused.status, refused.code, refused.message)
+                await _reply(send, path, refused.status, refused.code, refused.message)
                 return
             await self.app(scope, _replay(body, receive), send)
         finally:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from ..services import ActivationService, MeteringService, normalize
+from ..services import ActivationService, MeteringService, UsageService, normalize
 from ..services.catalog import MAX_OFFSET, MAX_PAGE, PAGE_SIZE
 from . import schemas
 from .deps import (
@@ -24,6 +24,7 @@ from .deps import (
     client_address,
     metering_service,
     run_protocol,
+    usage_service,
 )
 
 FirmQuery = Query(default=None, description="admin key only: the firm")
@@ -52,6 +53,11 @@ def create_firm(body: schemas.FirmCreate, caller: CallerDep, svc: FirmsDep) -> d
 @firms.get("/firms/{code}", summary="A firm and its keys (admin, or the firm's vendor)")
 def get_firm(code: int, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
     return svc.get(caller, code)
+
+
+@firms.patch("/firms/{code}", summary="Change a firm's settings: its usage retention (admin, or the firm's vendor)")
+def update_firm(code: int, body: schemas.FirmUpdate, caller: CallerDep, svc: FirmsDep) -> dict[str, Any]:
+    return svc.update(caller, code, usage_retention_days=body.usage_retention_days)
 
 
 @firms.get(
@@ -292,6 +298,8 @@ PROTOCOL: dict[str, tuple[ProtocolMethod, ServiceFactory]] = {
     # consume gets the MeteringService that metering_service makes
     "/consumptions": (MeteringService.consume, metering_service),  # type: ignore[dict-item]
     "/deactivations": (ActivationService.deactivate, activation_service),
+    # upload gets the UsageService that usage_service makes
+    "/usage-uploads": (UsageService.upload, usage_service),  # type: ignore[dict-item]
 }
 
 
@@ -331,6 +339,17 @@ async def consume(request: Request) -> Response:
 @protocol.post("/deactivations", summary="Deactivate with the container's receipt", openapi_extra=_RECEIPT_BODY)
 async def deactivate(request: Request) -> Response:
     return await _answer(request, "/deactivations")
+
+
+@protocol.post(
+    "/usage-uploads",
+    summary="A license server's usage log: a container-signed upload in, Central's firm-signed anchor out "
+    "(409 anchor_mismatch with anchored_seq: upload again from there; 409 usage_chain_broken: the log was "
+    "rewritten, cut or forked)",
+    openapi_extra=_doc_body("a usage-upload document signed by the license server's container"),
+)
+async def usage_upload(request: Request) -> Response:
+    return await _answer(request, "/usage-uploads")
 
 
 # The protocol first: route matching walks this list, and activations are the hot path.

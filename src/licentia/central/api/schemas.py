@@ -19,6 +19,16 @@ class FirmCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
 
 
+class FirmUpdate(_Body):
+    usage_retention_days: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="days the usage store keeps the firm's events, by access time (default 400)",
+        examples=[400],
+    )
+
+
 class ApiKeyCreate(_Body):
     firm_code: StrictInt | None = None
     role: Literal["vendor", "admin"] = "vendor"
@@ -47,7 +57,8 @@ class OptionsTemplate(_Body):
         default=None,
         ge=0,
         le=MAX_DAYS,
-        description="days offline before a sync is needed (0: never; default 30 with units or a time limit)",
+        description="days offline before a sync is needed (0: never; default 30 with units, a time limit or "
+        "a quantity above 1)",
     )
     report_interval_hours: StrictInt | None = Field(
         default=None,

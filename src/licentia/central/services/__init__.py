@@ -12,6 +12,7 @@ from .containers import AuditService, ContainerService
 from .firms import FirmService
 from .metering import MeteringService
 from .tickets import TicketService, normalize
+from .usage import UsageService
 
 __all__ = [
     "Actor",
@@ -27,5 +28,6 @@ __all__ = [
     "FirmService",
     "MeteringService",
     "TicketService",
+    "UsageService",
     "normalize",
 ]

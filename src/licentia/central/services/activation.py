@@ -594,32 +594,61 @@ class ActivationService(Service):
         now = self.now()
         log.warning("manipulation detected: container %s firm %s: %s", serial, firm.code, slot.flag)
         tx.execute(sql.U_FLAG, {"slot_id": slot.id, "at": now})
+        tickets = [t for (t,) in tx.all(sql.Q_ACTIVE, {"firm": firm.id, "container": container_id})]
+
+        def rebind(rows: _Rows) -> None:
+            self._bind_ticket(tx, rows, serial, sign_pub, container_id, firm, now)
+
+        reason = slot.flag or "manipulation"
+        return self._flag_tickets(tx, serial, container_id, firm.id, firm.code, tickets, reason, digest, rebind)
+
+    def _flag_tickets(
+        self,
+        tx: Tx,
+        serial: str,
+        container_id: uuid.UUID,
+        firm_id: uuid.UUID,
+        firm_code: int,
+        tickets: Sequence[str],
+        reason: str,
+        digest: str,
+        rebind: Callable[[_Rows], None] | None,
+    ) -> dict[str, list[int]]:
+        """Record a flag (``reason``, seen in the document ``digest``) for each of ``tickets``
+        (of one firm, in the container) and apply its item's policy: ``withdraw`` (or a
+        second flag within the item's window) ends the activation and blocks the ticket;
+        ``rebase`` calls ``rebind`` (re-issue the entry), or without one only records the
+        flag. A ticket not active in the container has nothing to withdraw: its flag is
+        recorded. No tickets: one flag for the container."""
+        now = self.now()
         notice: dict[str, list[int]] = {"rebased": [], "withdrawn": []}
         flag = {
             "time": now,
             "container_id": container_id,
-            "firm_id": firm.id,
-            "reason": slot.flag,
+            "firm_id": firm_id,
+            "reason": reason,
             "document": digest,
             "cleared": None,
         }
-        tickets = [t for (t,) in tx.all(sql.Q_ACTIVE, {"firm": firm.id, "container": container_id})]
         for ticket in tickets:
             rows = tx.all(sql.Q_TICKET, {"ticket": ticket})
             t = rows[0]
+            here = t.state == ACTIVATED and t.container_id == container_id
             earlier = tx.scalar(sql.Q_FLAGS, {"tid": t.id, "since": now - t.flag_window_days * DAY})
-            action = Policy.withdraw.value if t.policy == Policy.withdraw.value or earlier else Policy.rebase.value
+            withdraw = here and (t.policy == Policy.withdraw.value or bool(earlier))
+            action = Policy.withdraw.value if withdraw else Policy.rebase.value
             tx.execute(sql.I_FLAG, {**flag, "ticket_id": t.id, "action": action})
-            if action == Policy.withdraw.value:
+            if withdraw:
                 tx.execute(sql.U_END, {"tid": t.id, "at": now})
                 tx.execute(sql.U_TICKET, {"tid": t.id, "state": BLOCKED, "container_id": None})
                 notice["withdrawn"].append(t.license_id)
-            else:
-                self._bind_ticket(tx, rows, serial, sign_pub, container_id, firm, now)
+            elif here:
+                if rebind is not None:
+                    rebind(rows)
                 notice["rebased"].append(t.license_id)
         if not tickets:
             tx.execute(sql.I_FLAG, {**flag, "ticket_id": None, "action": Policy.rebase.value})
-        _audit(tx, firm.code, now, {"serial": serial, "reason": slot.flag, **notice})
+        _audit(tx, firm_code, now, {"serial": serial, "reason": reason, **notice})
         return notice
 
     def _signer(self, firm: _Firm) -> hazmat.Ed25519PrivateKey:

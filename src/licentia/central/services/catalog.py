@@ -32,6 +32,8 @@ TEMPLATE_INTS = (
 )
 #: What items made from now on with units or a time limit get unless the vendor says
 #: otherwise (0 removes either): an online machine reports daily, an offline one syncs monthly.
+#: An item of more than one seat (quantity > 1: served by a license server) syncs monthly
+#: too, so that the server's usage log reaches Central and a withdrawn license leaves it.
 DEFAULT_REPORT_HOURS = 24
 DEFAULT_SYNC_DAYS = 30
 _LIMITED = ("units", "expires", "expires_days", "usage_period_days")
@@ -91,6 +93,8 @@ def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
     out.setdefault("quantity", 1)
     if any(name in out for name in _LIMITED):
         out.setdefault("report_interval_hours", DEFAULT_REPORT_HOURS)
+        out.setdefault("sync_interval_days", DEFAULT_SYNC_DAYS)
+    if out["quantity"] > 1:
         out.setdefault("sync_interval_days", DEFAULT_SYNC_DAYS)
     return out
 

@@ -1,16 +1,17 @@
-"""What vendors see and do about containers: a container's slot for their firm,
-and clearing a slot flagged for manipulation."""
+"""What vendors see and do about containers: a container's slot for their firm (with the
+usage log a license server in it anchored at Central), and clearing a slot flagged for
+manipulation (which also sets the usage anchors aside: the next upload starts a new chain)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ...core import codes
 from ...core.errors import BadInput, NotFound
 from ..db import run_read, run_write
-from ..models import AuditEntry, Container, ContainerFirm, Firm, Flag, Ticket, TicketState
+from ..models import AuditEntry, Container, ContainerFirm, Firm, Flag, Ticket, TicketState, UsageAnchor, UsageEvent
 from .base import Actor, Service, check_code
 from .catalog import PAGE_SIZE, page
 
@@ -57,6 +58,16 @@ class ContainerService(Service):
                 .where(Flag.container_id == container.id, Flag.firm_id == firm.id)
                 .order_by(Flag.id)
             ).all()
+            live = (UsageAnchor.container_id == container.id, UsageAnchor.superseded.is_(None))
+            latest = self.session.execute(
+                select(UsageAnchor.seq, UsageAnchor.time).where(*live).order_by(UsageAnchor.seq.desc()).limit(1)
+            ).first()
+            first = self.session.scalar(select(func.min(UsageAnchor.seq)).where(*live))
+            stored = self.session.scalar(
+                select(func.count())
+                .select_from(UsageEvent)
+                .where(UsageEvent.container_id == container.id, UsageEvent.firm_id == firm.id)
+            )
             return {
                 "serial": container.serial,
                 "level": container.level,
@@ -80,6 +91,15 @@ class ContainerService(Service):
                     }
                     for f, t in flags
                 ],
+                # a license server's usage log at Central: anchored through event ``anchored_seq``
+                # (at ``anchored_at``, Central's time) from ``first_anchored_seq`` on, and the rows of
+                # the firm's usage stored from it
+                "usage": {
+                    "anchored_seq": None if latest is None else latest.seq,
+                    "anchored_at": None if latest is None else latest.time,
+                    "first_anchored_seq": first,
+                    "events": int(stored or 0),
+                },
             }
 
         return run_read(self.session, tx)
@@ -149,7 +169,8 @@ class ContainerService(Service):
 
     def clear(self, actor: Actor, serial: str, firm_code: int | None = None) -> dict[str, Any]:
         """Mark the container's flags reviewed and unblock the tickets withdrawn from it (they
-        can be activated again, with the use Central recorded)."""
+        can be activated again, with the use Central recorded). The usage anchors of the
+        container are superseded: a license server's next upload starts a new chain there."""
         serial = check_serial(serial)
 
         def tx() -> dict[str, Any]:
@@ -175,13 +196,30 @@ class ContainerService(Service):
                 unblocked.append(ticket.ticket)
             for f in open_flags:
                 f.cleared = now
-            self.audit(actor, "container.clear", firm.code, serial=serial, was_flagged=was, unblocked=unblocked)
+            # the usage log's anchors are set aside: the server's next upload starts a new chain
+            superseded = self.session.execute(
+                update(UsageAnchor)
+                .where(UsageAnchor.container_id == container.id, UsageAnchor.superseded.is_(None))
+                .values(superseded=now)
+                .returning(UsageAnchor.seq),
+                execution_options={"synchronize_session": False},
+            ).all()
+            self.audit(
+                actor,
+                "container.clear",
+                firm.code,
+                serial=serial,
+                was_flagged=was,
+                unblocked=unblocked,
+                anchors_superseded=len(superseded),
+            )
             return {
                 "serial": serial,
                 "firm_code": firm.code,
                 "flagged": False,
                 "was_flagged": was,
                 "unblocked": sorted(unblocked),
+                "anchors_superseded": len(superseded),
             }
 
         return run_write(self.session, tx)

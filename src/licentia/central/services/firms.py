@@ -24,6 +24,10 @@ from ..keys import SecretBox
 from ..models import Firm, FirmKey
 from .base import Actor, Service, check_code
 
+#: how long a firm may keep its usage events (days): a day at least, ten years at most
+MIN_RETENTION_DAYS = 1
+MAX_RETENTION_DAYS = 3650
+
 
 def _is_staged(key: FirmKey, active_seq: int) -> bool:
     return not key.active and not key.retired and key.created_seq > active_seq
@@ -85,6 +89,25 @@ class FirmService(Service):
             return self._view(firm, self._keys(firm))
 
         return run_read(self.session, tx)
+
+    def update(self, actor: Actor, code: int, *, usage_retention_days: int | None = None) -> dict[str, Any]:
+        """Change a firm's settings (the admin, or the firm's vendor)."""
+        code = check_code(code)
+        self.require_firm_access(actor, code)
+        if usage_retention_days is not None and not MIN_RETENTION_DAYS <= usage_retention_days <= MAX_RETENTION_DAYS:
+            span = f"{MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}"
+            raise BadInput(f"usage_retention_days is from {span}: the days usage events are kept.")
+
+        def tx() -> dict[str, Any]:
+            firm = self.firm_by_code(code, lock=True)
+            if usage_retention_days is not None and usage_retention_days != firm.usage_retention_days:
+                before = firm.usage_retention_days
+                firm.usage_retention_days = usage_retention_days
+                self.audit(actor, "firm.update", code, usage_retention_days=[before, usage_retention_days])
+            self.session.flush()
+            return self._view(firm, self._keys(firm))
+
+        return run_write(self.session, tx)
 
     def public_keys(self, code: int) -> dict[str, Any]:
         """For anyone: every key (with state) and the endorsements linking them."""
@@ -258,4 +281,10 @@ class FirmService(Service):
 
     @staticmethod
     def _view(firm: Firm, keys: list[FirmKey]) -> dict[str, Any]:
-        return {"code": firm.code, "name": firm.name, "created": firm.created, "keys": _key_views(keys)}
+        return {
+            "code": firm.code,
+            "name": firm.name,
+            "created": firm.created,
+            "usage_retention_days": firm.usage_retention_days,
+            "keys": _key_views(keys),
+        }

@@ -1,5 +1,6 @@
 """The usage store: one table of usage events from every source (license servers'
-anchored logs first), and the anchors of each license server's usage log.
+anchored logs first), the anchors of each license server's usage log, and each firm's
+usage retention (400 days unless the firm says otherwise).
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +20,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    op.add_column("firms", sa.Column("usage_retention_days", sa.Integer(), nullable=False, server_default="400"))
     op.create_table(
         "usage_events",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -83,3 +85,5 @@ def downgrade() -> None:
     op.drop_index("ix_usage_events_firm_time", table_name="usage_events")
     op.drop_index("ix_usage_events_session", table_name="usage_events")
     op.drop_table("usage_events")
+    with op.batch_alter_table("firms") as batch:
+        batch.drop_column("usage_retention_days")

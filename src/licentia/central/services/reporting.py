@@ -1,0 +1,602 @@
+"""Usage reporting: three views of the usage store (``usage_events``), page by page.
+
+- license view: one entry per stored use of a license (a session or a refusal), in
+  access order;
+- product view: per customer, item, license and user, the seconds and successful
+  accesses summed;
+- billing view: per customer, item and UTC day, the peak of seats held at one instant,
+  seat-seconds, units, sessions and refusals.
+
+Every view is read in pages of at most ``MAX_PAGE`` rows with keyset pagination: a page
+ends with a cursor (the last row's sort key, bound to the view and the filter) and the
+next page starts after it, so no page holds more than its rows and a walk sees each row
+once. A vendor key sees its firm's rows, the admin key every firm's; a filter value
+outside the caller's scope is answered like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import heapq
+import json
+import math
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+
+from ...core import codes
+from ...core.encoding import b64d, b64e
+from ...core.errors import BadInput, NotFound
+from ..db import run_read
+from ..models import Customer, Item, Ticket, TicketItem, UsageEvent
+from .base import Actor, Service, check_code
+from .tickets import normalize
+
+#: rows in a page unless the caller asks for another number, and the most in one page
+PAGE_SIZE = 1000
+MAX_PAGE = 10000
+#: the largest whole number a filter holds (a code in a signed document stays within it)
+MAX_NUMBER = 2**53 - 1
+DAY = 86400
+
+VIEWS = ("license", "product", "billing")
+
+#: the fields of each view's entries, in the order of a CSV file's columns
+LICENSE_FIELDS = (
+    "accessTime",
+    "fail",
+    "featureCode",
+    "featureMap",
+    "firmCode",
+    "invalid",
+    "productCode",
+    "releaseTime",
+    "seconds",
+    "success",
+    "ticketLicenseId",
+    "userIdentification",
+)
+PRODUCT_FIELDS = ("customer", "item", "name", "seconds", "success", "user")
+BILLING_FIELDS = (
+    "firmCode",
+    "customer",
+    "item",
+    "name",
+    "day",
+    "peakSeats",
+    "seatSeconds",
+    "seatHours",
+    "sessions",
+    "units",
+    "refusals",
+)
+FIELDS = {"license": LICENSE_FIELDS, "product": PRODUCT_FIELDS, "billing": BILLING_FIELDS}
+
+#: the filter's keys as the API names them, each with the UsageFilter field it fills
+FILTER_KEYS = {
+    "from": "start",
+    "to": "end",
+    "customerIdentification": "customer",
+    "itemIdentification": "item",
+    "firmCode": "firm_code",
+    "productCode": "product_code",
+    "featureCode": "feature_code",
+    "ticketId": "ticket",
+}
+#: a session whose access mode holds no seat
+NO_SEAT_MODE = "nolimit"
+
+BAD_CURSOR = "This cursor is not one that this query's answers gave. Leave it out to start from the first page."
+
+
+# ---------------------------------------------------------------- times
+
+
+def parse_time(text: str, *, name: str, end: bool = False) -> int:
+    """An ISO 8601 date and time as Unix seconds; without an offset it is UTC. A ``to``
+    time (``end``) covers its whole second: 23:59:59 includes 23:59:59.999."""
+    example = "2023-08-31T23:59:59"
+    if not isinstance(text, str) or len(text) > 40 or not text.isascii() or len(text) < 16 or text[10] not in "Tt ":
+        raise BadInput(f"{name} is a date and time like {example} (UTC unless it names an offset).")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"{name} is a date and time like {example} (UTC unless it names an offset).") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    seconds = when.timestamp()
+    return math.floor(seconds) if end else math.ceil(seconds)
+
+
+def iso(ts: int) -> str:
+    """Unix seconds as the reporting API writes them: UTC, no offset, whole seconds."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def iso_day(day: int) -> str:
+    return dt.datetime.fromtimestamp(day * DAY, dt.UTC).date().isoformat()
+
+
+# ---------------------------------------------------------------- the filter
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    """What a report covers. ``start`` and ``end`` are Unix seconds, both included."""
+
+    start: int | None = None
+    end: int | None = None
+    customer: str | None = None
+    item: str | None = None
+    firm_code: int | None = None
+    product_code: int | None = None
+    feature_code: int | None = None
+    ticket: str | None = None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any] | None) -> UsageFilter:
+        """The API's filter object (``from``, ``to``, ``customerIdentification``, ...);
+        an unknown key is refused, not ignored."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - set(FILTER_KEYS))
+        if unknown:
+            raise BadInput(f"Unknown filter key(s): {', '.join(unknown)}. The filter knows {', '.join(FILTER_KEYS)}.")
+        values: dict[str, Any] = {}
+        for key, name in FILTER_KEYS.items():
+            value = raw.get(key)
+            if value is None:
+                continue
+            if key in ("from", "to"):
+                values[name] = parse_time(value, name=key, end=key == "to")
+            elif key in ("firmCode", "productCode", "featureCode"):
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_NUMBER:
+                    raise BadInput(f"{key} is a whole number of 0 or more.")
+                values[name] = check_code(value) if key == "firmCode" else value
+            else:
+                if not isinstance(value, str) or not value.strip() or len(value) > 64:
+                    raise BadInput(f"{key} is a text of 1 to 64 characters.")
+                values[name] = value.strip()
+        made = cls(**values)
+        if made.start is not None and made.end is not None and made.start > made.end:
+            raise BadInput("from is after to: give a period that starts before it ends.")
+        return made
+
+    def digest(self, view: str) -> str:
+        text = json.dumps({"view": view, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- queries and pages
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """A checked report request: the view, the scope's conditions (resolved once), the
+    filter, where the first page starts, and Central's time (open sessions end there)."""
+
+    view: str
+    scope: tuple[ColumnElement[bool], ...]
+    filter: UsageFilter
+    digest: str
+    after: tuple[Any, ...] | None
+    now: int
+
+    def cursor(self, key: Sequence[Any]) -> str:
+        return b64e(json.dumps({"v": self.view, "f": self.digest, "k": list(key)}, separators=(",", ":")).encode())
+
+    def resumed(self, key: Sequence[Any]) -> UsageQuery:
+        return UsageQuery(self.view, self.scope, self.filter, self.digest, tuple(key), self.now)
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    cursor: str | None  # None: this is the last page
+
+
+#: each view's cursor key: the types of its parts
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "license": (int, int),  # access time, row id
+    "product": (int, str, str, int, str),  # firm code, customer, item, license id, user
+    "billing": (int, str, str, int),  # firm code, customer, item, day
+}
+
+
+def _after(columns: Sequence[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """``columns`` sort after ``values`` (lexicographic; written out for any database)."""
+    clauses = []
+    for i, col in enumerate(columns):
+        clauses.append(and_(*(c == v for c, v in zip(columns[:i], values[:i], strict=True)), col > values[i]))
+    return or_(*clauses)
+
+
+def _not_before(columns: Sequence[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    return or_(_after(columns, values), and_(*(c == v for c, v in zip(columns, values, strict=True))))
+
+
+class ReportingService(Service):
+    """The reporting views over the usage store, for a vendor or the admin key."""
+
+    def query(self, actor: Actor, view: str, flt: UsageFilter, cursor: str | None = None) -> UsageQuery:
+        """Check a report request and resolve its scope (a NotFound for a filter value the
+        caller does not have, whether or not another firm has it)."""
+        if view not in VIEWS:
+            raise BadInput(f"The view is one of {', '.join(VIEWS)}.")
+        digest = flt.digest(view)
+        after = self._cursor_key(view, digest, cursor) if cursor is not None else None
+        scope = run_read(self.session, lambda: tuple(self._scope(actor, flt)))
+        return UsageQuery(view, scope, flt, digest, after, self.now())
+
+    def page(self, q: UsageQuery, limit: int = PAGE_SIZE) -> Page:
+        """One page of ``q``: up to ``limit`` rows after its cursor, and the next cursor."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise BadInput(f"limit is a whole number from 1 to {MAX_PAGE}.")
+
+        def tx() -> Page:
+            read = {"license": self._license_rows, "product": self._product_rows, "billing": self._billing_rows}
+            rows: list[dict[str, Any]] = []
+            keys: list[tuple[Any, ...]] = []
+            for key, row in read[q.view](q):
+                if len(rows) == limit:
+                    return Page(rows, q.cursor(keys[-1]))
+                rows.append(row)
+                keys.append(key)
+            return Page(rows, None)
+
+        return run_read(self.session, tx)
+
+    def walk(self, q: UsageQuery, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+        """Every row of ``q`` from its cursor on, read a page at a time (each page in its
+        own read transaction): for streaming a whole report."""
+        while True:
+            page = self.page(q, page_size)
+            yield from page.rows
+            if page.cursor is None:
+                return
+            q = q.resumed(self._cursor_key(q.view, q.digest, page.cursor))
+
+    def report(
+        self, actor: Actor, view: str, flt: UsageFilter, *, cursor: str | None = None, limit: int = PAGE_SIZE
+    ) -> Page:
+        return self.page(self.query(actor, view, flt, cursor), limit)
+
+    # ------------------------------------------------------------ scope
+
+    def _scope(self, actor: Actor, flt: UsageFilter) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        firm_ids: list[uuid.UUID] | None = None  # None: every firm (the admin key)
+        if not actor.admin or flt.firm_code is not None:
+            firm = self.scoped_firm(actor, flt.firm_code)
+            firm_ids = [firm.id]
+            conds.append(UsageEvent.firm_id == firm.id)
+
+        def in_scope(column: Any) -> ColumnElement[bool]:
+            cond: ColumnElement[bool] = column.in_(firm_ids) if firm_ids is not None else column.is_not(None)
+            return cond
+
+        if flt.customer is not None:
+            ids = list(
+                self.session.scalars(
+                    select(Customer.id).where(Customer.number == flt.customer, in_scope(Customer.firm_id))
+                )
+            )
+            if not ids:
+                raise NotFound(
+                    "customer", f"There is no customer {flt.customer} for this API key. Check the customer number."
+                )
+            conds.append(UsageEvent.customer_id.in_(ids))
+        if flt.item is not None:
+            text = flt.item.strip(codes.ITEM_ID_SPACE).upper() if flt.item.isascii() else flt.item
+            ids = list(self.session.scalars(select(Item.id).where(Item.item_id == text, in_scope(Item.firm_id))))
+            if not ids:
+                raise NotFound("item", f"There is no item {flt.item} for this API key. Check the item id.")
+            licensed = select(TicketItem.ticket_id).where(TicketItem.item_id.in_(ids))
+            conds.append(or_(UsageEvent.item_id.in_(ids), UsageEvent.ticket_id.in_(licensed)))
+        if flt.ticket is not None:
+            ticket = normalize(flt.ticket)
+            found = self.session.scalar(select(Ticket.id).where(Ticket.ticket == ticket, in_scope(Ticket.firm_id)))
+            if found is None:
+                raise NotFound("ticket", f"There is no ticket {ticket} for this API key. Check the ticket id.")
+            conds.append(UsageEvent.ticket_id == found)
+        if flt.product_code is not None:
+            conds.append(UsageEvent.product_code == flt.product_code)
+        if flt.feature_code is not None:
+            conds.append(UsageEvent.feature_code == flt.feature_code)
+        return conds
+
+    @staticmethod
+    def _cursor_key(view: str, digest: str, cursor: str) -> tuple[Any, ...]:
+        try:
+            if not isinstance(cursor, str) or len(cursor) > 1024:
+                raise ValueError
+            data = json.loads(b64d(cursor))
+            key = data["k"]
+            types = _KEY_TYPES[view]
+            if data["v"] != view or data["f"] != digest or not isinstance(key, list) or len(key) != len(types):
+                raise ValueError
+            if not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, types, strict=True)):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(BAD_CURSOR, reason=f"bad cursor {cursor[:80]!r}") from None
+        return tuple(key)
+
+    # ------------------------------------------------------------ the license view
+
+    def _license_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        e = UsageEvent
+        stmt = select(
+            e.id,
+            e.access_time,
+            e.release_time,
+            e.seconds,
+            e.success,
+            e.fail,
+            e.invalid,
+            e.firm_code,
+            e.product_code,
+            e.feature_code,
+            e.feature_map,
+            e.license_id,
+            e.user_ident,
+        ).where(*q.scope, *self._accessed(q.filter))
+        if q.after is not None:
+            stmt = stmt.where(_after((e.access_time, e.id), q.after))
+        for r in self.session.execute(stmt.order_by(e.access_time, e.id).execution_options(yield_per=500)):
+            entry: dict[str, Any] = {
+                "accessTime": iso(r.access_time),
+                "fail": r.fail,
+                "featureCode": r.feature_code,
+                "featureMap": r.feature_map,
+                "firmCode": r.firm_code,
+                "invalid": r.invalid,
+                "productCode": r.product_code,
+            }
+            if r.release_time is not None:
+                entry["releaseTime"] = iso(r.release_time)
+            entry |= {
+                "seconds": r.seconds,
+                "success": r.success,
+                "ticketLicenseId": r.license_id,
+                "userIdentification": r.user_ident,
+            }
+            yield (r.access_time, r.id), entry
+
+    @staticmethod
+    def _accessed(flt: UsageFilter) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if flt.start is not None:
+            conds.append(UsageEvent.access_time >= flt.start)
+        if flt.end is not None:
+            conds.append(UsageEvent.access_time <= flt.end)
+        return conds
+
+    # ------------------------------------------------------------ the product view
+
+    def _product_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        e = UsageEvent
+        group = (e.firm_code, Customer.number, Item.item_id, e.license_id, e.user_ident)
+        stmt = (
+            select(*group, Item.name, func.sum(e.seconds), func.sum(e.success))
+            .join(Customer, Customer.id == e.customer_id)
+            .join(Item, Item.id == e.item_id)
+            .where(*q.scope, *self._accessed(q.filter))
+        )
+        if q.after is not None:
+            stmt = stmt.where(_after(group, q.after))
+        stmt = stmt.group_by(*group, Item.name).order_by(*group)
+        for firm_code, customer, item, license_id, user, name, seconds, success in self.session.execute(
+            stmt.execution_options(yield_per=500)
+        ):
+            key = (firm_code, customer, item, license_id, user)
+            yield (
+                key,
+                {
+                    "customer": customer,
+                    "item": item,
+                    "name": name,
+                    "seconds": int(seconds or 0),
+                    "success": int(success or 0),
+                    "user": user,
+                },
+            )
+
+    # ------------------------------------------------------------ the billing view
+
+    def _billing_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        e = UsageEvent
+        flt = q.filter
+        lo = flt.start
+        hi = flt.end + 1 if flt.end is not None else None  # the period is [lo, hi)
+        group = (e.firm_code, Customer.number, Item.item_id)
+        stmt = (
+            select(
+                *group,
+                Item.name,
+                e.id,
+                e.access_time,
+                e.release_time,
+                e.success,
+                e.units,
+                e.mode,
+                e.seat,
+                e.lease_id,
+            )
+            .join(Customer, Customer.id == e.customer_id)
+            .join(Item, Item.id == e.item_id)
+            .where(*q.scope)
+        )
+        if hi is not None:
+            stmt = stmt.where(e.access_time < hi)
+        if lo is not None:
+            # refusals in the period; sessions that overlap it (begun before, held into it)
+            held = and_(e.success > 0, or_(e.release_time.is_(None), e.release_time > lo))
+            stmt = stmt.where(or_(e.access_time >= lo, held))
+        if q.after is not None:
+            stmt = stmt.where(_not_before(group, q.after[:3]))
+        stmt = stmt.order_by(*group, e.access_time, e.id).execution_options(yield_per=500)
+        sweep: DaySweep | None = None
+        for r in self.session.execute(stmt):
+            head = (r.firm_code, r.number, r.item_id)
+            if sweep is None or sweep.head != head:
+                if sweep is not None:
+                    yield from self._billing_out(sweep.finish(), q)
+                sweep = DaySweep(head, r.name, lo=lo, hi=hi, now=q.now)
+            seat = r.seat or r.lease_id or f"#{r.id}"
+            yield from self._billing_out(
+                sweep.add(r.access_time, r.release_time, r.success > 0, r.units, seat, r.mode != NO_SEAT_MODE), q
+            )
+        if sweep is not None:
+            yield from self._billing_out(sweep.finish(), q)
+
+    @staticmethod
+    def _billing_out(rows: Iterator[dict[str, Any]], q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        for row in rows:
+            key = (row["firmCode"], row["customer"], row["item"], row.pop("_day"))
+            # the cursor's own customer and item again from its first day (the sweep needs
+            # them all): its days up to the cursor's were on the pages before
+            if q.after is not None and key[:3] == q.after[:3] and key[3] <= q.after[3]:
+                continue
+            yield key, row
+
+
+@dataclass
+class _Day:
+    peak: int = 0
+    seat_seconds: int = 0
+    sessions: int = 0
+    units: int = 0
+    refusals: int = 0
+
+    def active(self) -> bool:
+        return bool(self.peak or self.seat_seconds or self.sessions or self.units or self.refusals)
+
+
+@dataclass
+class DaySweep:
+    """The billing view of one customer and item: a sweep over its sessions in access
+    order, closing each UTC day as the sweep passes its end.
+
+    A session holds its seat over [access, release) clipped to the period [lo, hi); one
+    still open holds it until ``now``. Sessions on one seat (the ``seat`` column, else
+    the lease id) count once, so a seat's held time is the union of its sessions. A day's
+    peak is the most distinct seats held at one instant of it (seats held as it begins
+    included); seat-seconds are the seconds each seat was held within it. Sessions, units
+    and refusals count on the day of their access (within the period).
+    """
+
+    head: tuple[int, str, str]
+    name: str
+    lo: int | None
+    hi: int | None
+    now: int
+    day: int | None = None
+    acc: _Day = field(default_factory=_Day)
+    ends: list[tuple[int, str]] = field(default_factory=list)  # a heap of (end, seat)
+    holders: dict[str, int] = field(default_factory=dict)  # seat -> its open sessions
+    since: dict[str, int] = field(default_factory=dict)  # seat -> held since (within this day)
+
+    def add(
+        self, access: int, release: int | None, success: bool, units: int, seat: str, holds_seat: bool
+    ) -> Iterator[dict[str, Any]]:
+        in_period = self.lo is None or access >= self.lo
+        if not success:
+            if in_period:
+                yield from self._to(access)
+                self.acc.refusals += 1
+            return
+        start = access if in_period else max(access, self.lo or access)
+        end = release if release is not None else max(self.now, access)
+        if self.hi is not None:
+            end = min(end, self.hi)
+        yield from self._to(start)
+        if in_period:
+            self.acc.sessions += 1
+            self.acc.units += units
+        if holds_seat and end > start:
+            heapq.heappush(self.ends, (end, seat))
+            held = self.holders.get(seat, 0)
+            self.holders[seat] = held + 1
+            if not held:
+                self.since[seat] = start
+                self.acc.peak = max(self.acc.peak, len(self.since))
+
+    def finish(self) -> Iterator[dict[str, Any]]:
+        if self.ends:
+            yield from self._to(max(end for end, _ in self.ends))
+        if self.day is not None and self.acc.active():
+            yield self._row()
+
+    def _to(self, t: int) -> Iterator[dict[str, Any]]:
+        """Move the sweep to time ``t``: release the seats whose sessions end by then
+        (ends first: a session ending when another begins does not overlap it) and close
+        the days it passes."""
+        if self.day is None:
+            self._open(t // DAY)
+        while True:
+            assert self.day is not None  # noqa: S101 - narrows the type: opened above
+            boundary = (self.day + 1) * DAY
+            if self.ends and self.ends[0][0] <= min(t, boundary):
+                end, seat = heapq.heappop(self.ends)
+                self._release(seat, end)
+            elif boundary <= t:
+                for seat, since in self.since.items():
+                    self.acc.seat_seconds += boundary - since
+                    self.since[seat] = boundary
+                if self.acc.active():
+                    yield self._row()
+                self._open(self.day + 1 if self.since else t // DAY)
+            else:
+                return
+
+    def _open(self, day: int) -> None:
+        self.day = day
+        self.acc = _Day(peak=len(self.since))
+
+    def _release(self, seat: str, end: int) -> None:
+        held = self.holders[seat] - 1
+        if held:
+            self.holders[seat] = held
+            return
+        del self.holders[seat]
+        self.acc.seat_seconds += end - self.since.pop(seat)
+
+    def _row(self) -> dict[str, Any]:
+        assert self.day is not None  # noqa: S101 - narrows the type: a row is of an opened day
+        firm_code, customer, item = self.head
+        a = self.acc
+        return {
+            "firmCode": firm_code,
+            "customer": customer,
+            "item": item,
+            "name": self.name,
+            "day": iso_day(self.day),
+            "peakSeats": a.peak,
+            "seatSeconds": a.seat_seconds,
+            "seatHours": round(a.seat_seconds / 3600, 3),
+            "sessions": a.sessions,
+            "units": a.units,
+            "refusals": a.refusals,
+            "_day": self.day,
+        }
+
+
+__all__ = [
+    "BILLING_FIELDS",
+    "FIELDS",
+    "LICENSE_FIELDS",
+    "MAX_PAGE",
+    "PAGE_SIZE",
+    "PRODUCT_FIELDS",
+    "VIEWS",
+    "DaySweep",
+    "Page",
+    "ReportingService",
+    "UsageFilter",
+    "UsageQuery",
+    "iso",
+    "parse_time",
+]

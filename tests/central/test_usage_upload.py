@@ -1,0 +1,634 @@
+"""License servers' usage uploads at Central (POST /api/v1/usage-uploads): the anchor
+rules, every attack on the chain, the one usage store, the seat check, the vendor's view
+and clearing; on real SQLite files, the main path once on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from central_helpers import (
+    FakeContainer,
+    ServerThread,
+    Vendor,
+    central_app,
+    count_rows,
+    dump_state,
+    error_code,
+    make_settings,
+)
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from licentia.central.models import Flag, Ticket, UsageAnchor, UsageEvent
+from licentia.core import anchoring
+from licentia.core.documents import document_digest
+from licentia.core.encoding import canonical
+from tests.cli.helpers import vendor as vendor_cli
+
+UPLOADS = "/api/v1/usage-uploads"
+ACT = "/api/v1/activations"
+FIRM = 20001
+
+
+# ---------------------------------------------------------------- a license server's log, by hand
+
+
+@dataclass
+class Log:
+    """A license server's usage log: canonical event bodies (as seats/usage.lease_event and
+    usage.encode make them) and their hash chain."""
+
+    firm_code: int = FIRM
+    license_id: int = 1
+    bodies: list[str] = field(default_factory=list)
+    base_seq: int = 0
+    base_hash: str = anchoring.GENESIS
+
+    @property
+    def seq(self) -> int:
+        return self.base_seq + len(self.bodies)
+
+    def hash_at(self, seq: int) -> str:
+        return anchoring.extend(self.base_hash, self.bodies[: seq - self.base_seq])
+
+    def add(self, kind: str, lease: str | None, t: int, **changes: Any) -> int:
+        seq = self.seq + 1
+        final = kind in anchoring.FINAL_KINDS
+        access = changes.pop("access", t)
+        body: dict[str, Any] = {
+            "seq": seq,
+            "event": kind,
+            "time": t,
+            "leaseId": lease,
+            "mode": changes.pop("mode", "user"),
+            "accessTime": access,
+            "releaseTime": t if final else None,
+            "seconds": t - access if final else 0,
+            "success": 0 if kind == "deny" else 1,
+            "fail": 1 if kind == "deny" else 0,
+            "invalid": 0,
+            "firmCode": changes.pop("firm_code", self.firm_code),
+            "productCode": 7,
+            "featureCode": 1,
+            "featureMap": 3,
+            "ticketLicenseId": changes.pop("license_id", self.license_id),
+            "userIdentification": changes.pop("user", f"user-of-{lease}"),
+            "host": changes.pop("host", "pc-1"),
+            "ip": "10.0.0.5",
+        }
+        if kind != "deny":
+            body["seat"] = changes.pop("seat", lease)
+        body.update(changes)
+        self.bodies.append(canonical(body).decode())
+        return seq
+
+    def session(self, lease: str, start: int, end: int | None = None, **kw: Any) -> None:
+        """An access at ``start`` (and its release at ``end``)."""
+        self.add("access", lease, start, **kw)
+        if end is not None:
+            self.add("release", lease, end, access=start, **kw)
+
+    def fork(self, at: int) -> Log:
+        """The same log up to event ``at``, to be written on differently."""
+        return Log(self.firm_code, self.license_id, self.bodies[: at - self.base_seq], self.base_seq, self.base_hash)
+
+    def upload(self, box: FakeContainer, start: int, end: int | None = None, *, t: int = 0) -> dict[str, Any]:
+        """The signed upload of events start+1..end extending the chain at ``start``."""
+        end = self.seq if end is None else end
+        return anchoring.build_upload(
+            sign_key=box.sign_key,
+            serial=box.serial,
+            time=t,
+            base_seq=start,
+            base_hash=self.hash_at(start),
+            bodies=self.bodies[start - self.base_seq : end - self.base_seq],
+        )
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture
+def vendor(client):
+    """A firm whose item has no seat limit (quantity 0): the seat check stays out of the chain's tests."""
+    return Vendor(client, FIRM, options={"quantity": 0})
+
+
+def item(vendor: Vendor, quantity: int, policy: str = "rebase") -> str:
+    r = vendor.post(
+        "/items",
+        {
+            "name": f"{quantity} seats, {policy}",
+            "product_code": 8,
+            "feature_map": 1,
+            "level": "medium",
+            "key_versions": [1],
+            "options": {"quantity": quantity},
+            "on_manipulation": policy,
+        },
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["item_id"])
+
+
+def activated(client: Any, vendor: Vendor, clock: Any, *, items: list[str] | None = None) -> tuple[FakeContainer, str]:
+    """A license server's container (core builders, a fresh Ed25519 key) with one ticket active:
+    Central has registered its key."""
+    (ticket,) = vendor.tickets(1, items)
+    box = FakeContainer()
+    r = client.post(ACT, json=box.request("activate", ticket=ticket, now=clock.now))
+    assert r.status_code == 200, r.text
+    box.apply(r.json())
+    return box, ticket
+
+
+def post(client: Any, doc: dict[str, Any]) -> Any:
+    return client.post(UPLOADS, content=json.dumps(doc))
+
+
+def accepted(client: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    r = post(client, doc)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert set(answer) == {"anchor", "stored", "flagged", "withdrawn", "rebased"}
+    return dict(answer)
+
+
+def anchor_of(vendor: Vendor, answer: dict[str, Any]) -> anchoring.Anchor:
+    return anchoring.verify_anchor(answer["anchor"], vendor.pinned())
+
+
+def rows(engine: Any, *columns: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(*columns).order_by(UsageEvent.id)).all())
+
+
+def usage_rows(engine: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(UsageEvent).order_by(UsageEvent.id)).all())
+
+
+def live_anchors(engine: Any) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return [
+            (a.seq, a.hash)
+            for a in conn.execute(
+                select(UsageAnchor).where(UsageAnchor.superseded.is_(None)).order_by(UsageAnchor.seq)
+            ).all()
+        ]
+
+
+def flags(engine: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(Flag.reason, Flag.action, Flag.ticket_id).order_by(Flag.id)).all())
+
+
+def ticket_row(engine: Any, ticket: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(Ticket).where(Ticket.ticket == ticket)).one()
+
+
+def store(engine: Any) -> dict[str, Any]:
+    """The usage store and the anchors: what a refused upload must leave as it was."""
+    state = dump_state(engine)
+    return {name: state[name] for name in ("usage_events", "usage_anchors")}
+
+
+# ---------------------------------------------------------------- the main path
+
+
+def first_upload_is_stored_and_anchored(client: Any, vendor: Vendor, clock: Any, engine: Any) -> None:
+    box, ticket = activated(client, vendor, clock)
+    log = Log()
+    t0 = clock.now
+    log.session("A", t0 + 10, t0 + 70)  # 1, 2
+    log.session("B", t0 + 20)  # 3: still held
+    log.add("deny", None, t0 + 30, user="carol")  # 4
+    doc = log.upload(box, 0, t=t0 + 80)
+    clock.advance(100)
+    answer = accepted(client, doc)
+    assert answer["stored"] == 3 and answer["flagged"] == [] and answer["withdrawn"] == answer["rebased"] == []
+    anchor = anchor_of(vendor, answer)  # signed by the firm's key, which the server's slot pins
+    assert anchor == anchoring.Anchor(box.serial, FIRM, 4, log.hash_at(4), clock.now, document_digest(doc))
+    t = ticket_row(engine, ticket)
+    got = usage_rows(engine)
+    assert [(r.seq, r.lease_id, r.success, r.fail) for r in got] == [(1, "A", 1, 0), (3, "B", 1, 0), (4, None, 0, 1)]
+    a, b, deny = got
+    assert (a.access_time, a.release_time, a.seconds, a.seat, a.mode) == (t0 + 10, t0 + 70, 60, "A", "user")
+    assert (b.release_time, b.seconds) == (None, 0)
+    assert deny.release_time is None and deny.user_ident == "carol"
+    for r in got:  # the scope joined from Central's tickets
+        assert (r.source, r.firm_code, r.license_id, r.product_code, r.feature_map) == ("server", FIRM, 1, 7, 3)
+        assert (r.ticket_id, r.customer_id, r.item_id) == (t.id, t.customer_id, t.item_id)
+        assert (r.host, r.address) == ("pc-1", "10.0.0.5")
+    assert live_anchors(engine) == [(0, anchoring.GENESIS), (4, log.hash_at(4))]
+
+
+def chunks_extend_the_anchor(client: Any, vendor: Vendor, clock: Any, engine: Any) -> None:
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    t0 = clock.now
+    log.session("A", t0 + 1)  # 1
+    log.session("B", t0 + 2, t0 + 5)  # 2, 3
+    first = accepted(client, log.upload(box, 0, 2))
+    assert anchor_of(vendor, first).seq == 2 and first["stored"] == 2
+    log.add("renew", "A", t0 + 6, access=t0 + 1)  # 4: nothing changes
+    log.add("expire", "A", t0 + 9, access=t0 + 1)  # 5: A's session ends in this later chunk
+    log.add("deny", None, t0 + 10)  # 6
+    second = accepted(client, log.upload(box, 2))
+    assert anchor_of(vendor, second).seq == 6 and anchor_of(vendor, second).hash == log.hash_at(6)
+    assert second["stored"] == 1  # the denial; B and A are rows already
+    got = rows(engine, UsageEvent.seq, UsageEvent.lease_id, UsageEvent.release_time, UsageEvent.seconds)
+    assert got == [(1, "A", t0 + 9, 8), (2, "B", t0 + 5, 3), (6, None, None, 0)]
+    assert [seq for seq, _ in live_anchors(engine)] == [0, 2, 6]
+
+
+def test_first_upload_is_stored_and_anchored(client, vendor, clock, engine):
+    first_upload_is_stored_and_anchored(client, vendor, clock, engine)
+
+
+def test_chunked_uploads_complete_sessions_in_a_later_chunk(client, vendor, clock, engine):
+    chunks_extend_the_anchor(client, vendor, clock, engine)
+
+
+def test_an_upload_over_the_other_protocol_routes_body_limit_is_taken(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    for i in range(300):  # about 300 KiB of events: over 256 KiB, within one upload's 1 MiB
+        log.add("deny", None, clock.now, host="h" * 250, user="u" * 250, reason="r" * 250 + str(i))
+    doc = log.upload(box, 0)
+    assert 256 * 1024 < len(json.dumps(doc)) < 1024 * 1024
+    assert accepted(client, doc)["stored"] == 300
+    huge = client.post(UPLOADS, content=b" " * (1024 * 1024 + 1))
+    assert huge.status_code == 413
+    assert client.post(ACT, content=b" " * (256 * 1024 + 1)).status_code == 413  # the others keep theirs
+
+
+# ---------------------------------------------------------------- re-uploads
+
+
+def test_a_reupload_is_counted_once(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    for i in range(3):
+        log.session(f"L{i}", clock.now + i)  # 1..3
+    doc = log.upload(box, 0)
+    accepted(client, doc)
+    before = store(engine)
+    again = accepted(client, doc)  # the same upload again (its answer was lost)
+    assert again["stored"] == 0 and anchor_of(vendor, again).seq == 3
+    assert store(engine) == before
+    log.session("L3", clock.now + 5)  # 4
+    log.session("L4", clock.now + 6)  # 5
+    wider = accepted(client, log.upload(box, 0))  # from the first anchor: 1..3 are held already
+    assert wider["stored"] == 2 and anchor_of(vendor, wider).seq == 5
+    assert [r.seq for r in usage_rows(engine)] == [1, 2, 3, 4, 5]
+
+
+def test_an_upload_that_starts_where_central_holds_no_anchor_is_told_where_to_start(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    for i in range(6):
+        log.session(f"L{i}", clock.now + i)
+    accepted(client, log.upload(box, 0, 3))
+    accepted(client, log.upload(box, 3, 6))
+    before = store(engine)
+    log.session("L6", clock.now + 9)
+    r = post(client, log.upload(box, 4))  # the server lost its anchor record: no anchor at 4
+    assert r.status_code == 409
+    body = r.json()
+    assert body["error"]["code"] == "anchor_mismatch" and body["error"]["anchored_seq"] == 6
+    assert set(body["error"]) == {"code", "message", "anchored_seq"}
+    assert store(engine) == before and flags(engine) == []
+    assert anchor_of(vendor, accepted(client, log.upload(box, 6))).seq == 7
+
+
+# ---------------------------------------------------------------- manipulation
+
+
+def _chain_broken(client: Any, engine: Any, doc: dict[str, Any], before: dict[str, Any], ticket: str) -> None:
+    r = post(client, doc)
+    assert r.status_code == 409 and error_code(r) == "usage_chain_broken", r.text
+    assert store(engine) == before  # nothing of the upload stored, the anchor stays
+    (flag,) = flags(engine)
+    assert flag.reason.startswith("usage log chain broken") and flag.action == "rebase"
+    assert flag.ticket_id == ticket_row(engine, ticket).id
+    assert ticket_row(engine, ticket).state == "activated"  # rebase: only the flag
+
+
+def test_a_rewritten_event_is_flagged_and_nothing_stored(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock)
+    log = Log()
+    for i in range(3):
+        log.session(f"L{i}", clock.now + i)
+    accepted(client, log.upload(box, 0))
+    before = store(engine)
+    forked = log.fork(2)
+    forked.session("X", clock.now + 2, user="someone-else")  # event 3 written otherwise
+    forked.session("Y", clock.now + 4)
+    _chain_broken(client, engine, forked.upload(box, 3), before, ticket)
+
+
+def test_a_truncated_log_is_flagged(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock)
+    log = Log()
+    for i in range(6):
+        log.session(f"L{i}", clock.now + i)
+    accepted(client, log.upload(box, 0, 2))
+    before = store(engine)
+    _chain_broken(client, engine, log.upload(box, 4), before, ticket)  # events 3 and 4 never reach Central
+    # the server sends the same log at its next sync: refused again, but not flagged twice
+    clock.advance(86400)
+    r = post(client, log.upload(box, 4, t=clock.now))
+    assert r.status_code == 409 and error_code(r) == "usage_chain_broken"
+    assert len(flags(engine)) == 1 and store(engine) == before
+
+
+def test_a_different_event_at_a_known_sequence_is_flagged(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock)
+    log = Log()
+    for i in range(4):
+        log.session(f"L{i}", clock.now + i)
+    accepted(client, log.upload(box, 0, 2))
+    accepted(client, log.upload(box, 2, 4))
+    before = store(engine)
+    forked = log.fork(2)  # from the older anchor at 2: events 3 and 4 again, but not the same ones
+    forked.session("L2", clock.now + 2)
+    forked.session("L3", clock.now + 3, host="elsewhere")
+    forked.session("L4", clock.now + 7)
+    _chain_broken(client, engine, forked.upload(box, 2), before, ticket)
+
+
+def test_an_anchored_sequence_with_another_hash_is_flagged(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock)
+    log = Log()
+    for i in range(4):
+        log.session(f"L{i}", clock.now + i)
+    accepted(client, log.upload(box, 0, 2))
+    accepted(client, log.upload(box, 2, 4))
+    before = store(engine)
+    other = Log()  # another history whose event 2 is not the anchored one
+    other.session("Z0", clock.now)
+    other.session("Z1", clock.now + 1)
+    other.session("Z2", clock.now + 2)
+    _chain_broken(client, engine, other.upload(box, 2), before, ticket)
+
+
+def test_a_chain_break_withdraws_with_the_withdraw_policy(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock, items=[item(vendor, 0, "withdraw")])
+    log = Log()
+    log.session("A", clock.now)
+    log.session("B", clock.now + 1)
+    log.session("C", clock.now + 2)
+    accepted(client, log.upload(box, 0, 1))
+    r = post(client, log.upload(box, 2))  # event 2 left out
+    assert r.status_code == 409 and error_code(r) == "usage_chain_broken"
+    assert "withdrawn" in r.json()["error"]["message"]
+    assert ticket_row(engine, ticket).state == "blocked"
+    ((_, action, _),) = flags(engine)
+    assert action == "withdraw"
+
+
+def test_an_upload_signed_by_another_key_for_the_serial_is_refused(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    log.session("A", clock.now)
+    forger = FakeContainer(serial=box.serial)  # the same serial, its own key
+    before = dump_state(engine)
+    attempts = count_rows(engine, "attempts")
+    r = post(client, log.upload(forger, 0))
+    assert r.status_code == 400 and error_code(r) == "invalid_request"
+    assert "could not be verified" in r.json()["error"]["message"]  # generic: the reason goes to the log
+    assert dump_state(engine) == before
+    assert count_rows(engine, "attempts") == attempts + 1  # counted like every forged protocol request
+
+
+def test_an_upload_for_an_unknown_serial_is_refused(client, vendor, clock, engine):
+    activated(client, vendor, clock)
+    stranger = FakeContainer()
+    log = Log()
+    log.session("A", clock.now)
+    before = dump_state(engine)
+    r = post(client, log.upload(stranger, 0))
+    assert r.status_code == 400 and error_code(r) == "invalid_request"
+    assert dump_state(engine) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[]", json.dumps({"payload": {}, "kid": "x", "sig": "y"}).encode()],
+    ids=["not json", "not an envelope", "bad envelope"],
+)
+def test_junk_is_refused_and_leaves_the_store(client, vendor, clock, engine, body):
+    activated(client, vendor, clock)
+    before = dump_state(engine)
+    r = client.post(UPLOADS, content=body)
+    assert r.status_code == 400 and error_code(r) in ("malformed_input", "invalid_request")
+    assert dump_state(engine) == before
+
+
+def test_an_event_body_that_does_not_hash_to_the_head_is_refused(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    log.session("A", clock.now, clock.now + 5)
+    doc = log.upload(box, 0)
+    payload = {k: v for k, v in doc["payload"].items() if k not in ("type", "v")}
+    payload["events"] = [payload["events"][0], log.fork(1).bodies[0]]  # a second copy of event 1 as event 2
+    from licentia.core.documents import sign_document
+
+    before = dump_state(engine)
+    r = post(client, sign_document(anchoring.UPLOAD_TYPE, payload, box.sign_key))
+    assert r.status_code == 400 and error_code(r) == "invalid_request"
+    assert dump_state(engine) == before
+
+
+# ---------------------------------------------------------------- seats
+
+
+def test_more_seats_than_licensed_are_flagged_and_the_events_stored(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock, items=[item(vendor, 2)])
+    log = Log()
+    t0 = clock.now
+    log.session("A", t0 + 10, t0 + 100)
+    log.session("B", t0 + 20, t0 + 100, seat="S-B")
+    log.session("B2", t0 + 25, t0 + 90, seat="S-B")  # a station's second process: the same seat
+    log.session("N", t0 + 30, t0 + 90, mode="nolimit")  # no seat
+    ok = accepted(client, log.upload(box, 0))
+    assert ok["flagged"] == [] and flags(engine) == []
+    log.session("C", t0 + 200, t0 + 300)
+    log.session("D", t0 + 210)  # still held at the upload's last event
+    log.session("E", t0 + 250, t0 + 260)
+    answer = accepted(client, log.upload(box, 8))
+    assert answer["stored"] == 3 and anchor_of(vendor, answer).seq == log.seq  # stored: the chain is genuine
+    (reason,) = answer["flagged"]
+    assert "3 seats held at once at" in reason and "2 licensed" in reason
+    assert answer["rebased"] == [1] and answer["withdrawn"] == []
+    ((stored_reason, action, ticket_id),) = flags(engine)
+    assert stored_reason.startswith("3 seats held at once at ") and stored_reason.endswith(", 2 licensed")
+    assert (action, ticket_id) == ("rebase", ticket_row(engine, ticket).id)
+    assert ticket_row(engine, ticket).state == "activated"  # rebase only records the flag
+    assert [r.lease_id for r in usage_rows(engine)][-3:] == ["C", "D", "E"]
+
+
+def test_more_seats_than_licensed_withdraw_with_the_withdraw_policy(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock, items=[item(vendor, 2, "withdraw")])
+    log = Log()
+    for lease in ("A", "B", "C"):
+        log.session(lease, clock.now)
+    answer = accepted(client, log.upload(box, 0))
+    assert answer["withdrawn"] == [1] and answer["rebased"] == [] and len(answer["flagged"]) == 1
+    assert answer["stored"] == 3
+    assert ticket_row(engine, ticket).state == "blocked"  # the server loses it at its next sync
+    sync = client.post("/api/v1/sync", json=box.request("sync", firm_code=FIRM, now=clock.now))
+    assert sync.status_code == 200 and len(box.apply(sync.json()).entries) == 0
+
+
+def test_a_quantity_of_zero_is_no_seat_limit(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    for i in range(5):
+        log.session(f"L{i}", clock.now)
+    assert accepted(client, log.upload(box, 0))["flagged"] == []
+
+
+def test_events_of_a_firm_without_a_slot_in_the_container_are_skipped(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    Vendor(client, 20003)  # a firm Central knows, with nothing in this container
+    log = Log()
+    log.session("A", clock.now)
+    log.session("F", clock.now, firm_code=20003)
+    log.session("G", clock.now, firm_code=4242)  # a firm Central does not know
+    answer = accepted(client, log.upload(box, 0))
+    assert answer["stored"] == 1 and anchor_of(vendor, answer).seq == 3
+    assert [r.lease_id for r in usage_rows(engine)] == ["A"]
+
+
+# ---------------------------------------------------------------- the vendor's view
+
+
+def test_vendor_container_show_lists_the_anchor_and_the_flag_and_clear_starts_a_new_chain(tmp_path, clock):
+    with central_app(make_settings(tmp_path / "data"), clock) as app, ServerThread(app) as srv:
+        http = httpx.Client(base_url=srv.url)
+        vendor = Vendor(http, FIRM, options={"quantity": 1})
+        engine = app.state.central.db.engine
+        box, _ = activated(http, vendor, clock)
+        log = Log()
+        log.session("A", clock.now, clock.now + 10)
+        log.session("B", clock.now + 5)  # two seats at once, one licensed
+        clock.advance(60)
+        accepted(http, log.upload(box, 0))
+        shown = vendor.get(f"/containers/{box.serial}").json()
+        assert shown["usage"] == {
+            "anchored_seq": 3,
+            "anchored_at": clock.now,
+            "first_anchored_seq": 0,
+            "events": 2,
+        }
+        assert shown["flagged"] is True and "2 seats held at once" in shown["flags"][0]["reason"]
+        code, out, err = vendor_cli(["container", "show", box.serial], url=srv.url, key=vendor.key)
+        assert code == 0, err
+        assert json.loads(out)["usage"]["anchored_seq"] == 3
+        assert "anchored at License Central through event 3" in err and "2 seats held at once" in out
+        # the server's log is rewritten: flagged; the vendor reviews and clears; a new chain starts
+        forked = log.fork(1)
+        forked.session("X", clock.now + 5)
+        forked.session("Y", clock.now + 6)
+        forked.session("Z", clock.now + 7)
+        r = post(http, forked.upload(box, 1))
+        assert r.status_code == 409 and r.json()["error"]["code"] == "anchor_mismatch"  # anchors at 0 and 3 only
+        r = post(http, forked.upload(box, 3))
+        assert r.status_code == 409 and error_code(r) == "usage_chain_broken"
+        code, out, err = vendor_cli(["container", "clear", box.serial], url=srv.url, key=vendor.key)
+        assert code == 0, err
+        assert "next upload starts a new chain" in err
+        assert live_anchors(engine) == []
+        shown = vendor.get(f"/containers/{box.serial}").json()
+        assert shown["usage"]["anchored_seq"] is None and shown["usage"]["events"] == 2
+        fresh = accepted(http, forked.upload(box, 0))  # trust on first contact again
+        assert anchor_of(vendor, fresh).seq == 4 and anchor_of(vendor, fresh).hash == forked.hash_at(4)
+        got = rows(engine, UsageEvent.seq, UsageEvent.lease_id)
+        # the new chain's events at sequences the old one stored are kept without the sequence
+        assert got == [(1, "A"), (3, "B"), (None, "A"), (2, "X"), (None, "Y"), (4, "Z")]
+        assert [seq for seq, _ in live_anchors(engine)] == [0, 4]
+        http.close()
+
+
+# ---------------------------------------------------------------- the catalog default
+
+
+def test_items_of_more_than_one_seat_sync_monthly_by_default(client):
+    vendor = Vendor(client, 20009, options={"quantity": 5})
+    assert vendor.get(f"/items/{vendor.item}").json()["options"] == {"quantity": 5, "sync_interval_days": 30}
+    r = vendor.post("/items", {"name": "One", "product_code": 2, "feature_map": 1, "options": {"quantity": 1}})
+    assert r.json()["options"] == {"quantity": 1}
+    r = vendor.post(
+        "/items",
+        {"name": "Given", "product_code": 3, "feature_map": 1, "options": {"quantity": 3, "sync_interval_days": 0}},
+    )
+    assert r.json()["options"] == {"quantity": 3, "sync_interval_days": 0}
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.postgres
+def test_the_main_path_on_postgresql(tmp_path, pg_url, clock):
+    with central_app(make_settings(tmp_path / "data", pg_url), clock) as app, TestClient(app) as client:
+        engine = app.state.central.db.engine
+        vendor = Vendor(client, FIRM, options={"quantity": 0})
+        first_upload_is_stored_and_anchored(client, vendor, clock, engine)
+        box, ticket = activated(client, vendor, clock)
+        log = Log()
+        log.session("P", clock.now, clock.now + 3)
+        log.session("Q", clock.now + 1)
+        accepted(client, log.upload(box, 0, 2))
+        answer = accepted(client, log.upload(box, 2))
+        assert anchor_of(vendor, answer).seq == 3
+        with engine.connect() as conn:
+            held = conn.execute(
+                select(UsageEvent.lease_id, UsageEvent.release_time).where(UsageEvent.lease_id.in_(["P", "Q"]))
+            ).all()
+        assert sorted(held) == [("P", clock.now + 3), ("Q", None)]
+        forked = log.fork(2)
+        forked.session("R", clock.now + 9)
+        forked.session("S", clock.now + 10)
+        before = store(engine)
+        r = post(client, forked.upload(box, 3))
+        assert r.status_code == 409 and error_code(r) == "usage_chain_broken"
+        assert store(engine) == before
+        assert any(f.ticket_id == ticket_row(engine, ticket).id for f in flags(engine))
+
+
+# ---------------------------------------------------------------- concurrent uploads
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_concurrent_uploads_of_one_container_store_each_event_once(tmp_path, clock, backend, request):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    with central_app(make_settings(tmp_path / "data", url), clock) as app, ServerThread(app) as srv:
+        engine = app.state.central.db.engine
+        with httpx.Client(base_url=srv.url) as http:
+            vendor = Vendor(http, FIRM, options={"quantity": 0})
+            box, _ = activated(http, vendor, clock)
+        log = Log()
+        for i in range(12):
+            log.add("deny", None, clock.now + i)
+        docs = [log.upload(box, 0, end) for end in range(1, 13)]  # every one from the start, to its own end
+
+        def send(doc: dict[str, Any]) -> httpx.Response:
+            return httpx.post(srv.url + UPLOADS, content=json.dumps(doc), timeout=30)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, docs))
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+        assert sum(r.json()["stored"] for r in answers) == 12
+        assert sorted(r.seq for r in usage_rows(engine)) == list(range(1, 13))  # each event once
+        anchors = live_anchors(engine)
+        assert anchors[-1] == (12, log.hash_at(12))
+        assert all(h == log.hash_at(seq) for seq, h in anchors)  # every anchor on the one chain
