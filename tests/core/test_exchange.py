@@ -193,3 +193,84 @@ def test_an_acknowledgement_at_time_zero_is_read_and_before_it_refused(firm_key)
     assert exchange.verify_ack(sign_document("report-ack", _ack_payload(time=0), firm_key), _pins(firm_key)).time == 0
     with pytest.raises(DocumentInvalid, match="bad time"):
         exchange.verify_ack(sign_document("report-ack", _ack_payload(time=-1), firm_key), _pins(firm_key))
+
+
+# ---------------------------------------------------------------- requests and updates at their bounds
+
+
+def _request(sign_key, **changes):
+    box = hazmat.X25519PrivateKey.generate()
+    doc = exchange.build_request(
+        serial="130-1111-2222-3333",
+        level="medium",
+        sign_key=sign_key,
+        box_pub=hazmat.raw_public(box.public_key()),
+        slots={},
+        action="sync",
+        now=1_800_000_000,
+        firm_code=FIRM,
+    )
+    payload = {k: v for k, v in doc["payload"].items() if k not in ("type", "v")}
+    payload.update(changes)
+    return sign_document("request", payload, sign_key)
+
+
+def test_a_request_reads_back_its_time_and_document(container_key):
+    for created in (0, 1, 1_800_000_000):
+        doc = _request(container_key, created=created)
+        req = exchange.verify_request(doc)
+        assert req.created == created
+        assert req.document == doc and req.digest == document_digest(doc)
+
+
+def test_a_request_created_before_time_zero_is_refused(container_key):
+    with pytest.raises(DocumentInvalid, match="creation time"):
+        exchange.verify_request(_request(container_key, created=-1))
+
+
+@pytest.mark.parametrize("firm", ["1", "4294967295"])
+def test_a_request_with_a_slot_of_the_first_or_the_last_firm_code_is_read(container_key, firm):
+    slot = exchange.SlotPosition(3, 1_800_000_000).to_json()
+    req = exchange.verify_request(_request(container_key, slots={firm: slot}))
+    assert set(req.slots) == {int(firm)} and req.slots[int(firm)].seq == 3
+
+
+@pytest.mark.parametrize("firm", ["0", "4294967296", "01", "+1", "1 ", "１"])
+def test_a_request_with_a_slot_that_is_no_firm_code_is_refused(container_key, firm):
+    slot = exchange.SlotPosition(3, 1_800_000_000).to_json()
+    with pytest.raises(DocumentInvalid, match="bad slot"):
+        exchange.verify_request(_request(container_key, slots={firm: slot}))
+
+
+def _update(firm_key, **changes):
+    doc = exchange.build_update(
+        firm_code=FIRM,
+        firm_key=firm_key,
+        serial="130-1111-2222-3333",
+        seq=1,
+        now=1_800_000_000,
+        entries=[],
+        sealed_keys=[],
+        request_digest=None,
+    )
+    payload = {k: v for k, v in doc["payload"].items() if k not in ("type", "v")}
+    payload.update(changes)
+    return sign_document("update", payload, firm_key)
+
+
+def test_an_update_reads_back_its_time_notice_and_document(firm_key):
+    for time in (0, 1):
+        doc = _update(firm_key, time=time, manipulation={"rebased": [4], "withdrawn": [5, 6]})
+        update = exchange.verify_update(doc)
+        assert update.time == time
+        assert update.manipulation == {"rebased": [4], "withdrawn": [5, 6]}
+        assert update.document == doc and update.digest == document_digest(doc)
+    only_rebased = exchange.verify_update(_update(firm_key, manipulation={"rebased": [4]}))
+    assert only_rebased.manipulation == {"rebased": [4]}
+
+
+def test_an_update_before_time_zero_or_with_an_unknown_notice_is_refused(firm_key):
+    with pytest.raises(DocumentInvalid, match="bad time"):
+        exchange.verify_update(_update(firm_key, time=-1))
+    with pytest.raises(DocumentInvalid, match="manipulation"):
+        exchange.verify_update(_update(firm_key, manipulation={"rebased": [4], "restored": [5]}))
