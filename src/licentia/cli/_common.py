@@ -100,6 +100,23 @@ def run_guarded(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         fail(explain(exc))
 
 
+def guard_central(func: Callable[[], None]) -> None:
+    """Run a command that calls License Central: a failed call is one line on stderr and
+    exit code 1 (what Central said, or that it did not answer)."""
+    run_guarded(_exit_on_central_error, func)
+
+
+def _exit_on_central_error(func: Callable[[], None]) -> None:
+    from ..client import CentralRefused, CentralUnreachable
+
+    try:
+        func()
+    except CentralUnreachable as exc:
+        fail(f"{exc}; is it running? Set --central or LICENTIA_CENTRAL_URL")
+    except CentralRefused as exc:
+        fail(f"{exc.message} ({exc.code})" if exc.code else f"{exc}: check --central points at Central")
+
+
 def port_free(host: str, port: int) -> bool:
     """Whether a server could bind (host, port) now: checked before starting, so that a
     busy port gets one clear line instead of a traceback from the server."""

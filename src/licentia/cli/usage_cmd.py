@@ -144,18 +144,7 @@ def usage(
         if answer.get("cursor"):
             _common.err_console.print(f"more rows: add --cursor {answer['cursor']}", highlight=False, soft_wrap=True)
 
-    _common.run_guarded(_refused_or_unreachable, run)
-
-
-def _refused_or_unreachable(run: Any) -> None:
-    from ..client import CentralRefused, CentralUnreachable
-
-    try:
-        run()
-    except CentralUnreachable as exc:
-        _common.fail(f"{exc}; is it running? Set --central or LICENTIA_CENTRAL_URL")
-    except CentralRefused as exc:
-        _common.fail(f"{exc.message} ({exc.code})" if exc.code else f"{exc}: check --central points at Central")
+    _common.guard_central(run)
 
 
 def _table(view: View, rows: list[dict[str, Any]]) -> None:

@@ -90,18 +90,7 @@ def _call(
 
 def _guard(func: Callable[[], None]) -> None:
     """Run a command: a failed call to Central is one line on stderr and exit code 1."""
-    _common.run_guarded(_exit_on_central_error, func)
-
-
-def _exit_on_central_error(func: Callable[[], None]) -> None:
-    from ..client import CentralRefused, CentralUnreachable
-
-    try:
-        func()
-    except CentralUnreachable as exc:
-        _common.fail(f"{exc}; is it running? Set --central or LICENTIA_CENTRAL_URL")
-    except CentralRefused as exc:
-        _common.fail(f"{exc.message} ({exc.code})" if exc.code else f"{exc}: check --central points at Central")
+    _common.guard_central(func)
 
 
 def _show(data: Any) -> None:

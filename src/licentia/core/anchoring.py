@@ -23,6 +23,7 @@ from typing import Any
 from . import codes, hazmat
 from .documents import DocumentInvalid, document_digest, parse, require, sign_document, verify_document
 from .encoding import JsonRejected, canonical, strict_loads
+from .exchange import is_digest
 
 UPLOAD_TYPE = "usage-upload"
 ANCHOR_TYPE = "usage-anchor"
@@ -49,10 +50,6 @@ def extend(prev: str, bodies: Sequence[str]) -> str:
     for body in bodies:
         prev = chain(prev, body)
     return prev
-
-
-def _is_hash(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 @dataclass(frozen=True)
@@ -237,7 +234,7 @@ def verify_upload(data: bytes | str | dict[str, Any], container_pub: hazmat.Ed25
     time = require(payload, "time", int)
     bodies = require(payload, "events", list)
     pseudonymised = require(payload, "pseudonymised", bool)
-    if base_seq < 0 or time < 0 or not _is_hash(base_hash) or not _is_hash(head_hash):
+    if base_seq < 0 or time < 0 or not is_digest(base_hash) or not is_digest(head_hash):
         raise DocumentInvalid("bad base, head or time")
     if not 1 <= len(bodies) <= MAX_EVENTS or head_seq != base_seq + len(bodies):
         raise DocumentInvalid(f"an upload holds 1 to {MAX_EVENTS} events, numbered on from its base")
@@ -302,6 +299,6 @@ def verify_anchor(data: bytes | str | dict[str, Any], keys: dict[str, hazmat.Ed2
     digest = require(payload, "hash", str)
     time = require(payload, "time", int)
     upload = require(payload, "upload", str)
-    if seq < 0 or time < 0 or not _is_hash(digest) or not _is_hash(upload):
+    if seq < 0 or time < 0 or not is_digest(digest) or not is_digest(upload):
         raise DocumentInvalid("bad sequence, hash, time or upload digest")
     return Anchor(serial=serial, firm_code=firm_code, seq=seq, hash=digest, time=time, upload=upload)
