@@ -7,7 +7,7 @@ from licentia.container import MachineContainer
 from licentia.container.binding import BindingMismatch, unwrap
 from licentia.core import codes, exchange, hazmat
 from licentia.core import errors as E
-from licentia.core.documents import document_digest
+from licentia.core.documents import DocumentInvalid, document_digest
 from licentia.core.encoding import b64d
 from licentia.core.license import LicenseEntry, LicenseState, Options
 from tests.factory import DAY, T0, Firm, machine_traits, other_machine
@@ -477,3 +477,160 @@ def test_no_product_key_for_a_firm_the_container_does_not_hold(home):
         {hazmat.key_id(other.key.public_key()): other.key.public_key()},
     )
     assert c.product_key(foreign, 1) is None
+
+
+# ---------------------------------------------------------------- grace, borrow returns, acknowledgements, online units
+
+
+def _grace(server="http://srv:22350", lease="L-1", product=7, feature=0, deadline=T0 + DAY):
+    return {
+        "server": server,
+        "lease_id": lease,
+        "product_code": product,
+        "feature_code": feature,
+        "license_id": 3,
+        "stored": T0,
+        "deadline": deadline,
+    }
+
+
+def test_a_grace_is_kept_sealed_replaced_per_product_and_expired_ones_dropped(home):
+    from licentia.container import graces
+
+    firm = Firm()
+    c = make(home)
+    c.hold_grace(firm.code, _grace(lease="L-old", deadline=T0 + 10), {1: b"\x01" * 32}, T0)
+    c.hold_grace(firm.code, _grace(server="http://other:22350", deadline=T0 + 5), {}, T0)
+    c.hold_grace(firm.code, _grace(product=8), {}, T0)
+    # the same server and product again: the newer record replaces the older; a record
+    # whose deadline has passed (the other server's) goes
+    c.hold_grace(firm.code, _grace(lease="L-new"), {1: b"\x02" * 32, 2: b"\x03" * 32}, T0 + 6)
+    slot = c.slots()[firm.code]
+    kept = {(g["server"], g["product_code"], g["lease_id"]) for g in slot.graces or []}
+    assert kept == {("http://srv:22350", 8, "L-1"), ("http://srv:22350", 7, "L-new")}
+    assert slot.vclock == T0 + 6
+    rec = next(g for g in slot.graces or [] if g["lease_id"] == "L-new")
+    assert set(rec) == {*_grace(), "keys"}
+    assert [k["version"] for k in rec["keys"]] == [1, 2]
+    opened = c.unseal_local(b64d(rec["keys"][1]["sealed"]), graces.context(firm.code, rec, 2))
+    assert opened == b"\x03" * 32  # sealed to this container, bound to the record and version
+    with pytest.raises(E.LicenseInvalid):
+        c.unseal_local(b64d(rec["keys"][1]["sealed"]), graces.context(firm.code, rec, 1))
+
+
+def test_giving_a_grace_back_removes_it_and_signs_the_receipt(home):
+    from licentia.core import grants
+
+    firm = Firm()
+    c = make(home)
+    c.hold_grace(firm.code, _grace(lease="L-7"), {}, T0)
+    c.hold_grace(firm.code, _grace(product=8, lease="L-8"), {}, T0)
+    receipt = c.drop_grace(firm.code, _grace(lease="L-7"), T0 + 30)
+    back = grants.verify_grace_return(receipt, c.sign_pub)
+    assert (back.serial, back.lease_id, back.firm_code, back.vtime) == (c.serial, "L-7", firm.code, T0 + 30)
+    assert [g["lease_id"] for g in c.slots()[firm.code].graces or []] == ["L-8"]  # only that product's
+    c.drop_grace(firm.code, _grace(product=8, lease="L-8"), T0 + 20)
+    slot = c.slots()[firm.code]
+    assert slot.graces is None and slot.vclock == T0 + 30  # the clock never goes back
+    other = make(home.parent / "other")
+    with pytest.raises(DocumentInvalid):
+        grants.verify_grace_return(receipt, other.sign_pub)
+
+
+def test_returning_a_borrowed_license_removes_exactly_it_and_signs_the_receipt(home):
+    from licentia.core import grants
+
+    firm = Firm()
+    c = make(home)
+    record = {"entry": {}, "grant": {}, "keys": []}
+    c.add_borrowed(firm.code, record, borrow_id="b-1", vtime=T0 + 5)
+    c.add_borrowed(firm.code, record, borrow_id="b-2", vtime=T0 + 5)
+    receipt = c.remove_borrowed(firm.code, "b-1", T0 + 60)
+    back = grants.verify_return(receipt, c.sign_pub)
+    assert (back.serial, back.borrow_id, back.firm_code, back.vtime) == (c.serial, "b-1", firm.code, T0 + 60)
+    assert [b["id"] for b in c.slots()[firm.code].borrowed or []] == ["b-2"]
+    c.remove_borrowed(firm.code, "b-2", T0)
+    slot = c.slots()[firm.code]
+    assert slot.borrowed is None and slot.vclock == T0 + 60
+    state = snapshot(c)
+    for firm_code, borrow_id in ((firm.code, "b-2"), (firm.code, "nope"), (firm.code + 1, "b-1")):
+        with pytest.raises(E.LicenseNotFound):
+            c.remove_borrowed(firm_code, borrow_id, T0 + 90)
+        assert snapshot(c) == state  # nothing changed
+
+
+def test_units_counted_online_keep_their_highest_total_and_start_usage_once(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10, usage_period=DAY)
+    slot = c.record_online(entry, 4, start_usage=False, now=T0 + 5)
+    assert slot.counters[entry.digest] == {"units": 0, "first_use": None, "online": 4}
+    c.record_online(entry, 6, start_usage=True, now=T0 + 10)
+    slot = c.record_online(entry, 5, start_usage=True, now=T0 + 20)  # an older answer, arriving late
+    assert slot.counters[entry.digest] == {"units": 0, "first_use": T0 + 10, "online": 6}
+    assert c.slots()[firm.code].vclock == T0 + 20
+    c.record_online(entry, 7, start_usage=False, now=T0 + 1)
+    assert c.slots()[firm.code].vclock == T0 + 20  # the clock never goes back
+
+
+def _report_ack(firm, c, *, time, recorded, request=None, serial=None, key=None):
+    slot = c.slots()[firm.code]
+    return exchange.build_ack(
+        firm_code=firm.code,
+        firm_key=key or firm.key,
+        serial=serial or c.serial,
+        now=time,
+        request_digest=request or slot.chain[0],
+        recorded=recorded,
+    )
+
+
+def test_an_acknowledgement_of_the_last_report_counts_as_a_sync_and_settles_units(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    c.record_access(entry, units=3, start_usage=True, now=T0 + 5, check=lambda s: None)
+    c.make_request("report", T0 + 100, firm_code=firm.code)  # the report, now the slot's newest document
+    ack = _report_ack(firm, c, time=T0 + 200, recorded={entry.digest: 3, "f" * 64: 9})
+    assert c.apply_ack(ack, T0 + 120) is True
+    slot = c.slots()[firm.code]
+    assert (slot.last_sync, slot.vclock) == (T0 + 200, T0 + 200)
+    assert slot.counters[entry.digest]["settled"] == 3
+    assert "f" * 64 not in slot.counters  # a digest this container does not count is left alone
+    # a smaller recorded count never lowers what is settled
+    c.make_request("report", T0 + 300, firm_code=firm.code)
+    assert c.apply_ack(_report_ack(firm, c, time=T0 + 400, recorded={entry.digest: 1}), T0 + 300) is True
+    assert c.slots()[firm.code].counters[entry.digest]["settled"] == 3
+
+
+def test_an_acknowledgement_of_an_older_report_changes_nothing(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    c.make_request("report", T0 + 100, firm_code=firm.code)
+    old = _report_ack(firm, c, time=T0 + 200, recorded={entry.digest: 2})
+    c.make_request("report", T0 + 150, firm_code=firm.code)  # a newer report went out since
+    state = snapshot(c)
+    assert c.apply_ack(old, T0 + 160) is False
+    assert snapshot(c) == state
+
+
+def test_a_foreign_or_misaddressed_acknowledgement_is_refused_and_changes_nothing(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    c.make_request("report", T0 + 100, firm_code=firm.code)
+    state = snapshot(c)
+    other_firm = Firm()
+    bad = [
+        _report_ack(firm, c, time=T0 + 200, recorded={}, key=hazmat.Ed25519PrivateKey.generate()),
+        _report_ack(firm, c, time=T0 + 200, recorded={}, serial=codes.new_serial()),
+        exchange.build_ack(
+            firm_code=other_firm.code,
+            firm_key=other_firm.key,
+            serial=c.serial,
+            now=T0 + 200,
+            request_digest=c.slots()[firm.code].chain[0],
+            recorded={},
+        ),
+    ]
+    for ack in bad:
+        with pytest.raises(E.LicenseInvalid):
+            c.apply_ack(ack, T0 + 120)
+        assert snapshot(c) == state
