@@ -634,3 +634,62 @@ def test_a_foreign_or_misaddressed_acknowledgement_is_refused_and_changes_nothin
         with pytest.raises(E.LicenseInvalid):
             c.apply_ack(ack, T0 + 120)
         assert snapshot(c) == state
+
+
+def test_an_acknowledgement_signed_by_a_rotated_firm_key_the_slot_accepted_is_applied(home):
+    firm = Firm()
+    c = make(home)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")), T0)
+    new_key = hazmat.Ed25519PrivateKey.generate()
+    request = exchange.verify_request(c.make_request("sync", T0, firm_code=firm.code))
+    rotated = Firm(code=firm.code, key=new_key, secret=firm.secret)
+    endorsed = exchange.build_update(
+        firm_code=firm.code,
+        firm_key=new_key,
+        serial=c.serial,
+        seq=5,
+        now=T0,
+        entries=[rotated.entry(request)],
+        sealed_keys=[],
+        request_digest=None,
+        endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
+    )
+    c.apply_update(endorsed, T0)
+    c.make_request("report", T0 + 100, firm_code=firm.code)
+    ack = _report_ack(firm, c, time=T0 + 200, recorded={}, key=new_key)
+    assert c.apply_ack(ack, T0 + 120) is True
+    assert c.slots()[firm.code].last_sync == T0 + 200
+
+
+def test_an_acknowledgement_of_zero_units_settles_zero(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    c.record_access(entry, units=0, start_usage=True, now=T0 + 5, check=lambda s: None)
+    c.make_request("report", T0 + 100, firm_code=firm.code)
+    assert c.apply_ack(_report_ack(firm, c, time=T0 + 200, recorded={entry.digest: 0}), T0 + 120) is True
+    assert c.slots()[firm.code].counters[entry.digest]["settled"] == 0
+
+
+def test_online_units_of_one_license_leave_the_others_counters_alone(home):
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    docs = [firm.entry(request, license_id=i, options=Options(units=10)) for i in (1, 2)]
+    c.apply_update(firm.update(req, docs), T0)
+    pins = {hazmat.key_id(firm.key.public_key()): firm.key.public_key()}
+    first, second = (LicenseEntry.verify(d, pins) for d in docs)
+    c.record_access(first, units=2, start_usage=False, now=T0, check=lambda s: None)
+    slot = c.record_online(second, 0, start_usage=False, now=T0)
+    assert slot.counters[first.digest] == {"units": 2, "first_use": None}
+    assert slot.counters[second.digest] == {"units": 0, "first_use": None, "online": 0}
+
+
+def test_a_grace_whose_deadline_is_now_is_dropped(home):
+    firm = Firm()
+    c = make(home)
+    c.hold_grace(firm.code, _grace(server="http://a:1", deadline=T0 + 10), {}, T0)
+    c.hold_grace(firm.code, _grace(server="http://b:1", deadline=T0 + 11), {}, T0)
+    c.hold_grace(firm.code, _grace(server="http://c:1"), {}, T0 + 10)
+    assert sorted(g["server"] for g in c.slots()[firm.code].graces or []) == ["http://b:1", "http://c:1"]
+    assert c.slots()[firm.code].firm_code == firm.code
