@@ -632,3 +632,56 @@ def test_concurrent_uploads_of_one_container_store_each_event_once(tmp_path, clo
         anchors = live_anchors(engine)
         assert anchors[-1] == (12, log.hash_at(12))
         assert all(h == log.hash_at(seq) for seq, h in anchors)  # every anchor on the one chain
+
+
+@pytest.mark.postgres
+def test_many_uploads_of_varied_size_on_postgresql(tmp_path, pg_url, clock):
+    """Uploads one after another on one connection pool, each ending a different number of
+    sessions opened before (the statements differ in the length of their lists): every one
+    is answered and stored, on one connection (psycopg prepares a statement from its fifth
+    run)."""
+    settings = make_settings(tmp_path / "data", pg_url, pool_size=1, protocol_threads=1)
+    with central_app(settings, clock) as app, TestClient(app) as client:
+        engine = app.state.central.db.engine
+        vendor = Vendor(client, FIRM, options={"quantity": 0})
+        box, _ = activated(client, vendor, clock)
+        log = Log()
+        start, t, opened = 0, clock.now, 0
+        for n in range(1, 41):
+            leases = [f"L{n}-{i}" for i in range(n % 13 + 1)]
+            for lease in leases:
+                log.add("access", lease, t)
+            for lease in leases[: n % 7]:  # some end in this upload, the rest in the next
+                log.add("release", lease, t + 5, access=t)
+            if n > 1:
+                for lease in [f"L{n - 1}-{i}" for i in range((n - 1) % 13 + 1)][(n - 1) % 7 :]:
+                    log.add("release", lease, t + 6, access=t - 10)
+            log.add("deny", None, t + 7)
+            opened += len(leases)
+            answer = accepted(client, log.upload(box, start))
+            assert anchor_of(vendor, answer).seq == log.seq
+            start, t = log.seq, t + 10
+        assert len(usage_rows(engine)) == opened + 40  # every session once, and every refusal
+
+
+@pytest.mark.postgres
+def test_large_first_uploads_of_many_servers_on_postgresql(tmp_path, pg_url, clock):
+    """Large first uploads of several license servers on one connection (hundreds of rows
+    in one multi-row insert each): every one is answered and stored."""
+    settings = make_settings(tmp_path / "data", pg_url, pool_size=1, protocol_threads=1)
+    with central_app(settings, clock) as app, TestClient(app) as client:
+        engine = app.state.central.db.engine
+        vendor = Vendor(client, FIRM, options={"quantity": 1000})
+        expected = 0
+        for server in range(8):
+            box, _ = activated(client, vendor, clock)
+            log = Log()
+            t = clock.now
+            for i in range(300):
+                log.session(f"S{server}-{i}", t + i, t + i + 60, seat=f"seat-{i % 50}")
+            for i in range(20):
+                log.add("deny", None, t + 400 + i)
+            answer = accepted(client, log.upload(box, 0))
+            assert answer["stored"] == 320 and anchor_of(vendor, answer).seq == log.seq
+            expected += 320
+        assert len(usage_rows(engine)) == expected

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import Insert
 
 from .db import _WRITE_LOCKS, retried
 
@@ -55,6 +56,11 @@ class Compiled:
         # INSERT and UPDATE: the columns set are the parameters given (SQLAlchemy's
         # executemany form), so one statement serves every set of columns
         column_keys = list(params) if getattr(stmt, "is_dml", False) else None
+        if isinstance(stmt, Insert):
+            # no implicit RETURNING of the new row's key: a result nobody reads would stay
+            # queued in psycopg's pipeline and come out of the next statement's fetch
+            # (explicit .returning() is kept)
+            stmt = stmt.inline()
         compiled: SQLCompiler = stmt.compile(dialect=dialect, column_keys=column_keys)  # type: ignore[attr-defined]  # every Core statement compiles
         self.sql = compiled.string
         self.positional = compiled.positiontup is not None
@@ -129,10 +135,22 @@ class Tx:
         self._run(stmt, params)
 
     def execute_many(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run one statement for each set of parameters (all with the same names)."""
-        if rows:
-            c = self._db.compiled(stmt, rows[0])
-            self._cursor.executemany(c.sql, [c.args(r) for r in rows])  # type: ignore[arg-type]  # one style per dialect
+        """Run one statement for each set of parameters (all with the same names).
+
+        psycopg's pipeline keeps each row's result queued on the cursor that ran it, where
+        the next statement's fetch would find them: it runs on a cursor of its own."""
+        if not rows:
+            return
+        c = self._db.compiled(stmt, rows[0])
+        args = [c.args(r) for r in rows]
+        if self._db.sqlite:
+            self._cursor.executemany(c.sql, args)  # type: ignore[arg-type]  # one style per dialect
+            return
+        cursor = self._cursor.connection.cursor()
+        try:
+            cursor.executemany(c.sql, args)
+        finally:
+            cursor.close()
 
     def first(self, stmt: Executable, params: Mapping[str, Any]) -> Row | None:
         c = self._run(stmt, params)
