@@ -265,7 +265,7 @@ class UsageService(ActivationService):
         stored, touched = self._store(tx, container_id, up, firms, new)
         self._anchor(tx, container_id, up.head_seq, up.head_hash, now, up.digest)
         notice: dict[str, list[int]] = {"rebased": [], "withdrawn": []}
-        flagged = self._check_seats(tx, container_id, up, touched, new, notice)
+        flagged = self._check_seats(tx, container_id, up, firms, touched, new, notice)
         text = self._answer(tx, firms, up, up.head_seq, up.head_hash, now, stored, notice, flagged)
         log.info("usage of %s anchored through event %s (%s rows stored)", up.serial, up.head_seq, stored)
         return _Outcome(response=text)
@@ -333,9 +333,9 @@ class UsageService(ActivationService):
 
     def _store(
         self, tx: Tx, container_id: uuid.UUID, up: Upload, firms: Sequence[Row], events: Sequence[UsageEvent]
-    ) -> tuple[int, set[tuple[int, int]]]:
-        """Write ``events`` into usage_events: the number of rows inserted, and the licenses
-        (firm code, license id) whose sessions they open or end."""
+    ) -> tuple[int, dict[tuple[int, int], _Ticket]]:
+        """Write ``events`` into usage_events: the number of rows inserted, and the tickets of
+        the licenses (firm code, license id) whose sessions they open or end."""
         firm_ids = {int(f.code): f.id for f in firms}
         known: list[UsageEvent] = []
         for e in events:
@@ -346,7 +346,7 @@ class UsageService(ActivationService):
                     "usage of %s: event %s names firm %s, not one of its slots: skipped", up.serial, e.seq, e.firm_code
                 )
         if not known:
-            return 0, set()
+            return 0, {}
         tickets = self._tickets(tx, firm_ids, known)
         taken = {
             s for (s,) in tx.all(Q_TAKEN, {"container": container_id, "first": known[0].seq, "last": known[-1].seq})
@@ -419,7 +419,7 @@ class UsageService(ActivationService):
                     rows.append(row(e, release_time=release, seconds=e.seconds))
             tx.execute_many(U_RELEASE, updates)
         tx.execute_many(I_USAGE, rows)
-        return len(rows), touched
+        return len(rows), {k: tickets[k] for k in touched if k in tickets}
 
     @staticmethod
     def _tickets(
@@ -442,7 +442,8 @@ class UsageService(ActivationService):
         tx: Tx,
         container_id: uuid.UUID,
         up: Upload,
-        touched: set[tuple[int, int]],
+        firms: Sequence[Row],
+        touched: dict[tuple[int, int], _Ticket],
         new: Sequence[UsageEvent],
         notice: dict[str, list[int]],
     ) -> list[str]:
@@ -453,18 +454,15 @@ class UsageService(ActivationService):
             return []
         since = min(e.time for e in new)
         until = max(e.time for e in up.events)
+        firm_ids = {int(f.code): f.id for f in firms}
         flagged = []
-        for code, license_id in sorted(touched):
-            firm_rows = tx.all(sql.Q_FIRM, {"code": code})
-            firm = _firm(firm_rows)
-            t = tx.first(Q_TICKETS_OF, {"firm": firm.id, "licenses": [license_id]})
-            if t is None:
-                continue
+        for (code, license_id), t in sorted(touched.items()):
+            firm_id = firm_ids[code]
             options = t.options if t.options is not None else tx.scalar(Q_TEMPLATE, {"item": t.item_id}) or {}
             quantity = int(options.get("quantity", 1))
             if quantity == 0:  # no seat limit
                 continue
-            params = {"container": container_id, "firm": firm.id, "license": license_id, "since": since}
+            params = {"container": container_id, "firm": firm_id, "license": license_id, "since": since}
             sessions = [
                 (seat or lease, access, release if release is not None else max(until, access) + 1)
                 for seat, lease, access, release in tx.all(Q_HELD, params)
@@ -474,8 +472,8 @@ class UsageService(ActivationService):
                 continue
             reason = f"{peak} seats held at once at {_iso(when)}, {quantity} licensed"
             log.warning("usage of %s: license %s/%s: %s", up.serial, code, license_id, reason)
-            tx.execute(U_FLAG_SLOT, {"container": container_id, "firm": firm.id, "at": self.now()})
-            done = self._flag_tickets(tx, up.serial, container_id, firm.id, code, [t.ticket], reason, up.digest, None)
+            tx.execute(U_FLAG_SLOT, {"container": container_id, "firm": firm_id, "at": self.now()})
+            done = self._flag_tickets(tx, up.serial, container_id, firm_id, code, [t.ticket], reason, up.digest, None)
             notice["withdrawn"] += done["withdrawn"]
             notice["rebased"] += done["rebased"]
             flagged.append(f"license {license_id} of firm {code}: {reason}")
