@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,41 @@ def require_system(what: str, available: bool) -> None:
     if in_ci():
         pytest.fail(f"{what} is required in CI but missing")
     pytest.skip(f"needs {what}")
+
+
+#: the venv's site-packages and Debian's python: the user nobody cannot enter root's home,
+#: where the venv's own python lives, so checks as nobody run the system python on them
+SITE = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"), None)
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def require_nobody() -> None:
+    """Skip (in CI: fail) unless this runs as root with runuser and Debian's python3."""
+    require_system("root (to run checks as the user nobody)", hasattr(os, "geteuid") and os.geteuid() == 0)
+    require_system("runuser (util-linux)", shutil.which("runuser") is not None)
+    require_system("Debian's python3 at /usr/bin/python3", os.path.exists(SYSTEM_PYTHON) and SITE is not None)
+
+
+def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python3 -c code args`` as the unprivileged user nobody, licentia from ``src``."""
+    require_nobody()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{SRC}:{SITE}", "HOME": "/nonexistent"}
+    return subprocess.run(
+        [shutil.which("runuser") or "runuser", "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory the user nobody can enter (pytest's temporary directories are 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="licentia-shared-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

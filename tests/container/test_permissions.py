@@ -2,47 +2,18 @@
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from licentia.container import MachineContainer
-from tests.conftest import SRC, require_system
+from tests.conftest import as_nobody, require_nobody
 from tests.factory import T0, machine_traits
-
-SITE = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"), None)
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 @pytest.fixture(autouse=True)
 def _tools():
     # root switches to the unprivileged user nobody: elsewhere skipped, in CI a failure
-    require_system("root (to run checks as the user nobody)", hasattr(os, "geteuid") and os.geteuid() == 0)
-    require_system("runuser (util-linux)", shutil.which("runuser") is not None)
-    require_system("Debian's python3 at /usr/bin/python3", os.path.exists(SYSTEM_PYTHON) and SITE is not None)
-
-
-def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{SRC}:{SITE}", "HOME": "/nonexistent"}
-    return subprocess.run(
-        [shutil.which("runuser"), "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def shared_dir():
-    d = Path(tempfile.mkdtemp(prefix="licentia-perm-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+    require_nobody()
 
 
 def test_other_user_cannot_read_a_container(shared_dir):

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +13,7 @@ import pytest
 from licentia.core import hazmat
 from licentia.core.errors import SettingsError
 from licentia.seats.usage import Pseudonymiser, pseudonymised
-from tests.conftest import SRC, require_system
+from tests.conftest import as_nobody
 from tests.factory import T0
 from tests.seats.helpers import F, acquire, cl, lic
 
@@ -115,31 +111,6 @@ def test_the_key_file_is_private_and_a_readable_one_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- as an unprivileged user
-
-SITE = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"), None)
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess:
-    require_system("root (to run checks as the user nobody)", hasattr(os, "geteuid") and os.geteuid() == 0)
-    require_system("runuser (util-linux)", shutil.which("runuser") is not None)
-    require_system("Debian's python3 at /usr/bin/python3", os.path.exists(SYSTEM_PYTHON) and SITE is not None)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{SRC}:{SITE}", "HOME": "/nonexistent"}
-    return subprocess.run(
-        [shutil.which("runuser") or "runuser", "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def shared_dir():
-    d = Path(tempfile.mkdtemp(prefix="licentia-pseudonym-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_as_an_unprivileged_user_the_key_is_private_and_a_readable_one_refused(shared_dir):
