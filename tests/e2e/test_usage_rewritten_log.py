@@ -20,44 +20,15 @@ import json
 import sqlite3
 from pathlib import Path
 
-import httpx
-import pytest
 from sqlalchemy import select
 
-from licentia import _testing
 from licentia.central.models import UsageEvent
 from licentia.core import anchoring
 from licentia.seats import usage
 from licentia.server import Settings
 from licentia.server.core import LicenseServer
-from tests.central.central_helpers import Clock, ServerThread, Vendor, central_app, make_settings
 from tests.cli.helpers import invoke
-from tests.factory import machine_traits
-from tests.server.test_usage_sync import last_seq, make_events
-
-FIRM = 4747
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def central(tmp_path, clock):
-    _testing.install(clock=clock, traits=lambda: machine_traits(hostname="license-server"))
-    with central_app(make_settings(tmp_path / "central"), clock) as app, ServerThread(app) as server:
-        api = httpx.Client(base_url=server.url, timeout=30)
-        vendor = Vendor(api, FIRM, options={"quantity": 3})
-        r = vendor.post(
-            "/items",
-            {"name": "Floating Strict", "product_code": 8, "options": {"quantity": 2}, "on_manipulation": "withdraw"},
-        )
-        assert r.status_code == 201, r.text
-        try:
-            yield server.url, vendor, r.json()["item_id"], app.state.central.db.engine
-        finally:
-            api.close()
+from tests.server.test_usage_sync import central, clock, last_seq, make_events  # noqa: F401 - the fixtures
 
 
 def _rewrite(data: Path, seq: int, user: str) -> None:
@@ -101,9 +72,14 @@ def _verify(data: Path) -> tuple[int, str]:
     return out.code, " ".join((out.out + out.err).split())
 
 
-def test_a_rewritten_and_resigned_log_is_caught_and_the_license_taken_back(central, clock, tmp_path):
-    url, vendor, strict_item, db = central
-    (ticket,) = vendor.tickets(1, items=[strict_item])
+def test_a_rewritten_and_resigned_log_is_caught_and_the_license_taken_back(central, clock, tmp_path):  # noqa: F811
+    url, vendor, db = central
+    r = vendor.post(
+        "/items",
+        {"name": "Floating Strict", "product_code": 8, "options": {"quantity": 2}, "on_manipulation": "withdraw"},
+    )
+    assert r.status_code == 201, r.text
+    (ticket,) = vendor.tickets(1, items=[r.json()["item_id"]])
     data = tmp_path / "server-data"
     out = invoke(["server", "activate", ticket, "--central", url, "--data", str(data)])
     assert out.code == 0, out.out + out.err
