@@ -125,6 +125,22 @@ def test_update_for_another_container(home, tmp_path):
     assert snapshot(c) == before
 
 
+def _endorsed_update(c, firm, new_key, request_doc):
+    """An update (seq 5) signed by the firm's new key, which its old key endorses."""
+    rotated = Firm(code=firm.code, key=new_key, secret=firm.secret)
+    return exchange.build_update(
+        firm_code=firm.code,
+        firm_key=new_key,
+        serial=c.serial,
+        seq=5,
+        now=T0,
+        entries=[rotated.entry(exchange.verify_request(request_doc))],
+        sealed_keys=[],
+        request_digest=None,
+        endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
+    )
+
+
 def test_rotated_firm_key_needs_endorsement(home):
     firm = Firm()
     c = make(home)
@@ -135,20 +151,7 @@ def test_rotated_firm_key_needs_endorsement(home):
     rotated.seqs = dict(firm.seqs)
     with pytest.raises(E.LicenseInvalid):
         c.apply_update(rotated.grant(req), T0)
-    request = exchange.verify_request(req)
-    entry = rotated.entry(request)
-    endorsed = exchange.build_update(
-        firm_code=firm.code,
-        firm_key=new_key,
-        serial=c.serial,
-        seq=5,
-        now=T0,
-        entries=[entry],
-        sealed_keys=[],
-        request_digest=None,
-        endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
-    )
-    assert c.apply_update(endorsed, T0).seq == 5
+    assert c.apply_update(_endorsed_update(c, firm, new_key, req), T0).seq == 5
     assert len(c.slots()[firm.code].pinned) == 2
 
 
@@ -641,20 +644,7 @@ def test_an_acknowledgement_signed_by_a_rotated_firm_key_the_slot_accepted_is_ap
     c = make(home)
     c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")), T0)
     new_key = hazmat.Ed25519PrivateKey.generate()
-    request = exchange.verify_request(c.make_request("sync", T0, firm_code=firm.code))
-    rotated = Firm(code=firm.code, key=new_key, secret=firm.secret)
-    endorsed = exchange.build_update(
-        firm_code=firm.code,
-        firm_key=new_key,
-        serial=c.serial,
-        seq=5,
-        now=T0,
-        entries=[rotated.entry(request)],
-        sealed_keys=[],
-        request_digest=None,
-        endorsements=[exchange.endorse_key(firm.key, firm.code, new_key.public_key())],
-    )
-    c.apply_update(endorsed, T0)
+    c.apply_update(_endorsed_update(c, firm, new_key, c.make_request("sync", T0, firm_code=firm.code)), T0)
     c.make_request("report", T0 + 100, firm_code=firm.code)
     ack = _report_ack(firm, c, time=T0 + 200, recorded={}, key=new_key)
     assert c.apply_ack(ack, T0 + 120) is True
