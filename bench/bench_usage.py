@@ -543,7 +543,7 @@ def count_stmt(svc: ReportingService, case: Case) -> Any:
     e = UsageEvent
     q = svc.query(case.actor, case.view, case.filter)
     flt = case.filter
-    conds = list(q.scope)
+    conds = q.scope.over(e)
     if case.view == "billing":
         assert flt.start is not None and flt.end is not None
         held = and_(e.success > 0, or_(e.release_time.is_(None), e.release_time > flt.start))

@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 from licentia.central import db
 from licentia.central.models import Base
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _check_roundtrip(url: str) -> None:

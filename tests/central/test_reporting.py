@@ -3,8 +3,9 @@ written, every filter, `to` inclusive of its second, two-firm isolation, the cur
 the billing view on a hand-made day, CSV cells that never become formulas, and
 `licentia vendor usage` against a real Central on 127.0.0.1.
 
-The usage rows are written straight into usage_events (the store that uploads fill);
-firms, customers, items and tickets are made through the vendor API."""
+The usage rows are written straight into usage_events (the store that uploads fill) and
+the product view's rollup rebuilt for their day, as after a bulk load; firms, customers,
+items and tickets are made through the vendor API."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +22,16 @@ import pytest
 from central_helpers import ADMIN_KEY, ServerThread, central_app, make_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from licentia.central.models import Item, Ticket, UsageEvent
 from licentia.central.services.reporting import DaySweep
+from licentia.central.services.retention import RetentionService
+from licentia.central.services.rollup import rebuild_days
 from tests.cli.helpers import vendor as vendor_cli
 
 API = "/api/v1"
+DAY_S = 86400
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 FIRM, OTHER = 6000145, 6000177
 LICENSE, PRODUCT, BILLING = (
@@ -159,6 +165,8 @@ class Store:
                     mode=mode,
                 )
             )
+            # written as a bulk load writes: the rollup rebuilt for the event's day
+            rebuild_days(Session(bind=conn), firm_id, a // DAY_S, a // DAY_S + 1)
 
 
 LEASES = itertools.count(1)
@@ -289,6 +297,64 @@ def test_the_product_view_sums_seconds_and_counts_successes(client, store, sourc
     store.use(two, "2023-08-25T09:00:00", fail=1, user="xyzKLF4711eDxSdfs6y")  # refused: no success, no seconds
     rows = ok(post(client, PRODUCT, SOURCE_CUSTOMER_REQUEST, source.headers))["productUsageList"]
     assert rows[0]["item"] == "F-00002-145" and (rows[0]["seconds"], rows[0]["success"]) == (24400, 2)
+
+
+def test_the_product_view_of_any_period_sums_the_events_in_it(client, store, source):
+    """Whole UTC days come from the rollup, a period's partial first and last days from the
+    events: whatever the period, the answer is the events' own sums."""
+    rng = random.Random(13)
+    store.customer(source, "20231002")
+    tickets = [store.ticket(source, "20231002", item) for item in ("F-00002-145", "F-00003-145")]
+    tickets += [store.ticket(source, "20231002", "B-00001-145") for _ in range(2)]  # two licenses of one item
+    base = ts("2023-10-02T00:00:00")
+    made: list[tuple[int, dict[str, Any], str, int, int]] = []  # access, ticket, user, seconds, success
+    for _ in range(40):
+        t, user = rng.choice(tickets), f"u{rng.randrange(3)}"
+        access = base + rng.randrange(5 * DAY_S)
+        if rng.random() < 0.2:
+            store.use(t, _iso(access), user=user, fail=1)
+            made.append((access, t, user, 0, 0))
+        else:
+            seconds = rng.randrange(1, 30000)  # some sessions end on a later day
+            store.use(t, _iso(access), _iso(access + seconds), user=user)
+            made.append((access, t, user, seconds, 1))
+    periods = [(None, None), (base, base + 5 * DAY_S - 1), (base + DAY_S, base + 3 * DAY_S - 1)]
+    periods += [(None, base + 2 * DAY_S + 4000), (base + 7000, None), (base + DAY_S + 100, base + DAY_S + 50000)]
+    periods += [(base + 3600 * rng.randrange(120), base + 3600 * rng.randrange(120, 140)) for _ in range(6)]
+    for lo, hi in periods:
+        expected: dict[tuple[str, str, int, str], list[int]] = {}
+        for access, t, user, seconds, success in made:
+            if (lo is None or access >= lo) and (hi is None or access <= hi):
+                sums = expected.setdefault((t["customer"], t["item"], t["license_id"], user), [0, 0])
+                sums[0] += seconds
+                sums[1] += success
+        flt = {k: _iso(v) for k, v in (("from", lo), ("to", hi)) if v is not None}
+        flt["customerIdentification"] = "20231002"
+        rows = ok(post(client, PRODUCT, {"filter": flt, "limit": 10000}, source.headers))["productUsageList"]
+        want = sorted((c, i, s[0], s[1], u) for (c, i, _, u), s in expected.items())
+        assert sorted((r["customer"], r["item"], r["seconds"], r["success"], r["user"]) for r in rows) == want, flt
+        assert want or (lo, hi) != (None, None)
+
+
+def test_retention_takes_the_rollups_old_days_with_the_events(app, client, store, source, clock):
+    """Purging a firm's old events takes their days out of the product view's rollup, and
+    the day the cutoff falls in keeps exactly the events the purge kept."""
+    r = client.patch(f"{API}/firms/{FIRM}", json={"usage_retention_days": 30}, headers=source.headers)
+    assert r.status_code == 200, r.text
+    (two,) = [t for t in source.tickets.values() if t["item"] == "F-00002-145"]
+    cutoff = clock() - 30 * DAY_S
+    for offset in (-DAY_S - 5, -10, 10, DAY_S + 5):  # around the cutoff, two on its day
+        store.use(two, _iso(cutoff + offset), _iso(cutoff + offset + 60), user=f"at{offset:+d}")
+    ctx = app.state.central
+    with ctx.db.session() as s:
+        (purged,) = [p for p in RetentionService(ctx, s).purge() if p.firm_code == FIRM]
+    assert purged.deleted == 2 + 8  # two around the cutoff and the source's eight of 2023
+    rows = ok(post(client, PRODUCT, {"filter": {}}, source.headers))["productUsageList"]
+    assert sorted((r["user"], r["seconds"], r["success"]) for r in rows) == [("at+10", 60, 1), (f"at+{DAY_S + 5}", 60, 1)]
+
+
+def _iso(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 # ---------------------------------------------------------------- the filter

@@ -23,7 +23,7 @@ from central_helpers import (
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from licentia.central.models import Flag, Ticket, UsageAnchor, UsageEvent
+from licentia.central.models import Flag, Ticket, UsageAnchor, UsageDay, UsageEvent
 from licentia.core import anchoring
 from licentia.core.documents import document_digest
 from licentia.core.encoding import canonical
@@ -193,9 +193,31 @@ def ticket_row(engine: Any, ticket: str) -> Any:
 
 
 def store(engine: Any) -> dict[str, Any]:
-    """The usage store and the anchors: what a refused upload must leave as it was."""
+    """The usage store, its rollup and the anchors: what a refused upload must leave as it was."""
     state = dump_state(engine)
-    return {name: state[name] for name in ("usage_events", "usage_anchors")}
+    return {name: state[name] for name in ("usage_events", "usage_days", "usage_anchors")}
+
+
+def check_rollup(engine: Any) -> int:
+    """The product view's rollup, as the uploads kept it, holds the events' sums per key
+    (summed here from the events); the number of its rows."""
+    expected: dict[tuple[Any, ...], list[int]] = {}
+    with engine.connect() as conn:
+        for e in conn.execute(select(UsageEvent)).all():
+            if e.ticket_id is None:
+                continue
+            key = (e.firm_id, e.item_id, e.access_time // 86400, e.customer_id, e.ticket_id, e.license_id)
+            key += (e.product_code, e.feature_code, e.user_ident)
+            sums = expected.setdefault(key, [0, 0, 0, 0, 0])
+            for i, value in enumerate((e.seconds, e.success, e.fail, e.invalid, e.units)):
+                sums[i] += value
+        got = {
+            (d.firm_id, d.item_id, d.day, d.customer_id, d.ticket_id, d.license_id, d.product_code)
+            + (d.feature_code, d.user_ident): [d.seconds, d.success, d.fail, d.invalid, d.units]
+            for d in conn.execute(select(UsageDay)).all()
+        }
+    assert got == expected
+    return len(got)
 
 
 # ---------------------------------------------------------------- the main path
@@ -226,6 +248,7 @@ def first_upload_is_stored_and_anchored(client: Any, vendor: Vendor, clock: Any,
         assert (r.ticket_id, r.customer_id, r.item_id) == (t.id, t.customer_id, t.item_id)
         assert (r.host, r.address) == ("pc-1", "10.0.0.5")
     assert live_anchors(engine) == [(0, anchoring.GENESIS), (4, log.hash_at(4))]
+    assert check_rollup(engine) == 3  # the users of A and B, and carol's refusal
 
 
 def chunks_extend_the_anchor(client: Any, vendor: Vendor, clock: Any, engine: Any) -> None:
@@ -244,6 +267,7 @@ def chunks_extend_the_anchor(client: Any, vendor: Vendor, clock: Any, engine: An
     assert second["stored"] == 1  # the denial; B and A are rows already
     got = rows(engine, UsageEvent.seq, UsageEvent.lease_id, UsageEvent.release_time, UsageEvent.seconds)
     assert got == [(1, "A", t0 + 9, 8), (2, "B", t0 + 5, 3), (6, None, None, 0)]
+    check_rollup(engine)  # A's seconds came with the second chunk
     assert [seq for seq, _ in live_anchors(engine)] == [0, 2, 6]
 
 
@@ -287,6 +311,7 @@ def test_a_reupload_is_counted_once(client, vendor, clock, engine):
     wider = accepted(client, log.upload(box, 0))  # from the first anchor: 1..3 are held already
     assert wider["stored"] == 2 and anchor_of(vendor, wider).seq == 5
     assert [r.seq for r in usage_rows(engine)] == [1, 2, 3, 4, 5]
+    check_rollup(engine)
 
 
 def test_an_upload_that_starts_where_central_holds_no_anchor_is_told_where_to_start(client, vendor, clock, engine):
@@ -593,6 +618,7 @@ def test_the_main_path_on_postgresql(tmp_path, pg_url, clock):
                 select(UsageEvent.lease_id, UsageEvent.release_time).where(UsageEvent.lease_id.in_(["P", "Q"]))
             ).all()
         assert sorted(held) == [("P", clock.now + 3), ("Q", None)]
+        check_rollup(engine)
         forked = log.fork(2)
         forked.session("R", clock.now + 9)
         forked.session("S", clock.now + 10)
@@ -632,6 +658,7 @@ def test_concurrent_uploads_of_one_container_store_each_event_once(tmp_path, clo
         anchors = live_anchors(engine)
         assert anchors[-1] == (12, log.hash_at(12))
         assert all(h == log.hash_at(seq) for seq, h in anchors)  # every anchor on the one chain
+        check_rollup(engine)
 
 
 @pytest.mark.postgres

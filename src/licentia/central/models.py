@@ -316,9 +316,11 @@ class UsageEvent(Base):
     __table_args__ = (
         UniqueConstraint("container_id", "seq"),
         Index("ix_usage_events_session", "container_id", "lease_id"),
-        Index("ix_usage_events_firm_time", "firm_id", "access_time"),
-        Index("ix_usage_events_customer_time", "customer_id", "access_time"),
-        Index("ix_usage_events_item_time", "item_id", "access_time"),
+        # each view's scope then its order: a page is a range of one index, read once
+        Index("ix_usage_events_firm_time", "firm_id", "access_time", "id"),
+        Index("ix_usage_events_customer_time", "firm_id", "customer_id", "access_time", "id"),
+        Index("ix_usage_events_item_time", "firm_id", "item_id", "access_time", "id"),
+        Index("ix_usage_events_ticket_time", "ticket_id", "access_time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -346,6 +348,48 @@ class UsageEvent(Base):
     address: Mapped[str] = mapped_column(String(256), default="")
     mode: Mapped[str] = mapped_column(String(16), default="")
     seat: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageDay(Base):
+    """The product view's rollup of usage_events: per license, user and UTC day of access
+    (with every scope column the views filter on), the seconds, accesses, refusals and
+    units. Written in the transaction that writes the events; rebuilt from them by
+    ``licentia central usage rollup`` after a bulk load. Only events whose ticket Central
+    knows (and so its customer and item) are rolled up: the views join both."""
+
+    __tablename__ = "usage_days"
+    __table_args__ = (
+        UniqueConstraint(
+            "firm_id",
+            "item_id",
+            "day",
+            "customer_id",
+            "ticket_id",
+            "license_id",
+            "product_code",
+            "feature_code",
+            "user_ident",
+        ),
+        Index("ix_usage_days_customer", "firm_id", "customer_id", "day"),
+        Index("ix_usage_days_ticket", "ticket_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id"))
+    day: Mapped[int] = mapped_column(Integer)  # UTC days since 1970-01-01
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"))
+    license_id: Mapped[int] = mapped_column(BigInteger)
+    product_code: Mapped[int] = mapped_column(BigInteger)
+    feature_code: Mapped[int] = mapped_column(BigInteger)
+    user_ident: Mapped[str] = mapped_column(String(256))
+    firm_code: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    success: Mapped[int] = mapped_column(BigInteger, default=0)
+    fail: Mapped[int] = mapped_column(BigInteger, default=0)
+    invalid: Mapped[int] = mapped_column(BigInteger, default=0)
     units: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -1,6 +1,6 @@
 """``licentia central serve``: run License Central (uvicorn) on this machine;
 ``migrate`` its database; ``backup`` its database (never its keys); ``usage purge``
-the usage store's old events."""
+the usage store's old events, ``usage rollup`` rebuild its rollup."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..central.demo import Demo
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-usage_app = typer.Typer(no_args_is_help=True, help="The usage store: retention.")
+usage_app = typer.Typer(no_args_is_help=True, help="The usage store: retention and rollup.")
 app.add_typer(usage_app, name="usage")
 
 
@@ -94,6 +94,36 @@ def usage_purge(
             _say("no firms: nothing to purge")
         for p in purged:
             _say(f"firm {p.firm_code}: {p.deleted} event(s) older than {p.retention_days} days deleted")
+
+    _common.run_guarded(run)
+
+
+@usage_app.command("rollup")
+def usage_rollup(
+    firm: Annotated[int | None, typer.Option("--firm", help="Only this firm's (its firm code).")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
+    ] = None,
+) -> None:
+    """Rebuild the product view's rollup from the stored events. Uploads keep it exact as
+    they write; run this after loading events into the store by other means (a bulk COPY)."""
+
+    def run() -> None:
+        import time
+
+        from ..central.services.rollup import RollupService
+        from ..central.settings import Settings
+        from ..central.startup import prepare
+
+        settings = Settings.from_env(data_dir=data)
+        ctx = prepare(settings, lambda: int(time.time()))
+        try:
+            with ctx.db.session() as session:
+                svc = RollupService(ctx, session)
+                rows = svc.rebuild(None if firm is None else svc.firm_by_code(firm).id)
+        finally:
+            ctx.db.dispose()
+        _say(f"usage rollup rebuilt: {rows} row(s)" + ("" if firm is None else f" of firm {firm}"))
 
     _common.run_guarded(run)
 

@@ -26,13 +26,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, union_all
 
 from ...core import codes
 from ...core.encoding import b64d, b64e
 from ...core.errors import BadInput, NotFound
 from ..db import run_read
-from ..models import Customer, Item, Ticket, TicketItem, UsageEvent
+from ..models import Customer, Item, Ticket, TicketItem, UsageDay, UsageEvent
 from .base import Actor, Service, check_code
 from .tickets import normalize
 
@@ -174,12 +174,48 @@ class UsageFilter:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a caller may see and its filter asked for, resolved to ids once: conditions over
+    the usage store or any of its rollups (each carries the same scope columns)."""
+
+    firm_ids: tuple[uuid.UUID, ...] | None = None  # None: every firm (the admin key, no filter)
+    customer_ids: tuple[uuid.UUID, ...] | None = None
+    item_ids: tuple[uuid.UUID, ...] | None = None
+    ticket_id: uuid.UUID | None = None
+    product_code: int | None = None
+    feature_code: int | None = None
+
+    def over(self, t: Any) -> list[ColumnElement[bool]]:
+        """The conditions over ``t`` (a mapped class with the scope columns)."""
+        conds: list[ColumnElement[bool]] = []
+
+        def one_of(column: Any, ids: tuple[Any, ...]) -> ColumnElement[bool]:
+            cond: ColumnElement[bool] = column == ids[0] if len(ids) == 1 else column.in_(ids)
+            return cond
+
+        if self.firm_ids is not None:
+            conds.append(one_of(t.firm_id, self.firm_ids))
+        if self.customer_ids is not None:
+            conds.append(one_of(t.customer_id, self.customer_ids))
+        if self.item_ids is not None:  # the item itself, or a ticket that holds it as a module
+            licensed = select(TicketItem.ticket_id).where(TicketItem.item_id.in_(self.item_ids))
+            conds.append(or_(one_of(t.item_id, self.item_ids), t.ticket_id.in_(licensed)))
+        if self.ticket_id is not None:
+            conds.append(t.ticket_id == self.ticket_id)
+        if self.product_code is not None:
+            conds.append(t.product_code == self.product_code)
+        if self.feature_code is not None:
+            conds.append(t.feature_code == self.feature_code)
+        return conds
+
+
+@dataclass(frozen=True)
 class UsageQuery:
     """A checked report request: the view, the scope's conditions (resolved once), the
     filter, where the first page starts, and Central's time (open sessions end there)."""
 
     view: str
-    scope: tuple[ColumnElement[bool], ...]
+    scope: Scope
     filter: UsageFilter
     digest: str
     after: tuple[Any, ...] | None
@@ -228,7 +264,7 @@ class ReportingService(Service):
             raise BadInput(f"The view is one of {', '.join(VIEWS)}.")
         digest = flt.digest(view)
         after = self._cursor_key(view, digest, cursor) if cursor is not None else None
-        scope = run_read(self.session, lambda: tuple(self._scope(actor, flt)))
+        scope = run_read(self.session, lambda: self._scope(actor, flt))
         return UsageQuery(view, scope, flt, digest, after, self.now())
 
     def page(self, q: UsageQuery, limit: int = PAGE_SIZE) -> Page:
@@ -266,47 +302,59 @@ class ReportingService(Service):
 
     # ------------------------------------------------------------ scope
 
-    def _scope(self, actor: Actor, flt: UsageFilter) -> list[ColumnElement[bool]]:
-        conds: list[ColumnElement[bool]] = []
-        firm_ids: list[uuid.UUID] | None = None  # None: every firm (the admin key)
+    def _scope(self, actor: Actor, flt: UsageFilter) -> Scope:
+        """The caller's scope and the filter's values as ids (a NotFound for a value outside
+        the scope). Where the admin key names a customer, an item or a ticket, their firms
+        join the scope: every index of the store leads with the firm."""
+        firm_ids: tuple[uuid.UUID, ...] | None = None  # None: every firm (the admin key)
         if not actor.admin or flt.firm_code is not None:
-            firm = self.scoped_firm(actor, flt.firm_code)
-            firm_ids = [firm.id]
-            conds.append(UsageEvent.firm_id == firm.id)
+            firm_ids = (self.scoped_firm(actor, flt.firm_code).id,)
+        seen_firms: set[uuid.UUID] = set()
 
         def in_scope(column: Any) -> ColumnElement[bool]:
             cond: ColumnElement[bool] = column.in_(firm_ids) if firm_ids is not None else column.is_not(None)
             return cond
 
+        customer_ids = item_ids = None
+        ticket_id = None
         if flt.customer is not None:
-            ids = list(
-                self.session.scalars(
-                    select(Customer.id).where(Customer.number == flt.customer, in_scope(Customer.firm_id))
-                )
-            )
-            if not ids:
+            rows = self.session.execute(
+                select(Customer.id, Customer.firm_id).where(Customer.number == flt.customer, in_scope(Customer.firm_id))
+            ).all()
+            if not rows:
                 raise NotFound(
                     "customer", f"There is no customer {flt.customer} for this API key. Check the customer number."
                 )
-            conds.append(UsageEvent.customer_id.in_(ids))
+            customer_ids = tuple(r.id for r in rows)
+            seen_firms.update(r.firm_id for r in rows)
         if flt.item is not None:
             text = flt.item.strip(codes.ITEM_ID_SPACE).upper() if flt.item.isascii() else flt.item
-            ids = list(self.session.scalars(select(Item.id).where(Item.item_id == text, in_scope(Item.firm_id))))
-            if not ids:
+            rows = self.session.execute(
+                select(Item.id, Item.firm_id).where(Item.item_id == text, in_scope(Item.firm_id))
+            ).all()
+            if not rows:
                 raise NotFound("item", f"There is no item {flt.item} for this API key. Check the item id.")
-            licensed = select(TicketItem.ticket_id).where(TicketItem.item_id.in_(ids))
-            conds.append(or_(UsageEvent.item_id.in_(ids), UsageEvent.ticket_id.in_(licensed)))
+            item_ids = tuple(r.id for r in rows)
+            seen_firms.update(r.firm_id for r in rows)
         if flt.ticket is not None:
             ticket = normalize(flt.ticket)
-            found = self.session.scalar(select(Ticket.id).where(Ticket.ticket == ticket, in_scope(Ticket.firm_id)))
+            found = self.session.execute(
+                select(Ticket.id, Ticket.firm_id).where(Ticket.ticket == ticket, in_scope(Ticket.firm_id))
+            ).first()
             if found is None:
                 raise NotFound("ticket", f"There is no ticket {ticket} for this API key. Check the ticket id.")
-            conds.append(UsageEvent.ticket_id == found)
-        if flt.product_code is not None:
-            conds.append(UsageEvent.product_code == flt.product_code)
-        if flt.feature_code is not None:
-            conds.append(UsageEvent.feature_code == flt.feature_code)
-        return conds
+            ticket_id = found.id
+            seen_firms.add(found.firm_id)
+        if firm_ids is None and seen_firms:
+            firm_ids = tuple(sorted(seen_firms))
+        return Scope(
+            firm_ids=firm_ids,
+            customer_ids=customer_ids,
+            item_ids=item_ids,
+            ticket_id=ticket_id,
+            product_code=flt.product_code,
+            feature_code=flt.feature_code,
+        )
 
     @staticmethod
     def _cursor_key(view: str, digest: str, cursor: str) -> tuple[Any, ...]:
@@ -342,9 +390,9 @@ class ReportingService(Service):
             e.feature_map,
             e.license_id,
             e.user_ident,
-        ).where(*q.scope, *self._accessed(q.filter))
-        if q.after is not None:
-            stmt = stmt.where(_after((e.access_time, e.id), q.after))
+        ).where(*q.scope.over(e), *self._accessed(q.filter))
+        if q.after is not None:  # a row comparison: an index condition, so a page reads its rows only
+            stmt = stmt.where(tuple_(e.access_time, e.id) > tuple_(*q.after))
         for r in self.session.execute(stmt.order_by(e.access_time, e.id).execution_options(yield_per=500)):
             entry: dict[str, Any] = {
                 "accessTime": iso(r.access_time),
@@ -377,13 +425,53 @@ class ReportingService(Service):
     # ------------------------------------------------------------ the product view
 
     def _product_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-        e = UsageEvent
-        group = (e.firm_code, Customer.number, Item.item_id, e.license_id, e.user_ident)
+        """The whole UTC days of the period from the rollup (usage_days), its partial first
+        and last days from the events, summed per customer, item, license and user."""
+        e, d = UsageEvent, UsageDay
+        flt = q.filter
+        lo = flt.start
+        hi = flt.end + 1 if flt.end is not None else None  # the period is [lo, hi)
+        first_day = None if lo is None else -(-lo // DAY)  # the first whole day
+        end_day = None if hi is None else hi // DAY  # the whole days end before this one
+        parts: list[Any] = []
+        edges: list[tuple[int | None, int | None]] = []
+        if first_day is not None and end_day is not None and first_day > end_day:
+            edges.append((lo, hi))  # within one day
+        else:
+            if first_day is None or end_day is None or first_day < end_day:
+                days = q.scope.over(d)
+                if first_day is not None:
+                    days.append(d.day >= first_day)
+                if end_day is not None:
+                    days.append(d.day < end_day)
+                parts.append(
+                    select(
+                        d.firm_code, d.customer_id, d.item_id, d.license_id, d.user_ident, d.seconds, d.success
+                    ).where(*days)
+                )
+            if lo is not None and first_day is not None and lo < first_day * DAY:
+                edges.append((lo, first_day * DAY))
+            if hi is not None and end_day is not None and end_day * DAY < hi:
+                edges.append((end_day * DAY, hi))
+        for a, b in edges:
+            conds = [*q.scope.over(e), e.ticket_id.is_not(None)]
+            if a is not None:
+                conds.append(e.access_time >= a)
+            if b is not None:
+                conds.append(e.access_time < b)
+            parts.append(
+                select(e.firm_code, e.customer_id, e.item_id, e.license_id, e.user_ident, e.seconds, e.success).where(
+                    *conds
+                )
+            )
+        both: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+        u: Any = both.subquery()
+        group = (u.c.firm_code, Customer.number, Item.item_id, u.c.license_id, u.c.user_ident)
         stmt = (
-            select(*group, Item.name, func.sum(e.seconds), func.sum(e.success))
-            .join(Customer, Customer.id == e.customer_id)
-            .join(Item, Item.id == e.item_id)
-            .where(*q.scope, *self._accessed(q.filter))
+            select(*group, Item.name, func.sum(u.c.seconds), func.sum(u.c.success))
+            .select_from(u)
+            .join(Customer, Customer.id == u.c.customer_id)
+            .join(Item, Item.id == u.c.item_id)
         )
         if q.after is not None:
             stmt = stmt.where(_after(group, q.after))
@@ -427,7 +515,7 @@ class ReportingService(Service):
             )
             .join(Customer, Customer.id == e.customer_id)
             .join(Item, Item.id == e.item_id)
-            .where(*q.scope)
+            .where(*q.scope.over(e))
         )
         if hi is not None:
             stmt = stmt.where(e.access_time < hi)

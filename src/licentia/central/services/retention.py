@@ -3,8 +3,9 @@
 
 Deletion runs in batches, one short transaction each, so that uploads and reports go on
 while a year's worth of old events leaves the store; a batch takes the oldest rows of one
-firm through the (firm, access time) index. ``licentia central usage purge`` runs it, and
-``licentia central serve`` runs it once a day.
+firm through the (firm, access time) index. The product view's rollup (``usage_days``)
+follows in the same run: days before the cutoff's go, the cutoff's day is rebuilt.
+``licentia central usage purge`` runs it, and ``licentia central serve`` runs it once a day.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from ..db import run_read, run_write
-from ..models import Firm, UsageEvent
+from ..models import Firm, UsageDay, UsageEvent
 from .base import Service
+from .rollup import rebuild_days
 
 log = logging.getLogger("licentia.central")
 
@@ -54,10 +56,19 @@ class RetentionService(Service):
                 deleted += n
                 if n < batch:
                     break
+            run_write(self.session, functools.partial(self._drop_days, firm_id, cutoff))
             if deleted:
                 log.info("usage retention: %d event(s) of firm %d older than %d days deleted", deleted, code, days)
             out.append(Purged(firm_code=code, retention_days=days, cutoff=cutoff, deleted=deleted))
         return out
+
+    def _drop_days(self, firm_id: uuid.UUID, cutoff: int) -> None:
+        """The rollup follows: the days before the cutoff's day go, the cutoff's own day is
+        rebuilt from the events it keeps."""
+        day = cutoff // DAY
+        self.session.execute(delete(UsageDay).where(UsageDay.firm_id == firm_id, UsageDay.day < day))
+        if cutoff % DAY:
+            rebuild_days(self.session, firm_id, day, day + 1)
 
     def _delete_batch(self, firm_id: uuid.UUID, cutoff: int, batch: int) -> int:
         """Delete up to ``batch`` of the firm's oldest events accessed before ``cutoff``."""

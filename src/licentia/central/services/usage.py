@@ -54,6 +54,7 @@ from ..models import UsageEvent as UsageRow
 from ..protocol_db import Row, Tx, protocol_for
 from . import _protocol_sql as sql
 from .activation import COUNTED, ActivationService, _firm, _Outcome, dump
+from .rollup import DayDeltas
 
 log = logging.getLogger("licentia.central")
 
@@ -93,8 +94,13 @@ I_ANCHOR = insert(_ua)
 Q_TAKEN = select(_ue.c.seq).where(
     _ue.c.container_id == bindparam("container"), _ue.c.seq >= bindparam("first"), _ue.c.seq <= bindparam("last")
 )
+#: a stored row's columns the rollup key is made of
+_ROLLED = (
+    *("firm_id", "item_id", "access_time", "customer_id", "ticket_id"),
+    *("license_id", "product_code", "feature_code", "user_ident", "firm_code"),
+)
 #: The session rows of leases whose final event comes in this upload.
-Q_SESSIONS = select(_ue.c.id, _ue.c.lease_id).where(
+Q_SESSIONS = select(_ue.c.id, _ue.c.lease_id, _ue.c.seconds, *(_ue.c[k] for k in _ROLLED)).where(
     _ue.c.container_id == bindparam("container"), _ue.c.lease_id.in_(bindparam("leases", expanding=True))
 )
 U_RELEASE = (
@@ -406,19 +412,25 @@ class UsageService(ActivationService):
                 else:
                     ends[e.lease_id] = e
             # renew, grace, lost: the session goes on as it is
+        days = DayDeltas()
         if ends:
-            found: dict[str, list[Any]] = defaultdict(list)
-            for rid, lease in tx.all(Q_SESSIONS, {"container": container_id, "leases": sorted(ends)}):
-                found[lease].append(rid)
+            found: dict[str, list[Row]] = defaultdict(list)
+            for stored in tx.all(Q_SESSIONS, {"container": container_id, "leases": sorted(ends)}):
+                found[stored.lease_id].append(stored)
             updates = []
             for lease, e in ends.items():
                 release = e.release_time if e.release_time is not None else e.time
                 if found.get(lease):
-                    updates += [{"rid": rid, "rt": release, "secs": e.seconds} for rid in found[lease]]
+                    for stored in found[lease]:
+                        updates.append({"rid": stored.id, "rt": release, "secs": e.seconds})
+                        days.add_seconds(stored._asdict(), e.seconds - int(stored.seconds))
                 else:  # its access came before the first anchor: the session from its final event
                     rows.append(row(e, release_time=release, seconds=e.seconds))
             tx.execute_many(U_RELEASE, updates)
         tx.execute_many(I_USAGE, rows)
+        for r in rows:
+            days.add_row(r)
+        days.apply(tx)
         return len(rows), {k: tickets[k] for k in touched if k in tickets}
 
     @staticmethod

@@ -1,0 +1,156 @@
+"""The usage store's rollup for the product view (``usage_days``): per license, user and UTC
+day of access, with every scope column a view filters on, the seconds, accesses, refusals
+and units of that day's events.
+
+Writers keep it exact in their own transaction: ``DayDeltas`` collects what a write adds
+(a new row, a release that sets a stored row's seconds) and ``apply`` upserts each key once,
+in key order (two writers never wait on each other in opposite orders). A bulk load that
+writes events without it (COPY) is followed by ``RollupService.rebuild``, which recomputes
+the rollup from the events. Events whose ticket Central does not know have no customer or
+item and are not rolled up: the views join both.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, CursorResult, Executable, delete, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ..db import run_write
+from ..models import UsageDay, UsageEvent
+from ..protocol_db import Tx
+from . import _protocol_sql as sql
+from .base import Service
+
+log = logging.getLogger("licentia.central")
+
+DAY = 86400
+#: the rollup's key columns, in the order of its unique constraint
+KEY = (
+    "firm_id",
+    "item_id",
+    "day",
+    "customer_id",
+    "ticket_id",
+    "license_id",
+    "product_code",
+    "feature_code",
+    "user_ident",
+)
+SUMS = ("seconds", "success", "fail", "invalid", "units")
+
+_d = sql.table_of(UsageDay)
+
+
+def _upsert(stmt: Any) -> Executable:
+    """``stmt`` (a dialect's insert into usage_days) adding to the row it meets."""
+    done: Executable = stmt.on_conflict_do_update(
+        index_elements=list(KEY), set_={name: getattr(_d.c, name) + getattr(stmt.excluded, name) for name in SUMS}
+    )
+    return done
+
+
+#: add a day's sums to its rollup row (made when it is missing)
+U_DAY = {"sqlite": _upsert(sqlite_insert(_d)), "postgresql": _upsert(pg_insert(_d))}
+
+
+@dataclass
+class _Sums:
+    firm_code: int
+    seconds: int = 0
+    success: int = 0
+    fail: int = 0
+    invalid: int = 0
+    units: int = 0
+
+
+class DayDeltas:
+    """What one write adds to the rollup, by key."""
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[object, ...], _Sums] = {}
+
+    def _at(self, row: Mapping[str, object]) -> _Sums | None:
+        if row["ticket_id"] is None or row["customer_id"] is None or row["item_id"] is None:
+            return None
+        key = tuple(int(row["access_time"]) // DAY if k == "day" else row[k] for k in KEY)  # type: ignore[call-overload]
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = self._sums[key] = _Sums(firm_code=int(row["firm_code"]))  # type: ignore[call-overload]
+        return sums
+
+    def add_row(self, row: Mapping[str, object]) -> None:
+        """A new usage_events row (a dict of its columns)."""
+        sums = self._at(row)
+        if sums is not None:
+            for name in SUMS:
+                setattr(sums, name, getattr(sums, name) + int(row.get(name) or 0))  # type: ignore[call-overload]
+
+    def add_seconds(self, row: Mapping[str, object], seconds: int) -> None:
+        """Seconds added to a stored row (its release came)."""
+        sums = self._at(row)
+        if sums is not None:
+            sums.seconds += seconds
+
+    def apply(self, tx: Tx) -> int:
+        """Upsert every key (in key order); the number of keys."""
+        rows = []
+        for key in sorted(self._sums, key=lambda k: tuple(str(v) for v in k)):
+            s = self._sums[key]
+            rows.append(
+                dict(zip(KEY, key, strict=True))
+                | {"firm_code": s.firm_code, "seconds": s.seconds, "success": s.success}
+                | {"fail": s.fail, "invalid": s.invalid, "units": s.units}
+            )
+        for row in rows:  # one statement per key: an upsert of many rows may not name a key twice
+            tx.execute(U_DAY[tx.dialect.name], row)
+        return len(rows)
+
+
+class RollupService(Service):
+    """Rebuilds the rollup from the events (after a bulk load, or to repair it)."""
+
+    def rebuild(
+        self, firm_id: uuid.UUID | None = None, first_day: int | None = None, end_day: int | None = None
+    ) -> int:
+        """Recompute ``usage_days`` from usage_events in one transaction (on PostgreSQL with
+        the table locked against writers meanwhile): of one firm or every firm, of the days
+        from ``first_day`` up to (not including) ``end_day`` or all of them. The number of
+        rollup rows written."""
+        n = run_write(self.session, lambda: rebuild_days(self.session, firm_id, first_day, end_day))
+        log.info("usage rollup rebuilt: %d row(s)%s", n, "" if firm_id is None else f" of firm {firm_id}")
+        return n
+
+
+def rebuild_days(s: Session, firm_id: uuid.UUID | None, first_day: int | None, end_day: int | None) -> int:
+    """``RollupService.rebuild`` inside the caller's transaction."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("LOCK TABLE usage_days IN EXCLUSIVE MODE"))
+    e = UsageEvent
+    day = (e.access_time // DAY).label("day")
+    cols: list[Any] = [e.firm_id, e.item_id, day, e.customer_id, e.ticket_id, e.license_id, e.product_code]
+    cols += [e.feature_code, e.user_ident, e.firm_code]
+    sums = [func.sum(getattr(e, name)) for name in SUMS]
+    conds: list[ColumnElement[bool]] = [e.ticket_id.is_not(None), e.customer_id.is_not(None), e.item_id.is_not(None)]
+    gone = delete(UsageDay)
+    if firm_id is not None:
+        conds.append(e.firm_id == firm_id)
+        gone = gone.where(UsageDay.firm_id == firm_id)
+    if first_day is not None:
+        conds.append(e.access_time >= first_day * DAY)
+        gone = gone.where(UsageDay.day >= first_day)
+    if end_day is not None:
+        conds.append(e.access_time < end_day * DAY)
+        gone = gone.where(UsageDay.day < end_day)
+    s.execute(gone)
+    grouped = select(*cols, *sums).where(*conds).group_by(*cols)
+    names = [*KEY, "firm_code", *SUMS]
+    result = s.execute(insert(UsageDay).from_select(names, grouped))
+    return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
