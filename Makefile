@@ -22,8 +22,10 @@ run: $(STAMP)
 	$(BIN)/licentia central serve --demo
 
 ## make test: install test extras (and, as root on Debian, the system packages), run the checks, then the whole suite
+## on TEST_WORKERS processes (pytest-xdist; each test file runs whole on one of them: its module fixtures once)
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## make check: ruff (lint and format) over the whole tree and mypy strict over the package (the import
 ## layering contract and the bounded fuzzing run inside the suite)

@@ -280,7 +280,11 @@ def test_a_proof_is_true_only_for_the_holders_signature_of_that_payload(holder, 
     )
 
 
-@pytest.mark.parametrize("holder", [HOLDER_PUB, "\ud800", "", "a" * 10_000, HOLDER_PUB + "\n", "=" * 44])
+@pytest.mark.parametrize(
+    "holder",
+    [HOLDER_PUB, "\ud800", "", "a" * 10_000, HOLDER_PUB + "\n", "=" * 44],
+    ids=["holder", "surrogate", "empty", "long", "holder-newline", "padding"],  # the key is made per process
+)
 def test_pinned_proofs_are_false(holder):
     for proof in [float("nan"), float("inf"), 2**64, "\ud800", None, [], {"a": 1}, "", "=" * 90]:
         assert grants.check_proof(holder, grants.LEASE_RENEW, grants.lease_proof_payload("L1", 1), proof) is False
