@@ -21,13 +21,21 @@ from typing import Any
 import pytest
 from central_helpers import ADMIN_KEY, ServerThread, central_app, make_settings
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from licentia.central.models import Item, Ticket, UsageEvent
-from licentia.central.services.reporting import DaySweep
+from licentia.central.models import (
+    Item,
+    Ticket,
+    UsageBillingDay,
+    UsageBillingStale,
+    UsageEvent,
+    UsageRollupState,
+)
+from licentia.central.services.billing import BillingRollup
+from licentia.central.services.reporting import BILLING_FINAL, DaySweep
 from licentia.central.services.retention import RetentionService
-from licentia.central.services.rollup import rebuild_days
+from licentia.central.services.rollup import I_STALE, StaleDays, rebuild_days
 from tests.cli.helpers import vendor as vendor_cli
 
 API = "/api/v1"
@@ -77,8 +85,8 @@ class Firm:
 class Store:
     """Firms made through the vendor API, and usage rows written into the store."""
 
-    def __init__(self, client: TestClient, engine: Any):
-        self.client, self.engine = client, engine
+    def __init__(self, client: TestClient, engine: Any, clock: Any):
+        self.client, self.engine, self.clock = client, engine, clock
         self.firms: dict[int, Firm] = {}
 
     def firm(self, code: int) -> Firm:
@@ -140,8 +148,7 @@ class Store:
                 firm_id = conn.execute(select(FirmRow.id).where(FirmRow.code == firm)).scalar_one()
             a = ts(access)
             r = ts(release) if release else None
-            conn.execute(
-                insert(UsageEvent).values(
+            row = dict(
                     firm_id=firm_id,
                     source="server",
                     access_time=a,
@@ -163,10 +170,14 @@ class Store:
                     lease_id=f"lease-{next(LEASES)}",
                     units=units,
                     mode=mode,
-                )
-            )
-            # written as a bulk load writes: the rollup rebuilt for the event's day
+            )  # fmt: skip
+            conn.execute(insert(UsageEvent).values(**row))
+            # the product view's rollup rebuilt for the event's day, the billing days marked
             rebuild_days(Session(bind=conn), firm_id, a // DAY_S, a // DAY_S + 1)
+            stale = StaleDays(now=self.clock())
+            stale.add_row(row)
+            if stale.rows():
+                conn.execute(I_STALE[conn.dialect.name], stale.rows())
 
 
 LEASES = itertools.count(1)
@@ -193,8 +204,8 @@ def refused(r: Any, status: int, error_code: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(client: TestClient, engine: Any) -> Store:
-    return Store(client, engine)
+def store(client: TestClient, engine: Any, clock: Any) -> Store:
+    return Store(client, engine, clock)
 
 
 @pytest.fixture
@@ -341,7 +352,7 @@ def test_retention_takes_the_rollups_old_days_with_the_events(app, client, store
     the day the cutoff falls in keeps exactly the events the purge kept."""
     r = client.patch(f"{API}/firms/{FIRM}", json={"usage_retention_days": 30}, headers=source.headers)
     assert r.status_code == 200, r.text
-    (two,) = [t for t in source.tickets.values() if t["item"] == "F-00002-145"]
+    (two,) = [t for t in source.tickets.values() if (t["item"], t["customer"]) == ("F-00002-145", "20230306")]
     cutoff = clock() - 30 * DAY_S
     for offset in (-DAY_S - 5, -10, 10, DAY_S + 5):  # around the cutoff, two on its day
         store.use(two, _iso(cutoff + offset), _iso(cutoff + offset + 60), user=f"at{offset:+d}")
@@ -350,7 +361,10 @@ def test_retention_takes_the_rollups_old_days_with_the_events(app, client, store
         (purged,) = [p for p in RetentionService(ctx, s).purge() if p.firm_code == FIRM]
     assert purged.deleted == 2 + 8  # two around the cutoff and the source's eight of 2023
     rows = ok(post(client, PRODUCT, {"filter": {}}, source.headers))["productUsageList"]
-    assert sorted((r["user"], r["seconds"], r["success"]) for r in rows) == [("at+10", 60, 1), (f"at+{DAY_S + 5}", 60, 1)]
+    assert sorted((r["user"], r["seconds"], r["success"]) for r in rows) == [
+        ("at+10", 60, 1),
+        (f"at+{DAY_S + 5}", 60, 1),
+    ]
 
 
 def _iso(t: int) -> str:
@@ -571,6 +585,83 @@ def test_the_billing_view_peak_seats_and_seat_hours_of_a_hand_made_day(client, s
     assert (row["day"], row["peakSeats"], row["seatSeconds"], row["sessions"]) == ("2023-08-11", 1, 1800, 0)
 
 
+def billing_answers(client: Any, firm: Firm, periods: list[dict[str, Any]]) -> list[list[Any]]:
+    return [walk(client, BILLING, "billingList", {"filter": flt, "limit": 5}, firm.headers)[0] for flt in periods]
+
+
+def rolled_and_live(app: Any, client: Any, firm: Firm, periods: list[dict[str, Any]]) -> list[list[Any]]:
+    """The billing answers with the rollup as it is, checked against the same answers
+    computed from the events alone (the job's state set aside meanwhile)."""
+    rolled = billing_answers(client, firm, periods)
+    with app.state.central.db.engine.begin() as conn:
+        (final,) = conn.execute(select(UsageRollupState.value)).scalars().all()
+        conn.execute(delete(UsageRollupState))
+    live = billing_answers(client, firm, periods)
+    with app.state.central.db.engine.begin() as conn:
+        conn.execute(insert(UsageRollupState).values(name=BILLING_FINAL, value=final))
+    assert rolled == live
+    return rolled
+
+
+def test_the_billing_view_reads_the_jobs_rollup_and_answers_as_the_events_do(app, client, store, source, clock):
+    """Days the job computed come from usage_billing_days, the others from the events
+    (partial first days, days after the job's last run, days a late write marked stale):
+    every answer, walked page by page, is the one the events alone give."""
+    rng = random.Random(19)
+    store.customer(source, "20231003")
+    tickets = [store.ticket(source, "20231003", item) for item in ("F-00002-145", "F-00003-145")]
+    tickets += [store.ticket(source, "20231003", "B-00001-145") for _ in range(2)]
+    today = clock() // DAY_S
+    base = (today - 8) * DAY_S
+
+    def sessions(n: int, start: int) -> None:
+        for _ in range(n):
+            t, seat = rng.choice(tickets), f"seat{rng.randrange(4)}"
+            access, kind = rng.randrange(start, clock()), rng.random()
+            if kind < 0.15:
+                store.use(t, _iso(access), fail=1, seat=seat)
+            elif kind < 0.25:  # still open
+                store.use(t, _iso(access), seat=seat, units=rng.randrange(3))
+            else:  # some held over one or two midnights
+                end = min(clock(), access + rng.randrange(60, 2 * DAY_S))
+                store.use(t, _iso(access), _iso(end), seat=seat, units=rng.randrange(3))
+
+    sessions(60, base)
+    periods = [{}, {"from": _iso(base - 2 * DAY_S), "to": _iso(clock())}, {"customerIdentification": "20231003"}]
+    periods += [{"from": _iso(base + 3 * DAY_S + 5000), "to": _iso(base + 6 * DAY_S + 7000)}]
+    periods += [{"from": _iso(base + DAY_S), "to": _iso(base + 5 * DAY_S - 1)}, {"to": _iso(base + 4 * DAY_S + 99)}]
+    periods += [{"itemIdentification": "B-00001-145"}]  # an item filter: from the events
+    before = billing_answers(client, source, periods)  # no job has run: every day from the events
+    ctx = app.state.central
+    with ctx.db.session() as s:
+        assert BillingRollup(ctx, s).refresh() > 0  # the first run computes every day that ended
+    with ctx.db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(UsageBillingDay)).scalar_one() > 10
+        assert conn.execute(select(func.count()).select_from(UsageBillingStale)).scalar_one() > 0  # today's
+    assert rolled_and_live(app, client, source, periods) == before
+
+    # the view reads the rollup: a changed figure shows
+    with ctx.db.engine.begin() as conn:
+        conn.execute(update(UsageBillingDay).values(refusals=UsageBillingDay.refusals + 1000))
+    assert "1000" in json.dumps(billing_answers(client, source, [{}]))
+    with ctx.db.engine.begin() as conn:
+        conn.execute(update(UsageBillingDay).values(refusals=UsageBillingDay.refusals - 1000))
+
+    # late writes for days already computed: stale, answered from the events until the next run
+    sessions(8, base)
+    rolled_and_live(app, client, source, periods)
+    # two days on: the open sessions held through them; the job computes them and the stale days
+    clock.advance(2 * DAY_S)
+    rolled_and_live(app, client, source, periods)
+    sessions(3, clock() - clock() % DAY_S)  # today's
+    with ctx.db.session() as s:
+        BillingRollup(ctx, s).refresh()
+    with ctx.db.engine.connect() as conn:
+        left = conn.execute(select(UsageBillingStale.day)).scalars().all()
+    assert left and set(left) == {clock() // DAY_S}  # only today's marks wait: the day goes on
+    rolled_and_live(app, client, source, periods)
+
+
 def test_the_day_sweep_counts_distinct_seats_at_an_instant():
     sweep = DaySweep((1, "c", "i"), "n", lo=None, hi=None, now=10 * 86400)
     out = []
@@ -616,7 +707,7 @@ def test_vendor_usage_prints_the_product_view_as_csv(tmp_path, clock):
         import httpx
 
         with httpx.Client(base_url=server.url) as http:
-            store = Store(http, app.state.central.db.engine)  # type: ignore[arg-type]
+            store = Store(http, app.state.central.db.engine, clock)  # type: ignore[arg-type]
             f = store.firm(FIRM)
             store.customer(f, "20230306")
             store.item(f, "F-00002-145", "Feature #2", 201002)
@@ -645,10 +736,20 @@ def test_vendor_usage_prints_the_product_view_as_csv(tmp_path, clock):
 @pytest.mark.postgres
 def test_the_license_view_and_isolation_on_postgresql(tmp_path, pg_url, clock):
     with central_app(make_settings(tmp_path / "data", pg_url), clock) as app, TestClient(app) as client:
-        store = Store(client, app.state.central.db.engine)
+        store = Store(client, app.state.central.db.engine, clock)
         firm = source.__wrapped__(store)  # type: ignore[attr-defined]
         test_the_license_view_answers_the_sources_first_request(client, firm)
         test_the_product_view_answers_the_sources_item_request_one_row_per_license(client, firm)
         rows, _ = walk(client, LICENSE, "licenseUsageList", {"filter": {}, "limit": 3}, firm.headers)
         assert len(rows) == 8
         check_isolation(client, store, firm)
+
+
+@pytest.mark.postgres
+def test_the_rollups_on_postgresql(tmp_path, pg_url, clock):
+    with central_app(make_settings(tmp_path / "data", pg_url), clock) as app, TestClient(app) as client:
+        store = Store(client, app.state.central.db.engine, clock)
+        firm = source.__wrapped__(store)  # type: ignore[attr-defined]
+        test_retention_takes_the_rollups_old_days_with_the_events(app, client, store, firm, clock)
+        test_the_product_view_of_any_period_sums_the_events_in_it(client, store, firm)
+        test_the_billing_view_reads_the_jobs_rollup_and_answers_as_the_events_do(app, client, store, firm, clock)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from central_helpers import ADMIN_KEY, DAY_S, MASTER_KEY, PYTHON, Clock, Vendor, central_app, child_env, make_settings
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import create_engine, func, insert, select, update
 
-from licentia.central.models import Firm, UsageEvent
+from licentia.central.models import Firm, Ticket, UsageBillingDay, UsageDay, UsageEvent
 from licentia.central.services.retention import DEFAULT_DAYS, RetentionService
 
 
@@ -136,3 +136,38 @@ def test_usage_purge_command(tmp_path):
         assert [round(a) for a in _ages(engine, 1007, now)] == [2]
     finally:
         engine.dispose()
+
+
+def test_usage_rollup_command_rebuilds_both_rollups_from_the_events(tmp_path):
+    """After events are written straight into the store (a bulk load), `licentia central
+    usage rollup` fills the product view's rollup and the billing view's days."""
+    data = tmp_path / "data"
+    settings = make_settings(data)
+    now = int(time.time())  # the command reads the real clock
+    with central_app(settings, Clock(now)) as app, TestClient(app) as client:
+        vendor = Vendor(client, 1008)
+        (ticket,) = vendor.tickets()
+        engine = app.state.central.db.engine
+        with engine.begin() as conn:
+            t = conn.execute(select(Ticket).where(Ticket.ticket == ticket)).one()
+        _events(engine, 1008, [2, 3, 3.5], now)
+        with engine.begin() as conn:
+            conn.execute(update(UsageEvent).values(ticket_id=t.id, customer_id=t.customer_id, item_id=t.item_id))
+    env = child_env({"LICENTIA_ADMIN_KEY": ADMIN_KEY, "LICENTIA_MASTER_KEY": MASTER_KEY, "COLUMNS": "200"})
+    command = [PYTHON, "-m", "licentia", "central", "usage", "rollup", "--data", str(data)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "product view rollup rebuilt: 3 row(s)" in done.stdout, done.stdout  # three users
+    engine = create_engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(func.sum(UsageDay.success))).scalar_one() == 3
+            days = conn.execute(select(UsageBillingDay.day, UsageBillingDay.sessions)).all()
+        # three sessions still open: every day from the first one's to yesterday, each held
+        first, today = (now - int(3.5 * DAY_S)) // DAY_S, now // DAY_S
+        assert sorted(day for day, _ in days) == list(range(first, today))
+        assert sum(sessions for _, sessions in days) == 3
+    finally:
+        engine.dispose()
+    bad = subprocess.run([*command, "--firm", "999999"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "no firm 999999" in bad.stdout + bad.stderr

@@ -23,7 +23,7 @@ from central_helpers import (
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from licentia.central.models import Flag, Ticket, UsageAnchor, UsageDay, UsageEvent
+from licentia.central.models import Flag, Ticket, UsageAnchor, UsageBillingStale, UsageDay, UsageEvent
 from licentia.core import anchoring
 from licentia.core.documents import document_digest
 from licentia.core.encoding import canonical
@@ -200,7 +200,8 @@ def store(engine: Any) -> dict[str, Any]:
 
 def check_rollup(engine: Any) -> int:
     """The product view's rollup, as the uploads kept it, holds the events' sums per key
-    (summed here from the events); the number of its rows."""
+    (summed here from the events), and every day of every session is marked for the billing
+    job; the number of the rollup's rows."""
     expected: dict[tuple[Any, ...], list[int]] = {}
     with engine.connect() as conn:
         for e in conn.execute(select(UsageEvent)).all():
@@ -216,6 +217,13 @@ def check_rollup(engine: Any) -> int:
             + (d.feature_code, d.user_ident): [d.seconds, d.success, d.fail, d.invalid, d.units]
             for d in conn.execute(select(UsageDay)).all()
         }
+        marked = set(
+            conn.execute(select(UsageBillingStale.customer_id, UsageBillingStale.item_id, UsageBillingStale.day))
+        )
+        for e in conn.execute(select(UsageEvent).where(UsageEvent.customer_id.is_not(None))).all():
+            last = e.access_time if e.release_time is None else max(e.access_time, e.release_time - 1)
+            for day in range(e.access_time // 86400, last // 86400 + 1):  # each day for the billing job
+                assert (e.customer_id, e.item_id, day) in marked
     assert got == expected
     return len(got)
 

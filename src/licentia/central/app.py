@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from .api import reporting, routes
 from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .services import Context
+from .services.billing import BillingRollup
 from .services.retention import RetentionService
 from .settings import Settings, SettingsError
 from .startup import prepare
@@ -49,18 +51,22 @@ def request_limits(settings: Settings) -> Limits:
     )
 
 
-async def _purge_usage(ctx: Context, interval: float) -> None:
-    """The usage store's retention, every ``interval`` seconds while Central serves (in a
-    worker thread, in batches: uploads and reports go on). A failed run is logged and the
-    next one comes at the next interval."""
+async def _every(interval: float, job: Callable[[], object], what: str) -> None:
+    """``job`` every ``interval`` seconds while Central serves, in a worker thread; a failed
+    run is logged and the next one comes at the next interval."""
     if interval <= 0:
         return
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(_purge_once, ctx)
+            await asyncio.to_thread(job)
         except Exception:
-            log.exception("usage retention run failed; the next one is in %.0f s", interval)
+            log.exception("%s failed; the next run is in %.0f s", what, interval)
+
+
+def _rollup_once(ctx: Context) -> None:
+    with ctx.db.session() as session:
+        BillingRollup(ctx, session).refresh()
 
 
 def _purge_once(ctx: Context) -> None:
@@ -82,11 +88,19 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        purger = asyncio.create_task(_purge_usage(ctx, settings.usage_purge_interval))
+        jobs = [
+            asyncio.create_task(
+                _every(settings.usage_purge_interval, functools.partial(_purge_once, ctx), "usage retention run")
+            ),
+            asyncio.create_task(
+                _every(settings.usage_rollup_interval, functools.partial(_rollup_once, ctx), "usage billing rollup")
+            ),
+        ]
         yield
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
+        for job in jobs:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
         if protocol is not None:
             protocol.shutdown(wait=True)
         ctx.db.dispose()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -321,6 +322,16 @@ class UsageEvent(Base):
         Index("ix_usage_events_customer_time", "firm_id", "customer_id", "access_time", "id"),
         Index("ix_usage_events_item_time", "firm_id", "item_id", "access_time", "id"),
         Index("ix_usage_events_ticket_time", "ticket_id", "access_time"),
+        # the sessions held into a period: released after its start, or still open
+        Index("ix_usage_events_release", "firm_id", "release_time"),
+        Index(
+            "ix_usage_events_open",
+            "firm_id",
+            "customer_id",
+            "item_id",
+            sqlite_where=text("release_time IS NULL AND success > 0"),
+            postgresql_where=text("release_time IS NULL AND success > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -391,6 +402,50 @@ class UsageDay(Base):
     fail: Mapped[int] = mapped_column(BigInteger, default=0)
     invalid: Mapped[int] = mapped_column(BigInteger, default=0)
     units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageBillingDay(Base):
+    """The billing view's rollup: per customer, item and UTC day that ended, the figures of
+    the day (peak of seats held at one instant, seat-seconds, sessions, units, refusals).
+    Peaks do not add up across writes, so a job computes the days the writes marked stale
+    (``usage_billing_stale``) once they have ended; a day with no use has no row."""
+
+    __tablename__ = "usage_billing_days"
+    __table_args__ = (Index("ix_usage_billing_days_firm", "firm_id", "day"),)
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    firm_code: Mapped[int] = mapped_column(BigInteger)
+    peak_seats: Mapped[int] = mapped_column(BigInteger)
+    seat_seconds: Mapped[int] = mapped_column(BigInteger)
+    sessions: Mapped[int] = mapped_column(BigInteger)
+    units: Mapped[int] = mapped_column(BigInteger)
+    refusals: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageBillingStale(Base):
+    """A customer's item's day whose billing figures changed since the job computed them:
+    a write's sessions and refusals mark their days; the billing view computes these days
+    from the events until the job has run."""
+
+    __tablename__ = "usage_billing_stale"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+
+
+class UsageRollupState(Base):
+    """The rollup job's marks: ``billing_final`` is when the last complete run of the billing
+    job began (every day that ended before it is in usage_billing_days, or stale)."""
+
+    __tablename__ = "usage_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
 
 
 class UsageAnchor(Base):

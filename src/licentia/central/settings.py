@@ -66,6 +66,7 @@ class Settings:
     refused_per_second: float = 1.0
     forwarded_allow_ips: str = ""  # trusted reverse proxies (comma-separated addresses or networks)
     usage_purge_interval: float = 86400.0  # seconds between retention runs while serving (0: none)
+    usage_rollup_interval: float = 300.0  # seconds between billing rollup runs while serving (0: none)
 
     @property
     def db_url(self) -> str:
@@ -141,4 +142,5 @@ class Settings:
             refused_per_second=float(number("LICENTIA_REFUSED_PER_SECOND", 1, maximum=1_000_000)),
             forwarded_allow_ips=env.get("LICENTIA_FORWARDED_ALLOW_IPS", ""),
             usage_purge_interval=float(number("LICENTIA_USAGE_PURGE_INTERVAL", 86400, minimum=0)),
+            usage_rollup_interval=float(number("LICENTIA_USAGE_ROLLUP_INTERVAL", 300, minimum=0)),
         )

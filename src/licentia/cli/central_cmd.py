@@ -105,12 +105,15 @@ def usage_rollup(
         Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
     ] = None,
 ) -> None:
-    """Rebuild the product view's rollup from the stored events. Uploads keep it exact as
-    they write; run this after loading events into the store by other means (a bulk COPY)."""
+    """Rebuild the reporting rollups from the stored events: the product view's (uploads
+    keep it exact as they write) and the billing view's (Central's job computes the days
+    uploads mark, every LICENTIA_USAGE_ROLLUP_INTERVAL seconds). Run this after loading
+    events into the store by other means (a bulk COPY). --firm limits the product view's."""
 
     def run() -> None:
         import time
 
+        from ..central.services.billing import BillingRollup
         from ..central.services.rollup import RollupService
         from ..central.settings import Settings
         from ..central.startup import prepare
@@ -121,9 +124,11 @@ def usage_rollup(
             with ctx.db.session() as session:
                 svc = RollupService(ctx, session)
                 rows = svc.rebuild(None if firm is None else svc.firm_by_code(firm).id)
+                days = BillingRollup(ctx, session).rebuild()
         finally:
             ctx.db.dispose()
-        _say(f"usage rollup rebuilt: {rows} row(s)" + ("" if firm is None else f" of firm {firm}"))
+        _say(f"product view rollup rebuilt: {rows} row(s)" + ("" if firm is None else f" of firm {firm}"))
+        _say(f"billing view rollup rebuilt: {days} day(s)")
 
     _common.run_guarded(run)
 

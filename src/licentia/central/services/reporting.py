@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import heapq
+import itertools
 import json
 import math
 import uuid
@@ -27,12 +28,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, union_all
+from sqlalchemy.orm import Session
 
 from ...core import codes
 from ...core.encoding import b64d, b64e
 from ...core.errors import BadInput, NotFound
 from ..db import run_read
-from ..models import Customer, Item, Ticket, TicketItem, UsageDay, UsageEvent
+from ..models import (
+    Customer,
+    Firm,
+    Item,
+    Ticket,
+    TicketItem,
+    UsageBillingDay,
+    UsageBillingStale,
+    UsageDay,
+    UsageEvent,
+    UsageRollupState,
+)
 from .base import Actor, Service, check_code
 from .tickets import normalize
 
@@ -89,6 +102,8 @@ FILTER_KEYS = {
 }
 #: a session whose access mode holds no seat
 NO_SEAT_MODE = "nolimit"
+#: the billing job's state: when its last complete run began (services/billing.py)
+BILLING_FINAL = "billing_final"
 
 BAD_CURSOR = "This cursor is not one that this query's answers gave. Leave it out to start from the first page."
 
@@ -495,10 +510,86 @@ class ReportingService(Service):
     # ------------------------------------------------------------ the billing view
 
     def _billing_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-        e = UsageEvent
+        """The days the rollup job computed (usage_billing_days) where it covers them: whole
+        days of the period that ended before the job's last run began, not marked stale
+        since, with no item, ticket, product or feature filter (the rollup is per customer
+        and item). Every other day from the events: the period's partial first day, the days
+        after the job's last run, and the stale days."""
         flt = q.filter
         lo = flt.start
         hi = flt.end + 1 if flt.end is not None else None  # the period is [lo, hi)
+        final = None
+        if flt.item is None and flt.ticket is None and flt.product_code is None and flt.feature_code is None:
+            final = self.session.scalar(select(UsageRollupState.value).where(UsageRollupState.name == BILLING_FINAL))
+        first_day = None if lo is None else -(-lo // DAY)  # the first whole day
+        end_day = None if final is None else final // DAY if hi is None else min(hi // DAY, final // DAY)
+        if end_day is None or (first_day is not None and first_day >= end_day):
+            yield from self._billing_live(q, lo, hi)
+            return
+        streams = [self._billing_rolled(q, first_day, end_day), self._billing_stale(q, first_day, end_day)]
+        if lo is not None and first_day is not None and lo < first_day * DAY:
+            streams.append(self._billing_live(q, lo, first_day * DAY))
+        if hi is None or end_day * DAY < hi:
+            streams.append(self._billing_live(q, end_day * DAY, hi))
+        yield from heapq.merge(*streams, key=lambda kv: kv[0])
+
+    def _billing_rolled(
+        self, q: UsageQuery, first_day: int | None, end_day: int
+    ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        b, st = UsageBillingDay, UsageBillingStale
+        stale = select(st.day).where(st.customer_id == b.customer_id, st.item_id == b.item_id, st.day == b.day)
+        key = (b.firm_code, Customer.number, Item.item_id, b.day)
+        stmt = (
+            select(*key, Item.name, b.peak_seats, b.seat_seconds, b.sessions, b.units, b.refusals)
+            .join(Customer, Customer.id == b.customer_id)
+            .join(Item, Item.id == b.item_id)
+            .where(*q.scope.over(b), b.day < end_day, ~stale.exists())
+        )
+        if first_day is not None:
+            stmt = stmt.where(b.day >= first_day)
+        if q.after is not None:
+            stmt = stmt.where(_after(key, q.after))
+        for r in self.session.execute(stmt.order_by(*key).execution_options(yield_per=500)):
+            yield (
+                (r.firm_code, r.number, r.item_id, r.day),
+                billing_row((r.firm_code, r.number, r.item_id), r.name, r.day, r.peak_seats, r.seat_seconds)
+                | {"sessions": r.sessions, "units": r.units, "refusals": r.refusals},
+            )
+
+    def _billing_stale(
+        self, q: UsageQuery, first_day: int | None, end_day: int
+    ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The stale days of the rollup's range, each customer's item's runs of them swept
+        from the events."""
+        st = UsageBillingStale
+        stmt = (
+            select(st.firm_id, st.customer_id, st.item_id, st.day, Firm.code, Customer.number)
+            .add_columns(Item.item_id.label("item_code"), Item.name)
+            .join(Firm, Firm.id == st.firm_id)
+            .join(Customer, Customer.id == st.customer_id)
+            .join(Item, Item.id == st.item_id)
+            .where(*q.scope.over(st), st.day < end_day)
+            .order_by(Firm.code, Customer.number, Item.item_id, st.day)
+        )
+        if first_day is not None:
+            stmt = stmt.where(st.day >= first_day)
+        marks = self.session.execute(stmt).all()
+        for _, group in itertools.groupby(marks, key=lambda m: (m.code, m.number, m.item_code)):
+            days = list(group)
+            m = days[0]
+            head = (int(m.code), m.number, m.item_code)
+            for a, b in day_runs([d.day for d in days]):
+                for row in sweep_days(self.session, m.firm_id, m.customer_id, m.item_id, a * DAY, (b + 1) * DAY, q.now,
+                                      head=head, name=m.name):  # fmt: skip
+                    key = (*head, row.pop("_day"))
+                    if q.after is None or key > q.after:
+                        yield key, row
+
+    def _billing_live(
+        self, q: UsageQuery, lo: int | None, hi: int | None
+    ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The billing view of [lo, hi) swept from the events."""
+        e = UsageEvent
         group = (e.firm_code, Customer.number, Item.item_id)
         stmt = (
             select(
@@ -515,14 +606,8 @@ class ReportingService(Service):
             )
             .join(Customer, Customer.id == e.customer_id)
             .join(Item, Item.id == e.item_id)
-            .where(*q.scope.over(e))
+            .where(*q.scope.over(e), *held_in(lo, hi))
         )
-        if hi is not None:
-            stmt = stmt.where(e.access_time < hi)
-        if lo is not None:
-            # refusals in the period; sessions that overlap it (begun before, held into it)
-            held = and_(e.success > 0, or_(e.release_time.is_(None), e.release_time > lo))
-            stmt = stmt.where(or_(e.access_time >= lo, held))
         if q.after is not None:
             stmt = stmt.where(_not_before(group, q.after[:3]))
         stmt = stmt.order_by(*group, e.access_time, e.id).execution_options(yield_per=500)
@@ -549,6 +634,76 @@ class ReportingService(Service):
             if q.after is not None and key[:3] == q.after[:3] and key[3] <= q.after[3]:
                 continue
             yield key, row
+
+
+def held_in(lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:
+    """The events a billing period [lo, hi) reads: those accessed in it, and the sessions
+    held into it (released after it begins, or still open). Each arm of the OR is a range
+    of an index of the store (time, release time, open sessions)."""
+    e = UsageEvent
+    conds: list[ColumnElement[bool]] = []
+    if hi is not None:
+        conds.append(e.access_time < hi)
+    if lo is not None:
+        held_past = and_(e.release_time > lo, e.success > 0)
+        still_open = and_(e.release_time.is_(None), e.success > 0)
+        conds.append(or_(e.access_time >= lo, held_past, still_open))
+    return conds
+
+
+def sweep_days(
+    s: Session,
+    firm_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    item_id: uuid.UUID,
+    lo: int | None,
+    hi: int,
+    now: int,
+    *,
+    head: tuple[int, str, str] = (0, "", ""),
+    name: str = "",
+) -> list[dict[str, Any]]:
+    """The billing rows of one customer's item for each day of [lo, hi) with any use."""
+    e = UsageEvent
+    stmt = (
+        select(e.id, e.access_time, e.release_time, e.success, e.units, e.mode, e.seat, e.lease_id)
+        .where(e.firm_id == firm_id, e.customer_id == customer_id, e.item_id == item_id, *held_in(lo, hi))
+        .order_by(e.access_time, e.id)
+        .execution_options(yield_per=2000)
+    )
+    sweep = DaySweep(head, name, lo=lo, hi=hi, now=now)
+    out: list[dict[str, Any]] = []
+    for r in s.execute(stmt):
+        seat = r.seat or r.lease_id or f"#{r.id}"
+        out += sweep.add(r.access_time, r.release_time, r.success > 0, r.units, seat, r.mode != NO_SEAT_MODE)
+    out += sweep.finish()
+    return out
+
+
+def day_runs(days: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Sorted days as runs of consecutive days (first, last)."""
+    start = prev = days[0]
+    for d in days[1:]:
+        if d != prev + 1:
+            yield start, prev
+            start = d
+        prev = d
+    yield start, prev
+
+
+def billing_row(head: tuple[int, str, str], name: str, day: int, peak: int, seat_seconds: int) -> dict[str, Any]:
+    """A billing entry's fields up to its seat-hours (the caller adds the counts)."""
+    firm_code, customer, item = head
+    return {
+        "firmCode": firm_code,
+        "customer": customer,
+        "item": item,
+        "name": name,
+        "day": iso_day(day),
+        "peakSeats": peak,
+        "seatSeconds": seat_seconds,
+        "seatHours": round(seat_seconds / 3600, 3),
+    }
 
 
 @dataclass
@@ -654,17 +809,8 @@ class DaySweep:
 
     def _row(self) -> dict[str, Any]:
         assert self.day is not None  # noqa: S101 - narrows the type: a row is of an opened day
-        firm_code, customer, item = self.head
         a = self.acc
-        return {
-            "firmCode": firm_code,
-            "customer": customer,
-            "item": item,
-            "name": self.name,
-            "day": iso_day(self.day),
-            "peakSeats": a.peak,
-            "seatSeconds": a.seat_seconds,
-            "seatHours": round(a.seat_seconds / 3600, 3),
+        return billing_row(self.head, self.name, self.day, a.peak, a.seat_seconds) | {
             "sessions": a.sessions,
             "units": a.units,
             "refusals": a.refusals,

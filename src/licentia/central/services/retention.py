@@ -16,9 +16,11 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..db import run_read, run_write
-from ..models import Firm, UsageDay, UsageEvent
+from ..models import Firm, UsageBillingDay, UsageBillingStale, UsageDay, UsageEvent
 from .base import Service
 from .rollup import rebuild_days
 
@@ -63,12 +65,19 @@ class RetentionService(Service):
         return out
 
     def _drop_days(self, firm_id: uuid.UUID, cutoff: int) -> None:
-        """The rollup follows: the days before the cutoff's day go, the cutoff's own day is
-        rebuilt from the events it keeps."""
+        """The rollups follow: the days before the cutoff's day go; the cutoff's own day is
+        rebuilt from the events it keeps (product view) or marked stale for the job."""
         day = cutoff // DAY
-        self.session.execute(delete(UsageDay).where(UsageDay.firm_id == firm_id, UsageDay.day < day))
+        s = self.session
+        for rolled in (UsageDay, UsageBillingDay, UsageBillingStale):
+            s.execute(delete(rolled).where(rolled.firm_id == firm_id, rolled.day < day))
         if cutoff % DAY:
-            rebuild_days(self.session, firm_id, day, day + 1)
+            rebuild_days(s, firm_id, day, day + 1)
+            b = UsageBillingDay
+            cut = select(b.customer_id, b.item_id, b.day, b.firm_id).where(b.firm_id == firm_id, b.day == day)
+            ins = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            columns = ["customer_id", "item_id", "day", "firm_id"]
+            s.execute(ins(UsageBillingStale).from_select(columns, cut).on_conflict_do_nothing())
 
     def _delete_batch(self, firm_id: uuid.UUID, cutoff: int, batch: int) -> int:
         """Delete up to ``batch`` of the firm's oldest events accessed before ``cutoff``."""

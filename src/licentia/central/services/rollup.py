@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..db import run_write
-from ..models import UsageDay, UsageEvent
+from ..models import UsageBillingStale, UsageDay, UsageEvent
 from ..protocol_db import Tx
 from . import _protocol_sql as sql
 from .base import Service
@@ -111,6 +111,52 @@ class DayDeltas:
             )
         for row in rows:  # one statement per key: an upsert of many rows may not name a key twice
             tx.execute(U_DAY[tx.dialect.name], row)
+        return len(rows)
+
+
+_s = sql.table_of(UsageBillingStale)
+#: mark a customer's item's day stale (kept when marked already)
+I_STALE = {
+    "sqlite": sqlite_insert(_s).on_conflict_do_nothing(index_elements=["customer_id", "item_id", "day"]),
+    "postgresql": pg_insert(_s).on_conflict_do_nothing(index_elements=["customer_id", "item_id", "day"]),
+}
+
+
+class StaleDays:
+    """The billing days one write changes: each session's days from its access to its
+    release (or, still open, to ``now``), each refusal's day."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+        self._days: set[tuple[str, str, int, str]] = set()
+        self._ids: dict[str, uuid.UUID] = {}
+
+    def add_row(self, row: Mapping[str, Any]) -> None:
+        customer, item, firm = row["customer_id"], row["item_id"], row["firm_id"]
+        if customer is None or item is None:
+            return
+        access = int(row["access_time"])
+        first = last = access // DAY
+        if row["success"]:
+            release = row["release_time"]
+            end = int(release) if release is not None else max(self.now, access)
+            last = max(access, end - 1) // DAY
+        for ident in (customer, item, firm):
+            self._ids[str(ident)] = ident
+        for day in range(first, last + 1):
+            self._days.add((str(customer), str(item), day, str(firm)))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The marks in key order."""
+        return [
+            {"customer_id": self._ids[c], "item_id": self._ids[i], "day": d, "firm_id": self._ids[f]}
+            for c, i, d, f in sorted(self._days)
+        ]
+
+    def apply(self, tx: Tx) -> int:
+        """Insert the marks; the number of days marked."""
+        rows = self.rows()
+        tx.execute_many(I_STALE[tx.dialect.name], rows)
         return len(rows)
 
 

@@ -54,7 +54,7 @@ from ..models import UsageEvent as UsageRow
 from ..protocol_db import Row, Tx, protocol_for
 from . import _protocol_sql as sql
 from .activation import COUNTED, ActivationService, _firm, _Outcome, dump
-from .rollup import DayDeltas
+from .rollup import DayDeltas, StaleDays
 
 log = logging.getLogger("licentia.central")
 
@@ -96,7 +96,7 @@ Q_TAKEN = select(_ue.c.seq).where(
 )
 #: a stored row's columns the rollup key is made of
 _ROLLED = (
-    *("firm_id", "item_id", "access_time", "customer_id", "ticket_id"),
+    *("firm_id", "item_id", "access_time", "customer_id", "ticket_id", "success", "release_time"),
     *("license_id", "product_code", "feature_code", "user_ident", "firm_code"),
 )
 #: The session rows of leases whose final event comes in this upload.
@@ -413,6 +413,7 @@ class UsageService(ActivationService):
                     ends[e.lease_id] = e
             # renew, grace, lost: the session goes on as it is
         days = DayDeltas()
+        released: list[dict[str, Any]] = []  # stored rows this upload releases
         if ends:
             found: dict[str, list[Row]] = defaultdict(list)
             for stored in tx.all(Q_SESSIONS, {"container": container_id, "leases": sorted(ends)}):
@@ -423,14 +424,21 @@ class UsageService(ActivationService):
                 if found.get(lease):
                     for stored in found[lease]:
                         updates.append({"rid": stored.id, "rt": release, "secs": e.seconds})
-                        days.add_seconds(stored._asdict(), e.seconds - int(stored.seconds))
+                        before = stored._asdict()
+                        days.add_seconds(before, e.seconds - int(stored.seconds))
+                        released.append(before | {"release_time": release})
                 else:  # its access came before the first anchor: the session from its final event
                     rows.append(row(e, release_time=release, seconds=e.seconds))
             tx.execute_many(U_RELEASE, updates)
         tx.execute_many(I_USAGE, rows)
+        stale = StaleDays(self.now())
         for r in rows:
             days.add_row(r)
+            stale.add_row(r)
+        for r in released:
+            stale.add_row(r)
         days.apply(tx)
+        stale.apply(tx)
         return len(rows), {k: tickets[k] for k in touched if k in tickets}
 
     @staticmethod
