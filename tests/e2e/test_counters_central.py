@@ -24,7 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from licentia.central.models import UsageEvent
 from licentia.core import errors as E
 from licentia.core.encoding import canonical
 from licentia.runtime import Runtime, activation
@@ -45,6 +47,7 @@ class Site:
     clock: Any
     root: Path
     pem: str
+    engine: Any = None  # Central's database
 
     def item(self, **options: Any) -> str:
         policy = {k: options.pop(k) for k in ("on_manipulation", "flag_window_days") if k in options}
@@ -112,7 +115,7 @@ def running_site(tmp_path: Path, clock: Any, url: str | None = None, wrap: Any =
     ):
         vendor = Vendor(http, FIRM)
         pem = http.get(f"/api/v1/firms/{FIRM}/public-key", params={"format": "pem"}).text
-        yield Site(srv.url, http, vendor, clock, tmp_path, pem)
+        yield Site(srv.url, http, vendor, clock, tmp_path, pem, app.state.central.db.engine)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -569,3 +572,38 @@ def test_a_restored_backup_is_noticed_at_the_next_report_and_a_replayed_report_i
     _wait(lambda: rt.reporter().sent == 1, "the report of the restored files")
     assert m.access().units_left == 70  # ... brought the rebased entry back
     assert site.container_view(serial)["flagged"] is True
+
+
+# ---------------------------------------------------------------- the usage store
+
+
+def _report(site: Site, view: str, name: str) -> list[dict[str, Any]]:
+    r = site.http.post(f"/api/v1/reporting/{view}", json={"filter": {}}, headers=site.vendor.headers)
+    assert r.status_code == 200, r.text
+    return list(r.json()[name])
+
+
+def test_counted_units_reach_the_usage_store_and_the_billing_view(site):
+    """Units a container's counters gained (seen in a deactivation receipt or a sync) and
+    units Central counted online land in the usage store once each: the billing view counts
+    them; the license and product views, which list uses, do not."""
+    ticket = site.ticket(site.item(units=100))
+    m = site.machine("m")
+    m.activate(ticket)
+    m.access(units=60)
+    m.deactivate(ticket)  # the receipt carries the counter: 60
+    m.activate(ticket)
+    m.access(units=15)
+    m.sync()  # the request carries the new entry's counter: 15
+    m.sync()  # nothing new: nothing more stored
+    online = site.ticket(site.item(units=10, metering="online"))
+    other = site.machine("o", other_machine())
+    other.activate(online)
+    other.access(units=3)  # counted by Central as it is used
+    days = _report(site, "billing", "billingList")  # one customer, two items, one day
+    assert [(d["units"], d["sessions"], d["refusals"], d["peakSeats"]) for d in days] == [(75, 0, 0, 0), (3, 0, 0, 0)]
+    assert _report(site, "license-usage", "licenseUsageList") == []
+    assert _report(site, "product-usage", "productUsageList") == []
+    with site.engine.connect() as conn:
+        rows = conn.execute(select(UsageEvent.source, UsageEvent.units).order_by(UsageEvent.id)).all()
+    assert [tuple(r) for r in rows] == [("container", 60), ("container", 15), ("online", 3)]

@@ -140,13 +140,25 @@ U_FLAG = update(_cf).where(_cf.c.id == bindparam("slot_id")).values(flagged=True
 # ---- counters: one activation per signed entry
 #: The live activations in a container that a document reports counters for (locked).
 Q_COUNTED = (
-    select(_act.c.id, _act.c.digest, _act.c.units, _act.c.first_use)
+    select(
+        _act.c.id,
+        _act.c.digest,
+        _act.c.units,
+        _act.c.first_use,
+        # the ticket's scope, for the usage store's row of the units a report adds
+        _t.c.id.label("tid"),
+        _t.c.license_id,
+        _t.c.customer_id,
+        _t.c.item_id,
+        _base.c.product_code,
+    )
+    .select_from(_act.join(_t, _t.c.id == _act.c.ticket_id).join(_base, _base.c.id == _t.c.item_id))
     .where(
         _act.c.container_id == bindparam("container"),
         _act.c.digest.in_(bindparam("digests", expanding=True)),
         _act.c.ended.is_(None),
     )
-    .with_for_update()
+    .with_for_update(of=_act)
 )
 U_COUNTED = (
     update(_act).where(_act.c.id == bindparam("aid")).values(units=bindparam("units"), first_use=bindparam("first"))

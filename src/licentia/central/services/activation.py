@@ -62,6 +62,7 @@ from ._signed import Signed, Signer
 from .attempts import AttemptService
 from .base import Context, Service
 from .catalog import absolute_options, template_expired
+from .rollup import units_row, write_units
 from .tickets import unknown_ticket
 
 #: A row of a statement (a named tuple); of a joined query: the ticket or firm, one row
@@ -518,7 +519,7 @@ class ActivationService(Service):
                     "This request was made before a later one that License Central has answered already: "
                     "it is superseded. Make a new request (run the command again) and use its answer.",
                 )
-            below = self._merge(tx, container_id, p)
+            below = self._merge(tx, container_id, firm, p)
             reason = reason or (below[0] if below else None)
             if reason is not None:
                 slot.flag = reason
@@ -560,14 +561,15 @@ class ActivationService(Service):
         if len(p.prev) > 1:
             tx.execute_many(stmts["ancestor"], [{**row, "digest": d, "gen": None} for d in p.prev[1:]])
 
-    @staticmethod
-    def _merge(tx: Tx, container_id: uuid.UUID, p: SlotPosition) -> list[str]:
+    def _merge(self, tx: Tx, container_id: uuid.UUID, firm: _Firm | Row, p: SlotPosition) -> list[str]:
         """Merge a document's counters into the live activations they name (the maximum of
-        units, the earliest first use); return how each fell below what Central recorded."""
+        units, the earliest first use); return how each fell below what Central recorded.
+        The units a counter gained go into the usage store (source ``container``)."""
         if not p.counters:
             return []
         below = []
-        for row in tx.all(sql.Q_COUNTED, {"container": container_id, "digests": list(p.counters)}):
+        gained = []
+        for row in tx.all(sql.Q_COUNTED, {"container": container_id, "digests": sorted(p.counters)}):
             c = p.counters[row.digest]
             if c.units < row.units:
                 below.append(f"units {c.units} below the {row.units} recorded under entry {row.digest[:16]}")
@@ -577,6 +579,19 @@ class ActivationService(Service):
             units, first = max(c.units, row.units), (min(firsts) if firsts else None)
             if (units, first) != (row.units, row.first_use):
                 tx.execute(sql.U_COUNTED, {"aid": row.id, "units": units, "first": first})
+            if units > row.units:
+                gained.append(
+                    units_row(
+                        source="container",
+                        firm_id=firm.id,
+                        firm_code=firm.code,
+                        container_id=container_id,
+                        ticket=row,
+                        units=units - row.units,
+                        at=self.now(),
+                    )
+                )
+        write_units(tx, gained)
         return below
 
     def _manipulated(
@@ -815,7 +830,7 @@ class ActivationService(Service):
             p = receipt.position
             slot = _Slot(row.id, row.reported_seq, row.reported_vtime, row.issued_seq, row.reported_gen)
             _, reason = self._chain(tx, slot, receipt.digest, p, late_ok=True)
-            below = self._merge(tx, container.id, p)
+            below = self._merge(tx, container.id, firm, p)
             reason = reason or (below[0] if below else None)
             if reason is not None:
                 log.warning("manipulation detected: container %s firm %s: %s", container.serial, firm.code, reason)

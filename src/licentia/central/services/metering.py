@@ -25,9 +25,10 @@ from ...core.encoding import b64d, canonical
 from ...core.errors import Conflict, InvalidRequest, MalformedInput, ServiceError
 from ...core.exchange import is_digest
 from ..db import run_write
-from ..models import Activation, Container, IdempotencyKey, Ticket
+from ..models import Activation, Container, IdempotencyKey, Item, Ticket
 from . import _protocol_sql as sql
 from .activation import ACTIVATED, ActivationService, _firm, dump
+from .rollup import OnConnection, units_row, write_units
 
 log = logging.getLogger("licentia.central")
 
@@ -37,13 +38,23 @@ KEEP = 2 * 86400
 PURGE_EVERY = 200
 
 _c, _t, _a, _k = (sql.table_of(m) for m in (Container, Ticket, Activation, IdempotencyKey))
+_i = sql.table_of(Item)
 Q_KEY_OF = select(_c.c.id, _c.c.sign_pub).where(_c.c.serial == bindparam("serial"))
 Q_IDEM = select(_k.c.params, _k.c.response).where(_k.c.scope == bindparam("scope"), _k.c.key == bindparam("key"))
 #: The live activation of an entry in a container, with its ticket (row locked: one
 #: consumption of a ticket at a time, across every activation and worker).
 Q_METERED = (
-    select(_a.c.id, _t.c.id.label("tid"), _t.c.options, _t.c.license_id, _t.c.firm_id)
-    .select_from(_a.join(_t, _t.c.id == _a.c.ticket_id))
+    select(
+        _a.c.id,
+        _t.c.id.label("tid"),
+        _t.c.options,
+        _t.c.license_id,
+        _t.c.firm_id,
+        _t.c.customer_id,
+        _t.c.item_id,
+        _i.c.product_code,
+    )
+    .select_from(_a.join(_t, _t.c.id == _a.c.ticket_id).join(_i, _i.c.id == _t.c.item_id))
     .where(
         _a.c.digest == bindparam("digest"),
         _a.c.container_id == bindparam("container"),
@@ -124,6 +135,16 @@ class MeteringService(ActivationService):
         rows = conn.execute(sql.Q_FIRM, {"code": firm_code}).all()
         if not rows or rows[0].firm_id != act.firm_id:
             raise InvalidRequest(f"consumption from {serial}: firm {firm_code} does not issue this license")
+        counted = units_row(
+            source="online",
+            firm_id=act.firm_id,
+            firm_code=firm_code,
+            container_id=row.id,
+            ticket=act,
+            units=units,
+            at=now,
+        )
+        write_units(OnConnection(conn), [counted])
         answer = {
             "serial": serial,
             "firm_code": firm_code,

@@ -405,7 +405,7 @@ class ReportingService(Service):
             e.feature_map,
             e.license_id,
             e.user_ident,
-        ).where(*q.scope.over(e), *self._accessed(q.filter))
+        ).where(*q.scope.over(e), *self._accessed(q.filter), used(e))
         if q.after is not None:  # a row comparison: an index condition, so a page reads its rows only
             stmt = stmt.where(tuple_(e.access_time, e.id) > tuple_(*q.after))
         for r in self.session.execute(stmt.order_by(e.access_time, e.id).execution_options(yield_per=500)):
@@ -462,14 +462,14 @@ class ReportingService(Service):
                 parts.append(
                     select(
                         d.firm_code, d.customer_id, d.item_id, d.license_id, d.user_ident, d.seconds, d.success
-                    ).where(*days)
+                    ).where(*days, used(d))
                 )
             if lo is not None and first_day is not None and lo < first_day * DAY:
                 edges.append((lo, first_day * DAY))
             if hi is not None and end_day is not None and end_day * DAY < hi:
                 edges.append((end_day * DAY, hi))
         for a, b in edges:
-            conds = [*q.scope.over(e), e.ticket_id.is_not(None)]
+            conds = [*q.scope.over(e), e.ticket_id.is_not(None), used(e)]
             if a is not None:
                 conds.append(e.access_time >= a)
             if b is not None:
@@ -636,6 +636,14 @@ class ReportingService(Service):
             yield key, row
 
 
+def used(t: Any) -> ColumnElement[bool]:
+    """Rows of ``t`` (the events or the product rollup) that are uses of a license: an access
+    or a refusal. Units a container counted outside a session are neither (they count in
+    the billing view only)."""
+    cond: ColumnElement[bool] = or_(t.success > 0, t.fail > 0, t.invalid > 0)
+    return cond
+
+
 def held_in(lo: int | None, hi: int | None) -> list[ColumnElement[bool]]:
     """The events a billing period [lo, hi) reads: those accessed in it, and the sessions
     held into it (released after it begins, or still open). Each arm of the OR is a range
@@ -746,10 +754,13 @@ class DaySweep:
         self, access: int, release: int | None, success: bool, units: int, seat: str, holds_seat: bool
     ) -> Iterator[dict[str, Any]]:
         in_period = self.lo is None or access >= self.lo
-        if not success:
+        if not success:  # a refusal, or units counted outside a session (a container's counter)
             if in_period:
                 yield from self._to(access)
-                self.acc.refusals += 1
+                if units:
+                    self.acc.units += units
+                else:
+                    self.acc.refusals += 1
             return
         start = access if in_period else max(access, self.lo or access)
         end = release if release is not None else max(self.now, access)

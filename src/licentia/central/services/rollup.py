@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, CursorResult, Executable, delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from ..db import run_write
 from ..models import UsageBillingStale, UsageDay, UsageEvent
-from ..protocol_db import Tx
 from . import _protocol_sql as sql
 from .base import Service
 
@@ -47,6 +47,35 @@ KEY = (
 SUMS = ("seconds", "success", "fail", "invalid", "units")
 
 _d = sql.table_of(UsageDay)
+
+
+class Writer(Protocol):
+    """What the rollup writes through: the protocol path's ``Tx``, or ``OnConnection``."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None: ...
+
+    def execute_many(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+class OnConnection:
+    """A ``Writer`` on a SQLAlchemy connection (the ORM services' transactions)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.conn.dialect
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
+        self.conn.execute(stmt, dict(params))
+
+    def execute_many(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(stmt, [dict(r) for r in rows])
 
 
 def _upsert(stmt: Any) -> Executable:
@@ -99,7 +128,7 @@ class DayDeltas:
         if sums is not None:
             sums.seconds += seconds
 
-    def apply(self, tx: Tx) -> int:
+    def apply(self, tx: Writer) -> int:
         """Upsert every key (in key order); the number of keys."""
         rows = []
         for key in sorted(self._sums, key=lambda k: tuple(str(v) for v in k)):
@@ -153,11 +182,73 @@ class StaleDays:
             for c, i, d, f in sorted(self._days)
         ]
 
-    def apply(self, tx: Tx) -> int:
+    def apply(self, tx: Writer) -> int:
         """Insert the marks; the number of days marked."""
         rows = self.rows()
         tx.execute_many(I_STALE[tx.dialect.name], rows)
         return len(rows)
+
+
+_e = sql.table_of(UsageEvent)
+I_EVENT = insert(_e)
+
+
+def units_row(
+    *,
+    source: str,
+    firm_id: uuid.UUID,
+    firm_code: int,
+    container_id: uuid.UUID,
+    ticket: Any,
+    units: int,
+    at: int,
+) -> dict[str, Any]:
+    """The usage store's row of ``units`` a container counted (``source`` "container": a
+    usage report raised its counter) or Central counted (``online``), at Central's time
+    ``at``. It is neither an access nor a refusal (success, fail and invalid are 0): the
+    license and product views leave it out, the billing view counts its units.
+    ``ticket`` has the ticket's ``tid``, ``license_id``, ``customer_id``, ``item_id`` and
+    its item's ``product_code``."""
+    return {
+        "firm_id": firm_id,
+        "source": source,
+        "container_id": container_id,
+        "seq": None,
+        "lease_id": None,
+        "access_time": at,
+        "release_time": None,
+        "seconds": 0,
+        "success": 0,
+        "fail": 0,
+        "invalid": 0,
+        "firm_code": firm_code,
+        "product_code": int(ticket.product_code),
+        "feature_code": 0,
+        "feature_map": 0,
+        "license_id": int(ticket.license_id),
+        "ticket_id": ticket.tid,
+        "customer_id": ticket.customer_id,
+        "item_id": ticket.item_id,
+        "user_ident": "",
+        "host": "",
+        "address": "",
+        "mode": "",
+        "seat": None,
+        "units": units,
+    }
+
+
+def write_units(tx: Writer, rows: list[dict[str, Any]]) -> None:
+    """Store units rows (``units_row``) with their rollup upkeep, in the caller's transaction."""
+    if not rows:
+        return
+    days, stale = DayDeltas(), StaleDays(now=max(int(r["access_time"]) for r in rows))
+    tx.execute_many(I_EVENT, rows)
+    for r in rows:
+        days.add_row(r)
+        stale.add_row(r)
+    days.apply(tx)
+    stale.apply(tx)
 
 
 class RollupService(Service):
