@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -276,3 +276,24 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_diffs(conn: Connection) -> list[Any]:
+    """Where the database's schema and the models differ (alembic's comparison), leaving
+    out what the usage store's monthly partitions add on PostgreSQL (central/partitions.py):
+    the partitions themselves, and the partition key in its unique key."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from . import partitions
+    from .models import Base
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (type_ == "table" and name is not None and partitions.is_partition(name))
+
+    context = MigrationContext.configure(conn, opts={"include_object": include})
+    diffs = list(compare_metadata(context, Base.metadata))
+    if partitions.partitioned(conn):
+        keyed = {"uq_usage_events_container_id"}
+        diffs = [d for d in diffs if not (isinstance(d, tuple) and getattr(d[1], "name", None) in keyed)]
+    return diffs

@@ -1,7 +1,9 @@
 """Retention of the usage store: each firm's events are kept ``firms.usage_retention_days``
 (400 unless the firm says otherwise), counted from their access time, then deleted.
 
-Deletion runs in batches, one short transaction each, so that uploads and reports go on
+On PostgreSQL the store is partitioned by month: a month past the longest retention of any
+firm is dropped whole, and the months ahead are made (central/partitions.py). Deletion
+of the rest runs in batches, one short transaction each, so that uploads and reports go on
 while a year's worth of old events leaves the store; a batch takes the oldest rows of one
 firm through the (firm, access time) index. The product view's rollup (``usage_days``)
 follows in the same run: days before the cutoff's go, the cutoff's day is rebuilt.
@@ -19,6 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .. import partitions
 from ..db import run_read, run_write
 from ..models import Firm, UsageBillingDay, UsageBillingStale, UsageDay, UsageEvent
 from .base import Service
@@ -49,6 +52,9 @@ class RetentionService(Service):
             self.session,
             lambda: self.session.execute(select(Firm.id, Firm.code, Firm.usage_retention_days)).all(),
         )
+        if firms:
+            longest = max(days for _, _, days in firms)
+            run_write(self.session, functools.partial(self._months, now, now - longest * DAY))
         out = []
         for firm_id, code, days in firms:
             cutoff = now - days * DAY
@@ -63,6 +69,14 @@ class RetentionService(Service):
                 log.info("usage retention: %d event(s) of firm %d older than %d days deleted", deleted, code, days)
             out.append(Purged(firm_code=code, retention_days=days, cutoff=cutoff, deleted=deleted))
         return out
+
+    def _months(self, now: int, cutoff: int) -> None:
+        """On PostgreSQL: the months ahead made, the months past every firm's retention
+        dropped whole (central/partitions.py)."""
+        conn = self.session.connection()
+        if partitions.partitioned(conn):
+            partitions.ensure(conn, now, partitions.ahead(now))
+            partitions.drop_before(conn, cutoff)
 
     def _drop_days(self, firm_id: uuid.UUID, cutoff: int) -> None:
         """The rollups follow: the days before the cutoff's day go; the cutoff's own day is
