@@ -55,7 +55,14 @@ def _free_port() -> int:
 class Server:
     """``licentia central serve`` in its own process."""
 
-    def __init__(self, data: Path, database_url: str | None, workers: int = 1, protocol_threads: int = 2):
+    def __init__(
+        self,
+        data: Path,
+        database_url: str | None,
+        workers: int = 1,
+        protocol_threads: int = 2,
+        env_extra: dict[str, str] | None = None,
+    ):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
@@ -65,6 +72,7 @@ class Server:
         if database_url:
             env["LICENTIA_DATABASE_URL"] = database_url
         env["LICENTIA_PROTOCOL_THREADS"] = str(protocol_threads)
+        env.update(env_extra or {})
         self.log = open(data.parent / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [

@@ -60,12 +60,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_central import ADMIN_KEY, MASTER_KEY, Server  # noqa: E402
-from sqlalchemy import and_, event, func, or_, select  # noqa: E402
+from sqlalchemy import event, func, select  # noqa: E402
 
 from licentia.central.db import run_read  # noqa: E402
 from licentia.central.models import Container, Customer, Firm, Item, Role, Ticket, UsageEvent  # noqa: E402
 from licentia.central.services.base import Actor, Context  # noqa: E402
-from licentia.central.services.reporting import MAX_PAGE, PAGE_SIZE, ReportingService, UsageFilter  # noqa: E402
+from licentia.central.services.billing import BillingRollup  # noqa: E402
+from licentia.central.services.reporting import (  # noqa: E402
+    MAX_PAGE,
+    PAGE_SIZE,
+    ReportingService,
+    UsageFilter,
+    held_in,
+)
+from licentia.central.services.rollup import RollupService  # noqa: E402
 from licentia.central.settings import Settings  # noqa: E402
 from licentia.central.startup import prepare  # noqa: E402
 from licentia.core import anchoring, codes, exchange, hazmat  # noqa: E402
@@ -398,7 +406,7 @@ BREAKDOWN_ROWS = 200_000
 def _copy_breakdown(ctx: Context, path: Path, n: int) -> dict[str, Any]:
     """What the store's indexes and foreign keys cost a COPY: the first ``n`` rows into a
     table like usage_events without indexes, then with its indexes (primary key, unique
-    key, 4 indexes) but without its 5 foreign keys, then into usage_events itself
+    key, 7 indexes) but without its 5 foreign keys, then into usage_events itself
     (indexes and foreign keys; rolled back), each starting empty."""
     with open(path, "rb") as f:
         lines = [next(f) for _ in range(n)]
@@ -537,6 +545,25 @@ def cases(ctx: Context, w: World) -> list[Case]:
     ]
 
 
+def build_rollups(ctx: Context, n: int) -> dict[str, Any]:
+    """Build both reporting rollups from the loaded events (what `licentia central usage
+    rollup` does after a bulk load), timed, with the rollups' sizes."""
+    with ctx.db.session() as s:
+        start = time.perf_counter()
+        product_rows = RollupService(ctx, s).rebuild()
+        product_s = time.perf_counter() - start
+        start = time.perf_counter()
+        billing_days = BillingRollup(ctx, s).rebuild()
+        billing_s = time.perf_counter() - start
+    return {
+        "product_rows": product_rows,
+        "product_seconds": round(product_s, 2),
+        "billing_days": billing_days,
+        "billing_seconds": round(billing_s, 2),
+        "events_per_second": round(n / (product_s + billing_s)),
+    }
+
+
 def count_stmt(svc: ReportingService, case: Case) -> Any:
     """count(*) with the view's own WHERE: the scope the service resolves, and the period
     as the view applies it (the billing view also takes sessions held into the period)."""
@@ -546,8 +573,7 @@ def count_stmt(svc: ReportingService, case: Case) -> Any:
     conds = q.scope.over(e)
     if case.view == "billing":
         assert flt.start is not None and flt.end is not None
-        held = and_(e.success > 0, or_(e.release_time.is_(None), e.release_time > flt.start))
-        conds += [e.access_time < flt.end + 1, or_(e.access_time >= flt.start, held)]
+        conds += held_in(flt.start, flt.end + 1)
     else:
         conds += [e.access_time >= flt.start, e.access_time <= flt.end]
     return select(func.count()).select_from(e).where(*conds)
@@ -867,7 +893,12 @@ def run_backend(name: str, database_url: str | None, work: Path, args: argparse.
     rng = np.random.default_rng(SEED)
     data = work / f"central-{name}"
     result: dict[str, Any] = {"events": args.events}
-    with Server(data, database_url) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=120) as c:
+    # the rollups are built below, timed; the server's own job would race them
+    quiet = {"LICENTIA_USAGE_ROLLUP_INTERVAL": "0", "LICENTIA_USAGE_PURGE_INTERVAL": "0"}
+    with (
+        Server(data, database_url, env_extra=quiet) as srv,
+        httpx.Client(base_url=srv.url + "/api/v1", timeout=120) as c,
+    ):
         made = make_vendors(c, rng)
         settings = Settings(data_dir=data, database_url=database_url, admin_key=ADMIN_KEY, master_key=MASTER_KEY)
         ctx = prepare(settings, clock=lambda: int(time.time()))
@@ -878,6 +909,8 @@ def run_backend(name: str, database_url: str | None, work: Path, args: argparse.
                 load_postgresql(ctx, w, args.events, work) if database_url else load_sqlite(ctx, w, args.events)
             )
             progress(f"{name}: load {json.dumps(result['load'])}")
+            result["rollups"] = build_rollups(ctx, args.events)
+            progress(f"{name}: rollups {json.dumps(result['rollups'])}")
             result["views"] = measure_views(ctx, w, args.rounds, args.page_size, args.explain)
         finally:
             ctx.db.dispose()
@@ -913,8 +946,15 @@ def print_tables(results: dict[str, Any]) -> None:
             b = load["breakdown"]
             print(
                 f"COPY of the first {b['rows']:,} rows into an empty table, rows/s: bare heap {b['heap_only']:,}; "
-                f"with the 6 indexes {b['with_indexes']:,}; with the indexes and the 5 foreign keys "
+                f"with the 9 indexes {b['with_indexes']:,}; with the indexes and the 5 foreign keys "
                 f"{b['with_indexes_and_foreign_keys']:,}\n"
+            )
+        if "rollups" in r:
+            g = r["rollups"]
+            print(
+                f"rollups built from the loaded events: product view {g['product_rows']:,} rows in "
+                f"{g['product_seconds']} s, billing view {g['billing_days']:,} days in {g['billing_seconds']} s "
+                f"({g['events_per_second']:,} events/s)\n"
             )
         print(
             "| view | rows counted | rows out | pages | view (walk) | its SQL alone | count(*) "

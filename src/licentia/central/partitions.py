@@ -3,8 +3,9 @@
 On PostgreSQL ``usage_events`` is partitioned by range of ``access_time``, one partition a
 UTC calendar month (``usage_events_y2026m10``), and a default partition for rows outside
 every month made (a clock years off, a month before the oldest kept). Partitions are made
-``AHEAD`` months ahead (by revision 0005 and by the daily retention run), so an event lands
-in its month; a month made later takes its rows out of the default partition. A month is
+``AHEAD`` months ahead, back to the oldest month a firm keeps (by revision 0005 and by
+the daily retention run), so an event lands in its month, a late one too; a month made
+later takes its rows out of the default partition. A month is
 dropped whole once the longest retention of any firm has passed its end: no firm keeps an
 event of it (retention.py). The primary key is ``(id, access_time)`` and the unique key
 ``(container_id, seq, access_time)``: PostgreSQL needs the partition key in both (an upload

@@ -71,11 +71,11 @@ class RetentionService(Service):
         return out
 
     def _months(self, now: int, cutoff: int) -> None:
-        """On PostgreSQL: the months ahead made, the months past every firm's retention
-        dropped whole (central/partitions.py)."""
+        """On PostgreSQL: every month some firm keeps and the months ahead made, the months
+        past every firm's retention dropped whole (central/partitions.py)."""
         conn = self.session.connection()
         if partitions.partitioned(conn):
-            partitions.ensure(conn, now, partitions.ahead(now))
+            partitions.ensure(conn, cutoff, partitions.ahead(now))
             partitions.drop_before(conn, cutoff)
 
     def _drop_days(self, firm_id: uuid.UUID, cutoff: int) -> None:

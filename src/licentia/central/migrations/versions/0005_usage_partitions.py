@@ -1,5 +1,5 @@
 """The usage store by month on PostgreSQL: ``usage_events`` becomes a table partitioned by
-range of ``access_time``, one partition a UTC month, from the month of its oldest event to
+range of ``access_time``, one partition a UTC month, from the oldest month a firm keeps to
 three months ahead, with a default partition; its rows move over. Its primary key becomes
 ``(id, access_time)`` and its unique key ``(container_id, seq, access_time)`` (PostgreSQL
 needs the partition key in both). Nothing changes on SQLite. See central/partitions.py.
@@ -100,11 +100,9 @@ def upgrade() -> None:
     op.execute(f"CREATE TABLE {partitions.DEFAULT} PARTITION OF usage_events DEFAULT")
     conn = op.get_bind()
     now = int(time.time())
-    # months from the oldest event any firm still keeps (older ones go to the default partition)
+    # every month some firm still keeps, and the months ahead (older events: the default partition)
     kept = int(conn.exec_driver_sql("SELECT coalesce(max(usage_retention_days), 400) FROM firms").scalar() or 400)
-    oldest = conn.exec_driver_sql(f"SELECT min(access_time) FROM {OLD}").scalar()  # noqa: S608 - our name
-    first = min(max(int(oldest), now - kept * 86400), now) if oldest is not None else now
-    partitions.ensure(conn, first, partitions.ahead(now))
+    partitions.ensure(conn, now - kept * 86400, partitions.ahead(now))
     _finish(
         "CONSTRAINT pk_usage_events PRIMARY KEY (id, access_time), "
         "ADD CONSTRAINT uq_usage_events_container_id UNIQUE (container_id, seq, access_time)"
