@@ -120,19 +120,31 @@ class Tx:
         self._cursor = cursor
         self.dialect = db.dialect
 
-    def _run(self, stmt: Executable, params: Mapping[str, Any]) -> Compiled:
+    def _run(self, stmt: Executable, params: Mapping[str, Any], cursor: DBAPICursor | None = None) -> Compiled:
+        cur = self._cursor if cursor is None else cursor
         c = self._db.compiled(stmt, params)
         if c.expanding is None:
-            self._cursor.execute(c.sql, c.args(params))
+            cur.execute(c.sql, c.args(params))
             return c
         state = c.expanding.construct_expanded_state(c.values(params))  # one placeholder per list value
         args = state.parameters if state.positiontup is None else [state.parameters[n] for n in state.positiontup]
-        self._cursor.execute(state.statement, args)
+        cur.execute(state.statement, args)
         return c
 
     def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
-        """Run a statement whose result is not read."""
-        self._run(stmt, params)
+        """Run a statement whose result is not read.
+
+        On PostgreSQL it runs on a cursor of its own: in psycopg's pipeline a result nobody
+        reads stays queued on the cursor that ran it, and after a run of them the next
+        statement's fetch on that cursor found one (an upload's rollup upserts did)."""
+        if self._db.sqlite:
+            self._run(stmt, params)
+            return
+        cursor = self._cursor.connection.cursor()
+        try:
+            self._run(stmt, params, cursor)
+        finally:
+            cursor.close()
 
     def execute_many(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run one statement for each set of parameters (all with the same names).
