@@ -484,8 +484,8 @@ def _two_firms(store: Store, source: Firm) -> Firm:
     return other
 
 
-def check_isolation(client: Any, store: Store, source: Firm) -> None:
-    other = _two_firms(store, source)
+def check_isolation(client: Any, store: Store, source: Firm, *, other_made: bool = False) -> None:
+    other = store.firms[OTHER] if other_made else _two_firms(store, source)
     for path in (LICENSE, PRODUCT, BILLING):
         for flt in ({}, {"from": "2023-08-01T00:00:00", "to": "2023-08-31T23:59:59"}, {"productCode": 7001}):
             text = post(client, path, {"filter": flt}, source.headers).text
@@ -514,6 +514,14 @@ def check_isolation(client: Any, store: Store, source: Firm) -> None:
 
 def test_a_firms_key_never_sees_another_firms_usage(client, store, source):
     check_isolation(client, store, source)
+
+
+def test_a_firms_key_never_sees_another_firms_usage_with_the_billing_rollup(app, client, store, source):
+    _two_firms(store, source)
+    ctx = app.state.central
+    with ctx.db.session() as s:
+        assert BillingRollup(ctx, s).refresh() > 0  # both firms' days in the rollup
+    check_isolation(client, store, source, other_made=True)
 
 
 # ---------------------------------------------------------------- the cursor

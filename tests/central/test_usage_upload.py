@@ -4,6 +4,7 @@ and clearing; on real SQLite files, the main path once on PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,8 @@ from central_helpers import (
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from licentia.central.models import Flag, Ticket, UsageAnchor, UsageBillingStale, UsageDay, UsageEvent
+from licentia.central.models import Flag, Ticket, UsageAnchor, UsageBillingDay, UsageBillingStale, UsageDay, UsageEvent
+from licentia.central.services.billing import BillingRollup
 from licentia.core import anchoring
 from licentia.core.documents import document_digest
 from licentia.core.encoding import canonical
@@ -201,7 +203,7 @@ def store(engine: Any) -> dict[str, Any]:
 def check_rollup(engine: Any) -> int:
     """The product view's rollup, as the uploads kept it, holds the events' sums per key
     (summed here from the events), and every day of every session is marked for the billing
-    job; the number of the rollup's rows."""
+    job or computed by it; the number of the rollup's rows."""
     expected: dict[tuple[Any, ...], list[int]] = {}
     with engine.connect() as conn:
         for e in conn.execute(select(UsageEvent)).all():
@@ -220,6 +222,7 @@ def check_rollup(engine: Any) -> int:
         marked = set(
             conn.execute(select(UsageBillingStale.customer_id, UsageBillingStale.item_id, UsageBillingStale.day))
         )
+        marked |= set(conn.execute(select(UsageBillingDay.customer_id, UsageBillingDay.item_id, UsageBillingDay.day)))
         for e in conn.execute(select(UsageEvent).where(UsageEvent.customer_id.is_not(None))).all():
             last = e.access_time if e.release_time is None else max(e.access_time, e.release_time - 1)
             for day in range(e.access_time // 86400, last // 86400 + 1):  # each day for the billing job
@@ -298,6 +301,45 @@ def test_an_upload_over_the_other_protocol_routes_body_limit_is_taken(client, ve
     huge = client.post(UPLOADS, content=b" " * (1024 * 1024 + 1))
     assert huge.status_code == 413
     assert client.post(ACT, content=b" " * (256 * 1024 + 1)).status_code == 413  # the others keep theirs
+
+
+def test_a_late_upload_changes_a_closed_months_reports(app, client, vendor, clock, engine):
+    """An offline server's log reaches Central a month late (through the depot): its
+    sessions join the product view's whole days at once, and the billing days of that month,
+    computed already, are computed again from the events."""
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    month_ago = clock.now - 35 * 86400
+    log.session("A", month_ago, month_ago + 600)
+    accepted(client, log.upload(box, 0))
+    ctx = app.state.central
+    with ctx.db.session() as s:
+        BillingRollup(ctx, s).refresh()  # the month is computed: one session
+    period = {"from": _iso(month_ago - month_ago % 86400), "to": _iso(month_ago - month_ago % 86400 + 86399)}
+
+    def views() -> tuple[list[Any], list[Any]]:
+        body = {"filter": period}
+        product = client.post("/api/v1/reporting/product-usage", json=body, headers=vendor.headers).json()
+        billing = client.post("/api/v1/reporting/billing", json=body, headers=vendor.headers).json()
+        return product["productUsageList"], billing["billingList"]
+
+    product, billing = views()
+    assert [p["seconds"] for p in product] == [600] and [b["sessions"] for b in billing] == [1]
+    log.session("B", month_ago + 60, month_ago + 3660)  # held while A was: two seats at once
+    accepted(client, log.upload(box, 2))  # a month late
+    product, billing = views()
+    assert sorted(p["seconds"] for p in product) == [600, 3600]
+    assert [(b["sessions"], b["peakSeats"], b["seatSeconds"]) for b in billing] == [(2, 2, 4200)]
+    with ctx.db.session() as s:
+        BillingRollup(ctx, s).refresh()
+    assert views()[1] == billing  # the job computed the day again: the same answer from the rollup
+    check_rollup(engine)
+
+
+def _iso(t: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 # ---------------------------------------------------------------- re-uploads
@@ -720,3 +762,39 @@ def test_large_first_uploads_of_many_servers_on_postgresql(tmp_path, pg_url, clo
             assert answer["stored"] == 320 and anchor_of(vendor, answer).seq == log.seq
             expected += 320
         assert len(usage_rows(engine)) == expected
+
+
+@pytest.mark.postgres
+def test_concurrent_large_uploads_of_many_servers_on_postgresql(tmp_path, pg_url, clock):
+    """Eight license servers upload at once, each many users' sessions (an upsert of the
+    rollup per user and day): every upload is answered and stored, the rollup exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with central_app(make_settings(tmp_path / "data", pg_url), clock) as app, ServerThread(app) as srv:
+        engine = app.state.central.db.engine
+        with httpx.Client(base_url=srv.url) as http:
+            vendor = Vendor(http, FIRM, options={"quantity": 0})
+            chunks = []  # each server's log in chunks: sessions opened in one, ended in a later one
+            for server in range(8):
+                box, _ = activated(http, vendor, clock)
+                log = Log()
+                t = clock.now - 20 * 86400
+                for i in range(400):  # over 20 days: hundreds of rollup keys an upload
+                    at, user = t + i * 4000, f"user-{i % 60}"
+                    log.add("access", f"S{server}-{i}", at, user=user, featureCode=i % 4)
+                    if i >= 20:
+                        j = i - 20
+                        log.add("release", f"S{server}-{j}", at, access=t + j * 4000, user=f"user-{j % 60}")
+                    if i % 7 == 0:
+                        log.add("deny", None, t + i, user=f"user-{i % 90}")
+                ends = list(range(0, log.seq, 400)) + [log.seq]
+                chunks.append([log.upload(box, a, b) for a, b in itertools.pairwise(ends)])
+
+        def send(docs: list[dict[str, Any]]) -> list[httpx.Response]:
+            with httpx.Client(base_url=srv.url, timeout=60) as c:  # one kept-alive connection each
+                return [c.post(UPLOADS, content=json.dumps(doc)) for doc in docs]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = [r for rs in pool.map(send, chunks) for r in rs]
+        assert {r.status_code for r in answers} == {200}, [r.text[:300] for r in answers if r.status_code != 200]
+        check_rollup(engine)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, delete, func, insert, select, text
+from sqlalchemy import ColumnElement, Executable, delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect
@@ -138,8 +138,7 @@ class DayDeltas:
                 | {"firm_code": s.firm_code, "seconds": s.seconds, "success": s.success}
                 | {"fail": s.fail, "invalid": s.invalid, "units": s.units}
             )
-        for row in rows:  # one statement per key: an upsert of many rows may not name a key twice
-            tx.execute(U_DAY[tx.dialect.name], row)
+        tx.execute_many(U_DAY[tx.dialect.name], rows)  # one execution per key (each key once)
         return len(rows)
 
 
@@ -276,18 +275,18 @@ def rebuild_days(s: Session, firm_id: uuid.UUID | None, first_day: int | None, e
     cols += [e.feature_code, e.user_ident, e.firm_code]
     sums = [func.sum(getattr(e, name)) for name in SUMS]
     conds: list[ColumnElement[bool]] = [e.ticket_id.is_not(None), e.customer_id.is_not(None), e.item_id.is_not(None)]
-    gone = delete(UsageDay)
+    kept: list[ColumnElement[bool]] = []  # the rollup rows rebuilt
     if firm_id is not None:
         conds.append(e.firm_id == firm_id)
-        gone = gone.where(UsageDay.firm_id == firm_id)
+        kept.append(UsageDay.firm_id == firm_id)
     if first_day is not None:
         conds.append(e.access_time >= first_day * DAY)
-        gone = gone.where(UsageDay.day >= first_day)
+        kept.append(UsageDay.day >= first_day)
     if end_day is not None:
         conds.append(e.access_time < end_day * DAY)
-        gone = gone.where(UsageDay.day < end_day)
-    s.execute(gone)
+        kept.append(UsageDay.day < end_day)
+    s.execute(delete(UsageDay).where(*kept))
     grouped = select(*cols, *sums).where(*conds).group_by(*cols)
     names = [*KEY, "firm_code", *SUMS]
-    result = s.execute(insert(UsageDay).from_select(names, grouped))
-    return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
+    s.execute(insert(UsageDay).from_select(names, grouped))
+    return int(s.scalar(select(func.count()).select_from(UsageDay).where(*kept)) or 0)
