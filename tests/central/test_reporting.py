@@ -105,8 +105,8 @@ class Store:
         r = self.client.post(API + "/customers", json={"number": number, "name": f"C {number}"}, headers=firm.headers)
         assert r.status_code == 201, r.text
 
-    def ticket(self, firm: Firm, customer: str, item: str) -> dict[str, Any]:
-        order = {"customer": customer, "items": [item]}
+    def ticket(self, firm: Firm, customer: str, item: str, modules: tuple[str, ...] = ()) -> dict[str, Any]:
+        order = {"customer": customer, "items": [item, *modules]}
         r = self.client.post(API + "/tickets", json=order, headers=firm.headers)
         assert r.status_code == 201, r.text
         ticket = r.json()["tickets"][0]["ticket"]
@@ -365,6 +365,27 @@ def test_retention_takes_the_rollups_old_days_with_the_events(app, client, store
         ("at+10", 60, 1),
         (f"at+{DAY_S + 5}", 60, 1),
     ]
+
+
+def test_the_item_filter_takes_the_tickets_that_hold_the_item_as_a_module(client, store, source):
+    """A ticket of a base item with a module: its use is the module item's use too. Each
+    view's item filter finds it (grouped under the ticket's base item), the rollups too."""
+    store.customer(source, "20231004")
+    r = client.post(API + "/items", json={"item_id": "M-00001-145", "name": "Module #1", "module_of": "F-00001-145"},
+                    headers=source.headers)  # fmt: skip
+    assert r.status_code == 201, r.text
+    t = store.ticket(source, "20231004", "F-00001-145", modules=("M-00001-145",))
+    store.use(t, "2023-08-24T08:00:00", "2023-08-24T09:00:00", user="module-user")
+    for path, name, key in ((LICENSE, "licenseUsageList", "userIdentification"), (PRODUCT, "productUsageList", "user")):
+        rows = ok(post(client, path, {"filter": {"itemIdentification": "M-00001-145"}}, source.headers))[name]
+        assert "module-user" in [r[key] for r in rows]
+        rows = ok(post(client, path, {"filter": {"itemIdentification": "F-00002-145"}}, source.headers))[name]
+        assert "module-user" not in [r[key] for r in rows]
+    body = {"filter": {"itemIdentification": "M-00001-145"}}
+    rows = ok(post(client, PRODUCT, body, source.headers))["productUsageList"]
+    assert ("20231004", "F-00001-145", 3600) in [(r["customer"], r["item"], r["seconds"]) for r in rows]
+    days = ok(post(client, BILLING, body, source.headers))["billingList"]
+    assert ("20231004", "F-00001-145", "2023-08-24") in [(d["customer"], d["item"], d["day"]) for d in days]
 
 
 def _iso(t: int) -> str:

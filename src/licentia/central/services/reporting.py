@@ -196,6 +196,7 @@ class Scope:
     firm_ids: tuple[uuid.UUID, ...] | None = None  # None: every firm (the admin key, no filter)
     customer_ids: tuple[uuid.UUID, ...] | None = None
     item_ids: tuple[uuid.UUID, ...] | None = None
+    module_tickets: tuple[uuid.UUID, ...] = ()  # tickets that hold the item as a module
     ticket_id: uuid.UUID | None = None
     product_code: int | None = None
     feature_code: int | None = None
@@ -213,8 +214,8 @@ class Scope:
         if self.customer_ids is not None:
             conds.append(one_of(t.customer_id, self.customer_ids))
         if self.item_ids is not None:  # the item itself, or a ticket that holds it as a module
-            licensed = select(TicketItem.ticket_id).where(TicketItem.item_id.in_(self.item_ids))
-            conds.append(or_(one_of(t.item_id, self.item_ids), t.ticket_id.in_(licensed)))
+            item = one_of(t.item_id, self.item_ids)
+            conds.append(or_(item, t.ticket_id.in_(self.module_tickets)) if self.module_tickets else item)
         if self.ticket_id is not None:
             conds.append(t.ticket_id == self.ticket_id)
         if self.product_code is not None:
@@ -331,6 +332,7 @@ class ReportingService(Service):
             return cond
 
         customer_ids = item_ids = None
+        module_tickets: tuple[uuid.UUID, ...] = ()
         ticket_id = None
         if flt.customer is not None:
             rows = self.session.execute(
@@ -351,6 +353,16 @@ class ReportingService(Service):
                 raise NotFound("item", f"There is no item {flt.item} for this API key. Check the item id.")
             item_ids = tuple(r.id for r in rows)
             seen_firms.update(r.firm_id for r in rows)
+            # tickets whose base item is another one: resolved here, so that each half of the
+            # condition is a range of an index
+            module_tickets = tuple(
+                self.session.scalars(
+                    select(TicketItem.ticket_id)
+                    .join(Ticket, Ticket.id == TicketItem.ticket_id)
+                    .where(TicketItem.item_id.in_(item_ids), Ticket.item_id.not_in(item_ids))
+                    .distinct()
+                )
+            )
         if flt.ticket is not None:
             ticket = normalize(flt.ticket)
             found = self.session.execute(
@@ -366,6 +378,7 @@ class ReportingService(Service):
             firm_ids=firm_ids,
             customer_ids=customer_ids,
             item_ids=item_ids,
+            module_tickets=module_tickets,
             ticket_id=ticket_id,
             product_code=flt.product_code,
             feature_code=flt.feature_code,
