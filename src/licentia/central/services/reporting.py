@@ -17,6 +17,7 @@ outside the caller's scope is answered like one that does not exist.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import heapq
 import itertools
@@ -129,7 +130,15 @@ def parse_time(text: str, *, name: str, end: bool = False) -> int:
 
 def iso(ts: int) -> str:
     """Unix seconds as the reporting API writes them: UTC, no offset, whole seconds."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    day, second = divmod(ts, DAY)
+    hours, rest = divmod(second, 3600)
+    return f"{_day_prefix(day)}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    """``YYYY-MM-DDT`` of a UTC day (a listing's rows share few days: formatted once each)."""
+    return dt.datetime.fromtimestamp(day * DAY, dt.UTC).strftime("%Y-%m-%dT")
 
 
 def iso_day(day: int) -> str:
@@ -292,7 +301,7 @@ class ReportingService(Service):
             read = {"license": self._license_rows, "product": self._product_rows, "billing": self._billing_rows}
             rows: list[dict[str, Any]] = []
             keys: list[tuple[Any, ...]] = []
-            for key, row in read[q.view](q):
+            for key, row in read[q.view](q, limit + 1):
                 if len(rows) == limit:
                     return Page(rows, q.cursor(keys[-1]))
                 rows.append(row)
@@ -402,7 +411,7 @@ class ReportingService(Service):
 
     # ------------------------------------------------------------ the license view
 
-    def _license_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    def _license_rows(self, q: UsageQuery, fetch: int) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
         e = UsageEvent
         stmt = select(
             e.id,
@@ -421,25 +430,47 @@ class ReportingService(Service):
         ).where(*q.scope.over(e), *self._accessed(q.filter), used(e))
         if q.after is not None:  # a row comparison: an index condition, so a page reads its rows only
             stmt = stmt.where(tuple_(e.access_time, e.id) > tuple_(*q.after))
-        for r in self.session.execute(stmt.order_by(e.access_time, e.id).execution_options(yield_per=500)):
-            entry: dict[str, Any] = {
-                "accessTime": iso(r.access_time),
-                "fail": r.fail,
-                "featureCode": r.feature_code,
-                "featureMap": r.feature_map,
-                "firmCode": r.firm_code,
-                "invalid": r.invalid,
-                "productCode": r.product_code,
-            }
-            if r.release_time is not None:
-                entry["releaseTime"] = iso(r.release_time)
-            entry |= {
-                "seconds": r.seconds,
-                "success": r.success,
-                "ticketLicenseId": r.license_id,
-                "userIdentification": r.user_ident,
-            }
-            yield (r.access_time, r.id), entry
+        # the page's rows and the one that tells whether another page follows: a range of the
+        # scope's (firm, customer|item, time, id) index, read in order and no further
+        stmt = stmt.order_by(e.access_time, e.id).limit(fetch)
+        rows = self.session.connection().execute(stmt).all()  # a page: at most MAX_PAGE + 1 rows
+        for rid, access, release, seconds, success, fail, invalid, firm, product, feature, fmap, lic, user in rows:
+            # the source's field order; releaseTime left out of a refused access's entry
+            if release is None:
+                yield (
+                    (access, rid),
+                    {
+                        "accessTime": iso(access),
+                        "fail": fail,
+                        "featureCode": feature,
+                        "featureMap": fmap,
+                        "firmCode": firm,
+                        "invalid": invalid,
+                        "productCode": product,
+                        "seconds": seconds,
+                        "success": success,
+                        "ticketLicenseId": lic,
+                        "userIdentification": user,
+                    },
+                )
+            else:
+                yield (
+                    (access, rid),
+                    {
+                        "accessTime": iso(access),
+                        "fail": fail,
+                        "featureCode": feature,
+                        "featureMap": fmap,
+                        "firmCode": firm,
+                        "invalid": invalid,
+                        "productCode": product,
+                        "releaseTime": iso(release),
+                        "seconds": seconds,
+                        "success": success,
+                        "ticketLicenseId": lic,
+                        "userIdentification": user,
+                    },
+                )
 
     @staticmethod
     def _accessed(flt: UsageFilter) -> list[ColumnElement[bool]]:
@@ -452,7 +483,7 @@ class ReportingService(Service):
 
     # ------------------------------------------------------------ the product view
 
-    def _product_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    def _product_rows(self, q: UsageQuery, fetch: int) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
         """The whole UTC days of the period from the rollup (usage_days), its partial first
         and last days from the events, summed per customer, item, license and user."""
         e, d = UsageEvent, UsageDay
@@ -494,16 +525,23 @@ class ReportingService(Service):
             )
         both: Any = union_all(*parts) if len(parts) > 1 else parts[0]
         u: Any = both.subquery()
-        group = (u.c.firm_code, Customer.number, Item.item_id, u.c.license_id, u.c.user_ident)
+        # summed by ids first, then each sum joined to its customer number and item id
+        by_ids = (u.c.firm_code, u.c.customer_id, u.c.item_id, u.c.license_id, u.c.user_ident)
+        summed: Any = (
+            select(*by_ids, func.sum(u.c.seconds).label("seconds"), func.sum(u.c.success).label("success"))
+            .group_by(*by_ids)
+            .subquery()
+        )
+        group = (summed.c.firm_code, Customer.number, Item.item_id, summed.c.license_id, summed.c.user_ident)
         stmt = (
-            select(*group, Item.name, func.sum(u.c.seconds), func.sum(u.c.success))
-            .select_from(u)
-            .join(Customer, Customer.id == u.c.customer_id)
-            .join(Item, Item.id == u.c.item_id)
+            select(*group, Item.name, summed.c.seconds, summed.c.success)
+            .select_from(summed)
+            .join(Customer, Customer.id == summed.c.customer_id)
+            .join(Item, Item.id == summed.c.item_id)
         )
         if q.after is not None:
             stmt = stmt.where(_after(group, q.after))
-        stmt = stmt.group_by(*group, Item.name).order_by(*group)
+        stmt = stmt.order_by(*group).limit(fetch)
         for firm_code, customer, item, license_id, user, name, seconds, success in self.session.execute(
             stmt.execution_options(yield_per=500)
         ):
@@ -522,7 +560,7 @@ class ReportingService(Service):
 
     # ------------------------------------------------------------ the billing view
 
-    def _billing_rows(self, q: UsageQuery) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    def _billing_rows(self, q: UsageQuery, fetch: int) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
         """The days the rollup job computed (usage_billing_days) where it covers them: whole
         days of the period that ended before the job's last run began, not marked stale
         since, with no item, ticket, product or feature filter (the rollup is per customer
@@ -539,7 +577,7 @@ class ReportingService(Service):
         if end_day is None or (first_day is not None and first_day >= end_day):
             yield from self._billing_live(q, lo, hi)
             return
-        streams = [self._billing_rolled(q, first_day, end_day), self._billing_stale(q, first_day, end_day)]
+        streams = [self._billing_rolled(q, first_day, end_day, fetch), self._billing_stale(q, first_day, end_day)]
         if lo is not None and first_day is not None and lo < first_day * DAY:
             streams.append(self._billing_live(q, lo, first_day * DAY))
         if hi is None or end_day * DAY < hi:
@@ -547,7 +585,7 @@ class ReportingService(Service):
         yield from heapq.merge(*streams, key=lambda kv: kv[0])
 
     def _billing_rolled(
-        self, q: UsageQuery, first_day: int | None, end_day: int
+        self, q: UsageQuery, first_day: int | None, end_day: int, fetch: int
     ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
         b, st = UsageBillingDay, UsageBillingStale
         stale = select(st.day).where(st.customer_id == b.customer_id, st.item_id == b.item_id, st.day == b.day)
@@ -562,7 +600,7 @@ class ReportingService(Service):
             stmt = stmt.where(b.day >= first_day)
         if q.after is not None:
             stmt = stmt.where(_after(key, q.after))
-        for r in self.session.execute(stmt.order_by(*key).execution_options(yield_per=500)):
+        for r in self.session.execute(stmt.order_by(*key).limit(fetch).execution_options(yield_per=500)):
             yield (
                 (r.firm_code, r.number, r.item_id, r.day),
                 billing_row((r.firm_code, r.number, r.item_id), r.name, r.day, r.peak_seats, r.seat_seconds)
