@@ -381,7 +381,12 @@ def load_postgresql(ctx: Context, w: World, n: int, work: Path) -> dict[str, Any
         cur.execute("VACUUM ANALYZE usage_events")
         vacuumed = time.perf_counter() - start
         driver.autocommit = False
-        cur.execute("SELECT pg_total_relation_size('usage_events'), pg_relation_size('usage_events')")
+        # the table and its partitions (a partitioned table's own size is 0)
+        cur.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)), sum(pg_relation_size(c.oid)) FROM pg_class c "
+            "WHERE c.relname = 'usage_events' OR c.oid IN "
+            "(SELECT inhrelid FROM pg_inherits WHERE inhparent = 'usage_events'::regclass)"
+        )
         total, heap = cur.fetchone() or (0, 0)
     finally:
         raw.close()
@@ -394,7 +399,7 @@ def load_postgresql(ctx: Context, w: World, n: int, work: Path) -> dict[str, Any
         "vacuum_analyze_seconds": round(vacuumed, 2),
         "table_mib": round(heap / 2**20, 1),
         "table_with_indexes_mib": round(total / 2**20, 1),
-        "how": "COPY FROM STDIN (psycopg cursor.copy), the table's 6 indexes and 5 foreign keys in place",
+        "how": "COPY FROM STDIN (psycopg cursor.copy) into the month's partition, its 9 indexes and 5 foreign keys in place",
         "breakdown": breakdown,
     }
 
@@ -474,7 +479,7 @@ def load_sqlite(ctx: Context, w: World, n: int) -> dict[str, Any]:
         "rows_per_second": round(n / copied),
         "vacuum_analyze_seconds": round(vacuumed, 2),
         "table_with_indexes_mib": round(size / 2**20, 1),
-        "how": "executemany in one transaction (sqlite3), the table's 6 indexes in place",
+        "how": "executemany in one transaction (sqlite3), the table's 9 indexes in place",
     }
 
 
