@@ -399,7 +399,7 @@ def load_postgresql(ctx: Context, w: World, n: int, work: Path) -> dict[str, Any
         "vacuum_analyze_seconds": round(vacuumed, 2),
         "table_mib": round(heap / 2**20, 1),
         "table_with_indexes_mib": round(total / 2**20, 1),
-        "how": "COPY FROM STDIN (psycopg cursor.copy) into the month's partition, its 9 indexes and 5 foreign keys in place",
+        "how": "COPY FROM STDIN (psycopg cursor.copy) into the month's partition, 9 indexes and 5 foreign keys",
         "breakdown": breakdown,
     }
 
