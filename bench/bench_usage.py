@@ -387,7 +387,7 @@ def load_postgresql(ctx: Context, w: World, n: int, work: Path) -> dict[str, Any
             "WHERE c.relname = 'usage_events' OR c.oid IN "
             "(SELECT inhrelid FROM pg_inherits WHERE inhparent = 'usage_events'::regclass)"
         )
-        total, heap = cur.fetchone() or (0, 0)
+        total, heap = (int(x or 0) for x in (cur.fetchone() or (0, 0)))  # sum() is a numeric
     finally:
         raw.close()
     path.unlink()
