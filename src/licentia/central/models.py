@@ -362,6 +362,20 @@ class UsageEvent(Base):
     units: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+#: the product view rollup's key columns, in the order of its unique constraint
+USAGE_DAY_KEY = (
+    "firm_id",
+    "item_id",
+    "day",
+    "customer_id",
+    "ticket_id",
+    "license_id",
+    "product_code",
+    "feature_code",
+    "user_ident",
+)
+
+
 class UsageDay(Base):
     """The product view's rollup of usage_events: per license, user and UTC day of access
     (with every scope column the views filter on), the seconds, accesses, refusals and
@@ -371,17 +385,7 @@ class UsageDay(Base):
 
     __tablename__ = "usage_days"
     __table_args__ = (
-        UniqueConstraint(
-            "firm_id",
-            "item_id",
-            "day",
-            "customer_id",
-            "ticket_id",
-            "license_id",
-            "product_code",
-            "feature_code",
-            "user_ident",
-        ),
+        UniqueConstraint(*USAGE_DAY_KEY),
         Index("ix_usage_days_customer", "firm_id", "customer_id", "day"),
         Index("ix_usage_days_ticket", "ticket_id", "day"),
     )

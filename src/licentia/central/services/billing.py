@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,15 +31,11 @@ from ..db import run_read, run_write
 from ..models import Firm, UsageBillingDay, UsageBillingStale, UsageEvent, UsageRollupState
 from .base import Service
 from .reporting import BILLING_FINAL, DAY, day_runs, sweep_days
+from .rollup import I_STALE
 
 log = logging.getLogger("licentia.central")
 
 FINAL = BILLING_FINAL
-
-
-def _stale_insert(dialect: str) -> Any:
-    ins = pg_insert if dialect == "postgresql" else sqlite_insert
-    return ins(UsageBillingStale).on_conflict_do_nothing(index_elements=["customer_id", "item_id", "day"])
 
 
 class BillingRollup(Service):
@@ -122,7 +117,7 @@ class BillingRollup(Service):
             for d in range(max(first, access // DAY), today)
         ]
         if rows:
-            s.execute(_stale_insert(s.get_bind().dialect.name), rows)
+            s.execute(I_STALE[s.get_bind().dialect.name], rows)
 
     def _compute(
         self,

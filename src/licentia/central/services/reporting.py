@@ -436,41 +436,23 @@ class ReportingService(Service):
         rows = self.session.connection().execute(stmt).all()  # a page: at most MAX_PAGE + 1 rows
         for rid, access, release, seconds, success, fail, invalid, firm, product, feature, fmap, lic, user in rows:
             # the source's field order; releaseTime left out of a refused access's entry
+            entry = {
+                "accessTime": iso(access),
+                "fail": fail,
+                "featureCode": feature,
+                "featureMap": fmap,
+                "firmCode": firm,
+                "invalid": invalid,
+                "productCode": product,
+                "releaseTime": None if release is None else iso(release),
+                "seconds": seconds,
+                "success": success,
+                "ticketLicenseId": lic,
+                "userIdentification": user,
+            }
             if release is None:
-                yield (
-                    (access, rid),
-                    {
-                        "accessTime": iso(access),
-                        "fail": fail,
-                        "featureCode": feature,
-                        "featureMap": fmap,
-                        "firmCode": firm,
-                        "invalid": invalid,
-                        "productCode": product,
-                        "seconds": seconds,
-                        "success": success,
-                        "ticketLicenseId": lic,
-                        "userIdentification": user,
-                    },
-                )
-            else:
-                yield (
-                    (access, rid),
-                    {
-                        "accessTime": iso(access),
-                        "fail": fail,
-                        "featureCode": feature,
-                        "featureMap": fmap,
-                        "firmCode": firm,
-                        "invalid": invalid,
-                        "productCode": product,
-                        "releaseTime": iso(release),
-                        "seconds": seconds,
-                        "success": success,
-                        "ticketLicenseId": lic,
-                        "userIdentification": user,
-                    },
-                )
+                del entry["releaseTime"]
+            yield (access, rid), entry
 
     @staticmethod
     def _accessed(flt: UsageFilter) -> list[ColumnElement[bool]]:

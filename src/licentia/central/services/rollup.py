@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from ..db import run_write
-from ..models import UsageBillingStale, UsageDay, UsageEvent
+from ..models import USAGE_DAY_KEY, UsageBillingStale, UsageDay, UsageEvent
 from . import _protocol_sql as sql
 from .base import Service
 
@@ -33,17 +33,7 @@ log = logging.getLogger("licentia.central")
 
 DAY = 86400
 #: the rollup's key columns, in the order of its unique constraint
-KEY = (
-    "firm_id",
-    "item_id",
-    "day",
-    "customer_id",
-    "ticket_id",
-    "license_id",
-    "product_code",
-    "feature_code",
-    "user_ident",
-)
+KEY = USAGE_DAY_KEY
 SUMS = ("seconds", "success", "fail", "invalid", "units")
 
 _d = sql.table_of(UsageDay)
