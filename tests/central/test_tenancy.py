@@ -37,6 +37,7 @@ B_MODULE, B_MODULE_NAME = "B-00003-201", "Bravo Seismic Addon"
 B_PRODUCT = 201
 B_CUSTOMER, B_CUSTOMER_NAME, B_EMAIL = "BRAVO-C-0001", "Bravo Customer Oy", "buyer@bravo.example"
 B_KEY_LABEL = "bravo spare key"
+B_LOGIN, B_PERSON, B_GROUP = "bravo.engineer@bravo.example", "Bravo Engineer Person", "Bravo Engineers"
 # ids of the same shape that exist nowhere: a refusal must read like theirs
 NO_ITEM, NO_MODULE, NO_CUSTOMER, NO_KID, NO_KEY_ID = (
     "B-09999-201",
@@ -45,6 +46,7 @@ NO_ITEM, NO_MODULE, NO_CUSTOMER, NO_KID, NO_KEY_ID = (
     "00000000deadbeef",
     "00000000cafef00d",
 )
+NO_LOGIN, NO_GROUP = "nobody.0001@nowhere.example", "Nobody Group 0001"
 
 
 # ---------------------------------------------------------------- the two firms
@@ -83,7 +85,7 @@ class World:
             f"Firm {B_CODE}",  # B's name
             self.b.key, self.b_spare_key, self.b_key_id, self.b_spare_key_id, B_KEY_LABEL,
             B_ITEM, B_ITEM_NAME, B_MODULE, B_MODULE_NAME,
-            B_CUSTOMER, B_CUSTOMER_NAME, B_EMAIL,
+            B_CUSTOMER, B_CUSTOMER_NAME, B_EMAIL, B_LOGIN, B_PERSON, B_GROUP,
             *self.b_tickets, self.b_order, self.b_serial,
             *self.b_kids.values(),
         )  # fmt: skip
@@ -118,6 +120,11 @@ def build_world(client: Any, clock: Any) -> World:
     )
     _ok(b.post("/items", {"item_id": B_MODULE, "name": B_MODULE_NAME, "module_of": B_ITEM, "feature_map": 0b100}), 201)
     _ok(b.post("/customers", {"number": B_CUSTOMER, "name": B_CUSTOMER_NAME, "email": B_EMAIL}), 201)
+    # a person of the customer in one of its groups
+    person = {"login": B_LOGIN, "name": B_PERSON, "role": "customer-user", "customer": B_CUSTOMER}
+    _ok(b.post("/accounts", person), 201)
+    _ok(b.post(f"/customers/{B_CUSTOMER}/groups", {"name": B_GROUP}), 201)
+    _ok(client.put(f"{API}/customers/{B_CUSTOMER}/groups/{B_GROUP}/members/{B_LOGIN}", json={}, headers=b.headers))
     order = _ok(
         b.post("/tickets", {"customer": B_CUSTOMER, "items": [B_ITEM, B_MODULE], "quantity_of_licenses": 4}), 201
     )
@@ -540,6 +547,108 @@ def _reporting(path: str) -> Callable[[World], Case]:
     return make
 
 
+@case("POST /api/v1/accounts")
+def _create_account(w: World) -> Case:
+    person = {"login": "intruder@alpha.example", "name": "Intruder", "role": "customer-user"}
+    return Case(refused=(
+        Call("POST", "/accounts", body={**person, "firm_code": B_CODE, "customer": B_CUSTOMER}, control=("b",),
+             twin=(B, NEW)),
+        # a person of B's customer, made in A's firm
+        Call("POST", "/accounts", body={**person, "customer": B_CUSTOMER}, twin=(B_CUSTOMER, NO_CUSTOMER)),
+    ))  # fmt: skip
+
+
+@case("GET /api/v1/accounts")
+def _list_accounts(w: World) -> Case:
+    return Case(
+        refused=(
+            Call("GET", "/accounts", params={"firm_code": B_CODE}, control=("b", "admin"), shows=B_LOGIN,
+                 twin=(B, NEW)),
+            Call("GET", "/accounts", params={"customer": B_CUSTOMER}, control=("b",), shows=B_LOGIN,
+                 twin=(B_CUSTOMER, NO_CUSTOMER)),
+        ),
+        own=(Call("GET", "/accounts"), Call("GET", "/accounts", params={"firm_code": A_CODE})),
+    )  # fmt: skip
+
+
+@case("GET /api/v1/accounts/{login}")
+def _get_account(w: World) -> Case:
+    return Case(refused=(
+        Call("GET", f"/accounts/{B_LOGIN}", control=("b",), shows=B_GROUP, twin=(B_LOGIN, NO_LOGIN)),
+        Call("GET", f"/accounts/{B_LOGIN}", params={"firm_code": B_CODE}, control=("b", "admin"), shows=B_PERSON,
+             twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("PATCH /api/v1/accounts/{login}")
+def _update_account(w: World) -> Case:
+    return Case(refused=(
+        Call("PATCH", f"/accounts/{B_LOGIN}", body={"disabled": True}, control=("b",), twin=(B_LOGIN, NO_LOGIN)),
+        Call("PATCH", f"/accounts/{B_LOGIN}", body={"firm_code": B_CODE, "name": "Taken Over"},
+             control=("b", "admin"), twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("POST /api/v1/accounts/{login}/reset")
+def _reset_account(w: World) -> Case:
+    return Case(refused=(
+        Call("POST", f"/accounts/{B_LOGIN}/reset", control=("b",), twin=(B_LOGIN, NO_LOGIN)),
+        Call("POST", f"/accounts/{B_LOGIN}/reset", params={"firm_code": B_CODE}, control=("b", "admin"),
+             twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("POST /api/v1/customers/{number}/groups")
+def _create_group(w: World) -> Case:
+    return Case(refused=(
+        Call("POST", f"/customers/{B_CUSTOMER}/groups", body={"name": "Intruders"}, control=("b",),
+             twin=(B_CUSTOMER, NO_CUSTOMER)),
+        Call("POST", f"/customers/{B_CUSTOMER}/groups", body={"name": "Intruders 2", "firm_code": B_CODE},
+             control=("admin",), twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("GET /api/v1/groups")
+def _list_groups(w: World) -> Case:
+    return Case(
+        refused=(
+            Call("GET", "/groups", params={"firm_code": B_CODE}, control=("b", "admin"), shows=B_GROUP,
+                 twin=(B, NEW)),
+            Call("GET", "/groups", params={"customer": B_CUSTOMER}, control=("b",), shows=B_GROUP,
+                 twin=(B_CUSTOMER, NO_CUSTOMER)),
+        ),
+        own=(Call("GET", "/groups"),),
+    )  # fmt: skip
+
+
+@case("GET /api/v1/customers/{number}/groups/{name}")
+def _get_group(w: World) -> Case:
+    return Case(refused=(
+        Call("GET", f"/customers/{B_CUSTOMER}/groups/{B_GROUP}", control=("b",), shows=B_LOGIN,
+             twin=(B_CUSTOMER, NO_CUSTOMER)),
+        Call("GET", f"/customers/{B_CUSTOMER}/groups/{B_GROUP}", params={"firm_code": B_CODE},
+             control=("b", "admin"), shows=B_LOGIN, twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("PUT /api/v1/customers/{number}/groups/{name}/members/{login}")
+def _put_member(w: World) -> Case:
+    path = f"/customers/{B_CUSTOMER}/groups/{B_GROUP}/members/{B_LOGIN}"
+    return Case(refused=(
+        Call("PUT", path, body={"admin": True}, control=("b",), shows=B_LOGIN, twin=(B_CUSTOMER, NO_CUSTOMER)),
+        Call("PUT", path, body={"admin": True, "firm_code": B_CODE}, control=("b", "admin"), twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("DELETE /api/v1/customers/{number}/groups/{name}/members/{login}")
+def _delete_member(w: World) -> Case:
+    path = f"/customers/{B_CUSTOMER}/groups/{B_GROUP}/members/{B_LOGIN}"
+    return Case(refused=(
+        Call("DELETE", path, params={"firm_code": B_CODE}, twin=(B, NEW)),
+        Call("DELETE", path, control=("b",), twin=(B_CUSTOMER, NO_CUSTOMER)),
+    ))  # fmt: skip
+
+
 for _view in ("license-usage", "product-usage", "billing"):
     case(f"POST /api/v1/reporting/{_view}")(_reporting(f"/reporting/{_view}"))
 
@@ -559,6 +668,24 @@ PUBLIC = {
     "POST /api/v1/deactivations": "the protocol: the container's signed receipt",
     "POST /api/v1/usage-uploads": "the protocol: a license server's usage log, signed with its container's key "
     "(test_usage_upload.py)",
+    # a device signs in: authorized by the device's container-signed link and the person's
+    # password or browser confirmation; then by the session, which names its account and
+    # firm (test_accounts.py: two firms' people, each call of one refused to the other)
+    "POST /api/v1/cloud/device-codes": "a device asks to sign in: its container-signed link (test_accounts.py)",
+    "POST /api/v1/cloud/token": "a device polls with its secret device code (test_accounts.py)",
+    "POST /api/v1/cloud/sessions": "a password sign-in, within the firm it names (test_accounts.py)",
+    "GET /api/v1/cloud/me": "a session: its own account (test_accounts.py)",
+    "POST /api/v1/cloud/sign-out": "a session: its own account (test_accounts.py)",
+    "GET /api/v1/cloud/devices": "a session: its own account (test_accounts.py)",
+    "DELETE /api/v1/cloud/devices/{device}": "a session: its own account's devices (test_accounts.py)",
+    "POST /api/v1/cloud/password": "a session: its own account (test_accounts.py)",
+    "GET /api/v1/cloud/groups": "a session: its customer's groups (test_accounts.py)",
+    "PUT /api/v1/cloud/groups/{name}/members/{login}": "a session: groups it administers (test_accounts.py)",
+    "DELETE /api/v1/cloud/groups/{name}/members/{login}": "a session: groups it administers (test_accounts.py)",
+    "GET /cloud/device": "the browser page of a device sign-in: a web session (test_accounts.py)",
+    "POST /cloud/device/sign-in": "the browser's sign-in: login and password, in the firm the code names",
+    "POST /cloud/device/confirm": "a web session, its CSRF token and Central's origin (test_accounts.py)",
+    "POST /cloud/device/sign-out": "a web session, its CSRF token and Central's origin (test_accounts.py)",
     # the API's own description
     "GET /openapi.json": "the API description",
     "GET /docs": "the API description, as a page",
@@ -576,7 +703,7 @@ KNOWN: dict[str, str] = {}
 # ---------------------------------------------------------------- the routes of the app
 
 #: Path parameters that name a firm or one of its objects.
-SCOPING_PATH = {"code", "item_id", "number", "ticket", "serial", "key_id", "kid"}
+SCOPING_PATH = {"code", "item_id", "number", "ticket", "serial", "key_id", "kid", "login"}
 #: Query parameters and body fields that name a firm.
 SCOPING_FIELDS = {"firm_code", "code"}
 

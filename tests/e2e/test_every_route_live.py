@@ -94,6 +94,10 @@ def test_every_central_route_answers_in_a_live_process(tmp_path):
             "serial": box.serial,
             "key_id": str(extra_key["key_id"]),
             "kid": "",
+            # cloud accounts: names nobody has (each such call answers 4xx, never 5xx)
+            "login": "nobody@example.com",
+            "name": "Engineering",
+            "device": "00000000-0000-0000-0000-000000000000",
         }
         v = vendor.headers
         activated: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "src"))
 
-from licentia.core import anchoring, codes, exchange, grants, hazmat, keyfile  # noqa: E402
+from licentia.core import anchoring, cloudlink, codes, exchange, grants, hazmat, keyfile  # noqa: E402
 from licentia.core.documents import (  # noqa: E402
     DocumentInvalid,
     document_digest,
@@ -2872,6 +2872,10 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
         "holder": pub_b64(holder),
     }
     seat = sign_document(grants.SEAT_PROOF, seat_payload, client)
+    link_fields = cloudlink.link_payload(
+        serial=CLIENT_SERIAL, sign_pub=pub_b64(client), firm_code=FIRM, name="Ada's laptop", time=NOW
+    )
+    cloud_link = sign_document(cloudlink.CLOUD_LINK, link_fields, client)
     borrow_return = sign_document(
         grants.BORROW_RETURN,
         {"serial": CLIENT_SERIAL, "borrow_id": "b-4411", "firm_code": FIRM, "vtime": NOW + DAY},
@@ -3148,6 +3152,61 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
         ),
         g("seat-proof-bad-serial", "seat-proof", resign(seat, client, lambda p: p.update(serial="130-abc")), "invalid"),
         g("seat-proof-time-as-text", "seat-proof", resign(seat, client, lambda p: p.update(time=str(NOW))), "invalid"),
+        g("cloud-link-valid", "cloud-link", cloud_link, "ok", now=NOW, fields=dict(link_fields)),
+        g("cloud-link-at-the-skew-before", "cloud-link", cloud_link, "ok", now=NOW + cloudlink.LINK_SKEW),
+        g("cloud-link-at-the-skew-after", "cloud-link", cloud_link, "ok", now=NOW - cloudlink.LINK_SKEW),
+        g("cloud-link-stale", "cloud-link", cloud_link, "invalid", now=NOW + cloudlink.LINK_SKEW + 1),
+        g("cloud-link-from-the-future", "cloud-link", cloud_link, "invalid", now=NOW - cloudlink.LINK_SKEW - 1),
+        g("cloud-link-signed-by-another-key", "cloud-link", resign(cloud_link, foreign), "invalid", now=NOW),
+        g(
+            "cloud-link-names-another-key",
+            "cloud-link",
+            resign(cloud_link, foreign, lambda p: p.update(sign_pub=pub_b64(client))),
+            "invalid",
+            now=NOW,
+        ),
+        g(
+            "cloud-link-tampered-name",
+            "cloud-link",
+            edited(cloud_link, lambda d: d["payload"].update(name="Mallory's box")),
+            "invalid",
+            now=NOW,
+        ),
+        g(
+            "cloud-link-empty-name",
+            "cloud-link",
+            resign(cloud_link, client, lambda p: p.update(name=" ")),
+            "invalid",
+            now=NOW,
+        ),
+        g(
+            "cloud-link-name-with-a-newline",
+            "cloud-link",
+            resign(cloud_link, client, lambda p: p.update(name="Ada\nlaptop")),
+            "invalid",
+            now=NOW,
+        ),
+        g(
+            "cloud-link-firm-code-zero",
+            "cloud-link",
+            resign(cloud_link, client, lambda p: p.update(firm_code=0)),
+            "invalid",
+            now=NOW,
+        ),
+        g(
+            "cloud-link-bad-serial",
+            "cloud-link",
+            resign(cloud_link, client, lambda p: p.update(serial="130-abc")),
+            "invalid",
+            now=NOW,
+        ),
+        g(
+            "cloud-link-short-key",
+            "cloud-link",
+            resign(cloud_link, client, lambda p: p.update(sign_pub=pub_b64(client)[:20])),
+            "invalid",
+            now=NOW,
+        ),
     ]
     proof_cases = [
         {
@@ -3243,7 +3302,11 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
             "well-formed serial, a firm code and a time. A borrow-return or grace-return receipt "
             "verifies with `client_key` (the client container's key recorded by the server). A seat proof "
             "(`type` seat-proof) verifies with the `sign_pub` in its own payload and names a well-formed serial, "
-            "a text nonce and a whole-number time. Proofs of possession (`type` proof) are signatures by the "
+            "a text nonce and a whole-number time. A cloud link (`type` cloud-link, docs/formats.md 9.6) "
+            "verifies with the `sign_pub` in its own payload (32 bytes), names a well-formed serial, a firm code "
+            "in range, a name of 1 to 200 characters (code points) with no control character (U+0000 to U+001F, "
+            "U+007F to U+009F) that is not only spaces, and a time at most 300 s "
+            "from the case's `now`. Proofs of possession (`type` proof) are signatures by the "
             "client session's `holder` key over 'licentia/' + kind + '\\n' + canonical(signed payload), in "
             "base64url: for kind lease-request the signed payload is taken from the access request `body` (its "
             "client_lease_id, nonce, session, holder, firm_code, product_code, feature_code, units, mode and "

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from licentia.core import anchoring, codes, exchange, grants, hazmat, keyfile
+from licentia.core import anchoring, cloudlink, codes, exchange, grants, hazmat, keyfile
 from licentia.core import errors as E
 from licentia.core.documents import (
     DocumentInvalid,
@@ -558,6 +558,9 @@ def test_grant_vectors(case):
             got = grants.verify_grace_return(document, case["client_key"])
         elif kind == "seat-proof":
             got = _seat_proof(document)
+        elif kind == "cloud-link":
+            link = cloudlink.verify_link(document, case["now"])
+            got = {**dataclasses.asdict(link), "digest": document_digest(document)}
         elif kind == "proof":
             got = _proof(case)
         else:

@@ -355,6 +355,43 @@ export function verifySeatProof(document) {
   };
 }
 
+/** How far a cloud link's time may be from the reader's clock, in seconds (9.6). */
+export const CLOUD_LINK_SKEW = 300;
+
+/**
+ * Verify a cloud link (9.6): self-signed with its own sign_pub, for a well-formed serial
+ * and firm code, a name of 1 to 200 code points with no control character and not only
+ * spaces, made within CLOUD_LINK_SKEW seconds of `now`.
+ */
+export function verifyCloudLink(document, now) {
+  const { payload, envelope } = readEnvelope(document);
+  const signPub = required(payload, 'sign_pub', T.b64(32));
+  const v = verifyEnvelope(envelope, 'cloud-link', [signPub]);
+  const p = v.payload;
+  const name = required(p, 'name', T.string);
+  const points = [...name];
+  if (points.length < 1 || points.length > 200 || !name.replace(/ /g, '')) {
+    throw new DocumentInvalid('name: 1 to 200 characters, not only spaces');
+  }
+  for (const c of points) {
+    const code = c.codePointAt(0);
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) throw new DocumentInvalid('name: a control character');
+  }
+  const time = required(p, 'time', T.int());
+  if (Math.abs(time - now) > CLOUD_LINK_SKEW) throw new DocumentInvalid(`time: ${time - now} s from the clock`);
+  return {
+    type: 'cloud-link',
+    digest: v.digest,
+    kid: v.kid,
+    payload: p,
+    serial: required(p, 'serial', T.serial),
+    signPub: encodeBase64url(signPub),
+    firmCode: required(p, 'firm_code', T.firmCode),
+    name,
+    time,
+  };
+}
+
 // ---------------------------------------------------------------------------
 // 12.3 Proofs of possession
 

@@ -61,6 +61,8 @@ export {
   verifyBorrowReturn,
   verifyGraceReturn,
   verifySeatProof,
+  verifyCloudLink,
+  CLOUD_LINK_SKEW,
   leaseRequestProofPayload,
   verifyProof,
   verifyLeaseRequestProof,

@@ -8,6 +8,7 @@ import {
   verifyBorrowReturn,
   verifyGraceReturn,
   verifySeatProof,
+  verifyCloudLink,
   verifyLeaseRequestProof,
   verifyLeaseCounterProof,
   leaseRequestProofPayload,
@@ -34,6 +35,7 @@ const FIELDS = {
   'borrow-return': { borrow_id: 'borrowId', serial: 'serial' },
   'grace-return': { lease_id: 'leaseId', serial: 'serial' },
   'seat-proof': { serial: 'serial', sign_pub: 'signPub', server: 'server', nonce: 'nonce', time: 'time', holder: 'holder' },
+  'cloud-link': { serial: 'serial', sign_pub: 'signPub', firm_code: 'firmCode', name: 'name', time: 'time' },
 };
 
 function documentVerifier(c) {
@@ -48,6 +50,8 @@ function documentVerifier(c) {
       return (doc) => verifyGraceReturn(doc, c.client_key);
     case 'seat-proof':
       return (doc) => verifySeatProof(doc);
+    case 'cloud-link':
+      return (doc) => verifyCloudLink(doc, c.now);
     default:
       return null;
   }

@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from .api import accounts, cloud_pages, reporting, routes
 from .api import errors as api_errors
-from .api import reporting, routes
 from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .services import Context
@@ -131,6 +131,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     for router in routes.ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(reporting.router, prefix=API_PREFIX)
+    for router in accounts.ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(cloud_pages.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check")
     async def health() -> dict[str, str]:

@@ -41,8 +41,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Role(enum.StrEnum):
+    """Who made a call: an API key's role, or (``account``, in the audit log) a signed-in person."""
+
     admin = "admin"
     vendor = "vendor"
+    account = "account"
 
 
 class Level(enum.StrEnum):
@@ -481,6 +484,121 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class AccountRole(enum.StrEnum):
+    """Who a cloud account is: the vendor's staff, a partner (a reseller), or a person of
+    a customer (a user, or an admin of the customer's groups and cloud licenses)."""
+
+    staff = "staff"
+    partner = "partner"
+    customer_user = "customer-user"
+    customer_admin = "customer-admin"
+
+
+#: the roles of a customer's people: their account names the customer
+CUSTOMER_ROLES = frozenset({AccountRole.customer_user, AccountRole.customer_admin})
+
+
+class Account(Base):
+    """A person who signs in to the vendor's cloud: owned by one firm (its login is unique
+    within the firm only), a customer's person when its role says so."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("firm_id", "login"), Index("ix_accounts_customer", "customer_id"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    login: Mapped[str] = mapped_column(String(254))  # lower case (services/accounts.normalize_login)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(24))
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)  # argon2id, encoded
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountGroup(Base):
+    """A customer's group of accounts (an enterprise cloud container is assigned to one)."""
+
+    __tablename__ = "account_groups"
+    __table_args__ = (UniqueConstraint("customer_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    __table_args__ = (Index("ix_group_members_account", "account_id"),)
+
+    group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account_groups.id"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)  # administers the group
+    added: Mapped[int] = mapped_column(BigInteger)
+
+
+class CloudDevice(Base):
+    """A device linked to an account: its credential is the device's machine container key
+    (serial and Ed25519 public key); ``unlinked`` once logged out or reset."""
+
+    __tablename__ = "cloud_devices"
+    __table_args__ = (Index("ix_cloud_devices_account", "account_id", "unlinked"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    serial: Mapped[str] = mapped_column(String(32))
+    sign_pub: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    linked: Mapped[int] = mapped_column(BigInteger)
+    unlinked: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    address: Mapped[str] = mapped_column(String(64))  # where it was last seen from
+    seen: Mapped[int] = mapped_column(BigInteger)
+
+
+class AccountSession(Base):
+    """A signed-in session: an opaque random token, stored as its SHA-256 only; ``web``
+    (the browser pages: a cookie and a CSRF token) or ``device`` (a linked device)."""
+
+    __tablename__ = "account_sessions"
+    __table_args__ = (Index("ix_account_sessions_account", "account_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # "web" | "device"
+    device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cloud_devices.id"), nullable=True)
+    csrf: Mapped[str | None] = mapped_column(String(64), nullable=True)  # web sessions
+    address: Mapped[str] = mapped_column(String(64))
+    created: Mapped[int] = mapped_column(BigInteger)
+    seen: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeviceAuthorization(Base):
+    """A device's sign-in in progress (the OAuth 2.0 device authorization grant's shape):
+    the device polls with its device code (stored as its SHA-256), the person confirms the
+    short user code in a browser."""
+
+    __tablename__ = "device_authorizations"
+    __table_args__ = (Index("ix_device_authorizations_address", "address", "created"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_code: Mapped[str] = mapped_column(String(8), unique=True)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    device_name: Mapped[str] = mapped_column(String(200))
+    serial: Mapped[str] = mapped_column(String(32))
+    sign_pub: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    created: Mapped[int] = mapped_column(BigInteger)
+    expires: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(10))  # pending | approved | denied | used
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    polled: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 class Attempt(Base):
     """A failed public attempt (activation, info, deactivation), for rate limiting."""
 
@@ -489,7 +607,7 @@ class Attempt(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     time: Mapped[int] = mapped_column(BigInteger)
-    scope: Mapped[str] = mapped_column(String(8))  # "address" | "ticket"
+    scope: Mapped[str] = mapped_column(String(8))  # "address" | "ticket" | "account"
     key: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(16))
 

@@ -43,6 +43,16 @@ ENV_VARS = {
     "their X-Forwarded-For names the client (default: none)",
     "LICENTIA_USAGE_PURGE_INTERVAL": "seconds between two runs of the usage store's retention (each firm's "
     "events older than its retention are deleted; default 86400, 0: never while serving)",
+    "LICENTIA_USAGE_ROLLUP_INTERVAL": "seconds between two runs of the usage store's billing rollup "
+    "(default 300, 0: never while serving)",
+    "LICENTIA_PUBLIC_URL": "Central's address as people's browsers reach it, e.g. https://central.example.com "
+    "(the device sign-in's link, and the origin its forms must come from; default: the address each request "
+    "names)",
+    "LICENTIA_SESSION_IDLE": "seconds a linked device's session lives unused (default 2592000: 30 days)",
+    "LICENTIA_SESSION_MAX": "seconds a linked device's session lives at most (default 7776000: 90 days)",
+    "LICENTIA_WEB_SESSION_IDLE": "seconds a browser sign-in lives unused (default 1800)",
+    "LICENTIA_WEB_SESSION_MAX": "seconds a browser sign-in lives at most (default 43200)",
+    "LICENTIA_LOGIN_ATTEMPTS_PER_ACCOUNT": "failed sign-ins allowed per account in the attempt window (default 10)",
 }
 
 
@@ -67,6 +77,12 @@ class Settings:
     forwarded_allow_ips: str = ""  # trusted reverse proxies (comma-separated addresses or networks)
     usage_purge_interval: float = 86400.0  # seconds between retention runs while serving (0: none)
     usage_rollup_interval: float = 300.0  # seconds between billing rollup runs while serving (0: none)
+    public_url: str | None = None  # how browsers reach Central (None: what each request names)
+    session_idle: int = 30 * 86400  # a linked device's session
+    session_max: int = 90 * 86400
+    web_session_idle: int = 1800  # a browser's sign-in
+    web_session_max: int = 12 * 3600
+    login_attempts_per_account: int = 10
 
     @property
     def db_url(self) -> str:
@@ -143,4 +159,22 @@ class Settings:
             forwarded_allow_ips=env.get("LICENTIA_FORWARDED_ALLOW_IPS", ""),
             usage_purge_interval=float(number("LICENTIA_USAGE_PURGE_INTERVAL", 86400, minimum=0)),
             usage_rollup_interval=float(number("LICENTIA_USAGE_ROLLUP_INTERVAL", 300, minimum=0)),
+            public_url=_public_url(env.get("LICENTIA_PUBLIC_URL") or None),
+            session_idle=number("LICENTIA_SESSION_IDLE", 30 * 86400, minimum=60),
+            session_max=number("LICENTIA_SESSION_MAX", 90 * 86400, minimum=60),
+            web_session_idle=number("LICENTIA_WEB_SESSION_IDLE", 1800, minimum=60),
+            web_session_max=number("LICENTIA_WEB_SESSION_MAX", 12 * 3600, minimum=60),
+            login_attempts_per_account=number("LICENTIA_LOGIN_ATTEMPTS_PER_ACCOUNT", 10),
         )
+
+
+def _public_url(raw: str | None) -> str | None:
+    """``scheme://host[:port]``, without a path: what a browser sends as its Origin."""
+    if raw is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+        raise SettingsError(f"LICENTIA_PUBLIC_URL is an http:// or https:// address without a path, not {raw!r}")
+    return f"{parts.scheme}://{parts.netloc}"

@@ -36,10 +36,13 @@ def _root(
 
 
 def _register() -> None:
-    from . import central_cmd, enduser, vendor
+    from . import accounts_cmd, central_cmd, cloud_cmd, enduser, vendor
 
     app.add_typer(central_cmd.app, name="central", help="Run License Central (vendor back office).")
+    vendor.app.add_typer(accounts_cmd.account_app, name="account")
+    vendor.app.add_typer(accounts_cmd.group_app, name="group")
     app.add_typer(vendor.app, name="vendor", help="Vendor commands against License Central's REST API.")
+    app.add_typer(cloud_cmd.app, name="cloud", help="Sign this device in to a vendor's cloud account.")
     enduser.register(app)
     from . import protect_cmd
 

@@ -427,7 +427,9 @@ class MachineContainer:
         return self.mutate(change)
 
     #: document types a caller may have this container sign (never requests or receipts)
-    SIGNABLE = frozenset({"lease", "borrow", "borrow-return", "usage-head", "usage-upload", "consume", "seat-proof"})
+    SIGNABLE = frozenset(
+        {"lease", "borrow", "borrow-return", "usage-head", "usage-upload", "consume", "seat-proof", "cloud-link"}
+    )
 
     def sign(self, doc_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Sign a grant or usage-log document with the container's Ed25519 key.

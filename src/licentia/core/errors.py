@@ -560,6 +560,16 @@ class TooManyAttempts(ServiceError):
         super().__init__(f"Too many failed attempts. Wait {minutes} minutes and check the ticket before trying again.")
 
 
+class TooManySignIns(TooManyAttempts):
+    """Too many failed sign-ins from this address or for this account."""
+
+    def __init__(self, window: int):
+        minutes = max(1, window // 60)
+        ServiceError.__init__(
+            self, f"Too many failed sign-ins. Wait {minutes} minutes, then check the login and the password."
+        )
+
+
 class Unavailable(ServiceError):
     """The database is busy; the caller may try again."""
 
@@ -748,6 +758,7 @@ __all__ = [
     "SettingsError",
     "SyncRequired",
     "TooManyAttempts",
+    "TooManySignIns",
     "TrustNotConfigured",
     "Unauthorized",
     "UnsupportedSession",

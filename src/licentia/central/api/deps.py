@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from ..services import (
+    AccountService,
     ActivationService,
     Actor,
     ApiKeyService,
@@ -24,6 +25,8 @@ from ..services import (
     Context,
     FirmService,
     MeteringService,
+    Person,
+    SignInService,
     TicketService,
     UsageService,
 )
@@ -48,6 +51,10 @@ def metering_service(ctx: Context, db: Session) -> MeteringService:
 
 def usage_service(ctx: Context, db: Session) -> UsageService:
     return UsageService(ctx, db, attempts=AttemptService(ctx, db))
+
+
+def signin_service(ctx: Context, db: Session) -> SignInService:
+    return SignInService(ctx, db, attempts=AttemptService(ctx, db), accounts=AccountService(ctx, db))
 
 
 def ticket_service(ctx: Context, db: Session) -> TicketService:
@@ -134,6 +141,28 @@ def actor(
     return AuthService(ctx, db).authenticate(header)
 
 
+_session_bearer = HTTPBearer(
+    auto_error=False, scheme_name="session", description="A signed-in device's session ('licentia cloud login')."
+)
+
+
+def person(
+    ctx: ContextDep,
+    db: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_session_bearer)],
+) -> Person:
+    """The signed-in person of a device session (``Authorization: Bearer lcs_...``)."""
+    return signin_service(ctx, db).authenticate(credentials.credentials if credentials else None, "device")
+
+
+async def get_accounts(ctx: ContextDep, db: SessionDep) -> AccountService:
+    return AccountService(ctx, db)
+
+
+async def get_signin(ctx: ContextDep, db: SessionDep) -> SignInService:
+    return signin_service(ctx, db)
+
+
 async def get_firms(ctx: ContextDep, db: SessionDep) -> FirmService:
     return FirmService(ctx, db)
 
@@ -165,3 +194,6 @@ CatalogDep = Annotated[CatalogService, Depends(get_catalog)]
 TicketsDep = Annotated[TicketService, Depends(get_tickets)]
 ContainersDep = Annotated[ContainerService, Depends(get_containers)]
 AuditDep = Annotated[AuditService, Depends(get_audit)]
+PersonDep = Annotated[Person, Depends(person)]
+AccountsDep = Annotated[AccountService, Depends(get_accounts)]
+SignInDep = Annotated[SignInService, Depends(get_signin)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 Level = Literal["loose", "medium", "tight"]
 TicketStateName = Literal["new", "activated", "deactivated", "revoked", "blocked"]
@@ -123,3 +123,60 @@ class OrderCreate(_Body):
 
 class FirmScope(_Body):
     firm_code: StrictInt | None = None
+
+
+# ---------------------------------------------------------------- cloud accounts (api/accounts.py)
+
+AccountRoleName = Literal["staff", "partner", "customer-user", "customer-admin"]
+
+
+class AccountCreate(_Body):
+    firm_code: StrictInt | None = Field(default=None, description="admin key only: the firm")
+    login: str = Field(max_length=254, description="unique within the firm, like an e-mail address")
+    name: str = Field(min_length=1, max_length=200)
+    role: AccountRoleName = Field(description="customer-user and customer-admin name their customer")
+    customer: str | None = Field(default=None, max_length=64, description="customer number (customer roles)")
+    password: str | None = Field(
+        default=None, max_length=1024, description="at least 10 characters; without one, the account cannot sign in"
+    )
+
+
+class AccountUpdate(_Body):
+    firm_code: StrictInt | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    disabled: StrictBool | None = Field(default=None, description="a disabled account's sessions end")
+    password: str | None = Field(default=None, max_length=1024, description="a new password ends every session")
+
+
+class GroupCreate(_Body):
+    firm_code: StrictInt | None = None
+    name: str = Field(min_length=1, max_length=100)
+
+
+class Member(_Body):
+    firm_code: StrictInt | None = None
+    admin: StrictBool = Field(default=False, description="the member administers the group")
+
+
+class MemberByPerson(_Body):
+    admin: StrictBool = False
+
+
+class DeviceStart(_Body):
+    link: dict[str, Any] = Field(description="the device's cloud-link document, signed by its machine container")
+
+
+class DeviceToken(_Body):
+    device_code: str = Field(max_length=128)
+
+
+class PasswordSignIn(_Body):
+    firm_code: StrictInt
+    login: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    link: dict[str, Any] = Field(description="the device's cloud-link document, signed by its machine container")
+
+
+class PasswordChange(_Body):
+    old: str = Field(max_length=1024)
+    new: str = Field(max_length=1024)

@@ -3,6 +3,7 @@
 A service is built with the context, one Session, and the other services it uses
 as keyword arguments (``api.deps`` wires them for the HTTP API)."""
 
+from .accounts import AccountService, Person
 from .activation import ActivationService
 from .attempts import AttemptService
 from .auth import ApiKeyService, AuthService
@@ -11,13 +12,16 @@ from .catalog import CatalogService
 from .containers import AuditService, ContainerService
 from .firms import FirmService
 from .metering import MeteringService
+from .signin import SignInService
 from .tickets import TicketService, normalize
 from .usage import UsageService
 
 __all__ = [
     "Actor",
     "Context",
+    "Person",
     "Service",
+    "AccountService",
     "ActivationService",
     "ApiKeyService",
     "AttemptService",
@@ -27,6 +31,7 @@ __all__ = [
     "ContainerService",
     "FirmService",
     "MeteringService",
+    "SignInService",
     "TicketService",
     "UsageService",
     "normalize",

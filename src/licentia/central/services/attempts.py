@@ -1,22 +1,23 @@
-"""Failed public attempts (activation, ticket info, deactivation), counted per
-client address and per ticket in the database so that every worker sees them.
-Successful attempts never count."""
+"""Failed public attempts (activation, ticket info, deactivation, sign-in), counted per
+client address, per ticket and per account in the database so that every worker sees
+them. Successful attempts never count."""
 
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select
 
-from ...core.errors import TooManyAttempts
+from ...core.errors import TooManyAttempts, TooManySignIns
 from ..db import run_read, run_write
 from ..models import Attempt
 from .base import Service
 
-ADDRESS, TICKET = "address", "ticket"
+ADDRESS, TICKET, ACCOUNT = "address", "ticket", "account"
 
 
 class AttemptService(Service):
-    def check(self, address: str, ticket: str | None = None) -> None:
-        """Raise TooManyAttempts when the address or the ticket is over its limit."""
+    def check(self, address: str, ticket: str | None = None, *, account: str | None = None) -> None:
+        """Raise TooManyAttempts when the address or the ticket is over its limit
+        (TooManySignIns: the address or the account, for a sign-in)."""
         s = self.ctx.settings
         since = self.now() - s.attempt_window
 
@@ -33,16 +34,18 @@ class AttemptService(Service):
         def tx() -> bool:
             if count(ADDRESS, address) >= s.attempts_per_address:
                 return False
+            if account is not None and count(ACCOUNT, account) >= s.login_attempts_per_account:
+                return False
             return not (ticket is not None and count(TICKET, ticket) >= s.attempts_per_ticket)
 
         if not run_read(self.session, tx):
-            raise TooManyAttempts(s.attempt_window)
+            raise TooManySignIns(s.attempt_window) if account is not None else TooManyAttempts(s.attempt_window)
 
-    def record(self, action: str, address: str, ticket: str | None = None) -> None:
+    def record(self, action: str, address: str, ticket: str | None = None, *, account: str | None = None) -> None:
         """Count one failed attempt (own transaction: the failed one was rolled back)."""
         now = self.now()
         cutoff = now - self.ctx.settings.attempt_window
-        keys = [(ADDRESS, address)] + ([(TICKET, ticket)] if ticket else [])
+        keys = [(ADDRESS, address)] + ([(TICKET, ticket)] if ticket else []) + ([(ACCOUNT, account)] if account else [])
 
         def tx() -> None:
             for scope, key in keys:

@@ -44,10 +44,9 @@ class ApiKeyService(Service):
         self, actor: Actor, *, firm_code: int | None, role: str = "vendor", label: str | None = None
     ) -> dict[str, Any]:
         self.require_admin(actor)
-        try:
-            role_value = Role(role)
-        except ValueError:
-            raise BadInput("role is 'vendor' or 'admin'.") from None
+        if role not in (Role.vendor, Role.admin):
+            raise BadInput("role is 'vendor' or 'admin'.")
+        role_value = Role(role)
         if role_value is Role.vendor and firm_code is None:
             raise BadInput("A vendor key belongs to one firm: give firm_code (--firm-code).")
         if role_value is Role.admin and firm_code is not None:
