@@ -489,3 +489,30 @@ def test_password_hashes_take_the_same_time_for_unknown_accounts():
     assert accounts_service.verify_password(encoded, PASSWORD + "!") is False
     assert accounts_service._unknown_hash().startswith("$argon2id$")
     assert accounts_service.verify_password("not a hash", PASSWORD) is False
+
+
+# ---------------------------------------------------------------- the same on PostgreSQL
+
+ON_POSTGRESQL = [
+    test_a_device_signs_in_by_a_code_confirmed_in_the_browser,
+    test_a_wrong_password_is_refused_the_same_as_an_unknown_login,
+    test_disable_reset_and_new_password_end_sessions_and_unlink_devices,
+    test_two_firms_people_never_meet,
+    test_group_admins_change_their_groups_only,
+    test_a_forged_stale_or_foreign_link_is_refused_and_stores_nothing,
+]
+
+
+@pytest.mark.parametrize("check", ON_POSTGRESQL, ids=[f.__name__[5:] for f in ON_POSTGRESQL])
+def test_on_postgresql(check, tmp_path, pg_url, clock):
+    import inspect
+
+    with (
+        central_app(make_settings(tmp_path / "data", pg_url), clock) as app,
+        TestClient(app, client=("203.0.113.7", 50000)) as c,
+    ):
+        given = {"client": c, "clock": clock, "engine": app.state.central.db.engine}
+        wanted = inspect.signature(check).parameters
+        if "site" in wanted:
+            given["site"] = Site(c, FIRM_A)
+        check(**{name: given[name] for name in wanted})
