@@ -38,6 +38,7 @@ B_PRODUCT = 201
 B_CUSTOMER, B_CUSTOMER_NAME, B_EMAIL = "BRAVO-C-0001", "Bravo Customer Oy", "buyer@bravo.example"
 B_KEY_LABEL = "bravo spare key"
 B_LOGIN, B_PERSON, B_GROUP = "bravo.engineer@bravo.example", "Bravo Engineer Person", "Bravo Engineers"
+B_CLOUD_ITEM, B_CLOUD_ITEM_NAME = "B-00005-202", "Bravo Cloud Suite"
 # ids of the same shape that exist nowhere: a refusal must read like theirs
 NO_ITEM, NO_MODULE, NO_CUSTOMER, NO_KID, NO_KEY_ID = (
     "B-09999-201",
@@ -71,6 +72,9 @@ class World:
     b_key_id: str  # B's vendor key
     b_spare_key_id: str
     b_spare_key: str
+    b_cloud: str  # in B's person's personal cloud container
+    b_cloud_new: str  # of B's cloud item, never activated
+    b_cloud_serial: str
     no_ticket: str  # a well-formed ticket id no firm has
     no_serial: str  # a well-formed serial no container has
 
@@ -87,6 +91,7 @@ class World:
             B_ITEM, B_ITEM_NAME, B_MODULE, B_MODULE_NAME,
             B_CUSTOMER, B_CUSTOMER_NAME, B_EMAIL, B_LOGIN, B_PERSON, B_GROUP,
             *self.b_tickets, self.b_order, self.b_serial,
+            B_CLOUD_ITEM, B_CLOUD_ITEM_NAME, self.b_cloud, self.b_cloud_new, self.b_cloud_serial,
             *self.b_kids.values(),
         )  # fmt: skip
 
@@ -170,6 +175,15 @@ def build_world(client: Any, clock: Any) -> World:
     assert states == ["retired", "previous", "active", "staged"], states
     b_kids = {state: k["kid"] for state, k in zip(states, keys, strict=False)}
 
+    # (last: the license ids above stay what the cases expect) a cloud item: one ticket in
+    # the person's personal cloud container, one never activated
+    _ok(b.post("/items", {"item_id": B_CLOUD_ITEM, "name": B_CLOUD_ITEM_NAME, "product_code": 202, "cloud": True}), 201)
+    cloud_order = _ok(
+        b.post("/tickets", {"customer": B_CUSTOMER, "items": [B_CLOUD_ITEM], "quantity_of_licenses": 2}), 201
+    )
+    b_cloud, b_cloud_new = (t["ticket"] for t in cloud_order["tickets"])
+    box = _ok(b.post(f"/tickets/{b_cloud}/cloud-activation", {"login": B_LOGIN}))
+
     return World(
         a=a,
         b=b,
@@ -185,6 +199,9 @@ def build_world(client: Any, clock: Any) -> World:
         b_key_id=b_key_id,
         b_spare_key_id=spare["key_id"],
         b_spare_key=spare["key"],
+        b_cloud=b_cloud,
+        b_cloud_new=b_cloud_new,
+        b_cloud_serial=box["serial"],
         no_ticket=codes.new_ticket_id(),
         no_serial=codes.new_serial(),
     )
@@ -649,6 +666,45 @@ def _delete_member(w: World) -> Case:
     ))  # fmt: skip
 
 
+@case("GET /api/v1/accounts/{login}/cloud")
+def _account_cloud(w: World) -> Case:
+    return Case(refused=(
+        Call("GET", f"/accounts/{B_LOGIN}/cloud", control=("b",), shows=w.b_cloud_serial, twin=(B_LOGIN, NO_LOGIN)),
+        Call("GET", f"/accounts/{B_LOGIN}/cloud", params={"firm_code": B_CODE}, control=("b", "admin"),
+             shows=w.b_cloud, twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("GET /api/v1/customers/{number}/groups/{name}/cloud")
+def _group_cloud(w: World) -> Case:
+    # B's group has no cloud container: B's own call answers 404 too, so no control
+    return Case(refused=(
+        Call("GET", f"/customers/{B_CUSTOMER}/groups/{B_GROUP}/cloud", twin=(B_CUSTOMER, NO_CUSTOMER)),
+        Call("GET", f"/customers/{B_CUSTOMER}/groups/{B_GROUP}/cloud", params={"firm_code": B_CODE},
+             twin=(B, NEW)),
+        Call("POST", f"/tickets/{w.b_cloud_new}/cloud-activation", body={"login": B_LOGIN}, control=("b",)),
+    ))  # fmt: skip
+
+
+@case("POST /api/v1/tickets/{ticket}/cloud-activation")
+def _cloud_activation(w: World) -> Case:
+    return Case(refused=(
+        # B's ticket into B's person's container, with A's key: neither is A's
+        Call("POST", f"/tickets/{w.b_cloud_new}/cloud-activation", body={"login": B_LOGIN}, control=("b",),
+             shows=w.b_cloud_serial, twin=(B_LOGIN, NO_LOGIN)),
+        Call("POST", f"/tickets/{w.b_cloud_new}/cloud-activation",
+             body={"customer": B_CUSTOMER, "group": B_GROUP, "firm_code": B_CODE}, twin=(B, NEW)),
+    ))  # fmt: skip
+
+
+@case("POST /api/v1/tickets/{ticket}/cloud-deactivation")
+def _cloud_deactivation(w: World) -> Case:
+    return Case(refused=(
+        Call("POST", f"/tickets/{w.b_cloud}/cloud-deactivation", params={"firm_code": B_CODE}, twin=(B, NEW)),
+        Call("POST", f"/tickets/{w.b_cloud}/cloud-deactivation", control=("b",), twin=(w.b_cloud, w.no_ticket)),
+    ))  # fmt: skip
+
+
 for _view in ("license-usage", "product-usage", "billing"):
     case(f"POST /api/v1/reporting/{_view}")(_reporting(f"/reporting/{_view}"))
 
@@ -682,6 +738,10 @@ PUBLIC = {
     "GET /api/v1/cloud/groups": "a session: its customer's groups (test_accounts.py)",
     "PUT /api/v1/cloud/groups/{name}/members/{login}": "a session: groups it administers (test_accounts.py)",
     "DELETE /api/v1/cloud/groups/{name}/members/{login}": "a session: groups it administers (test_accounts.py)",
+    "GET /api/v1/cloud/licenses": "a session: its own and its groups' cloud containers (test_cloud_containers.py)",
+    "POST /api/v1/cloud/groups/{name}/licenses": "a session: groups it administers (test_cloud_containers.py)",
+    "DELETE /api/v1/cloud/groups/{name}/licenses/{ticket}": "a session: groups it administers "
+    "(test_cloud_containers.py)",
     "GET /cloud/device": "the browser page of a device sign-in: a web session (test_accounts.py)",
     "POST /cloud/device/sign-in": "the browser's sign-in: login and password, in the firm the code names",
     "POST /cloud/device/confirm": "a web session, its CSRF token and Central's origin (test_accounts.py)",

@@ -142,6 +142,8 @@ class Item(Base):
     flag_window_days: Mapped[int] = mapped_column(Integer, default=90)  # a second flag within: withdraw
     module_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("items.id"), nullable=True)
     created: Mapped[int] = mapped_column(BigInteger)
+    #: its tickets may be activated into cloud containers (held by Central, used from devices)
+    cloud: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Customer(Base):
@@ -556,6 +558,30 @@ class CloudDevice(Base):
     unlinked: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     address: Mapped[str] = mapped_column(String(64))  # where it was last seen from
     seen: Mapped[int] = mapped_column(BigInteger)
+
+
+class CloudKind(enum.StrEnum):
+    personal = "personal"  # one account's
+    enterprise = "enterprise"  # a customer's group's
+
+
+class CloudContainer(Base):
+    """A container the vendor holds in Central for one account (personal) or one group
+    (enterprise): registered in ``containers`` (its serial and public keys, level
+    ``cloud``) so that its licenses are ordinary firm-signed entries naming it; its
+    private keys never leave Central (under the master key, like firm secrets)."""
+
+    __tablename__ = "cloud_containers"
+    __table_args__ = (UniqueConstraint("container_id"), UniqueConstraint("account_id"), UniqueConstraint("group_id"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    container_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("containers.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("account_groups.id"), nullable=True)
+    keys_enc: Mapped[bytes] = mapped_column(LargeBinary)  # Ed25519 + X25519 private keys, under the master key
+    created: Mapped[int] = mapped_column(BigInteger)
 
 
 class AccountSession(Base):

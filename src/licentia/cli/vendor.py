@@ -448,6 +448,10 @@ class NewItem:
             "--flag-window-days", help="A second flag of a ticket within this many days withdraws it (default 90)."
         ),
     ] = None
+    cloud: Annotated[
+        bool,
+        typer.Option("--cloud", help="Its tickets may be activated into cloud containers (Central holds them)."),
+    ] = False
 
     def feature_bits(self) -> int:
         try:
@@ -531,6 +535,7 @@ def _item_body(item: NewItem, terms: LicenseTerms, firm_code: int | None) -> dic
         "options": terms.options(),
         "on_manipulation": item.on_manipulation,
         "flag_window_days": item.flag_window_days,
+        "cloud": item.cloud or None,
     }
     return {k: v for k, v in body.items() if v is not None}
 

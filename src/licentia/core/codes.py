@@ -17,6 +17,7 @@ _ALIASES = {"O": "0", "I": "1", "L": "1"}
 
 TICKET_DATA_CHARS = 24  # 120 bits
 SERIAL_PREFIX_MACHINE = "130"
+SERIAL_PREFIX_CLOUD = "140"  # a cloud container, held by License Central
 SERIAL_CHARS = 12  # 60 bits
 ITEM_ID_RE = re.compile(r"[A-Z]-[0-9]{5,10}-[0-9]{1,10}")  # whole text only (fullmatch), ASCII digits
 #: the white space an item id given to License Central may carry at its ends: ASCII space,

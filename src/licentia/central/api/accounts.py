@@ -9,13 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ..services.catalog import MAX_OFFSET, MAX_PAGE, PAGE_SIZE
-from .deps import AccountsDep, CallerDep, PersonDep, SignInDep, client_address
+from .deps import AccountsDep, CallerDep, CloudDep, PersonDep, SignInDep, client_address
 from .schemas import (
     AccountCreate,
     AccountUpdate,
+    CloudActivation,
     DeviceStart,
     DeviceToken,
     GroupCreate,
+    GroupLicense,
     Member,
     MemberByPerson,
     PasswordChange,
@@ -110,6 +112,37 @@ def delete_member(
     return svc.remove_member(caller, number, name, login, firm_code)
 
 
+@accounts.get("/accounts/{login}/cloud", summary="An account's personal cloud container and its licenses")
+def account_cloud(login: str, caller: CallerDep, svc: CloudDep, firm_code: int | None = FirmQuery) -> dict[str, Any]:
+    return svc.view_of(caller, login=login, firm_code=firm_code)
+
+
+@accounts.get(
+    "/customers/{number}/groups/{name}/cloud", summary="A group's enterprise cloud container and its licenses"
+)
+def group_cloud(
+    number: str, name: str, caller: CallerDep, svc: CloudDep, firm_code: int | None = FirmQuery
+) -> dict[str, Any]:
+    return svc.view_of(caller, customer=number, group=name, firm_code=firm_code)
+
+
+@accounts.post(
+    "/tickets/{ticket}/cloud-activation",
+    summary="Activate a ticket into an account's or a group's cloud container (made on first use)",
+)
+def cloud_activation(ticket: str, body: CloudActivation, caller: CallerDep, svc: CloudDep) -> dict[str, Any]:
+    return svc.activate(
+        caller, ticket, login=body.login, customer=body.customer, group=body.group, firm_code=body.firm_code
+    )
+
+
+@accounts.post("/tickets/{ticket}/cloud-deactivation", summary="Take a ticket out of the cloud container that holds it")
+def cloud_deactivation(
+    ticket: str, caller: CallerDep, svc: CloudDep, firm_code: int | None = FirmQuery
+) -> dict[str, Any]:
+    return svc.deactivate(caller, ticket, firm_code)
+
+
 # ---------------------------------------------------------------- a device signs in, and its own calls
 
 cloud = APIRouter(tags=["cloud"])
@@ -187,6 +220,21 @@ def my_put_member(name: str, login: str, body: MemberByPerson, person: PersonDep
 @cloud.delete("/cloud/groups/{name}/members/{login}", summary="A group's admin removes a person (session)")
 def my_delete_member(name: str, login: str, person: PersonDep, svc: AccountsDep) -> dict[str, Any]:
     return svc.person_remove_member(person, name, login)
+
+
+@cloud.get("/cloud/licenses", summary="The cloud containers the account may use and their licenses (session)")
+def my_licenses(person: PersonDep, svc: CloudDep) -> list[dict[str, Any]]:
+    return svc.licenses(person)
+
+
+@cloud.post("/cloud/groups/{name}/licenses", summary="A group's admin activates a ticket into its cloud container")
+def my_group_activate(name: str, body: GroupLicense, person: PersonDep, svc: CloudDep) -> dict[str, Any]:
+    return svc.person_activate(person, body.ticket, name)
+
+
+@cloud.delete("/cloud/groups/{name}/licenses/{ticket}", summary="A group's admin takes a ticket out of it")
+def my_group_deactivate(name: str, ticket: str, person: PersonDep, svc: CloudDep) -> dict[str, Any]:
+    return svc.person_deactivate(person, ticket, name)
 
 
 ROUTERS = [accounts, cloud]

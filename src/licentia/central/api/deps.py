@@ -21,6 +21,7 @@ from ..services import (
     AuditService,
     AuthService,
     CatalogService,
+    CloudService,
     ContainerService,
     Context,
     FirmService,
@@ -163,6 +164,10 @@ async def get_signin(ctx: ContextDep, db: SessionDep) -> SignInService:
     return signin_service(ctx, db)
 
 
+async def get_cloud(ctx: ContextDep, db: SessionDep) -> CloudService:
+    return CloudService(ctx, db, accounts=AccountService(ctx, db))
+
+
 async def get_firms(ctx: ContextDep, db: SessionDep) -> FirmService:
     return FirmService(ctx, db)
 
@@ -197,3 +202,4 @@ AuditDep = Annotated[AuditService, Depends(get_audit)]
 PersonDep = Annotated[Person, Depends(person)]
 AccountsDep = Annotated[AccountService, Depends(get_accounts)]
 SignInDep = Annotated[SignInService, Depends(get_signin)]
+CloudDep = Annotated[CloudService, Depends(get_cloud)]

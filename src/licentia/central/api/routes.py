@@ -144,6 +144,7 @@ def create_item(body: schemas.ItemCreate, caller: CallerDep, svc: CatalogDep) ->
         options=body.options.model_dump(exclude_none=True),
         policy=body.on_manipulation,
         flag_window_days=body.flag_window_days,
+        cloud=body.cloud,
     )
 
 

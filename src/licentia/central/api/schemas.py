@@ -105,6 +105,7 @@ class ItemCreate(_Body):
     flag_window_days: StrictInt = Field(
         default=90, ge=0, description="a second flag of a ticket within this many days withdraws it"
     )
+    cloud: StrictBool = Field(default=False, description="its tickets may be activated into cloud containers")
 
 
 class CustomerCreate(_Body):
@@ -180,3 +181,14 @@ class PasswordSignIn(_Body):
 class PasswordChange(_Body):
     old: str = Field(max_length=1024)
     new: str = Field(max_length=1024)
+
+
+class CloudActivation(_Body):
+    firm_code: StrictInt | None = None
+    login: str | None = Field(default=None, max_length=254, description="an account: its personal cloud container")
+    customer: str | None = Field(default=None, max_length=64, description="with group: the customer")
+    group: str | None = Field(default=None, max_length=100, description="a customer's group: its enterprise one")
+
+
+class GroupLicense(_Body):
+    ticket: str = Field(max_length=64, description="a ticket of the group's customer")

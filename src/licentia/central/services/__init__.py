@@ -9,6 +9,7 @@ from .attempts import AttemptService
 from .auth import ApiKeyService, AuthService
 from .base import Actor, Context, Service
 from .catalog import CatalogService
+from .cloud import CloudService
 from .containers import AuditService, ContainerService
 from .firms import FirmService
 from .metering import MeteringService
@@ -28,6 +29,7 @@ __all__ = [
     "AuditService",
     "AuthService",
     "CatalogService",
+    "CloudService",
     "ContainerService",
     "FirmService",
     "MeteringService",

@@ -183,8 +183,8 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            cust = self._customer(firm, customer) if customer is not None else None
-            if self._account(firm, login, missing_ok=True) is not None:
+            cust = self.customer(firm, customer) if customer is not None else None
+            if self.account(firm, login, missing_ok=True) is not None:
                 raise Conflict("account_exists", f"Firm {firm.code} already has an account {login}.")
             account = Account(
                 firm_id=firm.id,
@@ -209,7 +209,7 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            account = self._account(firm, login)
+            account = self.account(firm, login)
             view = account_view(account, firm.code, self.customer_number(account))
             view["groups"] = self.groups_of(account.id)
             view["devices"] = self.devices_of(account.id)
@@ -237,7 +237,7 @@ class AccountService(Service):
                 .where(Account.firm_id == firm.id)
             )
             if customer is not None:
-                stmt = stmt.where(Account.customer_id == self._customer(firm, customer).id)
+                stmt = stmt.where(Account.customer_id == self.customer(firm, customer).id)
             rows = self.session.execute(stmt.order_by(Account.login).limit(limit).offset(offset)).all()
             return [account_view(a, firm.code, number) for a, number in rows]
 
@@ -264,7 +264,7 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            account = self._account(firm, login, lock=True)
+            account = self.account(firm, login, lock=True)
             changed: dict[str, Any] = {}
             if name is not None and name != account.name:
                 account.name = changed["name"] = name
@@ -286,7 +286,7 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            account = self._account(firm, login, lock=True)
+            account = self.account(firm, login, lock=True)
             devices = len(self.devices_of(account.id))
             ended = self.end_access(account.id)
             self.audit(actor, "account.reset", firm.code, login=login, sessions=ended, devices=devices)
@@ -322,8 +322,8 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            cust = self._customer(firm, customer)
-            if self._group(cust, name, missing_ok=True) is not None:
+            cust = self.customer(firm, customer)
+            if self.group(cust, name, missing_ok=True) is not None:
                 raise Conflict("group_exists", f"Customer {customer} already has a group {name}.")
             group = AccountGroup(firm_id=firm.id, customer_id=cust.id, name=name, created=self.now())
             self.session.add(group)
@@ -352,7 +352,7 @@ class AccountService(Service):
                 .where(AccountGroup.firm_id == firm.id)
             )
             if customer is not None:
-                stmt = stmt.where(AccountGroup.customer_id == self._customer(firm, customer).id)
+                stmt = stmt.where(AccountGroup.customer_id == self.customer(firm, customer).id)
             stmt = stmt.order_by(Customer.number, AccountGroup.name).limit(limit).offset(offset)
             return [self._group_view(g, firm.code, number) for g, number in self.session.execute(stmt).all()]
 
@@ -363,8 +363,8 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            cust = self._customer(firm, customer)
-            group = self._group(cust, name)
+            cust = self.customer(firm, customer)
+            group = self.group(cust, name)
             return self._group_view(group, firm.code, cust.number, members=True)
 
         return run_read(self.session, tx)
@@ -377,9 +377,9 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            cust = self._customer(firm, customer)
-            group = self._group(cust, name)
-            account = self._account(firm, login)
+            cust = self.customer(firm, customer)
+            group = self.group(cust, name)
+            account = self.account(firm, login)
             view = self._put_member(group, account, admin)
             self.audit(actor, "group.member", firm.code, customer=customer, group=name, login=login, admin=admin)
             return view
@@ -393,9 +393,9 @@ class AccountService(Service):
 
         def tx() -> dict[str, Any]:
             firm = self.scoped_firm(actor, firm_code)
-            cust = self._customer(firm, customer)
-            group = self._group(cust, name)
-            account = self._account(firm, login)
+            cust = self.customer(firm, customer)
+            group = self.group(cust, name)
+            account = self.account(firm, login)
             self._drop_member(group, account)
             self.audit(actor, "group.remove", firm.code, customer=customer, group=name, login=login)
             return self._group_view(group, firm.code, cust.number, members=True)
@@ -419,7 +419,7 @@ class AccountService(Service):
                 )
             out = []
             for group in self.session.scalars(stmt.order_by(AccountGroup.name)):
-                out.append(self._group_view(group, person.firm_code, number, members=self._administers(person, group)))
+                out.append(self._group_view(group, person.firm_code, number, members=self.administers(person, group)))
             return out
 
         return run_read(self.session, tx)
@@ -458,7 +458,7 @@ class AccountService(Service):
             ).first()
         if group is None:
             raise NotFound("group", f"You have no group {name}. 'licentia cloud groups' lists yours.")
-        if not self._administers(person, group):
+        if not self.administers(person, group):
             raise Forbidden(f"You do not administer group {name}: ask its admin or your customer admin.")
         account = self.session.scalars(
             select(Account).where(
@@ -469,7 +469,7 @@ class AccountService(Service):
             raise NotFound("account", f"Your organisation has no account {login}. Ask the vendor to create it.")
         return group, account
 
-    def _administers(self, person: Person, group: AccountGroup) -> bool:
+    def administers(self, person: Person, group: AccountGroup) -> bool:
         if group.customer_id != person.customer_id:
             return False
         if person.role is AccountRole.customer_admin:
@@ -532,7 +532,7 @@ class AccountService(Service):
         ).all()
         return [{"name": r.name, "admin": r.admin} for r in rows]
 
-    def _account(self, firm: Firm, login: str, *, lock: bool = False, missing_ok: bool = False) -> Account:
+    def account(self, firm: Firm, login: str, *, lock: bool = False, missing_ok: bool = False) -> Account:
         stmt = select(Account).where(Account.firm_id == firm.id, Account.login == login)
         if lock:
             stmt = stmt.with_for_update()
@@ -541,7 +541,7 @@ class AccountService(Service):
             raise NotFound("account", f"Firm {firm.code} has no account {login}. Check the login.")
         return row  # type: ignore[return-value]  # None only with missing_ok
 
-    def _customer(self, firm: Firm, number: str) -> Customer:
+    def customer(self, firm: Firm, number: str) -> Customer:
         row = self.session.scalars(
             select(Customer).where(Customer.firm_id == firm.id, Customer.number == number)
         ).first()
@@ -554,7 +554,7 @@ class AccountService(Service):
             return None
         return self.session.scalar(select(Customer.number).where(Customer.id == account.customer_id))
 
-    def _group(self, customer: Customer, name: str, *, missing_ok: bool = False) -> AccountGroup:
+    def group(self, customer: Customer, name: str, *, missing_ok: bool = False) -> AccountGroup:
         row = self.session.scalars(
             select(AccountGroup).where(AccountGroup.customer_id == customer.id, AccountGroup.name == name)
         ).first()

@@ -320,7 +320,7 @@ class ActivationService(Service):
         now = self.now()
         container_id, new_container = self._container(tx, req, register=True)
         rows = self._ticket_rows(tx, req)
-        self._check_ticket(tx, rows[0], req, container_id, now)
+        self._check_ticket(tx, rows[0], req.level, container_id, now)
         firm = _firm(rows)
         slot = self._slot(tx, container_id, firm, req, new=new_container)
         if slot.notice is not None:
@@ -415,9 +415,10 @@ class ActivationService(Service):
         return rows
 
     @staticmethod
-    def _check_ticket(tx: Tx, t: _Row, req: Request, container_id: uuid.UUID, now: int) -> None:
-        """Refuse a revoked or blocked ticket, a dead item, a container of the wrong level,
-        a ticket active elsewhere."""
+    def _check_ticket(tx: Tx, t: _Row, level: str | None, container_id: uuid.UUID, now: int) -> None:
+        """Refuse a revoked or blocked ticket, a dead item, a container of the wrong level
+        (``level`` None: a cloud container, whatever the item's level), a ticket active
+        elsewhere."""
         if t.state == TicketState.revoked.value:
             raise Conflict("ticket_revoked", "This ticket has been revoked. Contact the vendor.")
         if t.state == BLOCKED:
@@ -429,13 +430,19 @@ class ActivationService(Service):
         if template_expired(t.template, now):
             when = _date(t.template["expires"])
             raise Conflict("item_expired", f"This product expired on {when} and can no longer be activated.")
-        if t.level != req.level:
+        if level is not None and t.level != level:
             raise Conflict(
                 "wrong_level",
                 f"this ticket needs a container of binding level {t.level}: activate with --level {t.level}",
             )
         if t.state == ACTIVATED and t.container_id != container_id:
             other = tx.scalar(sql.Q_SERIAL, {"id": t.container_id})
+            if str(other).startswith(codes.SERIAL_PREFIX_CLOUD + "-"):
+                raise Conflict(
+                    "ticket_bound_elsewhere",
+                    f"This ticket is active in cloud container {other}. Take it out of the cloud first "
+                    "('licentia vendor ticket cloud-deactivate TICKET', or its group's admin), then activate it here.",
+                )
             raise Conflict(
                 "ticket_bound_elsewhere",
                 f"This ticket is active in container {other}. Deactivate it there first "
@@ -502,6 +509,31 @@ class ActivationService(Service):
         )
         tx.execute(sql.U_TICKET, {"tid": t.id, **changes})
         return signed
+
+    # ------------------------------------------------------------ cloud containers (Central holds them)
+
+    def bind_cloud(
+        self, tx: Tx, ticket: str, serial: str, sign_pub: str, container_id: uuid.UUID, now: int
+    ) -> Signed | None:
+        """Activate ``ticket`` into a cloud container that Central itself holds: no request,
+        the same checks and the same firm-signed entry as any activation. None when the
+        ticket is active in that container already."""
+        rows = tx.all(sql.Q_TICKET, {"ticket": ticket})  # the ticket's row locked
+        if not rows:
+            raise unknown_ticket(ticket)
+        t = rows[0]
+        if t.state == ACTIVATED and t.container_id == container_id:
+            return None
+        self._check_ticket(tx, t, None, container_id, now)
+        signed = self._bind_ticket(tx, rows, serial, sign_pub, container_id, _firm(rows), now)
+        log.info("ticket %s activated in cloud container %s", ticket, serial)
+        return signed
+
+    @staticmethod
+    def unbind_cloud(tx: Tx, ticket_id: uuid.UUID, now: int) -> None:
+        """Take a ticket out of the cloud container that holds it: it may be activated anew."""
+        tx.execute(sql.U_END, {"tid": ticket_id, "at": now})
+        tx.execute(sql.U_TICKET, {"tid": ticket_id, "state": DEACTIVATED, "container_id": None})
 
     def _slot(self, tx: Tx, container_id: uuid.UUID, firm: _Firm, req: Request, *, new: bool = False) -> _Slot:
         """The container's slot for the firm (locked), at the position the request reports,

@@ -159,6 +159,7 @@ def item_view(item: Item, firm_code: int, module_of: str | None, now: int) -> di
         "module_of": module_of,
         "on_manipulation": item.policy,
         "flag_window_days": item.flag_window_days,
+        "cloud": bool(item.cloud),
         # an absolute expiry: how near it is (whole days left, rounded down; 0 on the last day)
         "expires_in_days": None if expires is None else max(0, (expires - now) // DAY),
         "expired": template_expired(item.options, now),
@@ -218,6 +219,7 @@ class CatalogService(Service):
         options: dict[str, Any] | None = None,
         policy: str = Policy.rebase.value,
         flag_window_days: int = 90,
+        cloud: bool = False,
     ) -> dict[str, Any]:
         name = name.strip()
         if not name:
@@ -251,6 +253,7 @@ class CatalogService(Service):
                 flag_window_days=flag_window_days,
                 module_of_id=base.id if base else None,
                 created=self.now(),
+                cloud=bool(cloud),
             )
             self.session.add(item)
             self.session.flush()
