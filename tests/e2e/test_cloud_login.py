@@ -110,6 +110,23 @@ def test_a_device_signs_in_through_the_browser_and_its_session_stays_on_the_mach
         assert "bob@example.com" in laptop.cli("cloud", "groups").stdout
         assert "Engineering" in vendor_cli(url, vendor.key, "account", "show", "bob@example.com")
 
+        # cloud licenses: an item for the cloud, a ticket into ada's personal container, one
+        # that ada (the group's admin) puts into the group's
+        cloud_item = vendor_cli(url, vendor.key, "item", "create", "--name", "Cloud Suite", "--product-code", "9",
+                                "--cloud").strip()  # fmt: skip
+        mine = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer, "--item", cloud_item,
+                          "--cloud-login", login).split()  # fmt: skip
+        (group_ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
+                                     "--item", cloud_item).split()  # fmt: skip
+        laptop.cli("cloud", "group", "activate", "Engineering", group_ticket)
+        listed = laptop.cli("cloud", "licenses").stdout
+        assert "personal (container 140-" in listed and "group Engineering (container 140-" in listed
+        assert mine[0] in listed and group_ticket in listed and "Cloud Suite" in listed
+        assert mine[0] in vendor_cli(url, vendor.key, "account", "cloud", login)
+        assert group_ticket in vendor_cli(url, vendor.key, "group", "cloud", vendor.customer, "Engineering")
+        vendor_cli(url, vendor.key, "ticket", "cloud-deactivate", mine[0])
+        assert mine[0] not in laptop.cli("cloud", "licenses").stdout
+
         # the home copied to another machine: its container does not open there
         thief = Machine(tmp_path, "thief", other_machine(), int(time.time()))
         shutil.copytree(laptop.home, thief.home)

@@ -187,6 +187,17 @@ def account_reset(
     _guard(run)
 
 
+@account_app.command("cloud")
+def account_cloud(
+    login: Annotated[str, typer.Argument(help="The login.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """The account's personal cloud container and its licenses."""
+    _guard(lambda: _show(_call(central, api_key, "GET", f"/accounts/{_q(login)}/cloud", params=_firm(firm_code))))
+
+
 # ---------------------------------------------------------------- groups
 
 
@@ -300,3 +311,16 @@ def group_remove(
         _note(f"{login} left group {name} of customer {customer}")
 
     _guard(run)
+
+
+@group_app.command("cloud")
+def group_cloud(
+    customer: Annotated[str, typer.Argument(help="Customer number.")],
+    name: Annotated[str, typer.Argument(help="The group.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """The group's enterprise cloud container and its licenses."""
+    path = f"/customers/{_q(customer)}/groups/{_q(name)}/cloud"
+    _guard(lambda: _show(_call(central, api_key, "GET", path, params=_firm(firm_code))))

@@ -278,6 +278,61 @@ def groups(firm_code: FirmOpt = None, as_json: JsonOpt = False) -> None:
     _common.guard_central(run)
 
 
+@app.command("licenses")
+def licenses(firm_code: FirmOpt = None, as_json: JsonOpt = False) -> None:
+    """The licenses you may use from the cloud: your personal container's and your groups'."""
+
+    def run() -> None:
+        boxes = _call(firm_code, "GET", "/cloud/licenses")
+        if as_json:
+            typer.echo(json.dumps(boxes, indent=1))
+            return
+        if not boxes:
+            _note("no cloud licenses yet")
+        for box in boxes:
+            where = "personal" if box["kind"] == "personal" else f"group {box['group']}"
+            typer.echo(f"{where} (container {box['serial']}):")
+            for lic in box["licenses"]:
+                typer.echo(
+                    f"  {lic['ticket']}  {lic['item']}  {lic['name']}  product {lic['product_code']}"
+                    f"  seats {lic['quantity']}  expires {_when(lic['expires'])}"
+                )
+            if not box["licenses"]:
+                typer.echo("  (none)")
+
+    _common.guard_central(run)
+
+
+@group_app.command("activate")
+def group_activate(
+    name: Annotated[str, typer.Argument(help="The group.")],
+    ticket: Annotated[str, typer.Argument(help="A ticket of your organisation.")],
+    firm_code: FirmOpt = None,
+) -> None:
+    """Activate a ticket into the cloud container of a group you administer."""
+
+    def run() -> None:
+        box = _call(firm_code, "POST", f"/cloud/groups/{quote(name, safe='')}/licenses", {"ticket": ticket})
+        _note(f"ticket {ticket} is in group {name}'s cloud container {box['serial']}")
+
+    _common.guard_central(run)
+
+
+@group_app.command("deactivate")
+def group_deactivate(
+    name: Annotated[str, typer.Argument(help="The group.")],
+    ticket: Annotated[str, typer.Argument(help="The ticket.")],
+    firm_code: FirmOpt = None,
+) -> None:
+    """Take a ticket out of the cloud container of a group you administer."""
+
+    def run() -> None:
+        _call(firm_code, "DELETE", f"/cloud/groups/{quote(name, safe='')}/licenses/{quote(ticket, safe='')}")
+        _note(f"ticket {ticket} left group {name}'s cloud container")
+
+    _common.guard_central(run)
+
+
 @group_app.command("add")
 def group_add(
     name: Annotated[str, typer.Argument(help="The group.")],

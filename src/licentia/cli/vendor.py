@@ -693,11 +693,22 @@ def ticket_create(
     customer: Annotated[str, typer.Option("--customer", help="Customer number.")],
     item: Annotated[list[str], typer.Option("--item", help="Item id (repeat for module items).")],
     count: Annotated[int, typer.Option("--count", help="Number of licenses: one ticket each.")] = 1,
+    cloud_login: Annotated[
+        str | None,
+        typer.Option("--cloud-login", help="Activate the tickets into this account's personal cloud container."),
+    ] = None,
+    cloud_group: Annotated[
+        str | None,
+        typer.Option("--cloud-group", help="Activate the tickets into this group's (of the customer) cloud container."),
+    ] = None,
     firm_code: FirmOpt = None,
     central: CentralOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Order licenses; prints one ticket id per line."""
+    """Order licenses; prints one ticket id per line (with --cloud-login or --cloud-group,
+    activated into that cloud container: the item must be made with --cloud)."""
+    if cloud_login and cloud_group:
+        _common.fail("give --cloud-login or --cloud-group, not both")
 
     def run() -> None:
         body: dict[str, Any] = {"customer": customer, "items": list(item), "quantity_of_licenses": count}
@@ -707,6 +718,17 @@ def ticket_create(
         _note(f"order {order['order']}: {len(order['tickets'])} ticket(s) for customer {order['customer']}")
         for t in order["tickets"]:
             _out(t["ticket"])
+        if cloud_login or cloud_group:
+            target = {"login": cloud_login} if cloud_login else {"customer": customer, "group": cloud_group}
+            for t in order["tickets"]:
+                box = _call(
+                    central,
+                    api_key,
+                    "POST",
+                    f"/tickets/{t['ticket']}/cloud-activation",
+                    {**target, **({"firm_code": firm_code} if firm_code is not None else {})},
+                )
+            _note(f"in cloud container {box['serial']} ({box['kind']}: {box.get('login') or box.get('group')})")
 
     _guard(run)
 
@@ -719,6 +741,53 @@ def ticket_show(
 ) -> None:
     """Show a ticket: state, container, options."""
     _guard(lambda: _show(_call(central, api_key, "GET", f"/tickets/{_ticket(ticket)}")))
+
+
+@ticket_app.command("cloud-activate")
+def ticket_cloud_activate(
+    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    login: Annotated[str | None, typer.Option("--login", help="An account: its personal cloud container.")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="With --group: the customer.")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="A customer's group: its cloud container.")] = None,
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Activate a ticket into an account's or a group's cloud container (made on first use)."""
+
+    def run() -> None:
+        body = {"login": login, "customer": customer, "group": group, "firm_code": firm_code}
+        box = _call(
+            central,
+            api_key,
+            "POST",
+            f"/tickets/{_ticket(ticket)}/cloud-activation",
+            {k: v for k, v in body.items() if v is not None},
+        )
+        _note(
+            f"ticket {_ticket(ticket)} is in cloud container {box['serial']} "
+            f"({box['kind']}: {box.get('login') or box.get('group')})"
+        )
+        _out(box["serial"])
+
+    _guard(run)
+
+
+@ticket_app.command("cloud-deactivate")
+def ticket_cloud_deactivate(
+    ticket: Annotated[str, typer.Argument(help="Ticket id.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Take a ticket out of the cloud container that holds it: it may be activated anew."""
+
+    def run() -> None:
+        params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
+        box = _call(central, api_key, "POST", f"/tickets/{_ticket(ticket)}/cloud-deactivation", params=params)
+        _note(f"ticket {_ticket(ticket)} left cloud container {box['serial']}")
+
+    _guard(run)
 
 
 @ticket_app.command("revoke")
