@@ -339,6 +339,7 @@ def test_a_device_signs_in_by_a_code_confirmed_in_the_browser(client, site, cloc
     before = dump_state(engine)
     form = {"code": code, "decision": "approve", "csrf": csrf}
     assert client.post("/cloud/device/confirm", data={**form, "csrf": "x"}, headers=ORIGIN).status_code == 403
+    assert client.post("/cloud/device/confirm", data={**form, "csrf": "ä" * 43}, headers=ORIGIN).status_code == 403
     evil = {"Origin": "http://evil.example"}
     assert client.post("/cloud/device/confirm", data=form, headers=evil).status_code == 403
     assert client.post("/cloud/device/confirm", data=form).status_code == 403  # neither Origin nor Referer

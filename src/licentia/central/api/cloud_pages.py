@@ -217,7 +217,7 @@ def _confirm(request: Request, form: dict[str, str]) -> Response:
             code=form.get("code", "")[:32],
         )
     person, csrf = found
-    if not same_origin(request) or not hmac.compare_digest(form.get("csrf", ""), csrf):
+    if not same_origin(request) or not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
         log.warning("device confirm refused from %s: foreign origin or no CSRF token", client_address(request))
         return render("done", status=403, done="Refused: this form did not come from Central's page.")
     approve = form.get("decision") == "approve"
@@ -249,7 +249,7 @@ def _sign_out(request: Request, form: dict[str, str]) -> Response:
     found = _web_person(request)
     if found is not None:
         person, csrf = found
-        if not same_origin(request) or not hmac.compare_digest(form.get("csrf", ""), csrf):
+        if not same_origin(request) or not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
             return render("done", status=403, done="Refused: this form did not come from Central's page.")
         ctx = request.app.state.central
         with ctx.db.session() as db:
