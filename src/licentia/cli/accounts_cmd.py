@@ -28,6 +28,7 @@ from .vendor import (
     _note,
     _out,
     _show,
+    firm_query,
 )
 
 account_app = typer.Typer(no_args_is_help=True, help="Cloud accounts: the people who sign in.")
@@ -51,11 +52,6 @@ def _password() -> str:
     if not line:
         _common.fail("give the password as one line on stdin")
     return line
-
-
-def _firm(firm_code: int | None) -> dict[str, str | int] | None:
-    """The query that names the firm (the admin key only)."""
-    return {"firm_code": firm_code} if firm_code is not None else None
 
 
 def _q(text: str) -> str:
@@ -135,7 +131,7 @@ def account_show(
     api_key: KeyOpt = None,
 ) -> None:
     """An account, its groups and its linked devices."""
-    params = _firm(firm_code)
+    params = firm_query(firm_code)
     _guard(lambda: _show(_call(central, api_key, "GET", f"/accounts/{_q(login)}", params=params)))
 
 
@@ -176,7 +172,7 @@ def account_reset(
     """End every session of an account and unlink its devices: each must sign in again."""
 
     def run() -> None:
-        params = _firm(firm_code)
+        params = firm_query(firm_code)
         with_params = f"/accounts/{_q(login)}/reset"
         done = _call(central, api_key, "POST", with_params, params=params)
         _note(
@@ -195,7 +191,7 @@ def account_cloud(
     api_key: KeyOpt = None,
 ) -> None:
     """The account's personal cloud container and its licenses."""
-    _guard(lambda: _show(_call(central, api_key, "GET", f"/accounts/{_q(login)}/cloud", params=_firm(firm_code))))
+    _guard(lambda: _show(_call(central, api_key, "GET", f"/accounts/{_q(login)}/cloud", params=firm_query(firm_code))))
 
 
 # ---------------------------------------------------------------- groups
@@ -264,7 +260,7 @@ def group_show(
     api_key: KeyOpt = None,
 ) -> None:
     """A group and its members."""
-    params = _firm(firm_code)
+    params = firm_query(firm_code)
     _guard(lambda: _show(_call(central, api_key, "GET", f"/customers/{_q(customer)}/groups/{_q(name)}", params=params)))
 
 
@@ -300,7 +296,7 @@ def group_remove(
     """Remove an account from a group."""
 
     def run() -> None:
-        params = _firm(firm_code)
+        params = firm_query(firm_code)
         _call(
             central,
             api_key,
@@ -323,4 +319,4 @@ def group_cloud(
 ) -> None:
     """The group's enterprise cloud container and its licenses."""
     path = f"/customers/{_q(customer)}/groups/{_q(name)}/cloud"
-    _guard(lambda: _show(_call(central, api_key, "GET", path, params=_firm(firm_code))))
+    _guard(lambda: _show(_call(central, api_key, "GET", path, params=firm_query(firm_code))))

@@ -88,6 +88,11 @@ def _call(
         return client.request(method, path, json=body, params=params)
 
 
+def firm_query(firm_code: int | None) -> dict[str, str | int] | None:
+    """The query that names the firm: with the admin key only (a vendor key names its own)."""
+    return {"firm_code": firm_code} if firm_code is not None else None
+
+
 def _guard(func: Callable[[], None]) -> None:
     """Run a command: a failed call to Central is one line on stderr and exit code 1."""
     _common.guard_central(func)
@@ -567,7 +572,7 @@ def item_show(
     api_key: KeyOpt = None,
 ) -> None:
     """Show an item."""
-    params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
+    params = firm_query(firm_code)
 
     def run() -> None:
         shown = _call(central, api_key, "GET", f"/items/{item_id}", params=params)
@@ -783,7 +788,7 @@ def ticket_cloud_deactivate(
     """Take a ticket out of the cloud container that holds it: it may be activated anew."""
 
     def run() -> None:
-        params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
+        params = firm_query(firm_code)
         box = _call(central, api_key, "POST", f"/tickets/{_ticket(ticket)}/cloud-deactivation", params=params)
         _note(f"ticket {_ticket(ticket)} left cloud container {box['serial']}")
 
@@ -922,7 +927,7 @@ def container_show(
     """Show where a container stands for the firm: sequence numbers, generation, last contact,
     every manipulation Central saw (what it did, why, whether reviewed), and how far a license
     server's usage log in it is anchored at Central."""
-    params: dict[str, str | int] | None = {"firm_code": firm_code} if firm_code is not None else None
+    params = firm_query(firm_code)
 
     def run() -> None:
         shown = _call(central, api_key, "GET", f"/containers/{serial}", params=params)

@@ -217,9 +217,9 @@ def _confirm(request: Request, form: dict[str, str]) -> Response:
             code=form.get("code", "")[:32],
         )
     person, csrf = found
-    if not same_origin(request) or not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
-        log.warning("device confirm refused from %s: foreign origin or no CSRF token", client_address(request))
-        return render("done", status=403, done="Refused: this form did not come from Central's page.")
+    refused = _foreign(request, form, csrf)
+    if refused is not None:
+        return refused
     approve = form.get("decision") == "approve"
     ctx = request.app.state.central
     with ctx.db.session() as db:
@@ -249,14 +249,25 @@ def _sign_out(request: Request, form: dict[str, str]) -> Response:
     found = _web_person(request)
     if found is not None:
         person, csrf = found
-        if not same_origin(request) or not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
-            return render("done", status=403, done="Refused: this form did not come from Central's page.")
+        refused = _foreign(request, form, csrf)
+        if refused is not None:
+            return refused
         ctx = request.app.state.central
         with ctx.db.session() as db:
             signin_service(ctx, db).sign_out(person)
     response = RedirectResponse(PATH, status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/cloud")
     return response
+
+
+def _foreign(request: Request, form: dict[str, str], csrf: str) -> Response | None:
+    """403 for a form that did not come from Central's own page (its Origin, or Referer)
+    or lacks the session's CSRF token (compared as bytes: any text is compared, never an
+    error); None when it may act."""
+    if same_origin(request) and hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
+        return None
+    log.warning("device sign-in form refused from %s: foreign origin or no CSRF token", client_address(request))
+    return render("done", status=403, done="Refused: this form did not come from Central's page.")
 
 
 def _status(exc: E.ServiceError) -> int:
