@@ -13,7 +13,9 @@ only tickets of the container's customer.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -273,9 +275,9 @@ class CloudService(Service):
             )
         container = self.session.get(Container, box.container_id)
         assert container is not None  # noqa: S101 - a cloud container is registered (a foreign key)
-        tx = Tx(protocol_for(self.ctx.db.engine), self.session.connection().connection.cursor())
         activations = ActivationService(self.ctx, self.session, attempts=AttemptService(self.ctx, self.session))
-        signed = activations.bind_cloud(tx, ticket, container.serial, container.sign_pub, container.id, self.now())
+        with self._protocol() as tx:
+            signed = activations.bind_cloud(tx, ticket, container.serial, container.sign_pub, container.id, self.now())
         self.session.expire_all()  # the ticket changed under the ORM's feet
         view = self._view(box, container.serial)
         view.update(ticket=ticket, activated=signed is not None)
@@ -294,10 +296,22 @@ class CloudService(Service):
                 "ticket", f"Ticket {ticket} is not active in a cloud container of yours. Check the ticket id."
             )
         t, box, serial = row
-        tx = Tx(protocol_for(self.ctx.db.engine), self.session.connection().connection.cursor())
-        ActivationService.unbind_cloud(tx, t.id, self.now())
+        with self._protocol() as tx:
+            ActivationService.unbind_cloud(tx, t.id, self.now())
         self.session.expire_all()
         return {**self._view(box, serial), "ticket": ticket, "deactivated": True}
+
+    @contextlib.contextmanager
+    def _protocol(self) -> Iterator[Tx]:
+        """The activation protocol's statements inside this session's transaction (on its
+        driver connection): the protocol's own checks and entry, written with the rest."""
+        cursor = self.session.connection().connection.cursor()
+        tx = Tx(protocol_for(self.ctx.db.engine), cursor)
+        try:
+            yield tx
+        finally:
+            tx.close()
+            cursor.close()
 
     def _view(self, box: CloudContainer, serial: str) -> dict[str, Any]:
         firm_code = self.session.scalar(select(Firm.code).where(Firm.id == box.firm_id))
