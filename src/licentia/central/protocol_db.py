@@ -119,22 +119,6 @@ class Tx:
         self._db = db
         self._cursor = cursor
         self.dialect = db.dialect
-        self._sink: DBAPICursor | None = None  # PostgreSQL: where the statements whose results nobody reads run
-
-    def sink(self) -> DBAPICursor:
-        """The transaction's second cursor (PostgreSQL), made on first use, closed with the
-        transaction: in psycopg's pipeline a result nobody reads stays queued on the cursor
-        that ran it, where the next fetch on that cursor would find it (an upload's rollup
-        upserts did), so such statements never run on the cursor that is read. One cursor
-        for all of them rather than one made and closed for each."""
-        if self._sink is None:
-            self._sink = self._cursor.connection.cursor()
-        return self._sink
-
-    def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
 
     def _run(self, stmt: Executable, params: Mapping[str, Any], cursor: DBAPICursor | None = None) -> Compiled:
         cur = self._cursor if cursor is None else cursor
@@ -148,15 +132,25 @@ class Tx:
         return c
 
     def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
-        """Run a statement whose result is not read (on PostgreSQL: on ``sink()``)."""
+        """Run a statement whose result is not read.
+
+        On PostgreSQL it runs on a cursor of its own: in psycopg's pipeline a result nobody
+        reads stays queued on the cursor that ran it, and after a run of them the next
+        statement's fetch on that cursor found one (an upload's rollup upserts did)."""
         if self._db.sqlite:
             self._run(stmt, params)
             return
-        self._run(stmt, params, self.sink())
+        cursor = self._cursor.connection.cursor()
+        try:
+            self._run(stmt, params, cursor)
+        finally:
+            cursor.close()
 
     def execute_many(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run one statement for each set of parameters (all with the same names); on
-        PostgreSQL on ``sink()``, like ``execute``."""
+        """Run one statement for each set of parameters (all with the same names).
+
+        psycopg's pipeline keeps each row's result queued on the cursor that ran it, where
+        the next statement's fetch would find them: it runs on a cursor of its own."""
         if not rows:
             return
         c = self._db.compiled(stmt, rows[0])
@@ -164,7 +158,11 @@ class Tx:
         if self._db.sqlite:
             self._cursor.executemany(c.sql, args)  # type: ignore[arg-type]  # one style per dialect
             return
-        self.sink().executemany(c.sql, args)  # type: ignore[arg-type]  # one style per dialect
+        cursor = self._cursor.connection.cursor()
+        try:
+            cursor.executemany(c.sql, args)
+        finally:
+            cursor.close()
 
     def first(self, stmt: Executable, params: Mapping[str, Any]) -> Row | None:
         c = self._run(stmt, params)
@@ -240,13 +238,9 @@ class ProtocolDB:
             # activation is four round trips instead of nine.
             driver = conn.driver_connection
             assert driver is not None  # noqa: S101 - a checked-out connection has its driver's
-            tx = Tx(self, cursor)
-            try:
-                with driver.pipeline():
-                    result = fn(tx)
-                    conn.commit()
-            finally:
-                tx.close()
+            with driver.pipeline():
+                result = fn(Tx(self, cursor))
+                conn.commit()
             return result
         except self._error as exc:
             raise self._wrapped(conn, exc) from exc

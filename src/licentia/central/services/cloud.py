@@ -306,11 +306,9 @@ class CloudService(Service):
         """The activation protocol's statements inside this session's transaction (on its
         driver connection): the protocol's own checks and entry, written with the rest."""
         cursor = self.session.connection().connection.cursor()
-        tx = Tx(protocol_for(self.ctx.db.engine), cursor)
         try:
-            yield tx
+            yield Tx(protocol_for(self.ctx.db.engine), cursor)
         finally:
-            tx.close()
             cursor.close()
 
     def _view(self, box: CloudContainer, serial: str) -> dict[str, Any]:
