@@ -504,6 +504,7 @@ ON_POSTGRESQL = [
 ]
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("check", ON_POSTGRESQL, ids=[f.__name__[5:] for f in ON_POSTGRESQL])
 def test_on_postgresql(check, tmp_path, pg_url, clock):
     import inspect

@@ -166,6 +166,7 @@ def test_two_firms_cloud_containers_stay_apart(client, clock):
     assert [lic["ticket"] for lic in box["licenses"]] == [a_ticket] and box["firm_code"] == 63001
 
 
+@pytest.mark.postgres
 def test_cloud_containers_on_postgresql(tmp_path, pg_url, clock):
     with (
         central_app(make_settings(tmp_path / "data", pg_url), clock) as app,
