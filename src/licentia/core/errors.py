@@ -445,14 +445,16 @@ class BadInput(ServiceError):
 
 
 class UnsupportedSession(BadInput):
-    """A reporting request carries a session object: only the API key authenticates for now."""
+    """A reporting request carries a session object that is not a signed-in person's
+    (``{"token": "lcs_..."}``)."""
 
     code = "unsupported_session"
 
     def __init__(self) -> None:
         super().__init__(
-            'Session objects are not accepted yet: send an empty session ("session": {}) or none, and the '
-            "API key in the Authorization header ('Authorization: Bearer <key>')."
+            'A session object holds a signed-in person\'s session: {"token": "lcs_..."} (licentia cloud login). '
+            'Otherwise send an empty session ("session": {}) or none, and the API key in the Authorization '
+            "header ('Authorization: Bearer <key>')."
         )
 
 

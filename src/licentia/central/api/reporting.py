@@ -23,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ...core import errors as E
 from ...core.tables import csv_lines
-from ..services import AuthService, Context
+from ..services import Actor, AuthService, Context, Person
 from ..services.reporting import FIELDS, MAX_NUMBER, MAX_PAGE, PAGE_SIZE, ReportingService, UsageFilter, UsageQuery
+from ..services.signin import TOKEN_PREFIX
 from . import errors as api_errors
-from .deps import ContextDep, SessionDep
+from .deps import ContextDep, SessionDep, signin_service
 from .limits import REPORTING_PREFIX, error_body
 
 log = logging.getLogger("licentia.central")
@@ -117,8 +118,9 @@ class ReportRequest(BaseModel):
 
     session: dict[str, Any] | None = Field(
         default=None,
-        description="empty or absent: the API key in the Authorization header authenticates "
-        "(a non-empty session is refused with errorCode 5)",
+        description='a customer\'s signed-in person: {"token": "lcs_..."} (a customer admin sees the customer\'s '
+        "use, a user its own); empty or absent: the API key, or such a session, in the Authorization header "
+        "(another session object is refused with errorCode 5)",
     )
     filter: ReportFilter = Field(default_factory=ReportFilter)
     cursor: str | None = Field(
@@ -224,13 +226,29 @@ def _stream(ctx: Context, q: UsageQuery, view: str) -> Iterator[str]:
         yield from csv_lines(ReportingService(ctx, s).walk(q), FIELDS[view])
 
 
+def _session_token(session: dict[str, Any] | None, creds: Any) -> str | None:
+    """A signed-in person's session: the body's ``{"token": ...}``, or a session token in
+    the Authorization header (an API key there is not one: None)."""
+    if session:
+        token = session.get("token")
+        if set(session) != {"token"} or not isinstance(token, str):
+            raise E.UnsupportedSession
+        return token
+    if creds is not None and creds.credentials.startswith(TOKEN_PREFIX):
+        return str(creds.credentials)
+    return None
+
+
 def _report(
     view: str, body: ReportRequest, request: Request, ctx: Context, db: Any, creds: Any, fmt: str | None
 ) -> Response:
-    if body.session:
-        raise E.UnsupportedSession
-    header = f"Bearer {creds.credentials}" if creds else None
-    caller = AuthService(ctx, db).authenticate(header)
+    caller: Actor | Person
+    token = _session_token(body.session, creds)
+    if token is not None:
+        caller = signin_service(ctx, db).authenticate(token, "device")
+    else:
+        header = f"Bearer {creds.credentials}" if creds else None
+        caller = AuthService(ctx, db).authenticate(header)
     flt = UsageFilter.from_api(body.filter.model_dump(by_alias=True, exclude_none=True))
     svc = ReportingService(ctx, db)
     q = svc.query(caller, view, flt, body.cursor)

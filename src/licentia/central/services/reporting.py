@@ -16,6 +16,7 @@ outside the caller's scope is answered like one that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -33,12 +34,14 @@ from sqlalchemy.orm import Session
 
 from ...core import codes
 from ...core.encoding import b64d, b64e
-from ...core.errors import BadInput, NotFound
+from ...core.errors import BadInput, Forbidden, NotFound
 from ..db import run_read
 from ..models import (
+    AccountRole,
     Customer,
     Firm,
     Item,
+    Role,
     Ticket,
     TicketItem,
     UsageBillingDay,
@@ -47,6 +50,7 @@ from ..models import (
     UsageEvent,
     UsageRollupState,
 )
+from .accounts import Person
 from .base import Actor, Service, check_code
 from .tickets import normalize
 
@@ -209,6 +213,8 @@ class Scope:
     ticket_id: uuid.UUID | None = None
     product_code: int | None = None
     feature_code: int | None = None
+    #: a customer's user signed in: its own use only (the views that keep users apart)
+    user_ident: str | None = None
 
     def over(self, t: Any) -> list[ColumnElement[bool]]:
         """The conditions over ``t`` (a mapped class with the scope columns)."""
@@ -231,6 +237,10 @@ class Scope:
             conds.append(t.product_code == self.product_code)
         if self.feature_code is not None:
             conds.append(t.feature_code == self.feature_code)
+        if self.user_ident is not None:
+            if not hasattr(t, "user_ident"):  # a rollup without users: never read for a user
+                raise TypeError(f"{t.__name__} has no user_ident to scope a user's report by")
+            conds.append(t.user_ident == self.user_ident)
         return conds
 
 
@@ -282,14 +292,20 @@ def _not_before(columns: Sequence[Any], values: Sequence[Any]) -> ColumnElement[
 class ReportingService(Service):
     """The reporting views over the usage store, for a vendor or the admin key."""
 
-    def query(self, actor: Actor, view: str, flt: UsageFilter, cursor: str | None = None) -> UsageQuery:
+    def query(self, actor: Actor | Person, view: str, flt: UsageFilter, cursor: str | None = None) -> UsageQuery:
         """Check a report request and resolve its scope (a NotFound for a filter value the
-        caller does not have, whether or not another firm has it)."""
+        caller does not have, whether or not another firm has it). A signed-in person of a
+        customer sees the customer's use (a customer admin) or its own (a user)."""
         if view not in VIEWS:
             raise BadInput(f"The view is one of {', '.join(VIEWS)}.")
         digest = flt.digest(view)
         after = self._cursor_key(view, digest, cursor) if cursor is not None else None
-        scope = run_read(self.session, lambda: self._scope(actor, flt))
+        if isinstance(actor, Person):
+            person = actor
+            scope = run_read(self.session, lambda: self._person_scope(person, view, flt))
+        else:
+            caller = actor
+            scope = run_read(self.session, lambda: self._scope(caller, flt))
         return UsageQuery(view, scope, flt, digest, after, self.now())
 
     def page(self, q: UsageQuery, limit: int = PAGE_SIZE) -> Page:
@@ -391,6 +407,28 @@ class ReportingService(Service):
             ticket_id=ticket_id,
             product_code=flt.product_code,
             feature_code=flt.feature_code,
+        )
+
+    def _person_scope(self, person: Person, view: str, flt: UsageFilter) -> Scope:
+        """A customer's person: the filter resolved within its firm, then narrowed to its
+        customer (a customer admin) or to its own use too (a user). A filter value of
+        another customer answers as one that does not exist."""
+        admin = person.role is AccountRole.customer_admin
+        if person.customer_id is None or person.role not in (AccountRole.customer_admin, AccountRole.customer_user):
+            raise Forbidden("Usage reports through a session are for a customer's people; the vendor uses its API key.")
+        if view == "billing" and not admin:
+            raise Forbidden("The billing view is for the customer's admin; a user sees its own use in the other views.")
+        within = Actor(person.audit_id, Role.vendor, person.firm_id, person.firm_code)
+        scope = self._scope(within, flt)
+        if scope.customer_ids is not None and scope.customer_ids != (person.customer_id,):
+            raise NotFound("customer", f"There is no customer {flt.customer} for this session. Check the number.")
+        if scope.ticket_id is not None:
+            owner = self.session.scalar(select(Ticket.customer_id).where(Ticket.id == scope.ticket_id))
+            if owner != person.customer_id:
+                ticket = normalize(flt.ticket or "")
+                raise NotFound("ticket", f"There is no ticket {ticket} for this session. Check the ticket id.")
+        return dataclasses.replace(
+            scope, customer_ids=(person.customer_id,), user_ident=None if admin else person.login
         )
 
     @staticmethod
