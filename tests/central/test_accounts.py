@@ -474,6 +474,27 @@ def test_group_admins_change_their_groups_only(client, site, clock, engine):
     assert r.status_code == 403
 
 
+def test_resetting_a_groups_credentials_signs_its_members_out(client, site, clock, engine):
+    site.put(f"/customers/{site.customer}/groups/Engineering/members/bob@example.com", {})
+    ok(client.patch(f"{API}/accounts/bob@example.com", json={"password": PASSWORD}, headers=site.vendor.headers))
+    ada = ok(site.sign_in("ada@example.com", clock.now), 201)["session"]  # the group's admin
+    bob = ok(site.sign_in("bob@example.com", clock.now), 201)["session"]
+    admin = ok(site.sign_in("admin@example.com", clock.now), 201)["session"]  # not in the group
+    before = dump_state(engine)
+    r = client.post(f"{API}/cloud/groups/Engineering/reset", headers=bearer(bob))  # a plain member
+    assert r.status_code == 403 and dump_state(engine) == before
+    done = ok(client.post(f"{API}/cloud/groups/Engineering/reset", headers=bearer(ada)))
+    assert (done["members"], done["devices_unlinked"]) == (1, 1)  # bob's; ada keeps her own
+    assert client.get(API + "/cloud/me", headers=bearer(bob)).status_code == 401
+    assert client.get(API + "/cloud/me", headers=bearer(ada)).status_code == 200
+    assert client.get(API + "/cloud/me", headers=bearer(admin)).status_code == 200
+    # the vendor's reset takes every member, the group's admin too
+    done = ok(client.post(f"{API}/customers/{site.customer}/groups/Engineering/reset", headers=site.vendor.headers))
+    assert (done["members"], done["devices_unlinked"]) == (2, 1)
+    assert client.get(API + "/cloud/me", headers=bearer(ada)).status_code == 401
+    assert client.get(API + "/cloud/me", headers=bearer(admin)).status_code == 200
+
+
 def test_the_audit_log_names_the_person(client, site, clock):
     ada = ok(site.sign_in("ada@example.com", clock.now), 201)["session"]
     ok(client.put(f"{API}/cloud/groups/Engineering/members/bob@example.com", json={}, headers=bearer(ada)))

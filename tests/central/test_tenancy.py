@@ -666,6 +666,16 @@ def _delete_member(w: World) -> Case:
     ))  # fmt: skip
 
 
+@case("POST /api/v1/customers/{number}/groups/{name}/reset")
+def _reset_group(w: World) -> Case:
+    return Case(refused=(
+        Call("POST", f"/customers/{B_CUSTOMER}/groups/{B_GROUP}/reset", control=("b",), shows=B_GROUP,
+             twin=(B_CUSTOMER, NO_CUSTOMER)),
+        Call("POST", f"/customers/{B_CUSTOMER}/groups/{B_GROUP}/reset", params={"firm_code": B_CODE},
+             control=("b", "admin"), twin=(B, NEW)),
+    ))  # fmt: skip
+
+
 @case("GET /api/v1/accounts/{login}/cloud")
 def _account_cloud(w: World) -> Case:
     return Case(refused=(
@@ -738,6 +748,7 @@ PUBLIC = {
     "GET /api/v1/cloud/groups": "a session: its customer's groups (test_accounts.py)",
     "PUT /api/v1/cloud/groups/{name}/members/{login}": "a session: groups it administers (test_accounts.py)",
     "DELETE /api/v1/cloud/groups/{name}/members/{login}": "a session: groups it administers (test_accounts.py)",
+    "POST /api/v1/cloud/groups/{name}/reset": "a session: groups it administers (test_accounts.py)",
     "GET /api/v1/cloud/licenses": "a session: its own and its groups' cloud containers (test_cloud_containers.py)",
     "POST /api/v1/cloud/groups/{name}/licenses": "a session: groups it administers (test_cloud_containers.py)",
     "DELETE /api/v1/cloud/groups/{name}/licenses/{ticket}": "a session: groups it administers "

@@ -107,6 +107,8 @@ def test_a_device_signs_in_through_the_browser_and_its_session_stays_on_the_mach
         assert "ada@example.com" in status and "Engineering (admin)" in status
         assert "Ada's laptop" in laptop.cli("cloud", "devices").stdout
         laptop.cli("cloud", "group", "add", "Engineering", "bob@example.com")
+        reset = laptop.cli("cloud", "group", "reset", "Engineering").stderr  # bob's devices: none yet
+        assert "0 device(s) of 1 member(s) unlinked" in reset
         assert "bob@example.com" in laptop.cli("cloud", "groups").stdout
         assert "Engineering" in vendor_cli(url, vendor.key, "account", "show", "bob@example.com")
 
@@ -142,6 +144,16 @@ def test_a_device_signs_in_through_the_browser_and_its_session_stays_on_the_mach
         assert again.returncode == 0, again.stderr
         devices = laptop.cli("cloud", "devices", "--json").stdout
         assert devices.count('"serial"') == 1
+
+        # the vendor resets the group (ada, its admin, is a member): the device must sign in again
+        vendor_cli(url, vendor.key, "group", "reset", vendor.customer, "Engineering")
+        assert "sign in again" in laptop.cli("cloud", "status", ok=False).stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM),
+             "--login", "ada@example.com", "--password-stdin"],
+            env=laptop.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
 
         # the vendor resets the account: the device must sign in again
         vendor_cli(url, vendor.key, "account", "reset", "ada@example.com")

@@ -320,3 +320,25 @@ def group_cloud(
     """The group's enterprise cloud container and its licenses."""
     path = f"/customers/{_q(customer)}/groups/{_q(name)}/cloud"
     _guard(lambda: _show(_call(central, api_key, "GET", path, params=firm_query(firm_code))))
+
+
+@group_app.command("reset")
+def group_reset(
+    customer: Annotated[str, typer.Argument(help="Customer number.")],
+    name: Annotated[str, typer.Argument(help="The group.")],
+    firm_code: FirmOpt = None,
+    central: CentralOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Reset a group's access credentials: every member's sessions end and every member's
+    devices are unlinked (each signs in again)."""
+
+    def run() -> None:
+        path = f"/customers/{_q(customer)}/groups/{_q(name)}/reset"
+        done = _call(central, api_key, "POST", path, params=firm_query(firm_code))
+        _note(
+            f"group {name}: {done['members']} member(s), {done['sessions_ended']} session(s) ended, "
+            f"{done['devices_unlinked']} device(s) unlinked"
+        )
+
+    _guard(run)

@@ -333,6 +333,20 @@ def group_deactivate(
     _common.guard_central(run)
 
 
+@group_app.command("reset")
+def group_reset(
+    name: Annotated[str, typer.Argument(help="A group you administer.")],
+    firm_code: FirmOpt = None,
+) -> None:
+    """Reset a group's access credentials: every other member signs in again on each device."""
+
+    def run() -> None:
+        done = _call(firm_code, "POST", f"/cloud/groups/{quote(name, safe='')}/reset")
+        _note(f"group {name}: {done['devices_unlinked']} device(s) of {done['members']} member(s) unlinked")
+
+    _common.guard_central(run)
+
+
 @group_app.command("add")
 def group_add(
     name: Annotated[str, typer.Argument(help="The group.")],

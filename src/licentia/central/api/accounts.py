@@ -112,6 +112,16 @@ def delete_member(
     return svc.remove_member(caller, number, name, login, firm_code)
 
 
+@accounts.post(
+    "/customers/{number}/groups/{name}/reset",
+    summary="Reset a group's access credentials: every member's sessions end, every member's devices unlinked",
+)
+def reset_group(
+    number: str, name: str, caller: CallerDep, svc: AccountsDep, firm_code: int | None = FirmQuery
+) -> dict[str, Any]:
+    return svc.reset_group(caller, number, name, firm_code)
+
+
 @accounts.get("/accounts/{login}/cloud", summary="An account's personal cloud container and its licenses")
 def account_cloud(login: str, caller: CallerDep, svc: CloudDep, firm_code: int | None = FirmQuery) -> dict[str, Any]:
     return svc.view_of(caller, login=login, firm_code=firm_code)
@@ -220,6 +230,14 @@ def my_put_member(name: str, login: str, body: MemberByPerson, person: PersonDep
 @cloud.delete("/cloud/groups/{name}/members/{login}", summary="A group's admin removes a person (session)")
 def my_delete_member(name: str, login: str, person: PersonDep, svc: AccountsDep) -> dict[str, Any]:
     return svc.person_remove_member(person, name, login)
+
+
+@cloud.post(
+    "/cloud/groups/{name}/reset",
+    summary="A group's admin resets its access credentials: every other member signs in again (session)",
+)
+def my_group_reset(name: str, person: PersonDep, svc: AccountsDep) -> dict[str, Any]:
+    return svc.person_reset_group(person, name)
 
 
 @cloud.get("/cloud/licenses", summary="The cloud containers the account may use and their licenses (session)")

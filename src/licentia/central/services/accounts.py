@@ -448,9 +448,47 @@ class AccountService(Service):
 
         return run_write(self.session, tx)
 
-    def _as_admin(self, person: Person, name: str, login: str) -> tuple[AccountGroup, Account]:
-        """The person's customer's group ``name`` and account ``login``, when the person
-        administers the group; the same NotFound for a group or login of another customer."""
+    def reset_group(self, actor: Actor, customer: str, name: str, firm_code: int | None = None) -> dict[str, Any]:
+        """The vendor resets a group's access credentials: every member's sessions end and
+        every member's devices are unlinked (each signs in again)."""
+        name = _group_name(name)
+
+        def tx() -> dict[str, Any]:
+            firm = self.scoped_firm(actor, firm_code)
+            group = self.group(self.customer(firm, customer), name)
+            done = self._reset_members(group, keep=None)
+            self.audit(actor, "group.reset", firm.code, customer=customer, group=name, **done)
+            return {"firm_code": firm.code, "customer": customer, "name": name, **done}
+
+        return run_write(self.session, tx)
+
+    def person_reset_group(self, person: Person, name: str) -> dict[str, Any]:
+        """A group's admin (or the customer's) resets the group's access credentials: every
+        other member must sign in again on each device (the admin's own account is kept)."""
+        name = _group_name(name)
+
+        def tx() -> dict[str, Any]:
+            group = self.administered_group(person, name)
+            done = self._reset_members(group, keep=person.account_id)
+            self.audit_person(person, "group.reset", group=name, **done)
+            number = self.session.scalar(select(Customer.number).where(Customer.id == group.customer_id))
+            return {"firm_code": person.firm_code, "customer": number, "name": name, **done}
+
+        return run_write(self.session, tx)
+
+    def _reset_members(self, group: AccountGroup, *, keep: uuid.UUID | None) -> dict[str, int]:
+        members = self.session.scalars(
+            select(GroupMember.account_id).where(GroupMember.group_id == group.id, GroupMember.account_id != keep)
+            if keep is not None
+            else select(GroupMember.account_id).where(GroupMember.group_id == group.id)
+        ).all()
+        devices = sessions = 0
+        for account_id in members:
+            devices += len(self.devices_of(account_id))
+            sessions += self.end_access(account_id)
+        return {"members": len(members), "sessions_ended": sessions, "devices_unlinked": devices}
+
+    def administered_group(self, person: Person, name: str) -> AccountGroup:
         group = None
         if person.customer_id is not None:
             group = self.session.scalars(
@@ -460,6 +498,12 @@ class AccountService(Service):
             raise NotFound("group", f"You have no group {name}. 'licentia cloud groups' lists yours.")
         if not self.administers(person, group):
             raise Forbidden(f"You do not administer group {name}: ask its admin or your customer admin.")
+        return group
+
+    def _as_admin(self, person: Person, name: str, login: str) -> tuple[AccountGroup, Account]:
+        """The person's customer's group ``name`` and account ``login``, when the person
+        administers the group; the same NotFound for a group or login of another customer."""
+        group = self.administered_group(person, name)
         account = self.session.scalars(
             select(Account).where(
                 Account.firm_id == person.firm_id, Account.login == login, Account.customer_id == group.customer_id

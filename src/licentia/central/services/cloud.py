@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from ...core import codes, hazmat
 from ...core.encoding import b64e
-from ...core.errors import BadInput, Conflict, Forbidden, NotFound
+from ...core.errors import BadInput, Conflict, NotFound
 from ..db import run_read, run_write
 from ..models import (
     Account,
@@ -195,15 +195,7 @@ class CloudService(Service):
     # ---------------------------------------------------------------- inside
 
     def _administered(self, person: Person, group: str) -> tuple[Firm, AccountGroup]:
-        found = None
-        if person.customer_id is not None:
-            found = self.session.scalars(
-                select(AccountGroup).where(AccountGroup.customer_id == person.customer_id, AccountGroup.name == group)
-            ).first()
-        if found is None:
-            raise NotFound("group", f"You have no group {group}. 'licentia cloud groups' lists yours.")
-        if not self.accounts.administers(person, found):
-            raise Forbidden(f"You do not administer group {group}: ask its admin or your customer admin.")
+        found = self.accounts.administered_group(person, group)
         firm = self.session.get(Firm, person.firm_id)
         assert firm is not None  # noqa: S101 - the person's firm exists (a foreign key)
         return firm, found
