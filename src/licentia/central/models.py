@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -584,6 +585,84 @@ class CloudContainer(Base):
     created: Mapped[int] = mapped_column(BigInteger)
 
 
+class CloudLease(Base):
+    """A seat of a cloud license (``licentia.seats``' lease, kept in Central's database:
+    ``central/cloud_seats.py``). ``n`` orders leases of one client as they were made."""
+
+    __tablename__ = "cloud_leases"
+    __table_args__ = (
+        Index("ix_cloud_leases_live", "license_key", "live_until", "seat", "mode"),
+        Index("ix_cloud_leases_client", "client_lease_id", "access_time"),
+        Index("ix_cloud_leases_until", "live_until"),
+        Index("ix_cloud_leases_machine", "license_key", "machine", "mode", "state", "live_until"),
+    )
+
+    n: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_lease_id: Mapped[str] = mapped_column(String(128))
+    license_key: Mapped[str] = mapped_column(String(160))
+    firm_code: Mapped[int] = mapped_column(BigInteger)
+    product_code: Mapped[int] = mapped_column(BigInteger)
+    license_id: Mapped[int] = mapped_column(BigInteger)
+    feature_code: Mapped[int] = mapped_column(BigInteger)
+    feature_map: Mapped[int] = mapped_column(BigInteger)
+    ticket: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    seat: Mapped[str] = mapped_column(String(512))
+    user_name: Mapped[str] = mapped_column(String(256))
+    host: Mapped[str] = mapped_column(String(256))
+    ip: Mapped[str] = mapped_column(String(64))
+    groups: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(BigInteger)
+    access_time: Mapped[int] = mapped_column(BigInteger)
+    renewed: Mapped[int] = mapped_column(BigInteger)
+    expires: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    linger_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    live_until: Mapped[int] = mapped_column(BigInteger)
+    borrower: Mapped[str | None] = mapped_column(Text, nullable=True)
+    first_use: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    proof_counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    machine: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    grace_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CloudSeatEvent(Base):
+    """The cloud seats' usage log: hash-chained events, as a license server keeps them."""
+
+    __tablename__ = "cloud_seat_events"
+    __table_args__ = (Index("ix_cloud_seat_events_time", "time"), Index("ix_cloud_seat_events_lease", "lease_id"))
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    lease_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    access_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class CloudSeatMeta(Base):
+    """The cloud seats' own values (the usage log's head and anchor); the row ``chain`` is
+    what a transaction that appends to the log locks first."""
+
+    __tablename__ = "cloud_seat_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class CloudSeatLock(Base):
+    """One row per cloud license: a transaction that counts or takes its seats locks it
+    first, so two Central processes never both give out its last seat."""
+
+    __tablename__ = "cloud_seat_locks"
+
+    license_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+
+
 class AccountSession(Base):
     """A signed-in session: an opaque random token, stored as its SHA-256 only; ``web``
     (the browser pages: a cookie and a CSRF token) or ``device`` (a linked device)."""
@@ -640,3 +719,8 @@ class Attempt(Base):
 
 #: Tables that record what happened rather than state: tests compare all other tables.
 LOG_TABLES = ("audit_log", "attempts")
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model (statements built once, run without the ORM)."""
+    return Base.metadata.tables[model.__tablename__]

@@ -4,7 +4,7 @@ dialect, without a Session."""
 
 from __future__ import annotations
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import Insert, ScalarSelect
@@ -13,7 +13,6 @@ from ..models import (
     Activation,
     Attempt,
     AuditEntry,
-    Base,
     ChainLink,
     Container,
     ContainerFirm,
@@ -27,15 +26,10 @@ from ..models import (
     TicketItem,
     TicketState,
 )
+from ..models import table_of as table_of  # re-exported: the other services' statements use it
 from .attempts import ADDRESS, TICKET
 
 ACTIVATED = TicketState.activated.value
-
-
-def table_of(model: type[Base]) -> Table:
-    """The Core table of a model (statements built once, run without the ORM)."""
-    return Base.metadata.tables[model.__tablename__]
-
 
 _table = table_of
 
