@@ -378,7 +378,7 @@ def test_device_codes_are_limited_per_address(client, site, clock):
     for _ in range(10):
         start(client, FakeContainer(), FIRM_A, clock.now)
     r = client.post(API + "/cloud/device-codes", json={"link": link(FakeContainer(), FIRM_A, clock.now)})
-    assert r.status_code == 429
+    assert r.status_code == 429 and "sign-ins" in r.text and "ticket" not in r.text
 
 
 def test_the_sign_in_form_must_come_from_centrals_page(client, site, clock):
@@ -397,6 +397,7 @@ def test_a_mistyped_code_is_counted_as_a_failed_attempt(tmp_path, clock):
             assert browser_sign_in(c, wrong, "ada@example.com").status_code == 404
         r = browser_sign_in(c, grant["user_code"], "ada@example.com")
         assert r.status_code == 429  # the right code, after too many wrong ones from this address
+        assert "Too many failed sign-ins" in r.text and "ticket" not in r.text
 
 
 # ---------------------------------------------------------------- firms, customers and groups apart

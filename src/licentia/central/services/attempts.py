@@ -15,9 +15,11 @@ ADDRESS, TICKET, ACCOUNT = "address", "ticket", "account"
 
 
 class AttemptService(Service):
-    def check(self, address: str, ticket: str | None = None, *, account: str | None = None) -> None:
+    def check(
+        self, address: str, ticket: str | None = None, *, account: str | None = None, sign_in: bool = False
+    ) -> None:
         """Raise TooManyAttempts when the address or the ticket is over its limit
-        (TooManySignIns: the address or the account, for a sign-in)."""
+        (TooManySignIns for a sign-in, ``account`` or ``sign_in``: the address or the account)."""
         s = self.ctx.settings
         since = self.now() - s.attempt_window
 
@@ -39,7 +41,9 @@ class AttemptService(Service):
             return not (ticket is not None and count(TICKET, ticket) >= s.attempts_per_ticket)
 
         if not run_read(self.session, tx):
-            raise TooManySignIns(s.attempt_window) if account is not None else TooManyAttempts(s.attempt_window)
+            if account is not None or sign_in:
+                raise TooManySignIns(s.attempt_window)
+            raise TooManyAttempts(s.attempt_window)
 
     def record(self, action: str, address: str, ticket: str | None = None, *, account: str | None = None) -> None:
         """Count one failed attempt (own transaction: the failed one was rolled back)."""

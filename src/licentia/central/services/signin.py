@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from ...core import cloudlink
 from ...core.documents import DocumentInvalid
-from ...core.errors import BadInput, Forbidden, NotFound, ServiceError, TooManyAttempts, Unauthorized
+from ...core.errors import BadInput, Forbidden, NotFound, ServiceError, TooManySignIns, Unauthorized
 from ..db import run_read, run_write
 from ..models import Account, AccountRole, AccountSession, CloudDevice, DeviceAuthorization, Firm
 from .accounts import (
@@ -166,7 +166,7 @@ class SignInService(Service):
                 )
             )
             if (recent or 0) >= CODES_PER_ADDRESS:
-                raise TooManyAttempts(self.ctx.settings.attempt_window)
+                raise TooManySignIns(self.ctx.settings.attempt_window)
             self.session.execute(delete(DeviceAuthorization).where(DeviceAuthorization.expires <= now))
             device_code = secrets.token_urlsafe(32)
             user_code = new_user_code()
@@ -202,7 +202,7 @@ class SignInService(Service):
     def code_firm(self, user_code: Any, address: str) -> int:
         """The firm a waiting user code signs in to (the browser's sign-in form names no
         firm: the code does); a code that waits for nothing is counted as a failed attempt."""
-        self.attempts.check(address)
+        self.attempts.check(address, sign_in=True)
         code = normalize_user_code(user_code)
         now = self.now()
 
@@ -242,7 +242,7 @@ class SignInService(Service):
 
     def decide(self, user_code: Any, person: Person, address: str, *, approve: bool) -> dict[str, Any]:
         """The person confirms (or refuses) the device sign-in of ``user_code``."""
-        self.attempts.check(address)
+        self.attempts.check(address, sign_in=True)
         code = normalize_user_code(user_code)
 
         def tx() -> DeviceAuthorization | None:
