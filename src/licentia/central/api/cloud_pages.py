@@ -127,10 +127,8 @@ def _web_person(request: Request) -> tuple[Person, str] | None:
     if not token:
         return None
     with ctx.db.session() as db:
-        svc = signin_service(ctx, db)
         try:
-            person = svc.authenticate(token, WEB)
-            return person, svc.csrf(person)
+            return signin_service(ctx, db).web(token)
         except E.Unauthorized:
             return None
 

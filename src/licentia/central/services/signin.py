@@ -204,17 +204,12 @@ class SignInService(Service):
         firm: the code does); a code that waits for nothing is counted as a failed attempt."""
         self.attempts.check(address, sign_in=True)
         code = normalize_user_code(user_code)
-        now = self.now()
 
         def read() -> int | None:
             return self.session.scalar(
                 select(Firm.code)
                 .join(DeviceAuthorization, DeviceAuthorization.firm_id == Firm.id)
-                .where(
-                    DeviceAuthorization.user_code == code,
-                    DeviceAuthorization.state == "pending",
-                    DeviceAuthorization.expires > now,
-                )
+                .where(*self._waiting(code))
             )
 
         firm_code = run_read(self.session, read) if code else None
@@ -305,11 +300,20 @@ class SignInService(Service):
 
     def authenticate(self, token: str | None, kind: str) -> Person:
         """The person of a live session of ``kind``; Unauthorized otherwise."""
+        return self._session(token, kind)[0]
+
+    def web(self, token: str | None) -> tuple[Person, str]:
+        """The person of a live browser sign-in and its CSRF token; Unauthorized otherwise."""
+        person, sess = self._session(token, WEB)
+        if not sess.csrf:
+            raise Unauthorized("Sign in first.")
+        return person, sess.csrf
+
+    def _session(self, token: str | None, kind: str) -> tuple[Person, AccountSession]:
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise Unauthorized(SIGN_IN_AGAIN if kind == DEVICE else "Sign in first.")
         now = self.now()
-        s = self.ctx.settings
-        idle, most = (s.session_idle, s.session_max) if kind == DEVICE else (s.web_session_idle, s.web_session_max)
+        idle, most = self._lifetime(kind)
 
         def read() -> tuple[AccountSession, Account, int] | None:
             row = self.session.execute(
@@ -334,7 +338,7 @@ class SignInService(Service):
                     self.session.execute(update(CloudDevice).where(CloudDevice.id == sess.device_id).values(seen=now))
 
             run_write(self.session, touch)
-        return Person(
+        person = Person(
             account_id=account.id,
             login=account.login,
             role=AccountRole(account.role),
@@ -344,16 +348,7 @@ class SignInService(Service):
             session_id=sess.id,
             device_id=sess.device_id,
         )
-
-    def csrf(self, person: Person) -> str:
-        """The CSRF token of a web session."""
-        value = run_read(
-            self.session,
-            lambda: self.session.scalar(select(AccountSession.csrf).where(AccountSession.id == person.session_id)),
-        )
-        if not value:
-            raise Unauthorized("Sign in first.")
-        return str(value)
+        return person, sess
 
     def sign_out(self, person: Person) -> dict[str, Any]:
         """End this session; a device session also unlinks its device."""
@@ -451,13 +446,21 @@ class SignInService(Service):
             raise BadInput("The device's proof names another firm.", code="invalid_device_proof")
         return proven
 
-    def _pending(self, code: str | None, person: Person, *, lock: bool = False) -> DeviceAuthorization | None:
-        stmt = select(DeviceAuthorization).where(
+    def _lifetime(self, kind: str) -> tuple[int, int]:
+        """How long a session of ``kind`` lives unused, and at most (seconds)."""
+        s = self.ctx.settings
+        return (s.session_idle, s.session_max) if kind == DEVICE else (s.web_session_idle, s.web_session_max)
+
+    def _waiting(self, code: str | None) -> tuple[Any, ...]:
+        """The conditions of a user code that still waits for its person."""
+        return (
             DeviceAuthorization.user_code == code,
-            DeviceAuthorization.firm_id == person.firm_id,
             DeviceAuthorization.state == "pending",
             DeviceAuthorization.expires > self.now(),
         )
+
+    def _pending(self, code: str | None, person: Person, *, lock: bool = False) -> DeviceAuthorization | None:
+        stmt = select(DeviceAuthorization).where(*self._waiting(code), DeviceAuthorization.firm_id == person.firm_id)
         if lock:
             stmt = stmt.with_for_update()
         return self.session.scalars(stmt).first()
@@ -495,8 +498,7 @@ class SignInService(Service):
     ) -> dict[str, Any]:
         """A new session (inside a write transaction); the account's expired ones go."""
         now = self.now()
-        s = self.ctx.settings
-        idle, most = (s.session_idle, s.session_max) if kind == DEVICE else (s.web_session_idle, s.web_session_max)
+        idle, most = self._lifetime(kind)
         self.session.execute(
             delete(AccountSession).where(
                 AccountSession.account_id == account.id,
