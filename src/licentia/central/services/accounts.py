@@ -411,7 +411,7 @@ class AccountService(Service):
         def tx() -> list[dict[str, Any]]:
             if person.customer_id is None:
                 return []
-            number = self.session.scalar(select(Customer.number).where(Customer.id == person.customer_id))
+            number = self.number_of(person.customer_id)
             stmt = select(AccountGroup).where(AccountGroup.customer_id == person.customer_id)
             if person.role is not AccountRole.customer_admin:
                 stmt = stmt.join(GroupMember, GroupMember.group_id == AccountGroup.id).where(
@@ -443,7 +443,7 @@ class AccountService(Service):
             group, account = self._as_admin(person, name, login)
             self._drop_member(group, account)
             self.audit_person(person, "group.remove", group=name, login=login)
-            number = self.session.scalar(select(Customer.number).where(Customer.id == group.customer_id))
+            number = self.number_of(group.customer_id)
             return self._group_view(group, person.firm_code, number, members=True)
 
         return run_write(self.session, tx)
@@ -471,17 +471,16 @@ class AccountService(Service):
             group = self.administered_group(person, name)
             done = self._reset_members(group, keep=person.account_id)
             self.audit_person(person, "group.reset", group=name, **done)
-            number = self.session.scalar(select(Customer.number).where(Customer.id == group.customer_id))
+            number = self.number_of(group.customer_id)
             return {"firm_code": person.firm_code, "customer": number, "name": name, **done}
 
         return run_write(self.session, tx)
 
     def _reset_members(self, group: AccountGroup, *, keep: uuid.UUID | None) -> dict[str, int]:
-        members = self.session.scalars(
-            select(GroupMember.account_id).where(GroupMember.group_id == group.id, GroupMember.account_id != keep)
-            if keep is not None
-            else select(GroupMember.account_id).where(GroupMember.group_id == group.id)
-        ).all()
+        stmt = select(GroupMember.account_id).where(GroupMember.group_id == group.id)
+        if keep is not None:
+            stmt = stmt.where(GroupMember.account_id != keep)
+        members = self.session.scalars(stmt).all()
         devices = sessions = 0
         for account_id in members:
             devices += len(self.devices_of(account_id))
@@ -539,7 +538,7 @@ class AccountService(Service):
         else:
             row.admin = admin
         self.session.flush()
-        number = self.session.scalar(select(Customer.number).where(Customer.id == group.customer_id))
+        number = self.number_of(group.customer_id)
         firm_code = self.session.scalar(select(Firm.code).where(Firm.id == group.firm_id))
         assert firm_code is not None  # noqa: S101 - a group's firm exists (a foreign key)
         return self._group_view(group, firm_code, number, members=True)
@@ -594,9 +593,13 @@ class AccountService(Service):
         return row
 
     def customer_number(self, account: Account) -> str | None:
-        if account.customer_id is None:
+        return self.number_of(account.customer_id)
+
+    def number_of(self, customer_id: uuid.UUID | None) -> str | None:
+        """A customer's number, by its id (None: no customer)."""
+        if customer_id is None:
             return None
-        return self.session.scalar(select(Customer.number).where(Customer.id == account.customer_id))
+        return self.session.scalar(select(Customer.number).where(Customer.id == customer_id))
 
     def group(self, customer: Customer, name: str, *, missing_ok: bool = False) -> AccountGroup:
         row = self.session.scalars(

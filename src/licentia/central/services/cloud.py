@@ -31,7 +31,6 @@ from ..models import (
     CloudContainer,
     CloudKind,
     Container,
-    Customer,
     Firm,
     GroupMember,
     Item,
@@ -318,7 +317,7 @@ class CloudService(Service):
             group = self.session.get(AccountGroup, box.group_id)
             assert group is not None  # noqa: S101 - an enterprise container's group exists (a foreign key)
             owner["group"] = group.name
-            owner["customer"] = self.session.scalar(select(Customer.number).where(Customer.id == group.customer_id))
+            owner["customer"] = self.accounts.number_of(group.customer_id)
         return {
             "firm_code": firm_code,
             "serial": serial,
