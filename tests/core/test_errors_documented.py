@@ -106,7 +106,7 @@ def test_central_statuses_match_the_api():
 
 def test_license_server_statuses_match_the_server():
     pytest.importorskip("starlette")
-    from licentia.server import app as server
+    from licentia.seats import protocol as server
 
     rows = _rows("License server refusals")
     for cls in subclasses(E.SeatError) - {E.Refusal}:

@@ -302,7 +302,7 @@ def test_local_license_ignores_the_mode_and_has_no_server(tmp_path):
 
 def test_each_refusal_has_one_status_and_its_wire_name():
     from licentia.core import errors as E
-    from licentia.server.app import error_body, status_of
+    from licentia.seats.protocol import error_body, status_of
 
     cases = [
         (E.BadRequest("bad"), 400, {"type": "BadRequest", "message": "bad"}),

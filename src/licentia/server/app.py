@@ -19,7 +19,7 @@ Handlers run the (short, synchronous) seat work on the event loop: one SQLite wr
 no thread hand-offs. Reload: SIGHUP, a change of the config file, or the reload endpoint.
 
 A refusal is a ``SeatError`` from ``LicenseServer``; this module alone chooses its HTTP
-status (``STATUS``) and writes its body ``{"error": {"type", "message", "code"?, ...}}``.
+status (``seats.protocol.STATUS``) and writes its body ``{"error": {"type", "message", "code"?, ...}}``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..core import errors as E
 from ..core.encoding import JsonRejected, strict_loads
+from ..seats.protocol import error_body, status_of
 from . import admin as admin_page
 from . import discovery
 from .core import LicenseServer
@@ -59,41 +60,7 @@ PRUNE_EVERY = 3600.0
 #: seconds after a start before the first sync with License Central (at most; less when the interval is shorter)
 FIRST_CENTRAL_SYNC = 60.0
 
-#: HTTP status of each error class; a Refusal answers with the status of the LicenseError it names
-STATUS: dict[type[E.LicentiaError], int] = {
-    E.BadRequest: 400,
-    E.LeaseUnknown: 404,
-    E.LeaseRevoked: 410,
-    E.BorrowUnknown: 404,
-    E.ServerBusy: 503,
-    E.LicenseNotFound: 404,
-    E.SeatsExhausted: 409,
-    E.LicenseError: 403,
-}
-#: the error's ``type`` on the wire where it is not the class name
-WIRE_TYPE: dict[type[E.SeatError], str] = {E.ServerBusy: "Unavailable"}
 TOO_LARGE = 413  # a BadRequest whose body is over MAX_BODY
-
-
-def status_of(error: E.SeatError) -> int:
-    cls = error.error if isinstance(error, E.Refusal) else type(error)
-    for base in cls.__mro__:
-        status = STATUS.get(base)
-        if status is not None:
-            return status
-    return 500
-
-
-def error_body(error: E.SeatError) -> dict[str, Any]:
-    """The answer's ``{"error": {"type", "message", "code"?, ...extra}}``; ``code`` names the
-    LicenseError a Refusal stands for (the client raises that class)."""
-    out: dict[str, Any]
-    if isinstance(error, E.Refusal):
-        out = {"type": error.type, "message": error.client_message, "code": error.error.code}
-    else:
-        out = {"type": WIRE_TYPE.get(type(error), error.type), "message": error.message}
-    out.update(error.extra)
-    return {"error": out}
 
 
 def _denial(error: E.SeatError) -> str | None:
