@@ -12,7 +12,7 @@ from sqlalchemy import insert, inspect, select
 from licentia.central import db
 from licentia.central.models import Base, Ticket, UsageDay, UsageEvent, UsageRollupState
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _check_roundtrip(url: str) -> None:

@@ -14,10 +14,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from .api import accounts, cloud_pages, reporting, routes
+from .api import accounts, cloud_leases, cloud_pages, reporting, routes
 from .api import errors as api_errors
 from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
+from .cloud_leases import CloudLeases
 from .services import Context
 from .services.billing import BillingRollup
 from .services.retention import RetentionService
@@ -28,6 +29,7 @@ log = logging.getLogger("licentia.central")
 
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = "/docs/assets"
+CLOUD_SWEEP = 30.0  # seconds between expiring silent cloud leases and forgetting stale challenges
 
 
 def _default_clock() -> int:
@@ -83,6 +85,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     # PostgreSQL: the activation protocol runs on a few dedicated threads that overlap
     # their network waits, or on the event loop with protocol_threads=0 (a database on
     # the same host). SQLite always runs it on the event loop: api.deps.call_protocol.
+    seats = CloudLeases(ctx)
     threads = 0 if ctx.db.sqlite else settings.protocol_threads
     protocol = ThreadPoolExecutor(threads, thread_name_prefix="central-protocol") if threads else None
 
@@ -95,6 +98,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
             asyncio.create_task(
                 _every(settings.usage_rollup_interval, functools.partial(_rollup_once, ctx), "usage billing rollup")
             ),
+            asyncio.create_task(_every(CLOUD_SWEEP, seats.prune, "cloud lease sweep")),
         ]
         yield
         for job in jobs:
@@ -120,6 +124,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     )
     app.state.central = ctx
     app.state.protocol_executor = protocol
+    app.state.cloud_leases = seats
     limits = request_limits(settings)
     app.state.rejections = buckets = TokenBuckets(limits.rejections_burst, limits.rejections_per_second)
     # inside Guard (added last, so outermost): the protocol's POSTs, answered past FastAPI's routing
@@ -133,6 +138,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.include_router(reporting.router, prefix=API_PREFIX)
     for router in accounts.ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(cloud_leases.router, prefix=API_PREFIX)
     app.include_router(cloud_pages.router)
 
     @app.get("/health", tags=["health"], summary="Liveness check")

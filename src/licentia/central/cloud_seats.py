@@ -27,7 +27,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from ..seats.model import ACTIVE, LINGERING, Lease
+from ..core import errors as E
+from ..seats.model import ACTIVE, LINGERING, Lease, Refusal
 from .db import Database, read_tx, write_tx
 from .models import CloudLease, CloudSeatEvent, CloudSeatLock, CloudSeatMeta, table_of
 
@@ -37,6 +38,12 @@ _M, _K = table_of(CloudSeatMeta), table_of(CloudSeatLock)
 _COLUMNS = [c for c in _L.c if c.name != "n"]
 CHAIN = "chain"  # the meta row an append to the usage log locks first
 FINAL = ("release", "expire", "revoke", "return")
+
+
+def device_of(machine: str | None) -> str | None:
+    """The device (its machine container's serial) of a lease's proven machine
+    (``"<serial>:<key id>@<address>"``)."""
+    return machine.partition(":")[0] or None if machine else None
 
 
 def _lease(row: Any) -> Lease:
@@ -79,9 +86,10 @@ _SELECT = select(*_COLUMNS)
 class CentralSeatTx:
     """``seats.store.SeatTx`` on one of Central's transactions."""
 
-    def __init__(self, conn: Connection, *, write: bool):
+    def __init__(self, conn: Connection, *, write: bool, per_device: int | None = None):
         self.c = conn
         self.write = write
+        self.per_device = per_device
         self.pg = conn.dialect.name == "postgresql"
         self._locked: set[str] = set()
         self._chain_locked = False
@@ -251,8 +259,33 @@ class CentralSeatTx:
             )
         )
 
+    def live_device_leases(self, devices: Sequence[str], now: int) -> list[Lease]:
+        """The live leases held by these devices (over every license)."""
+        rows = self.c.execute(
+            _SELECT.where(_L.c.device.in_(list(devices)), _L.c.live_until > now).order_by(_L.c.access_time)
+        )
+        return [_lease(r) for r in rows]
+
+    def _check_device(self, device: str, now: int) -> None:
+        """A device holds at most ``per_device`` live leases (its lock row taken first)."""
+        if self.per_device is None:
+            return
+        self._lock([f"device:{device}"])
+        held = self.c.execute(
+            select(func.count()).where(_L.c.device == device, _L.c.live_until > now, _L.c.expires > now)
+        ).scalar_one()
+        if held >= self.per_device:
+            raise Refusal(
+                E.AccessDenied,
+                f"this device holds {held} cloud leases at once, the most allowed: end a program that uses one",
+                f"device {device} holds {held} cloud leases (at most {self.per_device})",
+            )
+
     def insert(self, lease: Lease) -> None:
         self._lock([lease.license_key])
+        device = device_of(lease.machine)
+        if device is not None:
+            self._check_device(device, lease.access_time)
         self.c.execute(
             insert(_L).values(
                 id=lease.id,
@@ -284,6 +317,7 @@ class CentralSeatTx:
                 proof_counter=lease.proof_counter,
                 machine=lease.machine,
                 grace_until=lease.grace_until,
+                device=device,
             )
         )
 
@@ -352,13 +386,14 @@ class CentralSeatTx:
 class CentralSeatStore:
     """``seats.store.SeatStore`` on Central's database (any number of processes)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, *, per_device: int | None = None):
         self.db = db
+        self.per_device = per_device  # live leases one device may hold (None: no limit)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[CentralSeatTx]:
         with self.db.session() as session, write_tx(session):
-            yield CentralSeatTx(session.connection(), write=True)
+            yield CentralSeatTx(session.connection(), write=True, per_device=self.per_device)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[CentralSeatTx]:

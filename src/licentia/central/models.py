@@ -595,6 +595,7 @@ class CloudLease(Base):
         Index("ix_cloud_leases_client", "client_lease_id", "access_time"),
         Index("ix_cloud_leases_until", "live_until"),
         Index("ix_cloud_leases_machine", "license_key", "machine", "mode", "state", "live_until"),
+        Index("ix_cloud_leases_device", "device", "live_until"),
     )
 
     n: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -627,6 +628,9 @@ class CloudLease(Base):
     proof_counter: Mapped[int] = mapped_column(BigInteger, default=0)
     machine: Mapped[str | None] = mapped_column(String(256), nullable=True)
     grace_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: the linked device holding the lease (its machine container's serial): a device's
+    #: leases are counted across licenses
+    device: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class CloudSeatEvent(Base):
@@ -652,6 +656,17 @@ class CloudSeatMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class CloudProof(Base):
+    """A device's machine proof Central has accepted: the challenge it answered, kept until
+    the challenge would be stale anyway, so that no proof is accepted twice."""
+
+    __tablename__ = "cloud_proofs"
+    __table_args__ = (Index("ix_cloud_proofs_until", "until"),)
+
+    nonce: Mapped[str] = mapped_column(String(96), primary_key=True)
+    until: Mapped[int] = mapped_column(BigInteger)
 
 
 class CloudSeatLock(Base):

@@ -53,6 +53,10 @@ ENV_VARS = {
     "LICENTIA_WEB_SESSION_IDLE": "seconds a browser sign-in lives unused (default 1800)",
     "LICENTIA_WEB_SESSION_MAX": "seconds a browser sign-in lives at most (default 43200)",
     "LICENTIA_LOGIN_ATTEMPTS_PER_ACCOUNT": "failed sign-ins allowed per account in the attempt window (default 10)",
+    "LICENTIA_CLOUD_LEASE_TTL": "seconds a cloud lease lives without a heartbeat (default 120)",
+    "LICENTIA_CLOUD_LEASES_PER_DEVICE": "cloud leases one linked device may hold at once (default 16)",
+    "LICENTIA_CLOUD_DEVICE_SWAPS": "linked devices a person may unlink in 30 days (default 3)",
+    "LICENTIA_CLOUD_MAX_GRACE": "seconds of grace a cloud lease may carry at most (default 604800)",
 }
 
 
@@ -83,6 +87,10 @@ class Settings:
     web_session_idle: int = 1800  # a browser's sign-in
     web_session_max: int = 12 * 3600
     login_attempts_per_account: int = 10
+    cloud_lease_ttl: int = 120  # seconds a cloud lease lives without a heartbeat
+    cloud_leases_per_device: int = 16  # cloud leases one device may hold at once
+    cloud_device_swaps: int = 3  # devices a person may unlink in 30 days
+    cloud_max_grace: int = 7 * 86400  # seconds of grace a cloud lease may carry (the item's option caps it too)
 
     @property
     def db_url(self) -> str:
@@ -165,6 +173,10 @@ class Settings:
             web_session_idle=number("LICENTIA_WEB_SESSION_IDLE", 1800, minimum=60),
             web_session_max=number("LICENTIA_WEB_SESSION_MAX", 12 * 3600, minimum=60),
             login_attempts_per_account=number("LICENTIA_LOGIN_ATTEMPTS_PER_ACCOUNT", 10),
+            cloud_lease_ttl=number("LICENTIA_CLOUD_LEASE_TTL", 120, minimum=10, maximum=86400),
+            cloud_leases_per_device=number("LICENTIA_CLOUD_LEASES_PER_DEVICE", 16),
+            cloud_device_swaps=number("LICENTIA_CLOUD_DEVICE_SWAPS", 3, minimum=0),
+            cloud_max_grace=number("LICENTIA_CLOUD_MAX_GRACE", 7 * 86400, minimum=0, maximum=366 * 86400),
         )
 
 

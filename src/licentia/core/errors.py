@@ -283,6 +283,30 @@ class SeatsExhausted(LicenseError):
         super().__init__(message, tried=tried)
 
 
+class DeviceLimitReached(SeatsExhausted):
+    """A cloud license is held by as many devices at once as its quantity allows; the
+    message names the devices holding it and how to free one. ``devices``: their names."""
+
+    code = 25
+    rank = 11
+    next_step = (
+        "Close the program on one of those devices, or unlink one ('licentia cloud devices', "
+        "'licentia cloud logout --device ID'), then try again."
+    )
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        seats: int | None = None,
+        in_use: int | None = None,
+        devices: list[str] | None = None,
+        tried: list[str] | None = None,
+    ):
+        self.devices = list(devices or [])
+        super().__init__(message, seats=seats, in_use=in_use, tried=tried)
+
+
 class AccessDenied(LicenseError):
     """A license server refuses this client (its administrator's access rules or the access mode).
 
@@ -326,6 +350,7 @@ ALL_ERRORS: tuple[type[LicenseError], ...] = (
     TrustNotConfigured,
     ServerUnreachable,
     SeatsExhausted,
+    DeviceLimitReached,
     AccessDenied,
     ManipulationDetected,
     ActivationError,
@@ -572,6 +597,18 @@ class TooManySignIns(TooManyAttempts):
         )
 
 
+class TooManyDeviceSwaps(ServiceError):
+    """A person unlinked as many devices in 30 days as the vendor allows."""
+
+    code = "too_many_device_swaps"
+
+    def __init__(self, allowed: int, until: str):
+        super().__init__(
+            f"You unlinked {allowed} devices in the last 30 days, the most allowed. You can unlink another "
+            f"after {until}, or ask the vendor to reset your account."
+        )
+
+
 class Unavailable(ServiceError):
     """The database is busy; the caller may try again."""
 
@@ -612,13 +649,16 @@ class Refusal(SeatError):
         *,
         seats: int | None = None,
         in_use: int | None = None,
+        devices: list[str] | None = None,
     ):
         self.error = error
         self.client_message = client_message
         self.log = log or client_message
         self.seats = seats
         self.in_use = in_use
-        extra = {} if seats is None else {"seats": seats, "in_use": in_use}
+        extra: dict[str, Any] = {} if seats is None else {"seats": seats, "in_use": in_use}
+        if devices is not None:
+            extra["devices"] = list(devices)
         super().__init__(self.log, **extra)
 
     @property

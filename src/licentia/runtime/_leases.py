@@ -39,7 +39,7 @@ from ..core import grants, hazmat
 from ..core.documents import DocumentInvalid, document_digest
 from ..core.license import AccessRequest, LicenseEntry
 from ._handle import Handle
-from ._netclient import API, NetClient, RuntimeView
+from ._netclient import NetClient, RuntimeView
 from ._servers import ServerAddr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,7 +133,9 @@ class Lease:
             return
         counter, proof = self.proof(grants.LEASE_RELEASE)
         params = {"client": self.client_lease_id, "counter": str(counter), "proof": proof}
-        failed = self.keeper.net.delete_quietly(self.server_addr, f"{API}/leases/{self.lease_id}", params, timeout=3.0)
+        failed = self.keeper.net.delete_quietly(
+            self.server_addr, f"{self.server_addr.api}/leases/{self.lease_id}", params, timeout=3.0
+        )
         if failed:
             log.info(
                 "release of lease %s at %s failed (%s); the seat frees after its TTL",
@@ -215,11 +217,11 @@ class LeaseKeeper:
         grace: int = 0,
     ) -> Handle:
         """Ask the servers in order; the first grant wins, else the failure closest to success."""
-        servers = self.net.servers()
+        servers = self.net.servers(request.firm_code)
         if not servers:
             raise E.ServerUnreachable(
-                "no license server to ask: set LICENTIA_HOST, run 'licentia config server add "
-                "HOST', or 'licentia config discovery on'"
+                "no license server to ask: set LICENTIA_HOST, run 'licentia config server add HOST', "
+                "'licentia config discovery on', or link this device to the vendor's cloud ('licentia cloud login')"
             )
         failures: list[tuple[int, type[E.LicenseError], str, dict[str, Any]]] = []
         unreachable: list[str] = []
@@ -240,7 +242,7 @@ class LeaseKeeper:
                 fields["machine"] = proof
             body = self.net.signed_request(fields)
             try:
-                status, data = self.net.post(server, f"{API}/leases", body)
+                status, data = self.net.post(server, f"{server.api}/leases", body)
             except E.ServerUnreachable as exc:
                 unreachable.append(server.label)
                 tried.append(str(exc))
@@ -277,7 +279,7 @@ class LeaseKeeper:
         container = self._container()
         if container is None:
             return None
-        status, data = self.net.get(server, f"{API}/challenge")
+        status, data = self.net.get(server, f"{server.api}/challenge")
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
             return None  # an older server: no machine proof
         payload = {
@@ -318,6 +320,14 @@ class LeaseKeeper:
             if rank > E.ServerUnreachable.rank or not unreachable:
                 others = [t for t in tried if t != message]
                 text = E.with_next_step(cls, message, f" (also tried: {'; '.join(others)})" if others else "")
+                if cls is E.DeviceLimitReached:
+                    return E.DeviceLimitReached(
+                        text,
+                        seats=extra.get("seats"),
+                        in_use=extra.get("in_use"),
+                        devices=extra.get("devices"),
+                        tried=tried,
+                    )
                 if cls is E.SeatsExhausted:
                     return E.SeatsExhausted(text, seats=extra.get("seats"), in_use=extra.get("in_use"), tried=tried)
                 return cls(text, tried=tried)
@@ -400,7 +410,7 @@ class LeaseKeeper:
             counter = time.time_ns() // 1000  # above every counter of this lease's renewals so far
             proof = self.net.prove(grants.LEASE_RELEASE, grants.lease_proof_payload(lease_id, counter))
             params = {"client": body["client_lease_id"], "counter": str(counter), "proof": proof}
-            self.net.delete_quietly(server, f"{API}/leases/{lease_id}", params)
+            self.net.delete_quietly(server, f"{server.api}/leases/{lease_id}", params)
 
     # ------------------------------------------------------------ heartbeats
 
@@ -427,7 +437,9 @@ class LeaseKeeper:
             counter, proof = lease.proof(grants.LEASE_RENEW)
             body = {"client_lease_id": lease.client_lease_id, "counter": counter, "proof": proof}
             try:
-                status, data = self.net.post(lease.server_addr, f"{API}/leases/{lease.lease_id}/renew", body)
+                status, data = self.net.post(
+                    lease.server_addr, f"{lease.server_addr.api}/leases/{lease.lease_id}/renew", body
+                )
             except E.ServerUnreachable:
                 status, data = 0, None
             with lease.lock:
@@ -467,7 +479,9 @@ class LeaseKeeper:
             proof = self._machine_proof(lease.server_addr)  # a fresh challenge: a proof answers one
             if proof is not None:
                 body["machine"] = proof
-            status, data = self.net.post(lease.server_addr, f"{API}/leases", self.net.signed_request(body))
+            status, data = self.net.post(
+                lease.server_addr, f"{lease.server_addr.api}/leases", self.net.signed_request(body)
+            )
         except E.ServerUnreachable:
             return False
         if status != 200 or not isinstance(data, dict):
@@ -547,7 +561,7 @@ class LeaseKeeper:
 
     def _deliver_receipt(self, server: ServerAddr, lease_id: str, receipt: dict[str, Any]) -> bool:
         try:
-            status, _ = self.net.post(server, f"{API}/leases/{lease_id}/return", {"receipt": receipt})
+            status, _ = self.net.post(server, f"{server.api}/leases/{lease_id}/return", {"receipt": receipt})
         except E.ServerUnreachable:
             return False
         # 404: the server no longer counts that lease (its grace ended): nothing left to free

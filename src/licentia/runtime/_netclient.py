@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core import errors as E
 from ..core import grants, hazmat
 from ..core.encoding import b64e, strict_loads
-from ._servers import ServerAddr, discover, env_servers, read_config
+from ._servers import ServerAddr, cloud_target, discover, env_servers, read_config
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -68,7 +68,7 @@ class NetClient:
         # the lease holder's key: signs lease requests, renewals and releases (never leaves the process)
         self._proof_key = hazmat.Ed25519PrivateKey.generate()
         self.holder = b64e(hazmat.raw_public(self._proof_key.public_key()))
-        self._clients: dict[str, httpx.Client] = {}
+        self._clients: dict[ServerAddr, httpx.Client] = {}
         self._found: list[ServerAddr] | None = None  # discovery results, per process
         self.preferred: ServerAddr | None = None  # the server that last granted a lease
         self._identity: dict[str, Any] | None = None
@@ -133,18 +133,39 @@ class NetClient:
         """Drop the server's client and resolved address (it did not answer); a request
         still under way on another thread finishes on the old one."""
         with self._lock:
-            self._clients.pop(server.url, None)
+            self._clients.pop(server, None)
+
+    def cloud_token(self, firm_code: int) -> str:
+        """This device's session with the firm's cloud, opened by its machine container;
+        ServerUnreachable (naming the next step) when there is none that opens here."""
+        from ..container.binding import NoUsableTraits
+        from .cloud import LEVEL, links
+
+        link = next((x for x in links(self.rt.home) if x.firm_code == firm_code), None)
+        if link is None:
+            raise E.ServerUnreachable(f"this device is not linked to the cloud of firm {firm_code}")
+        try:
+            return link.token(self.rt.machine_container(LEVEL))
+        except (NoUsableTraits, OSError, E.LicenseError) as exc:
+            raise E.ServerUnreachable(
+                f"this device's cloud session of firm {firm_code} does not open on this machine ({exc}): "
+                "run 'licentia cloud login'"
+            ) from None
 
     def client(self, server: ServerAddr) -> httpx.Client:
-        client = self._clients.get(server.url)
+        client = self._clients.get(server)
         if client is None:
             import httpx
 
             with self._lock:
-                client = self._clients.get(server.url)
+                client = self._clients.get(server)
                 if client is None:
                     headers = {"user-agent": "licentia-runtime/1"}
-                    token = os.environ.get("LICENTIA_SERVER_TOKEN")
+                    token = (
+                        self.cloud_token(server.cloud)
+                        if server.cloud is not None
+                        else os.environ.get("LICENTIA_SERVER_TOKEN")
+                    )
                     if token:
                         headers["authorization"] = f"Bearer {token}"
                     verify: Any = True
@@ -159,7 +180,7 @@ class NetClient:
                     if address != server.host:
                         headers["host"] = server.label
                         shown = f"[{address}]" if ":" in address else address
-                        base_url = f"{'https' if server.tls else 'http'}://{shown}:{server.port}"
+                        base_url = f"{'https' if server.tls else 'http'}://{shown}:{server.port}{server.path}"
                         if server.tls:  # the certificate is checked against the name, not the address
 
                             def sni(request: httpx.Request, name: str = server.host) -> None:
@@ -175,11 +196,12 @@ class NetClient:
                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60),
                         trust_env=False,
                     )
-                    self._clients[server.url] = client
+                    self._clients[server] = client
         return client
 
-    def servers(self) -> list[ServerAddr]:
-        """Where to look, in order (the server that last granted a lease first)."""
+    def servers(self, firm_code: int | None = None) -> list[ServerAddr]:
+        """Where to look, in order (the server that last granted a lease first); with
+        ``firm_code``, the firm's cloud too when this device is linked to it."""
         tls = bool(os.environ.get("LICENTIA_CA_FILE"))
         out = env_servers()
         cfg = read_config(self.rt.home, tls=tls)
@@ -188,9 +210,25 @@ class NetClient:
             if self._found is None:
                 self._found = discover(cfg.broadcast, cfg.discovery_port, cfg.discovery_timeout, tls=tls)
             out.extend(s for s in self._found if s not in out)
+        if firm_code is not None and cfg.cloud != "off":
+            clouds = self.clouds(firm_code)
+            out = clouds + out if cfg.cloud == "first" else out + clouds
         if self.preferred in out:
             out.remove(self.preferred)
             out.insert(0, self.preferred)
+        return out
+
+    def clouds(self, firm_code: int) -> list[ServerAddr]:
+        """The firm's cloud, when this device is linked to it (``licentia cloud login``)."""
+        from .cloud import links
+
+        out = []
+        for link in links(self.rt.home):
+            if link.firm_code == firm_code:
+                try:
+                    out.append(cloud_target(link.central, firm_code))
+                except ValueError:
+                    log.warning("%s: not a License Central address: %r", link.path, link.central)
         return out
 
     def forget_found(self) -> None:
@@ -229,8 +267,8 @@ class NetClient:
     def _unreachable(self, server: ServerAddr, exc: Exception) -> None:
         import httpx
 
-        if isinstance(exc, httpx.ConnectError) and self._clients.get(server.url) is not None:
-            client = self._clients[server.url]
+        if isinstance(exc, httpx.ConnectError) and self._clients.get(server) is not None:
+            client = self._clients[server]
             if client.base_url.host != server.host:  # a resolved name: resolve it again next time
                 self.forget(server)
 
@@ -260,7 +298,10 @@ class NetClient:
         cls = E.BY_CODE.get(code) if isinstance(code, int) else None
         if cls is None:
             cls = E.AccessDenied if status == 403 else E.LicenseNotFound if status == 404 else E.ServerUnreachable
-        extra = {k: err[k] for k in ("seats", "in_use") if isinstance(err.get(k), int)}
+        extra: dict[str, Any] = {k: err[k] for k in ("seats", "in_use") if isinstance(err.get(k), int)}
+        devices = err.get("devices")
+        if isinstance(devices, list) and all(isinstance(d, str) for d in devices):
+            extra["devices"] = [d[:200] for d in devices[:64]]
         return cls, f"server {server.label}: {message}", extra
 
     def close(self) -> None:

@@ -1,11 +1,13 @@
-"""Where license servers are: ``LICENTIA_HOST``, the configured list, discovery.
+"""Where license servers are: ``LICENTIA_HOST``, the configured list, discovery, clouds.
 
 Search order after the local containers: the servers in ``LICENTIA_HOST``
 (comma-separated ``host[:port]``, default port 22370; ``https://host:port`` for TLS, or
 every server over TLS when ``LICENTIA_CA_FILE`` names the CA to trust), then the server
 list of ``$LICENTIA_HOME/config.toml`` (``licentia config server add``), then, only
 when switched on (``licentia config discovery on``), a UDP broadcast that servers
-answer. No httpx here: ``configured()`` runs inside ``access()`` on every local miss.
+answer; then the vendor clouds this device is linked to (``licentia cloud login``), or
+first of all, or not at all (``[network] cloud = "last" | "first" | "off"``).
+No httpx here: ``configured()`` runs inside ``access()`` on every local miss.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class ServerAddr:
     host: str
     port: int = DEFAULT_PORT
     tls: bool = False
+    #: a vendor's cloud (License Central) rather than a license server: the firm code whose
+    #: cloud session (``licentia cloud login``) the requests carry
+    cloud: int | None = None
+    path: str = ""  # the URL path Central is served under ("" at the root)
 
     @property
     def label(self) -> str:
@@ -45,7 +51,23 @@ class ServerAddr:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.label}"
+        return f"{'https' if self.tls else 'http'}://{self.label}{self.path}"
+
+    @property
+    def api(self) -> str:
+        """The seat protocol's path prefix (docs/formats.md): a license server's, or the cloud's."""
+        return f"{self.path}/api/v1/cloud" if self.cloud is not None else "/api/v1"
+
+
+def cloud_target(central: str, firm_code: int) -> ServerAddr:
+    """The cloud of ``firm_code`` at the Central of a device's link (``http(s)://host[:port][/path]``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(central)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not a License Central address: {central!r}")
+    tls = parts.scheme == "https"
+    return ServerAddr(parts.hostname, parts.port or (443 if tls else 80), tls, firm_code, parts.path.rstrip("/"))
 
 
 def parse_server(text: str, *, tls: bool = False) -> ServerAddr:
@@ -90,6 +112,9 @@ class NetConfig:
     broadcast: str = "255.255.255.255"
     discovery_port: int = DEFAULT_PORT
     discovery_timeout: float = DISCOVERY_TIMEOUT
+    #: where the clouds this device is linked to come in the search: after the license
+    #: servers ("last"), before them ("first"), or not at all ("off")
+    cloud: str = "last"
 
 
 _config_cache: dict[str, tuple[Any, NetConfig]] = {}
@@ -126,6 +151,7 @@ def read_config(home: Path, *, tls: bool = False) -> NetConfig:
         broadcast=_setting(path, net, "broadcast", _broadcast, "255.255.255.255"),
         discovery_port=_setting(path, net, "discovery_port", _port, DEFAULT_PORT),
         discovery_timeout=_setting(path, net, "discovery_timeout", _timeout, DISCOVERY_TIMEOUT),
+        cloud=_setting(path, net, "cloud", _cloud_order, "last"),
     )
     _config_cache[str(path)] = (key, cfg)
     return cfg
@@ -170,6 +196,21 @@ def _timeout(value: Any) -> float:
     return float(value)
 
 
+CLOUD_ORDERS = ("first", "last", "off")
+
+
+def _cloud_order(value: Any) -> str:
+    if value not in CLOUD_ORDERS:
+        raise ValueError(f"one of {', '.join(CLOUD_ORDERS)}")
+    return str(value)
+
+
+def cloud_linked(home: Path) -> bool:
+    """Whether this device is linked to a vendor's cloud (``licentia cloud login``)."""
+    folder = home / "cloud"
+    return folder.is_dir() and any(folder.glob("*.json"))
+
+
 def env_servers() -> list[ServerAddr]:
     return parse_servers(os.environ.get("LICENTIA_HOST", ""), tls=bool(os.environ.get("LICENTIA_CA_FILE")))
 
@@ -179,7 +220,7 @@ def configured(home: Path) -> bool:
     if os.environ.get("LICENTIA_HOST", "").strip():
         return True
     cfg = read_config(home)
-    return bool(cfg.servers) or cfg.discovery
+    return bool(cfg.servers) or cfg.discovery or (cfg.cloud != "off" and cloud_linked(home))
 
 
 def discover(broadcast: str, port: int, timeout: float = DISCOVERY_TIMEOUT, *, tls: bool = False) -> list[ServerAddr]:

@@ -34,6 +34,7 @@ STATUS: dict[type[E.ServiceError], int] = {
     E.NotFound: 404,
     E.Conflict: 409,
     E.TooManyAttempts: 429,
+    E.TooManyDeviceSwaps: 429,
     E.Unavailable: 503,
 }
 

@@ -1,0 +1,263 @@
+"""Cloud leases: the license server protocol under /api/v1/cloud, for a linked device.
+
+Real Central in-process (real SQLite; the two-process test on PostgreSQL is in
+test_cloud_seats.py and tests/e2e), real keys: requests are made as the runtime makes them
+(a session key that signs them, the device's machine container proving itself over a
+challenge of Central). Each attack the issue names gets a typed refusal and changes no
+seat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from central_helpers import FakeContainer, central_app, dump_state, make_settings
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from test_accounts import bearer, ok
+from test_cloud_containers import Shop
+
+from licentia.central.models import Firm
+from licentia.core import grants, hazmat
+from licentia.core.documents import sign_document
+from licentia.core.encoding import b64e
+from licentia.core.license import LicenseEntry
+
+API = "/api/v1"
+FIRM = 63101
+
+
+class Device:
+    """A linked device: its machine container (FakeContainer's keys) and its session token;
+    ``process()`` is one process of the application on it (a session key of its own)."""
+
+    def __init__(self, client: TestClient, shop: Shop, login: str, now: int, name: str = "laptop"):
+        self.client = client
+        self.box = FakeContainer()
+        self.sign_pub = b64e(hazmat.raw_public(self.box.sign_key.public_key()))
+        self.token = ok(shop.sign_in(login, now, self.box), 201)["session"]
+        self.headers = bearer(self.token)
+
+    def process(self, client: TestClient | None = None) -> Process:
+        return Process(self, client or self.client)
+
+
+class Process:
+    def __init__(self, device: Device, client: TestClient):
+        self.device = device
+        self.client = client
+        self.key = hazmat.Ed25519PrivateKey.generate()
+        self.holder = b64e(hazmat.raw_public(self.key.public_key()))
+        self.session_key = hazmat.X25519PrivateKey.generate()
+        self.session = b64e(hazmat.raw_public(self.session_key.public_key()))
+        self.counter = 0
+        self.n = 0
+
+    def machine_proof(self, challenge: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+        challenge = challenge or self.client.get(API + "/cloud/challenge").json()
+        payload = {
+            "serial": self.device.box.serial,
+            "sign_pub": self.device.sign_pub,
+            "server": "http://testserver",
+            "nonce": challenge["nonce"],
+            "time": challenge["time"],
+            "holder": self.holder,
+        }
+        payload.update(changes)
+        return sign_document(grants.SEAT_PROOF, payload, self.device.box.sign_key)
+
+    def request(self, product: int = 9, **changes: Any) -> dict[str, Any]:
+        self.n += 1
+        body: dict[str, Any] = {
+            "firm_code": FIRM,
+            "product_code": product,
+            "feature_code": 0,
+            "client_lease_id": f"c{self.n}-{self.holder[:8]}",
+            "reconnect": False,
+            "session": self.session,
+            "holder": self.holder,
+            "nonce": f"n{self.n}",
+            "user": "whoever",
+            "host": "h",
+            "mode": "user",
+        }
+        machine = changes.pop("machine", None)
+        body["machine"] = self.machine_proof() if machine is None else machine
+        body.update(changes)
+        if body["machine"] is False:
+            del body["machine"]
+        return {**body, "proof": grants.prove(self.key, grants.LEASE_REQUEST, grants.request_proof_payload(body))}
+
+    def access(self, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+        return self.client.post(API + "/cloud/leases", json=body or self.request(), headers=headers or self.device.headers)
+
+    def renew(self, lease: dict[str, Any]) -> Any:
+        self.counter += 1
+        proof = grants.prove(self.key, grants.LEASE_RENEW, grants.lease_proof_payload(lease["lease_id"], self.counter))
+        body = {"client_lease_id": lease["lease"]["payload"]["client_lease_id"], "counter": self.counter, "proof": proof}
+        return self.client.post(f"{API}/cloud/leases/{lease['lease_id']}/renew", json=body, headers=self.device.headers)
+
+    def release(self, lease: dict[str, Any]) -> Any:
+        self.counter += 1
+        proof = grants.prove(self.key, grants.LEASE_RELEASE, grants.lease_proof_payload(lease["lease_id"], self.counter))
+        params = {"client": lease["lease"]["payload"]["client_lease_id"], "counter": str(self.counter), "proof": proof}
+        return self.client.delete(f"{API}/cloud/leases/{lease['lease_id']}", params=params, headers=self.device.headers)
+
+
+def refused(r: Any, status: int, kind: str) -> str:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["type"] == kind, r.text
+    return str(error["message"])
+
+
+#: what a refusal may change: the usage log (a denial is an event), when a session was last seen
+LOGGED = ("cloud_seat_events", "cloud_seat_meta", "account_sessions", "cloud_devices")
+
+
+def seats_state(engine: Any) -> dict[str, Any]:
+    return {name: rows for name, rows in dump_state(engine).items() if name not in LOGGED}
+
+
+@pytest.fixture
+def shop(client: TestClient) -> Shop:
+    s = Shop(client, FIRM)
+    ok(s.vendor.post("/items", {"name": "Pair", "product_code": 11, "cloud": True, "options": {"quantity": 2}}), 201)
+    return s
+
+
+def _ticket(shop: Shop, product: int) -> str:
+    item = next(i["item_id"] for i in ok(shop.vendor.get("/items")) if i["product_code"] == product)
+    return shop.tickets(item=item)[0]
+
+
+def test_a_linked_device_gets_a_lease_signed_by_the_cloud_container(client, shop, clock, engine):
+    (ticket,) = shop.tickets()
+    box = ok(shop.activate(ticket, login="ada@example.com"))
+    laptop = Device(client, shop, "ada@example.com", clock.now)
+    app = laptop.process()
+    answer = ok(app.access())
+    entry = LicenseEntry.verify(answer["entry"], shop.vendor.pinned())  # firm-signed, names the cloud container
+    assert entry.serial == box["serial"] and entry.ticket == ticket
+    lease = grants.verify_lease(answer["lease"], entry)  # signed by the cloud container's key
+    assert lease.holder == app.holder and lease.session == app.session and lease.mode == "station"
+    (sealed,) = answer["keys"]
+    key = grants.unseal_lease_key(app.session_key, app.session, entry.serial, entry.digest, sealed)
+    ctx = client.app.state.central
+    with engine.connect() as conn:
+        secret_enc = conn.execute(select(Firm.secret_enc).where(Firm.code == FIRM)).scalar_one()
+    assert key == ctx.product_key(FIRM, 9, sealed["version"], secret_enc)  # opened with the session key only
+    assert answer["ttl"] == 120 and 0 < answer["heartbeat"] < answer["ttl"]
+    assert ok(app.renew(answer))["lease_id"] == answer["lease_id"]
+    listed = ok(client.get(API + "/cloud/leases", headers=laptop.headers))
+    assert [x["lease_id"] for x in listed] == [answer["lease_id"]]
+    assert ok(app.release(answer))["released"] is True
+    assert ok(client.get(API + "/cloud/leases", headers=laptop.headers)) == []
+
+
+def test_a_personal_license_counts_devices_and_names_them_when_full(app, client, shop, clock):
+    ok(shop.activate(_ticket(shop, 11), login="ada@example.com"))  # quantity 2: two devices at once
+    one = Device(client, shop, "ada@example.com", clock.now, "one")
+    two = Device(client, shop, "ada@example.com", clock.now, "two")
+    three = Device(client, shop, "ada@example.com", clock.now, "three")
+    a, b = one.process(), one.process()
+    first = ok(a.access(a.request(11)))
+    ok(b.access(b.request(11)))  # a second process of the same device: the same seat
+    ok(two.process().access(two.process().request(11)))
+    p3 = three.process()
+    message = refused(p3.access(p3.request(11)), 409, "DeviceLimitReached")
+    assert "2 device(s)" in message
+    error = p3.access(p3.request(11)).json()["error"]
+    assert sorted(error["devices"]) == ["Ada's laptop", "Ada's laptop"] and error["code"] == 25
+    # one device credential live from a second address (a cloned machine) is a second device
+    with TestClient(app, client=("198.51.100.9", 50000)) as elsewhere:
+        ok(a.release(first))
+        ok(b.release(ok(b.access(b.request(11)))))
+        clone = one.process(elsewhere)
+        refused(clone.access(clone.request(11)), 409, "DeviceLimitReached")
+
+
+def test_attacks_on_cloud_leases_are_refused_and_change_nothing(app, client, shop, clock, engine):
+    ok(shop.activate(shop.tickets()[0], login="ada@example.com"))
+    laptop = Device(client, shop, "ada@example.com", clock.now)
+    p = laptop.process()
+    thief = FakeContainer()  # the session token copied to a machine whose container is another
+    challenge = client.get(API + "/cloud/challenge").json()
+    used = p.request(machine=p.machine_proof(challenge))
+    ok(p.access(used))
+    before = seats_state(engine)
+    forged = p.machine_proof()
+    forged["payload"]["serial"] = thief.serial  # the signature no longer holds
+    stolen = sign_document(
+        grants.SEAT_PROOF,
+        {**p.machine_proof()["payload"], "sign_pub": b64e(hazmat.raw_public(thief.sign_key.public_key()))},
+        thief.sign_key,
+    )
+    other_holder = Process(laptop, client)
+    for body, headers, status, kind in [
+        (used, None, 403, "AccessDenied"),  # the same request again: its challenge is answered
+        (p.request(machine=p.machine_proof(challenge)), None, 403, "AccessDenied"),  # a replayed challenge
+        (p.request(machine=forged), None, 403, "AccessDenied"),
+        (p.request(machine=stolen), None, 403, "AccessDenied"),  # another container than the linked one
+        (p.request(machine=False), None, 403, "AccessDenied"),  # no machine proof
+        (p.request(machine=other_holder.machine_proof()), None, 403, "AccessDenied"),  # made for another session
+        ({**p.request(), "proof": "x" * 86}, None, 403, "AccessDenied"),  # not signed by its holder
+        (p.request(units=1), None, 403, "AccessDenied"),
+        (p.request(product=77), None, 404, "LicenseNotFound"),
+        (p.request(firm_code=FIRM + 1), None, 404, "LicenseNotFound"),
+        (p.request(session="short"), None, 400, "BadRequest"),
+    ]:
+        r = p.access(body, headers)
+        assert (r.status_code, r.json()["error"].get("type")) == (status, kind), (kind, r.text)
+    for headers in ({}, bearer("lcs_" + "x" * 40)):  # no session, an unknown one
+        r = p.access(p.request(), headers=headers or {"x": "y"})
+        assert r.status_code == 401 and "sign in" in r.json()["error"]["message"].lower()
+    assert seats_state(engine) == before  # no lease was made or changed, no proof taken
+
+
+def test_renewals_check_the_person_still_holds_the_license(client, shop, clock):
+    t_personal, t_group = shop.tickets(2)
+    ok(shop.activate(t_personal, login="ada@example.com"))
+    ok(shop.activate(t_group, customer=shop.customer, group="Engineering"))
+    laptop = Device(client, shop, "ada@example.com", clock.now)
+    p = laptop.process()
+    mine = ok(p.access())
+    assert mine["entry"]["payload"]["ticket"] == t_personal  # the personal container first
+    q = laptop.process()
+    ok(q.release(ok(q.access())))  # still personal: its seat is the device's
+    # the personal ticket taken out: the lease ends at its next renewal (410), not later
+    ok(shop.vendor.post(f"/tickets/{t_personal}/cloud-deactivation", {}))
+    refused(p.renew(mine), 410, "LeaseRevoked")
+    group_lease = ok(q.access())
+    assert group_lease["entry"]["payload"]["ticket"] == t_group
+    # ada removed from the group: her device loses the group's license at the next renewal
+    r = client.delete(f"{API}/customers/{shop.customer}/groups/Engineering/members/ada@example.com",
+                      headers=shop.vendor.headers)  # fmt: skip
+    ok(r)
+    refused(q.renew(group_lease), 410, "LeaseRevoked")
+    refused(q.access(), 404, "LicenseNotFound")
+    # another device's lease is no business of this one's (no hint that it exists)
+    other = Device(client, shop, "admin@example.com", clock.now)
+    refused(other.process().renew(group_lease), 404, "LeaseUnknown")
+
+
+def test_a_device_holds_at_most_the_vendors_number_of_leases(tmp_path, clock):
+    settings = make_settings(tmp_path / "data").with_changes(cloud_leases_per_device=2)
+    with central_app(settings, clock) as app, TestClient(app, client=("203.0.113.7", 50000)) as client:
+        shop = Shop(client, FIRM)
+        for t in shop.tickets(3):
+            ok(shop.activate(t, customer=shop.customer, group="Engineering"))
+        laptop = Device(client, shop, "ada@example.com", clock.now)
+        first, second, third = laptop.process(), laptop.process(), laptop.process()
+        held = ok(first.access())
+        ok(second.access())
+        assert "2 cloud leases at once" in refused(third.access(), 403, "AccessDenied")
+        # a release not signed by the lease's holder releases nothing
+        r = third.release(held)
+        assert ok(r)["released"] is False
+        refused(third.access(), 403, "AccessDenied")
+        # the holder's release lets the next one in; another device has its own count
+        assert ok(first.release(held))["released"] is True
+        ok(third.access())
+        desk = Device(client, shop, "ada@example.com", clock.now, "desk")
+        ok(desk.process().access())
