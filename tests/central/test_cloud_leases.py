@@ -89,17 +89,24 @@ class Process:
         return {**body, "proof": grants.prove(self.key, grants.LEASE_REQUEST, grants.request_proof_payload(body))}
 
     def access(self, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
-        return self.client.post(API + "/cloud/leases", json=body or self.request(), headers=headers or self.device.headers)
+        body = body or self.request()
+        return self.client.post(API + "/cloud/leases", json=body, headers=headers or self.device.headers)
+
+    def proof(self, kind: str, lease: dict[str, Any]) -> str:
+        self.counter += 1
+        return grants.prove(self.key, kind, grants.lease_proof_payload(lease["lease_id"], self.counter))
 
     def renew(self, lease: dict[str, Any]) -> Any:
-        self.counter += 1
-        proof = grants.prove(self.key, grants.LEASE_RENEW, grants.lease_proof_payload(lease["lease_id"], self.counter))
-        body = {"client_lease_id": lease["lease"]["payload"]["client_lease_id"], "counter": self.counter, "proof": proof}
+        proof = self.proof(grants.LEASE_RENEW, lease)
+        body = {
+            "client_lease_id": lease["lease"]["payload"]["client_lease_id"],
+            "counter": self.counter,
+            "proof": proof,
+        }
         return self.client.post(f"{API}/cloud/leases/{lease['lease_id']}/renew", json=body, headers=self.device.headers)
 
     def release(self, lease: dict[str, Any]) -> Any:
-        self.counter += 1
-        proof = grants.prove(self.key, grants.LEASE_RELEASE, grants.lease_proof_payload(lease["lease_id"], self.counter))
+        proof = self.proof(grants.LEASE_RELEASE, lease)
         params = {"client": lease["lease"]["payload"]["client_lease_id"], "counter": str(self.counter), "proof": proof}
         return self.client.delete(f"{API}/cloud/leases/{lease['lease_id']}", params=params, headers=self.device.headers)
 

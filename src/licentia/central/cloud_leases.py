@@ -343,13 +343,13 @@ class CloudLeases:
             raise none
         proof = client.container or {}
         if not self._first_use(proof["nonce"], int(proof["issued"])):
-            refusal = Refusal(
+            replayed = Refusal(
                 E.AccessDenied,
                 "the device's machine proof does not verify",
                 f"{client.ident}: machine proof answers a challenge answered before (replayed)",
             )
-            self._deny(ask, client, device, refusal, invalid=True)
-            raise refusal
+            self._deny(ask, client, device, replayed, invalid=True)
+            raise replayed
         ask = ask._replace(
             client=dataclasses.replace(client, container={"serial": proof["serial"], "sign_pub": proof["sign_pub"]})
         )
