@@ -147,7 +147,7 @@ def test_a_linked_device_gets_a_lease_signed_by_the_cloud_container(client, shop
     entry = LicenseEntry.verify(answer["entry"], shop.vendor.pinned())  # firm-signed, names the cloud container
     assert entry.serial == box["serial"] and entry.ticket == ticket
     lease = grants.verify_lease(answer["lease"], entry)  # signed by the cloud container's key
-    assert lease.holder == app.holder and lease.session == app.session and lease.mode == "station"
+    assert lease.holder == app.holder and lease.session == app.session and lease.mode == "user"
     (sealed,) = answer["keys"]
     key = grants.unseal_lease_key(app.session_key, app.session, entry.serial, entry.digest, sealed)
     ctx = client.app.state.central

@@ -361,7 +361,7 @@ class CloudLeases:
             client_lease_id=client.client_lease_id,
             entry=item.entry,
             feature_code=ask.request.feature_code,
-            mode=lease.mode,
+            mode=ask.mode,  # what the application asked for (a personal license's seat is the device's)
             session=ask.session,
             nonce=ask.nonce,
             issued=now,

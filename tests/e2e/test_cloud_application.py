@@ -1,0 +1,104 @@
+"""An application uses a cloud license with unchanged code: `licentia central serve` as a
+process, devices linked by `licentia cloud login --password-stdin`, and the application
+(`licentia.access()` in its own process) finding no local container and no license
+server, then the cloud. A personal license of quantity 1 is one device at a time: the
+second device gets DeviceLimitReached naming the first, until the first application
+ends (its seat goes back at exit)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.central.central_helpers import ADMIN_KEY, Vendor
+from tests.conftest import central_process
+from tests.e2e.test_cloud_login import PASSWORD, vendor_cli
+from tests.e2e.test_flow import Machine
+from tests.factory import machine_traits, other_machine
+
+pytestmark = pytest.mark.slow
+
+FIRM = 62101
+
+APP = """
+import sys, licentia
+licentia.trust(int(sys.argv[1]), sys.argv[2])
+try:
+    h = licentia.access(int(sys.argv[1]), 9)
+except licentia.LicenseError as e:
+    print(type(e).__name__, e, flush=True)
+    sys.exit(0)
+print("OK", h.license_id, flush=True)
+sys.stdin.readline()  # hold the license until told to end
+"""
+
+
+def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
+    (tmp_path / "central").mkdir()
+    with central_process(tmp_path / "central", ADMIN_KEY) as url, httpx.Client(base_url=url, timeout=30) as http:
+        vendor = Vendor(http, FIRM)
+        vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
+                   "customer-user", "--customer", vendor.customer, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+        r = vendor.post("/items", {"name": "Cloud Suite", "product_code": 9, "cloud": True, "options": {"quantity": 1}})
+        assert r.status_code == 201, r.text
+        (ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
+                               "--item", r.json()["item_id"], "--cloud-login", "ada@example.com").split()  # fmt: skip
+        pem = tmp_path / "firm.pem"
+        pem.write_text(http.get(f"/api/v1/firms/{FIRM}/public-key").json()["keys"][0]["pem"])
+
+        def link(machine: Machine, name: str) -> None:
+            out = subprocess.run(
+                [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM),
+                 "--login", "ada@example.com", "--password-stdin", "--name", name],
+                env=machine.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+
+        def start(machine: Machine) -> tuple[subprocess.Popen[str], str]:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", APP, str(FIRM), str(pem)], env=machine.env(), cwd=machine.dir,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            return proc, proc.stdout.readline().strip()
+
+        now = int(time.time())
+        laptop = Machine(tmp_path, "laptop", machine_traits(), now)
+        desk = Machine(tmp_path, "desk", other_machine(), now)
+        stranger = Machine(tmp_path, "stranger", machine_traits(), now)
+
+        # not linked: nowhere to look
+        _, said = start(stranger)
+        assert said.startswith("LicenseNotFound"), said
+
+        link(laptop, "Ada's laptop")
+        link(desk, "Ada's desk")
+        first, said = start(laptop)
+        try:
+            assert said.startswith("OK"), said
+            devices = json.loads(laptop.cli("cloud", "devices", "--json").stdout)
+            assert len(devices) == 2
+            # the license is busy on the laptop: the desk is told which device holds it
+            _, said = start(desk)
+            assert said.startswith("DeviceLimitReached") and "Ada's laptop" in said, said
+            assert "licentia cloud logout --device" in said
+        finally:
+            assert first.stdin is not None
+            first.stdin.write("\n")
+            first.stdin.flush()
+            first.wait(30)
+        # the laptop's application ended: its seat went back at exit, the desk gets it
+        second, said = start(desk)
+        second.kill()
+        assert said.startswith("OK"), said
+
+        # the cloud taken out of the search in config.toml
+        (desk.home / "config.toml").write_text('[network]\ncloud = "off"\n')
+        _, said = start(desk)
+        assert said.startswith("LicenseNotFound"), said
+        assert ticket
