@@ -17,7 +17,7 @@ from sqlalchemy import select
 from test_accounts import bearer, ok
 from test_cloud_containers import Shop
 
-from licentia.central.models import Firm
+from licentia.central.models import AccountSession, CloudDevice, Firm
 from licentia.core import grants, hazmat
 from licentia.core.documents import sign_document
 from licentia.core.encoding import b64e
@@ -124,6 +124,13 @@ LOGGED = ("cloud_seat_events", "cloud_seat_meta", "account_sessions", "cloud_dev
 
 def seats_state(engine: Any) -> dict[str, Any]:
     return {name: rows for name, rows in dump_state(engine).items() if name not in LOGGED}
+
+
+def links(engine: Any) -> list[Any]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(CloudDevice.id, CloudDevice.unlinked, CloudDevice.unlinked_by)).all()
+        sessions = conn.execute(select(AccountSession.id, AccountSession.device_id)).all()
+    return sorted(map(tuple, rows), key=repr) + sorted(map(tuple, sessions), key=repr)
 
 
 @pytest.fixture
@@ -268,3 +275,28 @@ def test_a_device_holds_at_most_the_vendors_number_of_leases(tmp_path, clock):
         ok(third.access())
         desk = Device(client, shop, "ada@example.com", clock.now, "desk")
         ok(desk.process().access())
+
+
+def test_unlinking_other_devices_is_limited_per_30_days(client, shop, clock, engine):
+    """A personal license's seat is freed by unlinking the device that holds it: at most
+    LICENTIA_CLOUD_DEVICE_SWAPS (3) such swaps in 30 days; signing a device out is not one."""
+    here = Device(client, shop, "ada@example.com", clock.now, "here")
+    others = [Device(client, shop, "ada@example.com", clock.now, f"d{i}") for i in range(5)]
+    listed = {d["serial"]: d["device"] for d in ok(client.get(API + "/cloud/devices", headers=here.headers))}
+    ids = [listed[d.box.serial] for d in others]
+    for device_id in ids[:3]:
+        ok(client.delete(f"{API}/cloud/devices/{device_id}", headers=here.headers))
+        clock.advance(86400)
+    before = seats_state(engine), links(engine)
+    r = client.delete(f"{API}/cloud/devices/{ids[3]}", headers=here.headers)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_device_swaps", r.text
+    assert "after" in r.json()["error"]["message"]
+    assert (seats_state(engine), links(engine)) == before  # still linked, its session live
+    ok(client.get(API + "/cloud/me", headers=others[3].headers))
+    # a device signs itself out whatever the count
+    ok(client.post(API + "/cloud/sign-out", headers=others[4].headers))
+    # 30 days after the first swap, one more is allowed
+    clock.advance(28 * 86400)
+    ok(client.delete(f"{API}/cloud/devices/{ids[3]}", headers=here.headers))
+    r = client.get(API + "/cloud/me", headers=others[3].headers)
+    assert r.status_code == 401

@@ -559,6 +559,10 @@ class CloudDevice(Base):
     unlinked: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     address: Mapped[str] = mapped_column(String(64))  # where it was last seen from
     seen: Mapped[int] = mapped_column(BigInteger)
+    #: who ended the link: "self" (signed out on the device), "swap" (the person unlinked it
+    #: from another device: counted against the swaps of 30 days), "reset" (a reset or a new
+    #: password); None on links made before swaps were counted
+    unlinked_by: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class CloudKind(enum.StrEnum):

@@ -303,7 +303,7 @@ class AccountService(Service):
         self.session.execute(
             update(CloudDevice)
             .where(CloudDevice.account_id == account_id, CloudDevice.unlinked.is_(None))
-            .values(unlinked=self.now())
+            .values(unlinked=self.now(), unlinked_by="reset")
         )
         return int(ended or 0)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -29,7 +30,15 @@ from sqlalchemy import delete, func, select, update
 
 from ...core import cloudlink
 from ...core.documents import DocumentInvalid
-from ...core.errors import BadInput, Forbidden, NotFound, ServiceError, TooManySignIns, Unauthorized
+from ...core.errors import (
+    BadInput,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    TooManyDeviceSwaps,
+    TooManySignIns,
+    Unauthorized,
+)
 from ..db import run_read, run_write
 from ..models import Account, AccountRole, AccountSession, CloudDevice, DeviceAuthorization, Firm
 from .accounts import (
@@ -58,6 +67,7 @@ USER_CODE_LETTERS = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 #: a session's last use is written at most this often
 SEEN_EVERY = 60
+SWAP_PERIOD = 30 * 86400  # the period device swaps are counted in
 
 BAD_LOGIN = "The login or the password is not right."
 SIGN_IN_AGAIN = "Your session has ended: sign in again ('licentia cloud login')."
@@ -356,7 +366,7 @@ class SignInService(Service):
         def tx() -> dict[str, Any]:
             self.session.execute(delete(AccountSession).where(AccountSession.id == person.session_id))
             if person.device_id is not None:
-                self._unlink(person.account_id, person.device_id)
+                self._unlink(person.account_id, person.device_id, "self")
             return {"signed_out": True, "device_unlinked": person.device_id is not None}
 
         return run_write(self.session, tx)
@@ -389,7 +399,12 @@ class SignInService(Service):
             raise NotFound("device", "You have no such device: 'licentia cloud devices' lists yours.") from None
 
         def tx() -> dict[str, Any]:
-            if not self._unlink(person.account_id, device_id):
+            if device_id == person.device_id:
+                done = self._unlink(person.account_id, device_id, "self")  # this device: a sign-out
+            else:
+                self._check_swaps(person)
+                done = self._unlink(person.account_id, device_id, "swap")
+            if not done:
                 raise NotFound("device", "You have no such device: 'licentia cloud devices' lists yours.")
             self.accounts.audit_person(person, "device.unlink", device=str(device_id))
             return {"device": str(device_id), "unlinked": True}
@@ -424,7 +439,7 @@ class SignInService(Service):
                 )
             ).all()
             for device_id in others:
-                self._unlink(person.account_id, device_id)
+                self._unlink(person.account_id, device_id, "reset")
             self.accounts.audit_person(person, "account.password", ended_sessions=ended)
             return {"password": "changed", "sessions_ended": ended, "devices_unlinked": len(others)}
 
@@ -534,14 +549,33 @@ class SignInService(Service):
             out["csrf"] = csrf
         return out
 
-    def _unlink(self, account_id: uuid.UUID, device_id: uuid.UUID) -> bool:
+    def _check_swaps(self, person: Person) -> None:
+        """A person unlinks at most LICENTIA_CLOUD_DEVICE_SWAPS other devices in 30 days (a
+        swap frees a personal license's device seat for another device)."""
+        allowed = self.ctx.settings.cloud_device_swaps
+        since = self.now() - SWAP_PERIOD
+        times = self.session.scalars(
+            select(CloudDevice.unlinked)
+            .where(
+                CloudDevice.account_id == person.account_id,
+                CloudDevice.unlinked_by == "swap",
+                CloudDevice.unlinked > since,
+            )
+            .order_by(CloudDevice.unlinked)
+        ).all()
+        if len(times) >= allowed:
+            oldest = times[len(times) - allowed] if allowed else self.now()
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime((oldest or 0) + SWAP_PERIOD))
+            raise TooManyDeviceSwaps(allowed, until)
+
+    def _unlink(self, account_id: uuid.UUID, device_id: uuid.UUID, by: str) -> bool:
         done = changed_rows(
             self.session.execute(
                 update(CloudDevice)
                 .where(
                     CloudDevice.id == device_id, CloudDevice.account_id == account_id, CloudDevice.unlinked.is_(None)
                 )
-                .values(unlinked=self.now())
+                .values(unlinked=self.now(), unlinked_by=by)
             )
         )
         self.session.execute(delete(AccountSession).where(AccountSession.device_id == device_id))

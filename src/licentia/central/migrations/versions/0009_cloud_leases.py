@@ -1,5 +1,6 @@
 """Cloud leases: the device holding each cloud lease (a device's leases are counted across
-licenses), and the machine proofs Central accepted (each accepted once).
+licenses), the machine proofs Central accepted (each accepted once), and who ended a
+device's link (a person's unlinks of other devices are counted as swaps).
 
 Revision ID: 0009
 Revises: 0008
@@ -26,9 +27,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("nonce", name=op.f("pk_cloud_proofs")),
     )
     op.create_index("ix_cloud_proofs_until", "cloud_proofs", ["until"], unique=False)
+    op.add_column("cloud_devices", sa.Column("unlinked_by", sa.String(length=8), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("cloud_devices", "unlinked_by")
     op.drop_index("ix_cloud_proofs_until", table_name="cloud_proofs")
     op.drop_table("cloud_proofs")
     op.drop_index("ix_cloud_leases_device", table_name="cloud_leases")
