@@ -8,20 +8,30 @@ seat."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from central_helpers import FakeContainer, central_app, dump_state, make_settings
+from central_helpers import ADMIN_KEY, MASTER_KEY, FakeContainer, central_app, dump_state, make_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from test_accounts import bearer, ok
 from test_cloud_containers import Shop
 
+from licentia._testing import FakeClock
 from licentia.central.models import AccountSession, CloudDevice, Firm
 from licentia.core import grants, hazmat
 from licentia.core.documents import sign_document
 from licentia.core.encoding import b64e
 from licentia.core.license import LicenseEntry
+from tests.conftest import child_env, free_port
 
 API = "/api/v1"
 FIRM = 63101
@@ -300,3 +310,84 @@ def test_unlinking_other_devices_is_limited_per_30_days(client, shop, clock, eng
     ok(client.delete(f"{API}/cloud/devices/{ids[3]}", headers=here.headers))
     r = client.get(API + "/cloud/me", headers=others[3].headers)
     assert r.status_code == 401
+
+
+@contextlib.contextmanager
+def cloud_process(tmp_path: Path, url: str) -> Iterator[str]:
+    """`licentia cloud serve` on Central's PostgreSQL database, on a free port."""
+    port = free_port()
+    log = open(tmp_path / f"cloud-{port}.log", "wb")
+    env = child_env({"LICENTIA_DATABASE_URL": url, "LICENTIA_MASTER_KEY": MASTER_KEY, "LICENTIA_ADMIN_KEY": ADMIN_KEY})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "licentia", "cloud", "serve", "--data", str(tmp_path / "d"), "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / f"cloud-{port}.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "licentia cloud serve did not start"
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.postgres
+def test_two_cloud_processes_never_give_out_more_seats_than_a_license_has(tmp_path, pg_url):
+    """Ten application processes on three devices take and give back the seats of one
+    3-seat enterprise license through two `licentia cloud serve` processes on one
+    PostgreSQL: never more than 3 held at once, every release acknowledged, none left."""
+    settings = make_settings(tmp_path / "central", pg_url)
+    with central_app(settings, FakeClock(int(time.time()))) as app, TestClient(app) as central:
+        shop = Shop(central, FIRM)
+        ok(shop.vendor.post("/items", {"name": "Three", "product_code": 12, "cloud": True,
+                                       "options": {"quantity": 3}}), 201)  # fmt: skip
+        ok(shop.activate(_ticket(shop, 12), customer=shop.customer, group="Engineering"))
+        devices = [Device(central, shop, "ada@example.com", int(time.time()), f"d{i}") for i in range(3)]
+    with cloud_process(tmp_path, pg_url) as one, cloud_process(tmp_path, pg_url) as two:
+        held, most, granted, lock = [0], [0], [0], threading.Lock()
+        errors: list[str] = []
+
+        def worker(n: int) -> None:
+            clients = [httpx.Client(base_url=base, timeout=30) for base in (one, two)]
+            try:
+                for r in range(12):
+                    p = devices[n % 3].process(clients[(n + r) % 2])
+                    answer = p.access(p.request(12))
+                    if answer.status_code == 409:
+                        continue
+                    if answer.status_code != 200:
+                        errors.append(answer.text)
+                        return
+                    with lock:
+                        held[0] += 1
+                        most[0] = max(most[0], held[0])
+                        granted[0] += 1
+                    time.sleep(0.005)
+                    with lock:
+                        held[0] -= 1
+                    p.client = clients[(n + r + 1) % 2]  # released through the other process
+                    released = p.release(answer.json())
+                    if released.status_code != 200 or released.json() != {"released": True}:
+                        errors.append(released.text)
+                        return
+            finally:
+                for c in clients:
+                    c.close()
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors[:3]
+        assert 1 <= most[0] <= 3 and granted[0] >= 12, (most, granted)
+        with httpx.Client(base_url=one, timeout=30) as c:
+            for d in devices:
+                assert c.get(API + "/cloud/leases", headers=d.headers).json() == []  # no release lost

@@ -146,3 +146,43 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
         return {"status": "ok"}
 
     return app
+
+
+def create_cloud_app(settings: Settings, *, clock: Callable[[], int] | None = None) -> FastAPI:
+    """Only the cloud leases (``licentia cloud serve``): stateless, on Central's database, so
+    that any number of such processes serve them behind a load balancer beside Central's
+    own (which serves them too). Devices sign in at Central; here they only use leases."""
+    ctx = prepare(settings, clock or _default_clock)
+    seats = CloudLeases(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweep = asyncio.create_task(_every(CLOUD_SWEEP, seats.prune, "cloud lease sweep"))
+        yield
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
+        ctx.db.dispose()
+
+    app = FastAPI(
+        title="licentia cloud leases",
+        version="1",
+        description="The license server protocol for devices signed in to the vendor's cloud.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.central = ctx
+    app.state.cloud_leases = seats
+    limits = request_limits(settings)
+    buckets = TokenBuckets(limits.rejections_burst, limits.rejections_per_second)
+    app.add_middleware(Guard, limits=limits, buckets=buckets)
+    app.state.rejections = buckets
+    api_errors.install(app)
+    app.include_router(cloud_leases.router, prefix=API_PREFIX)
+
+    @app.get("/health", tags=["health"], summary="Liveness check")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

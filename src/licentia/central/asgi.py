@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from .app import create_app
+from .app import create_app, create_cloud_app
 from .settings import Settings
 
 
 def app_from_env() -> FastAPI:
     return create_app(Settings.from_env())
+
+
+def cloud_app_from_env() -> FastAPI:
+    """``licentia cloud serve --workers N``: the cloud leases only."""
+    return create_cloud_app(Settings.from_env())

@@ -14,6 +14,7 @@ import json
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
@@ -384,3 +385,50 @@ def _when(ts: int | None) -> str:
     import datetime as dt
 
     return "-" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@app.command("serve")
+def serve(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Central's data directory (default: $LICENTIA_DATA or ./.licentia).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8481,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the cloud leases only, on Central's database (the vendor's side): any number of
+    these processes, beside License Central, behind a load balancer. Ctrl-C stops it."""
+    _common.run_guarded(_serve, data, host, port, workers)
+
+
+def _serve(data: Path | None, host: str, port: int, workers: int) -> None:
+    import logging
+    import os
+
+    import uvicorn
+
+    from ..central.app import create_cloud_app
+    from ..central.settings import Settings
+
+    settings = Settings.from_env(data_dir=data)  # the edge: env is read here only
+    if not _common.port_free(host, port):
+        _common.fail(f"port {port} on {host} is in use: stop what runs there or pick another with --port")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = create_cloud_app(settings)
+    shown = f"[{host}]" if ":" in host else host
+    _common.console.print(f"cloud leases: http://{shown}:{port}/api/v1/cloud", highlight=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    else:
+        app.state.central.db.dispose()
+        os.environ["LICENTIA_DATA"] = str(settings.data_dir.resolve())
+        uvicorn.run(
+            "licentia.central.asgi:cloud_app_from_env",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
+        )
