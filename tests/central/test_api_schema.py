@@ -113,7 +113,8 @@ def fixed_to_known(operation: schemathesis.APIOperation, known: dict[str, Any]) 
 def assert_error_body(response: Any) -> None:
     """An error is licentia's: exactly {"error": {"code": str, "message": str}}; the
     reporting routes keep the reporting API's shape beside it (a non-zero errorCode and
-    its message, docs/usage.md)."""
+    its message, docs/usage.md); the cloud leases answer refusals as the license server
+    protocol does ({"error": {"type", "message", ...}})."""
     if response.status_code < 400:
         return
     body = response.json()
@@ -123,6 +124,11 @@ def assert_error_body(response: Any) -> None:
     else:
         assert isinstance(body, dict) and set(body) == {"error"}, body
     error = body["error"]
+    if "/api/v1/cloud/leases" in str(response.request.url) and "type" in error:
+        # the cloud leases answer refusals as a license server does (docs/formats.md 12.12)
+        assert {"type", "message"} <= set(error) <= {"type", "message", "code", "seats", "in_use", "devices"}, body
+        assert isinstance(error["type"], str) and isinstance(error["message"], str) and error["message"], body
+        return
     assert isinstance(error, dict) and set(error) == {"code", "message"}, body
     assert all(isinstance(v, str) and v for v in error.values()), body
 

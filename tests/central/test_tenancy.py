@@ -753,6 +753,12 @@ PUBLIC = {
     "POST /api/v1/cloud/groups/{name}/licenses": "a session: groups it administers (test_cloud_containers.py)",
     "DELETE /api/v1/cloud/groups/{name}/licenses/{ticket}": "a session: groups it administers "
     "(test_cloud_containers.py)",
+    "GET /api/v1/cloud/challenge": "a nonce for a device's machine proof: names nothing (test_cloud_leases.py)",
+    "POST /api/v1/cloud/leases": "a session: its own and its groups' cloud licenses (test_cloud_leases.py)",
+    "GET /api/v1/cloud/leases": "a session: its own devices' leases (test_cloud_leases.py)",
+    "POST /api/v1/cloud/leases/{lease_id}/renew": "a session: its own device's leases (test_cloud_leases.py)",
+    "DELETE /api/v1/cloud/leases/{lease_id}": "a session: its own device's leases (test_cloud_leases.py)",
+    "POST /api/v1/cloud/leases/{lease_id}/return": "a session: its own device's leases (test_cloud_leases.py)",
     "GET /cloud/device": "the browser page of a device sign-in: a web session (test_accounts.py)",
     "POST /cloud/device/sign-in": "the browser's sign-in: login and password, in the firm the code names",
     "POST /cloud/device/confirm": "a web session, its CSRF token and Central's origin (test_accounts.py)",

@@ -43,7 +43,8 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
     with central_process(tmp_path / "central", ADMIN_KEY) as url, httpx.Client(base_url=url, timeout=30) as http:
         vendor = Vendor(http, FIRM)
         vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
-                   "customer-user", "--customer", vendor.customer, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+                   "customer-user", "--customer", vendor.customer, "--password-stdin",
+                   stdin=PASSWORD + "\n")  # fmt: skip
         r = vendor.post("/items", {"name": "Cloud Suite", "product_code": 9, "cloud": True, "options": {"quantity": 1}})
         assert r.status_code == 201, r.text
         (ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,

@@ -98,6 +98,7 @@ def test_every_central_route_answers_in_a_live_process(tmp_path):
             "login": "nobody@example.com",
             "name": "Engineering",
             "device": "00000000-0000-0000-0000-000000000000",
+            "lease_id": "0000000000000000000000",
         }
         v = vendor.headers
         activated: dict[str, Any] = {}
