@@ -16,6 +16,7 @@ BENCHES = [
     "bench_protect.py",
     "bench_server.py",
     "bench_hostile.py",
+    "bench_cloud.py",
     "bench_usage.py",  # 200,000 usage rows; the 10 M run: docs/performance.md, "Usage store"
 ]
 

@@ -26,7 +26,10 @@ from test_accounts import bearer, ok
 from test_cloud_containers import Shop
 
 from licentia._testing import FakeClock
-from licentia.central.models import AccountSession, CloudDevice, Firm
+from licentia.central.models import AccountSession, CloudDevice, Container, Firm
+from licentia.central.models import UsageEvent as UsageRow
+from licentia.central.services.attempts import AttemptService
+from licentia.central.services.cloud_usage import CloudUsage
 from licentia.core import grants, hazmat
 from licentia.core.documents import sign_document
 from licentia.core.encoding import b64e
@@ -391,3 +394,53 @@ def test_two_cloud_processes_never_give_out_more_seats_than_a_license_has(tmp_pa
         with httpx.Client(base_url=one, timeout=30) as c:
             for d in devices:
                 assert c.get(API + "/cloud/leases", headers=d.headers).json() == []  # no release lost
+
+
+def test_cloud_leases_land_in_the_usage_store_and_its_reports(client, shop, clock, engine):
+    """Central's cloud usage log copied into usage_events (source cloud): a session row per
+    lease closed by its release, a refusal row; once; then in the person's own report."""
+    usage_flow(client, shop, clock, engine)
+
+
+@pytest.mark.postgres
+def test_cloud_usage_is_copied_on_postgresql(tmp_path, pg_url, clock):
+    with central_app(make_settings(tmp_path / "data", pg_url), clock) as app, TestClient(app) as client:
+        usage_flow(client, Shop(client, FIRM), clock, app.state.central.db.engine)
+
+
+def usage_flow(client: TestClient, shop: Shop, clock: Any, engine: Any) -> None:
+    (ticket,) = shop.tickets()
+    box = ok(shop.activate(ticket, login="ada@example.com"))
+    laptop = Device(client, shop, "ada@example.com", clock.now)
+    p = laptop.process()
+    held = ok(p.access())
+    for _ in range(6):  # heartbeats keep it for 10 minutes
+        clock.advance(100)
+        ok(p.renew(held))
+    ok(p.release(held))
+    refused(p.access(p.request(product=77)), 404, "LicenseNotFound")
+    ctx = client.app.state.central
+    with ctx.db.session() as session:
+        copier = CloudUsage(ctx, session, attempts=AttemptService(ctx, session))
+        assert copier.copy_all() >= 3
+        assert copier.copy_all() == 0  # each event once
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(UsageRow.source, UsageRow.lease_id, UsageRow.user_ident, UsageRow.seconds, UsageRow.success,
+                   UsageRow.invalid, UsageRow.product_code, UsageRow.release_time, UsageRow.customer_id,
+                   UsageRow.container_id, Container.serial)
+            .outerjoin(Container, Container.id == UsageRow.container_id).order_by(UsageRow.id)
+        ).all()  # fmt: skip
+    session_row, denial = rows
+    assert session_row.source == "cloud" and session_row.lease_id == held["lease_id"]
+    assert (session_row.user_ident, session_row.seconds, session_row.success) == ("ada@example.com", 600, 1)
+    assert session_row.release_time == clock.now and session_row.serial == box["serial"]
+    assert session_row.customer_id is not None
+    assert (denial.invalid, denial.product_code, denial.container_id) == (1, 77, None)
+    # the person's own use, through the reporting API and its session
+    day = time.strftime("%Y-%m-%dT00:00:00", time.gmtime(clock.now))
+    body = {"session": {"token": laptop.token}, "filter": {"from": day, "to": day.replace("T00:00:00", "T23:59:59")}}
+    r = client.post(API + "/reporting/license-usage", json=body)
+    assert r.status_code == 200, r.text
+    listed = r.json()["licenseUsageList"]
+    assert [(x["userIdentification"], x["productCode"]) for x in listed if x["success"]] == [("ada@example.com", 9)]

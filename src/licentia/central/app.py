@@ -71,6 +71,14 @@ def _rollup_once(ctx: Context) -> None:
         BillingRollup(ctx, session).refresh()
 
 
+def _cloud_usage_once(ctx: Context) -> None:
+    from .services.attempts import AttemptService
+    from .services.cloud_usage import CloudUsage
+
+    with ctx.db.session() as session:
+        CloudUsage(ctx, session, attempts=AttemptService(ctx, session)).copy_all()
+
+
 def _purge_once(ctx: Context) -> None:
     with ctx.db.session() as session:
         RetentionService(ctx, session).purge()
@@ -99,6 +107,9 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
                 _every(settings.usage_rollup_interval, functools.partial(_rollup_once, ctx), "usage billing rollup")
             ),
             asyncio.create_task(_every(CLOUD_SWEEP, seats.prune, "cloud lease sweep")),
+            asyncio.create_task(
+                _every(settings.cloud_usage_interval, functools.partial(_cloud_usage_once, ctx), "cloud usage copy")
+            ),
         ]
         yield
         for job in jobs:
@@ -107,6 +118,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
                 await job
         if protocol is not None:
             protocol.shutdown(wait=True)
+        seats.close()
         ctx.db.dispose()
 
     # Swagger UI at /docs with its scripts and styles from the installed fastapi-offline
@@ -162,6 +174,7 @@ def create_cloud_app(settings: Settings, *, clock: Callable[[], int] | None = No
         sweep.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweep
+        seats.close()
         ctx.db.dispose()
 
     app = FastAPI(

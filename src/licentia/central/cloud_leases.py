@@ -32,7 +32,9 @@ The seats are the seat engine's (``licentia.seats``) on Central's own database
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -40,9 +42,10 @@ import logging
 import secrets
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -75,6 +78,7 @@ from .services.signin import DEVICE, SignInService
 
 log = logging.getLogger("licentia.central.cloud")
 
+T = TypeVar("T")
 CHALLENGE_TTL = 120  # seconds a challenge may be answered in (once)
 MAX_CACHED = 10000  # entries parsed, product keys sealed per session: forgotten past this
 _P = table_of(CloudProof)
@@ -140,6 +144,22 @@ class CloudLeases:
         self._entries: dict[str, tuple[LicenseEntry, str]] = {}
         self._sealed: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        self._threads = max(1, s.protocol_threads) if not ctx.db.sqlite else 1
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` on this process's few cloud threads (one on SQLite, where writes
+        take turns anyway; ``LICENTIA_PROTOCOL_THREADS`` on PostgreSQL)."""
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="cloud-leases")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(work, *args))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     # ------------------------------------------------------------ who asks
 

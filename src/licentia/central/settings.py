@@ -57,6 +57,7 @@ ENV_VARS = {
     "LICENTIA_CLOUD_LEASES_PER_DEVICE": "cloud leases one linked device may hold at once (default 16)",
     "LICENTIA_CLOUD_DEVICE_SWAPS": "linked devices a person may unlink in 30 days (default 3)",
     "LICENTIA_CLOUD_MAX_GRACE": "seconds of grace a cloud lease may carry at most (default 604800)",
+    "LICENTIA_CLOUD_USAGE_INTERVAL": "seconds between copies of cloud leases' usage into the usage store (default 15)",
 }
 
 
@@ -91,6 +92,7 @@ class Settings:
     cloud_leases_per_device: int = 16  # cloud leases one device may hold at once
     cloud_device_swaps: int = 3  # devices a person may unlink in 30 days
     cloud_max_grace: int = 7 * 86400  # seconds of grace a cloud lease may carry (the item's option caps it too)
+    cloud_usage_interval: float = 15.0  # seconds between copies of cloud leases' events into the usage store (0: none)
 
     @property
     def db_url(self) -> str:
@@ -177,6 +179,7 @@ class Settings:
             cloud_leases_per_device=number("LICENTIA_CLOUD_LEASES_PER_DEVICE", 16),
             cloud_device_swaps=number("LICENTIA_CLOUD_DEVICE_SWAPS", 3, minimum=0),
             cloud_max_grace=number("LICENTIA_CLOUD_MAX_GRACE", 7 * 86400, minimum=0, maximum=366 * 86400),
+            cloud_usage_interval=float(number("LICENTIA_CLOUD_USAGE_INTERVAL", 15, minimum=0)),
         )
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from ...core import errors as E
 from ...core.encoding import JsonRejected, strict_loads
@@ -61,9 +60,11 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _answer(work: Any, *args: Any) -> Response:
+async def _answer(request: Request, work: Any, *args: Any) -> Response:
+    """The work on the cloud leases' few threads (``CloudLeases.run``): a transaction holding
+    a license's row lock is not left waiting for the interpreter behind dozens of others."""
     try:
-        return _json(await run_in_threadpool(work, *args))
+        return _json(await _seats(request).run(work, *args))
     except E.SeatError as error:
         return _json(error_body(error), status_of(error))
 
@@ -83,7 +84,7 @@ async def access(request: Request) -> Response:
         body = await _body(request)
     except E.SeatError as error:
         return _json(error_body(error), status_of(error))
-    return await _answer(_seats(request).access, _token(request), body, client_address(request))
+    return await _answer(request, _seats(request).access, _token(request), body, client_address(request))
 
 
 @router.post("/leases/{lease_id}/renew", summary="Renew a cloud lease (a heartbeat signed by its holder)")
@@ -92,12 +93,12 @@ async def renew(lease_id: str, request: Request) -> Response:
         body = await _body(request)
     except E.SeatError as error:
         return _json(error_body(error), status_of(error))
-    return await _answer(_seats(request).renew, _token(request), lease_id, body)
+    return await _answer(request, _seats(request).renew, _token(request), lease_id, body)
 
 
 @router.delete("/leases/{lease_id}", summary="Release a cloud lease (signed by its holder)")
 async def release(lease_id: str, request: Request, client: str = "", counter: str = "", proof: str = "") -> Response:
-    return await _answer(_seats(request).release, _token(request), lease_id, client, counter, proof)
+    return await _answer(request, _seats(request).release, _token(request), lease_id, client, counter, proof)
 
 
 @router.post("/leases/{lease_id}/return", summary="Give a cloud lease's grace back (the container's receipt)")
@@ -106,11 +107,11 @@ async def return_grace(lease_id: str, request: Request) -> Response:
         body = await _body(request)
     except E.SeatError as error:
         return _json(error_body(error), status_of(error))
-    return await _answer(_seats(request).return_grace, _token(request), lease_id, body)
+    return await _answer(request, _seats(request).return_grace, _token(request), lease_id, body)
 
 
 @router.get("/leases", summary="The live cloud leases of the signed-in person's devices")
 async def leases(request: Request) -> Response:
     seats = _seats(request)
-    device = await run_in_threadpool(seats.device, _token(request))
-    return _json(await run_in_threadpool(seats.leases_of, device.person))
+    device = await seats.run(seats.device, _token(request))
+    return _json(await seats.run(seats.leases_of, device.person))

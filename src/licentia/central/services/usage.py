@@ -268,7 +268,7 @@ class UsageService(ActivationService):
     ) -> _Outcome:
         """Store ``new`` (the upload's events Central does not hold yet), anchor the head,
         check the seats, answer the anchor."""
-        stored, touched = self._store(tx, container_id, up, firms, new)
+        stored, touched = self._store(tx, container_id, up.serial, firms, new)
         self._anchor(tx, container_id, up.head_seq, up.head_hash, now, up.digest)
         notice: dict[str, list[int]] = {"rebased": [], "withdrawn": []}
         flagged = self._check_seats(tx, container_id, up, firms, touched, new, notice)
@@ -338,7 +338,13 @@ class UsageService(ActivationService):
     # ---------------------------------------------------------------- the store
 
     def _store(
-        self, tx: Tx, container_id: uuid.UUID, up: Upload, firms: Sequence[Row], events: Sequence[UsageEvent]
+        self,
+        tx: Tx,
+        container_id: uuid.UUID | None,
+        serial: str,
+        firms: Sequence[Row],
+        events: Sequence[UsageEvent],
+        source: str = SOURCE,
     ) -> tuple[int, dict[tuple[int, int], _Ticket]]:
         """Write ``events`` into usage_events: the number of rows inserted, and the tickets of
         the licenses (firm code, license id) whose sessions they open or end."""
@@ -349,7 +355,7 @@ class UsageService(ActivationService):
                 known.append(e)
             else:
                 log.warning(
-                    "usage of %s: event %s names firm %s, not one of its slots: skipped", up.serial, e.seq, e.firm_code
+                    "usage of %s: event %s names firm %s, not one of its slots: skipped", serial, e.seq, e.firm_code
                 )
         if not known:
             return 0, {}
@@ -366,7 +372,7 @@ class UsageService(ActivationService):
             t = tickets.get((e.firm_code, e.license_id))
             out = {
                 "firm_id": firm_ids[e.firm_code],
-                "source": SOURCE,
+                "source": source,
                 "container_id": container_id,
                 # a sequence a superseded chain stored already: the row is kept without it
                 "seq": None if e.seq in taken else e.seq,
