@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..core import codes, grants, hazmat
@@ -74,7 +74,7 @@ from .models import (
 from .services.accounts import AccountService, Person
 from .services.attempts import AttemptService
 from .services.base import Context
-from .services.signin import DEVICE, SignInService
+from .services.signin import SignInService
 
 log = logging.getLogger("licentia.central.cloud")
 
@@ -82,6 +82,25 @@ T = TypeVar("T")
 CHALLENGE_TTL = 120  # seconds a challenge may be answered in (once)
 MAX_CACHED = 10000  # entries parsed, product keys sealed per session: forgotten past this
 _P = table_of(CloudProof)
+
+
+_GROUPS = select(GroupMember.group_id).where(GroupMember.account_id == bindparam("account"))
+#: the activated licenses of the cloud containers a person may use: its personal one first,
+#: then its groups' by name
+Q_HELD = (
+    select(Ticket.entry, Container.serial, CloudContainer.kind, CloudContainer.keys_enc, Firm.code, Firm.secret_enc)
+    .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
+    .join(Container, Container.id == CloudContainer.container_id)
+    .join(Firm, Firm.id == CloudContainer.firm_id)
+    .outerjoin(AccountGroup, AccountGroup.id == CloudContainer.group_id)
+    .where(
+        CloudContainer.firm_id == bindparam("firm"),
+        Ticket.state == TicketState.activated.value,
+        (CloudContainer.account_id == bindparam("account")) | CloudContainer.group_id.in_(_GROUPS),
+    )
+    .order_by(CloudContainer.kind.desc(), AccountGroup.name, Ticket.license_id)
+)
+I_PROOF = insert(_P)
 
 
 def _purpose(serial: str) -> str:
@@ -166,21 +185,13 @@ class CloudLeases:
     def device(self, token: str | None) -> _Device:
         """The linked device of a live device session; Unauthorized otherwise."""
         with self.ctx.db.session() as session:
-            person = SignInService(
+            person, row = SignInService(
                 self.ctx,
                 session,
                 attempts=AttemptService(self.ctx, session),
                 accounts=AccountService(self.ctx, session),
-            ).authenticate(token, DEVICE)
-            row = None
-            if person.device_id is not None:
-                with session.begin():
-                    row = session.execute(
-                        select(CloudDevice.serial, CloudDevice.sign_pub, CloudDevice.name).where(
-                            CloudDevice.id == person.device_id, CloudDevice.unlinked.is_(None)
-                        )
-                    ).first()
-        if row is None:
+            ).device(token)
+        if row.serial is None:
             raise E.Unauthorized("This device is not linked: run 'licentia cloud login'.", reason="device unlinked")
         return _Device(person, row.serial, row.sign_pub, row.name)
 
@@ -243,8 +254,8 @@ class CloudLeases:
         """Record a challenge as answered (just before seats are asked for: a request refused
         earlier leaves nothing behind); False when it was answered before."""
         try:
-            with self.ctx.db.session() as session, session.begin():
-                session.execute(insert(_P).values(nonce=nonce[:96], until=issued + CHALLENGE_TTL))
+            with self.store.protocol.transaction() as tx:
+                tx.execute(I_PROOF, {"nonce": nonce[:96], "until": issued + CHALLENGE_TTL})
         except IntegrityError:
             return False
         return True
@@ -263,29 +274,9 @@ class CloudLeases:
         one first, then its groups' by name)."""
         if person.firm_code != request.firm_code:
             return []
-        groups = select(GroupMember.group_id).where(GroupMember.account_id == person.account_id)
-        stmt = (
-            select(
-                Ticket.entry,
-                Container.serial,
-                CloudContainer.kind,
-                CloudContainer.keys_enc,
-                Firm.code,
-                Firm.secret_enc,
-            )
-            .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
-            .join(Container, Container.id == CloudContainer.container_id)
-            .join(Firm, Firm.id == CloudContainer.firm_id)
-            .outerjoin(AccountGroup, AccountGroup.id == CloudContainer.group_id)
-            .where(
-                CloudContainer.firm_id == person.firm_id,
-                Ticket.state == TicketState.activated.value,
-                (CloudContainer.account_id == person.account_id) | CloudContainer.group_id.in_(groups),
-            )
-            .order_by(CloudContainer.kind.desc(), AccountGroup.name, Ticket.license_id)
-        )
-        with self.ctx.db.session() as session, session.begin():
-            rows = session.execute(stmt).all()
+        params = {"firm": person.firm_id, "account": person.account_id}
+        with self.store.protocol.transaction(write=False) as tx:
+            rows = tx.all(Q_HELD, params)
         out = []
         for r in rows:
             if not r.entry:

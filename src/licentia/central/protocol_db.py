@@ -24,8 +24,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -73,7 +73,8 @@ class Compiled:
             proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
             expanding = expanding or bind.expanding
             if name in params:
-                if proc is not None:
+                # a parameter the statement uses twice is converted once
+                if proc is not None and all(name != seen for seen, _ in self.bind):
                     self.bind.append((name, proc))
             elif bind.callable is None and bind.value is not None:
                 self.fixed[name] = bind.value if proc is None else proc(bind.value)
@@ -213,7 +214,15 @@ class ProtocolDB:
         return retried(lambda: self._once(fn), attempts)
 
     def _once(self, fn: Callable[[Tx], T]) -> T:
-        lock = _WRITE_LOCKS.get(self.engine)
+        with self.transaction() as tx:
+            return fn(tx)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        """One transaction (no retry: ``run`` retries); committed when the block ends, rolled
+        back when it raises. On SQLite a write transaction is ``BEGIN IMMEDIATE`` behind the
+        process's write lock, a read one a plain ``BEGIN``."""
+        lock = _WRITE_LOCKS.get(self.engine) if write else None
         serialized: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         with serialized:
             try:
@@ -221,27 +230,28 @@ class ProtocolDB:
             except self._error as exc:
                 raise self._wrapped(None, exc) from exc
             try:
-                return self._in_transaction(conn, fn)
+                with self._in_transaction(conn, write) as tx:
+                    yield tx
             finally:
                 conn.close()  # back to the pool (rolled back there if still open)
 
-    def _in_transaction(self, conn: PoolProxiedConnection, fn: Callable[[Tx], T]) -> T:
+    @contextmanager
+    def _in_transaction(self, conn: PoolProxiedConnection, write: bool) -> Iterator[Tx]:
         cursor = conn.cursor()
         try:
             if self.sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-                result = fn(Tx(self, cursor))
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield Tx(self, cursor)
                 conn.commit()
-                return result
+                return
             # psycopg: pipeline mode. BEGIN goes with the first statement, and the writes
             # whose results are not read go to the server together with COMMIT: an
             # activation is four round trips instead of nine.
             driver = conn.driver_connection
             assert driver is not None  # noqa: S101 - a checked-out connection has its driver's
             with driver.pipeline():
-                result = fn(Tx(self, cursor))
+                yield Tx(self, cursor)
                 conn.commit()
-            return result
         except self._error as exc:
             raise self._wrapped(conn, exc) from exc
         except BaseException:

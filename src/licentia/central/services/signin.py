@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from ...core import cloudlink
 from ...core.documents import DocumentInvalid
@@ -41,6 +41,7 @@ from ...core.errors import (
 )
 from ..db import run_read, run_write
 from ..models import Account, AccountRole, AccountSession, CloudDevice, DeviceAuthorization, Firm
+from ..protocol_db import Row, protocol_for
 from .accounts import (
     AccountService,
     Person,
@@ -71,6 +72,32 @@ SWAP_PERIOD = 30 * 86400  # the period device swaps are counted in
 
 BAD_LOGIN = "The login or the password is not right."
 SIGN_IN_AGAIN = "Your session has ended: sign in again ('licentia cloud login')."
+
+
+#: a session by its token's hash, with its account, firm and linked device
+Q_SESSION = (
+    select(
+        AccountSession.id.label("session_id"),
+        AccountSession.created,
+        AccountSession.seen,
+        AccountSession.device_id,
+        AccountSession.csrf,
+        Account.id.label("account_id"),
+        Account.login,
+        Account.role,
+        Account.firm_id,
+        Account.customer_id,
+        Account.disabled,
+        Firm.code.label("firm_code"),
+        CloudDevice.serial,
+        CloudDevice.sign_pub,
+        CloudDevice.name,
+    )
+    .join(Account, Account.id == AccountSession.account_id)
+    .join(Firm, Firm.id == Account.firm_id)
+    .outerjoin(CloudDevice, (CloudDevice.id == AccountSession.device_id) & CloudDevice.unlinked.is_(None))
+    .where(AccountSession.token_hash == bindparam("token_hash"), AccountSession.kind == bindparam("kind"))
+)
 
 
 def token_hash(token: str) -> str:
@@ -312,53 +339,52 @@ class SignInService(Service):
         """The person of a live session of ``kind``; Unauthorized otherwise."""
         return self._session(token, kind)[0]
 
+    def device(self, token: str | None) -> tuple[Person, Row]:
+        """The person of a live device session and its row: the linked device's ``serial``,
+        ``sign_pub`` and ``name`` (None once unlinked), read in one statement."""
+        person, row = self._session(token, DEVICE)
+        return person, row
+
     def web(self, token: str | None) -> tuple[Person, str]:
         """The person of a live browser sign-in and its CSRF token; Unauthorized otherwise."""
-        person, sess = self._session(token, WEB)
-        if not sess.csrf:
+        person, row = self._session(token, WEB)
+        if not row.csrf:
             raise Unauthorized("Sign in first.")
-        return person, sess.csrf
+        return person, str(row.csrf)
 
-    def _session(self, token: str | None, kind: str) -> tuple[Person, AccountSession]:
+    def _session(self, token: str | None, kind: str) -> tuple[Person, Row]:
+        """The person of a live session of ``kind`` and the session's row (with its linked
+        device's columns, None for a browser's or once unlinked), in one statement (compiled
+        once: it runs on every call of a signed-in device); Unauthorized otherwise."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise Unauthorized(SIGN_IN_AGAIN if kind == DEVICE else "Sign in first.")
         now = self.now()
         idle, most = self._lifetime(kind)
-
-        def read() -> tuple[AccountSession, Account, int] | None:
-            row = self.session.execute(
-                select(AccountSession, Account, Firm.code)
-                .join(Account, Account.id == AccountSession.account_id)
-                .join(Firm, Firm.id == Account.firm_id)
-                .where(AccountSession.token_hash == token_hash(token), AccountSession.kind == kind)
-            ).first()
-            return None if row is None else (row[0], row[1], row[2])
-
-        found = run_read(self.session, read)
-        if found is None:
+        with protocol_for(self.ctx.db.engine).transaction(write=False) as tx:
+            row = tx.first(Q_SESSION, {"token_hash": token_hash(token), "kind": kind})
+        if row is None:
             raise Unauthorized(SIGN_IN_AGAIN, reason="unknown session token")
-        sess, account, firm_code = found
-        if now - sess.seen > idle or now - sess.created > most or account.disabled:
-            raise Unauthorized(SIGN_IN_AGAIN, reason=f"session of {account.login} expired or account disabled")
-        if now - sess.seen >= SEEN_EVERY:
+        if now - row.seen > idle or now - row.created > most or row.disabled:
+            raise Unauthorized(SIGN_IN_AGAIN, reason=f"session of {row.login} expired or account disabled")
+        if now - row.seen >= SEEN_EVERY:
 
             def touch() -> None:
-                self.session.execute(update(AccountSession).where(AccountSession.id == sess.id).values(seen=now))
-                if sess.device_id is not None:
-                    self.session.execute(update(CloudDevice).where(CloudDevice.id == sess.device_id).values(seen=now))
+                self.session.execute(update(AccountSession).where(AccountSession.id == row.session_id).values(seen=now))
+                if row.device_id is not None:
+                    self.session.execute(update(CloudDevice).where(CloudDevice.id == row.device_id).values(seen=now))
 
             run_write(self.session, touch)
         person = Person(
-            account_id=account.id,
-            login=account.login,
-            role=AccountRole(account.role),
-            firm_id=account.firm_id,
-            firm_code=firm_code,
-            customer_id=account.customer_id,
-            session_id=sess.id,
-            device_id=sess.device_id,
+            account_id=row.account_id,
+            login=row.login,
+            role=AccountRole(row.role),
+            firm_id=row.firm_id,
+            firm_code=row.firm_code,
+            customer_id=row.customer_id,
+            session_id=row.session_id,
+            device_id=row.device_id,
         )
-        return person, sess
+        return person, row
 
     def sign_out(self, person: Person) -> dict[str, Any]:
         """End this session; a device session also unlinks its device."""
