@@ -130,8 +130,9 @@ PYTHON = sys.executable
 
 
 @contextlib.contextmanager
-def central_process(data: Path, admin_key: str) -> Iterator[str]:
-    """`licentia central serve` in its own process on a free port; yields its URL once /health answers."""
+def central_process(data: Path, admin_key: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`licentia central serve` in its own process on a free port; yields its URL once /health
+    answers. ``env``: more LICENTIA_* settings."""
     import subprocess
     import time
 
@@ -141,7 +142,7 @@ def central_process(data: Path, admin_key: str) -> Iterator[str]:
     log = open(data / "log.txt", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data / "d"), "--port", str(port)],
-        env=child_env({"LICENTIA_ADMIN_KEY": admin_key}),
+        env=child_env({"LICENTIA_ADMIN_KEY": admin_key, **(env or {})}),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -444,3 +444,34 @@ def usage_flow(client: TestClient, shop: Shop, clock: Any, engine: Any) -> None:
     assert r.status_code == 200, r.text
     listed = r.json()["licenseUsageList"]
     assert [(x["userIdentification"], x["productCode"]) for x in listed if x["success"]] == [("ada@example.com", 9)]
+
+
+def test_grace_holds_a_device_seat_until_its_receipt(client, shop, clock, engine):
+    """A cloud lease with grace (the item's --max-grace caps what the package asks) keeps its
+    device's seat counted after the process goes, until the device container's receipt."""
+    item = {"name": "Grace", "product_code": 14, "cloud": True, "options": {"quantity": 1, "max_grace": 3600}}
+    ok(shop.vendor.post("/items", item), 201)
+    ok(shop.activate(_ticket(shop, 14), login="ada@example.com"))
+    laptop = Device(client, shop, "ada@example.com", clock.now, "laptop")
+    desk = Device(client, shop, "ada@example.com", clock.now, "desk")
+    p = laptop.process()
+    held = ok(p.access(p.request(14, grace=7200)))
+    assert held["lease"]["payload"]["grace_until"] == clock.now + 3600  # capped by the item
+    ok(p.release(held))  # given up without the receipt: the grace keeps the seat
+    d = desk.process()
+    refused(d.access(d.request(14)), 409, "DeviceLimitReached")
+
+    def receipt(key: Any, lease_id: str = held["lease_id"]) -> dict[str, Any]:
+        payload = {"serial": laptop.box.serial, "lease_id": lease_id, "firm_code": FIRM, "vtime": clock.now}
+        return sign_document(grants.GRACE_RETURN, payload, key)
+
+    path = f"{API}/cloud/leases/{held['lease_id']}/return"
+    before = seats_state(engine)
+    forged = client.post(path, json={"receipt": receipt(FakeContainer().sign_key)}, headers=laptop.headers)
+    assert forged.status_code == 400, forged.text
+    other = client.post(path, json={"receipt": receipt(laptop.box.sign_key)}, headers=desk.headers)
+    assert other.status_code == 404, other.text  # another device's lease: unknown to it
+    assert seats_state(engine) == before
+    back = ok(client.post(path, json={"receipt": receipt(laptop.box.sign_key)}, headers=laptop.headers))
+    assert back["returned"] is True
+    ok(d.access(d.request(14)))

@@ -25,6 +25,19 @@ pytestmark = pytest.mark.slow
 
 FIRM = 62101
 
+LOSING = """
+import sys, time, licentia
+licentia.trust(int(sys.argv[1]), sys.argv[2])
+lost = []
+h = licentia.access(int(sys.argv[1]), 9, on_lease_lost=lambda handle, back: lost.append(back))
+print("OK", flush=True)
+sys.stdin.readline()  # the license is taken away now
+deadline = time.monotonic() + 60
+while not lost and time.monotonic() < deadline:
+    time.sleep(0.2)
+print("LOST" if lost == [False] else f"still held: {lost}", flush=True)
+"""
+
 APP = """
 import sys, licentia
 licentia.trust(int(sys.argv[1]), sys.argv[2])
@@ -103,3 +116,47 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
         _, said = start(desk)
         assert said.startswith("LicenseNotFound"), said
         assert ticket
+
+
+def test_a_person_whose_license_is_taken_away_loses_it_within_a_lease_ttl(tmp_path):
+    """The vendor takes the ticket out of the person's cloud container while an application
+    holds it: the application's lost-lease callback runs within one lease TTL (10 s here)."""
+    (tmp_path / "central").mkdir()
+    settings = {"LICENTIA_CLOUD_LEASE_TTL": "10"}
+    with (
+        central_process(tmp_path / "central", ADMIN_KEY, settings) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        vendor = Vendor(http, FIRM + 1)
+        vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
+                   "customer-user", "--customer", vendor.customer, "--password-stdin",
+                   stdin=PASSWORD + "\n")  # fmt: skip
+        r = vendor.post("/items", {"name": "Cloud Suite", "product_code": 9, "cloud": True})
+        (ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
+                               "--item", r.json()["item_id"], "--cloud-login", "ada@example.com").split()  # fmt: skip
+        pem = tmp_path / "firm.pem"
+        pem.write_text(http.get(f"/api/v1/firms/{FIRM + 1}/public-key").json()["keys"][0]["pem"])
+        laptop = Machine(tmp_path, "laptop", machine_traits(), int(time.time()))
+        out = subprocess.run(
+            [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM + 1),
+             "--login", "ada@example.com", "--password-stdin"],
+            env=laptop.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        app = subprocess.Popen(
+            [sys.executable, "-c", LOSING, str(FIRM + 1), str(pem)], env=laptop.env(), cwd=laptop.dir,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert app.stdout is not None and app.stdin is not None
+            said = app.stdout.readline().strip()
+            assert said == "OK", said + app.stderr.read() if said != "OK" else said
+            vendor_cli(url, vendor.key, "ticket", "cloud-deactivate", ticket)
+            taken = time.monotonic()
+            app.stdin.write("\n")
+            app.stdin.flush()
+            said = app.stdout.readline().strip()
+            assert said == "LOST", said
+            assert time.monotonic() - taken < 15  # within one lease TTL (and a heartbeat)
+        finally:
+            app.kill()
