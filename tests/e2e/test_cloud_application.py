@@ -111,10 +111,16 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
         second.kill()
         assert said.startswith("OK"), said
 
-        # the cloud taken out of the search in config.toml
-        (desk.home / "config.toml").write_text('[network]\ncloud = "off"\n')
+        # the cloud taken out of the search (config.toml), then put back first
+        assert "cloud: off" in desk.cli("config", "cloud", "off").stdout
         _, said = start(desk)
         assert said.startswith("LicenseNotFound"), said
+        desk.cli("config", "cloud", "first")
+        assert "cloud: first" in desk.cli("config", "server", "list").stdout
+        third, said = start(desk)
+        third.kill()
+        assert said.startswith("OK"), said  # the desk's seat (its killed process's) is its own
+        assert "say one of" in desk.cli("config", "cloud", "sometimes", ok=False).stderr
         assert ticket
 
 

@@ -193,6 +193,7 @@ def server_list() -> None:
         net = doc.get("network", {})
         state = "on" if net.get("discovery") is True else "off"
         console.print(f"discovery: {state}", highlight=False)
+        console.print(f"cloud: {net.get('cloud', 'last')}", highlight=False)
 
     run_guarded(go)
 
@@ -239,7 +240,37 @@ def discovery(
     run_guarded(go)
 
 
+@config_app.command("cloud")
+def cloud(
+    order: Annotated[
+        str,
+        typer.Argument(
+            metavar="first|last|off",
+            help="Ask the vendor clouds this device is linked to before the license servers, after them "
+            "(the default), or never.",
+        ),
+    ],
+) -> None:
+    """Where the clouds this device is linked to ('licentia cloud login') come in the search."""
+
+    def go() -> None:
+        from ..runtime._servers import CLOUD_ORDERS
+
+        if order not in CLOUD_ORDERS:
+            fail(f"say one of {', '.join(CLOUD_ORDERS)}")
+        doc = _load()
+        _network_table(doc)["cloud"] = order
+        _save(doc)
+        console.print(f"cloud: {order}", highlight=False)
+
+    run_guarded(go)
+
+
 def register(app: typer.Typer) -> None:
     app.command("borrow")(borrow)
     app.command("return")(give_back)
-    app.add_typer(config_app, name="config", help="This machine's runtime settings: license servers, discovery.")
+    app.add_typer(
+        config_app,
+        name="config",
+        help="This machine's runtime settings: license servers, discovery, the cloud's place.",
+    )
