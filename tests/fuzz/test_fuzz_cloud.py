@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from licentia.central.services.signin import USER_CODE_LETTERS, normalize_user_code, show_user_code
-from licentia.core import cloudlink, codes, hazmat
-from licentia.core.documents import DocumentInvalid, sign_document
+from licentia.core import cloudlink, codes, grants, hazmat
+from licentia.core import errors as E
+from licentia.core.documents import DocumentInvalid, sign_document, verify_document
 from licentia.core.encoding import b64d, b64e
 from tests.factory import T0
 from tests.strategies import genuine_payload, hostile_documents, hostile_values
@@ -65,3 +67,70 @@ def test_a_user_code_reads_as_a_code_or_none(text):
 def test_a_shown_code_reads_back_however_it_is_typed(code, sep, lower):
     typed = code[:4] + sep + code[4:]
     assert normalize_user_code(typed.lower() if lower else typed) == code
+
+
+# ---------------------------------------------------------------- a cloud lease's device proof
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: Any) -> Any:
+    """Central's cloud leases on a throwaway SQLite database (the proof reader needs no row)."""
+    from licentia.central.cloud_leases import CloudLeases
+    from licentia.central.startup import prepare
+    from tests.central.central_helpers import make_settings
+
+    ctx = prepare(make_settings(tmp_path_factory.mktemp("central") / "d"), lambda: T0)
+    yield CloudLeases(ctx)
+    ctx.db.dispose()
+
+
+HOLDER = b64e(hazmat.raw_public(OTHER.public_key()))
+
+
+def proofs(challenge: dict[str, Any]) -> st.SearchStrategy[Any]:
+    genuine = sign_document(
+        grants.SEAT_PROOF,
+        {"serial": SERIAL, "sign_pub": DEVICE_PUB, "server": "x", "nonce": challenge["nonce"],
+         "time": challenge["time"], "holder": HOLDER},
+        DEVICE,
+    )  # fmt: skip
+    return st.one_of(
+        st.just(genuine),
+        hostile_documents(genuine_payload(genuine), DEVICE, grants.SEAT_PROOF, keys=[OTHER]),
+        hostile_values,
+    )
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_device_proof_is_accepted_or_refused(cloud, data):
+    from licentia.central.cloud_leases import _Device
+    from licentia.seats import Client, Refusal
+
+    challenge = cloud.challenge()
+    doc = data.draw(proofs(challenge))
+    device = _Device(person=None, serial=SERIAL, sign_pub=DEVICE_PUB, name="Ada")  # type: ignore[arg-type]
+    client = Client(client_lease_id="c", user="u", host="h", ip="127.0.0.1", holder=HOLDER)
+    try:
+        proven = cloud._machine({"machine": doc}, client, device)
+    except Refusal as refusal:
+        assert refusal.error is E.AccessDenied
+        return
+    # accepted: the device's own key signed a live challenge of Central for this holder
+    assert verify_document(doc, grants.SEAT_PROOF, DEVICE.public_key())["holder"] == HOLDER
+    assert proven.machine.startswith(SERIAL + ":") and proven.machine.endswith("@127.0.0.1")
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=200), st.integers(min_value=-(2**63), max_value=2**63))
+def test_only_centrals_own_challenges_are_live(cloud, nonce, issued):
+    assert cloud._challenge_ok(nonce, issued, T0) is False  # no MAC of Central's: never live
+
+
+def test_a_challenge_is_live_for_two_minutes_at_its_own_time(cloud):
+    c = cloud.challenge()
+    assert cloud._challenge_ok(c["nonce"], c["time"], T0)
+    assert cloud._challenge_ok(c["nonce"], c["time"], T0 + 120)
+    assert not cloud._challenge_ok(c["nonce"], c["time"], T0 + 121)  # stale
+    assert not cloud._challenge_ok(c["nonce"], c["time"] + 1, T0)  # another time than its own
+    assert not cloud._challenge_ok(c["nonce"][:-1] + ("0" if c["nonce"][-1] != "0" else "1"), c["time"], T0)
