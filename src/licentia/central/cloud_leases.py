@@ -55,7 +55,7 @@ from ..core import errors as E
 from ..core.documents import DocumentInvalid, document_digest, require, sign_document, verify_document
 from ..core.encoding import b64d
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, LicenseState, evaluate
-from ..seats import Client, Lease, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense
+from ..seats import Client, Lease, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense, protocol
 from ..seats.protocol import AccessAsk, field_text, parse_access
 from .cloud_seats import CentralSeatStore, device_of
 from .models import (
@@ -321,7 +321,7 @@ class CloudLeases:
 
     # ------------------------------------------------------------ leases
 
-    def access(self, token: str | None, body: dict[str, Any], ip: str) -> bytes:
+    def access(self, token: str | None, ip: str, body: dict[str, Any]) -> bytes:
         """A lease (the JSON answer of docs/formats.md), or a Refusal."""
         device = self.device(token)
         ask = parse_access(body, ip)
@@ -511,24 +511,7 @@ class CloudLeases:
                 "cloud lease %s of %s ended: the license is no longer the person's", lease_id, device.person.login
             )
             raise LeaseRevoked("this cloud license is no longer yours: ask your administrator")
-        counter, proof = body.get("counter"), body.get("proof")
-        try:
-            renewed = self.engine.renew(
-                lease_id,
-                client_lease_id,
-                counter=counter if isinstance(counter, int) else None,
-                proof=proof if isinstance(proof, str) else None,
-            )
-        except LeaseRevoked:
-            raise
-        except LeaseUnknown as exc:
-            raise LeaseUnknown(f"lease {lease_id}: {exc}") from None
-        return {
-            "lease_id": renewed.id,
-            "ttl": self.ttl,
-            "heartbeat": self.heartbeat,
-            "expires_in": max(0, renewed.expires - self.ctx.now()),
-        }
+        return protocol.renew(self.engine, lease_id, body, ttl=self.ttl, heartbeat=self.heartbeat)
 
     def release(
         self, token: str | None, lease_id: str, client_lease_id: str, counter: str, proof: str
@@ -538,26 +521,12 @@ class CloudLeases:
             self._own_lease(device, lease_id)
         except LeaseUnknown:
             return {"released": False}
-        number = int(counter) if counter.isascii() and counter.isdigit() and len(counter) < 19 else None
-        return {"released": self.engine.release(lease_id, client_lease_id, counter=number, proof=proof or None)}
+        return protocol.release(self.engine, lease_id, client_lease_id, counter, proof)
 
     def return_grace(self, token: str | None, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """The device container's receipt that it holds the lease's grace no more."""
-        device = self.device(token)
-        lease = self._own_lease(device, lease_id)
-        receipt = body.get("receipt")
-        holder = lease.borrower or {}
-        if not holder or not isinstance(receipt, dict):
-            raise LeaseUnknown(f"no lease {lease_id} with grace here")
-        try:
-            back = grants.verify_grace_return(receipt, holder.get("sign_pub", ""))
-        except DocumentInvalid as exc:
-            log.warning("grace return of cloud lease %s refused: %s", lease_id, exc.reason)
-            raise E.BadRequest("the return receipt does not verify") from None
-        if back.lease_id != lease_id or back.serial != holder.get("serial"):
-            raise E.BadRequest("the return receipt is for another lease")
-        ended = self.engine.end_grace(lease_id, back.serial)
-        return {"returned": True, "lease_id": lease_id, "leases": [x.id for x in ended]}
+        lease = self._own_lease(self.device(token), lease_id)
+        return protocol.return_grace(self.engine, lease, lease_id, body.get("receipt"))
 
     # ------------------------------------------------------------ what the person sees
 

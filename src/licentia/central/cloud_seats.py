@@ -43,6 +43,11 @@ _COLUMNS = [c for c in _L.c if c.name != "n"]
 CHAIN = "chain"  # the meta row an append to the usage log locks first
 ANCHOR = "usage_anchor"  # the meta row of the log's anchor (read twice per append)
 FINAL = ("release", "expire", "revoke", "return")
+#: what a lease's save writes (the rest of its row never changes)
+SAVED = (
+    *("ip", "renewed", "expires", "state", "end_time", "linger_until", "live_until"),
+    *("first_use", "proof_counter", "grace_until"),
+)
 
 
 def device_of(machine: str | None) -> str | None:
@@ -330,22 +335,8 @@ class CentralSeatTx:
 
     def save(self, lease: Lease) -> None:
         self._lock([lease.license_key])
-        self.tx.execute(
-            U_SAVE,
-            {
-                "lid": lease.id,
-                "ip": lease.ip,
-                "renewed": lease.renewed,
-                "expires": lease.expires,
-                "state": lease.state,
-                "end_time": lease.end_time,
-                "linger_until": lease.linger_until,
-                "live_until": lease.live_until,
-                "first_use": lease.first_use,
-                "proof_counter": lease.proof_counter,
-                "grace_until": lease.grace_until,
-            },
-        )
+        row = _row(lease)
+        self.tx.execute(U_SAVE, {"lid": lease.id, **{k: row[k] for k in SAVED}})
 
     def _check_device(self, device: str, now: int) -> None:
         """A device holds at most ``per_device`` live leases (its lock row taken first)."""

@@ -8,6 +8,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -115,6 +116,33 @@ def _exit_on_central_error(func: Callable[[], None]) -> None:
         fail(f"{exc}; is it running? Set --central or LICENTIA_CENTRAL_URL")
     except CentralRefused as exc:
         fail(f"{exc.message} ({exc.code})" if exc.code else f"{exc}: check --central points at Central")
+
+
+def serve_central_app(app: Any, factory: str, host: str, port: int, workers: int, data_dir: Path) -> None:
+    """Run one of Central's ASGI apps: ``app`` itself with one worker, else ``workers``
+    processes each building its own from the environment (``factory``, the dotted name of
+    its builder: the keys and the schema exist now, so they find them). proxy_headers off:
+    Central decides itself whom X-Forwarded-For may name (LICENTIA_FORWARDED_ALLOW_IPS), a
+    local process must not pose as any client."""
+    import os
+
+    import uvicorn
+
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
+        return
+    app.state.central.db.dispose()
+    os.environ["LICENTIA_DATA"] = str(data_dir.resolve())
+    uvicorn.run(
+        factory,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=False,
+    )
 
 
 def port_free(host: str, port: int) -> bool:

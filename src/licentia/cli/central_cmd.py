@@ -265,8 +265,6 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) -> None:
-    import uvicorn
-
     from ..central import demo as demo_data
     from ..central.app import create_app
     from ..central.settings import Settings
@@ -296,23 +294,5 @@ def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) ->
         )
     if demo:
         _print_demo(demo_data.seed(ctx), keys.admin_source, f"http://{shown_host}:{port}")
-    if workers == 1:
-        # proxy_headers off: Central decides itself whom X-Forwarded-For may name
-        # (LICENTIA_FORWARDED_ALLOW_IPS), a local process must not pose as any client
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
-    else:
-        # Each worker process builds its own app from the environment; the keys and
-        # the schema exist now, so they find them.
-        ctx.db.dispose()
-        os.environ["LICENTIA_DATA"] = str(settings.data_dir.resolve())
-        uvicorn.run(
-            "licentia.central.asgi:app_from_env",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            proxy_headers=False,
-        )
+    _common.serve_central_app(app, "licentia.central.asgi:app_from_env", host, port, workers, settings.data_dir)
     out.print("License Central stopped.", highlight=False)

@@ -403,9 +403,6 @@ def serve(
 
 def _serve(data: Path | None, host: str, port: int, workers: int) -> None:
     import logging
-    import os
-
-    import uvicorn
 
     from ..central.app import create_cloud_app
     from ..central.settings import Settings
@@ -417,18 +414,4 @@ def _serve(data: Path | None, host: str, port: int, workers: int) -> None:
     app = create_cloud_app(settings)
     shown = f"[{host}]" if ":" in host else host
     _common.console.print(f"cloud leases: http://{shown}:{port}/api/v1/cloud", highlight=False)
-    if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
-    else:
-        app.state.central.db.dispose()
-        os.environ["LICENTIA_DATA"] = str(settings.data_dir.resolve())
-        uvicorn.run(
-            "licentia.central.asgi:cloud_app_from_env",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            proxy_headers=False,
-        )
+    _common.serve_central_app(app, "licentia.central.asgi:cloud_app_from_env", host, port, workers, settings.data_dir)

@@ -2,19 +2,25 @@
 License Central's cloud seats (docs/formats.md "License server protocol").
 
 ``parse_access`` and ``parse_borrow`` check a request body (a dict from JSON) and name
-the first field they cannot use (``BadRequest``); ``status_of`` and ``error_body`` are a
-refusal's HTTP status and body ``{"error": {"type", "message", "code"?, ...}}``.
+the first field they cannot use (``BadRequest``); ``renew``, ``release`` and
+``return_grace`` answer those requests with an engine; ``status_of`` and ``error_body``
+are a refusal's HTTP status and body ``{"error": {"type", "message", "code"?, ...}}``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NamedTuple
 
 from ..core import codes, grants, hazmat
 from ..core import errors as E
+from ..core.documents import DocumentInvalid
 from ..core.encoding import b64d
 from ..core.license import AccessRequest
-from .model import MODES, Client
+from .engine import SeatEngine
+from .model import BORROW, MODES, Client, Lease, LeaseRevoked, LeaseUnknown
+
+log = logging.getLogger("licentia.seats")
 
 MAX_NAME = 256
 MAX_GROUPS = 64
@@ -189,3 +195,51 @@ def error_body(error: E.SeatError) -> dict[str, Any]:
         out = {"type": WIRE_TYPE.get(type(error), error.type), "message": error.message}
     out.update(error.extra)
     return {"error": out}
+
+
+# ---------------------------------------------------------------- renewals, releases, grace returns
+
+
+def renew(engine: SeatEngine, lease_id: str, body: dict[str, Any], *, ttl: int, heartbeat: float) -> dict[str, Any]:
+    """A heartbeat signed by the lease's holder (over the lease id and its counter)."""
+    client_lease_id = field_text(body, "client_lease_id", required=True)
+    counter, proof = body.get("counter"), body.get("proof")
+    try:
+        lease = engine.renew(
+            lease_id,
+            client_lease_id,
+            counter=counter if isinstance(counter, int) else None,
+            proof=proof if isinstance(proof, str) else None,
+        )
+    except LeaseRevoked:
+        raise
+    except LeaseUnknown as exc:
+        raise LeaseUnknown(f"lease {lease_id}: {exc}") from None
+    return {
+        "lease_id": lease.id,
+        "ttl": ttl,
+        "heartbeat": heartbeat,
+        "expires_in": max(0, lease.expires - engine.clock()),
+    }
+
+
+def release(engine: SeatEngine, lease_id: str, client_lease_id: str, counter: str, proof: str) -> dict[str, Any]:
+    """A release signed by the lease's holder (its counter and proof from the query)."""
+    number = int(counter) if counter.isascii() and counter.isdigit() and len(counter) < 19 else None
+    return {"released": engine.release(lease_id, client_lease_id, counter=number, proof=proof or None)}
+
+
+def return_grace(engine: SeatEngine, lease: Lease | None, lease_id: str, receipt: Any) -> dict[str, Any]:
+    """The client container's receipt that it holds ``lease``'s grace no more."""
+    holder = (lease.borrower or {}) if lease is not None and lease.mode != BORROW else {}
+    if not holder or not isinstance(receipt, dict):
+        raise LeaseUnknown(f"no lease {lease_id} with grace here")
+    try:
+        back = grants.verify_grace_return(receipt, holder.get("sign_pub", ""))
+    except DocumentInvalid as exc:
+        log.warning("grace return of %s refused: %s", lease_id, exc.reason)
+        raise E.BadRequest("the return receipt does not verify") from None
+    if back.lease_id != lease_id or back.serial != holder.get("serial"):
+        raise E.BadRequest("the return receipt is for another lease")
+    ended = engine.end_grace(lease_id, back.serial)
+    return {"returned": True, "lease_id": lease_id, "leases": [x.id for x in ended]}

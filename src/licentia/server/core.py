@@ -34,15 +34,14 @@ from ..seats import (
     AclError,
     Client,
     Lease,
-    LeaseRevoked,
-    LeaseUnknown,
     Refusal,
     SeatEngine,
     SeatLicense,
     SqliteSeatStore,
+    protocol,
     usage,
 )
-from ..seats.protocol import AccessAsk, BorrowAsk, field_text, parse_access, parse_borrow
+from ..seats.protocol import AccessAsk, BorrowAsk, parse_access, parse_borrow
 from ..seats.usage import verify_log
 from .settings import RELOADABLE, Settings, SettingsError, read_config, server_table
 
@@ -502,46 +501,16 @@ class LicenseServer:
         ).encode()
 
     def renew(self, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        client_lease_id = field_text(body, "client_lease_id", required=True)
-        counter, proof = body.get("counter"), body.get("proof")
-        try:
-            lease = self.engine.renew(
-                lease_id,
-                client_lease_id,
-                counter=counter if isinstance(counter, int) else None,
-                proof=proof if isinstance(proof, str) else None,
-            )
-        except LeaseRevoked:
-            raise
-        except LeaseUnknown as exc:
-            raise LeaseUnknown(f"lease {lease_id}: {exc}") from None
-        return {
-            "lease_id": lease.id,
-            "ttl": self.settings.lease_ttl,
-            "heartbeat": self.settings.heartbeat_seconds,
-            "expires_in": max(0, lease.expires - self.clock()),
-        }
+        return protocol.renew(
+            self.engine, lease_id, body, ttl=self.settings.lease_ttl, heartbeat=self.settings.heartbeat_seconds
+        )
 
     def release(self, lease_id: str, client_lease_id: str, counter: str = "", proof: str = "") -> dict[str, Any]:
-        number = int(counter) if counter.isascii() and counter.isdigit() and len(counter) < 19 else None
-        return {"released": self.engine.release(lease_id, client_lease_id, counter=number, proof=proof or None)}
+        return protocol.release(self.engine, lease_id, client_lease_id, counter, proof)
 
     def return_grace(self, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """The client container's receipt that it holds the lease's grace no more."""
-        receipt = body.get("receipt")
-        lease = self.engine.lease(lease_id)
-        holder = (lease.borrower or {}) if lease is not None and lease.mode != "borrow" else {}
-        if lease is None or not holder or not isinstance(receipt, dict):
-            raise LeaseUnknown(f"no lease {lease_id} with grace on this server")
-        try:
-            back = grants.verify_grace_return(receipt, holder.get("sign_pub", ""))
-        except DocumentInvalid as exc:
-            log.warning("grace return of %s refused: %s", lease_id, exc.reason)
-            raise E.BadRequest("the return receipt does not verify") from None
-        if back.lease_id != lease_id or back.serial != holder.get("serial"):
-            raise E.BadRequest("the return receipt is for another lease")
-        ended = self.engine.end_grace(lease_id, back.serial)
-        return {"returned": True, "lease_id": lease_id, "leases": [x.id for x in ended]}
+        return protocol.return_grace(self.engine, self.engine.lease(lease_id), lease_id, body.get("receipt"))
 
     # ------------------------------------------------------------ borrowing
 

@@ -60,11 +60,13 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _answer(request: Request, work: Any, *args: Any) -> Response:
-    """The work on the cloud leases' few threads (``CloudLeases.run``): a transaction holding
-    a license's row lock is not left waiting for the interpreter behind dozens of others."""
+async def _answer(request: Request, work: Any, *args: Any, posted: bool = False) -> Response:
+    """``work(token, *args)`` (and the posted JSON body last) on the cloud leases' few threads
+    (``CloudLeases.run``): a transaction holding a license's row lock is not left waiting for
+    the interpreter behind dozens of others. A refusal answers as a license server's."""
     try:
-        return _json(await _seats(request).run(work, *args))
+        body = (await _body(request),) if posted else ()
+        return _json(await _seats(request).run(work, _token(request), *args, *body))
     except E.SeatError as error:
         return _json(error_body(error), status_of(error))
 
@@ -80,34 +82,22 @@ async def challenge(request: Request) -> Response:
     responses={403: {"description": "refused"}, 404: {"description": "no cloud license"}, 409: {"description": "full"}},
 )
 async def access(request: Request) -> Response:
-    try:
-        body = await _body(request)
-    except E.SeatError as error:
-        return _json(error_body(error), status_of(error))
-    return await _answer(request, _seats(request).access, _token(request), body, client_address(request))
+    return await _answer(request, _seats(request).access, client_address(request), posted=True)
 
 
 @router.post("/leases/{lease_id}/renew", summary="Renew a cloud lease (a heartbeat signed by its holder)")
 async def renew(lease_id: str, request: Request) -> Response:
-    try:
-        body = await _body(request)
-    except E.SeatError as error:
-        return _json(error_body(error), status_of(error))
-    return await _answer(request, _seats(request).renew, _token(request), lease_id, body)
+    return await _answer(request, _seats(request).renew, lease_id, posted=True)
 
 
 @router.delete("/leases/{lease_id}", summary="Release a cloud lease (signed by its holder)")
 async def release(lease_id: str, request: Request, client: str = "", counter: str = "", proof: str = "") -> Response:
-    return await _answer(request, _seats(request).release, _token(request), lease_id, client, counter, proof)
+    return await _answer(request, _seats(request).release, lease_id, client, counter, proof)
 
 
 @router.post("/leases/{lease_id}/return", summary="Give a cloud lease's grace back (the container's receipt)")
 async def return_grace(lease_id: str, request: Request) -> Response:
-    try:
-        body = await _body(request)
-    except E.SeatError as error:
-        return _json(error_body(error), status_of(error))
-    return await _answer(request, _seats(request).return_grace, _token(request), lease_id, body)
+    return await _answer(request, _seats(request).return_grace, lease_id, posted=True)
 
 
 @router.get("/leases", summary="The live cloud leases of the signed-in person's devices")
