@@ -124,19 +124,8 @@ class _Held:
         return f"{self.serial}/{self.entry.license_id}"
 
     def seat_license(self, ev: Evaluation, cap: int) -> SeatLicense:
-        e = self.entry
-        return SeatLicense(
-            key=self.key,
-            firm_code=e.firm_code,
-            product_code=e.product_code,
-            license_id=e.license_id,
-            quantity=e.options.quantity,
-            feature_map=e.feature_map,
-            ticket=e.ticket,
-            text=e.text,
-            valid_until=ev.expires if ev.expires is not None else e.options.expires,
-            max_grace=min(e.options.max_grace or 0, cap),
-        )
+        valid_until = ev.expires if ev.expires is not None else self.entry.options.expires
+        return SeatLicense.of_entry(self.key, self.entry, valid_until, cap)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LeaseRevoked as LeaseRevoked  # re-exported
 from ..core.errors import LeaseUnknown as LeaseUnknown
 from ..core.errors import Refusal as Refusal
 from ..core.grants import MODES as MODES  # access modes a client may ask for; re-exported
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.license import LicenseEntry
 
 #: the mode of a seat taken into a client's container
 BORROW = "borrow"
@@ -69,6 +72,26 @@ class SeatLicense:
     @property
     def product(self) -> tuple[int, int]:
         return (self.firm_code, self.product_code)
+
+    @classmethod
+    def of_entry(cls, key: str, entry: LicenseEntry, valid_until: int | None, cap: int | None = None) -> SeatLicense:
+        """A firm-signed entry as the engine sees it: its seats, its grace (the entry's
+        ``max_grace``, further capped by ``cap``: the server's or the cloud's)."""
+        grace = entry.options.max_grace or 0
+        if cap is not None:
+            grace = min(grace, cap)
+        return cls(
+            key=key,
+            firm_code=entry.firm_code,
+            product_code=entry.product_code,
+            license_id=entry.license_id,
+            quantity=entry.options.quantity,
+            feature_map=entry.feature_map,
+            ticket=entry.ticket,
+            text=entry.text,
+            valid_until=valid_until,
+            max_grace=grace,
+        )
 
 
 @dataclass

@@ -71,22 +71,8 @@ class Served:
 
     def seat_license(self, ev: Evaluation | None = None, max_grace: int | None = None) -> SeatLicense:
         """The license as the seat engine sees it; ``max_grace``: the server's cap on grace."""
-        e = self.entry
-        grace = e.options.max_grace or 0
-        if max_grace is not None:
-            grace = min(grace, max_grace)
-        return SeatLicense(
-            key=self.key,
-            firm_code=e.firm_code,
-            product_code=e.product_code,
-            license_id=e.license_id,
-            quantity=e.options.quantity,
-            feature_map=e.feature_map,
-            ticket=e.ticket,
-            text=e.text,
-            valid_until=ev.expires if ev is not None else e.options.expires,
-            max_grace=grace,
-        )
+        valid_until = ev.expires if ev is not None else self.entry.options.expires
+        return SeatLicense.of_entry(self.key, self.entry, valid_until, max_grace)
 
 
 Candidates = list[tuple[Served, Evaluation]]
