@@ -22,7 +22,7 @@ import pytest
 from central_helpers import ADMIN_KEY, MASTER_KEY, FakeContainer, central_app, dump_state, make_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from test_accounts import bearer, ok
+from test_accounts import PASSWORD, bearer, ok
 from test_cloud_containers import Shop
 
 from licentia._testing import FakeClock
@@ -475,3 +475,20 @@ def test_grace_holds_a_device_seat_until_its_receipt(client, shop, clock, engine
     back = ok(client.post(path, json={"receipt": receipt(laptop.box.sign_key)}, headers=laptop.headers))
     assert back["returned"] is True
     ok(d.access(d.request(14)))
+
+
+def test_a_person_of_another_customer_gets_nothing_of_anothers(client, shop, clock, engine):
+    (ticket,) = shop.tickets()
+    ok(shop.activate(ticket, login="ada@example.com"))
+    ada = Device(client, shop, "ada@example.com", clock.now)
+    held = ok(ada.process().access())
+    r = client.patch(API + "/accounts/eve@example.com", json={"password": PASSWORD}, headers=shop.vendor.headers)
+    ok(r)  # eve is a person of the other customer
+    eve = Device(client, shop, "eve@example.com", clock.now, "eve's")
+    before = seats_state(engine)
+    p = eve.process()
+    refused(p.access(), 404, "LicenseNotFound")  # ada's license is not eve's
+    refused(p.renew(held), 404, "LeaseUnknown")  # nor is ada's lease
+    assert ok(p.release(held))["released"] is False
+    assert ok(client.get(API + "/cloud/leases", headers=eve.headers)) == []
+    assert seats_state(engine) == before
