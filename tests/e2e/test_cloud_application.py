@@ -38,6 +38,18 @@ while not lost and time.monotonic() < deadline:
 print("LOST" if lost == [False] else f"still held: {lost}", flush=True)
 """
 
+GRACE = """
+import sys, licentia
+licentia.trust(int(sys.argv[1]), sys.argv[2])
+try:
+    h = licentia.access(int(sys.argv[1]), 9, grace=int(sys.argv[3]))
+except licentia.LicenseError as e:
+    print(type(e).__name__, e, flush=True)
+    sys.exit(0)
+print("OK", h.grace, flush=True)
+sys.stdin.readline()  # hold it until told to end: the release gives the grace back
+"""
+
 APP = """
 import sys, licentia
 licentia.trust(int(sys.argv[1]), sys.argv[2])
@@ -166,3 +178,60 @@ def test_a_person_whose_license_is_taken_away_loses_it_within_a_lease_ttl(tmp_pa
             assert time.monotonic() - taken < 15  # within one lease TTL (and a heartbeat)
         finally:
             app.kill()
+
+
+def test_a_cloud_lease_with_grace_is_held_in_the_device_and_given_back_at_exit(tmp_path):
+    """An application asks for a day of grace; the item allows an hour: the device holds it
+    in its machine container, and the seat stays the device's until the application ends
+    and its container's receipt gives it back (then another device gets it)."""
+    (tmp_path / "central").mkdir()
+    firm = FIRM + 2
+    with central_process(tmp_path / "central", ADMIN_KEY) as url, httpx.Client(base_url=url, timeout=30) as http:
+        vendor = Vendor(http, firm)
+        vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
+                   "customer-user", "--customer", vendor.customer, "--password-stdin",
+                   stdin=PASSWORD + "\n")  # fmt: skip
+        item = {"name": "Suite", "product_code": 9, "cloud": True, "options": {"quantity": 1, "max_grace": 3600}}
+        r = vendor.post("/items", item)
+        vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
+                   "--item", r.json()["item_id"], "--cloud-login", "ada@example.com")  # fmt: skip
+        pem = tmp_path / "firm.pem"
+        pem.write_text(http.get(f"/api/v1/firms/{firm}/public-key").json()["keys"][0]["pem"])
+        now = int(time.time())
+        laptop = Machine(tmp_path, "laptop", machine_traits(), now)
+        desk = Machine(tmp_path, "desk", other_machine(), now)
+        for machine in (laptop, desk):
+            out = subprocess.run(
+                [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(firm),
+                 "--login", "ada@example.com", "--password-stdin"],
+                env=machine.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+
+        def start(machine: Machine) -> tuple[subprocess.Popen[str], str]:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", GRACE, str(firm), str(pem), "86400"], env=machine.env(), cwd=machine.dir,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            return proc, proc.stdout.readline().strip()
+
+        first, said = start(laptop)
+        try:
+            assert said == "OK 3600", said  # the item's hour, not the day asked for
+            graces = [g for p in laptop.home.rglob("state.json") for s in
+                      json.loads(p.read_text())["body"]["slots"].values() for g in s.get("graces") or []]  # fmt: skip
+            assert len(graces) == 1  # held in the laptop's machine container
+            _, said = start(desk)
+            assert said.startswith("DeviceLimitReached"), said
+        finally:
+            assert first.stdin is not None
+            first.stdin.write("\n")
+            first.stdin.flush()
+            first.wait(30)
+        graces = [g for p in laptop.home.rglob("state.json") for s in
+                  json.loads(p.read_text())["body"]["slots"].values() for g in s.get("graces") or []]  # fmt: skip
+        assert graces == []  # given back: the receipt went to the cloud
+        second, said = start(desk)
+        second.kill()
+        assert said == "OK 3600", said
