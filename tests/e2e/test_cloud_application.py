@@ -108,7 +108,10 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
         try:
             assert said.startswith("OK"), said
             devices = json.loads(laptop.cli("cloud", "devices", "--json").stdout)
-            assert len(devices) == 2
+            assert sorted((d["name"], d["leases"], d["this"]) for d in devices) == [
+                ("Ada's desk", 0, False),
+                ("Ada's laptop", 1, True),
+            ]
             # the license is busy on the laptop: the desk is told which device holds it
             _, said = start(desk)
             assert said.startswith("DeviceLimitReached") and "Ada's laptop" in said, said

@@ -228,20 +228,28 @@ def status(firm_code: FirmOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command("devices")
 def devices(firm_code: FirmOpt = None, as_json: JsonOpt = False) -> None:
-    """Your linked devices."""
+    """Your linked devices, and how many cloud leases each holds now (a device holding
+    none frees no seat when unlinked)."""
     from rich import box
     from rich.table import Table
 
     def run() -> None:
         rows = _call(firm_code, "GET", "/cloud/devices")
+        leases = _call(firm_code, "GET", "/cloud/leases")
+        this = _link(firm_code).device
+        for r in rows:
+            r["leases"] = sum(1 for lease in leases if lease["device"] == r["device"])
+            r["this"] = r["device"] == this
         if as_json:
             typer.echo(json.dumps(rows, indent=1))
             return
         table = Table(box=box.SIMPLE_HEAD, highlight=False)
-        for heading in ("device", "name", "container", "linked", "last seen", "from"):
+        for heading in ("device", "name", "container", "linked", "last seen", "from", "cloud leases"):
             table.add_column(heading)
         for r in rows:
-            table.add_row(r["device"], r["name"], r["serial"], _when(r["linked"]), _when(r["seen"]), r["address"])
+            name = r["name"] + (" (this device)" if r["this"] else "")
+            seen = _when(r["seen"])
+            table.add_row(r["device"], name, r["serial"], _when(r["linked"]), seen, r["address"], str(r["leases"]))
         _common.console.print(table)
 
     _common.guard_central(run)
