@@ -254,7 +254,7 @@ def cloud(
     """Where the clouds this device is linked to ('licentia cloud login') come in the search."""
 
     def go() -> None:
-        from ..runtime._servers import CLOUD_ORDERS
+        from ..runtime import CLOUD_ORDERS
 
         if order not in CLOUD_ORDERS:
             fail(f"say one of {', '.join(CLOUD_ORDERS)}")

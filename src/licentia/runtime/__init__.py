@@ -16,9 +16,19 @@ from ._runtime import MODES, Runtime, system_clock
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._borrowing import borrow, borrowed, give_back
-    from ._servers import DEFAULT_PORT, NetConfig, ServerAddr, discover, parse_server, parse_servers, read_config
+    from ._servers import (
+        CLOUD_ORDERS,
+        DEFAULT_PORT,
+        NetConfig,
+        ServerAddr,
+        discover,
+        parse_server,
+        parse_servers,
+        read_config,
+    )
 
 _LAZY = {
+    "CLOUD_ORDERS": "._servers",
     "DEFAULT_PORT": "._servers",
     "NetConfig": "._servers",
     "ServerAddr": "._servers",
@@ -44,6 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CLOUD_ORDERS",
     "DEFAULT_PORT",
     "MODES",
     "Handle",
