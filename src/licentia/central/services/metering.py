@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -74,8 +75,81 @@ I_IDEM = insert(_k)
 D_IDEM = delete(_k).where(_k.c.created < bindparam("before"))
 
 
+@dataclass(frozen=True)
+class Counted:
+    """Units counted: the activation and ticket they were counted on, the activation's
+    online units after, the units left, the firm's rows, Central's time."""
+
+    act: Any
+    online: int
+    left: int
+    firm: Any
+    now: int
+
+
 class MeteringService(ActivationService):
     """Online consumption of units (the activation service's helpers: firm signer, rate limit)."""
+
+    def count(
+        self,
+        conn: Any,
+        scope: str,
+        idem: str,
+        params: str,
+        container_id: uuid.UUID,
+        serial: str,
+        entry: str,
+        units: int,
+        firm_code: int,
+        source: str,
+    ) -> Counted | str:
+        """Count ``units`` on the live entry ``entry`` of a container, inside the caller's
+        write transaction, under an idempotency key (``scope``: whose and of what): the
+        stored answer of an earlier call with that key (a retry), else what was counted.
+        The ticket's row is locked first: one consumption of a ticket at a time, across
+        every activation, worker and Central process. Conflict when the key was used with
+        other ``params``, the entry is not live there, or too few units are left."""
+        seen = conn.execute(Q_IDEM, {"scope": scope, "key": idem}).first()
+        if seen is not None:
+            if seen.params != params:
+                raise Conflict(
+                    "idempotency_key_reused",
+                    "This idempotency key was used for another consumption: make a new key for a new call.",
+                )
+            return str(seen.response)
+        act = conn.execute(Q_METERED, {"digest": entry, "container": container_id}).first()
+        if act is None:
+            raise Conflict("not_active_here", f"This license is not active in container {serial}: sync, then retry.")
+        ordered = (act.options or {}).get("units")
+        if ordered is None:
+            raise Conflict("no_unit_counter", "This license has no unit counter.")
+        consumed = int(conn.execute(sql.Q_TOTALS, {"tid": act.tid}).one()[0])
+        left = ordered - consumed
+        if units > left:
+            raise Conflict("units_exhausted", f"{max(left, 0)} units left, {units} asked for.")
+        online = int(conn.execute(U_ONLINE, {"aid": act.id, "add": units}).scalar_one())
+        now = self.now()
+        rows = conn.execute(sql.Q_FIRM, {"code": firm_code}).all()
+        if not rows or rows[0].firm_id != act.firm_id:
+            raise InvalidRequest(f"consumption from {serial}: firm {firm_code} does not issue this license")
+        counted = units_row(
+            source=source,
+            firm_id=act.firm_id,
+            firm_code=firm_code,
+            container_id=container_id,
+            ticket=act,
+            units=units,
+            at=now,
+        )
+        write_units(OnConnection(conn), [counted])
+        return Counted(act, online, left - units, _firm(rows), now)
+
+    @staticmethod
+    def keep(conn: Any, scope: str, idem: str, params: str, response: str, now: int) -> None:
+        """Keep a consumption's answer under its idempotency key (a retry gets it again)."""
+        conn.execute(I_IDEM, {"scope": scope, "key": idem, "params": params, "response": response, "created": now})
+        if uuid.uuid4().int % PURGE_EVERY == 0:
+            conn.execute(D_IDEM, {"before": now - KEEP})
 
     def consume(self, body: bytes, address: str) -> str:
         self.attempts.check(address)
@@ -112,39 +186,10 @@ class MeteringService(ActivationService):
             raise InvalidRequest(f"consumption from {serial}: bad units, key or entry")
         scope = f"consume|{serial}|{entry}"
         params = hazmat.sha256(canonical({"firm_code": firm_code, "entry": entry, "units": units})).hex()
-        seen = conn.execute(Q_IDEM, {"scope": scope, "key": idem}).first()
-        if seen is not None:
-            if seen.params != params:
-                raise Conflict(
-                    "idempotency_key_reused",
-                    "This idempotency key was used for another consumption: make a new key for a new call.",
-                )
-            return str(seen.response)
-        act = conn.execute(Q_METERED, {"digest": entry, "container": row.id}).first()
-        if act is None:
-            raise Conflict("not_active_here", f"This license is not active in container {serial}: sync, then retry.")
-        ordered = (act.options or {}).get("units")
-        if ordered is None:
-            raise Conflict("no_unit_counter", "This license has no unit counter.")
-        consumed = int(conn.execute(sql.Q_TOTALS, {"tid": act.tid}).one()[0])
-        left = ordered - consumed
-        if units > left:
-            raise Conflict("units_exhausted", f"{max(left, 0)} units left, {units} asked for.")
-        online = int(conn.execute(U_ONLINE, {"aid": act.id, "add": units}).scalar_one())
-        now = self.now()
-        rows = conn.execute(sql.Q_FIRM, {"code": firm_code}).all()
-        if not rows or rows[0].firm_id != act.firm_id:
-            raise InvalidRequest(f"consumption from {serial}: firm {firm_code} does not issue this license")
-        counted = units_row(
-            source="online",
-            firm_id=act.firm_id,
-            firm_code=firm_code,
-            container_id=row.id,
-            ticket=act,
-            units=units,
-            at=now,
-        )
-        write_units(OnConnection(conn), [counted])
+        counted = self.count(conn, scope, idem, params, row.id, serial, entry, units, firm_code, "online")
+        if isinstance(counted, str):
+            return counted
+        act, now = counted.act, counted.now
         answer = {
             "serial": serial,
             "firm_code": firm_code,
@@ -152,13 +197,11 @@ class MeteringService(ActivationService):
             "entry": entry,
             "key": idem,
             "units": units,
-            "online": online,
-            "left": left - units,
+            "online": counted.online,
+            "left": counted.left,
             "time": now,
         }
-        text = dump(sign_document("consumption", answer, self._signer(_firm(rows))))
-        conn.execute(I_IDEM, {"scope": scope, "key": idem, "params": params, "response": text, "created": now})
-        if uuid.uuid4().int % PURGE_EVERY == 0:
-            conn.execute(D_IDEM, {"before": now - KEEP})
-        log.info("consumed %s units of license %s in %s (key %s)", units, act.license_id, serial, idem)
+        text = dump(sign_document("consumption", answer, self._signer(counted.firm)))
+        self.keep(conn, scope, idem, params, text, now)
+        log.info("consumed %s units of license %s in %s (key %s)", units, counted.act.license_id, serial, idem)
         return text

@@ -56,7 +56,8 @@ from .attempts import AttemptService
 from .base import Service, check_code
 
 TOKEN_PREFIX = "lcs_"  # noqa: S105 - the prefix of every session token, not a secret
-WEB, DEVICE = "web", "device"
+#: session kinds: a browser's pages, a linked device's, a user-licensing API caller's (no device)
+WEB, DEVICE, USER = "web", "device", "user"
 #: a device code and its user code live this long (RFC 8628 suggests minutes, not more)
 CODE_TTL = 600
 #: seconds a device waits between two polls
@@ -490,7 +491,7 @@ class SignInService(Service):
     def _lifetime(self, kind: str) -> tuple[int, int]:
         """How long a session of ``kind`` lives unused, and at most (seconds)."""
         s = self.ctx.settings
-        return (s.session_idle, s.session_max) if kind == DEVICE else (s.web_session_idle, s.web_session_max)
+        return (s.web_session_idle, s.web_session_max) if kind == WEB else (s.session_idle, s.session_max)
 
     def _waiting(self, code: str | None) -> tuple[Any, ...]:
         """The conditions of a user code that still waits for its person."""
