@@ -102,6 +102,7 @@ class MeteringService(ActivationService):
         units: int,
         firm_code: int,
         source: str,
+        user: str = "",
     ) -> Counted | str:
         """Count ``units`` on the live entry ``entry`` of a container, inside the caller's
         write transaction, under an idempotency key (``scope``: whose and of what): the
@@ -140,6 +141,7 @@ class MeteringService(ActivationService):
             ticket=act,
             units=units,
             at=now,
+            user=user,
         )
         write_units(OnConnection(conn), [counted])
         return Counted(act, online, left - units, _firm(rows), now)

@@ -191,11 +191,13 @@ def units_row(
     ticket: Any,
     units: int,
     at: int,
+    user: str = "",
 ) -> dict[str, Any]:
     """The usage store's row of ``units`` a container counted (``source`` "container": a
-    usage report raised its counter) or Central counted (``online``), at Central's time
-    ``at``. It is neither an access nor a refusal (success, fail and invalid are 0): the
-    license and product views leave it out, the billing view counts its units.
+    usage report raised its counter) or Central counted (``online``; ``user``: a person's
+    consumption over REST, ``user`` its login), at Central's time ``at``. It is neither an
+    access nor a refusal (success, fail and invalid are 0): the license and product views
+    leave it out, the billing view counts its units.
     ``ticket`` has the ticket's ``tid``, ``license_id``, ``customer_id``, ``item_id`` and
     its item's ``product_code``."""
     return {
@@ -218,7 +220,7 @@ def units_row(
         "ticket_id": ticket.tid,
         "customer_id": ticket.customer_id,
         "item_id": ticket.item_id,
-        "user_ident": "",
+        "user_ident": user,
         "host": "",
         "address": "",
         "mode": "",

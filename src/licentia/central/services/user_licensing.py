@@ -1,0 +1,204 @@
+"""User licensing: a person's cloud licenses used over REST, without a runtime (SaaS back
+ends, mobile apps; docs/cloud.md, "User licensing over REST").
+
+The person signs in with a login and password (a ``user`` session: no device), lists
+its licenses, checks one (allowed, or the reason with the code of the runtime's
+``LicenseError``) and consumes units under an idempotency key that the call requires:
+the units are counted on the license's activation in its cloud container with the
+online metering's own rules (``MeteringService.count``: the ticket's row locked, units
+ordered against everything consumed, the answer kept under the key scoped to the person
+and the license; the same key with other parameters is 409).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select
+
+from ...core import hazmat
+from ...core.documents import document_digest
+from ...core.encoding import canonical
+from ...core.errors import BadInput, LicenseError, LicenseNotFound, NotFound
+from ...core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
+from ..db import run_read, run_write
+from ..models import AccountGroup, CloudContainer, Container, GroupMember, Ticket, TicketState
+from . import _protocol_sql as sql
+from .accounts import Person
+from .metering import MeteringService
+
+log = logging.getLogger("licentia.central.user")
+
+SOURCE = "user"
+MAX_KEY = 64
+
+_GROUPS = select(GroupMember.group_id).where(GroupMember.account_id == bindparam("account"))
+#: the activated licenses of the cloud containers a person may use (personal first)
+Q_LICENSES = (
+    select(
+        Ticket.entry,
+        Ticket.ticket,
+        Ticket.options,
+        Container.id.label("container_id"),
+        Container.serial,
+        CloudContainer.kind,
+        AccountGroup.name.label("group"),
+    )
+    .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
+    .join(Container, Container.id == CloudContainer.container_id)
+    .outerjoin(AccountGroup, AccountGroup.id == CloudContainer.group_id)
+    .where(
+        CloudContainer.firm_id == bindparam("firm"),
+        Ticket.state == TicketState.activated.value,
+        (CloudContainer.account_id == bindparam("account")) | CloudContainer.group_id.in_(_GROUPS),
+    )
+    .order_by(CloudContainer.kind.desc(), AccountGroup.name, Ticket.license_id)
+)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One license a person may use."""
+
+    entry: LicenseEntry
+    ticket: str
+    container_id: Any
+    serial: str
+    kind: str
+    group: str | None
+
+
+class UserLicensing(MeteringService):
+    # ---------------------------------------------------------------- what a person holds
+
+    def held(self, person: Person) -> list[Held]:
+        """The licenses of the cloud containers the person may use (its personal one first)."""
+
+        def tx() -> list[Any]:
+            params = {"firm": person.firm_id, "account": person.account_id}
+            return list(self.session.execute(Q_LICENSES, params).all())
+
+        out = []
+        for r in run_read(self.session, tx):
+            doc = json.loads(r.entry)
+            entry = LicenseEntry.from_payload(doc["payload"], kid=doc["kid"], digest=document_digest(doc), document=doc)
+            out.append(Held(entry, r.ticket, r.container_id, r.serial, r.kind, r.group))
+        return out
+
+    def licenses(self, person: Person) -> list[dict[str, Any]]:
+        """The person's licenses: firm, product, features, options, seats, units left, expiry."""
+        held = self.held(person)
+        used = self._used([h.ticket for h in held])
+        out = []
+        for h in held:
+            e = h.entry
+            units = e.options.units
+            out.append(
+                {
+                    "firm_code": e.firm_code,
+                    "product_code": e.product_code,
+                    "license_id": e.license_id,
+                    "name": e.text,
+                    "features": e.feature_map,
+                    "seats": e.options.quantity,
+                    "units_left": None if units is None else max(0, units - used.get(h.ticket, 0)),
+                    "expires": e.options.expires,
+                    "container": h.kind if h.group is None else f"group {h.group}",
+                }
+            )
+        return out
+
+    def _used(self, tickets: list[str]) -> dict[str, int]:
+        """Units consumed so far per ticket (over every activation)."""
+        if not tickets:
+            return {}
+
+        def tx() -> dict[str, int]:
+            ids = dict(self.session.execute(select(Ticket.ticket, Ticket.id).where(Ticket.ticket.in_(tickets))).all())
+            return {t: int(self.session.execute(sql.Q_TOTALS, {"tid": i}).one()[0]) for t, i in ids.items()}
+
+        return run_read(self.session, tx)
+
+    # ---------------------------------------------------------------- check
+
+    def check(self, person: Person, request: AccessRequest) -> dict[str, Any]:
+        """Whether the person may use (firm, product, feature) now: the first license that
+        allows it, or the refusal closest to success with the runtime's error code."""
+        now = self.now()
+        best: tuple[int, type[LicenseError], str] | None = None
+        held = [h for h in self.held(person) if h.entry.firm_code == request.firm_code]
+        used = self._used([h.ticket for h in held])
+        for h in held:
+            state = LicenseState(units_used=used.get(h.ticket, 0))
+            ev = evaluate(h.entry, state, request, now, now)
+            if ev.error is None:
+                return {"allowed": True, "license_id": h.entry.license_id, "expires": ev.expires}
+            if best is None or ev.error.rank > best[0]:
+                best = (ev.error.rank, ev.error, ev.message)
+        if best is None:
+            best = (
+                0,
+                LicenseNotFound,
+                f"no license of yours for firm {request.firm_code}, product {request.product_code}",
+            )
+        _, cls, message = best
+        return {"allowed": False, "error": {"code": cls.code, "type": cls.__name__, "message": message}}
+
+    # ---------------------------------------------------------------- consume
+
+    def consume_units(
+        self, person: Person, request: AccessRequest, units: int, key: str, license_id: int | None = None
+    ) -> dict[str, Any]:
+        """Count ``units`` of a license of the product (``license_id``, else the first the
+        person holds that allows them), once per idempotency ``key``."""
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY:
+            raise BadInput(f"Give an idempotency key of 1 to {MAX_KEY} characters: a retried call reuses it.")
+        if units < 1:
+            raise BadInput("Consume at least one unit.")
+        now = self.now()
+        plain = AccessRequest(request.firm_code, request.product_code, request.feature_code)  # units: counted below
+        held = [
+            h
+            for h in self.held(person)
+            if h.entry.firm_code == request.firm_code
+            and h.entry.product_code == request.product_code
+            and (license_id is None or h.entry.license_id == license_id)
+            and h.entry.options.units is not None
+            and evaluate(h.entry, LicenseState(), plain, now, now).error is None
+        ]
+        if not held:
+            raise NotFound("license", "You hold no license of this product with a unit counter that allows this now.")
+        chosen = held[0]
+        scope = f"user-consume|{person.account_id.hex}|{chosen.entry.firm_code}:{chosen.entry.license_id}"
+        params = hazmat.sha256(
+            canonical({"firm_code": request.firm_code, "product_code": request.product_code, "units": units})
+        ).hex()
+
+        def tx() -> str:
+            conn = self.session.connection()
+            counted = self.count(
+                conn, scope, key, params, chosen.container_id, chosen.serial, chosen.entry.digest, units,
+                chosen.entry.firm_code, SOURCE, person.login,
+            )  # fmt: skip
+            if isinstance(counted, str):
+                return counted
+            answer = {
+                "firm_code": chosen.entry.firm_code,
+                "product_code": chosen.entry.product_code,
+                "license_id": chosen.entry.license_id,
+                "units": units,
+                "units_left": counted.left,
+                "key": key,
+                "time": counted.now,
+            }
+            text = json.dumps(answer, separators=(",", ":"))
+            self.keep(conn, scope, key, params, text, counted.now)
+            return text
+
+        text = run_write(self.session, tx)
+        result: dict[str, Any] = json.loads(text)
+        log.info("%s consumed %s units of license %s (key %s)", person.login, units, result["license_id"], key)
+        return result

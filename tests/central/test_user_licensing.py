@@ -1,0 +1,166 @@
+"""User licensing over REST (/api/v1/user): a person signs in without a device, lists its
+cloud licenses, checks one and consumes units under an idempotency key. Real Central
+in-process on SQLite; the concurrent consumes through two Central processes run on
+PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from central_helpers import ADMIN_KEY, MASTER_KEY, dump_state
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from test_accounts import PASSWORD, bearer, ok
+from test_cloud_containers import Shop
+
+from licentia.central.models import UsageEvent as UsageRow
+from tests.conftest import central_process
+
+API = "/api/v1"
+FIRM = 63201
+
+
+def login(client: Any, who: str = "ada@example.com", firm: int = FIRM) -> dict[str, Any]:
+    r = client.post(API + "/user/login", json={"firm_code": firm, "login": who, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    return dict(r.json()["session"])
+
+
+@pytest.fixture
+def shop(client: TestClient) -> Shop:
+    s = Shop(client, FIRM)
+    item = {"name": "Metered", "product_code": 21, "cloud": True, "feature_map": 3, "options": {"units": 10}}
+    s.metered = ok(s.vendor.post("/items", item), 201)["item_id"]
+    return s
+
+
+def test_a_person_signs_in_lists_checks_and_consumes(client, shop, engine):
+    (plain,) = shop.tickets()
+    (metered,) = shop.tickets(item=shop.metered)
+    ok(shop.activate(plain, login="ada@example.com"))
+    ok(shop.activate(metered, customer=shop.customer, group="Engineering"))
+    session = login(client)
+    assert session["token"].startswith("lcs_") and session["expires"] > session["idle_expiry"]
+    mine = ok(client.post(API + "/user/licenses", json={"session": session}))
+    assert [(x["product_code"], x["units_left"], x["container"]) for x in mine] == [
+        (9, None, "personal"),
+        (21, 10, "group Engineering"),
+    ]
+    # the session in the Authorization header does the same
+    assert ok(client.post(API + "/user/licenses", json={}, headers=bearer(session["token"]))) == mine
+
+    body = {"session": session, "firm_code": FIRM, "product_code": 21}
+    assert ok(client.post(API + "/user/check", json=body))["allowed"] is True
+    missing = ok(client.post(API + "/user/check", json={**body, "feature_code": 4}))
+    assert missing["allowed"] is False and missing["error"]["type"] == "FeatureNotLicensed"
+    assert missing["error"]["code"] == 15  # the runtime's code for it
+    absent = ok(client.post(API + "/user/check", json={**body, "product_code": 77}))
+    assert absent["error"]["type"] == "LicenseNotFound" and absent["error"]["code"] == 10
+
+    first = ok(client.post(API + "/user/consume", json={**body, "units": 4, "idempotency_key": "k1"}))
+    assert (first["units"], first["units_left"]) == (4, 6)
+    again = ok(client.post(API + "/user/consume", json={**body, "units": 4, "idempotency_key": "k1"}))
+    assert again == first  # a retry: the same answer, nothing charged twice
+    before = dump_state(engine)
+    reused = client.post(API + "/user/consume", json={**body, "units": 5, "idempotency_key": "k1"})
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    too_many = client.post(API + "/user/consume", json={**body, "units": 7, "idempotency_key": "k2"})
+    assert too_many.status_code == 409 and too_many.json()["error"]["code"] == "units_exhausted"
+    no_key = client.post(API + "/user/consume", json={**body, "units": 1})
+    assert no_key.status_code == 422 and "idempotency_key" in no_key.json()["error"]["message"]  # required
+    assert dump_state(engine) == before
+    left = ok(client.post(API + "/user/licenses", json={"session": session}))[1]["units_left"]
+    assert left == 6
+    assert ok(client.post(API + "/user/check", json={**body}))["allowed"] is True
+
+    with engine.connect() as conn:  # one row in the usage store, the person's
+        rows = conn.execute(select(UsageRow.source, UsageRow.units, UsageRow.user_ident, UsageRow.product_code)).all()
+    assert [tuple(r) for r in rows] == [("user", 4, "ada@example.com", 21)]
+
+    ok(client.post(API + "/user/logout", json={"session": session}))
+    r = client.post(API + "/user/licenses", json={"session": session})
+    assert r.status_code == 401
+
+
+def test_sessions_that_are_not_a_live_user_session_are_refused(client, shop, clock):
+    (ticket,) = shop.tickets()
+    ok(shop.activate(ticket, login="ada@example.com"))
+    device = ok(shop.sign_in("ada@example.com", clock.now), 201)["session"]  # a linked device's, not a user's
+    for token in (device, "lcs_" + "x" * 40, "nope"):
+        r = client.post(API + "/user/licenses", json={"session": {"token": token}})
+        assert r.status_code == 401, r.text
+    session = login(client)
+    clock.advance(31 * 86400)  # past the idle expiry
+    assert client.post(API + "/user/licenses", json={"session": session}).status_code == 401
+    bad = client.post(API + "/user/login", json={"firm_code": FIRM, "login": "ada@example.com", "password": "wrong"})
+    assert bad.status_code == 401
+
+
+def test_a_person_of_another_customer_or_firm_gets_nothing(client, shop):
+    (ticket,) = shop.tickets(item=shop.metered)
+    ok(shop.activate(ticket, login="ada@example.com"))
+    r = client.patch(API + "/accounts/eve@example.com", json={"password": PASSWORD}, headers=shop.vendor.headers)
+    ok(r)
+    eve = login(client, "eve@example.com")
+    assert ok(client.post(API + "/user/licenses", json={"session": eve})) == []
+    body = {"session": eve, "firm_code": FIRM, "product_code": 21}
+    assert ok(client.post(API + "/user/check", json=body))["allowed"] is False
+    r = client.post(API + "/user/consume", json={**body, "units": 1, "idempotency_key": "e1"})
+    assert r.status_code == 404
+    ada = login(client)
+    other_firm = {"session": ada, "firm_code": FIRM + 1, "product_code": 21}
+    assert ok(client.post(API + "/user/check", json=other_firm))["error"]["type"] == "LicenseNotFound"
+    ok(client.post(API + "/user/consume", json={**body, "session": ada, "units": 1, "idempotency_key": "e1"}))
+
+
+@pytest.mark.postgres
+def test_concurrent_consumes_through_two_centrals_never_overdraw_nor_count_twice(tmp_path, pg_url):
+    """Eight callers consume one unit at a time through two Central processes on one
+    PostgreSQL, each call sent twice with its key (a retry after a timeout): 30 units are
+    charged exactly once each, the 31st is refused."""
+    env = {"LICENTIA_DATABASE_URL": pg_url, "LICENTIA_MASTER_KEY": MASTER_KEY}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with central_process(tmp_path / "a", ADMIN_KEY, env) as one, central_process(tmp_path / "b", ADMIN_KEY, env) as two:
+        with httpx.Client(base_url=one, timeout=30) as c:
+            shop = Shop(c, FIRM)
+            item = {"name": "Metered", "product_code": 21, "cloud": True, "options": {"units": 30}}
+            metered = ok(shop.vendor.post("/items", item), 201)["item_id"]
+            (ticket,) = shop.tickets(item=metered)
+            ok(shop.activate(ticket, login="ada@example.com"))
+            session = login(c)
+        charged: list[dict[str, Any]] = []
+        refused: list[str] = []
+        lock = threading.Lock()
+
+        def caller(n: int) -> None:
+            clients = [httpx.Client(base_url=base, timeout=30) for base in (one, two)]
+            try:
+                for i in range(5):
+                    body = {"session": session, "firm_code": FIRM, "product_code": 21, "units": 1,
+                            "idempotency_key": f"c{n}-{i}"}  # fmt: skip
+                    answers = [clients[(n + k) % 2].post(API + "/user/consume", json=body) for k in range(2)]
+                    with lock:
+                        if answers[0].status_code == 200:
+                            assert answers[1].json() == answers[0].json()  # the retry: the same answer
+                            charged.append(answers[0].json())
+                        else:
+                            assert answers[0].json()["error"]["code"] == "units_exhausted", answers[0].text
+                            refused.append(body["idempotency_key"])
+            finally:
+                for client in clients:
+                    client.close()
+
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(charged) == 30 and len(refused) == 10
+        assert sorted(a["units_left"] for a in charged) == list(range(30))  # each unit counted once
+        with httpx.Client(base_url=two, timeout=30) as c:
+            listed = c.post(API + "/user/licenses", json={"session": session}).json()
+        assert [x["units_left"] for x in listed] == [0]
