@@ -34,7 +34,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## system packages the suite uses: PostgreSQL 15 server binaries (initdb/pg_ctl), Debian's python3 (unprivileged-user tests), Debian's chromium (browser tests, driven by Playwright), Node.js (the JavaScript SDK's tests)
+## system packages the suite uses: PostgreSQL 15 server binaries (initdb/pg_ctl), Debian's python3 (unprivileged-user tests), Debian's chromium (browser tests, driven by Playwright), Node.js (the JavaScript SDK's tests), curl and jq (the user-licensing walkthrough of docs/cloud.md)
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=""; \
@@ -42,6 +42,8 @@ system-deps:
 	  [ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	  command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	  command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	  command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

@@ -341,6 +341,7 @@ def cloud_process(tmp_path: Path, url: str) -> Iterator[str]:
         proc.wait(20)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_cloud_processes_never_give_out_more_seats_than_a_license_has(tmp_path, pg_url):
     """Ten application processes on three devices take and give back the seats of one

@@ -116,6 +116,7 @@ def test_a_person_of_another_customer_or_firm_gets_nothing(client, shop):
     ok(client.post(API + "/user/consume", json={**body, "session": ada, "units": 1, "idempotency_key": "e1"}))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_concurrent_consumes_through_two_centrals_never_overdraw_nor_count_twice(tmp_path, pg_url):
     """Eight callers consume one unit at a time through two Central processes on one
@@ -164,3 +165,41 @@ def test_concurrent_consumes_through_two_centrals_never_overdraw_nor_count_twice
         with httpx.Client(base_url=two, timeout=30) as c:
             listed = c.post(API + "/user/licenses", json={"session": session}).json()
         assert [x["units_left"] for x in listed] == [0]
+
+
+@pytest.mark.slow
+def test_the_curl_walkthrough_of_the_docs_runs_against_a_real_central(tmp_path):
+    """docs/cloud.md's walkthrough, run by a shell as written, against `licentia central
+    serve`: it signs in, lists, checks, consumes 3 units twice under one key (charged once)."""
+    import re
+    import shutil
+    import subprocess
+
+    from tests.conftest import ROOT, require_system
+
+    require_system("curl and jq", bool(shutil.which("curl") and shutil.which("jq")))
+    text = (ROOT / "docs" / "cloud.md").read_text()
+    section = text.split("## User licensing over REST", 1)[1]
+    script = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert script is not None
+    (tmp_path / "central").mkdir()
+    with central_process(tmp_path / "central", ADMIN_KEY) as url, httpx.Client(base_url=url, timeout=30) as c:
+        shop = Shop(c, FIRM)
+        item = {"name": "Metered", "product_code": 9, "cloud": True, "options": {"units": 10}}
+        metered = ok(shop.vendor.post("/items", item), 201)["item_id"]
+        (ticket,) = shop.tickets(item=metered)
+        ok(shop.activate(ticket, login="ada@example.com"))
+        env = {"PATH": "/usr/bin:/bin", "CENTRAL": url, "FIRM": str(FIRM), "LOGIN": "ada@example.com",
+               "PASSWORD": PASSWORD}  # fmt: skip
+        out = subprocess.run(["/bin/sh", "-e", "-c", script.group(1)], env=env, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == [
+            '{"product_code":9,"units_left":10}',
+            '{"allowed":true}',
+            '{"units":3,"units_left":7}',
+            '{"units":3,"units_left":7}',
+        ]
+        listed = c.post(API + "/user/login", json={"firm_code": FIRM, "login": "ada@example.com", "password": PASSWORD})
+        session = listed.json()["session"]
+        assert c.post(API + "/user/licenses", json={"session": session}).json()[0]["units_left"] == 7
