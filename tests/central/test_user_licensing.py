@@ -6,6 +6,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -203,3 +204,19 @@ def test_the_curl_walkthrough_of_the_docs_runs_against_a_real_central(tmp_path):
         listed = c.post(API + "/user/login", json={"firm_code": FIRM, "login": "ada@example.com", "password": PASSWORD})
         session = listed.json()["session"]
         assert c.post(API + "/user/licenses", json={"session": session}).json()[0]["units_left"] == 7
+
+
+def test_a_person_reads_their_own_use_with_a_user_session(client, shop, clock):
+    """The reporting API takes a user session as it takes a device's: a customer user sees
+    its own consumptions (the billing view's units), not the vendor's whole use."""
+    (ticket,) = shop.tickets(item=shop.metered)
+    ok(shop.activate(ticket, login="ada@example.com"))
+    session = login(client)
+    body = {"session": session, "firm_code": FIRM, "product_code": 21, "units": 2, "idempotency_key": "r1"}
+    ok(client.post(API + "/user/consume", json=body))
+    day = time.strftime("%Y-%m-%dT00:00:00", time.gmtime(clock.now))
+    report = {"session": {"token": session["token"]}, "filter": {"from": day, "to": day.replace("T00", "T23")}}
+    r = client.post(API + "/reporting/license-usage", json=report)
+    assert r.status_code == 200 and r.json()["errorCode"] == 0, r.text  # before: 401, a device session only
+    r = client.post(API + "/reporting/billing", json=report)
+    assert r.status_code == 403  # a customer user reads no billing, with either kind of session

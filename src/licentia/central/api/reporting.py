@@ -25,7 +25,7 @@ from ...core import errors as E
 from ...core.tables import csv_lines
 from ..services import Actor, AuthService, Context, Person
 from ..services.reporting import FIELDS, MAX_NUMBER, MAX_PAGE, PAGE_SIZE, ReportingService, UsageFilter, UsageQuery
-from ..services.signin import TOKEN_PREFIX
+from ..services.signin import DEVICE, TOKEN_PREFIX, USER
 from . import errors as api_errors
 from .deps import ContextDep, SessionDep, signin_service
 from .limits import REPORTING_PREFIX, error_body
@@ -245,7 +245,7 @@ def _report(
     caller: Actor | Person
     token = _session_token(body.session, creds)
     if token is not None:
-        caller = signin_service(ctx, db).authenticate(token, "device")
+        caller = signin_service(ctx, db).authenticate(token, (DEVICE, USER))
     else:
         header = f"Bearer {creds.credentials}" if creds else None
         caller = AuthService(ctx, db).authenticate(header)

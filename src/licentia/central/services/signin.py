@@ -97,7 +97,10 @@ Q_SESSION = (
     .join(Account, Account.id == AccountSession.account_id)
     .join(Firm, Firm.id == Account.firm_id)
     .outerjoin(CloudDevice, (CloudDevice.id == AccountSession.device_id) & CloudDevice.unlinked.is_(None))
-    .where(AccountSession.token_hash == bindparam("token_hash"), AccountSession.kind == bindparam("kind"))
+    .where(
+        AccountSession.token_hash == bindparam("token_hash"),
+        AccountSession.kind.in_(bindparam("kinds", expanding=True)),
+    )
 )
 
 
@@ -336,8 +339,9 @@ class SignInService(Service):
 
     # ---------------------------------------------------------------- sessions
 
-    def authenticate(self, token: str | None, kind: str) -> Person:
-        """The person of a live session of ``kind``; Unauthorized otherwise."""
+    def authenticate(self, token: str | None, kind: str | tuple[str, ...]) -> Person:
+        """The person of a live session of ``kind`` (or of one of several kinds, which live
+        as long: ``device`` and ``user``); Unauthorized otherwise."""
         return self._session(token, kind)[0]
 
     def device(self, token: str | None) -> tuple[Person, Row]:
@@ -353,16 +357,17 @@ class SignInService(Service):
             raise Unauthorized("Sign in first.")
         return person, str(row.csrf)
 
-    def _session(self, token: str | None, kind: str) -> tuple[Person, Row]:
+    def _session(self, token: str | None, kind: str | tuple[str, ...]) -> tuple[Person, Row]:
         """The person of a live session of ``kind`` and the session's row (with its linked
         device's columns, None for a browser's or once unlinked), in one statement (compiled
         once: it runs on every call of a signed-in device); Unauthorized otherwise."""
+        kinds = (kind,) if isinstance(kind, str) else kind
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-            raise Unauthorized(SIGN_IN_AGAIN if kind == DEVICE else "Sign in first.")
+            raise Unauthorized(SIGN_IN_AGAIN if DEVICE in kinds else "Sign in first.")
         now = self.now()
-        idle, most = self._lifetime(kind)
+        idle, most = self._lifetime(kinds[0])
         with protocol_for(self.ctx.db.engine).transaction(write=False) as tx:
-            row = tx.first(Q_SESSION, {"token_hash": token_hash(token), "kind": kind})
+            row = tx.first(Q_SESSION, {"token_hash": token_hash(token), "kinds": list(kinds)})
         if row is None:
             raise Unauthorized(SIGN_IN_AGAIN, reason="unknown session token")
         if now - row.seen > idle or now - row.created > most or row.disabled:
