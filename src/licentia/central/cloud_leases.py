@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..core import codes, grants, hazmat
@@ -59,21 +59,15 @@ from ..seats import Client, Lease, LeaseRevoked, LeaseUnknown, Refusal, SeatEngi
 from ..seats.protocol import AccessAsk, field_text, parse_access
 from .cloud_seats import CentralSeatStore, device_of
 from .models import (
-    AccountGroup,
-    CloudContainer,
     CloudDevice,
     CloudKind,
     CloudProof,
-    Container,
-    Firm,
-    GroupMember,
-    Ticket,
-    TicketState,
     table_of,
 )
 from .services.accounts import AccountService, Person
 from .services.attempts import AttemptService
 from .services.base import Context
+from .services.cloud import Q_PERSON_LICENSES
 from .services.signin import SignInService
 
 log = logging.getLogger("licentia.central.cloud")
@@ -84,22 +78,6 @@ MAX_CACHED = 10000  # entries parsed, product keys sealed per session: forgotten
 _P = table_of(CloudProof)
 
 
-_GROUPS = select(GroupMember.group_id).where(GroupMember.account_id == bindparam("account"))
-#: the activated licenses of the cloud containers a person may use: its personal one first,
-#: then its groups' by name
-Q_HELD = (
-    select(Ticket.entry, Container.serial, CloudContainer.kind, CloudContainer.keys_enc, Firm.code, Firm.secret_enc)
-    .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
-    .join(Container, Container.id == CloudContainer.container_id)
-    .join(Firm, Firm.id == CloudContainer.firm_id)
-    .outerjoin(AccountGroup, AccountGroup.id == CloudContainer.group_id)
-    .where(
-        CloudContainer.firm_id == bindparam("firm"),
-        Ticket.state == TicketState.activated.value,
-        (CloudContainer.account_id == bindparam("account")) | CloudContainer.group_id.in_(_GROUPS),
-    )
-    .order_by(CloudContainer.kind.desc(), AccountGroup.name, Ticket.license_id)
-)
 I_PROOF = insert(_P)
 
 
@@ -265,7 +243,7 @@ class CloudLeases:
             return []
         params = {"firm": person.firm_id, "account": person.account_id}
         with self.store.protocol.transaction(write=False) as tx:
-            rows = tx.all(Q_HELD, params)
+            rows = tx.all(Q_PERSON_LICENSES, params)
         out = []
         for r in rows:
             if not r.entry:
@@ -273,7 +251,7 @@ class CloudLeases:
             entry, entry_json = self._entry(r.entry)
             if entry.product_code != request.product_code or entry.firm_code != request.firm_code:
                 continue
-            out.append(_Held(entry, entry_json, r.serial, r.kind, int(r.code), r.keys_enc, r.secret_enc))
+            out.append(_Held(entry, entry_json, r.serial, r.kind, int(r.firm_code), r.keys_enc, r.secret_enc))
         return out
 
     def _entry(self, text: str) -> tuple[LicenseEntry, str]:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ...core import codes, hazmat
 from ...core.encoding import b64e
@@ -47,6 +47,35 @@ from .tickets import normalize, unknown_ticket
 #: the serial range of cloud containers (machine containers: 130)
 SERIAL_PREFIX_CLOUD = codes.SERIAL_PREFIX_CLOUD
 LEVEL = "cloud"
+
+
+_GROUPS = select(GroupMember.group_id).where(GroupMember.account_id == bindparam("account"))
+#: the activated licenses of the cloud containers a person may use (parameters ``firm`` and
+#: ``account``): its personal container's first, then its groups' by name; what a cloud
+#: lease and the user-licensing API look at
+Q_PERSON_LICENSES = (
+    select(
+        Ticket.entry,
+        Ticket.ticket,
+        Container.id.label("container_id"),
+        Container.serial,
+        CloudContainer.kind,
+        CloudContainer.keys_enc,
+        AccountGroup.name.label("group"),
+        Firm.code.label("firm_code"),
+        Firm.secret_enc,
+    )
+    .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
+    .join(Container, Container.id == CloudContainer.container_id)
+    .join(Firm, Firm.id == CloudContainer.firm_id)
+    .outerjoin(AccountGroup, AccountGroup.id == CloudContainer.group_id)
+    .where(
+        CloudContainer.firm_id == bindparam("firm"),
+        Ticket.state == TicketState.activated.value,
+        (CloudContainer.account_id == bindparam("account")) | CloudContainer.group_id.in_(_GROUPS),
+    )
+    .order_by(CloudContainer.kind.desc(), AccountGroup.name, Ticket.license_id)
+)
 
 
 def _purpose(serial: str) -> str:

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from ...core import hazmat
 from ...core.documents import document_digest
@@ -25,38 +25,16 @@ from ...core.encoding import canonical
 from ...core.errors import BadInput, LicenseError, LicenseNotFound, NotFound
 from ...core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
 from ..db import run_read, run_write
-from ..models import AccountGroup, CloudContainer, Container, GroupMember, Ticket, TicketState
+from ..models import Ticket
 from . import _protocol_sql as sql
 from .accounts import Person
+from .cloud import Q_PERSON_LICENSES
 from .metering import MeteringService
 
 log = logging.getLogger("licentia.central.user")
 
 SOURCE = "user"
 MAX_KEY = 64
-
-_GROUPS = select(GroupMember.group_id).where(GroupMember.account_id == bindparam("account"))
-#: the activated licenses of the cloud containers a person may use (personal first)
-Q_LICENSES = (
-    select(
-        Ticket.entry,
-        Ticket.ticket,
-        Ticket.options,
-        Container.id.label("container_id"),
-        Container.serial,
-        CloudContainer.kind,
-        AccountGroup.name.label("group"),
-    )
-    .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
-    .join(Container, Container.id == CloudContainer.container_id)
-    .outerjoin(AccountGroup, AccountGroup.id == CloudContainer.group_id)
-    .where(
-        CloudContainer.firm_id == bindparam("firm"),
-        Ticket.state == TicketState.activated.value,
-        (CloudContainer.account_id == bindparam("account")) | CloudContainer.group_id.in_(_GROUPS),
-    )
-    .order_by(CloudContainer.kind.desc(), AccountGroup.name, Ticket.license_id)
-)
 
 
 @dataclass(frozen=True)
@@ -79,7 +57,7 @@ class UserLicensing(MeteringService):
 
         def tx() -> list[Any]:
             params = {"firm": person.firm_id, "account": person.account_id}
-            return list(self.session.execute(Q_LICENSES, params).all())
+            return list(self.session.execute(Q_PERSON_LICENSES, params).all())
 
         out = []
         for r in run_read(self.session, tx):
