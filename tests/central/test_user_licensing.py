@@ -220,3 +220,64 @@ def test_a_person_reads_their_own_use_with_a_user_session(client, shop, clock):
     assert r.status_code == 200 and r.json()["errorCode"] == 0, r.text  # before: 401, a device session only
     r = client.post(API + "/reporting/billing", json=report)
     assert r.status_code == 403  # a customer user reads no billing, with either kind of session
+
+
+def seat(client: Any, session: dict[str, Any], product: int, **more: Any) -> Any:
+    return client.post(
+        API + "/user/access", json={"session": session, "firm_code": FIRM, "product_code": product, **more}
+    )
+
+
+def lease_call(client: Any, what: str, session: dict[str, Any], lease: dict[str, Any]) -> Any:
+    return client.post(f"{API}/user/{what}", json={"session": session, "lease_id": lease["lease_id"]})
+
+
+def test_seats_per_person_free_themselves_after_the_ttl(client, shop, clock):
+    item = {"name": "One seat", "product_code": 31, "cloud": True, "options": {"quantity": 1}}
+    one = ok(shop.vendor.post("/items", item), 201)["item_id"]
+    (ticket,) = shop.tickets(item=one)
+    ok(shop.activate(ticket, customer=shop.customer, group="Engineering"))
+    shop.put(f"/customers/{shop.customer}/groups/Engineering/members/bob@example.com", {})
+    r = client.patch(API + "/accounts/bob@example.com", json={"password": PASSWORD}, headers=shop.vendor.headers)
+    ok(r)
+    ada, bob = login(client), login(client, "bob@example.com")
+    phone = ok(seat(client, ada, 31, device="phone"))
+    assert phone["ttl"] == 120 and phone["expires_in"] == 120
+    laptop = ok(seat(client, ada, 31, device="laptop"))  # the same person: the same seat
+    busy = seat(client, bob, 31)
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == 22, busy.text  # SeatsExhausted
+    assert lease_call(client, "renew", bob, phone).status_code == 404  # not bob's lease
+    assert ok(lease_call(client, "release", bob, phone))["released"] is False
+    assert ok(lease_call(client, "release", ada, phone))["released"] is True
+    assert seat(client, bob, 31).status_code == 409  # ada's laptop still holds her seat
+    clock.advance(100)
+    assert ok(lease_call(client, "renew", ada, laptop))["expires_in"] == 120
+    clock.advance(121)  # ada's app died: no renewal within the TTL frees the seat
+    held = ok(seat(client, bob, 31))
+    assert held["license_id"] == phone["license_id"]
+    # bob leaves the group: his next renewal ends the lease
+    r = client.delete(f"{API}/customers/{shop.customer}/groups/Engineering/members/bob@example.com",
+                      headers=shop.vendor.headers)  # fmt: skip
+    ok(r)
+    gone = lease_call(client, "renew", bob, held)
+    assert gone.status_code == 410 and gone.json()["error"]["type"] == "LeaseRevoked", gone.text
+
+
+def test_seats_per_device_when_the_item_says_so(client, shop):
+    item = {"name": "Per device", "product_code": 32, "cloud": True, "options": {"quantity": 1, "user_seats": "device"}}
+    made = ok(shop.vendor.post("/items", item), 201)
+    assert made["options"]["user_seats"] == "device"
+    (ticket,) = shop.tickets(item=made["item_id"])
+    ok(shop.activate(ticket, login="ada@example.com"))
+    ada = login(client)
+    unnamed = seat(client, ada, 32)
+    assert unnamed.status_code == 400 and "name the device" in unnamed.json()["error"]["message"]
+    phone = ok(seat(client, ada, 32, device="phone"))
+    again = ok(seat(client, ada, 32, device="phone"))  # the same device: its seat
+    other = seat(client, ada, 32, device="laptop")
+    assert other.status_code == 409, other.text
+    ok(lease_call(client, "release", ada, phone))
+    ok(lease_call(client, "release", ada, again))
+    ok(seat(client, ada, 32, device="laptop"))
+    bad = client.post(API + "/items", json={**item, "options": {"user_seats": "team"}}, headers=shop.vendor.headers)
+    assert bad.status_code == 422

@@ -57,7 +57,7 @@ from ..core.encoding import b64d
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, LicenseState, evaluate
 from ..seats import Client, Lease, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense, protocol
 from ..seats.protocol import AccessAsk, field_text, parse_access
-from .cloud_seats import CentralSeatStore, device_of
+from .cloud_seats import PERSON, CentralSeatStore, device_of
 from .models import (
     CloudDevice,
     CloudKind,
@@ -96,6 +96,7 @@ class _Held:
     firm_code: int
     keys_enc: bytes
     secret_enc: bytes
+    per_device: bool = False  # user licensing over REST: a seat per device named, not per person
 
     @property
     def key(self) -> str:
@@ -251,7 +252,10 @@ class CloudLeases:
             entry, entry_json = self._entry(r.entry)
             if entry.product_code != request.product_code or entry.firm_code != request.firm_code:
                 continue
-            out.append(_Held(entry, entry_json, r.serial, r.kind, int(r.firm_code), r.keys_enc, r.secret_enc))
+            per_device = (r.template or {}).get("user_seats") == "device"
+            out.append(
+                _Held(entry, entry_json, r.serial, r.kind, int(r.firm_code), r.keys_enc, r.secret_enc, per_device)
+            )
         return out
 
     def _entry(self, text: str) -> tuple[LicenseEntry, str]:
@@ -494,6 +498,78 @@ class CloudLeases:
         """The device container's receipt that it holds the lease's grace no more."""
         lease = self._own_lease(self.device(token), lease_id)
         return protocol.return_grace(self.engine, lease, lease_id, body.get("receipt"))
+
+    # ------------------------------------------------------------ seats over REST (user licensing)
+
+    def user_access(self, person: Person, request: AccessRequest, device: str | None, ip: str) -> dict[str, Any]:
+        """A seat for a person without a runtime (docs/cloud.md, "User licensing over REST"):
+        the person's seat, shared by all its calls, or, where the item counts devices, the
+        seat of the device the caller names. It lives ``ttl`` seconds unless renewed."""
+        if device is not None and not 1 <= len(device) <= 128:
+            raise E.BadRequest("device is a name of 1 to 128 characters")
+        client = Client(client_lease_id=secrets.token_urlsafe(12), user=person.login, ip=ip)
+        ok, none = self._evaluate(self._held(person, request), request)
+        if not ok:
+            self.engine.record_denial(
+                client,
+                firm_code=request.firm_code,
+                product_code=request.product_code,
+                feature_code=request.feature_code,
+                invalid=True,
+                reason=none.log,
+            )
+            raise none
+        if any(item.per_device for item, _ in ok) and device is None:
+            raise E.BadRequest("this license counts devices: name the device (device)")
+        refusals: list[Refusal] = []
+        for item, ev in ok:
+            seat = f"{PERSON}{person.account_id.hex}" + (f"/{device}" if item.per_device else "")
+            try:
+                lease = self.engine.acquire(
+                    dataclasses.replace(client, machine=seat, host=device or ""),
+                    firm_code=request.firm_code,
+                    product_code=request.product_code,
+                    feature_code=request.feature_code,
+                    mode="station",
+                    candidates=[item.seat_license(ev, 0)],
+                    reconnect=False,
+                )
+            except Refusal as refused:
+                refusals.append(refused)
+                continue
+            return {
+                "lease_id": lease.id,
+                "license_id": item.entry.license_id,
+                "ttl": self.ttl,
+                "expires_in": max(0, lease.expires - self.ctx.now()),
+            }
+        raise max(refusals, key=lambda r: r.rank)
+
+    def _user_lease(self, person: Person, lease_id: str) -> Lease:
+        lease = self.engine.lease(lease_id)
+        if lease is None or not (lease.machine or "").startswith(f"{PERSON}{person.account_id.hex}"):
+            raise LeaseUnknown(f"lease {lease_id}: no such lease")
+        return lease
+
+    def user_renew(self, person: Person, lease_id: str) -> dict[str, Any]:
+        lease = self._user_lease(person, lease_id)
+        request = AccessRequest(lease.firm_code, lease.product_code, lease.feature_code)
+        serial = lease.license_key.partition("/")[0]
+        if not any(h.serial == serial and h.entry.license_id == lease.license_id for h in self._held(person, request)):
+            self.engine.release(lease_id, admin=True)
+            raise LeaseRevoked("this license is no longer yours: ask your administrator")
+        try:
+            renewed = self.engine.renew(lease_id, lease.client_lease_id)
+        except LeaseUnknown as exc:
+            raise LeaseUnknown(f"lease {lease_id}: {exc}") from None
+        return {"lease_id": renewed.id, "ttl": self.ttl, "expires_in": max(0, renewed.expires - self.ctx.now())}
+
+    def user_release(self, person: Person, lease_id: str) -> dict[str, Any]:
+        try:
+            lease = self._user_lease(person, lease_id)
+        except LeaseUnknown:
+            return {"released": False}
+        return {"released": self.engine.release(lease_id, lease.client_lease_id)}
 
     # ------------------------------------------------------------ what the person sees
 

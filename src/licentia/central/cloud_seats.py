@@ -50,10 +50,15 @@ SAVED = (
 )
 
 
+PERSON = "person:"  # the machine of a user-licensing seat: a person (and a device it names)
+
+
 def device_of(machine: str | None) -> str | None:
     """The device (its machine container's serial) of a lease's proven machine
-    (``"<serial>:<key id>@<address>"``)."""
-    return machine.partition(":")[0] or None if machine else None
+    (``"<serial>:<key id>@<address>"``); None for none, and for a person's seat."""
+    if not machine or machine.startswith(PERSON):
+        return None
+    return machine.partition(":")[0] or None
 
 
 def _lease(m: Row) -> Lease:

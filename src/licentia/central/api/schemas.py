@@ -67,6 +67,11 @@ class OptionsTemplate(_Body):
         description="hours between usage reports while Central is reachable (0: none; "
         "default 24 with units or a time limit)",
     )
+    user_seats: Literal["person", "device"] | None = Field(
+        default=None,
+        description="user licensing over REST (cloud items): a seat per person, whatever devices it uses "
+        "(person, the default), or per device the caller names (device)",
+    )
     metering: Literal["local", "online"] | None = Field(
         default=None, description="online: every unit consumption is a call to Central"
     )

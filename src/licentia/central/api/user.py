@@ -11,10 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, StrictInt
 
+from ...core import errors as E
 from ...core.license import AccessRequest
+from ...seats.protocol import error_body, status_of
+from ..cloud_leases import CloudLeases
 from ..services.accounts import Person
 from ..services.attempts import AttemptService
 from ..services.signin import USER
@@ -90,6 +94,23 @@ class Consume(Check):
     }
 
 
+class Access(Check):
+    device: str | None = Field(
+        default=None, max_length=128, description="the device it runs on, where the item counts seats per device"
+    )
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {"examples": [{"session": SESSION, "firm_code": 10101, "product_code": 9}]},
+    }
+
+
+class LeaseCall(Call):
+    lease_id: str = Field(max_length=64, description="the lease_id of POST /user/access")
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"session": SESSION, "lease_id": "..."}]}}
+
+
 def _person(body: Call, ctx: Any, db: Any, creds: HTTPAuthorizationCredentials | None) -> Person:
     token = body.session.token if body.session is not None else (creds.credentials if creds else None)
     return signin_service(ctx, db).authenticate(token, USER)
@@ -137,3 +158,38 @@ def consume(body: Consume, ctx: ContextDep, db: SessionDep, creds: Creds) -> dic
     request = AccessRequest(body.firm_code, body.product_code, body.feature_code)
     person = _person(body, ctx, db, creds)
     return _service(ctx, db).consume_units(person, request, body.units, body.idempotency_key, body.license_id)
+
+
+def _seats(request: Request) -> CloudLeases:
+    seats: CloudLeases = request.app.state.cloud_leases
+    return seats
+
+
+def _seat_call(work: Any, *args: Any) -> Any:
+    """A seat call's answer; a refusal answers with the runtime's error code and type
+    (``{"error": {"type", "message", "code", ...}}``, as the seat protocol does)."""
+    try:
+        return work(*args)
+    except E.SeatError as error:
+        return JSONResponse(error_body(error), status_code=status_of(error))
+
+
+@router.post(
+    "/access",
+    summary="Take a seat (per person, or per device as the item says): it lives ttl seconds unless renewed",
+    responses={409: {"description": "every seat in use"}},
+)
+def access(body: Access, request: Request, ctx: ContextDep, db: SessionDep, creds: Creds) -> Any:
+    person = _person(body, ctx, db, creds)
+    wanted = AccessRequest(body.firm_code, body.product_code, body.feature_code)
+    return _seat_call(_seats(request).user_access, person, wanted, body.device, client_address(request))
+
+
+@router.post("/renew", summary="Keep a seat: renew before ttl seconds have passed")
+def renew(body: LeaseCall, request: Request, ctx: ContextDep, db: SessionDep, creds: Creds) -> Any:
+    return _seat_call(_seats(request).user_renew, _person(body, ctx, db, creds), body.lease_id)
+
+
+@router.post("/release", summary="Give a seat back")
+def release(body: LeaseCall, request: Request, ctx: ContextDep, db: SessionDep, creds: Creds) -> Any:
+    return _seat_call(_seats(request).user_release, _person(body, ctx, db, creds), body.lease_id)

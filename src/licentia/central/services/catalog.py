@@ -57,7 +57,7 @@ def page(limit: int, offset: int) -> tuple[int, int]:
 def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Check an options template; return it without unset fields."""
     raw = dict(raw or {})
-    unknown = set(raw) - set(TEMPLATE_INTS) - {"data", "local_only", "metering"}
+    unknown = set(raw) - set(TEMPLATE_INTS) - {"data", "local_only", "metering", "user_seats"}
     if unknown:
         raise BadInput(f"Unknown option(s): {', '.join(sorted(unknown))}.")
     out: dict[str, Any] = {}
@@ -83,13 +83,7 @@ def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
         if not isinstance(raw["local_only"], bool):
             raise BadInput("Option local_only is true or false.")
         out["local_only"] = True
-    metering = raw.get("metering")
-    if metering not in (None, "local", "online"):
-        raise BadInput("Option metering is local or online.")
-    if metering == "online":
-        if "units" not in out:
-            raise BadInput("Online metering counts units: give the item units too.")
-        out["metering"] = "online"
+    _choices(raw, out)
     out.setdefault("quantity", 1)
     if any(name in out for name in _LIMITED):
         out.setdefault("report_interval_hours", DEFAULT_REPORT_HOURS)
@@ -97,6 +91,22 @@ def clean_template(raw: dict[str, Any] | None) -> dict[str, Any]:
     if out["quantity"] > 1:
         out.setdefault("sync_interval_days", DEFAULT_SYNC_DAYS)
     return out
+
+
+def _choices(raw: dict[str, Any], out: dict[str, Any]) -> None:
+    """The template's options of named choices (``metering``, ``user_seats``), checked into ``out``."""
+    metering = raw.get("metering")
+    if metering not in (None, "local", "online"):
+        raise BadInput("Option metering is local or online.")
+    if metering == "online":
+        if "units" not in out:
+            raise BadInput("Online metering counts units: give the item units too.")
+        out["metering"] = "online"
+    user_seats = raw.get("user_seats")
+    if user_seats not in (None, "person", "device"):
+        raise BadInput("Option user_seats is person or device.")
+    if user_seats is not None:
+        out["user_seats"] = user_seats
 
 
 def absolute_options(template: dict[str, Any], first_activation: int) -> Options:

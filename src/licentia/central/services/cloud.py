@@ -64,7 +64,9 @@ Q_PERSON_LICENSES = (
         AccountGroup.name.label("group"),
         Firm.code.label("firm_code"),
         Firm.secret_enc,
+        Item.options.label("template"),
     )
+    .join(Item, Item.id == Ticket.item_id)
     .join(CloudContainer, CloudContainer.container_id == Ticket.container_id)
     .join(Container, Container.id == CloudContainer.container_id)
     .join(Firm, Firm.id == CloudContainer.firm_id)
