@@ -77,9 +77,19 @@ def test_a_person_signs_in_lists_checks_and_consumes(client, shop, engine):
     assert left == 6
     assert ok(client.post(API + "/user/check", json={**body}))["allowed"] is True
 
-    with engine.connect() as conn:  # one row in the usage store, the person's
-        rows = conn.execute(select(UsageRow.source, UsageRow.units, UsageRow.user_ident, UsageRow.product_code)).all()
-    assert [tuple(r) for r in rows] == [("user", 4, "ada@example.com", 21)]
+    with engine.connect() as conn:  # each check and the consumption: rows of the usage store, the person's
+        rows = conn.execute(
+            select(UsageRow.units, UsageRow.success, UsageRow.fail, UsageRow.invalid, UsageRow.product_code)
+            .where(UsageRow.source == "user", UsageRow.user_ident == "ada@example.com")
+            .order_by(UsageRow.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (0, 1, 0, 0, 21),  # allowed
+        (0, 0, 1, 0, 21),  # a feature not licensed
+        (0, 0, 0, 1, 77),  # no license
+        (4, 0, 0, 0, 21),  # the consumption
+        (0, 1, 0, 0, 21),  # allowed again
+    ]
 
     ok(client.post(API + "/user/logout", json={"session": session}))
     r = client.post(API + "/user/licenses", json={"session": session})

@@ -57,6 +57,9 @@ Q_PERSON_LICENSES = (
     select(
         Ticket.entry,
         Ticket.ticket,
+        Ticket.id.label("ticket_id"),
+        Ticket.customer_id,
+        Ticket.item_id,
         Container.id.label("container_id"),
         Container.serial,
         CloudContainer.kind,

@@ -187,7 +187,7 @@ def units_row(
     source: str,
     firm_id: uuid.UUID,
     firm_code: int,
-    container_id: uuid.UUID,
+    container_id: uuid.UUID | None,
     ticket: Any,
     units: int,
     at: int,

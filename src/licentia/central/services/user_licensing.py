@@ -7,7 +7,9 @@ its licenses, checks one (allowed, or the reason with the code of the runtime's
 the units are counted on the license's activation in its cloud container with the
 online metering's own rules (``MeteringService.count``: the ticket's row locked, units
 ordered against everything consumed, the answer kept under the key scoped to the person
-and the license; the same key with other parameters is 409).
+and the license; the same key with other parameters is 409). Seats are the cloud leases'
+(``cloud_leases.CloudLeases.user_access``). Every check and consumption is a row of the
+usage store under the person's login (``source`` ``user``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -30,6 +33,7 @@ from . import _protocol_sql as sql
 from .accounts import Person
 from .cloud import Q_PERSON_LICENSES
 from .metering import MeteringService
+from .rollup import OnConnection, units_row, write_units
 
 log = logging.getLogger("licentia.central.user")
 
@@ -47,6 +51,9 @@ class Held:
     serial: str
     kind: str
     group: str | None
+    ticket_id: Any
+    customer_id: Any
+    item_id: Any
 
 
 class UserLicensing(MeteringService):
@@ -63,7 +70,9 @@ class UserLicensing(MeteringService):
         for r in run_read(self.session, tx):
             doc = json.loads(r.entry)
             entry = LicenseEntry.from_payload(doc["payload"], kid=doc["kid"], digest=document_digest(doc), document=doc)
-            out.append(Held(entry, r.ticket, r.container_id, r.serial, r.kind, r.group))
+            out.append(
+                Held(entry, r.ticket, r.container_id, r.serial, r.kind, r.group, r.ticket_id, r.customer_id, r.item_id)
+            )
         return out
 
     def licenses(self, person: Person) -> list[dict[str, Any]]:
@@ -104,26 +113,62 @@ class UserLicensing(MeteringService):
 
     def check(self, person: Person, request: AccessRequest) -> dict[str, Any]:
         """Whether the person may use (firm, product, feature) now: the first license that
-        allows it, or the refusal closest to success with the runtime's error code."""
+        allows it, or the refusal closest to success with the runtime's error code. The
+        check is a row of the usage store (a use of no time, or a refusal)."""
         now = self.now()
-        best: tuple[int, type[LicenseError], str] | None = None
-        held = [h for h in self.held(person) if h.entry.firm_code == request.firm_code]
+        best: tuple[int, type[LicenseError], str, Held | None] | None = None
+        held = [
+            h
+            for h in self.held(person)
+            if h.entry.firm_code == request.firm_code and h.entry.product_code == request.product_code
+        ]
         used = self._used([h.ticket for h in held])
         for h in held:
             state = LicenseState(units_used=used.get(h.ticket, 0))
             ev = evaluate(h.entry, state, request, now, now)
             if ev.error is None:
+                self._record(person, request, h, now, allowed=True)
                 return {"allowed": True, "license_id": h.entry.license_id, "expires": ev.expires}
             if best is None or ev.error.rank > best[0]:
-                best = (ev.error.rank, ev.error, ev.message)
+                best = (ev.error.rank, ev.error, ev.message, h)
         if best is None:
-            best = (
-                0,
-                LicenseNotFound,
-                f"no license of yours for firm {request.firm_code}, product {request.product_code}",
-            )
-        _, cls, message = best
+            what = f"firm {request.firm_code}, product {request.product_code}"
+            best = (0, LicenseNotFound, f"no license of yours for {what}", None)
+        _, cls, message, looked_at = best
+        self._record(person, request, looked_at, now, allowed=False)
         return {"allowed": False, "error": {"code": cls.code, "type": cls.__name__, "message": message}}
+
+    def _record(self, person: Person, request: AccessRequest, held: Held | None, now: int, *, allowed: bool) -> None:
+        """A check in the usage store: ``success`` (allowed), ``fail`` (a license refused),
+        ``invalid`` (no license); on the license looked at, under the person's login."""
+        if request.firm_code != person.firm_code:
+            return  # another firm's: nothing of this person's firm to record it under
+        ticket = SimpleNamespace(
+            tid=held.ticket_id if held else None,
+            license_id=held.entry.license_id if held else 0,
+            customer_id=held.customer_id if held else None,
+            item_id=held.item_id if held else None,
+            product_code=request.product_code,
+        )
+        row = units_row(
+            source=SOURCE,
+            firm_id=person.firm_id,
+            firm_code=request.firm_code,
+            container_id=held.container_id if held else None,
+            ticket=ticket,
+            units=0,
+            at=now,
+            user=person.login,
+        )
+        row.update(
+            success=int(allowed),
+            fail=int(not allowed and held is not None),
+            invalid=int(held is None),
+            release_time=now,
+            feature_code=request.feature_code,
+            mode="check",
+        )
+        run_write(self.session, lambda: write_units(OnConnection(self.session.connection()), [row]))
 
     # ---------------------------------------------------------------- consume
 
