@@ -72,6 +72,9 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
                    stdin=PASSWORD + "\n")  # fmt: skip
         r = vendor.post("/items", {"name": "Cloud Suite", "product_code": 9, "cloud": True, "options": {"quantity": 1}})
         assert r.status_code == 201, r.text
+        per_device = vendor_cli(url, vendor.key, "item", "create", "--name", "App", "--product-code", "10", "--cloud",
+                                "--user-seats", "device").strip()  # fmt: skip
+        assert vendor.get(f"/items/{per_device}").json()["options"]["user_seats"] == "device"
         (ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
                                "--item", r.json()["item_id"], "--cloud-login", "ada@example.com").split()  # fmt: skip
         pem = tmp_path / "firm.pem"

@@ -511,6 +511,14 @@ class LicenseTerms:
             "--grace, held offline while the seat stays counted; default: none on network seats).",
         ),
     ] = None
+    user_seats: Annotated[
+        str | None,
+        _term(
+            "--user-seats",
+            "Cloud items used over REST (user licensing): a seat per person (person, the default) or per "
+            "device the caller names (device).",
+        ),
+    ] = None
     data: Annotated[str | None, _term("--data", "Vendor data (base64).")] = None
     local_only: Annotated[
         bool, _term("--local-only", "Never served by a network license server (local containers only).")
