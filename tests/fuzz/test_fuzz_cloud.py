@@ -112,7 +112,7 @@ def test_a_device_proof_is_accepted_or_refused(cloud, data):
     device = _Device(person=None, serial=SERIAL, sign_pub=DEVICE_PUB, name="Ada")  # type: ignore[arg-type]
     client = Client(client_lease_id="c", user="u", host="h", ip="127.0.0.1", holder=HOLDER)
     try:
-        proven = cloud._machine({"machine": doc}, client, device)
+        proven = cloud._machine({"machine": doc}, client, device).client(client)
     except Refusal as refusal:
         assert refusal.error is E.AccessDenied
         return

@@ -50,10 +50,9 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..core import codes, grants, hazmat
 from ..core import errors as E
-from ..core.documents import DocumentInvalid, document_digest, require, sign_document, verify_document
-from ..core.encoding import b64d
+from ..core import grants, hazmat
+from ..core.documents import document_digest, sign_document
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, LicenseState, evaluate
 from ..seats import Client, Lease, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense, protocol
 from ..seats.protocol import AccessAsk, field_text, parse_access
@@ -185,38 +184,27 @@ class CloudLeases:
             and 0 <= now - issued <= CHALLENGE_TTL
         )
 
-    def _machine(self, body: dict[str, Any], client: Client, device: _Device) -> Client:
-        """The client with the device it proved: its machine container (the one the session
-        was linked by) signed a live challenge of Central and this session's holder key."""
+    def _machine(self, body: dict[str, Any], client: Client, device: _Device) -> protocol.MachineProof:
+        """The device's proof: its machine container (the one the session was linked by)
+        signed a live challenge of Central and this session's holder key."""
         doc = body.get("machine")
         why = ""
-        now = self.ctx.now()
         try:
             if not isinstance(doc, dict):
                 raise ValueError("no machine proof: a cloud lease needs the device's")
-            payload = doc["payload"]
-            if require(payload, "sign_pub", str) != device.sign_pub:
-                raise ValueError("machine proof by another container than the linked device's")
-            key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(device.sign_pub))
-            payload = verify_document(doc, grants.SEAT_PROOF, key)
-            serial = codes.check_serial(require(payload, "serial", str))
-            nonce, issued = require(payload, "nonce", str), require(payload, "time", int)
-        except (DocumentInvalid, codes.InvalidCode, KeyError, TypeError, ValueError) as exc:
-            why = f"machine proof unusable: {getattr(exc, 'reason', exc)}"
+            proof = protocol.read_machine_proof(doc, device.sign_pub)
+        except ValueError as exc:
+            why = str(exc)
         else:
-            if serial != device.serial:
+            if proof.serial != device.serial:
                 why = "machine proof names another container than the linked device's"
-            elif payload.get("holder") != client.holder:
+            elif proof.holder != client.holder:
                 why = "machine proof made for another session"
-            elif not self._challenge_ok(nonce, issued, now):
+            elif not self._challenge_ok(proof.nonce, proof.issued, self.ctx.now()):
                 why = "machine proof answers no live challenge of Central (stale or forged)"
         if why:
             raise Refusal(E.AccessDenied, "the device's machine proof does not verify", f"{client.ident}: {why}")
-        return dataclasses.replace(
-            client,
-            machine=f"{serial}:{hazmat.key_id(key)}@{client.ip}",
-            container={"serial": serial, "sign_pub": device.sign_pub, "nonce": nonce, "issued": str(issued)},
-        )
+        return proof
 
     def _first_use(self, nonce: str, issued: int) -> bool:
         """Record a challenge as answered (just before seats are asked for: a request refused
@@ -296,35 +284,26 @@ class CloudLeases:
         """A lease (the JSON answer of docs/formats.md), or a Refusal."""
         device = self.device(token)
         ask = parse_access(body, ip)
-        try:
-            if len(b64d(ask.session)) != 32:
-                raise ValueError
-        except ValueError:
-            raise E.BadRequest("session is a base64url X25519 public key") from None
+        protocol.check_session_key(ask.session)
         try:
             if not ask.proven:
-                raise Refusal(
-                    E.AccessDenied,
-                    "the request is not signed by the session key it names",
-                    f"{ask.client.ident}: lease request without a valid proof of its holder key",
-                )
+                raise protocol.unproven(ask.client)
             if ask.request.units:
                 raise Refusal(
                     E.AccessDenied,
                     "a cloud lease counts no units: the vendor's application uses the user-licensing API for them",
                 )
-            client = self._machine(body, ask.client, device)
+            proof = self._machine(body, ask.client, device)
         except Refusal as refusal:
             self._deny(ask, ask.client, device, refusal, invalid=True)
             raise
-        client = dataclasses.replace(client, user=device.person.login)
+        client = dataclasses.replace(proof.client(ask.client), user=device.person.login)
         ask = ask._replace(client=client)
         ok, none = self._evaluate(self._held(device.person, ask.request), ask.request)
         if not ok:
             self._deny(ask, client, device, none, invalid=True)
             raise none
-        proof = client.container or {}
-        if not self._first_use(proof["nonce"], int(proof["issued"])):
+        if not self._first_use(proof.nonce, proof.issued):
             replayed = Refusal(
                 E.AccessDenied,
                 "the device's machine proof does not verify",
@@ -332,9 +311,6 @@ class CloudLeases:
             )
             self._deny(ask, client, device, replayed, invalid=True)
             raise replayed
-        ask = ask._replace(
-            client=dataclasses.replace(client, container={"serial": proof["serial"], "sign_pub": proof["sign_pub"]})
-        )
         lease, item = self._acquire(ask, ok)
         now = self.ctx.now()
         doc = grants.build_lease(

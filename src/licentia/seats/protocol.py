@@ -9,16 +9,17 @@ are a refusal's HTTP status and body ``{"error": {"type", "message", "code"?, ..
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, NamedTuple
 
 from ..core import codes, grants, hazmat
 from ..core import errors as E
-from ..core.documents import DocumentInvalid
+from ..core.documents import DocumentInvalid, require, verify_document
 from ..core.encoding import b64d
 from ..core.license import AccessRequest
 from .engine import SeatEngine
-from .model import BORROW, MODES, Client, Lease, LeaseRevoked, LeaseUnknown
+from .model import BORROW, MODES, Client, Lease, LeaseRevoked, LeaseUnknown, Refusal
 
 log = logging.getLogger("licentia.seats")
 
@@ -195,6 +196,65 @@ def error_body(error: E.SeatError) -> dict[str, Any]:
         out = {"type": WIRE_TYPE.get(type(error), error.type), "message": error.message}
     out.update(error.extra)
     return {"error": out}
+
+
+# ---------------------------------------------------------------- a request's proofs
+
+
+def check_session_key(session: str) -> None:
+    """A session key is a base64url X25519 public key (product keys are sealed to it)."""
+    try:
+        if len(b64d(session)) != 32:
+            raise ValueError
+    except ValueError:
+        raise E.BadRequest("session is a base64url X25519 public key") from None
+
+
+def unproven(client: Client) -> Refusal:
+    """The refusal of a lease request its holder key did not sign."""
+    return Refusal(
+        E.AccessDenied,
+        "the request is not signed by the session key it names",
+        f"{client.ident}: lease request without a valid proof of its holder key",
+    )
+
+
+class MachineProof(NamedTuple):
+    """A machine container's ``seat-proof`` (docs/formats.md 12.4), its signature verified."""
+
+    serial: str
+    sign_pub: str
+    key_id: str
+    nonce: str
+    issued: int
+    holder: Any
+
+    def client(self, client: Client) -> Client:
+        """``client`` with the machine it proved: the container's serial and key, with the
+        source address (station and exclusive seats go by it)."""
+        return dataclasses.replace(
+            client,
+            machine=f"{self.serial}:{self.key_id}@{client.ip}",
+            container={"serial": self.serial, "sign_pub": self.sign_pub},
+        )
+
+
+def read_machine_proof(doc: Any, sign_pub: str | None = None) -> MachineProof:
+    """A machine proof, verified with the key it names (or ``sign_pub``: the only key it may
+    name); ValueError saying why it cannot be used. Whether it answers a live challenge and
+    this request's holder is the caller's to check."""
+    try:
+        payload = doc["payload"]
+        named = require(payload, "sign_pub", str)
+        if sign_pub is not None and named != sign_pub:
+            raise ValueError("machine proof by another container than the one expected")
+        key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(named))
+        payload = verify_document(doc, grants.SEAT_PROOF, key)
+        serial = codes.check_serial(require(payload, "serial", str))
+        nonce, issued = require(payload, "nonce", str), require(payload, "time", int)
+    except (DocumentInvalid, codes.InvalidCode, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"machine proof unusable: {getattr(exc, 'reason', exc)}") from None
+    return MachineProof(serial, named, hazmat.key_id(key), nonce, issued, payload.get("holder"))
 
 
 # ---------------------------------------------------------------- renewals, releases, grace returns

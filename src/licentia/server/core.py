@@ -11,7 +11,6 @@ that the HTTP layer turns into its status and error body.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -23,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..container import Container, Slot, container_dirs, files
-from ..core import codes, exchange, grants, hazmat
 from ..core import errors as E
-from ..core.documents import DocumentInvalid, require, verify_document
+from ..core import exchange, grants, hazmat
+from ..core.documents import DocumentInvalid
 from ..core.encoding import b64d
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, evaluate
 from ..runtime import make_runtime
@@ -332,29 +331,19 @@ class LicenseServer:
             return client
         why = ""
         try:
-            payload = doc["payload"]
-            sign_pub = require(payload, "sign_pub", str)
-            key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(sign_pub))
-            payload = verify_document(doc, grants.SEAT_PROOF, key)
-            serial = codes.check_serial(require(payload, "serial", str))
-            nonce, issued = require(payload, "nonce", str), require(payload, "time", int)
-        except (DocumentInvalid, codes.InvalidCode, KeyError, TypeError, ValueError) as exc:
-            why = f"machine proof unusable: {getattr(exc, 'reason', exc)}"
+            proof = protocol.read_machine_proof(doc)
+        except ValueError as exc:
+            why = str(exc)
         else:
             with self._lock:
-                seen = self._challenges.pop(nonce, None)
-            if seen is None or seen != issued or self.clock() - seen > CHALLENGE_TTL:
+                seen = self._challenges.pop(proof.nonce, None)
+            if seen is None or seen != proof.issued or self.clock() - seen > CHALLENGE_TTL:
                 why = "machine proof answers no live challenge of this server (stale or replayed)"
-            elif payload.get("holder") != client.holder:
+            elif proof.holder != client.holder:
                 why = "machine proof made for another session"
         if why:
-            refusal = Refusal(E.AccessDenied, "the machine proof does not verify", f"{client.ident}: {why}")
-            raise refusal
-        return dataclasses.replace(
-            client,
-            machine=f"{serial}:{hazmat.key_id(key)}@{client.ip}",
-            container={"serial": serial, "sign_pub": sign_pub},
-        )
+            raise Refusal(E.AccessDenied, "the machine proof does not verify", f"{client.ident}: {why}")
+        return proof.client(client)
 
     # ------------------------------------------------------------ leases
 
@@ -364,11 +353,7 @@ class LicenseServer:
         self._check_session(ask.session)
         try:
             if not ask.proven:
-                raise Refusal(
-                    E.AccessDenied,
-                    "the request is not signed by the session key it names",
-                    f"{ask.client.ident}: lease request without a valid proof of its holder key",
-                )
+                raise protocol.unproven(ask.client)
             client = self._machine(body, ask.client)
         except Refusal as refusal:
             self.engine.record_denial(
@@ -419,11 +404,7 @@ class LicenseServer:
         """A session key is checked once: a base64url X25519 public key."""
         if session in self._sessions:
             return
-        try:
-            if len(b64d(session)) != 32:
-                raise ValueError
-        except ValueError:
-            raise E.BadRequest("session is a base64url X25519 public key") from None
+        protocol.check_session_key(session)
         if len(self._sessions) > MAX_CACHED:
             self._sessions.clear()
         self._sessions.add(session)
