@@ -133,15 +133,24 @@ PYTHON = sys.executable
 def central_process(data: Path, admin_key: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`licentia central serve` in its own process on a free port; yields its URL once /health
     answers. ``env``: more LICENTIA_* settings."""
+    with serving_process("central", data, admin_key, env) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving_process(part: str, data: Path, admin_key: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`licentia <part> serve` (``central`` or ``cloud``) in its own process on a free port,
+    its data in ``data/d`` and its log beside; yields its URL once /health answers."""
     import subprocess
     import time
 
     import httpx
 
     port = free_port()
-    log = open(data / "log.txt", "wb")
+    log_path = data / f"{part}-{port}.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", "central", "serve", "--data", str(data / "d"), "--port", str(port)],
+        [sys.executable, "-m", "licentia", part, "serve", "--data", str(data / "d"), "--port", str(port)],
         env=child_env({"LICENTIA_ADMIN_KEY": admin_key, **(env or {})}),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -150,13 +159,13 @@ def central_process(data: Path, admin_key: str, env: dict[str, str] | None = Non
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, (data / "log.txt").read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, "Central did not start"
+            assert time.monotonic() < deadline, f"licentia {part} serve did not start"
             time.sleep(0.1)
         yield url
     finally:

@@ -9,11 +9,8 @@ seat."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,7 @@ from licentia.core import grants, hazmat
 from licentia.core.documents import sign_document
 from licentia.core.encoding import b64e
 from licentia.core.license import LicenseEntry
-from tests.conftest import child_env, free_port
+from tests.conftest import serving_process
 
 API = "/api/v1"
 FIRM = 63101
@@ -315,30 +312,11 @@ def test_unlinking_other_devices_is_limited_per_30_days(client, shop, clock, eng
     assert r.status_code == 401
 
 
-@contextlib.contextmanager
-def cloud_process(tmp_path: Path, url: str) -> Iterator[str]:
+def cloud_process(tmp_path: Path, url: str) -> contextlib.AbstractContextManager[str]:
     """`licentia cloud serve` on Central's PostgreSQL database, on a free port."""
-    port = free_port()
-    log = open(tmp_path / f"cloud-{port}.log", "wb")
-    env = child_env({"LICENTIA_DATABASE_URL": url, "LICENTIA_MASTER_KEY": MASTER_KEY, "LICENTIA_ADMIN_KEY": ADMIN_KEY})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", "cloud", "serve", "--data", str(tmp_path / "d"), "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / f"cloud-{port}.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "licentia cloud serve did not start"
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    return serving_process(
+        "cloud", tmp_path, ADMIN_KEY, {"LICENTIA_DATABASE_URL": url, "LICENTIA_MASTER_KEY": MASTER_KEY}
+    )
 
 
 @pytest.mark.slow

@@ -11,19 +11,34 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.central.central_helpers import ADMIN_KEY, Vendor
 from tests.conftest import central_process
-from tests.e2e.test_cloud_login import PASSWORD, vendor_cli
+from tests.e2e.test_cloud_login import PASSWORD, password_login, vendor_cli
 from tests.e2e.test_flow import Machine
 from tests.factory import machine_traits, other_machine
 
 pytestmark = pytest.mark.slow
 
 FIRM = 62101
+
+
+def make_ada(url: str, vendor: Vendor) -> None:
+    """The customer's person ada, with a password (from stdin, through the vendor's CLI)."""
+    vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
+               "customer-user", "--customer", vendor.customer, "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+
+
+def firm_pem(http: httpx.Client, firm: int, where: Path) -> Path:
+    """The firm's public key as the application pins it (a PEM file)."""
+    pem = where / "firm.pem"
+    pem.write_text(http.get(f"/api/v1/firms/{firm}/public-key").json()["keys"][0]["pem"])
+    return pem
+
 
 LOSING = """
 import sys, time, licentia
@@ -67,9 +82,7 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
     (tmp_path / "central").mkdir()
     with central_process(tmp_path / "central", ADMIN_KEY) as url, httpx.Client(base_url=url, timeout=30) as http:
         vendor = Vendor(http, FIRM)
-        vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
-                   "customer-user", "--customer", vendor.customer, "--password-stdin",
-                   stdin=PASSWORD + "\n")  # fmt: skip
+        make_ada(url, vendor)
         r = vendor.post("/items", {"name": "Cloud Suite", "product_code": 9, "cloud": True, "options": {"quantity": 1}})
         assert r.status_code == 201, r.text
         per_device = vendor_cli(url, vendor.key, "item", "create", "--name", "App", "--product-code", "10", "--cloud",
@@ -77,16 +90,7 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
         assert vendor.get(f"/items/{per_device}").json()["options"]["user_seats"] == "device"
         (ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
                                "--item", r.json()["item_id"], "--cloud-login", "ada@example.com").split()  # fmt: skip
-        pem = tmp_path / "firm.pem"
-        pem.write_text(http.get(f"/api/v1/firms/{FIRM}/public-key").json()["keys"][0]["pem"])
-
-        def link(machine: Machine, name: str) -> None:
-            out = subprocess.run(
-                [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM),
-                 "--login", "ada@example.com", "--password-stdin", "--name", name],
-                env=machine.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert out.returncode == 0, out.stderr
+        pem = firm_pem(http, FIRM, tmp_path)
 
         def start(machine: Machine) -> tuple[subprocess.Popen[str], str]:
             proc = subprocess.Popen(
@@ -105,8 +109,8 @@ def test_an_application_uses_a_cloud_license_one_device_at_a_time(tmp_path):
         _, said = start(stranger)
         assert said.startswith("LicenseNotFound"), said
 
-        link(laptop, "Ada's laptop")
-        link(desk, "Ada's desk")
+        password_login(laptop, url, FIRM, "--name", "Ada's laptop")
+        password_login(desk, url, FIRM, "--name", "Ada's desk")
         first, said = start(laptop)
         try:
             assert said.startswith("OK"), said
@@ -152,21 +156,13 @@ def test_a_person_whose_license_is_taken_away_loses_it_within_a_lease_ttl(tmp_pa
         httpx.Client(base_url=url, timeout=30) as http,
     ):
         vendor = Vendor(http, FIRM + 1)
-        vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
-                   "customer-user", "--customer", vendor.customer, "--password-stdin",
-                   stdin=PASSWORD + "\n")  # fmt: skip
+        make_ada(url, vendor)
         r = vendor.post("/items", {"name": "Cloud Suite", "product_code": 9, "cloud": True})
         (ticket,) = vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
                                "--item", r.json()["item_id"], "--cloud-login", "ada@example.com").split()  # fmt: skip
-        pem = tmp_path / "firm.pem"
-        pem.write_text(http.get(f"/api/v1/firms/{FIRM + 1}/public-key").json()["keys"][0]["pem"])
+        pem = firm_pem(http, FIRM + 1, tmp_path)
         laptop = Machine(tmp_path, "laptop", machine_traits(), int(time.time()))
-        out = subprocess.run(
-            [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM + 1),
-             "--login", "ada@example.com", "--password-stdin"],
-            env=laptop.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr
+        password_login(laptop, url, FIRM + 1)
         app = subprocess.Popen(
             [sys.executable, "-c", LOSING, str(FIRM + 1), str(pem)], env=laptop.env(), cwd=laptop.dir,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -194,25 +190,17 @@ def test_a_cloud_lease_with_grace_is_held_in_the_device_and_given_back_at_exit(t
     firm = FIRM + 2
     with central_process(tmp_path / "central", ADMIN_KEY) as url, httpx.Client(base_url=url, timeout=30) as http:
         vendor = Vendor(http, firm)
-        vendor_cli(url, vendor.key, "account", "create", "ada@example.com", "--name", "Ada", "--role",
-                   "customer-user", "--customer", vendor.customer, "--password-stdin",
-                   stdin=PASSWORD + "\n")  # fmt: skip
+        make_ada(url, vendor)
         item = {"name": "Suite", "product_code": 9, "cloud": True, "options": {"quantity": 1, "max_grace": 3600}}
         r = vendor.post("/items", item)
         vendor_cli(url, vendor.key, "ticket", "create", "--customer", vendor.customer,
                    "--item", r.json()["item_id"], "--cloud-login", "ada@example.com")  # fmt: skip
-        pem = tmp_path / "firm.pem"
-        pem.write_text(http.get(f"/api/v1/firms/{firm}/public-key").json()["keys"][0]["pem"])
+        pem = firm_pem(http, firm, tmp_path)
         now = int(time.time())
         laptop = Machine(tmp_path, "laptop", machine_traits(), now)
         desk = Machine(tmp_path, "desk", other_machine(), now)
         for machine in (laptop, desk):
-            out = subprocess.run(
-                [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(firm),
-                 "--login", "ada@example.com", "--password-stdin"],
-                env=machine.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert out.returncode == 0, out.stderr
+            password_login(machine, url, firm)
 
         def start(machine: Machine) -> tuple[subprocess.Popen[str], str]:
             proc = subprocess.Popen(

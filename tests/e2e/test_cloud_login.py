@@ -39,6 +39,16 @@ def vendor_cli(url: str, key: str, *args: str, stdin: str | None = None) -> str:
     return out.stdout
 
 
+def password_login(machine: Machine, url: str, firm: int, *more: str) -> None:
+    """`licentia cloud login --password-stdin` as ada on ``machine`` (a script's sign-in)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(firm),
+         "--login", "ada@example.com", "--password-stdin", *more],
+        env=machine.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+
+
 def read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float = 60) -> str:
     """What the process wrote to stderr until it holds ``marker`` (read from the pipe's
     descriptor, so nothing waits in a buffer the descriptor does not show)."""
@@ -136,24 +146,14 @@ def test_a_device_signs_in_through_the_browser_and_its_session_stays_on_the_mach
         assert "ada@example.com" not in stolen.stdout
 
         # a script signs in with the password on stdin: the same container, the same device
-        again = subprocess.run(
-            [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM),
-             "--login", "ada@example.com", "--password-stdin"],
-            env=laptop.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert again.returncode == 0, again.stderr
+        password_login(laptop, url, FIRM)
         devices = laptop.cli("cloud", "devices", "--json").stdout
         assert devices.count('"serial"') == 1
 
         # the vendor resets the group (ada, its admin, is a member): the device must sign in again
         vendor_cli(url, vendor.key, "group", "reset", vendor.customer, "Engineering")
         assert "sign in again" in laptop.cli("cloud", "status", ok=False).stderr
-        again = subprocess.run(
-            [sys.executable, "-m", "licentia", "cloud", "login", "--central", url, "--firm-code", str(FIRM),
-             "--login", "ada@example.com", "--password-stdin"],
-            env=laptop.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert again.returncode == 0, again.stderr
+        password_login(laptop, url, FIRM)
 
         # the vendor resets the account: the device must sign in again
         vendor_cli(url, vendor.key, "account", "reset", "ada@example.com")
