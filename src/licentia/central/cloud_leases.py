@@ -52,7 +52,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core import errors as E
 from ..core import grants, hazmat
-from ..core.documents import document_digest, sign_document
+from ..core.documents import sign_document
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, LicenseState, evaluate
 from ..seats import Client, Lease, LeaseRevoked, LeaseUnknown, Refusal, SeatEngine, SeatLicense, protocol
 from ..seats.protocol import AccessAsk, field_text, parse_access
@@ -252,9 +252,7 @@ class CloudLeases:
         found = self._entries.get(digest)
         if found is None:
             doc = json.loads(text)
-            payload = doc["payload"]
-            entry = LicenseEntry.from_payload(payload, kid=doc["kid"], digest=document_digest(doc), document=doc)
-            found = (entry, json.dumps(doc, separators=(",", ":")))
+            found = (LicenseEntry.of_document(doc), json.dumps(doc, separators=(",", ":")))
             with self._lock:
                 if len(self._entries) > MAX_CACHED:
                     self._entries.clear()

@@ -204,6 +204,16 @@ class LicenseEntry:
         return cls.from_payload(payload, kid=document["kid"], digest=document_digest(document), document=document)
 
     @classmethod
+    def of_document(cls, document: dict[str, Any]) -> LicenseEntry:
+        """A signed license entry read without verifying its signature: for License Central,
+        which signed the entries it stores itself."""
+        from .documents import document_digest
+
+        return cls.from_payload(
+            document["payload"], kid=document["kid"], digest=document_digest(document), document=document
+        )
+
+    @classmethod
     def from_payload(
         cls, payload: dict[str, Any], *, kid: str = "", digest: str = "", document: dict[str, Any] | None = None
     ) -> LicenseEntry:

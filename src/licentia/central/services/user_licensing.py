@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy import select
 
 from ...core import hazmat
-from ...core.documents import document_digest
 from ...core.encoding import canonical
 from ...core.errors import BadInput, LicenseError, LicenseNotFound, NotFound
 from ...core.license import AccessRequest, LicenseEntry, LicenseState, evaluate
@@ -69,7 +68,7 @@ class UserLicensing(MeteringService):
         out = []
         for r in run_read(self.session, tx):
             doc = json.loads(r.entry)
-            entry = LicenseEntry.from_payload(doc["payload"], kid=doc["kid"], digest=document_digest(doc), document=doc)
+            entry = LicenseEntry.of_document(doc)
             out.append(
                 Held(entry, r.ticket, r.container_id, r.serial, r.kind, r.group, r.ticket_id, r.customer_id, r.item_id)
             )
