@@ -12,7 +12,7 @@ from sqlalchemy import insert, inspect, select
 from licentia.central import db
 from licentia.central.models import Base, Ticket, UsageDay, UsageEvent, UsageRollupState
 
-HEAD = "0009"
+HEAD = "0010"
 
 
 def _check_roundtrip(url: str) -> None:

@@ -589,6 +589,40 @@ class CloudContainer(Base):
     created: Mapped[int] = mapped_column(BigInteger)
 
 
+class CloudProxy(Base):
+    """A license server that proxies a group's enterprise cloud container (a **proxy**): made
+    by a group admin with a number of seats and a one-time link code; bound, when the server
+    links, to the server's machine container (its serial and key), after which its session
+    token is the credential. ``entries`` are the firm-signed entries Central issued to that
+    container at the last refresh (each for the seats held, until ``until``)."""
+
+    __tablename__ = "cloud_proxies"
+    __table_args__ = (
+        UniqueConstraint("group_id", "name"),
+        UniqueConstraint("token_hash"),
+        Index("ix_cloud_proxies_container", "container_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=_uuid)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("account_groups.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    seats: Mapped[int] = mapped_column(Integer)  # per license of the group's container
+    created: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SHA-256 of the link code's secret
+    code_expires: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    container_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("containers.id"), nullable=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SHA-256 of the session token
+    linked: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)  # where it last refreshed from
+    refreshed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # its seats and entries end then
+    entries: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of the entries' texts
+    ended: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # unlinked | flagged
+
+
 class CloudLease(Base):
     """A seat of a cloud license (``licentia.seats``' lease, kept in Central's database:
     ``central/cloud_seats.py``). ``n`` orders leases of one client as they were made."""

@@ -93,6 +93,9 @@ class Settings:
     cloud_device_swaps: int = 3  # devices a person may unlink in 30 days
     cloud_max_grace: int = 7 * 86400  # seconds of grace a cloud lease may carry (the item's option caps it too)
     cloud_usage_interval: float = 15.0  # seconds between copies of cloud leases' events into the usage store (0: none)
+    cloud_proxy_tolerance: int = 86400  # seconds a proxy license server serves its seats without reaching Central
+    cloud_proxy_refresh: int = 900  # seconds between a proxy license server's refreshes
+    cloud_proxy_poll: int = 15  # seconds between a proxy license server's looks at its update trigger
 
     @property
     def db_url(self) -> str:
@@ -180,6 +183,9 @@ class Settings:
             cloud_device_swaps=number("LICENTIA_CLOUD_DEVICE_SWAPS", 3, minimum=0),
             cloud_max_grace=number("LICENTIA_CLOUD_MAX_GRACE", 7 * 86400, minimum=0, maximum=366 * 86400),
             cloud_usage_interval=float(number("LICENTIA_CLOUD_USAGE_INTERVAL", 15, minimum=0)),
+            cloud_proxy_tolerance=number("LICENTIA_CLOUD_PROXY_TOLERANCE", 86400, minimum=60, maximum=30 * 86400),
+            cloud_proxy_refresh=number("LICENTIA_CLOUD_PROXY_REFRESH", 900, minimum=5, maximum=86400),
+            cloud_proxy_poll=number("LICENTIA_CLOUD_PROXY_POLL", 15, minimum=1, maximum=3600),
         )
 
 
