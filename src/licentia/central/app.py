@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from .api import accounts, cloud_leases, cloud_pages, reporting, routes, user
+from .api import accounts, cloud_leases, cloud_pages, cloud_proxies, reporting, routes, user
 from .api import errors as api_errors
 from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
@@ -151,6 +151,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     for router in accounts.ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(cloud_leases.router, prefix=API_PREFIX)
+    app.include_router(cloud_proxies.router, prefix=API_PREFIX)
     app.include_router(user.router, prefix=API_PREFIX)
     app.include_router(cloud_pages.router)
 

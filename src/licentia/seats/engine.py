@@ -787,6 +787,44 @@ class SeatEngine:
             f"{client.ident}: [borrow] max_seats {cap} reached for {firm}:{product}",
         )
 
+    def hold(
+        self, client: Client, lic: SeatLicense, *, tag: str, seats: int, until: int, borrower: dict[str, Any]
+    ) -> int:
+        """Keep up to ``seats`` seats of ``lic`` held for ``tag`` (a proxy license server)
+        until ``until``, as borrows into the container ``borrower``: the seats it holds are
+        kept to then, new ones taken while the license has free seats, and the rest given
+        back (all of them with ``seats`` 0 or ``until`` past). Other holders' seats are never
+        touched. Returns how many seats ``tag`` holds now."""
+        now = self.clock()
+        prefix = f"{tag}#"
+        with self._work(now) as w:
+            mine = [
+                lease
+                for lease in w.tx.live_leases([lic.key], now)
+                if lease.mode == BORROW and lease.seat.startswith(prefix) and lease.state in (ACTIVE, LOST)
+            ]
+            mine.sort(key=lambda lease: lease.seat)
+            keep = mine[: max(0, seats)] if until > now else []
+            for lease in mine[len(keep) :]:
+                self._finish(w, lease, RETURNED, now, "return")
+            for lease in keep:
+                if lease.expires != until:
+                    lease.expires = until
+                    w.tx.save(lease)
+            taken = {lease.seat for lease in keep}
+            number = 0
+            while len(taken) < seats and until > now:
+                if lic.quantity > 0 and w.tx.count_seats(lic.key, now) >= lic.quantity:
+                    break
+                number += 1
+                seat = f"{prefix}{number}"
+                if seat in taken:
+                    continue
+                lid = self._lease_id(now)
+                self._new_lease(w, client, lic, BORROW, seat, 0, lease_id=lid, expires=until, borrower=dict(borrower))
+                taken.add(seat)
+            return len(taken)
+
     def end_borrow(self, borrow_id: str, serial: str) -> Lease | None:
         """The client container ``serial`` gave a borrowed seat back (its receipt was checked)."""
         now = self.clock()

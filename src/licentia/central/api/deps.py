@@ -27,6 +27,7 @@ from ..services import (
     FirmService,
     MeteringService,
     Person,
+    ProxyService,
     SignInService,
     TicketService,
     UsageService,
@@ -168,6 +169,13 @@ async def get_cloud(ctx: ContextDep, db: SessionDep) -> CloudService:
     return CloudService(ctx, db, accounts=AccountService(ctx, db))
 
 
+async def get_proxies(ctx: ContextDep, db: SessionDep) -> ProxyService:
+    accounts = AccountService(ctx, db)
+    attempts = AttemptService(ctx, db)
+    activation = ActivationService(ctx, db, attempts=attempts)
+    return ProxyService(ctx, db, accounts=accounts, activation=activation, attempts=attempts)
+
+
 async def get_firms(ctx: ContextDep, db: SessionDep) -> FirmService:
     return FirmService(ctx, db)
 
@@ -203,3 +211,4 @@ PersonDep = Annotated[Person, Depends(person)]
 AccountsDep = Annotated[AccountService, Depends(get_accounts)]
 SignInDep = Annotated[SignInService, Depends(get_signin)]
 CloudDep = Annotated[CloudService, Depends(get_cloud)]
+ProxiesDep = Annotated[ProxyService, Depends(get_proxies)]

@@ -197,3 +197,17 @@ class CloudActivation(_Body):
 
 class GroupLicense(_Body):
     ticket: str = Field(max_length=64, description="a ticket of the group's customer")
+
+
+class ProxyCreate(_Body):
+    name: str = Field(min_length=1, max_length=100, description="the proxy's name in its group", examples=["lan-1"])
+    seats: StrictInt = Field(ge=1, le=100000, description="seats of each license it holds", examples=[5])
+
+
+class ProxyLink(_Body):
+    code: str = Field(min_length=1, max_length=200, description="the link code its group admin was given")
+    request: dict[str, Any] = Field(description="a sync request signed by the license server's machine container")
+
+
+class ProxyRefresh(_Body):
+    request: dict[str, Any] = Field(description="a sync request signed by the license server's machine container")

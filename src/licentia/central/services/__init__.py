@@ -10,6 +10,7 @@ from .auth import ApiKeyService, AuthService
 from .base import Actor, Context, Service
 from .catalog import CatalogService
 from .cloud import CloudService
+from .cloud_proxies import ProxyService
 from .containers import AuditService, ContainerService
 from .firms import FirmService
 from .metering import MeteringService
@@ -33,6 +34,7 @@ __all__ = [
     "ContainerService",
     "FirmService",
     "MeteringService",
+    "ProxyService",
     "SignInService",
     "TicketService",
     "UsageService",

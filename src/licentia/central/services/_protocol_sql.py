@@ -14,6 +14,7 @@ from ..models import (
     Attempt,
     AuditEntry,
     ChainLink,
+    CloudProxy,
     Container,
     ContainerFirm,
     Firm,
@@ -121,6 +122,16 @@ Q_STATE = (
     select(_t.c.entry)
     .where(_t.c.firm_id == bindparam("firm"), _t.c.container_id == bindparam("container"), _t.c.state == ACTIVATED)
     .order_by(_t.c.license_id)
+)
+_px = table_of(CloudProxy)
+#: The entries Central issued to a proxy license server's container (a live proxy's, of the
+#: firm; each a JSON list of entry texts): every full-state update of the container keeps them.
+Q_PROXIED = select(_px.c.entries).where(
+    _px.c.firm_id == bindparam("firm"),
+    _px.c.container_id == bindparam("container"),
+    _px.c.ended.is_(None),
+    _px.c.until > bindparam("now"),
+    _px.c.entries.is_not(None),
 )
 #: The tickets of a firm active in a container, for a rebase or withdrawal.
 Q_ACTIVE = (

@@ -35,7 +35,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -234,6 +234,36 @@ def _deactivated(ticket: _Row, firm: _Row, container: _Row) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ProxyCall:
+    """A proxy license server's request, verified: its container, the firm, Central's time."""
+
+    container_id: uuid.UUID
+    serial: str
+    sign_pub: str
+    firm_id: uuid.UUID
+    firm_code: int
+    signer: Signer
+    now: int
+
+
+@dataclass
+class ProxyServed:
+    """What a proxy's refresh gives: the full-state update (filled in last), its grant, a
+    new session token (the link), or the refusal to raise once the transaction is stored."""
+
+    grant: dict[str, Any] | None = None
+    token: str | None = None
+    error: ServiceError | None = None
+    update: str = ""
+
+
+class ProxyHandler(Protocol):
+    def admit(self, tx: Tx, serial: str, sign_pub: str, firm_code: int) -> None: ...
+
+    def serve(self, tx: Tx, call: ProxyCall, *, flagged: bool) -> ProxyServed: ...
+
+
 class ActivationService(Service):
     def __init__(self, ctx: Context, session: Session, *, attempts: AttemptService):
         super().__init__(ctx, session)
@@ -263,6 +293,43 @@ class ActivationService(Service):
             self._count(exc, "deactivate", address, ticket_hint)
             raise
         return outcome.result()
+
+    def proxy_sync(self, body: bytes, address: str, handler: ProxyHandler, *, register: bool) -> ProxyServed:
+        """A proxy license server's signed sync request (``register``: its first, which may
+        register its container): ``handler.admit`` checks the credential against the
+        container that signed it, the request's place in the container's chain is checked as
+        any request's (a fork flags the slot, and ``handler.serve`` ends the proxy), then
+        ``handler.serve`` holds its seats and stores its entries, and the answer is the
+        container's full-state update with them. A refusal after a flag is committed first."""
+        req = self._verified(body, address, "sync")
+        try:
+            self._check_action(req, "sync", address)
+            served = protocol_for(self.ctx.db.engine).run(
+                lambda tx: self._proxy_tx(tx, req, address, handler, register)
+            )
+        except ServiceError as exc:
+            self._count(exc, "sync", address, None)
+            raise
+        if served.error is not None:
+            raise served.error
+        return served
+
+    def _proxy_tx(self, tx: Tx, req: Request, address: str, handler: ProxyHandler, register: bool) -> ProxyServed:
+        if self._start(tx, req, address) is not None:
+            raise Conflict("superseded", "This request was answered already: make a new one.")
+        assert req.firm_code is not None  # noqa: S101 - _check_action refused a sync without one
+        handler.admit(tx, req.serial, req.sign_pub, req.firm_code)
+        container_id, new = self._container(tx, req, register=register)
+        rows = tx.all(sql.Q_FIRM, {"code": req.firm_code})
+        if not rows:
+            raise NotFound("firm", f"There is no firm {req.firm_code} in Central. Check the firm code.")
+        firm = _firm(rows)
+        slot = self._slot(tx, container_id, firm, req, new=new)
+        now = self.now()
+        call = ProxyCall(container_id, req.serial, req.sign_pub, firm.id, firm.code, self._firm_signer(firm), now)
+        served = handler.serve(tx, call, flagged=slot.notice is not None)
+        served.update = self._full_state(tx, req, container_id, firm, slot, now)
+        return served
 
     # ---------------------------------------------------------------- activate / sync
 
@@ -738,11 +805,13 @@ class ActivationService(Service):
         self._store_answer(tx, req, container_id, firm, signed.text, now)
         return signed.text
 
-    @staticmethod
-    def _entries(tx: Tx, container_id: uuid.UUID, firm: _Firm) -> list[_Entry]:
-        """The signed entries of the firm's tickets active in the container, with their digests."""
+    def _entries(self, tx: Tx, container_id: uuid.UUID, firm: _Firm) -> list[_Entry]:
+        """The signed entries of the firm's tickets active in the container, then those of
+        a live proxy license server in it (``cloud_proxies``), with their digests."""
         rows = tx.all(sql.Q_STATE, {"firm": firm.id, "container": container_id})
         docs = [json.loads(text) for (text,) in rows]
+        for (texts,) in tx.all(sql.Q_PROXIED, {"firm": firm.id, "container": container_id, "now": self.now()}):
+            docs.extend(json.loads(text) for text in json.loads(texts))
         return [(doc, document_digest(doc)) for doc in docs]
 
     def _sealed_keys(self, req: Request, firm: _Firm, known: list[_Entry]) -> list[dict[str, Any]]:
