@@ -170,6 +170,23 @@ class _Lifecycle:
                 log.error("sync with License Central failed (tried again in %g s): %s", interval, exc)
             await asyncio.sleep(interval)
 
+    async def proxy_refresher(self) -> None:
+        """A proxy's refreshes (``server.proxy``): the update trigger looked at every poll
+        interval, a refresh when it changed or the refresh interval passed; in a worker
+        thread, never stopping the server."""
+        from ..runtime import make_runtime
+        from .proxy import Refresher
+
+        data = self.server.settings.data_dir
+        refresher = Refresher(data, lambda: make_runtime(data), self.server.clock)
+        while True:
+            try:
+                if await asyncio.to_thread(refresher.run_once):
+                    self.server.rescan()
+            except Exception:
+                log.exception("proxy refresh failed")
+            await asyncio.sleep(refresher.poll_seconds)
+
     async def watcher(self) -> None:
         while True:
             await asyncio.sleep(self.server.settings.config_poll)
@@ -182,7 +199,11 @@ class _Lifecycle:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        self.tasks = [asyncio.create_task(self.sweeper()), asyncio.create_task(self.watcher())]
+        self.tasks = [
+            asyncio.create_task(self.sweeper()),
+            asyncio.create_task(self.watcher()),
+            asyncio.create_task(self.proxy_refresher()),
+        ]
         if self.settings.central_sync > 0:
             self.tasks.append(asyncio.create_task(self.central_syncer(self.settings.central_sync)))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

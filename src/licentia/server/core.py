@@ -11,6 +11,7 @@ that the HTTP layer turns into its status and error body.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from ..seats import (
     AclError,
     Client,
     Lease,
+    LeaseRevoked,
     Refusal,
     SeatEngine,
     SeatLicense,
@@ -42,6 +44,7 @@ from ..seats import (
 )
 from ..seats.protocol import AccessAsk, BorrowAsk, parse_access, parse_borrow
 from ..seats.usage import verify_log
+from .proxy import Gate
 from .settings import RELOADABLE, Settings, SettingsError, read_config, server_table
 
 log = logging.getLogger("licentia.server")
@@ -123,6 +126,7 @@ class LicenseServer:
         self._last_rescan = 0.0
         self._served_checked = 0.0
         self._challenges: dict[str, int] = {}  # nonce -> server time it was issued
+        self.gate = Gate(settings.data_dir, self.clock)
         self.load_config(initial=True)
 
     # ------------------------------------------------------------ config
@@ -310,6 +314,71 @@ class LicenseServer:
         )
         raise refusal
 
+    def _admitted(
+        self, client: Client, request: AccessRequest, mode: str, candidates: Candidates, device: dict[str, Any] | None
+    ) -> tuple[Client, Candidates]:
+        """The candidates ``client`` may use: a proxied license (a group's cloud license this
+        server proxies) only by a device a member of the group linked (``device``: the
+        container the client proved, or borrows into); the client named by the member's
+        login when it is one. A Refusal (recorded) when nothing is left."""
+        containers = [item.container for item, _ in candidates]
+        kept: Candidates = []
+        member = None
+        groups = set()
+        for item, ev in candidates:
+            e = item.entry
+            grant = self.gate.proxied(containers, e.firm_code, item.container.serial, e.license_id)
+            if grant is None:
+                kept.append((item, ev))
+                continue
+            found = self.gate.member(grant, device)
+            if found is None:
+                groups.add(grant.group)
+                continue
+            member = found
+            kept.append((item, ev))
+        if not kept:
+            refusal = Refusal(
+                E.AccessDenied,
+                f"this license is served to the members of group {', '.join(sorted(groups))} only, on a device they "
+                "linked: run 'licentia cloud login' on this machine",
+                f"{client.ident}: device {(device or {}).get('serial')} is no member's of {sorted(groups)}",
+            )
+            self.engine.record_denial(
+                client,
+                firm_code=request.firm_code,
+                product_code=request.product_code,
+                feature_code=request.feature_code,
+                mode=mode,
+                invalid=True,
+                reason=refusal.log,
+            )
+            raise refusal
+        if member is not None:
+            client = dataclasses.replace(client, user=member.login)
+        return client, kept
+
+    def _proxy_ended(self, lease: Lease) -> str | None:
+        """Why a lease of a proxied license may not be renewed (None: it may, or it is no
+        proxied license): the grant or the entry ended, or the device is no member's now."""
+        serial = lease.license_key.partition("/")[0]
+        if lease.license_key not in self.gate.known:
+            return None
+        served, _ = self.served()
+        item = next((i for i in served if i.key == lease.license_key), None)
+        grant = self.gate.proxied([i.container for i in served], lease.firm_code, serial, lease.license_id)
+        now = self.clock()
+        if item is None or grant is None or grant.until <= now:
+            return "the proxy's grant of the license ended"
+        expires = item.entry.options.expires
+        if expires is not None and expires <= now:
+            return "the proxy's entry of the license ended"
+        device, _, _ = (lease.machine or "").partition("@")
+        d_serial, _, key_id = device.partition(":")
+        if not any(s == d_serial and hazmat.key_id(b64d(pub)) == key_id for m in grant.members for s, pub in m.devices):
+            return f"device {d_serial} is no member's of group {grant.group} now"
+        return None
+
     # ------------------------------------------------------------ machine proofs
 
     def challenge(self) -> dict[str, Any]:
@@ -368,6 +437,8 @@ class LicenseServer:
             raise
         ask = ask._replace(client=client)
         candidates = self._candidates(ask.client, ask.request, ask.mode)
+        client, candidates = self._admitted(ask.client, ask.request, ask.mode, candidates, client.container)
+        ask = ask._replace(client=client)
         cap = self.settings.max_grace
         lease = self.engine.acquire(
             ask.client,
@@ -468,6 +539,13 @@ class LicenseServer:
         ).encode()
 
     def renew(self, lease_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        lease = self.engine.lease(lease_id)
+        if lease is not None and lease.client_lease_id == body.get("client_lease_id"):
+            why = self._proxy_ended(lease)
+            if why is not None:
+                self.engine.release(lease_id, admin=True)
+                log.warning("lease %s of %s ended: %s", lease_id, lease.ident, why)
+                raise LeaseRevoked("the license server no longer serves you this license: ask your group admin")
         return protocol.renew(
             self.engine, lease_id, body, ttl=self.settings.lease_ttl, heartbeat=self.settings.heartbeat_seconds
         )
@@ -484,6 +562,8 @@ class LicenseServer:
     def borrow(self, body: dict[str, Any], ip: str) -> dict[str, Any]:
         ask = parse_borrow(body, ip)
         candidates = self._candidates(ask.client, ask.request, "borrow")
+        client, candidates = self._admitted(ask.client, ask.request, "borrow", candidates, ask.borrower)
+        ask = ask._replace(client=client)
         lease = self.engine.borrow(
             ask.client,
             firm_code=ask.request.firm_code,
@@ -590,6 +670,7 @@ class LicenseServer:
                 "pid": os.getpid(),
             },
             "licenses": self.licenses(),
+            "proxy": self.gate.views(),
             "sessions": [s.view(now) for s in sessions if s.mode != "borrow"],
             "borrowed": [s.view(now) for s in sessions if s.mode == "borrow"],
         }
