@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 group_app = typer.Typer(no_args_is_help=True, help="Groups you administer: add and remove people.")
 app.add_typer(group_app, name="group")
+proxy_app = typer.Typer(
+    no_args_is_help=True, help="Proxy license servers of groups you administer: a LAN's seats of the group's licenses."
+)
+app.add_typer(proxy_app, name="proxy")
 
 FirmOpt = Annotated[
     int | None, typer.Option("--firm-code", help="The vendor's firm (needed when this device is linked to several).")
@@ -385,6 +389,72 @@ def group_remove(
     def run() -> None:
         _call(firm_code, "DELETE", f"/cloud/groups/{quote(name, safe='')}/members/{quote(person, safe='')}")
         _note(f"{person} left group {name}")
+
+    _common.guard_central(run)
+
+
+@proxy_app.command("create")
+def proxy_create(
+    group: Annotated[str, typer.Argument(help="A group you administer.")],
+    name: Annotated[str, typer.Argument(help="The proxy's name in the group (letters, digits, '.', '_', '-').")],
+    seats: Annotated[int, typer.Option("--seats", min=1, help="Seats of each of the group's licenses it holds.")],
+    firm_code: FirmOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a proxy license server credential: prints its one-time link code (valid seven days)."""
+
+    def run() -> None:
+        made = _call(
+            firm_code, "POST", f"/cloud/groups/{quote(group, safe='')}/proxies", {"name": name, "seats": seats}
+        )
+        if as_json:
+            typer.echo(json.dumps(made, indent=1))
+            return
+        typer.echo(made["code"])
+        _note(
+            f"proxy {name} of group {group}: {seats} seat(s) of each license. On the license server, within seven "
+            f"days: licentia server proxy link {_link(firm_code).central} CODE (the code is shown once)"
+        )
+
+    _common.guard_central(run)
+
+
+@proxy_app.command("list")
+def proxy_list(
+    group: Annotated[str, typer.Argument(help="A group you administer.")],
+    firm_code: FirmOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The group's proxy license servers: their state, server, seats held and until when."""
+
+    def run() -> None:
+        rows = _call(firm_code, "GET", f"/cloud/groups/{quote(group, safe='')}/proxies")
+        if as_json:
+            typer.echo(json.dumps(rows, indent=1))
+            return
+        if not rows:
+            _note(f"group {group} has no proxy")
+        for p in rows:
+            typer.echo(
+                f"{p['name']}  {p['state']}{' (' + p['ended_by'] + ')' if p['ended_by'] else ''}  server "
+                f"{p['server'] or '-'}  seats {p['seats_held']}/{p['seats']}  until {_when(p['until'])}  "
+                f"refreshed {_when(p['refreshed'])}"
+            )
+
+    _common.guard_central(run)
+
+
+@proxy_app.command("remove")
+def proxy_remove(
+    group: Annotated[str, typer.Argument(help="A group you administer.")],
+    name: Annotated[str, typer.Argument(help="The proxy.")],
+    firm_code: FirmOpt = None,
+) -> None:
+    """Remove a proxy: its seats return to the group now; the server drops its licenses at its next refresh."""
+
+    def run() -> None:
+        _call(firm_code, "DELETE", f"/cloud/groups/{quote(group, safe='')}/proxies/{quote(name, safe='')}")
+        _note(f"proxy {name} of group {group} removed: its seats are back in the cloud")
 
     _common.guard_central(run)
 

@@ -25,6 +25,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 usage_app = typer.Typer(pretty_exceptions_enable=False, add_completion=False, invoke_without_command=True)
+proxy_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Serve a group's enterprise cloud licenses to this LAN: 'link' once with the code the group's admin made; "
+    "the running server refreshes by itself.",
+)
+app.add_typer(proxy_app, name="proxy")
 app.add_typer(
     usage_app,
     name="usage",
@@ -481,3 +489,99 @@ def usage_anchor(
         )
 
     run_guarded(go)
+
+
+# ------------------------------------------------------------ proxy of an enterprise cloud container
+
+
+def _proxy_links(data: Path | None, firm_code: int | None) -> list[Any]:
+    from ..server import proxy
+
+    found = [x for x in proxy.links(_data(data)) if firm_code is None or x.firm_code == firm_code]
+    if not found:
+        fail("this license server is no proxy" + (f" of firm {firm_code}" if firm_code else "") + ": run "
+             "'licentia server proxy link URL CODE' with the code your group admin made")  # fmt: skip
+    return found
+
+
+def _proxy_line(found: Any) -> str:
+    p = (found.grant or {}).get("payload") or {}
+    seats = ", ".join(f"product {x['product_code']}: {x['seats']} seat(s)" for x in p.get("licenses") or []) or "none"
+    return (
+        f"firm {found.firm_code} at {found.central}: group {p.get('group')}, proxy {p.get('proxy')}, "
+        f"{len(p.get('members') or [])} member(s); {seats}; serves until {_when(p.get('until'))}"
+    )
+
+
+ProxyFirmOpt = Annotated[int | None, typer.Option("--firm-code", help="The firm (when linked to several).")]
+
+
+@proxy_app.command("link")
+def proxy_link(
+    central: Annotated[str, typer.Argument(help="License Central's URL.")],
+    code: Annotated[str, typer.Argument(help="The link code your group's admin made ('licentia cloud proxy create').")],
+    data: DataOpt = None,
+) -> None:
+    """Link this license server, once, as a proxy of a group's cloud container (the code binds it to this machine)."""
+
+    def go() -> None:
+        from ..runtime import make_runtime
+        from ..server import proxy
+
+        found = proxy.link(_data(data), make_runtime(_data(data)), central, code)
+        console.print(f"Linked: {_proxy_line(found)}", highlight=False)
+        console.print("A running server serves it now and refreshes by itself.", highlight=False)
+
+    _common.guard_central(go)
+
+
+@proxy_app.command("refresh")
+def proxy_refresh(data: DataOpt = None, firm_code: ProxyFirmOpt = None) -> None:
+    """Refresh now: seats, licenses and members from License Central (the running server does it by itself)."""
+
+    def go() -> None:
+        from ..runtime import make_runtime
+        from ..server import proxy
+
+        rt = make_runtime(_data(data))
+        for found in _proxy_links(data, firm_code):
+            console.print(f"Refreshed: {_proxy_line(proxy.refresh(_data(data), rt, found))}", highlight=False)
+
+    _common.guard_central(go)
+
+
+@proxy_app.command("status")
+def proxy_status(
+    data: DataOpt = None, as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False
+) -> None:
+    """What this server proxies: group, members, seats and until when it serves them without License Central."""
+
+    def go() -> None:
+        from ..server import proxy
+
+        found = proxy.links(_data(data))
+        if as_json:
+            typer.echo(json.dumps([{"firm_code": x.firm_code, "central": x.central, "grant": x.grant} for x in found]))
+            return
+        if not found:
+            console.print("This license server is no proxy.", highlight=False)
+        for x in found:
+            console.print(_proxy_line(x), highlight=False)
+
+    run_guarded(go)
+
+
+@proxy_app.command("unlink")
+def proxy_unlink(data: DataOpt = None, firm_code: ProxyFirmOpt = None) -> None:
+    """End the proxy: its seats go back to the group's cloud container, its licenses leave this server."""
+
+    def go() -> None:
+        from ..runtime import make_runtime
+        from ..server import proxy
+
+        rt = make_runtime(_data(data))
+        for found in _proxy_links(data, firm_code):
+            proxy.unlink(_data(data), rt, found)
+            console.print(f"Unlinked from firm {found.firm_code}: its seats are back in the cloud.", highlight=False)
+
+    _common.guard_central(go)
