@@ -126,7 +126,7 @@ class LicenseServer:
         self._last_rescan = 0.0
         self._served_checked = 0.0
         self._challenges: dict[str, int] = {}  # nonce -> server time it was issued
-        self.gate = Gate(settings.data_dir, self.clock)
+        self.gate = Gate(settings.data_dir, self.containers)
         self.load_config(initial=True)
 
     # ------------------------------------------------------------ config
@@ -321,13 +321,12 @@ class LicenseServer:
         server proxies) only by a device a member of the group linked (``device``: the
         container the client proved, or borrows into); the client named by the member's
         login when it is one. A Refusal (recorded) when nothing is left."""
-        containers = [item.container for item, _ in candidates]
         kept: Candidates = []
         member = None
         groups = set()
         for item, ev in candidates:
             e = item.entry
-            grant = self.gate.proxied(containers, e.firm_code, item.container.serial, e.license_id)
+            grant = self.gate.proxied(e.firm_code, item.container.serial, e.license_id)
             if grant is None:
                 kept.append((item, ev))
                 continue
@@ -366,7 +365,7 @@ class LicenseServer:
             return None
         served, _ = self.served()
         item = next((i for i in served if i.key == lease.license_key), None)
-        grant = self.gate.proxied([i.container for i in served], lease.firm_code, serial, lease.license_id)
+        grant = self.gate.proxied(lease.firm_code, serial, lease.license_id)
         now = self.clock()
         if item is None or grant is None or grant.until <= now:
             return "the proxy's grant of the license ended"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,35 +194,27 @@ def unlink(data_dir: Path, rt: Any, found: ProxyLink) -> None:
 class Gate:
     """Who may use the server's proxied licenses: the verified grants of its links."""
 
-    def __init__(self, data_dir: Path, clock: Any):
+    def __init__(self, data_dir: Path, containers: Any):
         self.data_dir = data_dir
-        self.clock = clock
-        self._seen: tuple[tuple[str, int, int], ...] | None = None
+        self.containers = containers  # () -> the server's containers
+        self._seen: tuple[int, int] | None = None
         self._grants: dict[int, P.ProxyGrant] = {}
-        self._checked = 0.0
         #: the license keys ("<serial>/<license id>") any grant seen proxied: their leases are
         #: checked at each renewal, also once the grant is gone
         self.known: set[str] = set()
 
-    def grants(self, containers: Any) -> dict[int, P.ProxyGrant]:
-        """The grants by firm (read again when a link file changes; looked at every 0.5 s)."""
-        if time.monotonic() - self._checked < 0.5 and self._seen is not None:
-            return self._grants
-        self._checked = time.monotonic()
-        folder = _folder(self.data_dir)
-        stats = []
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.json")):
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                stats.append((path.name, st.st_mtime_ns, st.st_size))
-        seen = tuple(stats)
-        if seen == self._seen:
+    def grants(self) -> dict[int, P.ProxyGrant]:
+        """The grants by firm, read again when the link folder changed (a refresh replaces a
+        link file by a rename: one stat per look)."""
+        try:
+            st = _folder(self.data_dir).stat()
+            seen: tuple[int, int] | None = (st.st_mtime_ns, st.st_ino)
+        except OSError:
+            seen = None
+        if seen == self._seen and seen is not None:
             return self._grants
         out: dict[int, P.ProxyGrant] = {}
-        by_serial = {c.serial: c for c in containers}
+        by_serial = {c.serial: c for c in self.containers()}
         for found in links(self.data_dir):
             container = by_serial.get(found.serial)
             slot = container.slots().get(found.firm_code) if container is not None else None
@@ -238,9 +229,9 @@ class Gate:
         self._grants, self._seen = out, seen
         return out
 
-    def proxied(self, containers: Any, firm_code: int, serial: str, license_id: int) -> P.ProxyGrant | None:
+    def proxied(self, firm_code: int, serial: str, license_id: int) -> P.ProxyGrant | None:
         """The grant that covers a license of the server (None: not a proxied license)."""
-        grant = self.grants(containers).get(firm_code)
+        grant = self.grants().get(firm_code)
         if grant is None or grant.serial != serial or license_id not in grant.licenses:
             return None
         return grant

@@ -181,9 +181,8 @@ class _Handler:
             )
         changes: dict[str, Any] = {"refreshed": call.now, "address": self.address}
         if self.new_token is not None:
-            changes.update(
-                container_id=call.container_id, token_hash=_hash(self.new_token), linked=call.now, code_hash=None
-            )
+            # the code's hash stays until the proxy goes: a second use of the code is told it was used
+            changes.update(container_id=call.container_id, token_hash=_hash(self.new_token), linked=call.now)
         entries, grant, until = self.svc.hold(tx, row, call)
         changes.update(entries=json.dumps(entries), until=until)
         tx.execute(U_PROXY, {"pid": row.id, **changes})
