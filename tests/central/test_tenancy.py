@@ -759,6 +759,16 @@ PUBLIC = {
     "POST /api/v1/cloud/leases/{lease_id}/renew": "a session: its own device's leases (test_cloud_leases.py)",
     "DELETE /api/v1/cloud/leases/{lease_id}": "a session: its own device's leases (test_cloud_leases.py)",
     "POST /api/v1/cloud/leases/{lease_id}/return": "a session: its own device's leases (test_cloud_leases.py)",
+    "POST /api/v1/cloud/groups/{group}/proxies": "a session: groups it administers (test_cloud_proxies.py)",
+    "GET /api/v1/cloud/groups/{group}/proxies": "a session: groups it administers (test_cloud_proxies.py)",
+    "DELETE /api/v1/cloud/groups/{group}/proxies/{name}": "a session: groups it administers "
+    "(test_cloud_proxies.py)",
+    "POST /api/v1/cloud/proxy/link": "a one-time link code of the firm it names and a container-signed request "
+    "(test_cloud_proxies.py)",
+    "POST /api/v1/cloud/proxy/refresh": "a proxy's token and its bound container's signed request "
+    "(test_cloud_proxies.py)",
+    "GET /api/v1/cloud/proxy/trigger": "a proxy's token: its own group (test_cloud_proxies.py)",
+    "POST /api/v1/cloud/proxy/unlink": "a proxy's token: itself (test_cloud_proxies.py)",
     "POST /api/v1/user/login": "a person's sign-in, within the firm it names (test_user_licensing.py)",
     "POST /api/v1/user/logout": "a user session: its own (test_user_licensing.py)",
     "POST /api/v1/user/licenses": "a user session: its own and its groups' licenses (test_user_licensing.py)",
