@@ -761,8 +761,7 @@ PUBLIC = {
     "POST /api/v1/cloud/leases/{lease_id}/return": "a session: its own device's leases (test_cloud_leases.py)",
     "POST /api/v1/cloud/groups/{group}/proxies": "a session: groups it administers (test_cloud_proxies.py)",
     "GET /api/v1/cloud/groups/{group}/proxies": "a session: groups it administers (test_cloud_proxies.py)",
-    "DELETE /api/v1/cloud/groups/{group}/proxies/{name}": "a session: groups it administers "
-    "(test_cloud_proxies.py)",
+    "DELETE /api/v1/cloud/groups/{group}/proxies/{name}": "a session: groups it administers (test_cloud_proxies.py)",
     "POST /api/v1/cloud/proxy/link": "a one-time link code of the firm it names and a container-signed request "
     "(test_cloud_proxies.py)",
     "POST /api/v1/cloud/proxy/refresh": "a proxy's token and its bound container's signed request "
