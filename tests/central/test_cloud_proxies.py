@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from central_helpers import FakeContainer, ServerThread, dump_state, make_settings
+from central_helpers import FakeContainer, ServerThread, central_app, dump_state, make_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from test_accounts import PASSWORD, bearer, ok
@@ -332,3 +332,25 @@ def test_only_the_groups_admin_manages_proxies_and_bad_input_changes_nothing(wor
     # removal: the seats return now, the server's licenses go at its next sync
     ok(client.delete(f"{API}/cloud/groups/Engineering/proxies/lan", headers=world.ada.headers))
     assert world.held_at_central() == 0 and world.proxies() == []
+
+
+def test_the_proxy_on_postgresql_and_after_a_restart(tmp_path, pg_url, clock):
+    """The same seat accounting on PostgreSQL (the seat rows locked per license); a restarted
+    server (the same container) resumes its session: it serves and refreshes."""
+    settings = make_settings(tmp_path / "central", pg_url, cloud_proxy_tolerance=TOLERANCE)
+    with central_app(settings, clock) as app, TestClient(app) as client, ServerThread(app) as central:
+        world = World(client, central, clock, tmp_path)
+        assert world.held_at_central() == 2
+        first = Lan(world.server, world.ada.box).access()
+        world.server.close()
+        world.server = LicenseServer(ServerSettings(data_dir=world.data, discovery=False, clock=clock, admin_token="a"))
+        second = Lan(world.server, world.ada.box, 2).access()
+        assert first["lease_id"] != second["lease_id"]
+        assert refusal(Lan(world.server, world.ada.box, 3).access).error is E.SeatsExhausted
+        clock.advance(60)
+        assert world.refresh().grant["payload"]["licenses"] == [{"license_id": 1, "product_code": PRODUCT, "seats": 2}]
+        direct = world.ada.process()
+        ok(direct.access(direct.request(PRODUCT)))
+        refused(direct.access(direct.request(PRODUCT)), 409, "SeatsExhausted")
+        assert world.held_at_central() == 3
+        world.server.close()
