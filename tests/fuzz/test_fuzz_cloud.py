@@ -134,3 +134,34 @@ def test_a_challenge_is_live_for_two_minutes_at_its_own_time(cloud):
     assert not cloud._challenge_ok(c["nonce"], c["time"], T0 + 121)  # stale
     assert not cloud._challenge_ok(c["nonce"], c["time"] + 1, T0)  # another time than its own
     assert not cloud._challenge_ok(c["nonce"][:-1] + ("0" if c["nonce"][-1] != "0" else "1"), c["time"], T0)
+
+
+# ---------------------------------------------------------------- a proxy license server's grant
+
+
+def test_a_proxy_grant_is_verified_or_refused_as_invalid():
+    from tests.core.test_proxy import FIRM, KEYS, SERIAL, grant
+
+    genuine = grant()
+
+    @settings(deadline=None)
+    @given(
+        st.one_of(
+            st.just(genuine),
+            hostile_documents(genuine_payload(genuine), FIRM, "proxy-grant", keys=[OTHER]),
+            hostile_values,
+        )
+    )
+    def check(doc: Any) -> None:
+        from licentia.core import proxy as P
+
+        try:
+            g = P.verify_grant(doc, KEYS, serial=SERIAL)
+        except DocumentInvalid:
+            return
+        # accepted: signed by the firm key for this container, every field of the shape the rules say
+        assert g.serial == SERIAL and g.until >= g.issued and g.refresh >= 1 and g.poll >= 1
+        assert all(isinstance(x, int) for x in g.licenses)
+        assert all(isinstance(s, str) and isinstance(k, str) for m in g.members for s, k in m.devices)
+
+    check()

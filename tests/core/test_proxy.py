@@ -1,0 +1,99 @@
+"""The ``proxy-grant`` reader: a grant the firm signed for this container is read as
+written; any other (another container's, another key's, a field changed or of the wrong
+shape) is refused with DocumentInvalid, never another exception."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from licentia.core import codes, hazmat
+from licentia.core import proxy as P
+from licentia.core.documents import DocumentInvalid, sign_document
+from licentia.core.encoding import b64e
+from tests.factory import T0
+
+FIRM = hazmat.Ed25519PrivateKey.generate()
+KEYS = {hazmat.key_id(FIRM.public_key()): FIRM.public_key()}
+SERIAL = codes.new_serial()
+DEVICE = (codes.new_serial(), b64e(hazmat.raw_public(hazmat.Ed25519PrivateKey.generate().public_key())))
+
+
+def payload(**changes: Any) -> dict[str, Any]:
+    members = [{"login": "ada@example.com", "devices": [{"serial": DEVICE[0], "sign_pub": DEVICE[1]}]},
+               {"login": "bob@example.com", "devices": []}]  # fmt: skip
+    licenses = [{"license_id": 1, "product_code": 12, "seats": 2}]
+    p = P.grant_payload(
+        firm_code=63101,
+        serial=SERIAL,
+        group="Engineering",
+        proxy="lan",
+        members=members,
+        licenses=licenses,
+        state=P.state_digest(members, [{"license_id": 1, "entry": "ab" * 32}]),
+        issued=T0,
+        until=T0 + 3600,
+        refresh=900,
+        poll=15,
+    )
+    p.update(changes)
+    return p
+
+
+def grant(key: hazmat.Ed25519PrivateKey = FIRM, **changes: Any) -> dict[str, Any]:
+    return sign_document(P.PROXY_GRANT, payload(**changes), key)
+
+
+def test_a_grant_reads_as_written():
+    g = P.verify_grant(grant(), KEYS, serial=SERIAL)
+    assert (g.firm_code, g.serial, g.group, g.proxy, g.licenses) == (63101, SERIAL, "Engineering", "lan", {1})
+    assert (g.issued, g.until, g.refresh, g.poll) == (T0, T0 + 3600, 900, 15)
+    ada = g.member_of(*DEVICE)
+    assert ada is not None and ada.login == "ada@example.com"
+    assert g.member_of(DEVICE[0], b64e(b"x" * 32)) is None  # the serial with another key: no member's
+    assert g.member_of(codes.new_serial(), DEVICE[1]) is None
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        grant(hazmat.Ed25519PrivateKey.generate()),  # another key
+        grant(serial=codes.new_serial()),  # another container's
+        grant(until=T0 - 1),  # ends before it was issued
+        grant(members=[{"login": "x", "devices": ["130-..."]}]),
+        grant(members=["ada"]),
+        grant(members=[{"login": "x", "devices": [{"serial": 5, "sign_pub": "k"}]}]),
+        grant(members=[{"login": "x", "devices": [{"serial": "s"}]}]),
+        grant(licenses=[1]),
+        grant(licenses=[{"license_id": "1"}]),
+        grant(firm_code=0),
+        grant(serial="nope"),
+        grant(state=None),
+        grant(refresh=True),
+        {"payload": "x"},
+        [],
+        None,
+    ],
+)
+def test_a_grant_not_for_this_container_or_not_as_written_is_refused(doc):
+    with pytest.raises(DocumentInvalid):
+        P.verify_grant(doc, KEYS, serial=SERIAL)
+
+
+def test_a_changed_field_breaks_the_signature():
+    doc = copy.deepcopy(grant())
+    doc["payload"]["members"][1]["devices"].append({"serial": DEVICE[0], "sign_pub": DEVICE[1]})
+    with pytest.raises(DocumentInvalid):
+        P.verify_grant(doc, KEYS, serial=SERIAL)
+
+
+def test_the_state_digest_follows_members_devices_and_licenses():
+    members = [{"login": "a", "devices": []}]
+    base = P.state_digest(members, [{"license_id": 1, "entry": "e"}])
+    assert base == P.state_digest([{"login": "a", "devices": []}], [{"entry": "e", "license_id": 1}])
+    assert base != P.state_digest([{"login": "a", "devices": [{"serial": "s", "sign_pub": "k"}]}],
+                                  [{"license_id": 1, "entry": "e"}])  # fmt: skip
+    assert base != P.state_digest(members, [{"license_id": 1, "entry": "f"}])
+    assert base != P.state_digest([], [{"license_id": 1, "entry": "e"}])
