@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,9 @@ class Gate:
             seen: tuple[int, int] | None = (st.st_mtime_ns, st.st_ino)
         except OSError:
             seen = None
-        if seen == self._seen and seen is not None:
+        # (None: no folder, no grants, as at the start); a folder changed within the last
+        # second is read again: a change in the same tick as the last read keeps its mtime
+        if seen == self._seen and (seen is None or time.time_ns() - seen[0] > 1_000_000_000):
             return self._grants
         out: dict[int, P.ProxyGrant] = {}
         by_serial = {c.serial: c for c in self.containers()}
