@@ -334,6 +334,7 @@ def test_only_the_groups_admin_manages_proxies_and_bad_input_changes_nothing(wor
     assert world.held_at_central() == 0 and world.proxies() == []
 
 
+@pytest.mark.postgres
 def test_the_proxy_on_postgresql_and_after_a_restart(tmp_path, pg_url, clock):
     """The same seat accounting on PostgreSQL (the seat rows locked per license); a restarted
     server (the same container) resumes its session: it serves and refreshes."""

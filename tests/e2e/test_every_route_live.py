@@ -97,6 +97,7 @@ def test_every_central_route_answers_in_a_live_process(tmp_path):
             # cloud accounts: names nobody has (each such call answers 4xx, never 5xx)
             "login": "nobody@example.com",
             "name": "Engineering",
+            "group": "Engineering",
             "device": "00000000-0000-0000-0000-000000000000",
             "lease_id": "0000000000000000000000",
         }
