@@ -138,6 +138,8 @@ class Settings:
         env = os.environ if environ is None else environ
         data = Path(data_dir) if data_dir else Path(env.get("LICENTIA_DATA") or ".licentia")
 
+        YEAR = 366 * 86400  # the longest interval of a periodic job (a float: whole numbers past it overflow)
+
         def number(name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
             raw = env.get(name)
             if raw is None or raw == "":
@@ -170,8 +172,8 @@ class Settings:
             refused_burst=number("LICENTIA_REFUSED_BURST", 60),
             refused_per_second=float(number("LICENTIA_REFUSED_PER_SECOND", 1, maximum=1_000_000)),
             forwarded_allow_ips=env.get("LICENTIA_FORWARDED_ALLOW_IPS", ""),
-            usage_purge_interval=float(number("LICENTIA_USAGE_PURGE_INTERVAL", 86400, minimum=0)),
-            usage_rollup_interval=float(number("LICENTIA_USAGE_ROLLUP_INTERVAL", 300, minimum=0)),
+            usage_purge_interval=float(number("LICENTIA_USAGE_PURGE_INTERVAL", 86400, minimum=0, maximum=YEAR)),
+            usage_rollup_interval=float(number("LICENTIA_USAGE_ROLLUP_INTERVAL", 300, minimum=0, maximum=YEAR)),
             public_url=_public_url(env.get("LICENTIA_PUBLIC_URL") or None),
             session_idle=number("LICENTIA_SESSION_IDLE", 30 * 86400, minimum=60),
             session_max=number("LICENTIA_SESSION_MAX", 90 * 86400, minimum=60),
@@ -182,7 +184,7 @@ class Settings:
             cloud_leases_per_device=number("LICENTIA_CLOUD_LEASES_PER_DEVICE", 16),
             cloud_device_swaps=number("LICENTIA_CLOUD_DEVICE_SWAPS", 3, minimum=0),
             cloud_max_grace=number("LICENTIA_CLOUD_MAX_GRACE", 7 * 86400, minimum=0, maximum=366 * 86400),
-            cloud_usage_interval=float(number("LICENTIA_CLOUD_USAGE_INTERVAL", 15, minimum=0)),
+            cloud_usage_interval=float(number("LICENTIA_CLOUD_USAGE_INTERVAL", 15, minimum=0, maximum=YEAR)),
             cloud_proxy_tolerance=number("LICENTIA_CLOUD_PROXY_TOLERANCE", 86400, minimum=60, maximum=30 * 86400),
             cloud_proxy_refresh=number("LICENTIA_CLOUD_PROXY_REFRESH", 900, minimum=5, maximum=86400),
             cloud_proxy_poll=number("LICENTIA_CLOUD_PROXY_POLL", 15, minimum=1, maximum=3600),

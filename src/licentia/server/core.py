@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..container import Container, Slot, container_dirs, files
 from ..core import errors as E
@@ -303,6 +303,10 @@ class LicenseServer:
         if ok:
             return ok
         refusal = refusal or _no_license(request, local)
+        self._refuse(client, request, mode, refusal, refusal.client_message)
+
+    def _refuse(self, client: Client, request: AccessRequest, mode: str, refusal: Refusal, reason: str) -> NoReturn:
+        """Record an invalid request's refusal in the usage log (``reason``), and raise it."""
         self.engine.record_denial(
             client,
             firm_code=request.firm_code,
@@ -310,7 +314,7 @@ class LicenseServer:
             feature_code=request.feature_code,
             mode=mode,
             invalid=True,
-            reason=refusal.client_message,
+            reason=reason,
         )
         raise refusal
 
@@ -343,16 +347,7 @@ class LicenseServer:
                 "linked: run 'licentia cloud login' on this machine",
                 f"{client.ident}: device {(device or {}).get('serial')} is no member's of {sorted(groups)}",
             )
-            self.engine.record_denial(
-                client,
-                firm_code=request.firm_code,
-                product_code=request.product_code,
-                feature_code=request.feature_code,
-                mode=mode,
-                invalid=True,
-                reason=refusal.log,
-            )
-            raise refusal
+            self._refuse(client, request, mode, refusal, refusal.log)
         if member is not None:
             client = dataclasses.replace(client, user=member.login)
         return client, kept
@@ -424,16 +419,7 @@ class LicenseServer:
                 raise protocol.unproven(ask.client)
             client = self._machine(body, ask.client)
         except Refusal as refusal:
-            self.engine.record_denial(
-                ask.client,
-                firm_code=ask.request.firm_code,
-                product_code=ask.request.product_code,
-                feature_code=ask.request.feature_code,
-                mode=ask.mode,
-                invalid=True,
-                reason=refusal.log,
-            )
-            raise
+            self._refuse(ask.client, ask.request, ask.mode, refusal, refusal.log)
         ask = ask._replace(client=client)
         candidates = self._candidates(ask.client, ask.request, ask.mode)
         client, candidates = self._admitted(ask.client, ask.request, ask.mode, candidates, client.container)
