@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +201,8 @@ class Gate:
         self.containers = containers  # () -> the server's containers
         self._seen: tuple[int, int] | None = None
         self._grants: dict[int, P.ProxyGrant] = {}
+        self._absent = -1.0  # when the link folder was last found missing (monotonic)
+        self._folder = str(_folder(data_dir))
         #: the license keys ("<serial>/<license id>") any grant seen proxied: their leases are
         #: checked at each renewal, also once the grant is gone
         self.known: set[str] = set()
@@ -207,11 +210,14 @@ class Gate:
     def grants(self) -> dict[int, P.ProxyGrant]:
         """The grants by firm, read again when the link folder changed (a refresh replaces a
         link file by a rename: one stat per look)."""
+        if self._seen is None and time.monotonic() - self._absent < 1.0:
+            return self._grants  # no link folder a moment ago (a server that is no proxy): not looked again yet
         try:
-            st = _folder(self.data_dir).stat()
+            st = os.stat(self._folder)
             seen: tuple[int, int] | None = (st.st_mtime_ns, st.st_ino)
         except OSError:
             seen = None
+            self._absent = time.monotonic()
         # (None: no folder, no grants, as at the start); a folder changed within the last
         # second is read again: a change in the same tick as the last read keeps its mtime
         if seen == self._seen and (seen is None or time.time_ns() - seen[0] > 1_000_000_000):
