@@ -62,10 +62,17 @@ class ServerData:
     data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None
 
 
-def _server_runtime(options: ServerData) -> Runtime:
-    from ..runtime import make_runtime
+def _runtime(data: Path | None) -> Runtime:
+    """The server's runtime: its container bound to this machine, or to
+    ``LICENTIA_SERVER_BINDING_KEY_FILE`` (a server in a pod)."""
+    from ..server.core import server_runtime
+    from ..server.settings import binding_key_file
 
-    return make_runtime(_data(options.data))
+    return server_runtime(_data(data), binding_key_file())
+
+
+def _server_runtime(options: ServerData) -> Runtime:
+    return _runtime(options.data)
 
 
 def _sync_usage(options: ServerData, central: str | None) -> str | None:
@@ -525,10 +532,9 @@ def proxy_link(
     """Link this license server, once, as a proxy of a group's cloud container (the code binds it to this machine)."""
 
     def go() -> None:
-        from ..runtime import make_runtime
         from ..server import proxy
 
-        found = proxy.link(_data(data), make_runtime(_data(data)), central, code)
+        found = proxy.link(_data(data), _runtime(data), central, code)
         console.print(f"Linked: {_proxy_line(found)}", highlight=False)
         console.print("A running server serves it now and refreshes by itself.", highlight=False)
 
@@ -540,10 +546,9 @@ def proxy_refresh(data: DataOpt = None, firm_code: ProxyFirmOpt = None) -> None:
     """Refresh now: seats, licenses and members from License Central (the running server does it by itself)."""
 
     def go() -> None:
-        from ..runtime import make_runtime
         from ..server import proxy
 
-        rt = make_runtime(_data(data))
+        rt = _runtime(data)
         for found in _proxy_links(data, firm_code):
             console.print(f"Refreshed: {_proxy_line(proxy.refresh(_data(data), rt, found))}", highlight=False)
 
@@ -576,10 +581,9 @@ def proxy_unlink(data: DataOpt = None, firm_code: ProxyFirmOpt = None) -> None:
     """End the proxy: its seats go back to the group's cloud container, its licenses leave this server."""
 
     def go() -> None:
-        from ..runtime import make_runtime
         from ..server import proxy
 
-        rt = make_runtime(_data(data))
+        rt = _runtime(data)
         for found in _proxy_links(data, firm_code):
             proxy.unlink(_data(data), rt, found)
             console.print(f"Unlinked from firm {found.firm_code}: its seats are back in the cloud.", highlight=False)

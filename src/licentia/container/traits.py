@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import hazmat
+from ..core.errors import NoUsableTraits
+
 TraitReader = Callable[[], dict[str, str]]
 
 
@@ -40,8 +43,14 @@ TRAITS: dict[str, Trait] = {
         Trait("dmi", 1, False, "DMI vendor/product/board names readable without root"),
         Trait("cpu_model", 1, False, "CPU model name from /proc/cpuinfo"),
         Trait("memory_gib", 1, False, "installed memory in GiB, rounded"),
+        # not a trait of the machine: a key file standing in for all of them, where there is
+        # no machine to bind to (a license server in a pod, its key a Secret)
+        Trait("binding_key", 16, True, "SHA-256 of a key file (LICENTIA_SERVER_BINDING_KEY_FILE)"),
     )
 }
+
+#: the fewest bytes a binding key file holds (a random key of 256 bits)
+MIN_BINDING_KEY = 32
 
 
 def normalize(value: str) -> str:
@@ -136,3 +145,27 @@ def read_system_traits() -> dict[str, str]:
         "memory_gib": _memory_gib(),
     }
     return {k: v for k, v in found.items() if v}
+
+
+def key_file_traits(path: Path) -> TraitReader:
+    """A trait reader that binds to the key in ``path`` instead of the machine: the one
+    trait ``binding_key`` (the file's SHA-256). Whoever holds the file and the container's
+    directory holds the container. NoUsableTraits when the file cannot be read, holds fewer
+    than MIN_BINDING_KEY bytes, or is world-readable."""
+
+    def read() -> dict[str, str]:
+        try:
+            mode = os.stat(path).st_mode
+            data = Path(path).read_bytes().strip()
+        except OSError as exc:
+            raise NoUsableTraits(f"binding key file {path} cannot be read ({exc.strerror})") from None
+        if mode & 0o004:
+            raise NoUsableTraits(f"binding key file {path} is readable by everyone: make it 0600 or 0440")
+        if len(data) < MIN_BINDING_KEY:
+            raise NoUsableTraits(
+                f"binding key file {path} holds {len(data)} bytes: it needs at least {MIN_BINDING_KEY} random bytes "
+                "(e.g. 'head -c 32 /dev/urandom | base64')"
+            )
+        return {"binding_key": hazmat.sha256(data).hex()}
+
+    return read

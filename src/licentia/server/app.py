@@ -174,11 +174,12 @@ class _Lifecycle:
         """A proxy's refreshes (``server.proxy``): the update trigger looked at every poll
         interval, a refresh when it changed or the refresh interval passed; in a worker
         thread, never stopping the server."""
-        from ..runtime import make_runtime
+        from .core import server_runtime
         from .proxy import Refresher
 
-        data = self.server.settings.data_dir
-        refresher = Refresher(data, lambda: make_runtime(data), self.server.clock)
+        settings = self.server.settings
+        data = settings.data_dir
+        refresher = Refresher(data, lambda: server_runtime(data, settings.binding_key_file), self.server.clock)
         while True:
             try:
                 if await asyncio.to_thread(refresher.run_once):

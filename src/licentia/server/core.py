@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..container import Container, Slot, container_dirs, files
+from ..container.traits import key_file_traits
 from ..core import errors as E
 from ..core import exchange, grants, hazmat
 from ..core.documents import DocumentInvalid
 from ..core.encoding import b64d
 from ..core.license import AccessRequest, Evaluation, LicenseEntry, evaluate
-from ..runtime import make_runtime
+from ..runtime import Runtime, make_runtime
 from ..seats import (
     Acl,
     AclError,
@@ -95,12 +96,21 @@ def _no_license(request: AccessRequest, local: list[Served]) -> Refusal:
     )
 
 
+def server_runtime(data_dir: Path, binding_key_file: Path | None = None) -> Runtime:
+    """The runtime over the server's data directory: its container bound to the machine's
+    traits, or (``binding_key_file``, a server in a pod) to the key in that file."""
+    rt = make_runtime(data_dir)
+    if binding_key_file is not None:
+        rt.traits = key_file_traits(binding_key_file)
+    return rt
+
+
 class LicenseServer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.clock = settings.clock
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.runtime = make_runtime(settings.data_dir)
+        self.runtime = server_runtime(settings.data_dir, settings.binding_key_file)
         self.store = SqliteSeatStore(settings.db_path, durability=settings.durability)
         self.acl = Acl()
         self.config_version = 0
@@ -676,7 +686,7 @@ class LicenseServer:
         runtime of its own, and the server sees the containers' changes by their files."""
         from ..runtime import activation
 
-        rt = make_runtime(self.settings.data_dir)
+        rt = server_runtime(self.settings.data_dir, self.settings.binding_key_file)
         error: E.LicentiaError | None = None
         try:
             uploaded = upload_usage(self.engine, rt)

@@ -27,7 +27,18 @@ DEFAULT_DATA = ".licentia-server"
 ENV_VARS = {
     "LICENTIA_SERVER_DATA": "data directory (default ./.licentia-server)",
     "LICENTIA_SERVER_ADMIN_TOKEN": "admin token (default: made into DATA/admin.token, 0600)",
+    "LICENTIA_SERVER_BINDING_KEY_FILE": "bind the server's container to the key in this file (at least 32 random "
+    "bytes, not world-readable) instead of the machine's traits: a server in a pod, its key a Secret",
 }
+
+
+def binding_key_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``LICENTIA_SERVER_BINDING_KEY_FILE``: the key file the server's container is bound to
+    (None: bound to the machine's traits)."""
+    env = os.environ if environ is None else environ
+    value = env.get("LICENTIA_SERVER_BINDING_KEY_FILE")
+    return Path(value) if value else None
+
 
 #: ``[server]`` keys a reload (SIGHUP or a changed file) applies without a restart
 RELOADABLE = ("lease_ttl", "heartbeat", "linger", "access_token", "usage_retention_days", "max_grace")
@@ -66,6 +77,7 @@ class Settings:
     port: int = DEFAULT_PORT
     config_path: Path | None = None
     admin_token: str | None = None  # None: DATA/admin.token
+    binding_key_file: Path | None = None  # None: the container is bound to the machine's traits
     access_token: str | None = None  # clients send it as "Authorization: Bearer ..."
     lease_ttl: int = 120
     heartbeat: float | None = None  # seconds between a client's renewals (None: ttl / 3)
@@ -133,6 +145,7 @@ class Settings:
             data_dir=data,
             config_path=path,
             admin_token=env.get("LICENTIA_SERVER_ADMIN_TOKEN") or None,
+            binding_key_file=binding_key_file(env),
             **values,
         )
 
