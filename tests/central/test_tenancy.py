@@ -722,6 +722,7 @@ for _view in ("license-usage", "product-usage", "billing"):
 #: Routes no vendor key scopes: they take no API key, or name no firm.
 PUBLIC = {
     "GET /health": "liveness: names no firm",
+    "GET /ready": "readiness: the database answers and its schema revision, names no firm",
     "GET /api/v1/firms/{code}/public-key": "a firm's public keys are published to anyone, for pinning in apps",
     "GET /api/v1/tickets/{ticket}/info": "the activation look-up: whoever holds a ticket id sees its firm, "
     "product, level and state; unknown ids count as failed attempts (test_activation.py)",

@@ -126,6 +126,7 @@ def test_every_central_route_answers_in_a_live_process(tmp_path):
         # (method, path) -> (call, expected status, expected error code): in this order
         known: dict[tuple[str, str], tuple[Any, int, str | None]] = {
             ("GET", "/health"): (lambda: http.get("/health"), 200, None),
+            ("GET", "/ready"): (lambda: http.get("/ready"), 200, None),
             ("GET", "/openapi.json"): (lambda: http.get("/openapi.json"), 200, None),
             ("GET", "/docs"): (lambda: http.get("/docs"), 200, None),
             ("GET", "/docs/oauth2-redirect"): (lambda: http.get("/docs/oauth2-redirect"), 200, None),

@@ -12,13 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import DBAPIError
 
 from .api import accounts, cloud_leases, cloud_pages, cloud_proxies, reporting, routes, user
 from .api import errors as api_errors
 from .api.lane import ProtocolLane
 from .api.limits import Guard, Limits, TokenBuckets, parse_networks
 from .cloud_leases import CloudLeases
+from .db import current_revision, head_revision, schema_lag
 from .services import Context
 from .services.billing import BillingRollup
 from .services.retention import RetentionService
@@ -30,6 +33,13 @@ log = logging.getLogger("licentia.central")
 API_PREFIX = "/api/v1"
 DOCS_ASSETS = "/docs/assets"
 CLOUD_SWEEP = 30.0  # seconds between expiring silent cloud leases and forgetting stale challenges
+READY_TIMEOUT = 2.0  # seconds GET /ready waits for the database before it answers 503 (within probes' timeouts)
+#: GET /ready's reasons for a 503, by what went wrong (the details go to the log)
+NOT_READY = {
+    "unavailable": "database unavailable",
+    "behind": "database schema behind this version",
+    "newer": "database schema newer than this version",
+}
 
 
 def _default_clock() -> int:
@@ -154,11 +164,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] | None = None) ->
     app.include_router(cloud_proxies.router, prefix=API_PREFIX)
     app.include_router(user.router, prefix=API_PREFIX)
     app.include_router(cloud_pages.router)
-
-    @app.get("/health", tags=["health"], summary="Liveness check")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
+    _add_probes(app, ctx)
     return app
 
 
@@ -195,9 +201,70 @@ def create_cloud_app(settings: Settings, *, clock: Callable[[], int] | None = No
     app.state.rejections = buckets
     api_errors.install(app)
     app.include_router(cloud_leases.router, prefix=API_PREFIX)
+    _add_probes(app, ctx)
+    return app
+
+
+def _not_ready(ctx: Context) -> str | None:
+    """Why this process should get no requests now, or None: a database round trip
+    reads the schema's revision, which must be this version's head. The details go to
+    the log; the answer says only what kind of trouble it is."""
+    try:
+        try:
+            revision = current_revision(ctx.db.engine)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            revision = current_revision(ctx.db.engine)  # the server dropped it (a restart): a fresh connection
+    except Exception as exc:  # noqa: BLE001 - whatever keeps the database from answering: not ready
+        detail = exc.orig if isinstance(exc, DBAPIError) else exc
+        log.warning("not ready: the database does not answer: %s", str(detail).strip().replace("\n", " "))
+        return NOT_READY["unavailable"]
+    lag = schema_lag(revision)
+    if lag is not None:
+        log.warning(
+            "not ready: the database's schema is at revision %s, this version's is %s", revision, head_revision()
+        )
+        return NOT_READY[lag]
+    return None
+
+
+def _add_probes(app: FastAPI, ctx: Context) -> None:
+    """``GET /health``, liveness: the process answers, whatever the database does.
+    ``GET /ready``, readiness: the database answers and its schema is at this version's
+    head; else 503. Probes that come while one check runs wait for that one (a database
+    that hangs holds one thread, not one per probe), at most ``READY_TIMEOUT`` seconds."""
+    head = head_revision()
+    running: list[asyncio.Future[str | None]] = []
 
     @app.get("/health", tags=["health"], summary="Liveness check")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    @app.get(
+        "/ready",
+        tags=["health"],
+        summary="Readiness check",
+        response_model=dict[str, str],
+        responses={
+            200: {"description": f'Ready: {{"status": "ready", "revision": "{head}"}} (the schema\'s revision)'},
+            503: {
+                "description": 'Not ready: {"status": "not ready", "reason": "..."}, the reason one of '
+                + ", ".join(f'"{r}"' for r in NOT_READY.values())
+            },
+        },
+    )
+    async def ready() -> JSONResponse | dict[str, str]:
+        loop = asyncio.get_running_loop()
+        check = running[0] if running and not running[0].done() and running[0].get_loop() is loop else None
+        if check is None:
+            check = asyncio.ensure_future(asyncio.to_thread(_not_ready, ctx))
+            running[:] = [check]
+        try:
+            reason = await asyncio.wait_for(asyncio.shield(check), READY_TIMEOUT)
+        except TimeoutError:
+            log.warning("not ready: the database did not answer within %.0f s", READY_TIMEOUT)
+            reason = NOT_READY["unavailable"]
+        if reason is None:
+            return {"status": "ready", "revision": head}
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)

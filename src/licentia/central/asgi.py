@@ -1,6 +1,8 @@
 """ASGI entry for process managers: ``uvicorn --factory licentia.central.asgi:app_from_env``
 (and ``licentia central serve --workers N``). Reads the settings from the
-environment: this module is an edge, like the CLI."""
+environment: this module is an edge, like the CLI. Each app migrates the database
+on start, unless ``LICENTIA_MIGRATE=0``: then it refuses to start on a database
+that ``licentia central migrate`` has not brought to the newest schema."""
 
 from __future__ import annotations
 

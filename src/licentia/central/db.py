@@ -19,6 +19,7 @@ retried and translated by the same rules.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -49,6 +50,9 @@ _BEGIN_OPTION = "licentia_begin"
 #: with sleeps). Writers in other processes still queue on the database lock.
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: PostgreSQL: the advisory lock a migration holds for its transaction (migrations/env.py),
+#: so that migrations started at the same time run one after the other
+MIGRATION_LOCK = 0x6C6963656E74
 
 
 def normalize_url(url: str) -> str:
@@ -257,7 +261,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` (in one transaction; serialized across workers)."""
+    """Upgrade the schema to ``revision`` in one transaction. On PostgreSQL the transaction
+    holds the advisory lock ``MIGRATION_LOCK`` first (migrations/env.py), on SQLite the
+    database's write lock (BEGIN IMMEDIATE): migrations started together run one after the
+    other, and the later one finds the schema already there."""
     from alembic import command
 
     with engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
@@ -276,6 +283,56 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+@functools.cache
+def _script_revisions() -> tuple[str, frozenset[str]]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    if head is None:
+        raise AssertionError("the migrations have no head")
+    return head, frozenset(r.revision for r in script.walk_revisions())
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of licentia knows: its migrations' head."""
+    return _script_revisions()[0]
+
+
+def schema_lag(revision: str | None) -> str | None:
+    """Where a database at ``revision`` stands: None at the head, ``"behind"`` before it
+    (or without a schema), ``"newer"`` at a revision this version does not know (a newer
+    version migrated it)."""
+    head, known = _script_revisions()
+    if revision == head:
+        return None
+    return "behind" if revision is None or revision in known else "newer"
+
+
+class SchemaNotCurrent(errors.SettingsError):
+    """A start that does not migrate found the schema elsewhere than at the head."""
+
+
+def require_head(engine: Engine) -> str:
+    """The head revision, when the database is at it; else ``SchemaNotCurrent`` in one
+    line saying what to do."""
+    current = current_revision(engine)
+    lag = schema_lag(current)
+    head = head_revision()
+    if lag is None:
+        return head
+    if lag == "newer":
+        raise SchemaNotCurrent(
+            f"the database's schema is at revision {current}, newer than this version of licentia knows "
+            f"({head}): run the version that migrated it"
+        )
+    where = "has no schema yet" if current is None else f"is at schema revision {current}, not the newest {head}"
+    raise SchemaNotCurrent(
+        f"the database {where}, and this start does not migrate (--no-migrate or LICENTIA_MIGRATE=0): "
+        "run licentia central migrate first"
+    )
 
 
 def schema_diffs(conn: Connection) -> list[Any]:

@@ -21,10 +21,15 @@ DEFAULT_PORT = 8480
 ENV_VARS = {
     "LICENTIA_DATA": "data directory (default ./.licentia)",
     "LICENTIA_DATABASE_URL": "SQLAlchemy URL (default sqlite:///DATA/central.db)",
-    "LICENTIA_ADMIN_KEY": "admin API key (default: generated into KEYS/admin.key)",
-    "LICENTIA_MASTER_KEY": "32-byte master key, hex or base64 (default: KEYS/master.key)",
+    "LICENTIA_ADMIN_KEY": "admin API key (default: KEYS/admin.key, made on the first start with SQLite)",
+    "LICENTIA_ADMIN_KEY_FILE": "a file holding the admin API key (a mounted secret; not with LICENTIA_ADMIN_KEY)",
+    "LICENTIA_MASTER_KEY": "32-byte master key, hex or base64 (default: KEYS/master.key, made on the first start "
+    "with SQLite)",
+    "LICENTIA_MASTER_KEY_FILE": "a file holding the master key (a mounted secret; not with LICENTIA_MASTER_KEY)",
     "LICENTIA_KEYS_DIR": "directory of the key files master.key and admin.key, kept outside the data "
     "directory (default: DATA-keys beside DATA, e.g. ./.licentia-keys)",
+    "LICENTIA_MIGRATE": "1 (default): migrate the database to the newest schema on start; 0: do not, and refuse "
+    "to start unless it is there (run licentia central migrate first)",
     "LICENTIA_ATTEMPT_WINDOW": "seconds over which failed attempts are counted (default 600)",
     "LICENTIA_ATTEMPTS_PER_ADDRESS": "failed attempts allowed per client address in the window (default 20)",
     "LICENTIA_ATTEMPTS_PER_TICKET": "failed attempts allowed per ticket in the window (default 10)",
@@ -65,9 +70,12 @@ ENV_VARS = {
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".licentia"))
     database_url: str | None = None  # None: sqlite:///DATA/central.db
-    admin_key: str | None = None  # None: KEYS/admin.key (made on first start)
-    master_key: str | None = None  # None: KEYS/master.key (made on first start)
+    admin_key: str | None = None  # None: admin_key_path, else KEYS/admin.key (made on first start with SQLite)
+    master_key: str | None = None  # None: master_key_path, else KEYS/master.key (made on first start with SQLite)
+    admin_key_path: Path | None = None  # LICENTIA_ADMIN_KEY_FILE: a file holding the admin key (a mounted secret)
+    master_key_path: Path | None = None  # LICENTIA_MASTER_KEY_FILE: a file holding the master key
     keys_dir: Path | None = None  # None: DATA-keys, beside the data directory
+    migrate: bool = True  # False: refuse to start unless the schema is at the newest revision
     attempt_window: int = 600
     attempts_per_address: int = 20
     attempts_per_ticket: int = 10
@@ -97,11 +105,25 @@ class Settings:
     cloud_proxy_refresh: int = 900  # seconds between a proxy license server's refreshes
     cloud_proxy_poll: int = 15  # seconds between a proxy license server's looks at its update trigger
 
+    def __post_init__(self) -> None:
+        for name, key, path in (
+            ("MASTER", self.master_key, self.master_key_path),
+            ("ADMIN", self.admin_key, self.admin_key_path),
+        ):
+            if key and path is not None:
+                raise SettingsError(f"LICENTIA_{name}_KEY and LICENTIA_{name}_KEY_FILE are both set: set one of them")
+
     @property
     def db_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'central.db').resolve()}"
+
+    @property
+    def sqlite(self) -> bool:
+        """Whether the database is a SQLite file of this machine (else a server that
+        replicas may share: Central then never makes a key of its own)."""
+        return self.db_url.partition(":")[0].partition("+")[0].strip().lower() == "sqlite"
 
     @property
     def key_dir(self) -> Path:
@@ -159,6 +181,9 @@ class Settings:
             database_url=env.get("LICENTIA_DATABASE_URL") or None,
             admin_key=env.get("LICENTIA_ADMIN_KEY") or None,
             master_key=env.get("LICENTIA_MASTER_KEY") or None,
+            admin_key_path=_path(env.get("LICENTIA_ADMIN_KEY_FILE")),
+            master_key_path=_path(env.get("LICENTIA_MASTER_KEY_FILE")),
+            migrate=_switch("LICENTIA_MIGRATE", env.get("LICENTIA_MIGRATE"), default=True),
             keys_dir=Path(env["LICENTIA_KEYS_DIR"]) if env.get("LICENTIA_KEYS_DIR") else None,
             attempt_window=number("LICENTIA_ATTEMPT_WINDOW", 600),
             attempts_per_address=number("LICENTIA_ATTEMPTS_PER_ADDRESS", 20),
@@ -189,6 +214,24 @@ class Settings:
             cloud_proxy_refresh=number("LICENTIA_CLOUD_PROXY_REFRESH", 900, minimum=5, maximum=86400),
             cloud_proxy_poll=number("LICENTIA_CLOUD_PROXY_POLL", 15, minimum=1, maximum=3600),
         )
+
+
+def _path(raw: str | None) -> Path | None:
+    return Path(raw) if raw else None
+
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+
+
+def _switch(name: str, raw: str | None, *, default: bool) -> bool:
+    """A yes-or-no variable: 1, true, yes, on or 0, false, no, off (unset or empty: ``default``)."""
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON
+    raise SettingsError(f"{name} is 1 or 0 (true or false, yes or no, on or off), not {raw!r}")
 
 
 def _public_url(raw: str | None) -> str | None:

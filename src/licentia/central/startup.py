@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from ..core.hazmat import CryptoError
-from .db import Database, migrate
+from .db import Database, migrate, require_head
 from .keys import SecretBox, load_or_create
 from .models import Firm
 from .services import AttemptService, Context
@@ -19,13 +19,18 @@ log = logging.getLogger("licentia.central")
 
 def prepare(settings: Settings, clock: Callable[[], int]) -> Context:
     """Make the data directory and the key files (kept outside it; a key file open
-    to other users is refused), migrate the database to head, check the master key
-    opens the firm secrets already stored. Safe to run on every start."""
+    to other users is refused; with a database server none is made), migrate the
+    database to head (with ``settings.migrate`` off: refuse a database that is not at
+    head), check the master key opens the firm secrets already stored. Safe to run on
+    every start."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = load_or_create(settings)
     db = Database(settings.db_url, pool_size=settings.pool_size)
     try:
-        migrate(db.engine)
+        if settings.migrate:
+            migrate(db.engine)
+        else:
+            require_head(db.engine)
         ctx = Context(settings=settings, db=db, clock=clock, keys=keys, box=SecretBox(keys.master_key))
         _check_master_key(ctx)
         with db.session() as session:

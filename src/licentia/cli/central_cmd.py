@@ -37,9 +37,19 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes (PostgreSQL scales with them).")
     ] = 1,
+    no_migrate: Annotated[
+        bool,
+        typer.Option(
+            "--no-migrate",
+            help="Do not migrate the database on start (as LICENTIA_MIGRATE=0): refuse to start unless "
+            "'licentia central migrate' brought it to the newest schema.",
+        ),
+    ] = False,
 ) -> None:
-    """Run License Central. Ctrl-C stops it."""
-    _common.run_guarded(_serve, data, host, port, demo, workers)
+    """Run License Central. Ctrl-C stops it.
+
+    It migrates the database to the newest schema first, unless --no-migrate."""
+    _common.run_guarded(_serve, data, host, port, demo, workers, no_migrate)
 
 
 @app.command()
@@ -48,7 +58,10 @@ def migrate(
         Path | None, typer.Option("--data", help="Data directory (default: $LICENTIA_DATA or ./.licentia).")
     ] = None,
 ) -> None:
-    """Create or upgrade Central's database schema, then exit."""
+    """Create or upgrade Central's database schema, then exit.
+
+    On PostgreSQL runs at the same time take turns (an advisory lock): the later one finds
+    nothing to do."""
 
     def run() -> None:
         from ..central.db import Database, current_revision
@@ -264,12 +277,16 @@ def _copy_database(source: Path, target: Path) -> None:
         _common.fail(f"cannot back up the database {source}: {exc}")
 
 
-def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int) -> None:
+def _serve(data: Path | None, host: str, port: int, demo: bool, workers: int, no_migrate: bool) -> None:
     from ..central import demo as demo_data
     from ..central.app import create_app
     from ..central.settings import Settings
 
     settings = Settings.from_env(data_dir=data)  # the edge: env is read here only
+    if no_migrate:
+        settings = settings.with_changes(migrate=False)
+        if workers > 1:
+            os.environ["LICENTIA_MIGRATE"] = "0"  # the workers build their apps from the environment
     if not _common.port_free(host, port):
         _common.fail(f"port {port} on {host} is in use: stop what runs there or pick another with --port")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

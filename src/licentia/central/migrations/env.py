@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from alembic import context
 
-from licentia.central.db import make_engine
+from licentia.central.db import MIGRATION_LOCK, make_engine
 from licentia.central.models import Base
 
 if TYPE_CHECKING:
@@ -18,14 +18,12 @@ if TYPE_CHECKING:
 config = context.config
 target_metadata = Base.metadata
 
-#: Held for the migration's transaction on PostgreSQL so that workers starting
-#: together migrate one after the other.
-PG_LOCK_ID = 0x6C6963656E74
-
 
 def _run(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_ID})")
+        # held for the migration's transaction: workers starting together, replicas and
+        # `licentia central migrate` runs migrate one after the other
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
