@@ -88,6 +88,24 @@ sbom: $(STAMP)
 	  --output-reproducible --output-format JSON -o $(SBOM) requirements.lock
 	@echo "make sbom: $(SBOM)"
 
+## make image: the container image licentia:VERSION (and :latest) from deploy/Dockerfile with docker or podman
+## (ENGINE=... names another; IMAGE=... another name); docs/deploy.md. Not part of `make test` nor CI (no engine there)
+IMAGE  ?= licentia
+ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+.PHONY: image
+image:
+	@if [ -z "$(ENGINE)" ]; then \
+	  echo "make image: no container engine: install docker or podman, or name one with ENGINE=..." >&2; exit 1; \
+	fi
+	@$(ENGINE) info >/dev/null 2>&1 || { \
+	  echo "make image: $(ENGINE) does not answer ('$(ENGINE) info' failed): start its daemon or service" >&2; exit 1; }
+	version=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml); \
+	$(ENGINE) build -f deploy/Dockerfile \
+	  --build-arg VERSION=$$version \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+	  -t $(IMAGE):$$version -t $(IMAGE):latest .
+
 ## make docs-cli: regenerate docs/cli.md from --help
 docs-cli: $(STAMP)
 	$(BIN)/python -m licentia.cli.docgen > docs/cli.md

@@ -63,6 +63,10 @@ ENV_VARS = {
     "LICENTIA_CLOUD_DEVICE_SWAPS": "linked devices a person may unlink in 30 days (default 3)",
     "LICENTIA_CLOUD_MAX_GRACE": "seconds of grace a cloud lease may carry at most (default 604800)",
     "LICENTIA_CLOUD_USAGE_INTERVAL": "seconds between copies of cloud leases' usage into the usage store (default 15)",
+    "LICENTIA_CLOUD_PROXY_TOLERANCE": "seconds a proxy license server serves its seats after its last refresh "
+    "(default 86400)",
+    "LICENTIA_CLOUD_PROXY_REFRESH": "seconds between a proxy license server's refreshes (default 900)",
+    "LICENTIA_CLOUD_PROXY_POLL": "seconds between a proxy license server's looks at its update trigger (default 15)",
 }
 
 
