@@ -101,3 +101,17 @@ def test_protocol_threads_setting(tmp_path):
     assert Settings.from_env({"LICENTIA_PROTOCOL_THREADS": "0"}, data_dir=tmp_path).protocol_threads == 0
     with pytest.raises(SettingsError, match="at least 0"):
         Settings.from_env({"LICENTIA_PROTOCOL_THREADS": "-1"}, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("part", ["central", "server"])
+def test_every_variable_a_settings_module_reads_is_in_its_table(part):
+    """The settings module is the one reader of its part's environment, and its ENV_VARS
+    table (what docs and deploy/ are checked against) names every variable it reads."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    module = importlib.import_module(f"licentia.{part}.settings")
+    read = set(re.findall(r'"(LICENTIA_[A-Z0-9_]+)"', Path(module.__file__).read_text()))
+    assert read, "the scan finds the variables"
+    assert read == set(module.ENV_VARS), (sorted(read - set(module.ENV_VARS)), sorted(set(module.ENV_VARS) - read))
