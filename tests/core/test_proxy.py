@@ -97,3 +97,25 @@ def test_the_state_digest_follows_members_devices_and_licenses():
                                   [{"license_id": 1, "entry": "e"}])  # fmt: skip
     assert base != P.state_digest(members, [{"license_id": 1, "entry": "f"}])
     assert base != P.state_digest([], [{"license_id": 1, "entry": "e"}])
+
+
+def test_the_state_digest_is_the_documented_one():
+    """docs/formats.md 12.13: SHA-256 of the canonical JSON (keys sorted, no spaces) of
+    ``{"licenses": ..., "members": ...}``, computed here from the text itself."""
+    import hashlib
+
+    members = [{"login": "a", "devices": [{"serial": "s", "sign_pub": "k"}]}]
+    licenses = [{"license_id": 1, "entry": "e"}]
+    text = (
+        '{"licenses":[{"entry":"e","license_id":1}],'
+        '"members":[{"devices":[{"serial":"s","sign_pub":"k"}],"login":"a"}]}'
+    )
+    assert P.state_digest(members, licenses) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_grant_at_its_bounds():
+    doc = grant(until=T0, refresh=1, poll=1)  # ends when issued: read, with the shortest intervals
+    g = P.verify_grant(doc, KEYS, serial=SERIAL)
+    assert (g.until, g.refresh, g.poll) == (T0, 1, 1) and g.document is doc
+    g = P.verify_grant(grant(refresh=0, poll=-5), KEYS, serial=SERIAL)
+    assert (g.refresh, g.poll) == (1, 1)  # never below a second
