@@ -9,6 +9,7 @@ removal at the next refresh; the offline tolerance ending on time."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -332,6 +333,36 @@ def test_only_the_groups_admin_manages_proxies_and_bad_input_changes_nothing(wor
     # removal: the seats return now, the server's licenses go at its next sync
     ok(client.delete(f"{API}/cloud/groups/Engineering/proxies/lan", headers=world.ada.headers))
     assert world.held_at_central() == 0 and world.proxies() == []
+
+
+def test_a_license_taken_out_of_the_group_goes_from_the_proxy_at_its_next_refresh(world):
+    ada = Lan(world.server, world.ada.box)
+    answer = ada.access()
+    ok(world.shop.vendor.post(f"/tickets/{world.ticket}/cloud-deactivation", {}))
+    world.clock.advance(1)
+    world.refresh()
+    assert world.link.grant["payload"]["licenses"] == [] and world.held_at_central() == 0
+    with pytest.raises(E.LeaseRevoked):
+        ada.renew(answer)
+    assert refusal(Lan(world.server, world.ada.box, 2).access).error is E.LicenseNotFound
+
+
+def test_an_ended_proxys_entries_are_served_to_no_one_until_they_go(world, clock):
+    """Central ended the proxy while the server could not sync its entries away: the link is
+    kept as ended, and the entries, still in the container, serve no one (also after a
+    restart, when the server knows them only from the link file)."""
+    ada = Lan(world.server, world.ada.box)
+    answer = ada.access()
+    proxy._save(world.data, dataclasses.replace(world.link, ended=True))  # as the refresher does, before its sync
+    restarted = LicenseServer(ServerSettings(data_dir=world.data, discovery=False, clock=clock, admin_token="a"))
+    for server in (world.server, restarted):
+        lan = Lan(server, world.ada.box, 2)
+        assert refusal(lan.access).error is E.LicenseNotFound
+    with pytest.raises(E.LeaseRevoked):
+        ada.renew(answer)
+    (shown,) = restarted.status()["proxy"]
+    assert shown["ended"] is True
+    restarted.close()
 
 
 @pytest.mark.postgres

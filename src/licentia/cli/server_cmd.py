@@ -504,7 +504,7 @@ def usage_anchor(
 def _proxy_links(data: Path | None, firm_code: int | None) -> list[Any]:
     from ..server import proxy
 
-    found = [x for x in proxy.links(_data(data)) if firm_code is None or x.firm_code == firm_code]
+    found = [x for x in proxy.links(_data(data)) if (firm_code is None or x.firm_code == firm_code) and not x.ended]
     if not found:
         fail("this license server is no proxy" + (f" of firm {firm_code}" if firm_code else "") + ": run "
              "'licentia server proxy link URL CODE' with the code your group admin made")  # fmt: skip
@@ -517,7 +517,7 @@ def _proxy_line(found: Any) -> str:
     return (
         f"firm {found.firm_code} at {found.central}: group {p.get('group')}, proxy {p.get('proxy')}, "
         f"{len(p.get('members') or [])} member(s); {seats}; serves until {_when(p.get('until'))}"
-    )
+    ) + (" (ended: link again with a new code)" if found.ended else "")
 
 
 ProxyFirmOpt = Annotated[int | None, typer.Option("--firm-code", help="The firm (when linked to several).")]

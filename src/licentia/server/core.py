@@ -342,7 +342,8 @@ class LicenseServer:
             e = item.entry
             grant = self.gate.proxied(e.firm_code, item.container.serial, e.license_id)
             if grant is None:
-                kept.append((item, ev))
+                if not self.gate.withheld(e.firm_code, item.container.serial, e.license_id):
+                    kept.append((item, ev))
                 continue
             found = self.gate.member(grant, device)
             if found is None:
@@ -350,12 +351,20 @@ class LicenseServer:
                 continue
             member = found
             kept.append((item, ev))
-        if not kept:
+        if not kept and groups:
             refusal = Refusal(
                 E.AccessDenied,
                 f"this license is served to the members of group {', '.join(sorted(groups))} only, on a device they "
                 "linked: run 'licentia cloud login' on this machine",
                 f"{client.ident}: device {(device or {}).get('serial')} is no member's of {sorted(groups)}",
+            )
+            self._refuse(client, request, mode, refusal, refusal.log)
+        if not kept:
+            refusal = Refusal(
+                E.LicenseNotFound,
+                "the license server serves this license no more (it proxied the vendor's cloud, and the proxy or "
+                "the license ended): ask its administrator",
+                f"{client.ident}: {request.firm_code}:{request.product_code} was proxied, and is no more",
             )
             self._refuse(client, request, mode, refusal, refusal.log)
         if member is not None:

@@ -22,6 +22,7 @@ Offline, the entries end at the tolerance, and the server serves them no longer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -67,6 +68,9 @@ class ProxyLink:
     serial: str
     sealed: str
     grant: dict[str, Any] | None = field(default=None, compare=False)
+    #: Central ended the proxy (or the server unlinked it): its licenses are served to no one,
+    #: also while their entries are still in the container (until a sync takes them away)
+    ended: bool = False
 
     def token(self, container: Any) -> str:
         """The session token (unsealed by the container it was linked by; LicenseInvalid elsewhere)."""
@@ -90,6 +94,7 @@ def _read(path: Path) -> ProxyLink | None:
             serial=str(raw["serial"]),
             sealed=str(raw["sealed"]),
             grant=raw.get("grant") if isinstance(raw.get("grant"), dict) else None,
+            ended=raw.get("ended") is True,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -110,6 +115,7 @@ def _save(data_dir: Path, link: ProxyLink) -> None:
         "serial": link.serial,
         "sealed": link.sealed,
         "grant": link.grant,
+        "ended": link.ended,
     }
     write_atomic(link.path, json.dumps(record, indent=1, sort_keys=True).encode(), mode=0o600)
 
@@ -147,7 +153,7 @@ def _with_grant(found: ProxyLink, container: Any, grant: Any) -> ProxyLink:
         P.verify_grant(grant, slot.pinned_keys() if slot else {}, serial=container.serial)
     except DocumentInvalid as exc:
         raise E.rejected(f"proxy grant refused: {exc.reason}") from None
-    return ProxyLink(found.path, found.central, found.firm_code, found.serial, found.sealed, grant)
+    return dataclasses.replace(found, grant=grant, ended=False)
 
 
 def _container(rt: Any, found: ProxyLink) -> Any:
@@ -184,9 +190,10 @@ def unlink(data_dir: Path, rt: Any, found: ProxyLink) -> None:
 
     with _lock(data_dir):
         container = _container(rt, found)
-        with CentralClient(found.central, api_key=found.token(container)) as client:
-            client.request("POST", "/cloud/proxy/unlink")
-        found.path.unlink(missing_ok=True)
+        if not found.ended:
+            with CentralClient(found.central, api_key=found.token(container)) as client:
+                client.request("POST", "/cloud/proxy/unlink")
+        _save(data_dir, dataclasses.replace(found, ended=True))
     activation.sync(found.central, runtime=rt, cli="licentia server")
 
 
@@ -230,11 +237,13 @@ class Gate:
             if slot is None or found.grant is None:
                 continue
             try:
-                out[found.firm_code] = P.verify_grant(found.grant, slot.pinned_keys(), serial=found.serial)
+                grant = P.verify_grant(found.grant, slot.pinned_keys(), serial=found.serial)
             except DocumentInvalid as exc:
                 log.error("proxy grant of firm %s in %s refused: %s", found.firm_code, found.path, exc.reason)
-        for g in out.values():
-            self.known |= {f"{g.serial}/{lid}" for lid in g.licenses}
+                continue
+            self.known |= {f"{grant.serial}/{lid}" for lid in grant.licenses}
+            if not found.ended:
+                out[found.firm_code] = grant
         self._grants, self._seen = out, seen
         return out
 
@@ -244,6 +253,11 @@ class Gate:
         if grant is None or grant.serial != serial or license_id not in grant.licenses:
             return None
         return grant
+
+    def withheld(self, firm_code: int, serial: str, license_id: int) -> bool:
+        """Whether a license of the server was proxied and is no more (its proxy ended, or the
+        license left the group): served to no one, while its entry lasts."""
+        return f"{serial}/{license_id}" in self.known and self.proxied(firm_code, serial, license_id) is None
 
     def member(self, grant: P.ProxyGrant, device: dict[str, str] | None) -> P.Member | None:
         """The member whose linked device the client proved (None: no member's)."""
@@ -266,6 +280,7 @@ class Gate:
                     "licenses": p.get("licenses") or [],
                     "issued": p.get("issued"),
                     "until": p.get("until"),
+                    "ended": found.ended,
                 }
             )
         return out
@@ -289,6 +304,8 @@ class Refresher:
             return 0
         rt = self.rt_factory()
         for found in found_links:
+            if found.ended:
+                continue
             payload = (found.grant or {}).get("payload") or {}
             self.poll_seconds = float(max(1, int(payload.get("poll") or 15)))
             due = int(payload.get("issued") or 0) + int(payload.get("refresh") or 0) <= self.clock()
@@ -315,7 +332,7 @@ class Refresher:
         """Central ended the proxy: drop the link, and sync the entries away."""
         from ..runtime import activation
 
-        found.path.unlink(missing_ok=True)
+        _save(self.data_dir, dataclasses.replace(found, ended=True))
         try:
             activation.sync(found.central, runtime=rt, cli="licentia server")
         except E.LicentiaError as exc:

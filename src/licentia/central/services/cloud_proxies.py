@@ -48,6 +48,7 @@ from ..models import (
     AccountGroup,
     CloudContainer,
     CloudDevice,
+    CloudLease,
     CloudProxy,
     Container,
     Firm,
@@ -95,6 +96,15 @@ Q_MEMBERS = (
     .outerjoin(CloudDevice, (CloudDevice.account_id == Account.id) & CloudDevice.unlinked.is_(None))
     .where(GroupMember.group_id == bindparam("group"), Account.disabled.is_(False))
     .order_by(Account.login, CloudDevice.serial)
+)
+
+
+_L = table_of(CloudLease)
+#: the license keys a proxy holds live seats of (its seats are named "proxy:<id>#<n>")
+Q_HELD_KEYS = (
+    select(_L.c.license_key, _L.c.firm_code, _L.c.product_code, _L.c.license_id)
+    .where(_L.c.seat.like(bindparam("prefix")), _L.c.live_until > bindparam("now"), _L.c.mode == "borrow")
+    .distinct()
 )
 
 
@@ -416,6 +426,7 @@ class ProxyService(Service):
             )
             entries.append(_signed.sign("license", issued.payload(), call.signer).text)
             licenses.append({"license_id": e.license_id, "product_code": e.product_code, "seats": held})
+        self._give_back_others(tx, engine, client, row, call.now, {x.key for x in self._licenses(tx, row.group_id)})
         members, state_licenses = self._state(tx, row)
         group = tx.scalar(Q_GROUP_NAME, {"group": row.group_id})
         settings = self.ctx.settings
@@ -439,11 +450,17 @@ class ProxyService(Service):
         """Return every seat the proxy holds."""
         if row.container_id is None:
             return
-        engine = self._engine(tx)
-        client = self._client(row)
-        for lic in self._licenses(tx, row.group_id):
-            seat = SeatLicense.of_entry(lic.key, lic.entry, lic.entry.options.expires, None)
-            engine.hold(client, seat, tag=f"proxy:{row.id}", seats=0, until=now, borrower={})
+        self._give_back_others(tx, self._engine(tx), self._client(row), row, now, set())
+
+    @staticmethod
+    def _give_back_others(tx: Tx, engine: SeatEngine, client: Client, row: Any, now: int, keep: set[str]) -> None:
+        """Return the proxy's seats of every license but ``keep`` (a license that left the
+        group's container, or all of them)."""
+        for r in tx.all(Q_HELD_KEYS, {"prefix": f"proxy:{row.id}#%", "now": now}):
+            if r.license_key in keep:
+                continue
+            lic = SeatLicense(r.license_key, r.firm_code, r.product_code, r.license_id, quantity=0)
+            engine.hold(client, lic, tag=f"proxy:{row.id}", seats=0, until=now, borrower={})
 
     def end(self, tx: Tx, row: Any, now: int, by: str, **detail: Any) -> None:
         """End the proxy (``by``: unlinked | flagged): seats returned, no more entries."""
