@@ -339,3 +339,20 @@ def test_any_byte_changed_in_an_upload_is_refused(data):
     changed = GENUINE[:at] + bytes([byte]) + GENUINE[at + 1 :]
     with pytest.raises(DocumentInvalid):
         anchoring.verify_upload(changed, KEY.public_key())
+
+
+# ---------------------------------------------------------------- at the bounds (mutation testing's survivors)
+
+
+def test_an_upload_and_an_anchor_at_time_zero_are_read():
+    """Time 0 is a time (the refusals are of negative ones); an upload is not pseudonymised
+    unless its builder says so."""
+    up = anchoring.verify_upload(canonical(upload(time=0)), KEY.public_key())
+    assert up.time == 0 and up.pseudonymised is False
+    doc = anchoring.build_anchor(
+        firm_key=FIRM, serial=SERIAL, firm_code=20001, seq=0, digest="ab" * 32, time=0, upload="cd" * 32
+    )
+    keys = {hazmat.key_id(hazmat.raw_public(FIRM.public_key())): FIRM.public_key()}
+    assert anchoring.verify_anchor(doc, keys).time == 0
+    with pytest.raises(DocumentInvalid):
+        anchoring.verify_upload(resigned(upload(), time=-1), KEY.public_key())
