@@ -129,3 +129,12 @@ def test_require_reads_a_typed_field_and_bool_is_never_an_int():
         require(payload, "b", (int,))
     assert reason(require, payload, "f", int) == "field 'f' has wrong type"
     assert reason(require, payload, "s", (int, dict)) == "field 's' has wrong type"
+
+
+def test_a_text_with_a_lone_surrogate_is_refused_as_a_document():
+    """A document given as a Python text holding a lone surrogate (not UTF-8 at all) is a
+    DocumentInvalid like any other refusal, never a UnicodeEncodeError (mutation testing:
+    the text is encoded with ``surrogatepass`` so that the strict reader sees the bytes)."""
+    for text in ('{"kid":"k","payload":{"v":1,"a":"\ud800"},"sig":"s"}', '"\udfff"'):
+        with pytest.raises(DocumentInvalid):
+            parse(text)
