@@ -141,37 +141,45 @@ def central_process(data: Path, admin_key: str, env: dict[str, str] | None = Non
 def serving_process(part: str, data: Path, admin_key: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`licentia <part> serve` (``central`` or ``cloud``) in its own process on a free port,
     its data in ``data/d`` and its log beside; yields its URL once /health answers."""
-    import subprocess
+    port = free_port()
+    argv = [PYTHON, "-m", "licentia", part, "serve", "--data", str(data / "d"), "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    run_env = child_env({"LICENTIA_ADMIN_KEY": admin_key, **(env or {})})
+    with healthy_process(argv, env=run_env, log_path=data / f"{part}-{port}.log", url=url):
+        yield url
+
+
+@contextlib.contextmanager
+def healthy_process(
+    argv: list[str], *, env: dict[str, str], log_path: Path, url: str, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` in its own process, its output in ``log_path``; yielded once ``url``/health
+    answers 200 (within 60 s, or the test fails with the log); always stopped: terminated,
+    killed after 20 s."""
     import time
 
     import httpx
 
-    port = free_port()
-    log_path = data / f"{part}-{port}.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "licentia", part, "serve", "--data", str(data / "d"), "--port", str(port)],
-        env=child_env({"LICENTIA_ADMIN_KEY": admin_key, **(env or {})}),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"licentia {part} serve did not start"
+            started = time.monotonic() < deadline
+            assert started, f"{' '.join(argv[2:5])} did not start:\n" + log_path.read_text(errors="replace")
             time.sleep(0.1)
-        yield url
+        yield proc
     finally:
         proc.terminate()
-        proc.wait(20)
-        log.close()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,13 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import child_env, free_port
+from tests.conftest import child_env, free_port, healthy_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,31 +39,11 @@ def healthcheck_command(port: int) -> list[str]:
 @contextlib.contextmanager
 def replica(data: Path, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    log_path = data.parent / f"central-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "licentia", "central", "serve", "--no-migrate", "--host", "127.0.0.1",
-             "--port", str(port), "--data", str(data)],
-            env=child_env(env), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    argv = [sys.executable, "-m", "licentia", "central", "serve", "--no-migrate", "--host", "127.0.0.1",
+            "--port", str(port), "--data", str(data)]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "licentia central serve did not start:\n" + log_path.read_text()
-            time.sleep(0.1)
+    with healthy_process(argv, env=child_env(env), log_path=data.parent / f"central-{port}.log", url=url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def secret_file(path: Path, text: str) -> Path:

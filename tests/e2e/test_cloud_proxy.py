@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.central.central_helpers import ADMIN_KEY, Vendor
-from tests.conftest import central_process, free_port
+from tests.conftest import central_process, free_port, healthy_process
 from tests.e2e.test_cloud_application import firm_pem, make_ada
 from tests.e2e.test_cloud_login import PASSWORD, password_login, vendor_cli
 from tests.e2e.test_flow import Machine
@@ -91,32 +91,11 @@ def license_server(machine: Machine, data: Path) -> Iterator[str]:
     port = free_port()
     config = machine.dir / "server.toml"
     config.write_text("[server]\ndiscovery = false\n")
-    log_path = machine.dir / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "licentia", "server", "start", "--data", str(data), "--host", "127.0.0.1",
-             "--port", str(port), "--config", str(config)],
-            env=machine.env(), cwd=machine.dir, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "license server did not start:\n" + log_path.read_text()
-            time.sleep(0.1)
+    argv = [sys.executable, "-m", "licentia", "server", "start", "--data", str(data), "--host", "127.0.0.1",
+            "--port", str(port), "--config", str(config)]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with healthy_process(argv, env=machine.env(), log_path=machine.dir / "server.log", url=url, cwd=machine.dir):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_a_proxy_license_server_serves_the_groups_members_devices_only_and_its_seats_only(tmp_path):
