@@ -25,7 +25,7 @@ from ...core import errors as E
 from ...core.encoding import JsonRejected, strict_loads
 from ...seats.protocol import error_body, status_of
 from ..cloud_leases import CloudLeases
-from .deps import client_address
+from .deps import bearer_token, client_address
 
 router = APIRouter(prefix="/cloud", tags=["cloud leases"])
 
@@ -35,11 +35,6 @@ MAX_BODY = 64 * 1024
 def _seats(request: Request) -> CloudLeases:
     seats: CloudLeases = request.app.state.cloud_leases
     return seats
-
-
-def _token(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
-    return value[7:].strip() if value[:7].lower() == "bearer " else None
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -66,7 +61,7 @@ async def _answer(request: Request, work: Any, *args: Any, posted: bool = False)
     the interpreter behind dozens of others. A refusal answers as a license server's."""
     try:
         body = (await _body(request),) if posted else ()
-        return _json(await _seats(request).run(work, _token(request), *args, *body))
+        return _json(await _seats(request).run(work, bearer_token(request), *args, *body))
     except E.SeatError as error:
         return _json(error_body(error), status_of(error))
 
@@ -103,5 +98,5 @@ async def return_grace(lease_id: str, request: Request) -> Response:
 @router.get("/leases", summary="The live cloud leases of the signed-in person's devices")
 async def leases(request: Request) -> Response:
     seats = _seats(request)
-    device = await seats.run(seats.device, _token(request))
+    device = await seats.run(seats.device, bearer_token(request))
     return _json(await seats.run(seats.leases_of, device.person))

@@ -21,15 +21,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from .deps import PersonDep, ProxiesDep, client_address
+from .deps import PersonDep, ProxiesDep, bearer_token, client_address
 from .schemas import ProxyCreate, ProxyLink, ProxyRefresh
 
 router = APIRouter(tags=["cloud proxies"])
-
-
-def _token(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
-    return value[7:].strip() if value[:7].lower() == "bearer " else None
 
 
 def _raw(doc: dict[str, Any]) -> bytes:
@@ -62,14 +57,14 @@ def link_proxy(body: ProxyLink, request: Request, svc: ProxiesDep) -> dict[str, 
 
 @router.post("/cloud/proxy/refresh", summary="A proxy's refresh: seats held, entries and grant (Bearer lpx_...)")
 def refresh_proxy(body: ProxyRefresh, request: Request, svc: ProxiesDep) -> dict[str, Any]:
-    return svc.refresh(_token(request), _raw(body.request), client_address(request))
+    return svc.refresh(bearer_token(request), _raw(body.request), client_address(request))
 
 
 @router.get("/cloud/proxy/trigger", summary="A proxy's update trigger: the digest of its group now (Bearer lpx_...)")
 def proxy_trigger(request: Request, svc: ProxiesDep) -> dict[str, Any]:
-    return svc.trigger(_token(request))
+    return svc.trigger(bearer_token(request))
 
 
 @router.post("/cloud/proxy/unlink", summary="A proxy ends itself: its seats return (Bearer lpx_...)")
 def unlink_proxy(request: Request, svc: ProxiesDep) -> dict[str, Any]:
-    return svc.unlink(_token(request))
+    return svc.unlink(bearer_token(request))

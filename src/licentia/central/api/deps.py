@@ -103,6 +103,12 @@ async def run_protocol(request: Request, method: ProtocolMethod, service: Servic
     )
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header (None without one)."""
+    value = request.headers.get("authorization", "")
+    return value[7:].strip() if value[:7].lower() == "bearer " else None
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
