@@ -23,6 +23,16 @@ from . import codes, hazmat
 from .documents import DocumentInvalid, require, verify_document
 
 PROXY_GRANT = "proxy-grant"
+#: a proxy's one-time link code (``lcp_<firm>.<secret>``) and its session token (``lpx_...``)
+CODE_PREFIX, TOKEN_PREFIX = "lcp_", "lpx_"
+
+
+def code_firm(code: str) -> int | None:
+    """The firm a link code names, None when it is no link code."""
+    head, _, secret = code.removeprefix(CODE_PREFIX).partition(".")
+    if not code.startswith(CODE_PREFIX) or not head.isdigit() or len(head) > 9 or not secret:
+        return None
+    return int(head)
 
 
 @dataclass(frozen=True)

@@ -43,15 +43,14 @@ log = logging.getLogger("licentia.server.proxy")
 
 DIR = "proxy"
 LEVEL = "medium"  # the server's container (as 'licentia server activate' makes it)
-CODE_PREFIX = "lcp_"
 
 
 def code_firm(code: str) -> int:
     """The firm a link code names (``lcp_<firm>.<secret>``)."""
-    head, _, secret = code.removeprefix(CODE_PREFIX).partition(".")
-    if not code.startswith(CODE_PREFIX) or not head.isdigit() or len(head) > 9 or not secret:
+    firm = P.code_firm(code)
+    if firm is None:
         raise E.ActivationError("this is not a proxy link code: it starts with 'lcp_' (ask your group admin)")
-    return int(head)
+    return firm
 
 
 def _context(central: str, firm_code: int) -> bytes:

@@ -67,7 +67,6 @@ from .base import Context, Service
 log = logging.getLogger("licentia.central.proxy")
 
 CODE_TTL = 7 * 86400
-CODE_PREFIX, TOKEN_PREFIX = "lcp_", "lpx_"
 MAX_SEATS = 100000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _X = table_of(CloudProxy)
@@ -112,14 +111,6 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def code_firm(code: str) -> int | None:
-    """The firm a link code names (``lcp_<firm>.<secret>``), None when it is no code."""
-    head, _, secret = code.removeprefix(CODE_PREFIX).partition(".")
-    if not code.startswith(CODE_PREFIX) or not head.isdigit() or len(head) > 9 or not secret:
-        return None
-    return int(head)
-
-
 class _BoundStore:
     """The seat engine's store on the transaction at hand: the seats a proxy holds change
     with its entries, in one commit."""
@@ -161,9 +152,9 @@ class _Handler:
                 )
             if row.container_id is not None:
                 raise Conflict("proxy_bound", "This link code was used already: ask your group admin for a new one.")
-            if firm_code != code_firm(self.code) or tx.scalar(Q_FIRM_CODE, {"firm": row.firm_id}) != firm_code:
+            if firm_code != P.code_firm(self.code) or tx.scalar(Q_FIRM_CODE, {"firm": row.firm_id}) != firm_code:
                 raise BadInput("The link request names another firm than the link code.")
-            self.new_token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            self.new_token = P.TOKEN_PREFIX + secrets.token_urlsafe(32)
             self.row = row
             return
         row = tx.first(Q_BY_TOKEN, {"h": _hash(self.token or "")})
@@ -234,7 +225,7 @@ class ProxyService(Service):
             raise BadInput(f"A proxy holds 1 to {MAX_SEATS} seats.")
         found = self._group(person, group)
         secret = secrets.token_urlsafe(24)
-        code = f"{CODE_PREFIX}{person.firm_code}.{secret}"
+        code = f"{P.CODE_PREFIX}{person.firm_code}.{secret}"
         now = self.now()
 
         def tx(t: Tx) -> None:
@@ -312,7 +303,7 @@ class ProxyService(Service):
         """Bind a proxy to the container that signed ``body`` and serve its first refresh."""
         self.attempts.check(address)
         try:
-            if code_firm(code) is None:
+            if P.code_firm(code) is None:
                 raise NotFound(
                     "proxy_code", "This link code is unknown or expired: ask your group admin for a new one."
                 )
@@ -327,13 +318,13 @@ class ProxyService(Service):
         return {"token": served.token, "update": json.loads(served.update), "grant": served.grant}
 
     def refresh(self, token: str | None, body: bytes, address: str) -> dict[str, Any]:
-        if not token or not token.startswith(TOKEN_PREFIX):
+        if not token or not token.startswith(P.TOKEN_PREFIX):
             raise Unauthorized("Send the proxy's session token: Authorization: Bearer lpx_...")
         served = self.activation.proxy_sync(body, address, _Handler(self, token=token, address=address), register=False)
         return {"update": json.loads(served.update), "grant": served.grant}
 
     def _by_token(self, t: Tx, token: str | None) -> Any:
-        row = t.first(Q_BY_TOKEN, {"h": _hash(token or "")}) if token and token.startswith(TOKEN_PREFIX) else None
+        row = t.first(Q_BY_TOKEN, {"h": _hash(token or "")}) if token and token.startswith(P.TOKEN_PREFIX) else None
         if row is None:
             raise Unauthorized("This proxy session is unknown: link the server again with a new code.")
         return row
@@ -384,12 +375,15 @@ class ProxyService(Service):
                 devices.append({"serial": r.serial, "sign_pub": r.sign_pub})
         return [{"login": login, "devices": devices} for login, devices in members.items()]
 
-    def _state(self, tx: Tx, row: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """What the trigger's digest is made of: members with devices; licenses by entry."""
-        licenses = [
-            {"license_id": x.entry.license_id, "entry": x.entry.digest} for x in self._licenses(tx, row.group_id)
+    def _state(
+        self, tx: Tx, row: Any, licenses: list[_License] | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """What the trigger's digest is made of: members with devices; licenses by entry
+        (``licenses``: the group's, when read already)."""
+        held = self._licenses(tx, row.group_id) if licenses is None else licenses
+        return self._members(tx, row.group_id), [
+            {"license_id": x.entry.license_id, "entry": x.entry.digest} for x in held
         ]
-        return self._members(tx, row.group_id), licenses
 
     @staticmethod
     def _client(row: Any) -> Client:
@@ -410,7 +404,8 @@ class ProxyService(Service):
         borrower = {"serial": call.serial, "sign_pub": call.sign_pub, "box_pub": ""}
         entries: list[str] = []
         licenses: list[dict[str, Any]] = []
-        for lic in self._licenses(tx, row.group_id):
+        group_licenses = self._licenses(tx, row.group_id)
+        for lic in group_licenses:
             e = lic.entry
             ends = until if e.options.expires is None else min(until, e.options.expires)
             wanted = row.seats if self._proxied(e, now) else 0
@@ -426,8 +421,8 @@ class ProxyService(Service):
             )
             entries.append(_signed.sign("license", issued.payload(), call.signer).text)
             licenses.append({"license_id": e.license_id, "product_code": e.product_code, "seats": held})
-        self._give_back_others(tx, engine, client, row, call.now, {x.key for x in self._licenses(tx, row.group_id)})
-        members, state_licenses = self._state(tx, row)
+        self._give_back_others(tx, engine, client, row, call.now, {x.key for x in group_licenses})
+        members, state_licenses = self._state(tx, row, group_licenses)
         group = tx.scalar(Q_GROUP_NAME, {"group": row.group_id})
         settings = self.ctx.settings
         payload = P.grant_payload(
