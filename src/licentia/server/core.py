@@ -375,7 +375,7 @@ class LicenseServer:
         """Why a lease of a proxied license may not be renewed (None: it may, or it is no
         proxied license): the grant or the entry ended, or the device is no member's now."""
         serial = lease.license_key.partition("/")[0]
-        if lease.license_key not in self.gate.known:
+        if not self.gate.was_proxied(lease.license_key):
             return None
         served, _ = self.served()
         item = next((i for i in served if i.key == lease.license_key), None)

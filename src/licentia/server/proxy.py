@@ -256,7 +256,14 @@ class Gate:
     def withheld(self, firm_code: int, serial: str, license_id: int) -> bool:
         """Whether a license of the server was proxied and is no more (its proxy ended, or the
         license left the group): served to no one, while its entry lasts."""
-        return f"{serial}/{license_id}" in self.known and self.proxied(firm_code, serial, license_id) is None
+        return self.was_proxied(f"{serial}/{license_id}") and self.proxied(firm_code, serial, license_id) is None
+
+    def was_proxied(self, license_key: str) -> bool:
+        """Whether a grant of this server (live or ended) named the license ``license_key``
+        ("<serial>/<license id>"): the link files are read first, so a restarted server
+        knows it before its first access."""
+        self.grants()
+        return license_key in self.known
 
     def member(self, grant: P.ProxyGrant, device: dict[str, str] | None) -> P.Member | None:
         """The member whose linked device the client proved (None: no member's)."""
