@@ -30,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "src"))
 
-from licentia.core import anchoring, cloudlink, codes, exchange, grants, hazmat, keyfile  # noqa: E402
+from licentia.core import anchoring, cloudlink, codes, exchange, grants, hazmat, keyfile, proxy  # noqa: E402
 from licentia.core.documents import (  # noqa: E402
     DocumentInvalid,
     document_digest,
@@ -2890,6 +2890,72 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
     def g(name: str, type_: str, document: Any, expect: str, **extra: Any) -> dict[str, Any]:
         return doc_case(name, document, expect, type=type_, **extra)
 
+    # a proxy license server's grant (docs/formats.md 12.13): the server's container is SERVER_SERIAL
+    members = [
+        {"login": "ada@example.com", "devices": [{"serial": CLIENT_SERIAL, "sign_pub": pub_b64(client)}]},
+        {"login": "bob@example.com", "devices": []},
+    ]
+    state = proxy.state_digest(members, [{"license_id": 7, "entry": document_digest(entry_d)}])
+    proxy_fields = {"serial": SERVER_SERIAL, "group": "Engineering", "proxy": "lan-1", "until": NOW + DAY}
+    proxy_grant = sign_document(
+        proxy.PROXY_GRANT,
+        proxy.grant_payload(
+            firm_code=FIRM,
+            serial=SERVER_SERIAL,
+            group="Engineering",
+            proxy="lan-1",
+            members=members,
+            licenses=[{"license_id": 7, "product_code": 3, "seats": 2}],
+            state=state,
+            issued=NOW,
+            until=NOW + DAY,
+            refresh=900,
+            poll=15,
+        ),
+        firm,
+    )
+
+    def pg(name: str, document: Any, expect: str, **extra: Any) -> dict[str, Any]:
+        return g(f"proxy-grant-{name}", "proxy-grant", document, expect, serial=SERVER_SERIAL, **extra)
+
+    proxy_cases = [
+        pg("valid", proxy_grant, "ok", fields={**proxy_fields, "refresh": 900, "poll": 15, "state": state}),
+        pg("signed-by-another-key", resign(proxy_grant, foreign), "invalid"),
+        pg("for-another-container", resign(proxy_grant, firm, lambda p: p.update(serial=CLIENT_SERIAL)), "invalid"),
+        pg(
+            "member-added",
+            edited(
+                proxy_grant,
+                lambda d: d["payload"]["members"][1]["devices"].append(
+                    {"serial": CLIENT_SERIAL, "sign_pub": pub_b64(client)}
+                ),
+            ),
+            "invalid",
+        ),  # fmt: skip
+        pg("ends-when-issued", resign(proxy_grant, firm, lambda p: p.update(until=NOW)), "ok", fields={"until": NOW}),
+        pg("ends-before-issued", resign(proxy_grant, firm, lambda p: p.update(until=NOW - 1)), "invalid"),
+        pg(
+            "intervals-below-a-second",
+            resign(proxy_grant, firm, lambda p: p.update(refresh=0, poll=-5)),
+            "ok",
+            fields={"refresh": 1, "poll": 1},
+            note="refresh and poll below 1 are read as 1",
+        ),  # fmt: skip
+        pg(
+            "license-id-as-text",
+            resign(proxy_grant, firm, lambda p: p.update(licenses=[{"license_id": "7"}])),
+            "invalid",
+        ),  # fmt: skip
+        pg(
+            "device-without-key",
+            resign(
+                proxy_grant, firm, lambda p: p.update(members=[{"login": "x", "devices": [{"serial": CLIENT_SERIAL}]}])
+            ),
+            "invalid",
+        ),  # fmt: skip
+        pg("firm-code-zero", resign(proxy_grant, firm, lambda p: p.update(firm_code=0)), "invalid"),
+    ]
+
     cases = [
         g(
             "lease-valid",
@@ -3306,7 +3372,11 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
             "verifies with the `sign_pub` in its own payload (32 bytes), names a well-formed serial, a firm code "
             "in range, a name of 1 to 200 characters (code points) with no control character (U+0000 to U+001F, "
             "U+007F to U+009F) that is not only spaces, and a time at most 300 s "
-            "from the case's `now`. Proofs of possession (`type` proof) are signatures by the "
+            "from the case's `now`. A proxy grant (`type` proxy-grant, docs/formats.md 12.13) verifies with `keys` and "
+            "names the case's `serial` (the proxy server's container); its members are objects with a text login and "
+            "devices of a text serial and sign_pub, its licenses objects with a whole-number license_id, its until not "
+            "before its issued; refresh and poll below 1 read as 1. Proofs of possession (`type` proof) are "
+            "signatures by the "
             "client session's `holder` key over 'licentia/' + kind + '\\n' + canonical(signed payload), in "
             "base64url: for kind lease-request the signed payload is taken from the access request `body` (its "
             "client_lease_id, nonce, session, holder, firm_code, product_code, feature_code, units, mode and "
@@ -3333,7 +3403,7 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
                 "error": "LicenseInvalid",
             },
         },
-        "cases": cases + proof_cases,
+        "cases": cases + proxy_cases + proof_cases,
     }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from licentia.core import anchoring, cloudlink, codes, exchange, grants, hazmat, keyfile
+from licentia.core import anchoring, cloudlink, codes, exchange, grants, hazmat, keyfile, proxy
 from licentia.core import errors as E
 from licentia.core.documents import (
     DocumentInvalid,
@@ -561,6 +561,8 @@ def test_grant_vectors(case):
         elif kind == "cloud-link":
             link = cloudlink.verify_link(document, case["now"])
             got = {**dataclasses.asdict(link), "digest": document_digest(document)}
+        elif kind == "proxy-grant":
+            got = proxy.verify_grant(document, keys(GRANTS["keys"]), serial=case["serial"])
         elif kind == "proof":
             got = _proof(case)
         else:

@@ -392,6 +392,51 @@ export function verifyCloudLink(document, now) {
   };
 }
 
+/**
+ * Verify a proxy license server's grant (12.13): signed by one of the firm's `firmKeys`,
+ * for the container `serial`; members with their devices (serial and key), the license ids
+ * proxied, issued and until (until not before issued), refresh and poll (at least 1 s),
+ * and the trigger's state digest.
+ */
+export function verifyProxyGrant(document, firmKeys, serial) {
+  const v = verifyEnvelope(document, 'proxy-grant', firmKeys);
+  const p = v.payload;
+  const named = required(p, 'serial', T.serial);
+  if (named !== serial) throw new DocumentInvalid(`serial: for container ${named}, not ${serial}`);
+  const members = required(p, 'members', T.array).map((m) => {
+    T.object(m, 'members[]');
+    const devices = required(m, 'devices', T.array).map((d) => {
+      T.object(d, 'devices[]');
+      return { serial: required(d, 'serial', T.string), signPub: required(d, 'sign_pub', T.string) };
+    });
+    return { login: required(m, 'login', T.string), devices };
+  });
+  const licenses = required(p, 'licenses', T.array).map((x) => {
+    T.object(x, 'licenses[]');
+    return required(x, 'license_id', T.int());
+  });
+  const issued = required(p, 'issued', T.int());
+  const until = required(p, 'until', T.int());
+  if (until < issued) throw new DocumentInvalid('until: before issued');
+  return {
+    type: 'proxy-grant',
+    digest: v.digest,
+    kid: v.kid,
+    payload: p,
+    firmCode: required(p, 'firm_code', T.firmCode),
+    serial: named,
+    group: required(p, 'group', T.string),
+    proxy: required(p, 'proxy', T.string),
+    members,
+    licenses,
+    issued,
+    until,
+    refresh: Math.max(1, required(p, 'refresh', T.int())),
+    poll: Math.max(1, required(p, 'poll', T.int())),
+    state: required(p, 'state', T.string),
+  };
+}
+
 // ---------------------------------------------------------------------------
 // 12.3 Proofs of possession
 

@@ -62,6 +62,7 @@ export {
   verifyGraceReturn,
   verifySeatProof,
   verifyCloudLink,
+  verifyProxyGrant,
   CLOUD_LINK_SKEW,
   leaseRequestProofPayload,
   verifyProof,

@@ -9,6 +9,7 @@ import {
   verifyGraceReturn,
   verifySeatProof,
   verifyCloudLink,
+  verifyProxyGrant,
   verifyLeaseRequestProof,
   verifyLeaseCounterProof,
   leaseRequestProofPayload,
@@ -36,6 +37,7 @@ const FIELDS = {
   'grace-return': { lease_id: 'leaseId', serial: 'serial' },
   'seat-proof': { serial: 'serial', sign_pub: 'signPub', server: 'server', nonce: 'nonce', time: 'time', holder: 'holder' },
   'cloud-link': { serial: 'serial', sign_pub: 'signPub', firm_code: 'firmCode', name: 'name', time: 'time' },
+  'proxy-grant': { serial: 'serial', group: 'group', proxy: 'proxy', until: 'until', refresh: 'refresh', poll: 'poll', state: 'state' },
 };
 
 function documentVerifier(c) {
@@ -52,6 +54,8 @@ function documentVerifier(c) {
       return (doc) => verifySeatProof(doc);
     case 'cloud-link':
       return (doc) => verifyCloudLink(doc, c.now);
+    case 'proxy-grant':
+      return (doc) => verifyProxyGrant(doc, vectors.keys, c.serial);
     default:
       return null;
   }
