@@ -261,3 +261,232 @@ def test_pruning_every_event_signs_a_head_at_the_anchor(make, clock, key):
     assert head["time"] == clock() and head["seq"] == head["anchor_seq"] == 4
     result = eng.verify_usage(key.public_key())
     assert result["ok"] and result["events"] == 0, result
+
+
+# ---------------------------------------------------------------- releasing
+
+
+def test_a_release_after_the_expiry_ends_the_lease_at_its_expiry(make, clock):
+    """Released right at its expiry, before a sweep: the lease expired; the log says when."""
+    eng = make(ttl=60, linger=300)
+    lease = acquire(eng, cl(1))
+    clock.advance(60)
+    assert eng.release(lease.id, "c1") is True
+    assert eng.lease(lease.id).state == "expired"
+    (final,) = _finals(eng, clock, "expire")
+    assert final["leaseId"] == lease.id and final["releaseTime"] == lease.expires
+    assert _finals(eng, clock, "release") == []
+
+
+def test_the_administrators_release_revokes_a_live_lease_once(make, clock):
+    eng = make(ttl=60)
+    lease = acquire(eng, cl(1))
+    clock.advance(10)
+    assert eng.release(lease.id, admin=True) is True
+    (revoked,) = _finals(eng, clock, "revoke")
+    assert revoked["releaseTime"] == clock() and revoked["reason"] == "released by the administrator"
+    assert eng.lease(lease.id).state == "revoked"
+    assert eng.release(lease.id, admin=True) is False  # no longer live
+    assert len(_finals(eng, clock, "revoke")) == 1
+
+
+def test_a_client_cannot_release_a_borrow_nor_a_lease_twice(make, clock):
+    eng = make("[borrow]\nmax_days = 5")
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic()])
+    assert eng.release(b.id, "c1") is False
+    assert eng.lease(b.id).state == "active"
+    lease = acquire(eng, cl(2, user="bob"))
+    assert eng.release(lease.id, "c2") is True
+    assert eng.release(lease.id, "c2") is False
+    assert len(_finals(eng, clock, "release")) == 1
+
+
+def test_a_lingering_seat_and_the_releases_that_do_not_linger(make, clock):
+    eng = make(ttl=60, linger=1)
+    held = acquire(eng, cl(1))
+    clock.advance(5)
+    assert eng.release(held.id, "c1") is True
+    assert eng.lease(held.id).state == "lingering"
+    (release,) = _finals(eng, clock, "release")
+    assert release["releaseTime"] == clock()
+    free = acquire(eng, cl(2), mode="nolimit", licenses=[lic(key="S/0", quantity=0)])
+    assert eng.release(free.id, "c2") is True
+    assert eng.lease(free.id).state == "released"  # a nolimit lease holds no seat to keep
+    still = make(ttl=60)  # no linger
+    other = acquire(still, cl(3, user="carol"), licenses=[lic(key="S/9")])
+    assert still.release(other.id, "c3") is True
+    assert still.lease(other.id).state == "released"
+
+
+def test_grace_ends_at_its_last_second(make, clock):
+    """At the second the grace ends, a release or the administrator's no longer keeps the seat."""
+    eng = make(ttl=120)
+    mine = _take(eng, _graced(1))
+    theirs = _take(eng, _graced(2, OTHER, user="bob", host="h2"))
+    clock.advance(7199)
+    eng.renew(mine.id, mine.client_lease_id)
+    eng.renew(theirs.id, theirs.client_lease_id)
+    clock.advance(1)  # now == grace_until
+    assert eng.release(mine.id, mine.client_lease_id) is True
+    assert eng.lease(mine.id).state == "released"
+    assert eng.release(theirs.id, admin=True) is True
+    assert eng.lease(theirs.id).state == "revoked"
+
+
+# ---------------------------------------------------------------- proofs of the holder's key
+
+
+class _Holder:
+    def __init__(self):
+        from licentia.core import hazmat
+        from licentia.core.encoding import b64e
+
+        self.key = hazmat.Ed25519PrivateKey.generate()
+        self.pub = b64e(hazmat.raw_public(self.key.public_key()))
+
+    def proof(self, kind, lease_id, counter):
+        from licentia.core import grants
+
+        return grants.prove(self.key, kind, grants.lease_proof_payload(lease_id, counter))
+
+
+def test_an_unproven_renewal_or_release_is_logged_as_an_invalid_access(make, clock):
+    from licentia.core import grants
+
+    eng = make(ttl=60)
+    holder = _Holder()
+    client = dataclasses.replace(cl(7, user="dora", host="h7", ip="10.0.0.7"), pid=4242, holder=holder.pub)
+    lease = eng.acquire(client, firm_code=F, product_code=P, feature_code=3, mode="station", candidates=[lic()])
+    assert eng.renew(lease.id, "c7", counter=1, proof=holder.proof(grants.LEASE_RENEW, lease.id, 1)).id == lease.id
+    replay = holder.proof(grants.LEASE_RENEW, lease.id, 1)
+    with pytest.raises(E.LeaseUnknown):
+        eng.renew(lease.id, "c7", counter=1, proof=replay)
+    with pytest.raises(E.LeaseUnknown):
+        eng.renew(lease.id, "c7", counter=0, proof=holder.proof(grants.LEASE_RENEW, lease.id, 0))
+    assert eng.release(lease.id, "c7", counter=2, proof="not-a-proof") is False
+    forged = _Holder().proof(grants.LEASE_RELEASE, lease.id, 3)
+    assert eng.release(lease.id, "c7", counter=3, proof=forged) is False
+    denials = [e for e in eng.usage(0, clock() + 1, events=True) if e["event"] == "deny"]
+    assert [d["reason"] for d in denials] == [
+        f"lease-renew of lease {lease.id} replayed (counter not above the last)",
+        f"lease-renew of lease {lease.id} replayed (counter not above the last)",
+        f"lease-release of lease {lease.id} without a valid proof of the lease's key",
+        f"lease-release of lease {lease.id} without a valid proof of the lease's key",
+    ]
+    for d in denials:
+        assert (d["firmCode"], d["productCode"], d["featureCode"], d["mode"]) == (F, P, 3, "station")
+        assert (d["invalid"], d["fail"], d["success"]) == (1, 0, 0)
+        assert (d["userIdentification"], d["host"], d["ip"]) == ("dora@h7", "h7", "10.0.0.7")
+    assert eng.lease(lease.id).state == "active" and eng.lease(lease.id).proof_counter == 1
+    assert eng.release(lease.id, "c7", counter=2, proof=holder.proof(grants.LEASE_RELEASE, lease.id, 2)) is True
+
+
+# ---------------------------------------------------------------- more of borrowing
+
+
+def test_a_borrow_never_starts_on_a_license_that_ends_now(make, clock):
+    eng = make("[borrow]\nmax_days = 5")
+    ending = lic(key="S/E", valid_until=clock())
+    r = _borrow(eng, cl(1), [ending])
+    assert r.error is E.LicenseExpired
+    assert r.client_message == "the license ends before a borrow could start"
+    assert r.log == f"S/E valid until {clock()}"
+    (denial,) = [e for e in eng.usage(0, clock() + 1, events=True) if e["event"] == "deny"]
+    assert (denial["firmCode"], denial["productCode"], denial["mode"]) == (F, P, "borrow")
+    assert (denial["fail"], denial["invalid"]) == (1, 0)
+    # the next license serves the borrow, for its last second
+    last = lic(key="S/L", valid_until=clock() + 1)
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[ending, last])
+    assert b.license_key == "S/L" and b.expires == clock() + 1
+    assert b.seat == f"borrow:{b.id}" and b.mode == "borrow"
+
+
+def test_a_refused_borrow_logs_the_feature_asked_for(make, clock):
+    eng = make()
+    with pytest.raises(Refusal):
+        eng.borrow(cl(1), firm_code=F, product_code=P, feature_code=5, days=0, borrower=BORROWER, candidates=[lic()])
+    (denial,) = [e for e in eng.usage(0, clock() + 1, events=True) if e["event"] == "deny"]
+    assert denial["featureCode"] == 5
+    ok = eng.borrow(cl(1), firm_code=F, product_code=P, days=1, borrower=BORROWER, candidates=[lic()])
+    assert ok.feature_code == 0
+
+
+def test_a_serial_that_borrowed_with_other_keys_is_told_so(make):
+    eng = make("[borrow]\nmax_days = 5")
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic()])
+    impostor = {**BORROWER, "box_pub": "another-box"}
+    with pytest.raises(Refusal) as info:
+        eng.borrow(cl(2), firm_code=F, product_code=P, days=2, borrower=impostor, candidates=[lic()])
+    r = info.value
+    assert r.client_message == "this container serial has borrowed the license with other keys"
+    assert r.log == f"alice@h1: borrow {b.id} of S/1 asked again for {BORROWER['serial']} with another key"
+
+
+def test_a_borrow_obeys_the_products_max_rule(make):
+    eng = make(f"[[rules]]\naction = 'max'\nusers = ['bob']\nseats = 1\nproduct = '{F}:{P}'\n[borrow]\nmax_days = 5")
+    eng.borrow(cl(1, user="bob"), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic(quantity=5)])
+    with pytest.raises(Refusal) as info:
+        eng.borrow(
+            cl(2, user="bob"),
+            firm_code=F,
+            product_code=P,
+            days=2,
+            borrower={**BORROWER, "serial": "130-X"},
+            candidates=[lic(quantity=5)],
+        )
+    assert info.value.error is E.AccessDenied
+
+
+# ---------------------------------------------------------------- pools and machines
+
+
+def test_every_license_full_is_told_as_the_products_seats(make):
+    eng = make()
+    one, two = lic(key="S/A", quantity=1, license_id=1), lic(key="S/B", quantity=1, license_id=2)
+    acquire(eng, cl(1, user="u1"), licenses=[one])
+    acquire(eng, cl(2, user="u2"), licenses=[two])
+    with pytest.raises(Refusal) as info:
+        acquire(eng, cl(3, user="u3"), licenses=[one, two])
+    r = info.value
+    assert r.error is E.SeatsExhausted
+    assert r.client_message == (
+        f"all 2 seat(s) of product {F}:{P} on this license server are in use; try again later or ask for more seats"
+    )
+    assert r.log == "u3@h1: 1/1 seats of S/A in use; u3@h1: 1/1 seats of S/B in use"
+    assert (r.seats, r.in_use) == (2, 2)
+    with pytest.raises(Refusal) as info:  # one license: its own words
+        acquire(eng, cl(3, user="u3"), licenses=[one])
+    assert info.value.client_message == "all 1 seat(s) of license 1 are in use"
+
+
+def test_full_licenses_beside_one_refused_for_another_reason_say_so_license_by_license(make):
+    """Two licenses full and a third refused because the machine holds it exclusively: the
+    answer is not 'every seat of the product is in use' (one is free)."""
+    eng = make()
+    one, two = lic(key="S/A", quantity=1, license_id=1), lic(key="S/B", quantity=1, license_id=2)
+    three = lic(key="S/C", quantity=5, license_id=3)
+    acquire(eng, cl(1, user="u1", host="o1"), licenses=[one])
+    acquire(eng, cl(2, user="u2", host="o2"), licenses=[two])
+    acquire(eng, cl(3, user="me", host="mine"), mode="exclusive", licenses=[three])
+    with pytest.raises(Refusal) as info:
+        acquire(eng, cl(4, user="me", host="mine"), licenses=[one, two, three])
+    assert "of product" not in info.value.client_message
+
+
+def test_exclusive_access_holds_a_seat_named_by_its_machine_and_keeps_others_off(make):
+    eng = make()
+    client = cl(1, host="box")
+    lease = acquire(eng, client, mode="exclusive", licenses=[lic(quantity=5)])
+    assert lease.seat == f"exclusive:{client.machine}"
+    with pytest.raises(Refusal) as info:
+        acquire(eng, cl(2, host="box"), mode="exclusive", licenses=[lic(quantity=5)])
+    r = info.value
+    assert r.client_message == (
+        "another process on this host uses this license: exclusive access allows one process per host"
+    )
+    assert r.log == "alice@box: exclusive refused, S/1 is in use on box"
+    with pytest.raises(Refusal) as info:
+        acquire(eng, cl(3, host="box"), mode="user", licenses=[lic(quantity=5)])
+    r = info.value
+    assert r.client_message == "a process on this host holds this license in exclusive mode"
+    assert r.log == "alice@box: S/1 is held exclusively on box"
