@@ -490,3 +490,93 @@ def test_exclusive_access_holds_a_seat_named_by_its_machine_and_keeps_others_off
     r = info.value
     assert r.client_message == "a process on this host holds this license in exclusive mode"
     assert r.log == "alice@box: S/1 is held exclusively on box"
+
+
+# ---------------------------------------------------------------- what the log and the view say
+
+
+def test_a_refused_access_is_logged_with_what_was_asked(make, clock):
+    eng = make()
+    acquire(eng, cl(1), licenses=[lic(quantity=1)])
+    with pytest.raises(Refusal):
+        eng.acquire(
+            cl(2, user="bob"), firm_code=F, product_code=P, feature_code=4, mode="station", candidates=[lic(quantity=1)]
+        )
+    (denial,) = [e for e in eng.usage(0, clock() + 1, events=True) if e["event"] == "deny"]
+    assert (denial["firmCode"], denial["productCode"], denial["featureCode"], denial["mode"]) == (F, P, 4, "station")
+    assert (denial["success"], denial["fail"], denial["invalid"]) == (0, 1, 0)
+
+
+def test_a_denial_decided_outside_the_engine_is_logged_as_told(make, clock):
+    eng = make()
+    clock.advance(7)
+    eng.record_denial(cl(1), firm_code=F, product_code=P, invalid=True, reason="no such feature")
+    (denial,) = eng.usage(0, clock() + 1, events=True)
+    assert (denial["time"], denial["featureCode"], denial["mode"]) == (clock(), 0, "user")
+    assert (denial["invalid"], denial["reason"]) == (1, "no such feature")
+
+
+def test_the_view_counts_a_running_session_up_to_now(make, clock):
+    eng = make(ttl=3600)
+    acquire(eng, cl(1))
+    clock.advance(100)
+    (row,) = eng.usage(0, clock() + 1)
+    assert row["seconds"] == 100 and "releaseTime" not in row
+
+
+def test_the_administrator_revoking_a_lingering_seat_keeps_its_release_time(make, clock):
+    eng = make(ttl=60, linger=600)
+    lease = acquire(eng, cl(1))
+    clock.advance(5)
+    eng.release(lease.id, "c1")
+    released = clock()
+    clock.advance(20)
+    assert eng.release(lease.id, admin=True) is True
+    after = eng.lease(lease.id)
+    assert after.state == "revoked" and after.end_time == released and after.linger_until is None
+    assert _finals(eng, clock, "revoke") == []  # the session ended at the release, logged then
+    active = acquire(eng, cl(2, user="bob"))
+    clock.advance(5)
+    eng.release(active.id, admin=True)
+    assert eng.lease(active.id).end_time == clock()
+
+
+def test_a_grace_of_one_second_and_none_on_a_license_ending_now(make, clock):
+    eng = make()
+    client = _graced(1)
+    one = eng.acquire(
+        client,
+        firm_code=F,
+        product_code=P,
+        grace=1,
+        candidates=[dataclasses.replace(lic(key="S/1"), max_grace=3600)],
+    )
+    assert one.grace_until == clock() + 1
+    ending = dataclasses.replace(lic(key="S/2", valid_until=clock()), max_grace=3600)
+    assert eng.acquire(_graced(2), firm_code=F, product_code=P, grace=60, candidates=[ending]).grace_until is None
+
+
+def test_a_new_process_takes_over_a_crashed_ones_grace_seat_and_the_log_says_so(make, clock):
+    eng = make(ttl=30)
+    first = _take(eng, _graced(1), quantity=1)
+    clock.advance(100)  # the process died 70 s ago: its grace holds the seat
+    again = _take(eng, _graced(2), quantity=1)
+    assert again.seat == first.seat
+    old = eng.lease(first.id)
+    assert old.state == "released" and old.end_time == first.expires
+    (taken,) = [e for e in _finals(eng, clock, "release") if e["leaseId"] == first.id]
+    assert taken["releaseTime"] == first.expires
+    assert taken["reason"] == "its seat and grace taken over by a new process of its machine"
+
+
+def test_a_station_seat_is_shared_not_taken_over(make, clock):
+    """Station processes of one machine share one seat; a crashed one's grace is not taken
+    over (the new process shares the seat while the old lease lives on its grace)."""
+    eng = make(ttl=30)
+    candidates = [dataclasses.replace(lic(quantity=1), max_grace=7200)]
+    first = eng.acquire(_graced(1), firm_code=F, product_code=P, mode="station", grace=7200, candidates=candidates)
+    clock.advance(100)
+    again = eng.acquire(_graced(2), firm_code=F, product_code=P, mode="station", grace=7200, candidates=candidates)
+    assert again.seat == first.seat
+    assert eng.lease(first.id).state == "active"  # on its grace, not ended
+    assert eng.seats_in_use(["S/1"]) == {"S/1": 1}
