@@ -580,3 +580,113 @@ def test_a_station_seat_is_shared_not_taken_over(make, clock):
     assert again.seat == first.seat
     assert eng.lease(first.id).state == "active"  # on its grace, not ended
     assert eng.seats_in_use(["S/1"]) == {"S/1": 1}
+
+
+# ---------------------------------------------------------------- acquiring and reconnecting
+
+
+def test_acquire_defaults_and_an_unknown_mode(make, clock):
+    eng = make()
+    client = _graced(1)
+    graceful = [dataclasses.replace(lic(), max_grace=3600)]
+    lease = eng.acquire(client, firm_code=F, product_code=P, candidates=graceful)
+    assert (lease.mode, lease.feature_code, lease.grace_until) == ("user", 0, None)
+    with pytest.raises(ValueError, match="^mode is one of user, station, exclusive, nolimit$"):
+        eng.acquire(cl(2), firm_code=F, product_code=P, mode="floating", candidates=[lic()])
+
+
+def test_a_product_the_server_does_not_serve(make, clock):
+    eng = make()
+    r = refused_without_licenses(eng)
+    assert r.error is E.LicenseNotFound
+    assert r.client_message == f"the license server has no license for {F}:{P}"
+
+
+def refused_without_licenses(eng):
+    with pytest.raises(Refusal) as info:
+        eng.acquire(cl(1), firm_code=F, product_code=P, candidates=[])
+    return info.value
+
+
+def test_a_reconnect_gets_its_own_lease_back_from_its_new_address(make, clock):
+    eng = make(ttl=60)
+    lease = acquire(eng, cl(1, ip="10.0.0.1"))
+    clock.advance(30)
+    back = acquire(eng, cl(1, ip="10.0.0.9"))
+    assert back.id == lease.id and back.ip == "10.0.0.9" and back.expires == clock() + 60
+    (renew,) = [e for e in eng.usage(0, clock() + 1, events=True) if e["event"] == "renew"]
+    assert renew["reason"] == "reconnect" and renew["leaseId"] == lease.id
+    again = acquire(eng, cl(1, ip=""))  # no address seen: the one it had stays
+    assert again.id == lease.id and eng.lease(lease.id).ip == "10.0.0.9"
+
+
+def test_a_first_access_that_skips_the_look_up_gets_a_lease_of_its_own(make, clock):
+    eng = make()
+    lease = acquire(eng, cl(1))
+    fresh = eng.acquire(cl(1), firm_code=F, product_code=P, candidates=[lic()], reconnect=False)
+    assert fresh.id != lease.id
+
+
+def test_another_session_naming_a_live_client_lease_id_is_refused(make, clock):
+    eng = make()
+    holder = _Holder()
+    lease = acquire(eng, dataclasses.replace(cl(1), holder=holder.pub))
+    with pytest.raises(Refusal) as info:
+        acquire(eng, dataclasses.replace(cl(1), holder=_Holder().pub))
+    r = info.value
+    assert r.error is E.AccessDenied
+    assert r.client_message == "this client lease id belongs to another session"
+    assert r.log == f"alice@h1: client lease id of lease {lease.id} from another session key"
+
+
+def test_a_reconnect_after_the_expiry_ends_the_old_lease_at_its_expiry(make, clock):
+    eng = make(ttl=60)
+    lease = acquire(eng, cl(1))
+    clock.advance(100)
+    fresh = acquire(eng, cl(1))
+    assert fresh.id != lease.id
+    (expired,) = _finals(eng, clock, "expire")
+    assert expired["leaseId"] == lease.id and expired["releaseTime"] == lease.expires
+
+
+def test_a_client_lease_id_asking_for_another_license_ends_its_old_lease_now(make, clock):
+    eng = make(ttl=60)
+    lease = acquire(eng, cl(1), licenses=[lic(key="S/1")])
+    clock.advance(10)
+    fresh = acquire(eng, cl(1), licenses=[lic(key="S/2")])
+    assert fresh.license_key == "S/2" and fresh.id != lease.id
+    assert eng.lease(lease.id).state == "expired"
+    (expired,) = _finals(eng, clock, "expire")
+    assert expired["releaseTime"] == clock()
+
+
+def test_a_borrow_is_never_taken_for_a_reconnect(make, clock):
+    eng = make("[borrow]\nmax_days = 5")
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic()])
+    lease = acquire(eng, cl(1))
+    assert lease.id != b.id and lease.mode == "user"
+
+
+def test_an_exclusive_holder_on_one_license_leaves_the_next_license_to_its_machine(make, clock):
+    eng = make()
+    acquire(eng, cl(1, host="box"), mode="exclusive", licenses=[lic(key="S/1")])
+    lease = acquire(eng, cl(2, host="box"), licenses=[lic(key="S/1"), lic(key="S/2")])
+    assert lease.license_key == "S/2"
+
+
+def test_a_new_process_asking_for_a_longer_grace_gets_it(make, clock):
+    eng = make(ttl=30)
+    candidates = [dataclasses.replace(lic(quantity=1), max_grace=7200)]
+    first = eng.acquire(_graced(1), firm_code=F, product_code=P, grace=1800, candidates=candidates)
+    clock.advance(100)
+    again = eng.acquire(_graced(2), firm_code=F, product_code=P, grace=7200, candidates=candidates)
+    assert again.seat == first.seat and again.grace_until == clock() + 7200
+
+
+def test_a_station_process_sharing_the_seat_gets_its_grace(make, clock):
+    eng = make(ttl=30)
+    candidates = [dataclasses.replace(lic(quantity=1), max_grace=7200)]
+    eng.acquire(_graced(1), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
+    clock.advance(10)
+    second = eng.acquire(_graced(2), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
+    assert second.grace_until == clock() + 600
