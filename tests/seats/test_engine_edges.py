@@ -690,3 +690,83 @@ def test_a_station_process_sharing_the_seat_gets_its_grace(make, clock):
     clock.advance(10)
     second = eng.acquire(_graced(2), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
     assert second.grace_until == clock() + 600
+
+
+# ---------------------------------------------------------------- the engine itself
+
+
+def test_the_engines_lease_time_and_its_floor(make, clock, tmp_path):
+    assert acquire(make(), cl(1)).expires == clock() + 120
+    assert acquire(make(ttl=1), cl(2), licenses=[lic(key="S/2")]).expires == clock() + 1
+    with pytest.raises(ValueError, match="^ttl is at least 1 second$"):
+        make(ttl=0)
+
+
+def test_lease_ids_made_in_one_second_differ(make, clock):
+    eng = make()
+    ids = {acquire(eng, cl(n, user=f"u{n}"), licenses=[lic(quantity=0)]).id for n in range(5)}
+    assert len(ids) == 5
+    assert len({len(i) for i in ids}) == 1 and all(i.startswith(f"{clock():09x}") for i in ids)
+
+
+def test_a_lease_carries_its_licenses_ticket(make):
+    lease = acquire(make(), cl(1))
+    assert lease.ticket == "t" and lease.feature_map == 0xFF and lease.license_id == 1
+
+
+def test_a_license_without_a_seat_limit_never_runs_out(make, clock):
+    eng = make(f"[[rules]]\naction = 'reserve'\nusers = ['bob']\nseats = 1\nproduct = '{F}:{P}'")
+    unlimited = [lic(quantity=0)]
+    leases = [acquire(eng, cl(n, user=f"u{n}"), licenses=unlimited) for n in range(4)]
+    assert len({lease.seat for lease in leases}) == 4
+
+
+def test_the_engine_counts_what_it_logged(make, clock):
+    eng = make()
+    eng.release(acquire(eng, cl(1)).id)
+    acquire(eng, cl(2, user="bob"))
+    assert eng.counters == {"access": 2, "release": 1}
+
+
+def test_each_append_signs_a_head_of_its_time(make, clock):
+    eng = make()
+    acquire(eng, cl(1))
+    clock.advance(42)
+    acquire(eng, cl(2, user="bob"))
+    head = _head(eng)["payload"]
+    assert head["time"] == clock() and head["seq"] == 2 and head["anchor_seq"] == 0
+
+
+def test_without_a_signer_the_head_is_kept_unsigned(tmp_path, clock):
+    from licentia.seats import SeatEngine
+    from licentia.seats.store import SqliteSeatStore
+
+    store = SqliteSeatStore(tmp_path / "unsigned.db")
+    try:
+        eng = SeatEngine(store, clock=clock)
+        acquire(eng, cl(1))
+        head = _head(eng)
+        assert (head["kid"], head["sig"]) == ("", "")
+        assert head["payload"]["seq"] == 1 and head["payload"]["time"] == clock()
+    finally:
+        store.close()
+
+
+def test_events_after_pruning_everything_chain_on_from_the_anchor(make, clock, key):
+    eng = make(retention_days=1)
+    eng.release(acquire(eng, cl(1)).id)
+    clock.advance(2 * 86400)
+    assert eng.prune() == 2
+    eng.release(acquire(eng, cl(2)).id)
+    result = eng.verify_usage(key.public_key())
+    assert result["ok"] and result["events"] == 2, result
+    assert _head(eng)["payload"]["seq"] == 4
+
+
+def test_a_lingering_seat_of_one_second_is_taken_back(make, clock):
+    eng = make(ttl=60, linger=1)
+    lease = acquire(eng, cl(1), licenses=[lic(quantity=1)])
+    eng.release(lease.id, "c1")
+    again = acquire(eng, cl(2), licenses=[lic(quantity=1)])  # the same user on the same machine
+    assert again.seat == lease.seat
+    assert eng.lease(lease.id).state == "released"
