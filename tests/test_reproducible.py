@@ -11,6 +11,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -30,6 +31,15 @@ TAKEN = (
     "src",
     "tests",
     "docs",
+    "bench",
+    "sdk",
+    "deploy",
+    ".ci",
+    "Makefile",
+    "setup.cfg",
+    ".importlinter",
+    ".pre-commit-config.yaml",
+    ".dockerignore",
     "README.md",
     "CHANGELOG.md",
     "SECURITY.md",
@@ -95,3 +105,19 @@ def test_wheel_and_sdist_are_byte_identical(tmp_path: Path) -> None:
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
     assert "[console_scripts]\nlicentia = licentia.cli.main:main" in entry_points
     assert f"\nVersion: {version}\n" in metadata and "\nLicense-Expression: MIT\n" in metadata
+
+    # the sdist carries what `make test` reads: a user can run the suite from it
+    with tarfile.open(tmp_path / "first" / sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {
+        "Makefile",
+        "setup.cfg",
+        ".importlinter",
+        ".ci/run",
+        "deploy/Dockerfile",
+        "sdk/js/package.json",
+        "bench/run.py",
+        "tests/conftest.py",
+        "requirements.lock",
+    } <= members
+    assert not any("__pycache__" in name or "node_modules" in name for name in members)
