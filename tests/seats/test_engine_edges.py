@@ -267,10 +267,10 @@ def test_pruning_every_event_signs_a_head_at_the_anchor(make, clock, key):
 
 
 def test_a_release_after_the_expiry_ends_the_lease_at_its_expiry(make, clock):
-    """Released right at its expiry, before a sweep: the lease expired; the log says when."""
+    """Released after its expiry, before a sweep: the lease expired; the log says when."""
     eng = make(ttl=60, linger=300)
     lease = acquire(eng, cl(1))
-    clock.advance(60)
+    clock.advance(90)
     assert eng.release(lease.id, "c1") is True
     assert eng.lease(lease.id).state == "expired"
     (final,) = _finals(eng, clock, "expire")
@@ -770,3 +770,124 @@ def test_a_lingering_seat_of_one_second_is_taken_back(make, clock):
     again = acquire(eng, cl(2), licenses=[lic(quantity=1)])  # the same user on the same machine
     assert again.seat == lease.seat
     assert eng.lease(lease.id).state == "released"
+
+
+def test_a_borrow_is_looked_up_by_its_id_and_a_lease_is_not_a_borrow(make):
+    eng = make("[borrow]\nmax_days = 5")
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic()])
+    lease = acquire(eng, cl(2, user="bob"))
+    found = eng.borrow_lease(b.id)
+    assert found is not None and found.id == b.id and found.borrower == BORROWER
+    assert eng.borrow_lease(lease.id) is None
+    assert eng.borrow_lease("no-such-id") is None
+
+
+def test_a_release_records_when_the_seat_was_given_up(make, clock):
+    eng = make(ttl=60)
+    lease = acquire(eng, cl(1))
+    clock.advance(7)
+    eng.release(lease.id, "c1")
+    assert eng.lease(lease.id).end_time == clock()
+
+
+def test_a_returned_borrow_records_its_end_and_one_returned_late_ends_at_its_expiry(make, clock):
+    eng = make("[borrow]\nmax_days = 5")
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=1, borrower=BORROWER, candidates=[lic()])
+    clock.advance(600)
+    eng.end_borrow(b.id, BORROWER["serial"])
+    assert eng.lease(b.id).end_time == clock()
+    other = {**BORROWER, "serial": "130-LATE"}
+    late = eng.borrow(cl(2), firm_code=F, product_code=P, days=1, borrower=other, candidates=[lic()])
+    clock.advance(86400 + 50)  # the receipt comes after the borrow ran out, before a sweep
+    assert eng.end_borrow(late.id, "130-LATE").state == "returned"
+    (back,) = [e for e in _finals(eng, clock, "return") if e["leaseId"] == late.id]
+    assert back["releaseTime"] == late.expires and eng.lease(late.id).end_time == late.expires
+
+
+def test_a_serial_that_borrowed_one_license_gets_that_borrow_back_among_others(make, clock):
+    eng = make("[borrow]\nmax_days = 5")
+    b = eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic(key="S/2")])
+    again = eng.borrow(
+        cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic(key="S/1"), lic(key="S/2")]
+    )
+    assert again.id == b.id and len(eng.sessions()) == 1
+
+
+def test_a_borrow_refused_on_every_license_gives_the_reason_closest_to_success(make, clock):
+    eng = make("[borrow]\nmax_days = 5")
+    full = lic(key="S/F", quantity=1)
+    acquire(eng, cl(9, user="zed"), licenses=[full])
+    ending = lic(key="S/E", valid_until=clock())
+    r = _borrow(eng, cl(1), [ending, full])
+    expected = max((E.LicenseExpired, E.SeatsExhausted), key=lambda error: error.rank)
+    assert r.error is expected
+    assert _borrow(eng, cl(1), [full, ending]).error is expected
+
+
+def test_held_seats_given_back_record_their_end_and_a_single_seat_is_held_once(make, clock):
+    eng = make()
+    eng.hold(cl(1), lic(quantity=5), tag="proxy:7", seats=2, until=clock() + 60, borrower=BORROWER)
+    clock.advance(5)
+    eng.hold(cl(1), lic(quantity=5), tag="proxy:7", seats=0, until=clock() + 60, borrower=BORROWER)
+    back = _finals(eng, clock, "return")
+    assert len(back) == 2 and all(eng.lease(e["leaseId"]).end_time == clock() for e in back)
+    one = make()
+    held = one.hold(cl(1), lic(key="S/9", quantity=1), tag="proxy:8", seats=3, until=clock() + 60, borrower=BORROWER)
+    assert held == 1
+
+
+def test_a_release_on_grace_says_until_when_the_seat_stays_counted(make, clock):
+    eng = make(ttl=30)
+    lease = _take(eng, _graced(1))
+    eng.release(lease.id, lease.client_lease_id)
+    (grace,) = _finals(eng, clock, "grace")
+    assert grace["reason"] == f"counted until {lease.grace_until} unless the client container's return receipt comes"
+
+
+def test_a_grace_seat_swept_at_its_end_records_that_end(make, clock):
+    eng = make(ttl=30)
+    lease = _take(eng, _graced(1))
+    eng.release(lease.id, lease.client_lease_id)
+    clock.advance(7200)
+    eng.sweep()
+    after = eng.lease(lease.id)
+    assert after.state == "expired" and after.end_time == lease.grace_until
+    (expired,) = _finals(eng, clock, "expire")
+    assert expired["releaseTime"] == lease.grace_until and "reason" not in expired
+
+
+def test_a_denial_signs_the_head_at_its_time(make, clock):
+    eng = make()
+    clock.advance(9)
+    eng.record_denial(cl(1), firm_code=F, product_code=P, invalid=False, reason="expired")
+    assert _head(eng)["payload"]["time"] == clock()
+
+
+def test_the_store_keeps_each_events_access_time(make, clock, tmp_path):
+    """The event table's access time is what the cloud's store reads its sessions by."""
+    import sqlite3
+
+    eng = make()
+    lease = acquire(eng, cl(1))
+    clock.advance(30)
+    eng.release(lease.id, "c1")
+    eng.record_denial(cl(2), firm_code=F, product_code=P, invalid=False, reason="no")
+    db = sqlite3.connect(tmp_path / "seats.db")
+    try:
+        rows = db.execute("SELECT kind, access_time FROM events ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    assert rows == [("access", lease.access_time), ("release", lease.access_time), ("deny", clock())]
+
+
+def test_an_exclusive_access_never_takes_a_lingering_seat(make, clock):
+    """A released seat lingering on the machine is no process in use: an exclusive access
+    is granted, on a seat of its own, and the lingering seat stays as it was."""
+    eng = make(ttl=60, linger=300)
+    client = cl(1, host="box")
+    lease = acquire(eng, client, licenses=[lic(quantity=5)])
+    eng.release(lease.id, "c1")
+    sole = acquire(eng, cl(2, host="box"), mode="exclusive", licenses=[lic(quantity=5)])
+    assert sole.seat == f"exclusive:{client.machine}"
+    assert eng.lease(lease.id).state == "lingering"
+    assert eng.seats_in_use(["S/1"]) == {"S/1": 2}
