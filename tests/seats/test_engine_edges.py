@@ -891,3 +891,27 @@ def test_an_exclusive_access_never_takes_a_lingering_seat(make, clock):
     assert sole.seat == f"exclusive:{client.machine}"
     assert eng.lease(lease.id).state == "lingering"
     assert eng.seats_in_use(["S/1"]) == {"S/1": 2}
+
+
+# ---------------------------------------------------------------- the server log: why, for the administrator
+
+
+def test_each_refusal_and_loss_tells_the_log_why(make, clock, caplog):
+    from licentia.core import grants
+
+    eng = make("[borrow]\nmax_days = 5")
+    with caplog.at_level("INFO", logger="licentia.seats"):
+        with pytest.raises(Refusal):
+            eng.acquire(cl(1), firm_code=F, product_code=P, candidates=[])
+        with pytest.raises(Refusal):
+            eng.borrow(cl(1), firm_code=F, product_code=P, days=0, borrower=BORROWER, candidates=[lic()])
+        holder = _Holder()
+        lease = acquire(eng, dataclasses.replace(cl(2, user="bob"), holder=holder.pub))
+        eng.release(lease.id, "c2", counter=0, proof=holder.proof(grants.LEASE_RELEASE, lease.id, 0))
+        b = eng.borrow(cl(3), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic()])
+        eng.release(b.id, admin=True)
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"refused alice@h1 for {F}:{P}: the license server has no license for {F}:{P}" in lines
+    assert f"refused borrowing {F}:{P} to alice@h1: alice@h1: borrow days=0" in lines
+    assert f"lease-release of lease {lease.id} refused: replayed (counter not above the last)" in lines
+    assert f"borrowed seat {b.id} released by the administrator: counted until {b.expires} unless returned" in lines

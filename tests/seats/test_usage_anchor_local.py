@@ -257,3 +257,18 @@ def test_denials_of_a_firm_make_events_central_reads(make, key):
     (doc,) = eng.usage_uploads(sign_with(key), SERIAL)
     (event,) = anchoring.verify_upload(doc, key.public_key()).events
     assert event.kind == "deny" and event.seat is None and event.lease_id is None
+
+
+def test_a_refused_anchor_says_what_to_do_and_logs_why(make, key, firm_key, keys, caplog):
+    eng = make()
+    events(eng, 2)
+    (doc,) = eng.usage_uploads(sign_with(key), SERIAL)
+    with caplog.at_level("WARNING", logger="licentia.seats"), pytest.raises(LicenseInvalid) as info:
+        eng.record_anchor(anchor_for(firm_key, doc, firm=F + 1), serial=SERIAL, firm_keys=keys)
+    assert str(info.value) == (
+        "this is no License Central anchor of this server's usage log that verifies: use the anchor file "
+        "License Central gave, unchanged"
+    )
+    why = "no slot of the server's container knows the firm that signed it"
+    assert info.value.reason == f"usage anchor: {why}"
+    assert f"usage anchor refused: {why}" in caplog.text
