@@ -915,3 +915,11 @@ def test_each_refusal_and_loss_tells_the_log_why(make, clock, caplog):
     assert f"refused borrowing {F}:{P} to alice@h1: alice@h1: borrow days=0" in lines
     assert f"lease-release of lease {lease.id} refused: replayed (counter not above the last)" in lines
     assert f"borrowed seat {b.id} released by the administrator: counted until {b.expires} unless returned" in lines
+
+
+def test_a_release_right_at_the_expiry_is_an_expiry(make, clock):
+    eng = make(ttl=60, linger=300)
+    lease = acquire(eng, cl(1))
+    clock.advance(60)
+    assert eng.release(lease.id, "c1") is True
+    assert eng.lease(lease.id).state == "expired"

@@ -271,4 +271,8 @@ def test_a_refused_anchor_says_what_to_do_and_logs_why(make, key, firm_key, keys
     )
     why = "no slot of the server's container knows the firm that signed it"
     assert info.value.reason == f"usage anchor: {why}"
-    assert f"usage anchor refused: {why}" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [f"usage anchor refused: {why}"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="licentia.seats"):
+        eng.record_anchor(anchor_for(firm_key, doc), serial=SERIAL, firm_keys=keys)
+    assert [r.getMessage() for r in caplog.records] == ["usage log anchored at License Central through event 2"]
