@@ -683,3 +683,75 @@ def test_a_grace_whose_deadline_is_now_is_dropped(home):
     c.hold_grace(firm.code, _grace(server="http://c:1"), {}, T0 + 10)
     assert sorted(g["server"] for g in c.slots()[firm.code].graces or []) == ["http://b:1", "http://c:1"]
     assert c.slots()[firm.code].firm_code == firm.code
+
+
+# ---------------------------------------------------------------- opening, requests (mutation testing's finds)
+
+
+@pytest.mark.parametrize(
+    "change", [{"kind": "card"}, {"format": "licentia-container/2"}, {"kind": None}, {"format": None}]
+)
+def test_a_folder_that_is_no_machine_container_is_refused(home, change):
+    c = make(home)
+    meta_path = c.path / "container.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(change)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(E.LicenseInvalid) as info:
+        MachineContainer.open(c.path, machine_traits())
+    assert info.value.reason == f"container {c.path.name} unreadable: not a machine container"
+    with pytest.raises(E.LicenseInvalid):
+        MachineContainer.open(c.path, machine_traits(), meta=meta)
+
+
+def test_a_container_on_another_machine_says_what_to_do(home):
+    c = make(home)
+    with pytest.raises(E.ContainerLocked) as info:
+        MachineContainer.open(c.path, other_machine())
+    assert str(info.value) == (
+        f"container {c.serial} is bound to another machine, or too many of this machine's components changed; "
+        "activate the license again or contact the vendor"
+    )
+
+
+def test_each_request_moves_every_slot_one_generation_on_and_names_its_firm(home):
+    c = make(home)
+    firm = Firm()
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")), T0)
+    first = exchange.verify_request(c.make_request("sync", T0 + 5, firm_code=firm.code))
+    second = exchange.verify_request(c.make_request("sync", T0 + 9, firm_code=firm.code))
+    assert first.firm_code == second.firm_code == firm.code
+    assert second.position(firm.code).gen == first.position(firm.code).gen + 1
+    assert second.position(firm.code).vtime == T0 + 9
+
+
+def test_returning_a_borrow_the_container_does_not_hold(home):
+    c = make(home)
+    with pytest.raises(E.LicenseNotFound) as info:
+        c.remove_borrowed(10101, "no-such-borrow", T0)
+    assert str(info.value) == f"borrowed license no-such-borrow is not in container {c.serial}"
+
+
+def test_a_request_reports_each_entrys_count_and_first_use(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10, usage_period=DAY)
+    c.record_access(entry, units=4, start_usage=True, now=T0 + 10, check=lambda s: None)
+    req = exchange.verify_request(c.make_request("report", T0 + 20, firm_code=firm.code))
+    position = req.position(firm.code)
+    assert position.counters[entry.digest] == exchange.Counter(4, T0 + 10)
+    assert position.gen is not None and position.gen >= 1
+    first = c.make_request("report", T0 + 30, firm_code=firm.code)
+    after = exchange.verify_request(c.make_request("report", T0 + 40, firm_code=firm.code)).position(firm.code)
+    assert after.prev[0] == document_digest(first)  # a request names the slot's last signed document
+
+
+def test_units_not_yet_settled_are_those_central_has_not_acknowledged(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    slot = c.slots()[firm.code]
+    assert slot.unsettled(entry) == 0
+    c.record_access(entry, units=3, start_usage=True, now=T0 + 5, check=lambda s: None)
+    assert c.slots()[firm.code].unsettled(entry) == 3
+    c.make_request("report", T0 + 100, firm_code=firm.code)
+    assert c.apply_ack(_report_ack(firm, c, time=T0 + 200, recorded={entry.digest: 2}), T0 + 120) is True
+    assert c.slots()[firm.code].unsettled(entry) == 1

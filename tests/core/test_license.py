@@ -172,3 +172,15 @@ def test_an_access_of_a_license_without_usage_period_starts_nothing():
 def test_each_refusal_says_why_in_words_a_user_can_act_on(opts, state, req, error, message):
     result = ev(entry(**opts), state, **req)
     assert (result.error, result.message) == (error, message)
+
+
+def test_an_entry_read_without_its_signature_is_the_entry_verified():
+    """``LicenseEntry.of_document`` (Central reads the entries it signed itself): the same
+    entry, kid, digest and document as verifying it gives."""
+    key = hazmat.Ed25519PrivateKey.generate()
+    doc = entry(units=5, expires=NOW + DAY).sign(key)
+    read = LicenseEntry.of_document(doc)
+    verified = LicenseEntry.verify(doc, {hazmat.key_id(key.public_key()): key.public_key()})
+    assert read == verified
+    assert (read.kid, read.digest, read.document) == (verified.kid, document_digest(doc), doc)
+    assert read.kid == hazmat.key_id(key.public_key())

@@ -119,3 +119,25 @@ def test_a_grant_at_its_bounds():
     assert (g.until, g.refresh, g.poll) == (T0, 1, 1) and g.document is doc
     g = P.verify_grant(grant(refresh=0, poll=-5), KEYS, serial=SERIAL)
     assert (g.refresh, g.poll) == (1, 1)  # never below a second
+
+
+@pytest.mark.parametrize(
+    "code,firm",
+    [
+        ("lcp_10101.secret", 10101),
+        ("lcp_123456789.s", 123456789),
+        ("lcp_1234567890.s", None),  # ten digits: no firm code
+        ("lcp_10101.", None),  # no secret
+        ("lcp_10101", None),
+        ("lcp_.secret", None),
+        ("lcp_1x1.secret", None),
+        ("lcp_+1.secret", None),
+        ("lpx_10101.secret", None),  # a session token, not a link code
+        ("xlcp_10101.secret", None),
+        ("", None),
+    ],
+)
+def test_the_firm_a_link_code_names(code, firm):
+    from licentia.core.proxy import code_firm
+
+    assert code_firm(code) == firm
