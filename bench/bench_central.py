@@ -11,7 +11,8 @@ Each round measures Central and then the raw floor, so every ratio has its
 denominator from the same run; the round with the median ratio is reported, with
 the server's CPU milliseconds per activation (all its processes). Prints a
 markdown table and a JSON summary (target: ratio >= 0.5 with one worker, on
-SQLite and on PostgreSQL).
+SQLite and on PostgreSQL). On SQLite it also measures Central's own work without HTTP
+(the app called through ASGI in this process) against the floor measured right after.
 """
 
 from __future__ import annotations
@@ -216,6 +217,79 @@ def central_rate(
     }
 
 
+def inprocess_rate(work: Path, count: int) -> dict[str, Any]:
+    """Central's own work for an activation on SQLite, without HTTP: the app called through
+    ASGI in this process, one activation after the other (on SQLite the protocol runs on
+    the event loop anyway). Only the calls are timed. An upper bound of what one Central
+    process could answer, whatever its HTTP server."""
+    from starlette.testclient import TestClient
+
+    from licentia.central.app import create_app
+    from licentia.central.settings import Settings
+
+    work.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=work / "inprocess", admin_key=ADMIN_KEY, master_key=MASTER_KEY)
+    app = create_app(settings)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with TestClient(app) as c:
+        c.post("/api/v1/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
+        item = c.post(
+            "/api/v1/items",
+            json={"firm_code": 90909, "name": "Bench", "product_code": 1, "options": {"expires_days": 30}},
+            headers=admin,
+        ).json()["item_id"]
+        cust = c.post("/api/v1/customers", json={"firm_code": 90909, "name": "Bench"}, headers=admin).json()["number"]
+        tickets = [
+            t["ticket"]
+            for t in c.post(
+                "/api/v1/tickets",
+                json={"firm_code": 90909, "customer": cust, "items": [item], "quantity_of_licenses": count + 20},
+                headers=admin,
+            ).json()["tickets"]
+        ]
+        bodies = [_request(t) for t in tickets]
+        for body in bodies[:20]:  # warm-up
+            c.post("/api/v1/activations", content=body, headers={"content-type": "application/json"}).raise_for_status()
+
+        async def one(body: bytes) -> None:
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return messages.pop() if messages else {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": "/api/v1/activations",
+                "raw_path": b"/api/v1/activations",
+                "query_string": b"",
+                "root_path": "",
+                "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+                "client": ("127.0.0.1", 40000),
+                "server": ("127.0.0.1", 8000),
+                "state": {},
+            }
+            await app(scope, receive, send)
+            if sent[0]["status"] != 200:
+                raise RuntimeError(f"activation failed: {sent[0]['status']}")
+
+        async def run() -> float:
+            start = time.perf_counter()
+            for body in bodies[20:]:
+                await one(body)
+            return time.perf_counter() - start
+
+        elapsed = c.portal.call(run)
+    return {"activations": count, "seconds": round(elapsed, 3), "per_second": round(count / elapsed, 1)}
+
+
 def raw_rate(database_url: str, ops_per_thread: int) -> dict[str, Any]:
     """One Ed25519 signature + one row insert + commit, 8 threads, same DB settings."""
     db = Database(database_url, pool_size=CLIENTS)  # Central's settings (SQLite: its background checkpoints)
@@ -294,6 +368,14 @@ def main() -> None:
             lambda i: raw_rate(f"sqlite:///{work / f'raw{i}.db'}", args.raw_ops),
             "WAL + BEGIN IMMEDIATE for both; one Central worker",
         )
+        alone = inprocess_rate(work / "alone", CLIENTS * args.per_client)
+        raw = raw_rate(f"sqlite:///{work / 'raw-alone.db'}", args.raw_ops)
+        results["sqlite_work_alone"] = {
+            "central": alone,
+            "raw": raw,
+            "ratio": round(alone["per_second"] / raw["per_second"], 3),
+            "note": "Central's own work without HTTP (ASGI in-process), then the raw floor",
+        }
         if pgcluster.available():
             cluster = pgcluster.start(max_connections=200)
             try:
@@ -342,6 +424,12 @@ def main() -> None:
                 f"| {name} | {r['central']['per_second']} | {r['raw']['per_second']} | {r['ratio']} ({ok}; "
                 f"rounds {', '.join(map(str, r['ratios']))}) | {r['central']['server_cpu_ms_per_activation']} |"
             )
+    alone = results["sqlite_work_alone"]
+    print(
+        f"\nCentral's own work on SQLite without HTTP (in-process, one after the other): "
+        f"{alone['central']['per_second']} activations/s, {alone['ratio']} x the raw floor measured right after "
+        "(the most one Central process could reach, whatever its HTTP server)"
+    )
     print()
     print(json.dumps(results, indent=2))
 

@@ -5,7 +5,10 @@
 - at 64 clients, requests per second against a hello-world endpoint (GET /hello) on the
   same server stack (FastAPI + uvicorn with uvloop and httptools, the same process);
   target: access+release requests/s >= 0.5 x hello-world requests/s;
-- memory (RSS of the server process) for 10,000 active leases.
+- memory (RSS of the server process) for 10,000 active leases;
+- the floor (one verify, one signature, one product-key seal, one commit, one after the
+  other) and the server's own work without HTTP (its ASGI app called in this process), each
+  pair rate over the floor.
 
 The server is `licentia server start` in its own process; the load generator is a light
 asyncio client (raw HTTP/1.1 on kept-alive connections, uvloop when available) in a
@@ -310,25 +313,114 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def _server_data(data: Path, quantity: int) -> None:
+    """A license server's data folder: its machine container, holding a license of
+    ``quantity`` seats for 10101:1 from a test firm."""
+    from licentia.container import MachineContainer, read_system_traits
+    from licentia.core.license import Options
+    from tests.factory import Firm
+
+    now = int(time.time())
+    firm = Firm()
+    c = MachineContainer.create(data, "medium", read_system_traits(), now)
+    req = c.make_request("activate", now, ticket="00000-00000-00000-00000-00000")
+    c.apply_update(firm.grant(req, now=now, options=Options(quantity=quantity)), now)
+
+
+def inprocess_rate(seconds: float, clients: int = 16) -> dict[str, Any]:
+    """The server's own work for access + release pairs, without HTTP: the client API's
+    ASGI app called in this process (its group commits, proofs, seat engine, answers), in
+    rounds of ``clients`` accesses and then their ``clients`` releases, each round's
+    requests at once. Only the ASGI calls are timed; the client's signing of its releases
+    is not. An upper bound of what one server process can answer, whatever its HTTP."""
+    from licentia.core import hazmat
+    from licentia.core.encoding import b64e
+    from licentia.server import Settings, create_app
+
+    work = Path(tempfile.mkdtemp(prefix="licentia-bench-inprocess-"))
+    try:
+        data = work / "data"
+        _server_data(data, 1_000_000)
+        api = create_app(Settings(data_dir=data, discovery=False, lease_ttl=600))
+        session = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
+
+        async def call(method: str, path: str, query: bytes = b"", body: bytes = b"") -> bytes:
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": method,
+                "scheme": "http",
+                "path": path,
+                "raw_path": path.encode(),
+                "query_string": query,
+                "root_path": "",
+                "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
+                "client": ("127.0.0.1", 40000),
+                "server": ("127.0.0.1", 8000),
+            }
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+            sent: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return messages.pop() if messages else {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            await api(scope, receive, send)
+            if sent[0]["status"] != 200:
+                raise RuntimeError(f"{method} {path}: {sent[0]['status']} {sent[1]['body'][:200]!r}")
+            return bytes(sent[1]["body"])
+
+        async def run() -> dict[str, Any]:
+            timed, pairs, n = 0.0, 0, 0
+            stop = time.perf_counter() + 0.3 + seconds
+            measure_from = time.perf_counter() + 0.3
+            while time.perf_counter() < stop:
+                cids = [f"p{n + k}" for k in range(clients)]
+                n += clients
+                bodies = [_access_body(session, cid) for cid in cids]
+                t0 = time.perf_counter()
+                answers = await asyncio.gather(*(call("POST", "/api/v1/leases", body=b) for b in bodies))
+                t1 = time.perf_counter()
+                ids = [json.loads(a)["lease_id"] for a in answers]
+                queries = [_release_query(lid, cid).encode() for lid, cid in zip(ids, cids, strict=True)]
+                t2 = time.perf_counter()
+                await asyncio.gather(
+                    *(call("DELETE", f"/api/v1/leases/{lid}", q) for lid, q in zip(ids, queries, strict=True))
+                )
+                t3 = time.perf_counter()
+                if t0 >= measure_from:
+                    timed += (t1 - t0) + (t3 - t2)
+                    pairs += clients
+            return {"pairs": pairs, "seconds": round(timed, 3), "pairs_per_second": round(pairs / timed, 1)}
+
+        async def with_lifespan() -> dict[str, Any]:
+            async with api.app.router.lifespan_context(api.app):
+                return await run()
+
+        try:
+            import uvloop
+
+            return uvloop.run(with_lifespan())
+        except ImportError:
+            return asyncio.run(with_lifespan())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (default 3)")
     parser.add_argument("--leases", type=int, default=MEMORY_LEASES, help="active leases for the memory figure")
     args = parser.parse_args()
 
-    from licentia.container import MachineContainer, read_system_traits
-    from licentia.core.license import Options
-    from tests.factory import Firm
-
     work = Path(tempfile.mkdtemp(prefix="licentia-bench-server-"))
     proc = None
     try:
-        now = int(time.time())
         data = work / "data"
-        firm = Firm()
-        c = MachineContainer.create(data, "medium", read_system_traits(), now)
-        req = c.make_request("activate", now, ticket="00000-00000-00000-00000-00000")
-        c.apply_update(firm.grant(req, now=now, options=Options(quantity=args.leases + 1000)), now)
+        _server_data(data, args.leases + 1000)
         config = work / "server.toml"
         config.write_text("[server]\ndiscovery = false\nlease_ttl = 600\n")
         port = _free_port()
@@ -380,6 +472,8 @@ def main() -> dict[str, Any]:
         hello = sorted(hellos, key=lambda r: r["requests_per_second"])[1]
         hello_raw = run_load(port, "hello-asgi", 64, args.seconds)
         floor = floor_rate(args.seconds)
+        alone = inprocess_rate(args.seconds)
+        ratio_alone = round(alone["pairs_per_second"] / floor["per_second"], 3)
         at64 = levels[-1]
         ratio = round(at64["requests_per_second"] / hello["requests_per_second"], 3)
         ratio_raw = round(at64["requests_per_second"] / hello_raw["requests_per_second"], 3)
@@ -422,6 +516,8 @@ def main() -> dict[str, Any]:
         "target_ratio": TARGET,
         "floor": floor,
         "ratio_at_64_vs_floor": ratio_floor,
+        "server_work_alone": alone,
+        "ratio_server_work_alone_vs_floor": ratio_alone,
         "target_floor_ratio": FLOOR_TARGET,
         "memory": memory,
     }
@@ -443,6 +539,10 @@ def main() -> dict[str, Any]:
     print(
         f"the floor (verify + sign + seal + commit, one process): {floor['per_second']} grants/s; access+release "
         f"pairs at 64 clients over it: {ratio_floor} ({ok_floor}; goal >= {FLOOR_TARGET})"
+    )
+    print(
+        f"the server's own work without HTTP (in-process, 16 at once): {alone['pairs_per_second']} pairs/s, "
+        f"{ratio_alone} x the floor: the most one server process could reach, whatever its HTTP"
     )
     print(
         f"memory for {memory['active_leases']} active leases: RSS {memory['rss_before_mib']} -> "
