@@ -25,7 +25,10 @@ from tests.factory import machine_traits, other_machine
 
 
 def key_file(path: Path, mode: int = 0o440, size: int = 32) -> Path:
-    path.write_bytes(secrets.token_bytes(size))
+    """A key file as an operator makes one, ``size`` characters of random base64 text and
+    a newline (raw random bytes may begin or end with a byte the reader strips as
+    whitespace, and the key would be shorter than asked)."""
+    path.write_text(secrets.token_urlsafe(size)[:size] + "\n")
     path.chmod(mode)
     return path
 
