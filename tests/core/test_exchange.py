@@ -274,3 +274,30 @@ def test_an_update_before_time_zero_or_with_an_unknown_notice_is_refused(firm_ke
         exchange.verify_update(_update(firm_key, time=-1))
     with pytest.raises(DocumentInvalid, match="manipulation"):
         exchange.verify_update(_update(firm_key, manipulation={"rebased": [4], "restored": [5]}))
+
+
+def test_an_update_names_the_request_it_answers(firm_key):
+    digest = "ab" * 32
+    doc = exchange.build_update(
+        firm_code=FIRM,
+        firm_key=firm_key,
+        serial="130-1111-2222-3333",
+        seq=1,
+        now=1_800_000_000,
+        entries=[],
+        sealed_keys=[],
+        request_digest=digest,
+    )
+    assert doc["payload"]["request"] == digest
+    assert exchange.verify_update(doc).request == digest
+    assert exchange.verify_update(_update(firm_key)).request is None
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.0, "1", None])
+def test_a_key_version_is_a_whole_number_from_one(value):
+    with pytest.raises(ValueError, match="^a key version is a whole number from 1$"):
+        exchange.key_version(value)
+
+
+def test_key_versions_from_one_are_read():
+    assert [exchange.key_version(v) for v in (1, 2, 2**31)] == [1, 2, 2**31]

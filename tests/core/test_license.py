@@ -184,3 +184,44 @@ def test_an_entry_read_without_its_signature_is_the_entry_verified():
     assert read == verified
     assert (read.kid, read.digest, read.document) == (verified.kid, document_digest(doc), doc)
     assert read.kid == hazmat.key_id(key.public_key())
+
+
+def test_an_entrys_ticket_counters_and_activation_survive_signing():
+    """What Central recorded for the ticket (units consumed before, the first use, the
+    activation number) and the ticket itself are signed into the entry and read back: a
+    container counts the units left from them."""
+    key = hazmat.Ed25519PrivateKey.generate()
+    ticket = codes.new_ticket_id()
+    made = LicenseEntry(
+        firm_code=7,
+        product_code=3,
+        feature_map=1,
+        text="x",
+        license_id=1,
+        serial=codes.new_serial(),
+        container_key=b64e(b"k" * 32),
+        options=Options(units=10, usage_period=DAY),
+        issued=NOW - DAY,
+        ticket=ticket,
+        consumed_base=4,
+        first_use=NOW - 3600,
+        activation=2,
+    )
+    doc = made.sign(key)
+    read = LicenseEntry.verify(doc, {hazmat.key_id(key.public_key()): key.public_key()})
+    assert (read.ticket, read.consumed_base, read.first_use, read.activation) == (ticket, 4, NOW - 3600, 2)
+    assert ev(read, units=6).ok and ev(read, units=7).error is E.UnitsExhausted  # 10 - 4 left
+    assert ev(read, now=NOW - 3600 + DAY).error is E.LicenseExpired  # the period runs from Central's first use
+
+
+def test_times_in_messages_are_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        result = ev(entry(expires=NOW), now=NOW + 10)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert result.message == "expired 2027-01-15 08:00 UTC"  # NOW is 08:00 UTC, 17:00 in Tokyo
