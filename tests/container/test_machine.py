@@ -755,3 +755,15 @@ def test_units_not_yet_settled_are_those_central_has_not_acknowledged(home):
     c.make_request("report", T0 + 100, firm_code=firm.code)
     assert c.apply_ack(_report_ack(firm, c, time=T0 + 200, recorded={entry.digest: 2}), T0 + 120) is True
     assert c.slots()[firm.code].unsettled(entry) == 1
+
+
+def test_every_write_that_changes_a_slot_raises_its_generation_by_one(home):
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    assert c.slots()[firm.code].gen == 1  # a new slot starts at one
+    c.record_access(entry, units=1, start_usage=True, now=T0 + 5, check=lambda s: None)
+    assert c.slots()[firm.code].gen == 2
+    c.mutate(lambda slots: None)  # a write that changes no slot
+    assert c.slots()[firm.code].gen == 2
+    c.record_access(entry, units=1, start_usage=True, now=T0 + 6, check=lambda s: None)
+    assert c.slots()[firm.code].gen == 3
