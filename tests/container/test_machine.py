@@ -767,3 +767,42 @@ def test_every_write_that_changes_a_slot_raises_its_generation_by_one(home):
     assert c.slots()[firm.code].gen == 2
     c.record_access(entry, units=1, start_usage=True, now=T0 + 6, check=lambda s: None)
     assert c.slots()[firm.code].gen == 3
+
+
+def test_the_state_mac_and_the_local_copies_follow_the_documented_derivations(home):
+    """docs/formats.md 10: the state MAC key and the local key are HKDF-SHA256 of the
+    container secret (salt: the serial), info ``licentia state mac v1`` and ``licentia
+    local key v1``; the state file's MAC is HMAC-SHA256 of the canonical body; a product
+    key's local copy is AES-256-GCM under the local key with the associated data
+    ``licentia local|product key|<entry digest>|<version>``. Computed here from the
+    documentation alone, with the container secret unwrapped as its binding does."""
+    import base64
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from licentia.core.encoding import canonical
+
+    firm = Firm()
+    c, entry = _one_license(home, firm, units=10)
+    meta = json.loads((c.path / "container.json").read_text())
+    secret = unwrap(
+        meta["wraps"], serial=meta["serial"], level=meta["level"], traits=machine_traits(), salt=b64d(meta["salt"])
+    )
+
+    def derive(info: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=c.serial.encode(), info=info).derive(secret)
+
+    state = json.loads((c.path / "state.json").read_text())
+    mac = hmac.new(derive(b"licentia state mac v1"), canonical(state["body"]), "sha256").digest()
+    assert base64.urlsafe_b64decode(state["mac"] + "=" * (-len(state["mac"]) % 4)) == mac
+
+    (sealed,) = state["body"]["slots"][str(firm.code)]["keys"]
+    assert sealed["license"] == entry.digest
+    blob = b64d(sealed["local"])
+    aad = f"licentia local|product key|{entry.digest}|{sealed['version']}".encode()
+    key = AESGCM(derive(b"licentia local key v1")).decrypt(blob[:12], blob[12:], aad)
+    assert key == exchange.derive_product_key(firm.secret, firm.code, entry.product_code, sealed["version"])
+    assert key == c.product_key(entry, sealed["version"])
