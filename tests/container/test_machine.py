@@ -806,3 +806,12 @@ def test_the_state_mac_and_the_local_copies_follow_the_documented_derivations(ho
     key = AESGCM(derive(b"licentia local key v1")).decrypt(blob[:12], blob[12:], aad)
     assert key == exchange.derive_product_key(firm.secret, firm.code, entry.product_code, sealed["version"])
     assert key == c.product_key(entry, sealed["version"])
+
+
+def test_a_new_container_says_which_levels_exist_and_keeps_its_folders_private(home):
+    with pytest.raises(ValueError, match="^binding level is one of loose, medium, tight$"):
+        MachineContainer.create(home, "strict", machine_traits(), T0)
+    c = make(home)
+    assert json.loads((c.path / "container.json").read_text())["created"] == T0
+    assert (home / "containers").stat().st_mode & 0o777 == 0o700
+    assert c.path.stat().st_mode & 0o777 == 0o700
