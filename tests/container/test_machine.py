@@ -741,8 +741,12 @@ def test_a_request_reports_each_entrys_count_and_first_use(home):
     assert position.counters[entry.digest] == exchange.Counter(4, T0 + 10)
     assert position.gen is not None and position.gen >= 1
     first = c.make_request("report", T0 + 30, firm_code=firm.code)
-    after = exchange.verify_request(c.make_request("report", T0 + 40, firm_code=firm.code)).position(firm.code)
-    assert after.prev[0] == document_digest(first)  # a request names the slot's last signed document
+    second = c.make_request("report", T0 + 40, firm_code=firm.code)
+    after = exchange.verify_request(second).position(firm.code)
+    assert after.prev[0] == document_digest(first)  # a request names the slot's last signed documents,
+    third = c.make_request("report", T0 + 45, firm_code=firm.code)
+    latest = exchange.verify_request(c.make_request("report", T0 + 50, firm_code=firm.code)).position(firm.code)
+    assert latest.prev[:3] == (document_digest(third), document_digest(second), document_digest(first))
 
 
 def test_units_not_yet_settled_are_those_central_has_not_acknowledged(home):
