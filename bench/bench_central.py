@@ -148,6 +148,27 @@ def _request(ticket: str) -> bytes:
     return json.dumps(doc).encode()
 
 
+def _tickets(c: Any, api: str, count: int) -> list[str]:
+    """A firm, an item and a customer made through Central's API (``c``: an httpx client,
+    ``api``: the API's path prefix), and ``count`` tickets of that item."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    c.post(f"{api}/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
+    item = c.post(
+        f"{api}/items",
+        json={"firm_code": 90909, "name": "Bench", "product_code": 1, "options": {"expires_days": 30}},
+        headers=admin,
+    ).json()["item_id"]
+    cust = c.post(f"{api}/customers", json={"firm_code": 90909, "name": "Bench"}, headers=admin).json()["number"]
+    return [
+        t["ticket"]
+        for t in c.post(
+            f"{api}/tickets",
+            json={"firm_code": 90909, "customer": cust, "items": [item], "quantity_of_licenses": count},
+            headers=admin,
+        ).json()["tickets"]
+    ]
+
+
 def central_rate(
     database_url: str | None, work: Path, per_client: int, workers: int = 1, protocol_threads: int = 2
 ) -> dict[str, Any]:
@@ -157,23 +178,8 @@ def central_rate(
         Server(data, database_url, workers=workers, protocol_threads=protocol_threads) as srv,
         httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c,
     ):
-        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        c.post("/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
-        item = c.post(
-            "/items",
-            json={"firm_code": 90909, "name": "Bench", "product_code": 1, "options": {"expires_days": 30}},
-            headers=admin,
-        ).json()["item_id"]
-        cust = c.post("/customers", json={"firm_code": 90909, "name": "Bench"}, headers=admin).json()["number"]
         total = CLIENTS * per_client + CLIENTS
-        tickets = [
-            t["ticket"]
-            for t in c.post(
-                "/tickets",
-                json={"firm_code": 90909, "customer": cust, "items": [item], "quantity_of_licenses": total},
-                headers=admin,
-            ).json()["tickets"]
-        ]
+        tickets = _tickets(c, "", total)
         bodies = [_request(t) for t in tickets]
         warm, bodies = bodies[:CLIENTS], bodies[CLIENTS:]
         shares = [bodies[i::CLIENTS] for i in range(CLIENTS)]
@@ -222,6 +228,7 @@ def inprocess_rate(work: Path, count: int) -> dict[str, Any]:
     ASGI in this process, one activation after the other (on SQLite the protocol runs on
     the event loop anyway). Only the calls are timed. An upper bound of what one Central
     process could answer, whatever its HTTP server."""
+    from asgi_call import asgi_call
     from starlette.testclient import TestClient
 
     from licentia.central.app import create_app
@@ -230,55 +237,16 @@ def inprocess_rate(work: Path, count: int) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=work / "inprocess", admin_key=ADMIN_KEY, master_key=MASTER_KEY)
     app = create_app(settings)
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with TestClient(app) as c:
-        c.post("/api/v1/firms", json={"code": 90909, "name": "Bench"}, headers=admin).raise_for_status()
-        item = c.post(
-            "/api/v1/items",
-            json={"firm_code": 90909, "name": "Bench", "product_code": 1, "options": {"expires_days": 30}},
-            headers=admin,
-        ).json()["item_id"]
-        cust = c.post("/api/v1/customers", json={"firm_code": 90909, "name": "Bench"}, headers=admin).json()["number"]
-        tickets = [
-            t["ticket"]
-            for t in c.post(
-                "/api/v1/tickets",
-                json={"firm_code": 90909, "customer": cust, "items": [item], "quantity_of_licenses": count + 20},
-                headers=admin,
-            ).json()["tickets"]
-        ]
+        tickets = _tickets(c, "/api/v1", count + 20)
         bodies = [_request(t) for t in tickets]
         for body in bodies[:20]:  # warm-up
             c.post("/api/v1/activations", content=body, headers={"content-type": "application/json"}).raise_for_status()
 
         async def one(body: bytes) -> None:
-            messages = [{"type": "http.request", "body": body, "more_body": False}]
-            sent: list[dict[str, Any]] = []
-
-            async def receive() -> dict[str, Any]:
-                return messages.pop() if messages else {"type": "http.disconnect"}
-
-            async def send(message: dict[str, Any]) -> None:
-                sent.append(message)
-
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": "/api/v1/activations",
-                "raw_path": b"/api/v1/activations",
-                "query_string": b"",
-                "root_path": "",
-                "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
-                "client": ("127.0.0.1", 40000),
-                "server": ("127.0.0.1", 8000),
-                "state": {},
-            }
-            await app(scope, receive, send)
-            if sent[0]["status"] != 200:
-                raise RuntimeError(f"activation failed: {sent[0]['status']}")
+            status, _ = await asgi_call(app, "POST", "/api/v1/activations", body=body)
+            if status != 200:
+                raise RuntimeError(f"activation failed: {status}")
 
         async def run() -> float:
             start = time.perf_counter()

@@ -333,6 +333,8 @@ def inprocess_rate(seconds: float, clients: int = 16) -> dict[str, Any]:
     rounds of ``clients`` accesses and then their ``clients`` releases, each round's
     requests at once. Only the ASGI calls are timed; the client's signing of its releases
     is not. An upper bound of what one server process can answer, whatever its HTTP."""
+    from asgi_call import asgi_call
+
     from licentia.core import hazmat
     from licentia.core.encoding import b64e
     from licentia.server import Settings, create_app
@@ -345,33 +347,10 @@ def inprocess_rate(seconds: float, clients: int = 16) -> dict[str, Any]:
         session = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
 
         async def call(method: str, path: str, query: bytes = b"", body: bytes = b"") -> bytes:
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": method,
-                "scheme": "http",
-                "path": path,
-                "raw_path": path.encode(),
-                "query_string": query,
-                "root_path": "",
-                "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
-                "client": ("127.0.0.1", 40000),
-                "server": ("127.0.0.1", 8000),
-            }
-            messages = [{"type": "http.request", "body": body, "more_body": False}]
-            sent: list[dict[str, Any]] = []
-
-            async def receive() -> dict[str, Any]:
-                return messages.pop() if messages else {"type": "http.disconnect"}
-
-            async def send(message: dict[str, Any]) -> None:
-                sent.append(message)
-
-            await api(scope, receive, send)
-            if sent[0]["status"] != 200:
-                raise RuntimeError(f"{method} {path}: {sent[0]['status']} {sent[1]['body'][:200]!r}")
-            return bytes(sent[1]["body"])
+            status, answer = await asgi_call(api, method, path, query=query, body=body)
+            if status != 200:
+                raise RuntimeError(f"{method} {path}: {status} {answer[:200]!r}")
+            return answer
 
         async def run() -> dict[str, Any]:
             timed, pairs, n = 0.0, 0, 0
