@@ -242,7 +242,7 @@ def test_a_request_with_a_slot_that_is_no_firm_code_is_refused(container_key, fi
         exchange.verify_request(_request(container_key, slots={firm: slot}))
 
 
-def _update(firm_key, **changes):
+def _update(firm_key, request_digest=None, **changes):
     doc = exchange.build_update(
         firm_code=FIRM,
         firm_key=firm_key,
@@ -251,8 +251,10 @@ def _update(firm_key, **changes):
         now=1_800_000_000,
         entries=[],
         sealed_keys=[],
-        request_digest=None,
+        request_digest=request_digest,
     )
+    if not changes:
+        return doc
     payload = {k: v for k, v in doc["payload"].items() if k not in ("type", "v")}
     payload.update(changes)
     return sign_document("update", payload, firm_key)
@@ -278,16 +280,7 @@ def test_an_update_before_time_zero_or_with_an_unknown_notice_is_refused(firm_ke
 
 def test_an_update_names_the_request_it_answers(firm_key):
     digest = "ab" * 32
-    doc = exchange.build_update(
-        firm_code=FIRM,
-        firm_key=firm_key,
-        serial="130-1111-2222-3333",
-        seq=1,
-        now=1_800_000_000,
-        entries=[],
-        sealed_keys=[],
-        request_digest=digest,
-    )
+    doc = _update(firm_key, request_digest=digest)
     assert doc["payload"]["request"] == digest
     assert exchange.verify_update(doc).request == digest
     assert exchange.verify_update(_update(firm_key)).request is None

@@ -13,9 +13,17 @@ from licentia.seats import Refusal
 from tests.seats.helpers import BORROWER, F, P, acquire, cl, lic
 
 
-def _borrow(eng, client, candidates, days=2):
+def _borrow(eng, client, candidates, days=2, serial=BORROWER["serial"]):
+    """The refusal of a borrow into the container ``serial`` (the borrower's keys)."""
     with pytest.raises(Refusal) as info:
-        eng.borrow(client, firm_code=F, product_code=P, days=days, borrower=BORROWER, candidates=candidates)
+        eng.borrow(
+            client,
+            firm_code=F,
+            product_code=P,
+            days=days,
+            borrower={**BORROWER, "serial": serial},
+            candidates=candidates,
+        )
     return info.value
 
 
@@ -203,16 +211,7 @@ def test_the_sweep_ends_a_silent_lease_at_its_expiry_and_frees_a_lingering_seat(
 def test_the_lending_cap_says_why(make):
     eng = make("[borrow]\nmax_days = 5\nmax_seats = 1")
     eng.borrow(cl(1), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic(quantity=3)])
-    with pytest.raises(Refusal) as info:
-        eng.borrow(
-            cl(2, user="bob"),
-            firm_code=F,
-            product_code=P,
-            days=2,
-            borrower={**BORROWER, "serial": "130-X"},
-            candidates=[lic(quantity=3)],
-        )
-    r = info.value
+    r = _borrow(eng, cl(2, user="bob"), [lic(quantity=3)], serial="130-X")
     assert r.error is E.AccessDenied
     assert r.client_message == "the license server lends no more seats of this product now; ask its administrator"
     assert r.log == f"bob@h1: [borrow] max_seats 1 reached for {F}:{P}"
@@ -425,16 +424,7 @@ def test_a_serial_that_borrowed_with_other_keys_is_told_so(make):
 def test_a_borrow_obeys_the_products_max_rule(make):
     eng = make(f"[[rules]]\naction = 'max'\nusers = ['bob']\nseats = 1\nproduct = '{F}:{P}'\n[borrow]\nmax_days = 5")
     eng.borrow(cl(1, user="bob"), firm_code=F, product_code=P, days=2, borrower=BORROWER, candidates=[lic(quantity=5)])
-    with pytest.raises(Refusal) as info:
-        eng.borrow(
-            cl(2, user="bob"),
-            firm_code=F,
-            product_code=P,
-            days=2,
-            borrower={**BORROWER, "serial": "130-X"},
-            candidates=[lic(quantity=5)],
-        )
-    assert info.value.error is E.AccessDenied
+    assert _borrow(eng, cl(2, user="bob"), [lic(quantity=5)], serial="130-X").error is E.AccessDenied
 
 
 # ---------------------------------------------------------------- pools and machines
