@@ -1,5 +1,7 @@
 """evaluate() is a pure function of (license, state, request, time)."""
 
+import dataclasses
+
 import pytest
 
 from licentia.core import codes, hazmat
@@ -192,20 +194,8 @@ def test_an_entrys_ticket_counters_and_activation_survive_signing():
     container counts the units left from them."""
     key = hazmat.Ed25519PrivateKey.generate()
     ticket = codes.new_ticket_id()
-    made = LicenseEntry(
-        firm_code=7,
-        product_code=3,
-        feature_map=1,
-        text="x",
-        license_id=1,
-        serial=codes.new_serial(),
-        container_key=b64e(b"k" * 32),
-        options=Options(units=10, usage_period=DAY),
-        issued=NOW - DAY,
-        ticket=ticket,
-        consumed_base=4,
-        first_use=NOW - 3600,
-        activation=2,
+    made = dataclasses.replace(
+        entry(units=10, usage_period=DAY), ticket=ticket, consumed_base=4, first_use=NOW - 3600, activation=2
     )
     doc = made.sign(key)
     read = LicenseEntry.verify(doc, {hazmat.key_id(key.public_key()): key.public_key()})

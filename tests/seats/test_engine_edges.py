@@ -5,12 +5,17 @@ changes mutation testing found unnoticed; docs/testing.md)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import sqlite3
 
 import pytest
 
 from licentia.core import errors as E
-from licentia.seats import Refusal
-from tests.seats.helpers import BORROWER, F, P, acquire, cl, lic
+from licentia.core import grants, hazmat
+from licentia.core.encoding import b64e
+from licentia.seats import Refusal, SeatEngine
+from licentia.seats.store import SqliteSeatStore
+from tests.seats.helpers import BORROWER, CONTAINER, F, P, acquire, cl, graced, lic
 
 
 def _borrow(eng, client, candidates, days=2, serial=BORROWER["serial"]):
@@ -119,12 +124,7 @@ def test_a_lease_on_grace_renews_after_its_expiry(make, clock):
 
 # ---------------------------------------------------------------- returns, losses, sweeps
 
-CONTAINER = {"serial": "130-AAAA-BBBB-CCCC", "sign_pub": "k"}
 OTHER = {"serial": "130-BBBB-CCCC-DDDD", "sign_pub": "k2"}
-
-
-def _graced(n, container=CONTAINER, user="alice", host="h1"):
-    return dataclasses.replace(cl(n, user=user, host=host), container=dict(container))
 
 
 def _take(eng, client, quantity=3):
@@ -149,7 +149,7 @@ def test_a_borrow_receipt_names_a_borrow_and_a_grace_receipt_a_lease(make, clock
     """A grace lease's id is no borrow id, and a borrow's id no lease with grace, even for
     the serial of the container that holds it."""
     eng = make("[borrow]\nmax_days = 5")
-    lease = _take(eng, _graced(1))
+    lease = _take(eng, graced(1))
     assert eng.end_borrow(lease.id, CONTAINER["serial"]) is None
     assert eng.lease(lease.id).state == "active" and eng.lease(lease.id).grace_until is not None
     borrower = {**BORROWER, "serial": CONTAINER["serial"]}
@@ -163,9 +163,9 @@ def test_a_grace_receipt_ends_the_grace_of_every_lease_of_that_container_on_the_
     """Leases of one container on one license, with another container's lease between them:
     the receipt of one ends the grace of both of its own, never the other's."""
     eng = make(ttl=30)
-    first = _take(eng, _graced(1))
-    stranger = _take(eng, _graced(2, OTHER, user="bob", host="h2"))
-    second = _take(eng, _graced(3))
+    first = _take(eng, graced(1))
+    stranger = _take(eng, graced(2, user="bob", host="h2", container=OTHER))
+    second = _take(eng, graced(3))
     assert eng.release(first.id, first.client_lease_id) is True  # given up without a receipt: on grace
     released_at = clock()
     clock.advance(600)
@@ -180,7 +180,7 @@ def test_a_grace_receipt_ends_the_grace_of_every_lease_of_that_container_on_the_
 
 def test_a_lost_grace_seat_returned_ends_at_the_administrators_release(make, clock):
     eng = make(ttl=30)
-    lease = _take(eng, _graced(1))
+    lease = _take(eng, graced(1))
     clock.advance(10)
     assert eng.release(lease.id, admin=True) is True
     (lost,) = _finals(eng, clock, "lost")
@@ -236,8 +236,6 @@ def test_nolimit_needs_a_license_without_a_seat_limit(make, clock):
 
 
 def _head(eng):
-    import json
-
     with eng.store.snapshot() as tx:
         return json.loads(tx.get_meta("usage_head"))
 
@@ -320,8 +318,8 @@ def test_a_lingering_seat_and_the_releases_that_do_not_linger(make, clock):
 def test_grace_ends_at_its_last_second(make, clock):
     """At the second the grace ends, a release or the administrator's no longer keeps the seat."""
     eng = make(ttl=120)
-    mine = _take(eng, _graced(1))
-    theirs = _take(eng, _graced(2, OTHER, user="bob", host="h2"))
+    mine = _take(eng, graced(1))
+    theirs = _take(eng, graced(2, user="bob", host="h2", container=OTHER))
     clock.advance(7199)
     eng.renew(mine.id, mine.client_lease_id)
     eng.renew(theirs.id, theirs.client_lease_id)
@@ -336,22 +334,17 @@ def test_grace_ends_at_its_last_second(make, clock):
 
 
 class _Holder:
-    def __init__(self):
-        from licentia.core import hazmat
-        from licentia.core.encoding import b64e
+    """A client session's Ed25519 key: it signs renewals and releases."""
 
+    def __init__(self):
         self.key = hazmat.Ed25519PrivateKey.generate()
         self.pub = b64e(hazmat.raw_public(self.key.public_key()))
 
     def proof(self, kind, lease_id, counter):
-        from licentia.core import grants
-
         return grants.prove(self.key, kind, grants.lease_proof_payload(lease_id, counter))
 
 
 def test_an_unproven_renewal_or_release_is_logged_as_an_invalid_access(make, clock):
-    from licentia.core import grants
-
     eng = make(ttl=60)
     holder = _Holder()
     client = dataclasses.replace(cl(7, user="dora", host="h7", ip="10.0.0.7"), pid=4242, holder=holder.pub)
@@ -533,7 +526,7 @@ def test_the_administrator_revoking_a_lingering_seat_keeps_its_release_time(make
 
 def test_a_grace_of_one_second_and_none_on_a_license_ending_now(make, clock):
     eng = make()
-    client = _graced(1)
+    client = graced(1)
     one = eng.acquire(
         client,
         firm_code=F,
@@ -543,14 +536,14 @@ def test_a_grace_of_one_second_and_none_on_a_license_ending_now(make, clock):
     )
     assert one.grace_until == clock() + 1
     ending = dataclasses.replace(lic(key="S/2", valid_until=clock()), max_grace=3600)
-    assert eng.acquire(_graced(2), firm_code=F, product_code=P, grace=60, candidates=[ending]).grace_until is None
+    assert eng.acquire(graced(2), firm_code=F, product_code=P, grace=60, candidates=[ending]).grace_until is None
 
 
 def test_a_new_process_takes_over_a_crashed_ones_grace_seat_and_the_log_says_so(make, clock):
     eng = make(ttl=30)
-    first = _take(eng, _graced(1), quantity=1)
+    first = _take(eng, graced(1), quantity=1)
     clock.advance(100)  # the process died 70 s ago: its grace holds the seat
-    again = _take(eng, _graced(2), quantity=1)
+    again = _take(eng, graced(2), quantity=1)
     assert again.seat == first.seat
     old = eng.lease(first.id)
     assert old.state == "released" and old.end_time == first.expires
@@ -564,9 +557,9 @@ def test_a_station_seat_is_shared_not_taken_over(make, clock):
     over (the new process shares the seat while the old lease lives on its grace)."""
     eng = make(ttl=30)
     candidates = [dataclasses.replace(lic(quantity=1), max_grace=7200)]
-    first = eng.acquire(_graced(1), firm_code=F, product_code=P, mode="station", grace=7200, candidates=candidates)
+    first = eng.acquire(graced(1), firm_code=F, product_code=P, mode="station", grace=7200, candidates=candidates)
     clock.advance(100)
-    again = eng.acquire(_graced(2), firm_code=F, product_code=P, mode="station", grace=7200, candidates=candidates)
+    again = eng.acquire(graced(2), firm_code=F, product_code=P, mode="station", grace=7200, candidates=candidates)
     assert again.seat == first.seat
     assert eng.lease(first.id).state == "active"  # on its grace, not ended
     assert eng.seats_in_use(["S/1"]) == {"S/1": 1}
@@ -577,7 +570,7 @@ def test_a_station_seat_is_shared_not_taken_over(make, clock):
 
 def test_acquire_defaults_and_an_unknown_mode(make, clock):
     eng = make()
-    client = _graced(1)
+    client = graced(1)
     graceful = [dataclasses.replace(lic(), max_grace=3600)]
     lease = eng.acquire(client, firm_code=F, product_code=P, candidates=graceful)
     assert (lease.mode, lease.feature_code, lease.grace_until) == ("user", 0, None)
@@ -587,15 +580,11 @@ def test_acquire_defaults_and_an_unknown_mode(make, clock):
 
 def test_a_product_the_server_does_not_serve(make, clock):
     eng = make()
-    r = refused_without_licenses(eng)
-    assert r.error is E.LicenseNotFound
-    assert r.client_message == f"the license server has no license for {F}:{P}"
-
-
-def refused_without_licenses(eng):
     with pytest.raises(Refusal) as info:
         eng.acquire(cl(1), firm_code=F, product_code=P, candidates=[])
-    return info.value
+    r = info.value
+    assert r.error is E.LicenseNotFound
+    assert r.client_message == f"the license server has no license for {F}:{P}"
 
 
 def test_a_reconnect_gets_its_own_lease_back_from_its_new_address(make, clock):
@@ -667,18 +656,18 @@ def test_an_exclusive_holder_on_one_license_leaves_the_next_license_to_its_machi
 def test_a_new_process_asking_for_a_longer_grace_gets_it(make, clock):
     eng = make(ttl=30)
     candidates = [dataclasses.replace(lic(quantity=1), max_grace=7200)]
-    first = eng.acquire(_graced(1), firm_code=F, product_code=P, grace=1800, candidates=candidates)
+    first = eng.acquire(graced(1), firm_code=F, product_code=P, grace=1800, candidates=candidates)
     clock.advance(100)
-    again = eng.acquire(_graced(2), firm_code=F, product_code=P, grace=7200, candidates=candidates)
+    again = eng.acquire(graced(2), firm_code=F, product_code=P, grace=7200, candidates=candidates)
     assert again.seat == first.seat and again.grace_until == clock() + 7200
 
 
 def test_a_station_process_sharing_the_seat_gets_its_grace(make, clock):
     eng = make(ttl=30)
     candidates = [dataclasses.replace(lic(quantity=1), max_grace=7200)]
-    eng.acquire(_graced(1), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
+    eng.acquire(graced(1), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
     clock.advance(10)
-    second = eng.acquire(_graced(2), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
+    second = eng.acquire(graced(2), firm_code=F, product_code=P, mode="station", grace=600, candidates=candidates)
     assert second.grace_until == clock() + 600
 
 
@@ -728,9 +717,6 @@ def test_each_append_signs_a_head_of_its_time(make, clock):
 
 
 def test_without_a_signer_the_head_is_kept_unsigned(tmp_path, clock):
-    from licentia.seats import SeatEngine
-    from licentia.seats.store import SqliteSeatStore
-
     store = SqliteSeatStore(tmp_path / "unsigned.db")
     try:
         eng = SeatEngine(store, clock=clock)
@@ -828,7 +814,7 @@ def test_held_seats_given_back_record_their_end_and_a_single_seat_is_held_once(m
 
 def test_a_release_on_grace_says_until_when_the_seat_stays_counted(make, clock):
     eng = make(ttl=30)
-    lease = _take(eng, _graced(1))
+    lease = _take(eng, graced(1))
     eng.release(lease.id, lease.client_lease_id)
     (grace,) = _finals(eng, clock, "grace")
     assert grace["reason"] == f"counted until {lease.grace_until} unless the client container's return receipt comes"
@@ -836,7 +822,7 @@ def test_a_release_on_grace_says_until_when_the_seat_stays_counted(make, clock):
 
 def test_a_grace_seat_swept_at_its_end_records_that_end(make, clock):
     eng = make(ttl=30)
-    lease = _take(eng, _graced(1))
+    lease = _take(eng, graced(1))
     eng.release(lease.id, lease.client_lease_id)
     clock.advance(7200)
     eng.sweep()
@@ -855,8 +841,6 @@ def test_a_denial_signs_the_head_at_its_time(make, clock):
 
 def test_the_store_keeps_each_events_access_time(make, clock, tmp_path):
     """The event table's access time is what the cloud's store reads its sessions by."""
-    import sqlite3
-
     eng = make()
     lease = acquire(eng, cl(1))
     clock.advance(30)
@@ -887,8 +871,6 @@ def test_an_exclusive_access_never_takes_a_lingering_seat(make, clock):
 
 
 def test_each_refusal_and_loss_tells_the_log_why(make, clock, caplog):
-    from licentia.core import grants
-
     eng = make("[borrow]\nmax_days = 5")
     with caplog.at_level("INFO", logger="licentia.seats"):
         with pytest.raises(Refusal):

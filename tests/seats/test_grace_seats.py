@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from licentia.seats import Client
 from licentia.seats.model import GRACE, LOST, RETURNED
-from tests.seats.helpers import F, P, cl, lic, refused
+from tests.seats.helpers import CONTAINER, F, P, cl, graced, lic, refused
 
 HOUR = 3600
-CONTAINER = {"serial": "130-AAAA-BBBB-CCCC", "sign_pub": "k"}
-
-
-def graced(n=1, user="alice", host="h1", container=CONTAINER) -> Client:
-    return dataclasses.replace(cl(n, user=user, host=host), container=dict(container))
 
 
 def take(engine, client, *, grace=2 * HOUR, licenses=None, mode="user"):
