@@ -375,3 +375,51 @@ def test_a_crashed_and_restarted_process_reclaims_its_own_station_seat(site, cli
         ok(again.access(mode="station"))
         assert site.seats_in_use() == 1
         previous = again
+
+
+def _signed_access(user: str) -> dict:
+    """A first access as the runtime sends it, signed by a fresh session key (no container)."""
+    from licentia.core import grants, hazmat
+    from licentia.core.encoding import b64e
+
+    key = hazmat.Ed25519PrivateKey.generate()
+    body = {
+        "firm_code": 10101,
+        "product_code": 1,
+        "feature_code": 0,
+        "units": 0,
+        "release_date": None,
+        "mode": "user",
+        "client_lease_id": "raw-1",
+        "reconnect": False,
+        "session": b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key())),
+        "holder": b64e(hazmat.raw_public(key.public_key())),
+        "nonce": "raw-1",
+        "user": user,
+        "host": "desk",
+        "pid": 1,
+        "groups": [],
+    }
+    return {**body, "proof": grants.prove(key, grants.LEASE_REQUEST, grants.request_proof_payload(body))}
+
+
+def test_a_client_cannot_name_its_own_address_in_a_forwarded_header(site, clients):
+    """The address the server sees is the TCP peer's: an ``X-Forwarded-For`` (or
+    ``Forwarded``) header from a client, even one on the server's own host, changes
+    neither the ``ips`` of the access rules nor the sign-in limit per address."""
+    site.add_license(quantity=2)
+    site.write_config("[[rules]]\naction = 'allow'\nips = ['10.20.0.0/16']\n")
+    site.start()
+    spoofed = {"X-Forwarded-For": "10.20.0.5", "Forwarded": "for=10.20.0.5"}
+    answer = httpx.post(f"{site.url}/api/v1/leases", json=_signed_access("eve"), headers=spoofed)
+    assert answer.status_code == 403 and answer.json()["error"]["type"] == "AccessDenied"
+    assert "(127.0.0.1)" in site.log() and "10.20.0.5" not in site.log()
+    assert site.seats_in_use() == 0
+    origin = {"Origin": site.url}
+    for _ in range(5):
+        assert httpx.post(f"{site.url}/admin/login", data={"token": "wrong"}, headers=origin).status_code == 401
+    # another address named in a header is still this client: it waits as well
+    for n in range(3):
+        forged = {**origin, "X-Forwarded-For": f"10.66.0.{n}"}
+        login = httpx.post(f"{site.url}/admin/login", data={"token": site.admin_token()}, headers=forged)
+        assert login.status_code == 429

@@ -159,8 +159,20 @@ def _start(data: Path | None, host: str, port: int, config: Path | None) -> None
     kwargs: dict[str, Any] = {}
     if settings.tls:
         kwargs.update(ssl_certfile=str(settings.tls_cert), ssl_keyfile=str(settings.tls_key))
+    # proxy_headers off: the address a client is seen at is its TCP peer's, whatever an
+    # X-Forwarded-For or Forwarded header says (uvicorn's default trusts them from
+    # 127.0.0.1 or from FORWARDED_ALLOW_IPS): the access rules' ips, the source address of
+    # station seats and the sign-in limit go by it
     uvicorn.run(
-        app, host=host, port=port, log_level="warning", lifespan="on", timeout_keep_alive=75, access_log=False, **kwargs
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=75,
+        access_log=False,
+        proxy_headers=False,
+        **kwargs,
     )
     console.print("License server stopped.", highlight=False)
 
