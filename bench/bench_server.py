@@ -138,10 +138,11 @@ async def _pairs(port: int, clients: int, seconds: float, session: str) -> dict[
     latencies: list[float] = []
     stop = time.perf_counter() + 0.3 + seconds
     measure_from = time.perf_counter() + 0.3  # warm-up
-    done = 0
+    done = every = 0
+    cpu0 = time.process_time()
 
     async def worker(k: int, conn: Conn) -> None:
-        nonlocal done
+        nonlocal done, every
         i = 0
         while True:
             t0 = time.perf_counter()
@@ -159,11 +160,13 @@ async def _pairs(port: int, clients: int, seconds: float, session: str) -> dict[
             if status != 200:
                 raise RuntimeError(f"release failed: {status} {body[:200]!r}")
             t1 = time.perf_counter()
+            every += 1
             if t0 >= measure_from:
                 latencies.append(t1 - t0)
                 done += 1
 
     await asyncio.gather(*(worker(k, c) for k, c in enumerate(conns)))
+    cpu = time.process_time() - cpu0
     for c in conns:
         c.writer.close()
     latencies.sort()
@@ -174,6 +177,8 @@ async def _pairs(port: int, clients: int, seconds: float, session: str) -> dict[
         "requests_per_second": round(2 * done / seconds, 1),
         "p50_ms": round(statistics.median(latencies) * 1e3, 2),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3, 2),
+        "pairs_with_warmup": every,  # what the CPU figures divide by
+        "load_cpu_us_per_pair": round(cpu / every * 1e6),  # the load generator's own CPU (signing, HTTP)
     }
 
 
@@ -389,23 +394,19 @@ def inprocess_rate(seconds: float, clients: int = 16) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (default 3)")
-    parser.add_argument("--leases", type=int, default=MEMORY_LEASES, help="active leases for the memory figure")
-    args = parser.parse_args()
+def _start_server(work: Path, quantity: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """``licentia server start`` on a free port of 127.0.0.1, its data in ``work`` (a license
+    of ``quantity`` seats), once it answers: (process, port, data folder)."""
+    import httpx
 
-    work = Path(tempfile.mkdtemp(prefix="licentia-bench-server-"))
-    proc = None
-    try:
-        data = work / "data"
-        _server_data(data, args.leases + 1000)
-        config = work / "server.toml"
-        config.write_text("[server]\ndiscovery = false\nlease_ttl = 600\n")
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
-        env["PYTHONPATH"] = str(ROOT / "src")
-        log = open(work / "server.log", "wb")
+    data = work / "data"
+    _server_data(data, quantity)
+    config = work / "server.toml"
+    config.write_text("[server]\ndiscovery = false\nlease_ttl = 600\n")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENTIA_")}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    with open(work / "server.log", "wb") as log:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -426,26 +427,81 @@ def main() -> dict[str, Any]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        import httpx
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError((work / "server.log").read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, port, data
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the license server did not start")
+        time.sleep(0.1)
 
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((work / "server.log").read_text())
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the license server did not start")
-            time.sleep(0.1)
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pairs_with_cpu(proc: subprocess.Popen[bytes], port: int, clients: int, seconds: float) -> dict[str, Any]:
+    """``run_load`` pairs, with the server's CPU per pair beside the load generator's."""
+    before = cpu_seconds(proc.pid)
+    out = run_load(port, "pairs", clients, seconds)
+    out["server_cpu_us_per_pair"] = round((cpu_seconds(proc.pid) - before) / out["pairs_with_warmup"] * 1e6)
+    return out
+
+
+def two_servers(work: Path, seconds: float, quantity: int, rounds: int = 3) -> dict[str, Any]:
+    """Two independent license servers, each with its own data and its own load generator
+    of 32 clients, measured at once: the sum of their pairs/s is what a license server
+    spread over two processes could reach at best on this machine (no state shared between
+    them, so none of the coordination such a server would need). Median of ``rounds``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = [_start_server(work / f"two-{n}", quantity) for n in range(2)]
+    try:
+        sums = []
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(rounds):
+                outs = list(pool.map(lambda n: run_load(started[n][1], "pairs", 32, seconds), range(2)))
+                sums.append(round(sum(o["pairs_per_second"] for o in outs), 1))
+        sums.sort()
+        return {"servers": 2, "clients_each": 32, "pairs_per_second": sums[len(sums) // 2], "rounds": sums}
+    finally:
+        for proc, _, _ in started:
+            proc.terminate()
+            proc.wait(20)
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (default 3)")
+    parser.add_argument("--leases", type=int, default=MEMORY_LEASES, help="active leases for the memory figure")
+    parser.add_argument(
+        "--two-servers",
+        action="store_true",
+        help="also measure two independent servers at once (the most two processes could reach here)",
+    )
+    args = parser.parse_args()
+
+    import httpx
+
+    work = Path(tempfile.mkdtemp(prefix="licentia-bench-server-"))
+    proc = None
+    bound: dict[str, Any] | None = None
+    try:
+        proc, port, data = _start_server(work / "one", args.leases + 1000)
         levels = [run_load(port, "pairs", n, args.seconds) for n in LEVELS[:-1]]
         # the machine is shared and noisy: at 64 clients, alternate the two measurements
         # three times and keep the median run of each
         runs64, hellos = [], []
         for _ in range(3):
-            runs64.append(run_load(port, "pairs", LEVELS[-1], args.seconds))
+            runs64.append(pairs_with_cpu(proc, port, LEVELS[-1], args.seconds))
             hellos.append(run_load(port, "hello", LEVELS[-1], args.seconds))
         levels.append(sorted(runs64, key=lambda r: r["requests_per_second"])[1])
         hello = sorted(hellos, key=lambda r: r["requests_per_second"])[1]
@@ -466,7 +522,8 @@ def main() -> dict[str, Any]:
         after, db_after = rss_kib(proc.pid), db_size()
         answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/licenses", timeout=30)
         if answer.status_code != 200:
-            raise RuntimeError(f"{answer.status_code} {answer.text[:300]} {(work / 'server.log').read_text()[-3000:]}")
+            log = (work / "one" / "server.log").read_text()[-3000:]
+            raise RuntimeError(f"{answer.status_code} {answer.text[:300]} {log}")
         status = answer.json()["licenses"][0]
         memory = {
             "active_leases": status["in_use"],
@@ -478,6 +535,12 @@ def main() -> dict[str, Any]:
             "database_growth_mib": round((db_after - db_before) / 2**20, 1),
             "database_bytes_per_lease": round((db_after - db_before) / max(1, status["in_use"])),
         }
+        proc.terminate()
+        proc.wait(20)
+        proc = None
+        if args.two_servers:
+            bound = two_servers(work, args.seconds, 1_000_000)
+            bound["over_floor"] = round(bound["pairs_per_second"] / floor["per_second"], 3)
     finally:
         if proc is not None:
             proc.terminate()
@@ -499,6 +562,7 @@ def main() -> dict[str, Any]:
         "ratio_server_work_alone_vs_floor": ratio_alone,
         "target_floor_ratio": FLOOR_TARGET,
         "memory": memory,
+        "two_servers": bound,
     }
     print("| clients | access+release pairs/s | requests/s | p50 pair ms | p99 pair ms |")
     print("|---|---|---|---|---|")
@@ -523,6 +587,15 @@ def main() -> dict[str, Any]:
         f"the server's own work without HTTP (in-process, 16 at once): {alone['pairs_per_second']} pairs/s, "
         f"{ratio_alone} x the floor: the most one server process could reach, whatever its HTTP"
     )
+    print(
+        f"CPU per pair at 64 clients: the server {at64['server_cpu_us_per_pair']} us, the load generator "
+        f"{at64['load_cpu_us_per_pair']} us (both on this machine's cores)"
+    )
+    if bound is not None:
+        print(
+            f"two independent servers at once, 32 clients each: {bound['pairs_per_second']} pairs/s, "
+            f"{bound['over_floor']} x the floor: the most two server processes could reach here"
+        )
     print(
         f"memory for {memory['active_leases']} active leases: RSS {memory['rss_before_mib']} -> "
         f"{memory['rss_after_mib']} MiB (+{memory['rss_growth_mib']} MiB, {memory['bytes_per_lease']} B/lease); "
