@@ -819,3 +819,39 @@ def test_a_new_container_says_which_levels_exist_and_keeps_its_folders_private(h
     assert json.loads((c.path / "container.json").read_text())["created"] == T0
     assert (home / "containers").stat().st_mode & 0o777 == 0o700
     assert c.path.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_local_key_copy_opens_only_for_its_own_license_and_version(home):
+    """A product key's local copy is sealed with its license's digest and key version as
+    associated data: a copy moved into another license's record (or renamed to another
+    version) inside a state the container itself wrote, MAC and all, opens for nothing:
+    LicenseInvalid, never the other product's key."""
+    firm = Firm()
+    c = make(home)
+    req = c.make_request("activate", T0, ticket="00000-00000-00000-00000-00000")
+    request = exchange.verify_request(req)
+    docs = [firm.entry(request, product=p, license_id=40 + p, ticket=codes.new_ticket_id()) for p in (1, 2)]
+    c.apply_update(firm.update(req, docs), T0)
+    pins = {hazmat.key_id(firm.key.public_key()): firm.key.public_key()}
+    one, two = (LicenseEntry.verify(d, pins) for d in docs)
+    key_one, key_two = c.product_key(one, 1), c.product_key(two, 1)
+    assert key_one != key_two  # two products: two keys
+
+    def swap(slots):
+        first, second = slots[firm.code].keys
+        first["local"], second["local"] = second["local"], first["local"]
+
+    c.mutate(swap)
+    for entry in (one, two):
+        with pytest.raises(E.LicenseInvalid):
+            c.product_key(entry, 1)
+
+    def as_version_2(slots):
+        swap(slots)  # each copy back in its own record, then named version 2
+        for sealed in slots[firm.code].keys:
+            sealed["version"] = 2
+
+    c.mutate(as_version_2)
+    with pytest.raises(E.LicenseInvalid):
+        c.product_key(one, 2)
+    assert c.product_key(one, 1) is None  # no record of version 1 is left
