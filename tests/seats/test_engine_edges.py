@@ -599,11 +599,12 @@ def test_a_reconnect_gets_its_own_lease_back_from_its_new_address(make, clock):
     assert again.id == lease.id and eng.lease(lease.id).ip == "10.0.0.9"
 
 
-def test_a_first_access_that_skips_the_look_up_gets_a_lease_of_its_own(make, clock):
+def test_a_client_lease_id_is_looked_up_on_every_access(make, clock):
+    """A live lease's client lease id gets that lease back: a second lease never shares its id."""
     eng = make()
     lease = acquire(eng, cl(1))
-    fresh = eng.acquire(cl(1), firm_code=F, product_code=P, candidates=[lic()], reconnect=False)
-    assert fresh.id != lease.id
+    again = eng.acquire(cl(1), firm_code=F, product_code=P, candidates=[lic()])
+    assert again.id == lease.id and [s.id for s in eng.sessions()] == [lease.id]
 
 
 def test_another_session_naming_a_live_client_lease_id_is_refused(make, clock):

@@ -376,3 +376,32 @@ def test_station_seats_are_per_proven_container_and_source_address(tmp_path, clo
         # a proof answers one challenge once: replayed, it is refused
         replay = body(Holder(), client_lease_id="s4", mode="station", machine=same["machine"])
         assert here.post("/api/v1/leases", json=replay).status_code == 403
+
+
+def test_a_first_access_naming_a_live_leases_client_lease_id_is_refused_to_another_session(tmp_path, clock, traits):
+    """``"reconnect": false`` says the client lease id is new; the server looks anyway: a
+    live lease's client lease id is its holder's alone, so other processes of one machine
+    cannot stack exclusive leases (or any other) on its seat by naming it."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=2)), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    with TestClient(app, client=("127.0.0.2", 40000)) as here:
+        owner = Holder()
+        proof = _machine_proof(laptop, app, owner, here)
+        first = here.post("/api/v1/leases", json=body(owner, client_lease_id="p1", mode="exclusive", machine=proof))
+        assert first.status_code == 200
+        for mode in ("exclusive", "user", "station"):
+            other = Holder()
+            proof = _machine_proof(laptop, app, other, here)
+            ask = body(other, client_lease_id="p1", reconnect=False, mode=mode, machine=proof)
+            r = here.post("/api/v1/leases", json=ask)
+            assert r.status_code == 403 and r.json()["error"]["type"] == "AccessDenied", (mode, r.text)
+        assert [s["lease_id"] for s in _sessions(here)] == [first.json()["lease_id"]]
+        assert len(_denials(here, clock)) == 3
+        # the owner's retry of its first access (its answer lost) gets its own lease back
+        retry = here.post("/api/v1/leases", json=body(owner, client_lease_id="p1", reconnect=False, mode="exclusive"))
+        assert retry.status_code == 200 and retry.json()["lease_id"] == first.json()["lease_id"]
+        assert len(_sessions(here)) == 1

@@ -348,7 +348,6 @@ class CloudLeases:
                     feature_code=ask.request.feature_code,
                     mode=mode,
                     candidates=[item.seat_license(ev, self.max_grace) for item, ev in chosen],
-                    reconnect=ask.reconnect,
                     grace=ask.grace,
                 )
             except Refusal as refused:
@@ -506,7 +505,6 @@ class CloudLeases:
                     feature_code=request.feature_code,
                     mode="station",
                     candidates=[item.seat_license(ev, 0)],
-                    reconnect=False,
                 )
             except Refusal as refused:
                 refusals.append(refused)

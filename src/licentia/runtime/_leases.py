@@ -301,7 +301,7 @@ class LeaseKeeper:
             "release_date": request.release_date,
             "mode": mode,
             "client_lease_id": secrets.token_urlsafe(12),
-            "reconnect": False,  # a fresh id: the server need not look for a lease of it
+            "reconnect": False,  # a fresh id (the server looks it up all the same)
             "session": self.net.session,
             "holder": self.net.holder,
             **self.net.identity(),

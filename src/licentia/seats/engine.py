@@ -356,19 +356,20 @@ class SeatEngine:
         feature_code: int = 0,
         mode: str = "user",
         candidates: Sequence[SeatLicense],
-        reconnect: bool = True,
         grace: int = 0,
     ) -> Lease:
         """A lease on the first candidate with a seat for this client, or raise Refusal.
 
-        With ``reconnect`` (the default) a client lease id that names a live lease gets that
-        lease back; a caller that knows the id is new (a first access) may skip the look-up.
+        A client lease id that names a live lease gets that lease back when the lease's
+        holder asks, and a refusal when another session does: always looked up, whatever
+        the client says of it (a request's ``"reconnect": false`` is the client's word, and
+        skipping the look-up let other processes stack leases on one seat by naming it).
         ``grace``: the seconds of grace the client asks for (capped per license)."""
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         now = self.clock()
         with self._work(now) as w:
-            back = self._reconnect(w, client, candidates) if reconnect else None
+            back = self._reconnect(w, client, candidates)
             if isinstance(back, Lease):
                 return back
             result = back or self._grant(w, client, firm_code, product_code, feature_code, mode, candidates, grace)

@@ -37,7 +37,6 @@ class AccessAsk(NamedTuple):
     mode: str
     session: str  # the client session's X25519 public key (base64url): product keys are sealed to it
     nonce: str
-    reconnect: bool
     proven: bool  # the request is signed by the key it names as its holder
     grace: int  # seconds of grace the client asks for (a protected package's --grace)
 
@@ -129,7 +128,6 @@ def parse_access(body: dict[str, Any], ip: str) -> AccessAsk:
         mode,
         session,
         nonce,
-        body.get("reconnect") is not False,
         proven,
         grace,
     )

@@ -451,7 +451,6 @@ class LicenseServer:
             feature_code=ask.request.feature_code,
             mode=ask.mode,
             candidates=[item.seat_license(ev, cap) for item, ev in candidates],
-            reconnect=ask.reconnect,
             grace=ask.grace,
         )
         item, ev = _chosen(candidates, lease)
