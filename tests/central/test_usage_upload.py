@@ -582,6 +582,37 @@ def test_events_of_a_firm_without_a_slot_in_the_container_are_skipped(client, ve
     assert [r.lease_id for r in usage_rows(engine)] == ["A"]
 
 
+def test_events_of_a_license_the_server_does_not_hold_are_skipped(client, vendor, clock, engine):
+    """A server's log naming another customer's license (or one no ticket has) writes no row
+    and flags no ticket: only the licenses activated into the uploading server count."""
+    one_seat = item(vendor, 1, "rebase")
+    own, _ = activated(client, vendor, clock, items=[one_seat])  # license 1, this customer's server
+    r = vendor.post("/customers", {"name": "Customer B", "email": "b@example.com"})
+    other_customer = r.json()["number"]
+    r = vendor.post("/tickets", {"customer": other_customer, "items": [one_seat], "quantity_of_licenses": 1})
+    (theirs,) = [t["ticket"] for t in r.json()["tickets"]]
+    box_b = FakeContainer()  # license 2, the other customer's own server
+    box_b.apply(client.post(ACT, json=box_b.request("activate", ticket=theirs, now=clock.now)).json())
+    assert ticket_row(engine, theirs).license_id == 2
+    before = store(engine)
+    log = Log(license_id=2)  # this server names the other customer's license
+    log.session("X1", clock.now - 600, clock.now - 100)
+    log.session("X2", clock.now - 590, clock.now - 90)  # two seats of a one-seat license at once
+    log.session("Z", clock.now - 500, clock.now - 400, license_id=999)  # a license no ticket has
+    answer = accepted(client, log.upload(own, 0))
+    assert answer["stored"] == 0 and answer["flagged"] == [] and anchor_of(vendor, answer).seq == 6
+    assert store(engine)["usage_events"] == before["usage_events"] == []
+    assert store(engine)["usage_days"] == before["usage_days"]
+    assert flags(engine) == [] and ticket_row(engine, theirs).state == "activated"
+    # the other customer's own server: one short overlap with the rebase policy stays a flag
+    mine = Log(license_id=2)
+    mine.session("B1", clock.now - 300, clock.now - 200)
+    mine.session("B2", clock.now - 290, clock.now - 190)
+    answer = accepted(client, mine.upload(box_b, 0))
+    assert answer["stored"] == 2 and answer["rebased"] == [2] and answer["withdrawn"] == []
+    assert ticket_row(engine, theirs).state == "activated" and len(flags(engine)) == 1
+
+
 # ---------------------------------------------------------------- the vendor's view
 
 
@@ -657,7 +688,7 @@ def test_the_main_path_on_postgresql(tmp_path, pg_url, clock):
         vendor = Vendor(client, FIRM, options={"quantity": 0})
         first_upload_is_stored_and_anchored(client, vendor, clock, engine)
         box, ticket = activated(client, vendor, clock)
-        log = Log()
+        log = Log(license_id=ticket_row(engine, ticket).license_id)  # the server's own license
         log.session("P", clock.now, clock.now + 3)
         log.session("Q", clock.now + 1)
         accepted(client, log.upload(box, 0, 2))
@@ -751,8 +782,8 @@ def test_large_first_uploads_of_many_servers_on_postgresql(tmp_path, pg_url, clo
         vendor = Vendor(client, FIRM, options={"quantity": 1000})
         expected = 0
         for server in range(8):
-            box, _ = activated(client, vendor, clock)
-            log = Log()
+            box, ticket = activated(client, vendor, clock)
+            log = Log(license_id=ticket_row(engine, ticket).license_id)
             t = clock.now
             for i in range(300):
                 log.session(f"S{server}-{i}", t + i, t + i + 60, seat=f"seat-{i % 50}")
@@ -776,8 +807,8 @@ def test_concurrent_large_uploads_of_many_servers_on_postgresql(tmp_path, pg_url
             vendor = Vendor(http, FIRM, options={"quantity": 0})
             chunks = []  # each server's log in chunks: sessions opened in one, ended in a later one
             for server in range(8):
-                box, _ = activated(http, vendor, clock)
-                log = Log()
+                box, ticket = activated(http, vendor, clock)
+                log = Log(license_id=ticket_row(engine, ticket).license_id)
                 t = clock.now - 20 * 86400
                 for i in range(400):  # over 20 days: hundreds of rollup keys an upload
                     at, user = t + i * 4000, f"user-{i % 60}"
@@ -797,4 +828,5 @@ def test_concurrent_large_uploads_of_many_servers_on_postgresql(tmp_path, pg_url
         with ThreadPoolExecutor(8) as pool:
             answers = [r for rs in pool.map(send, chunks) for r in rs]
         assert {r.status_code for r in answers} == {200}, [r.text[:300] for r in answers if r.status_code != 200]
+        assert sum(r.json()["stored"] for r in answers) == len(usage_rows(engine)) > 8 * 400
         check_rollup(engine)

@@ -20,7 +20,11 @@ anchors it holds for that container (``usage_anchors``, the latest one not super
   with ``anchored_seq`` (the server uploads again from there).
 
 The stored events become usage_events rows (a session one row, its release filled in by
-its final event; a refusal one row) with the ticket, customer and item joined. Then the
+its final event; a refusal one row) with the ticket, customer and item joined. Only the
+licenses activated into the uploading server's container count: an event naming another
+license (another customer's, or one no ticket has) is skipped and logged, never stored or
+checked against that license's seats; a refusal that named no license (license id 0) is kept
+with the firm alone. Then the
 seat check: per license the upload touches, the most seats held at one instant over the
 server's sessions of it, against the ticket's ``quantity``; more is flagged with the
 item's policy (the events are stored: the chain is genuine).
@@ -41,7 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 
 from ...core import anchoring, hazmat
 from ...core.anchoring import Upload, UsageEvent
@@ -109,6 +113,11 @@ U_RELEASE = (
 I_USAGE = insert(_ue)
 Q_TICKETS_OF = select(_t.c.id, _t.c.ticket, _t.c.license_id, _t.c.customer_id, _t.c.item_id, _t.c.options).where(
     _t.c.firm_id == bindparam("firm"), _t.c.license_id.in_(bindparam("licenses", expanding=True))
+)
+#: Of those, the tickets activated into the container (held there now, or before): the only
+#: licenses a server's log may name.
+Q_TICKETS_HELD = Q_TICKETS_OF.where(
+    exists().where(sql._act.c.ticket_id == _t.c.id, sql._act.c.container_id == bindparam("container"))
 )
 #: A license's sessions on one server that hold a seat at ``since`` or later.
 Q_HELD = select(_ue.c.seat, _ue.c.lease_id, _ue.c.access_time, _ue.c.release_time).where(
@@ -349,17 +358,9 @@ class UsageService(ActivationService):
         """Write ``events`` into usage_events: the number of rows inserted, and the tickets of
         the licenses (firm code, license id) whose sessions they open or end."""
         firm_ids = {int(f.code): f.id for f in firms}
-        known: list[UsageEvent] = []
-        for e in events:
-            if e.firm_code in firm_ids:
-                known.append(e)
-            else:
-                log.warning(
-                    "usage of %s: event %s names firm %s, not one of its slots: skipped", serial, e.seq, e.firm_code
-                )
+        known, tickets = self._placed(tx, container_id if source == SOURCE else None, serial, firm_ids, events)
         if not known:
             return 0, {}
-        tickets = self._tickets(tx, firm_ids, known)
         taken = {
             s for (s,) in tx.all(Q_TAKEN, {"container": container_id, "first": known[0].seq, "last": known[-1].seq})
         }
@@ -447,17 +448,53 @@ class UsageService(ActivationService):
         stale.apply(tx)
         return len(rows), {k: tickets[k] for k in touched if k in tickets}
 
+    def _placed(
+        self,
+        tx: Tx,
+        held_in: uuid.UUID | None,
+        serial: str,
+        firm_ids: dict[int, uuid.UUID],
+        events: Sequence[UsageEvent],
+    ) -> tuple[list[UsageEvent], dict[tuple[int, int], _Ticket]]:
+        """The events to store (of the container's firms; with ``held_in``, only those of
+        the licenses activated into it, or naming none) and the tickets they name."""
+        known: list[UsageEvent] = []
+        for e in events:
+            if e.firm_code in firm_ids:
+                known.append(e)
+            else:
+                log.warning(
+                    "usage of %s: event %s names firm %s, not one of its slots: skipped", serial, e.seq, e.firm_code
+                )
+        if not known:
+            return [], {}
+        tickets = self._tickets(tx, firm_ids, known, held_in)
+        if held_in is None:
+            return known, tickets
+        named = [e for e in known if e.license_id == 0 or (e.firm_code, e.license_id) in tickets]
+        if len(named) < len(known):
+            strays = sorted({(e.firm_code, e.license_id) for e in known if e.license_id} - set(tickets))
+            log.warning(
+                "usage of %s: %s events name licenses it does not hold (%s): skipped",
+                serial,
+                len(known) - len(named),
+                ", ".join(f"{code}/{lid}" for code, lid in strays),
+            )
+        return named, tickets
+
     @staticmethod
     def _tickets(
-        tx: Tx, firm_ids: dict[int, uuid.UUID], events: Sequence[UsageEvent]
+        tx: Tx, firm_ids: dict[int, uuid.UUID], events: Sequence[UsageEvent], held_in: uuid.UUID | None = None
     ) -> dict[tuple[int, int], _Ticket]:
-        """The tickets of the licenses the events name, by (firm code, license id)."""
+        """The tickets of the licenses the events name, by (firm code, license id); with
+        ``held_in``, only those activated into that container."""
         wanted: dict[int, set[int]] = defaultdict(set)
         for e in events:
             wanted[e.firm_code].add(e.license_id)
         out: dict[tuple[int, int], _Ticket] = {}
+        query, extra = (Q_TICKETS_OF, {}) if held_in is None else (Q_TICKETS_HELD, {"container": held_in})
         for code, licenses in wanted.items():
-            for t in tx.all(Q_TICKETS_OF, {"firm": firm_ids[code], "licenses": sorted(licenses)}):
+            for t in tx.all(query, {"firm": firm_ids[code], "licenses": sorted(licenses), **extra}):
                 out[(code, int(t.license_id))] = _Ticket(t.id, t.ticket, t.customer_id, t.item_id, t.options)
         return out
 
