@@ -202,8 +202,9 @@ def test_a_client_lease_id_is_no_bearer_token(app, clock):
         assert "lease" not in r.json() and "keys" not in r.json()
     assert [s["lease_id"] for s in _sessions(app)] == [first.json()["lease_id"]]
     assert len(_denials(app, clock)) == 3
-    # the owner's own reconnect (same key, same client lease id) still finds its seat
-    again = app.post("/api/v1/leases", json=body(owner, nonce="again"))
+    # the owner's own reconnect (same key, same client lease id, a counter above the
+    # lease's) still finds its seat
+    again = app.post("/api/v1/leases", json=body(owner, nonce="again", counter=1))
     assert again.status_code == 200 and again.json()["lease_id"] == first.json()["lease_id"]
 
 
@@ -401,7 +402,46 @@ def test_a_first_access_naming_a_live_leases_client_lease_id_is_refused_to_anoth
             assert r.status_code == 403 and r.json()["error"]["type"] == "AccessDenied", (mode, r.text)
         assert [s["lease_id"] for s in _sessions(here)] == [first.json()["lease_id"]]
         assert len(_denials(here, clock)) == 3
-        # the owner's retry of its first access (its answer lost) gets its own lease back
-        retry = here.post("/api/v1/leases", json=body(owner, client_lease_id="p1", reconnect=False, mode="exclusive"))
+        # the owner asking for its seat back (a counter above the lease's) gets its own lease
+        back = body(owner, client_lease_id="p1", reconnect=False, mode="exclusive", counter=1)
+        retry = here.post("/api/v1/leases", json=back)
         assert retry.status_code == 200 and retry.json()["lease_id"] == first.json()["lease_id"]
         assert len(_sessions(here)) == 1
+
+
+def test_a_sniffed_lease_request_cannot_be_replayed(tmp_path, clock, traits):
+    """A request copied off the network gets no lease: not as it was (its machine proof
+    answered its challenge once), not without its machine proof (the holder's proof covers
+    it), not after the lease it got was released, and a copied request for a seat back
+    cannot keep a dead client's lease alive (its counter was used)."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=3)), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", lease_ttl=100))
+    with TestClient(app, client=("127.0.0.2", 40000)) as victim, TestClient(app, client=("127.0.0.3", 40000)) as eve:
+        alice = Holder()
+        sent = body(alice, client_lease_id="a1", reconnect=False, mode="station", user="alice")
+        sent = alice.sign({**sent, "machine": _machine_proof(laptop, app, alice, victim)})
+        lease_id = victim.post("/api/v1/leases", json=sent).json()["lease_id"]
+        stripped = {k: v for k, v in sent.items() if k != "machine"}
+        for copy in (sent, stripped):
+            r = eve.post("/api/v1/leases", json=copy)
+            assert r.status_code == 403 and r.json()["error"]["type"] == "AccessDenied", r.text
+        assert victim.delete(f"/api/v1/leases/{lease_id}", params=alice.release(lease_id, "a1")).json() == {
+            "released": True
+        }
+        for copy in (sent, stripped):
+            assert eve.post("/api/v1/leases", json=copy).status_code == 403
+        assert _sessions(victim) == []
+        # a seat asked back after a drop, copied: refused, and the lease ends at its time
+        bob = Holder()
+        first = victim.post("/api/v1/leases", json=body(bob, client_lease_id="b1", reconnect=False, user="bob"))
+        back = body(bob, client_lease_id="b1", nonce="n2", counter=1, user="bob")
+        assert victim.post("/api/v1/leases", json=back).json()["lease_id"] == first.json()["lease_id"]
+        for _ in range(3):
+            clock.advance(60)
+            assert eve.post("/api/v1/leases", json=back).status_code == 403
+        app.server.engine.sweep()
+        assert _sessions(victim) == []  # bob's process is gone: no copy kept its seat

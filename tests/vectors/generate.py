@@ -3274,6 +3274,13 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
             now=NOW,
         ),
     ]
+
+    def proved(**changes: Any) -> dict[str, Any]:
+        out = dict(body, **changes)
+        return dict(out, proof=grants.prove(holder, grants.LEASE_REQUEST, grants.request_proof_payload(out)))
+
+    body_back = proved(reconnect=True, counter=4)
+    body_machine = proved(machine=seat)
     proof_cases = [
         {
             "name": "lease-request-proof",
@@ -3290,6 +3297,45 @@ def build_grants(firm: Any, foreign: Any, ticket: str) -> dict[str, Any]:
             "body": body_grace,
             "signed_payload": grants.request_proof_payload(body_grace),
             "expect": "ok",
+        },
+        {
+            "name": "lease-request-proof-seat-back",
+            "type": "proof",
+            "kind": grants.LEASE_REQUEST,
+            "body": body_back,
+            "signed_payload": grants.request_proof_payload(body_back),
+            "expect": "ok",
+            "note": "a request for a seat back carries a counter above the lease's; the proof covers it",
+        },
+        {
+            "name": "lease-request-counter-changed",
+            "type": "proof",
+            "kind": grants.LEASE_REQUEST,
+            "body": dict(body_back, counter=5),
+            "expect": "invalid",
+        },
+        {
+            "name": "lease-request-counter-added",
+            "type": "proof",
+            "kind": grants.LEASE_REQUEST,
+            "body": dict(body_proof, counter=1),
+            "expect": "invalid",
+        },
+        {
+            "name": "lease-request-proof-with-machine",
+            "type": "proof",
+            "kind": grants.LEASE_REQUEST,
+            "body": body_machine,
+            "signed_payload": grants.request_proof_payload(body_machine),
+            "expect": "ok",
+            "note": "the machine proof, when the request carries one, is covered whole",
+        },
+        {
+            "name": "lease-request-machine-removed",
+            "type": "proof",
+            "kind": grants.LEASE_REQUEST,
+            "body": {k: v for k, v in body_machine.items() if k != "machine"},
+            "expect": "invalid",
         },
         {
             "name": "lease-request-units-changed",

@@ -446,7 +446,7 @@ const LEASE_REQUEST_FIELDS = ['client_lease_id', 'nonce', 'session', 'holder', '
 export function leaseRequestProofPayload(body) {
   const out = {};
   for (const f of LEASE_REQUEST_FIELDS) out[f] = has(body, f) ? body[f] : null;
-  if (has(body, 'grace')) out.grace = body.grace;
+  for (const f of ['grace', 'counter', 'machine']) if (has(body, f)) out[f] = body[f];
   return out;
 }
 

@@ -349,6 +349,7 @@ class CloudLeases:
                     mode=mode,
                     candidates=[item.seat_license(ev, self.max_grace) for item, ev in chosen],
                     grace=ask.grace,
+                    counter=ask.counter,
                 )
             except Refusal as refused:
                 personal = kind == CloudKind.personal.value and refused.error is E.SeatsExhausted

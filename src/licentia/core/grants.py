@@ -66,12 +66,18 @@ REQUEST_PROOF_FIELDS = (
 )
 
 
+#: fields a lease request's proof covers when the request carries them (requests without
+#: them sign what they signed before they existed): the grace asked for, the counter of a
+#: request for a seat back, the machine proof (so that none can be taken off a request)
+REQUEST_PROOF_OPTIONAL = ("grace", "counter", "machine")
+
+
 def request_proof_payload(body: dict[str, Any]) -> dict[str, Any]:
-    """What the proof of a lease request signs: its fields that decide the grant (``grace``
-    only when asked for, so requests without it sign what they signed before it existed)."""
+    """What the proof of a lease request signs: its fields that decide the grant."""
     out = {k: body.get(k) for k in REQUEST_PROOF_FIELDS}
-    if "grace" in body:
-        out["grace"] = body["grace"]
+    for k in REQUEST_PROOF_OPTIONAL:
+        if k in body:
+            out[k] = body[k]
     return out
 
 

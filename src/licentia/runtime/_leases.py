@@ -470,8 +470,18 @@ class LeaseKeeper:
                 lease.next_due = time.monotonic() + min(lease.heartbeat, 2.0)
 
     def _reacquire(self, lease: Lease) -> bool:
-        fields = {k: v for k, v in lease.body.items() if k not in ("proof", "machine")}
-        body = {**fields, "nonce": secrets.token_urlsafe(12), "pid": os.getpid(), "reconnect": True, "units": 0}
+        fields = {k: v for k, v in lease.body.items() if k not in ("proof", "machine", "counter")}
+        with lease.lock:
+            lease.counter += 1  # above every counter the lease was signed with: no replay of this can succeed
+            counter = lease.counter
+        body = {
+            **fields,
+            "nonce": secrets.token_urlsafe(12),
+            "pid": os.getpid(),
+            "reconnect": True,
+            "units": 0,
+            "counter": counter,
+        }
         request = AccessRequest(
             body["firm_code"], body["product_code"], body["feature_code"], 0, body.get("release_date")
         )

@@ -357,6 +357,7 @@ class SeatEngine:
         mode: str = "user",
         candidates: Sequence[SeatLicense],
         grace: int = 0,
+        counter: int = 0,
     ) -> Lease:
         """A lease on the first candidate with a seat for this client, or raise Refusal.
 
@@ -364,16 +365,23 @@ class SeatEngine:
         holder asks, and a refusal when another session does: always looked up, whatever
         the client says of it (a request's ``"reconnect": false`` is the client's word, and
         skipping the look-up let other processes stack leases on one seat by naming it).
-        ``grace``: the seconds of grace the client asks for (capped per license)."""
+        ``grace``: the seconds of grace the client asks for (capped per license).
+        ``counter``: the request's signed counter. A request naming a client lease id its
+        holder used before (a seat asked back after a drop) carries one above every counter
+        that lease was signed with, and the lease keeps it: a replayed request, the first
+        access included (its counter 0), is refused."""
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         now = self.clock()
         with self._work(now) as w:
-            back = self._reconnect(w, client, candidates)
+            back = self._reconnect(w, client, candidates, counter)
             if isinstance(back, Lease):
                 return back
             result = back or self._grant(w, client, firm_code, product_code, feature_code, mode, candidates, grace)
             if isinstance(result, Lease):
+                if counter > result.proof_counter:  # a seat asked back: its replay is refused too
+                    result.proof_counter = counter
+                    w.tx.save(result)
                 return result
             self._deny(w, client, firm_code, product_code, feature_code, mode, result)
         log.info("refused %s for %s:%s: %s", client.ident, firm_code, product_code, result.log)
@@ -396,12 +404,24 @@ class SeatEngine:
             )
         )
 
-    def _reconnect(self, w: _Work, client: Client, candidates: Sequence[SeatLicense]) -> Lease | Refusal | None:
-        """The live lease of this client lease id back (a retry, or back after a network drop:
-        its own seat) when its holder asks; a lease of it that ran out ends here. Another
-        session naming a live lease's client lease id is refused."""
+    def _reconnect(
+        self, w: _Work, client: Client, candidates: Sequence[SeatLicense], counter: int
+    ) -> Lease | Refusal | None:
+        """The live lease of this client lease id back (back after a network drop: its own
+        seat) when its holder asks with a counter above the lease's; a lease of it that ran
+        out ends here. Another session naming a live lease's client lease id is refused, and
+        so is the holder's request with a counter the lease has seen (a replay)."""
         prev = w.tx.lease_by_client(client.client_lease_id)
-        if prev is None or prev.mode == BORROW or prev.state not in (ACTIVE, LINGERING):
+        if prev is None:
+            return None
+        if prev.holder is not None and prev.holder == client.holder and counter <= prev.proof_counter:
+            return Refusal(
+                E.AccessDenied,
+                "this request was answered already",
+                f"{client.ident}: request for lease {prev.id} replayed (counter {counter}, the lease's "
+                f"{prev.proof_counter})",
+            )
+        if prev.mode == BORROW or prev.state not in (ACTIVE, LINGERING):
             return None
         now = w.now
         if prev.holder is not None and prev.holder != client.holder and prev.live(now):
@@ -413,6 +433,7 @@ class SeatEngine:
         if prev.live(now) and any(c.key == prev.license_key for c in candidates):
             prev.state, prev.linger_until = ACTIVE, None
             prev.expires, prev.renewed, prev.ip = now + self.ttl, now, client.ip or prev.ip
+            prev.proof_counter = max(prev.proof_counter, counter)
             w.tx.save(prev)
             w.events.append(usage.lease_event("renew", now, prev, reason="reconnect"))
             return prev

@@ -39,6 +39,7 @@ class AccessAsk(NamedTuple):
     nonce: str
     proven: bool  # the request is signed by the key it names as its holder
     grace: int  # seconds of grace the client asks for (a protected package's --grace)
+    counter: int  # above the last its lease id's lease was signed with (0: a first access)
 
 
 class BorrowAsk(NamedTuple):
@@ -122,6 +123,7 @@ def parse_access(body: dict[str, Any], ip: str) -> AccessAsk:
     nonce = field_text(body, "nonce", required=True)
     proven = grants.check_proof(holder, grants.LEASE_REQUEST, grants.request_proof_payload(body), body.get("proof"))
     grace = min(_int(body, "grace", default=0), MAX_GRACE)
+    counter = _int(body, "counter", default=0)
     return AccessAsk(
         AccessRequest(firm, product, feature, units, release_date),
         client,
@@ -130,6 +132,7 @@ def parse_access(body: dict[str, Any], ip: str) -> AccessAsk:
         nonce,
         proven,
         grace,
+        counter,
     )
 
 

@@ -452,6 +452,7 @@ class LicenseServer:
             mode=ask.mode,
             candidates=[item.seat_license(ev, cap) for item, ev in candidates],
             grace=ask.grace,
+            counter=ask.counter,
         )
         item, ev = _chosen(candidates, lease)
         now = self.clock()
