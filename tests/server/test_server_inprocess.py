@@ -445,3 +445,22 @@ def test_a_sniffed_lease_request_cannot_be_replayed(tmp_path, clock, traits):
             assert eve.post("/api/v1/leases", json=back).status_code == 403
         app.server.engine.sweep()
         assert _sessions(victim) == []  # bob's process is gone: no copy kept its seat
+
+
+def test_an_access_whose_units_the_container_refuses_keeps_no_seat(app, clock):
+    """Units are counted in the server's container after the seat is taken; when the
+    container refuses them (another access used them up first), the seat goes back at
+    once, the refusal is in the usage log as a denial, and no denial is written against
+    the client for a release it never sent."""
+    a = Holder()
+    lease_id = app.post("/api/v1/leases", json=body(a, client_lease_id="a", units=10)).json()["lease_id"]
+    assert app.delete(f"/api/v1/leases/{lease_id}", params=a.release(lease_id, "a")).json() == {"released": True}
+    # within the server's look at its container (a fraction of a second), the license still
+    # seems to have units: the seat is taken, then the container refuses the unit
+    r = app.post("/api/v1/leases", json=body(Holder(), client_lease_id="b", units=1))
+    assert r.status_code == 403 and r.json()["error"]["type"] == "UnitsExhausted", r.text
+    assert _sessions(app) == []
+    (denial,) = _denials(app, clock)
+    assert denial["reason"].startswith("units refused by the container") and denial["fail"] == 1
+    # the one seat is free for the next client at once
+    assert app.post("/api/v1/leases", json=body(Holder(), client_lease_id="c")).status_code == 200

@@ -667,6 +667,16 @@ class SeatEngine:
                 self._finish(w, lease, RELEASED, now, "release")
             return True
 
+    def withdraw(self, lease_id: str, reason: str) -> None:
+        """End at once a lease this server granted but could not complete (its container
+        refused the access's units): the server's own act, so no proof is asked and no
+        linger kept; ``reason`` goes to the usage log."""
+        now = self.clock()
+        with self._work(now) as w:
+            lease = w.tx.lease(lease_id)
+            if lease is not None and lease.state == ACTIVE:
+                self._finish(w, lease, RELEASED, now, "release", reason=reason)
+
     @staticmethod
     def _lose(w: _Work, lease: Lease) -> bool:
         """The administrator released a borrowed seat or one with grace: the borrowed copy (or

@@ -487,12 +487,22 @@ class LicenseServer:
     def _use(self, item: Served, ask: AccessAsk, ev: Evaluation, lease: Lease, now: int) -> int | None:
         """Count the access's units and first use in the container; the license's first use.
 
-        When the container refuses (another access used the last units), the seat goes back."""
+        When the container refuses (another access used the last units), the seat goes back
+        at once and the refusal is logged as a denial."""
         if ev.units or ev.start_usage:
             try:
                 return self._commit(item, ask.request, now, ev)
             except E.LicenseError as exc:
-                self.engine.release(lease.id, ask.client.client_lease_id)
+                self.engine.withdraw(lease.id, f"its units were refused: {exc}")
+                self.engine.record_denial(
+                    ask.client,
+                    firm_code=ask.request.firm_code,
+                    product_code=ask.request.product_code,
+                    feature_code=ask.request.feature_code,
+                    mode=ask.mode,
+                    invalid=False,  # refused for want of units, as the engine refuses for want of seats
+                    reason=f"units refused by the container: {exc}",
+                )
                 raise Refusal(type(exc), f"license server: {exc}") from None
         if item.entry.options.usage_period is not None:
             slot = item.container.slots().get(item.entry.firm_code)
