@@ -154,7 +154,7 @@ def test_a_borrow_receipt_names_a_borrow_and_a_grace_receipt_a_lease(make, clock
     assert eng.lease(lease.id).state == "active" and eng.lease(lease.id).grace_until is not None
     borrower = {**BORROWER, "serial": CONTAINER["serial"]}
     b = eng.borrow(cl(2, user="bob"), firm_code=F, product_code=P, days=2, borrower=borrower, candidates=[lic()])
-    assert eng.end_grace(b.id, CONTAINER["serial"]) == []
+    assert eng.end_grace(b.id, **CONTAINER) == []
     assert eng.lease(b.id).state == "active"
     assert _finals(eng, clock, "return") == []
 
@@ -169,7 +169,7 @@ def test_a_grace_receipt_ends_the_grace_of_every_lease_of_that_container_on_the_
     assert eng.release(first.id, first.client_lease_id) is True  # given up without a receipt: on grace
     released_at = clock()
     clock.advance(600)
-    ended = eng.end_grace(first.id, CONTAINER["serial"])
+    ended = eng.end_grace(first.id, **CONTAINER)
     assert sorted(x.id for x in ended) == sorted([first.id, second.id])
     assert eng.lease(first.id).state == "returned"
     assert eng.lease(second.id).state == "active" and eng.lease(second.id).grace_until is None
@@ -189,7 +189,7 @@ def test_a_lost_grace_seat_returned_ends_at_the_administrators_release(make, clo
     assert len(_finals(eng, clock, "lost")) == 1
     released = clock()
     clock.advance(600)
-    assert [x.id for x in eng.end_grace(lease.id, CONTAINER["serial"])] == [lease.id]
+    assert [x.id for x in eng.end_grace(lease.id, **CONTAINER)] == [lease.id]
     (back,) = _finals(eng, clock, "return")
     assert back["releaseTime"] == released
 

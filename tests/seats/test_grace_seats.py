@@ -71,9 +71,10 @@ def test_the_container_receipt_ends_the_grace_of_its_own_leases_only(make, clock
         licenses=licenses,
     )
     engine.release(mine.id, mine.client_lease_id)
-    assert engine.end_grace(mine.id, "130-BBBB-CCCC-DDDD") == []  # another container's serial
+    assert engine.end_grace(mine.id, "130-BBBB-CCCC-DDDD", "k2") == []  # another container's serial
+    assert engine.end_grace(mine.id, CONTAINER["serial"], "k2") == []  # its serial, another key
     assert engine.lease(mine.id).state == GRACE
-    ended = engine.end_grace(mine.id, CONTAINER["serial"])
+    ended = engine.end_grace(mine.id, **CONTAINER)
     assert [x.id for x in ended] == [mine.id] and engine.lease(mine.id).state == RETURNED
     assert engine.lease(other.id).grace_until is not None
     assert engine.seats_in_use(["S/1"]) == {"S/1": 1}
@@ -82,7 +83,7 @@ def test_the_container_receipt_ends_the_grace_of_its_own_leases_only(make, clock
 def test_a_receipt_for_a_held_lease_only_drops_its_grace(make, clock):
     engine = make(ttl=30)
     lease = take(engine, graced(), licenses=graceful())
-    engine.end_grace(lease.id, CONTAINER["serial"])
+    engine.end_grace(lease.id, **CONTAINER)
     held = engine.lease(lease.id)
     assert held.state == "active" and held.grace_until is None
     clock.advance(31)

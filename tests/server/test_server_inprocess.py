@@ -464,3 +464,44 @@ def test_an_access_whose_units_the_container_refuses_keeps_no_seat(app, clock):
     assert denial["reason"].startswith("units refused by the container") and denial["fail"] == 1
     # the one seat is free for the next client at once
     assert app.post("/api/v1/leases", json=body(Holder(), client_lease_id="c")).status_code == 200
+
+
+class _Claimed:
+    """A key pair that claims a container serial it was never given (any client can make one)."""
+
+    def __init__(self, serial):
+        self.serial = serial
+        self.key = hazmat.Ed25519PrivateKey.generate()
+        self.sign_pub = b64e(hazmat.raw_public(self.key.public_key()))
+
+    def sign(self, doc_type, payload):
+        return sign_document(doc_type, payload, self.key)
+
+
+def test_a_grace_receipt_ends_only_the_grace_of_the_container_that_signed_it(tmp_path, clock, traits):
+    """A receipt signed by a key that merely claims another container's serial gives back
+    the grace of its own lease only: the real container's grace seat stays counted."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    options = Options(quantity=2, max_grace=86400)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=options), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    forger = _Claimed(laptop.serial)
+    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as eve:
+        alice = Holder()
+        ask = body(alice, client_lease_id="a1", grace=86400, machine=_machine_proof(laptop, app, alice, here))
+        held = here.post("/api/v1/leases", json=ask).json()["lease_id"]
+        assert here.delete(f"/api/v1/leases/{held}", params=alice.release(held, "a1")).json() == {"released": True}
+        assert [s["state"] for s in _sessions(here)] == ["grace"]  # released without its receipt
+        mallory = Holder()
+        ask = body(mallory, client_lease_id="m1", grace=60, machine=_machine_proof(forger, app, mallory, eve))
+        own = eve.post("/api/v1/leases", json=ask).json()["lease_id"]
+        receipt = forger.sign(
+            grants.GRACE_RETURN, {"serial": forger.serial, "lease_id": own, "firm_code": firm.code, "vtime": T0}
+        )
+        answer = eve.post(f"/api/v1/leases/{own}/return", json={"receipt": receipt}).json()
+        assert answer["leases"] == [own]  # its own lease, and no other container's lease id
+        states = {s["lease_id"]: s["state"] for s in _sessions(here)}
+        assert states == {held: "grace", own: "active"}

@@ -868,18 +868,26 @@ class SeatEngine:
                 self._finish(w, lease, RETURNED, min(now, lease.expires), "return")
             return lease
 
-    def end_grace(self, lease_id: str, serial: str) -> list[Lease]:
-        """The client container ``serial`` gave back the grace of a lease (its receipt was
-        checked): it holds no grace record of that license from this server any more, so no
-        lease of it held there keeps its seat for grace. Returns the leases it changed."""
+    def end_grace(self, lease_id: str, serial: str, sign_pub: str) -> list[Lease]:
+        """The client container ``serial`` with the key ``sign_pub`` gave back the grace of a
+        lease (its receipt was checked): it holds no grace record of that license from this
+        server any more, so no lease of it held there keeps its seat for grace. A container
+        is its serial and its key: another key that claims the serial ends no grace but its
+        own. Returns the leases it changed."""
         now = self.clock()
         changed: list[Lease] = []
+        container = {"serial": serial, "sign_pub": sign_pub}
+
+        def same(held: Lease) -> bool:
+            known = held.borrower or {}
+            return all(known.get(k) == v for k, v in container.items())
+
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)
-            if lease is None or lease.mode == BORROW or (lease.borrower or {}).get("serial") != serial:
+            if lease is None or lease.mode == BORROW or not same(lease):
                 return changed
             for held in [lease, *w.tx.live_leases([lease.license_key], now)]:
-                if held.mode == BORROW or (held.borrower or {}).get("serial") != serial or held.grace_until is None:
+                if held.mode == BORROW or not same(held) or held.grace_until is None:
                     continue
                 if any(held.id == c.id for c in changed):
                     continue

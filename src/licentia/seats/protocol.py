@@ -302,5 +302,5 @@ def return_grace(engine: SeatEngine, lease: Lease | None, lease_id: str, receipt
         raise E.BadRequest("the return receipt does not verify") from None
     if back.lease_id != lease_id or back.serial != holder.get("serial"):
         raise E.BadRequest("the return receipt is for another lease")
-    ended = engine.end_grace(lease_id, back.serial)
+    ended = engine.end_grace(lease_id, back.serial, holder.get("sign_pub", ""))
     return {"returned": True, "lease_id": lease_id, "leases": [x.id for x in ended]}
