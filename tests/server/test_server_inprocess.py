@@ -505,3 +505,46 @@ def test_a_grace_receipt_ends_only_the_grace_of_the_container_that_signed_it(tmp
         assert answer["leases"] == [own]  # its own lease, and no other container's lease id
         states = {s["lease_id"]: s["state"] for s in _sessions(here)}
         assert states == {held: "grace", own: "active"}
+
+
+def _borrow_ask(serial, who, sign_pub=None, box_pub=None):
+    def pub(key):
+        return b64e(hazmat.raw_public(key.public_key()))
+
+    container = {
+        "serial": serial,
+        "sign_pub": sign_pub or pub(hazmat.Ed25519PrivateKey.generate()),
+        "box_pub": box_pub or pub(hazmat.X25519PrivateKey.generate()),
+    }
+    ask = {"firm_code": 10101, "product_code": 1, "days": 7, "client_lease_id": f"b-{who}", "user": who}
+    return {**ask, "container": container}
+
+
+def test_a_borrow_made_under_another_containers_serial_is_lifted_by_the_administrators_release(
+    tmp_path, clock, traits
+):
+    """Anyone can name a container serial in a borrow; while that borrow lives, the serial's
+    own container is refused (one serial, one set of keys). Once the administrator releases
+    it (lost: counted until it ends), the serial borrows again with its own keys, once."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=3)), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    admin = {"Authorization": "Bearer adm"}
+    with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as eve:
+        squat = eve.post("/api/v1/borrows", json=_borrow_ask(laptop.serial, "mallory"))
+        assert squat.status_code == 200
+        own = _borrow_ask(laptop.serial, "alice", laptop.sign_pub, laptop.box_pub)
+        refused = here.post("/api/v1/borrows", json=own)
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "AccessDenied"
+        squat_id = squat.json()["borrow_id"]
+        assert here.delete(f"/api/v1/admin/sessions/{squat_id}", headers=admin).json() == {"released": True}
+        first = here.post("/api/v1/borrows", json=own)
+        assert first.status_code == 200, first.text
+        again = here.post("/api/v1/borrows", json=own)
+        assert again.json()["borrow_id"] == first.json()["borrow_id"]  # the same borrow, not a second seat
+        status = here.get("/api/v1/admin/status", headers=admin).json()
+        assert sorted(b["state"] for b in status["borrowed"]) == ["active", "lost"]
+        assert status["licenses"][0]["in_use"] == 2  # the released one stays counted until it ends

@@ -316,13 +316,10 @@ class CentralSeatTx:
         row = self.tx.first(Q_ON_GRACE, params)
         return None if row is None else _lease(row)
 
-    def borrowed_by(self, license_key: str, serial: str, now: int) -> Lease | None:
+    def borrowed_by(self, license_key: str, serial: str, now: int) -> list[Lease]:
         self._lock([license_key])
-        for row in self.tx.all(Q_BORROWS, {"key": license_key, "now": now}):
-            lease = _lease(row)
-            if (lease.borrower or {}).get("serial") == serial:
-                return lease
-        return None
+        leases = [_lease(row) for row in self.tx.all(Q_BORROWS, {"key": license_key, "now": now})]
+        return [lease for lease in leases if (lease.borrower or {}).get("serial") == serial]
 
     def count_borrowed(self, license_keys: Sequence[str], now: int) -> int:
         if not license_keys:

@@ -752,19 +752,24 @@ class SeatEngine:
         refused = self._may_borrow(client, firm, product, days, candidates)
         if refused is not None:
             return refused
+        keys = (borrower.get("sign_pub"), borrower.get("box_pub"))
         for lic in candidates:
             held = w.tx.borrowed_by(lic.key, borrower["serial"], w.now)
-            if held is None:
-                continue
-            mine = held.borrower or {}
-            if (mine.get("sign_pub"), mine.get("box_pub")) != (borrower.get("sign_pub"), borrower.get("box_pub")):
+            for lease in held:
+                if ((lease.borrower or {}).get("sign_pub"), (lease.borrower or {}).get("box_pub")) == keys:
+                    return lease  # this container borrowed it already: the same grant, for the same keys
+            # another key that names this serial: refused while its borrow lives, unless the
+            # administrator released that one (lost: counted until it ends, but it no longer
+            # holds the serial: anyone can name a serial, and its own container must not be
+            # locked out until a squatter's borrow ends)
+            other = next((lease for lease in held if lease.state != LOST), None)
+            if other is not None:
                 return Refusal(
                     E.AccessDenied,
                     "this container serial has borrowed the license with other keys",
-                    f"{client.ident}: borrow {held.id} of {lic.key} asked again for {borrower['serial']} with "
+                    f"{client.ident}: borrow {other.id} of {lic.key} asked again for {borrower['serial']} with "
                     "another key",
                 )
-            return held  # this container borrowed it already: the same grant, for the same keys
         refused = self._lending_cap(w, client, firm, product, candidates)
         if refused is not None:
             return refused

@@ -40,7 +40,7 @@ class SeatTx(Protocol):
     def on_machine(self, license_key: str, machine: str, now: int, other_than: str, *, mode: str | None) -> bool: ...
     def lingering_of(self, license_key: str, user: str, machine: str, now: int) -> Lease | None: ...
     def on_grace_of(self, license_key: str, user: str, machine: str, mode: str, now: int) -> Lease | None: ...
-    def borrowed_by(self, license_key: str, serial: str, now: int) -> Lease | None: ...
+    def borrowed_by(self, license_key: str, serial: str, now: int) -> list[Lease]: ...
     def count_borrowed(self, license_keys: Sequence[str], now: int) -> int: ...
     def all_live(self, now: int) -> list[Lease]: ...
     def due(self, now: int, limit: int) -> list[Lease]: ...
@@ -279,16 +279,13 @@ class _SqliteTx:
         ).fetchone()
         return None if row is None else _lease(row)
 
-    def borrowed_by(self, license_key: str, serial: str, now: int) -> Lease | None:
+    def borrowed_by(self, license_key: str, serial: str, now: int) -> list[Lease]:
+        """The live borrows of the license that name the container serial ``serial``."""
         rows = self.c.execute(
             _SELECT_LEASES + " WHERE license_key = ? AND live_until > ? AND mode = 'borrow'",
             (license_key, now),
         ).fetchall()
-        for row in rows:
-            lease = _lease(row)
-            if (lease.borrower or {}).get("serial") == serial:
-                return lease
-        return None
+        return [lease for lease in map(_lease, rows) if (lease.borrower or {}).get("serial") == serial]
 
     def count_borrowed(self, license_keys: Sequence[str], now: int) -> int:
         if not license_keys:
