@@ -520,9 +520,7 @@ def _borrow_ask(serial, who, sign_pub=None, box_pub=None):
     return {**ask, "container": container}
 
 
-def test_a_borrow_made_under_another_containers_serial_is_lifted_by_the_administrators_release(
-    tmp_path, clock, traits
-):
+def test_a_borrow_made_under_another_containers_serial_is_lifted_by_the_administrators_release(tmp_path, clock, traits):
     """Anyone can name a container serial in a borrow; while that borrow lives, the serial's
     own container is refused (one serial, one set of keys). Once the administrator releases
     it (lost: counted until it ends), the serial borrows again with its own keys, once."""
