@@ -546,3 +546,48 @@ def test_a_borrow_made_under_another_containers_serial_is_lifted_by_the_administ
         status = here.get("/api/v1/admin/status", headers=admin).json()
         assert sorted(b["state"] for b in status["borrowed"]) == ["active", "lost"]
         assert status["licenses"][0]["in_use"] == 2  # the released one stays counted until it ends
+
+
+def test_challenges_kept_are_bounded_and_the_oldest_go_first(tmp_path, clock, traits, monkeypatch):
+    """``GET /challenge`` needs nothing, so a flood of them must not grow the server's
+    memory or its work per request: at most MAX_CHALLENGES are kept, stale ones leave as
+    time passes and, past the cap, the oldest leave first (a real client answers its
+    challenge within moments)."""
+    from licentia.server import core
+
+    monkeypatch.setattr(core, "MAX_CHALLENGES", 50)
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=2)), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    server = app.server
+    with TestClient(app) as client:
+        first = client.get("/api/v1/challenge").json()
+        for _ in range(200):
+            client.get("/api/v1/challenge")
+        assert len(server._challenges) == 50
+        holder = Holder()
+
+        def proof(challenge):
+            payload = {
+                "serial": laptop.serial,
+                "sign_pub": laptop.sign_pub,
+                "server": "http://testserver",
+                "nonce": challenge["nonce"],
+                "time": challenge["time"],
+                "holder": holder.pub,
+            }
+            return laptop.sign(grants.SEAT_PROOF, payload)
+
+        # the flood pushed the first challenge out; a fresh one is answered
+        assert client.post("/api/v1/leases", json=body(holder, machine=proof(first))).status_code == 403
+        fresh = client.get("/api/v1/challenge").json()
+        assert (
+            client.post("/api/v1/leases", json=body(holder, client_lease_id="c2", machine=proof(fresh))).status_code
+            == 200
+        )
+        clock.advance(core.CHALLENGE_TTL + 1)
+        client.get("/api/v1/challenge")
+        assert len(server._challenges) == 1  # the stale ones left with the next request

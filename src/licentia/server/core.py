@@ -11,6 +11,7 @@ that the HTTP layer turns into its status and error body.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -135,7 +136,8 @@ class LicenseServer:
         self._lock = threading.RLock()
         self._last_rescan = 0.0
         self._served_checked = 0.0
-        self._challenges: dict[str, int] = {}  # nonce -> server time it was issued
+        #: nonce -> server time it was issued, oldest first
+        self._challenges: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.gate = Gate(settings.data_dir, self.containers)
         self.load_config(initial=True)
 
@@ -398,8 +400,11 @@ class LicenseServer:
         """A fresh nonce for a machine proof (answered once, within CHALLENGE_TTL seconds)."""
         now = self.clock()
         with self._lock:
-            if len(self._challenges) >= MAX_CHALLENGES:
-                self._challenges = {n: t for n, t in self._challenges.items() if now - t <= CHALLENGE_TTL}
+            # anyone may ask, so what is kept stays bounded and each request does a little:
+            # stale challenges leave from the front; past the cap the oldest leave first
+            kept = self._challenges
+            while kept and (len(kept) >= MAX_CHALLENGES or now - next(iter(kept.values())) > CHALLENGE_TTL):
+                kept.popitem(last=False)
             nonce = secrets.token_urlsafe(18)
             self._challenges[nonce] = now
         return {"nonce": nonce, "time": now}
