@@ -591,3 +591,17 @@ def test_challenges_kept_are_bounded_and_the_oldest_go_first(tmp_path, clock, tr
         clock.advance(core.CHALLENGE_TTL + 1)
         client.get("/api/v1/challenge")
         assert len(server._challenges) == 1  # the stale ones left with the next request
+
+
+def test_admin_token_guesses_on_the_api_count_against_the_address_as_sign_ins_do(app):
+    """The admin API takes the admin token as a bearer; wrong ones count against the
+    address like failed sign-ins on the page, and past the limit even the right token
+    waits (429), on the API and on the page, while other addresses are not held up."""
+    status = "/api/v1/admin/status"
+    for n in range(5):
+        assert app.get(status, headers={"Authorization": f"Bearer guess-{n}"}).status_code == 401
+    right = {"Authorization": "Bearer adm"}
+    assert app.get(status, headers=right).status_code == 429
+    assert app.post("/admin/login", data={"token": "adm"}, headers={"Origin": "http://testserver"}).status_code == 429
+    with TestClient(app.app, client=("127.0.0.7", 40000)) as elsewhere:
+        assert elsewhere.get(status, headers=right).status_code == 200

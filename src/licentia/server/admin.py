@@ -25,6 +25,7 @@ IDLE = 30 * 60  # seconds a session lives without a request
 ABSOLUTE = 8 * 3600  # seconds a session lives at most
 LOGIN_FAILURES = 5  # failed sign-ins per address ...
 LOGIN_WINDOW = 600  # ... within this many seconds, then 429 until the window passes
+MAX_ADDRESSES = 10_000  # addresses whose failures are remembered at once
 MAX_SESSIONS = 1000
 
 
@@ -82,8 +83,15 @@ class AdminSessions:
             return len(recent) >= LOGIN_FAILURES
 
     def failed(self, address: str) -> None:
+        now = self._clock()
         with self._lock:
-            self._failures.setdefault(address, []).append(self._clock())
+            if address not in self._failures and len(self._failures) >= MAX_ADDRESSES:
+                # many addresses failing at once: forget those whose failures are all old, and,
+                # if every one is recent, the first recorded (the table stays bounded)
+                stale = [a for a, ts in self._failures.items() if not ts or now - ts[-1] >= LOGIN_WINDOW]
+                for a in stale or [next(iter(self._failures))]:
+                    del self._failures[a]
+            self._failures.setdefault(address, []).append(now)
 
 
 _PAGE = """<!doctype html>

@@ -288,8 +288,19 @@ class _Operators:
         return None
 
     def need_admin(self, request: Request) -> Response | None:
+        """None when the request may use an admin endpoint; else the refusal. A wrong bearer
+        token counts against the address as a failed sign-in on the page does, and past the
+        limit even the right one waits (429), so the token cannot be guessed through the API."""
+        address = client_address(request)
+        if self.sessions.throttled(address):
+            return _json(
+                {"error": {"type": "TooManyAttempts", "message": "too many failed sign-ins: wait ten minutes"}}, 429
+            )
         if self.admin_ok(request):
             return None
+        if _bearer(request):
+            self.sessions.failed(address)
+            log.warning("admin token refused from %s", address)
         return _json({"error": {"type": "Unauthorized", "message": "admin token required"}}, 401)
 
     async def hello(self) -> Response:
