@@ -521,6 +521,80 @@ def test_an_event_body_that_does_not_hash_to_the_head_is_refused(client, vendor,
     assert dump_state(engine) == before
 
 
+# ---------------------------------------------------------------- times
+
+
+FAR = 300_000_000_000  # the year 11476
+
+
+def _refused(client: Any, engine: Any, doc: dict[str, Any], code: str) -> None:
+    before = dump_state(engine)
+    r = post(client, doc)
+    assert r.status_code == 400 and error_code(r) == code, r.text
+    assert dump_state(engine) == before  # nothing stored, marked, anchored or flagged
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda log, now: log.add("deny", None, FAR), id="a refusal after the year 9999"),
+        pytest.param(lambda log, now: log.session("A", now - 10, FAR), id="a release after the year 9999"),
+        pytest.param(
+            lambda log, now: (log.session("A", FAR, FAR + 100), log.session("B", FAR + 10, FAR + 110)),
+            id="a seat overrun after the year 9999",
+        ),
+    ],
+)
+def test_event_times_after_the_year_9999_are_refused(client, vendor, clock, engine, write):
+    box, _ = activated(client, vendor, clock, items=[item(vendor, 1)])
+    log = Log()
+    write(log, clock.now)
+    _refused(client, engine, log.upload(box, 0), "invalid_request")
+    for path in ("license-usage", "product-usage", "billing"):
+        r = client.post(f"/api/v1/reporting/{path}", json={"filter": {}}, headers=vendor.headers)
+        assert r.status_code == 200 and r.json()["errorCode"] == 0
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda log, now: log.add("deny", None, now + 2 * 86400), id="a refusal two days ahead"),
+        pytest.param(lambda log, now: log.session("A", now - 10, now + 200_000 * 86400), id="a release far ahead"),
+        pytest.param(lambda log, now: log.session("A", now + 86400 + 10), id="an access a day ahead"),
+        pytest.param(lambda log, now: log.add("renew", "A", now + 3 * 86400, access=now), id="a renewal ahead"),
+    ],
+)
+def test_event_times_ahead_of_centrals_clock_are_refused(client, vendor, clock, engine, write):
+    """An event timed after Central's clock (and the skew it allows a server's) is refused
+    whole: nothing stored, no billing day marked (a release far ahead once marked one day
+    for each day in between, in the upload's transaction)."""
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    log.session("ok", clock.now - 50, clock.now - 40)
+    write(log, clock.now)
+    _refused(client, engine, log.upload(box, 0), "usage_rejected")
+    r = post(client, log.upload(box, 0))
+    assert "clock" in r.json()["error"]["message"] and str(log.seq) not in r.json()["error"]["message"]
+    # within the skew: taken
+    fine = Log()
+    fine.session("B", clock.now - 10, clock.now + 3600)
+    assert accepted(client, fine.upload(box, 0))["stored"] == 1
+
+
+def test_the_billing_days_one_row_marks_are_bounded():
+    """A session held for ages marks at most the days retention can keep and the day after today."""
+    from licentia.central.services.firms import MAX_RETENTION_DAYS
+    from licentia.central.services.rollup import DAY, StaleDays
+
+    now = 1_800_000_000
+    stale = StaleDays(now)
+    ids = {"customer_id": "c", "item_id": "i", "firm_id": "f", "success": 1}
+    stale.add_row(ids | {"access_time": 0, "release_time": 2**53 - 1})
+    days = [r["day"] for r in stale.rows()]
+    assert days[0] == now // DAY - MAX_RETENTION_DAYS - 1 and days[-1] == now // DAY + 1
+    assert len(days) == MAX_RETENTION_DAYS + 3
+
+
 # ---------------------------------------------------------------- seats
 
 

@@ -308,11 +308,23 @@ def _text(**changes: Any) -> str:
         pytest.param(_text(ticketLicenseId=...), id="no license id"),
         pytest.param(_text(ticket="t" * 33), id="ticket too long"),
         pytest.param(_text(host="x" * 256, reason="r" * 4000), id="body too long"),
+        pytest.param(_text(accessTime=300_000_000_000), id="access after the year 9999"),
+        pytest.param(_text(time=253_402_300_800), id="time after the year 9999"),
+        pytest.param(event(1, "release", releaseTime=300_000_000_000), id="release after the year 9999"),
+        pytest.param(_text(seconds=2**53 - 1), id="seconds longer than the calendar"),
+        pytest.param(event(1, "release", releaseTime=None, time=T - 1), id="final event before its access"),
     ],
 )
 def test_read_event_refuses(text):
     with pytest.raises(DocumentInvalid):
         anchoring.read_event(text, 1)
+
+
+def test_the_last_second_of_the_year_9999_is_read():
+    last = anchoring.MAX_TIME
+    assert last == 253_402_300_799
+    e = anchoring.read_event(event(2, "release", time=last, accessTime=last - 5, releaseTime=last, seconds=5), 2)
+    assert (e.time, e.access_time, e.release_time) == (last, last - 5, last)
 
 
 def test_an_upload_with_one_bad_event_is_refused_whole():

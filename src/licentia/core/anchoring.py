@@ -39,6 +39,9 @@ KINDS = frozenset({"access", "borrow", "renew", "release", "expire", "revoke", "
 FINAL_KINDS = frozenset({"release", "expire", "revoke", "return"})
 _TEXTS = ("userIdentification", "host", "ip")
 _MAX_INT = 2**53 - 1
+#: the last second an event's times may name (9999-12-31T23:59:59 UTC): what a date can say
+MAX_TIME = 253_402_300_799
+_TIMES = ("time", "accessTime", "releaseTime", "seconds")
 
 
 def chain(prev: str, body: str) -> str:
@@ -83,8 +86,8 @@ def _int(body: dict[str, Any], name: str, *, optional: bool = False) -> Any:
     value = body.get(name)
     if value is None and optional:
         return None
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise DocumentInvalid(f"event field {name!r} is not a whole number >= 0")
+    if type(value) is not int or not 0 <= value <= (MAX_TIME if name in _TIMES else _MAX_INT):
+        raise DocumentInvalid(f"event field {name!r} is not a whole number >= 0 (a time before the year 10000)")
     return value
 
 
@@ -128,8 +131,11 @@ def read_event(text: str, seq: int) -> UsageEvent:
         raise DocumentInvalid(f"event {seq}: an event of kind {kind} names its lease")
     release = _int(body, "releaseTime", optional=True)
     access = _int(body, "accessTime")
+    time = _int(body, "time")
     if release is not None and release < access:
         raise DocumentInvalid(f"event {seq}: released before it was accessed")
+    if kind in FINAL_KINDS and release is None and time < access:  # the event's time is the release
+        raise DocumentInvalid(f"event {seq}: ended before it was accessed")
     try:
         firm_code = codes.check_firm_code(_int(body, "firmCode"))
     except codes.InvalidCode:
@@ -137,7 +143,7 @@ def read_event(text: str, seq: int) -> UsageEvent:
     return UsageEvent(
         seq=seq,
         kind=kind,
-        time=_int(body, "time"),
+        time=time,
         lease_id=lease_id,
         mode=body["mode"],
         access_time=access,

@@ -32,7 +32,8 @@
      ├── ServiceError                       Central's services refuse a call (``code``; the API maps
      │    │                                 each class to its HTTP status in central/api/errors.py)
      │    ├── BadInput            invalid_input          a field has a value Central cannot use
-     │    │    └── UnsupportedSession unsupported_session a reporting request carries a session object
+     │    │    ├── UnsupportedSession unsupported_session a reporting request carries a session object
+     │    │    └── UsageRejected  usage_rejected       a usage upload names a time Central cannot take
      │    ├── InvalidTicket       invalid_ticket         a ticket id was mistyped
      │    ├── InvalidRequest      invalid_request        a request document failed verification (generic)
      │    ├── InvalidReceipt      invalid_receipt        a receipt failed verification (generic)
@@ -483,6 +484,21 @@ class UnsupportedSession(BadInput):
         )
 
 
+class UsageRejected(BadInput):
+    """A license server's usage upload holds an event Central cannot take as it is (a time
+    after Central's clock and the skew it allows): refused whole, nothing stored; the
+    message is generic, the event and its time go to the log."""
+
+    code = "usage_rejected"
+
+    def __init__(self, reason: str):
+        super().__init__(
+            "License Central refused this usage upload: it holds an event timed after Central's clock. "
+            "Set the license server's clock right; nothing of this upload was stored.",
+            reason=reason,
+        )
+
+
 class InvalidTicket(ServiceError):
     """A ticket id was mistyped (checked before any lookup)."""
 
@@ -805,6 +821,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedSession",
     "Unavailable",
+    "UsageRejected",
     "UnitsExhausted",
     "log_rejected",
     "names_next_step",

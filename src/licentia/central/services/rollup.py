@@ -140,9 +140,15 @@ I_STALE = {
 }
 
 
+#: the days before today a write marks at most: none older can be kept (the longest
+#: retention, firms.MAX_RETENTION_DAYS), and one more
+MARK_DAYS_BACK = 3651
+
+
 class StaleDays:
     """The billing days one write changes: each session's days from its access to its
-    release (or, still open, to ``now``), each refusal's day."""
+    release (or, still open, to ``now``), each refusal's day; never a day before the longest
+    retention (``MARK_DAYS_BACK``) or after tomorrow, however long a session says it was held."""
 
     def __init__(self, now: int) -> None:
         self.now = now
@@ -161,7 +167,8 @@ class StaleDays:
             last = max(access, end - 1) // DAY
         for ident in (customer, item, firm):
             self._ids[str(ident)] = ident
-        for day in range(first, last + 1):
+        today = self.now // DAY
+        for day in range(max(first, today - MARK_DAYS_BACK), min(last, today + 1) + 1):
             self._days.add((str(customer), str(item), day, str(firm)))
 
     def rows(self) -> list[dict[str, Any]]:

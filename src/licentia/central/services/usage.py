@@ -51,7 +51,7 @@ from ...core import anchoring, hazmat
 from ...core.anchoring import Upload, UsageEvent
 from ...core.documents import DocumentInvalid, DocumentMalformed, parse
 from ...core.encoding import b64d
-from ...core.errors import AnchorMismatch, Conflict, InvalidRequest, MalformedInput, ServiceError
+from ...core.errors import AnchorMismatch, Conflict, InvalidRequest, MalformedInput, ServiceError, UsageRejected
 from ..db import run_read
 from ..models import ContainerFirm, Firm, UsageAnchor
 from ..models import UsageEvent as UsageRow
@@ -69,6 +69,8 @@ OPENING = frozenset({"access", "borrow"})
 BROKEN = "usage_chain_broken"
 #: how the reason of a chain break's flag starts
 CHAIN_BROKEN = "usage log chain broken"
+#: how far a server's clock may run ahead of Central's: no event is timed later than that
+SKEW = 86400
 
 _c, _cf, _f, _t = sql._c, sql.table_of(ContainerFirm), sql.table_of(Firm), sql._t
 _ue, _ua = sql.table_of(UsageRow), sql.table_of(UsageAnchor)
@@ -205,6 +207,7 @@ class UsageService(ActivationService):
             except DocumentInvalid as exc:
                 raise InvalidRequest(f"usage upload rejected: {exc.reason}") from None
             container_id, up = self._verified_upload(doc)
+            self._check_times(up)
             outcome = protocol_for(self.ctx.db.engine).run(lambda tx: self._upload_tx(tx, container_id, up))
         except ServiceError as exc:
             if isinstance(exc, COUNTED):
@@ -226,6 +229,19 @@ class UsageService(ActivationService):
             return row.id, anchoring.verify_upload(doc, key)
         except DocumentInvalid as exc:
             raise InvalidRequest(f"usage upload from {serial} rejected: {exc.reason}") from None
+
+    def _check_times(self, up: Upload) -> None:
+        """Refuse the upload whole when an event is timed after Central's clock (and the
+        skew a server's may run ahead): its session would hold seats, and mark billing
+        days, into a future no report has reached."""
+        limit = self.now() + SKEW
+        for e in up.events:
+            latest = max(e.time, e.access_time, e.release_time or 0)
+            if latest > limit:
+                raise UsageRejected(
+                    f"usage upload from {up.serial}: event {e.seq} is timed {_iso(latest)}, "
+                    f"after Central's time {_iso(limit - SKEW)} and {SKEW} seconds of skew"
+                )
 
     # ---------------------------------------------------------------- the transaction
 
