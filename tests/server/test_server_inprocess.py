@@ -605,3 +605,40 @@ def test_admin_token_guesses_on_the_api_count_against_the_address_as_sign_ins_do
     assert app.post("/admin/login", data={"token": "adm"}, headers={"Origin": "http://testserver"}).status_code == 429
     with TestClient(app.app, client=("127.0.0.7", 40000)) as elsewhere:
         assert elsewhere.get(status, headers=right).status_code == 200
+
+
+def test_a_query_string_that_is_not_utf8_is_a_plain_refusal(app):
+    """Bytes no client encodes (an HTTP server may pass them on) answer as any bad release,
+    never a server error."""
+    import anyio
+
+    lease_id = app.post("/api/v1/leases", json=body(Holder())).json()["lease_id"]
+    sent: list[dict] = []
+
+    async def call():
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "DELETE",
+            "scheme": "http",
+            "path": f"/api/v1/leases/{lease_id}",
+            "raw_path": f"/api/v1/leases/{lease_id}".encode(),
+            "query_string": b"client=c1\xff&counter=1&proof=\xfe",
+            "root_path": "",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 40000),
+            "server": ("testserver", 80),
+        }
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await app.app(scope, receive, send)
+
+    anyio.run(call)
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b'{"released":false}'
+    assert [s["lease_id"] for s in _sessions(app)] == [lease_id]

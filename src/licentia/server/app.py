@@ -466,9 +466,10 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 def _call(scope: dict[str, Any], item: str) -> _Call:
     client = scope.get("client")
     query = scope.get("query_string") or b""
-    return _Call(
-        client[0] if client else "", item, {k: v[0] for k, v in parse_qs(query.decode()).items()} if query else {}
-    )
+    # latin-1 decodes any bytes (a client encodes none beyond ASCII; what it sent anyway
+    # matches no lease and no proof), so a query string is never a server error
+    fields = {k: v[0] for k, v in parse_qs(query.decode("latin-1")).items()} if query else {}
+    return _Call(client[0] if client else "", item, fields)
 
 
 class ClientApi:
