@@ -438,6 +438,32 @@ def test_a_different_event_at_a_known_sequence_is_flagged(client, vendor, clock,
     _chain_broken(client, engine, forked.upload(box, 2), before, ticket)
 
 
+def test_a_rewritten_held_event_short_of_the_last_anchor_gets_no_anchor(client, vendor, clock, engine):
+    """Events Central holds, rewritten and uploaded again from an older anchor without
+    reaching the next one, are never answered with an anchor: Central cannot check where
+    the run ends, so it names the last anchor, and the rewritten log breaks there."""
+    box, ticket = activated(client, vendor, clock)
+    log = Log()
+    for i in range(3):
+        log.session(f"L{i}", clock.now - 5000 + i * 100, clock.now - 4000 + i * 100)  # events 1..6
+    accepted(client, log.upload(box, 0))
+    assert [seq for seq, _ in live_anchors(engine)] == [0, 6]
+    before = store(engine)
+    forged = log.fork(0)
+    forged.session("L0", clock.now - 5000, clock.now - 4999, user="someone-else")  # events 1 and 2 rewritten
+    r = post(client, forged.upload(box, 0))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "anchor_mismatch", r.text
+    assert r.json()["error"]["anchored_seq"] == 6
+    assert store(engine) == before and flags(engine) == []
+    r = post(client, log.upload(box, 0, 2))  # the genuine events 1 and 2: the same answer, nothing to tell them apart
+    assert r.status_code == 409 and r.json()["error"]["anchored_seq"] == 6
+    assert accepted(client, log.upload(box, 0))["stored"] == 0  # a retry that reaches the anchor: counted once
+    for i in (1, 2):
+        forged.session(f"L{i}", clock.now - 5000 + i * 100, clock.now - 4000 + i * 100)
+    forged.session("L3", clock.now - 100)
+    _chain_broken(client, engine, forged.upload(box, 6), before, ticket)  # from where it was told: broken there
+
+
 def test_an_anchored_sequence_with_another_hash_is_flagged(client, vendor, clock, engine):
     box, ticket = activated(client, vendor, clock)
     log = Log()
@@ -802,11 +828,22 @@ def test_concurrent_uploads_of_one_container_store_each_event_once(tmp_path, clo
             log.add("deny", None, clock.now + i)
         docs = [log.upload(box, 0, end) for end in range(1, 13)]  # every one from the start, to its own end
 
-        def send(doc: dict[str, Any]) -> httpx.Response:
-            return httpx.post(srv.url + UPLOADS, content=json.dumps(doc), timeout=30)
+        def send(end: int) -> list[httpx.Response]:
+            """As the server does: an upload that ends short of Central's last anchor is told
+            where Central holds the log through, and goes on from there when it has more."""
+            doc = docs[end - 1]
+            for _ in range(12):
+                r = httpx.post(srv.url + UPLOADS, content=json.dumps(doc), timeout=30)
+                if r.status_code != 409 or r.json()["error"]["code"] != "anchor_mismatch":
+                    break
+                held = r.json()["error"]["anchored_seq"]
+                if held >= end:
+                    return []
+                doc = log.upload(box, held, end)
+            return [r]
 
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(send, docs))
+            answers = [r for rs in pool.map(send, range(1, 13)) for r in rs]
         assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
         assert sum(r.json()["stored"] for r in answers) == 12
         assert sorted(r.seq for r in usage_rows(engine)) == list(range(1, 13))  # each event once

@@ -9,8 +9,12 @@ anchors it holds for that container (``usage_anchors``, the latest one not super
 - no anchor yet (or every one superseded by the vendor's ``container clear``): the upload
   is accepted from any base (trust on first contact); its base and head are anchored;
 - the base is the latest anchor: the events are stored, the head anchored;
-- the base is an older anchor and the events hash to every anchor they pass: the events
-  up to the latest anchor are not stored again (counted once), the rest extends it;
+- the base is an older anchor and the events hash to every anchor they pass, ending at
+  an anchor or beyond the latest: the events up to the latest anchor are not stored again
+  (counted once), the rest extends it; ending short of the latest anchor where Central
+  holds none, nothing could show a rewritten event there: 409 ``anchor_mismatch`` with
+  ``anchored_seq`` (the server uploads from the latest anchor, and a rewritten log breaks
+  there);
 - the base is the latest anchor's sequence with another hash, lies beyond the latest
   anchor (events never uploaded: the log was cut), is an anchored sequence with another
   hash, or the events differ from an anchor they pass: the log was rewritten, cut or
@@ -278,6 +282,10 @@ class UsageService(ActivationService):
                 return self._broken(
                     tx, container_id, up, firms, f"event {seq} differs from the anchored one (uploaded again)"
                 )
+        if up.head_seq < latest.seq and up.head_seq not in anchored:
+            # it ends among events Central holds, where no anchor tells them genuine: never
+            # answered with an anchor (a rewritten event there would be); upload from the last
+            raise AnchorMismatch(int(latest.seq))
         new = [e for e in up.events if e.seq > latest.seq]
         if not new:  # counted once already: the latest anchor again
             return _Outcome(response=self._answer(tx, firms, up, int(latest.seq), latest.hash, now, 0, {}, []))
