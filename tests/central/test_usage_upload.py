@@ -631,13 +631,13 @@ def test_more_seats_than_licensed_are_flagged_and_the_events_stored(client, vend
     log.session("A", t0 + 10, t0 + 100)
     log.session("B", t0 + 20, t0 + 100, seat="S-B")
     log.session("B2", t0 + 25, t0 + 90, seat="S-B")  # a station's second process: the same seat
-    log.session("N", t0 + 30, t0 + 90, mode="nolimit")  # no seat
+    log.add("deny", None, t0 + 30)  # no seat
     ok = accepted(client, log.upload(box, 0))
     assert ok["flagged"] == [] and flags(engine) == []
     log.session("C", t0 + 200, t0 + 300)
     log.session("D", t0 + 210)  # still held at the upload's last event
     log.session("E", t0 + 250, t0 + 260)
-    answer = accepted(client, log.upload(box, 8))
+    answer = accepted(client, log.upload(box, 7))
     assert answer["stored"] == 3 and anchor_of(vendor, answer).seq == log.seq  # stored: the chain is genuine
     (reason,) = answer["flagged"]
     assert "3 seats held at once at" in reason and "2 licensed" in reason
@@ -660,6 +660,55 @@ def test_more_seats_than_licensed_withdraw_with_the_withdraw_policy(client, vend
     assert ticket_row(engine, ticket).state == "blocked"  # the server loses it at its next sync
     sync = client.post("/api/v1/sync", json=box.request("sync", firm_code=FIRM, now=clock.now))
     assert sync.status_code == 200 and len(box.apply(sync.json()).entries) == 0
+
+
+def _stamped(log: Log, at: int) -> Log:
+    """The same events, each one's ``time`` field set to ``at`` (access and release kept)."""
+    out = Log(log.firm_code, log.license_id)
+    for text in log.bodies:
+        body = json.loads(text)
+        out.bodies.append(canonical({**body, "time": at}).decode())
+    return out
+
+
+def test_the_seat_check_goes_by_access_and_release_not_the_events_time(client, vendor, clock, engine):
+    box, ticket = activated(client, vendor, clock, items=[item(vendor, 1, "withdraw")])
+    log = Log()
+    t = clock.now - 7200
+    for i, lease in enumerate("ABC"):  # three seats at once, an hour before the upload
+        log.session(lease, t + i * 10, t + 3600 + i * 10)
+    answer = accepted(client, _stamped(log, clock.now).upload(box, 0))  # each event says "now"
+    assert answer["stored"] == 3 and len(answer["flagged"]) == 1 and "3 seats held at once" in answer["flagged"][0]
+    assert answer["withdrawn"] == [1] and ticket_row(engine, ticket).state == "blocked"
+
+
+def test_nolimit_sessions_hold_a_seat_of_a_license_with_a_quantity(client, vendor, clock, engine):
+    """A server grants nolimit only on a license without a seat limit: on one with a quantity,
+    its nolimit sessions count like any other."""
+    box, ticket = activated(client, vendor, clock, items=[item(vendor, 1, "withdraw")])
+    log = Log()
+    t = clock.now - 7200
+    for i, lease in enumerate("ABC"):
+        log.session(lease, t + i * 10, t + 3600, mode="nolimit")
+    answer = accepted(client, log.upload(box, 0))
+    assert len(answer["flagged"]) == 1 and "3 seats held at once" in answer["flagged"][0]
+    assert ticket_row(engine, ticket).state == "blocked"
+
+
+def test_a_session_ended_later_does_not_flag_its_overrun_twice(client, vendor, clock, engine):
+    """The check of an upload covers its sessions from their access: an overrun flagged when
+    it was uploaded is not flagged again when a session of it ends later (a second flag
+    would withdraw with the rebase policy)."""
+    box, ticket = activated(client, vendor, clock, items=[item(vendor, 1, "rebase")])
+    log = Log()
+    t = clock.now - 7200
+    log.session("C", t)  # held on
+    log.session("A", t + 10, t + 20)
+    assert len(accepted(client, log.upload(box, 0))["flagged"]) == 1
+    log.add("release", "C", t + 100, access=t)
+    answer = accepted(client, log.upload(box, 3))
+    assert answer["withdrawn"] == [] and len(flags(engine)) == 1
+    assert ticket_row(engine, ticket).state == "activated"
 
 
 def test_a_quantity_of_zero_is_no_seat_limit(client, vendor, clock, engine):

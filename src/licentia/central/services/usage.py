@@ -131,9 +131,19 @@ Q_HELD = select(_ue.c.seat, _ue.c.lease_id, _ue.c.access_time, _ue.c.release_tim
     _ue.c.firm_id == bindparam("firm"),
     _ue.c.license_id == bindparam("license"),
     _ue.c.success == 1,
-    _ue.c.lease_id.is_not(None),
-    _ue.c.mode != "nolimit",
+    _ue.c.lease_id.is_not(None),  # nolimit sessions too: a server grants them only without a seat limit
     (_ue.c.release_time.is_(None)) | (_ue.c.release_time > bindparam("since")),
+)
+#: Whether the ticket has this flag from this container already, not yet cleared.
+Q_SAME_FLAG = (
+    select(sql._flag.c.id)
+    .where(
+        sql._flag.c.ticket_id == bindparam("tid"),
+        sql._flag.c.container_id == bindparam("container"),
+        sql._flag.c.reason == bindparam("reason"),
+        sql._flag.c.cleared.is_(None),
+    )
+    .limit(1)
 )
 #: The container's slot for a firm, flagged for the vendor's review.
 U_FLAG_SLOT = (
@@ -535,12 +545,15 @@ class UsageService(ActivationService):
         notice: dict[str, list[int]],
     ) -> list[str]:
         """Flag each license whose server held more seats at once than its ticket's quantity,
-        from this upload's first new event on (earlier instants were checked before); a
-        session still open holds its seat through the second of the upload's last event."""
+        from the access of the first session this upload opens or ends on (earlier instants
+        were checked before); a session still open holds its seat through the upload's last
+        second. The times are the sessions' access and release, never the events' ``time``
+        (a server writes that field as it likes). An overrun flagged already and not yet
+        cleared is not flagged again (a session of it that ends later checks it again)."""
         if not touched:
             return []
-        since = min(e.time for e in new)
-        until = max(e.time for e in up.events)
+        since = min(e.access_time for e in new if e.lease_id is not None)
+        until = max(max(e.time, e.access_time, e.release_time or 0) for e in up.events)
         firm_ids = {int(f.code): f.id for f in firms}
         flagged = []
         for (code, license_id), t in sorted(touched.items()):
@@ -559,6 +572,8 @@ class UsageService(ActivationService):
                 continue
             reason = f"{peak} seats held at once at {_iso(when)}, {quantity} licensed"
             log.warning("usage of %s: license %s/%s: %s", up.serial, code, license_id, reason)
+            if tx.first(Q_SAME_FLAG, {"tid": t.id, "container": container_id, "reason": reason}) is not None:
+                continue
             tx.execute(U_FLAG_SLOT, {"container": container_id, "firm": firm_id, "at": self.now()})
             done = self._flag_tickets(tx, up.serial, container_id, firm_id, code, [t.ticket], reason, up.digest, None)
             notice["withdrawn"] += done["withdrawn"]
