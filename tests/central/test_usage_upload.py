@@ -806,10 +806,60 @@ def test_vendor_container_show_lists_the_anchor_and_the_flag_and_clear_starts_a_
         fresh = accepted(http, forked.upload(box, 0))  # trust on first contact again
         assert anchor_of(vendor, fresh).seq == 4 and anchor_of(vendor, fresh).hash == forked.hash_at(4)
         got = rows(engine, UsageEvent.seq, UsageEvent.lease_id)
-        # the new chain's events at sequences the old one stored are kept without the sequence
-        assert got == [(1, "A"), (3, "B"), (None, "A"), (2, "X"), (None, "Y"), (4, "Z")]
+        # the new chain's events at sequences the old one stored are not stored again
+        assert got == [(1, "A"), (3, "B"), (2, "X"), (4, "Z")] and fresh["stored"] == 2
         assert [seq for seq, _ in live_anchors(engine)] == [0, 4]
         http.close()
+
+
+def _shared_server(client: Any, clock: Any) -> tuple[Vendor, Vendor, FakeContainer]:
+    """One license server holding a license of firm A (20001) and one of firm B (20002)."""
+    a, b = Vendor(client, FIRM, options={"quantity": 0}), Vendor(client, 20002, options={"quantity": 0})
+    box, _ = activated(client, a, clock)
+    (ticket,) = b.tickets(1)
+    box.apply(client.post(ACT, json=box.request("activate", ticket=ticket, now=clock.now)).json())
+    return a, b, box
+
+
+def test_one_firms_clear_keeps_the_anchors_another_firm_relies_on(client, clock, engine):
+    a, b, box = _shared_server(client, clock)
+    log = Log()
+    for i in range(3):
+        log.session(f"L{i}", clock.now - 9000 + i * 100, clock.now - 8000 + i * 100)  # events 1..6 of firm A
+    doc = log.upload(box, 0)
+    accepted(client, doc)
+    anchors = live_anchors(engine)
+    r = client.post(f"/api/v1/containers/{box.serial}/clear", json={}, headers=b.headers)  # nothing flagged for B
+    assert r.status_code == 200 and r.json()["anchors_superseded"] == 0
+    assert live_anchors(engine) == anchors
+    assert accepted(client, doc)["stored"] == 0  # the same upload again: counted once
+    before = store(engine)
+    other = Log()  # another history of firm A at sequences Central holds
+    for i in range(3):
+        other.session(f"Y{i}", clock.now - 9000 + i * 100, clock.now - 8900 + i * 100, user="someone-else")
+    r = post(client, other.upload(box, 0))
+    assert r.status_code == 409 and error_code(r) == "usage_chain_broken"
+    assert store(engine) == before
+    # the break flags both firms' slots: the anchors are set aside once both have cleared
+    r = client.post(f"/api/v1/containers/{box.serial}/clear", json={}, headers=b.headers)
+    assert r.json()["anchors_superseded"] == 0 and live_anchors(engine) == anchors
+    r = client.post(f"/api/v1/containers/{box.serial}/clear", json={}, headers=a.headers)
+    assert r.json()["anchors_superseded"] == 2 and live_anchors(engine) == []
+
+
+def test_after_a_clear_events_central_holds_are_not_stored_again(client, vendor, clock, engine):
+    box, _ = activated(client, vendor, clock)
+    log = Log()
+    for i in range(3):
+        log.session(f"L{i}", clock.now - 9000 + i * 100, clock.now - 8000 + i * 100)
+    doc = log.upload(box, 0)
+    accepted(client, doc)
+    events = store(engine)["usage_events"]
+    r = client.post(f"/api/v1/containers/{box.serial}/clear", json={}, headers=vendor.headers)
+    assert r.status_code == 200 and live_anchors(engine) == []
+    days = store(engine)["usage_days"]
+    assert accepted(client, doc)["stored"] == 0  # a new chain, the same events: not counted twice
+    assert store(engine)["usage_events"] == events and store(engine)["usage_days"] == days
 
 
 # ---------------------------------------------------------------- the catalog default

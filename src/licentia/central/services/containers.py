@@ -4,6 +4,7 @@ manipulation (which also sets the usage anchors aside: the next upload starts a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -14,6 +15,7 @@ from ..db import run_read, run_write
 from ..models import AuditEntry, Container, ContainerFirm, Firm, Flag, Ticket, TicketState, UsageAnchor, UsageEvent
 from .base import Actor, Service, check_code
 from .catalog import PAGE_SIZE, page
+from .usage import CHAIN_BROKEN
 
 
 def check_serial(serial: str) -> str:
@@ -167,10 +169,31 @@ class ContainerService(Service):
 
         return run_read(self.session, tx)
 
+    def _resets_anchors(self, container_id: Any, firm_id: Any, cleared: Sequence[Flag]) -> bool:
+        """Whether a firm's clear sets the container's usage anchors aside: when it is the
+        only firm with a slot there, or when it cleared a chain break and no other firm's
+        break there is still open (every firm relies on the one usage log's anchors)."""
+        others = self.session.scalar(
+            select(func.count())
+            .select_from(ContainerFirm)
+            .where(ContainerFirm.container_id == container_id, ContainerFirm.firm_id != firm_id)
+        )
+        if not others:
+            return True
+        if not any(f.reason.startswith(CHAIN_BROKEN) for f in cleared):
+            return False
+        still_open = self.session.scalar(
+            select(func.count())
+            .select_from(Flag)
+            .where(Flag.container_id == container_id, Flag.cleared.is_(None), Flag.reason.startswith(CHAIN_BROKEN))
+        )
+        return not still_open
+
     def clear(self, actor: Actor, serial: str, firm_code: int | None = None) -> dict[str, Any]:
         """Mark the container's flags reviewed and unblock the tickets withdrawn from it (they
         can be activated again, with the use Central recorded). The usage anchors of the
-        container are superseded: a license server's next upload starts a new chain there."""
+        container are superseded, so a license server's next upload starts a new chain there,
+        when no other firm relies on them (``_resets_anchors``)."""
         serial = check_serial(serial)
 
         def tx() -> dict[str, Any]:
@@ -196,14 +219,16 @@ class ContainerService(Service):
                 unblocked.append(ticket.ticket)
             for f in open_flags:
                 f.cleared = now
-            # the usage log's anchors are set aside: the server's next upload starts a new chain
-            superseded = self.session.execute(
-                update(UsageAnchor)
-                .where(UsageAnchor.container_id == container.id, UsageAnchor.superseded.is_(None))
-                .values(superseded=now)
-                .returning(UsageAnchor.seq),
-                execution_options={"synchronize_session": False},
-            ).all()
+            superseded: Sequence[Any] = []
+            if self._resets_anchors(container.id, firm.id, open_flags):
+                # the usage log's anchors are set aside: the server's next upload starts a new chain
+                superseded = self.session.execute(
+                    update(UsageAnchor)
+                    .where(UsageAnchor.container_id == container.id, UsageAnchor.superseded.is_(None))
+                    .values(superseded=now)
+                    .returning(UsageAnchor.seq),
+                    execution_options={"synchronize_session": False},
+                ).all()
             self.audit(
                 actor,
                 "container.clear",

@@ -100,7 +100,8 @@ D_SUPERSEDED = delete(_ua).where(
     _ua.c.container_id == bindparam("container"), _ua.c.seq == bindparam("seq"), _ua.c.superseded.is_not(None)
 )
 I_ANCHOR = insert(_ua)
-#: Sequences already in the store (only after the vendor superseded the anchors: a new chain).
+#: Sequences already in the store (only after the vendor superseded the anchors: a new chain,
+#: whose events at those sequences are not stored again).
 Q_TAKEN = select(_ue.c.seq).where(
     _ue.c.container_id == bindparam("container"), _ue.c.seq >= bindparam("first"), _ue.c.seq <= bindparam("last")
 )
@@ -398,6 +399,11 @@ class UsageService(ActivationService):
         taken = {
             s for (s,) in tx.all(Q_TAKEN, {"container": container_id, "first": known[0].seq, "last": known[-1].seq})
         }
+        if taken and source == SOURCE:  # a new chain after a clear: what Central holds is never counted twice
+            log.warning("usage of %s: events %s are stored already: not stored again", serial, sorted(taken))
+            known = [e for e in known if e.seq not in taken]
+            if not known:
+                return 0, {}
         opened: dict[str, dict[str, Any]] = {}  # lease id -> its new row (this upload)
         rows: list[dict[str, Any]] = []
         ends: dict[str, UsageEvent] = {}  # lease id -> its final event, for a row stored before
@@ -409,8 +415,7 @@ class UsageService(ActivationService):
                 "firm_id": firm_ids[e.firm_code],
                 "source": source,
                 "container_id": container_id,
-                # a sequence a superseded chain stored already: the row is kept without it
-                "seq": None if e.seq in taken else e.seq,
+                "seq": None if e.seq in taken else e.seq,  # (the cloud's log: its own sequences)
                 "lease_id": e.lease_id,
                 "access_time": e.access_time,
                 "release_time": None,
