@@ -419,17 +419,33 @@ class ReportingService(Service):
         if view == "billing" and not admin:
             raise Forbidden("The billing view is for the customer's admin; a user sees its own use in the other views.")
         within = Actor(person.audit_id, Role.vendor, person.firm_id, person.firm_code)
-        scope = self._scope(within, flt)
+        try:
+            scope = self._scope(within, flt)
+        except NotFound as exc:  # in the words of another customer's value below, never others
+            thing = exc.code.removeprefix("unknown_")
+            if thing not in ("customer", "ticket", "item"):
+                raise
+            raise self._unknown(thing, flt) from None
         if scope.customer_ids is not None and scope.customer_ids != (person.customer_id,):
-            raise NotFound("customer", f"There is no customer {flt.customer} for this session. Check the number.")
+            raise self._unknown("customer", flt)
         if scope.ticket_id is not None:
             owner = self.session.scalar(select(Ticket.customer_id).where(Ticket.id == scope.ticket_id))
             if owner != person.customer_id:
-                ticket = normalize(flt.ticket or "")
-                raise NotFound("ticket", f"There is no ticket {ticket} for this session. Check the ticket id.")
+                raise self._unknown("ticket", flt)
         return dataclasses.replace(
             scope, customer_ids=(person.customer_id,), user_ident=None if admin else person.login
         )
+
+    @staticmethod
+    def _unknown(thing: str, flt: UsageFilter) -> NotFound:
+        """A filter value a person's session does not have: one answer whether it is another
+        customer's or nobody's."""
+        if thing == "customer":
+            return NotFound("customer", f"There is no customer {flt.customer} for this session. Check the number.")
+        if thing == "ticket":
+            ticket = normalize(flt.ticket or "")
+            return NotFound("ticket", f"There is no ticket {ticket} for this session. Check the ticket id.")
+        return NotFound("item", f"There is no item {flt.item} for this session. Check the item id.")
 
     @staticmethod
     def _cursor_key(view: str, digest: str, cursor: str) -> tuple[Any, ...]:
