@@ -25,7 +25,8 @@ anchors it holds for that container (``usage_anchors``, the latest one not super
 
 The stored events become usage_events rows (a session one row, its release filled in by
 its final event; a refusal one row) with the ticket, customer and item joined. Only the
-licenses activated into the uploading server's container count: an event naming another
+licenses activated into the uploading server's container count (for a proxy license
+server, those of the cloud container of the group it proxies): an event naming another
 license (another customer's, or one no ticket has) is skipped and logged, never stored or
 checked against that license's seats; a refusal that named no license (license id 0) is kept
 with the firm alone. Then the
@@ -57,7 +58,7 @@ from ...core.documents import DocumentInvalid, DocumentMalformed, parse
 from ...core.encoding import b64d
 from ...core.errors import AnchorMismatch, Conflict, InvalidRequest, MalformedInput, ServiceError, UsageRejected
 from ..db import run_read
-from ..models import ContainerFirm, Firm, UsageAnchor
+from ..models import CloudContainer, CloudProxy, ContainerFirm, Firm, UsageAnchor
 from ..models import UsageEvent as UsageRow
 from ..protocol_db import Row, Tx, protocol_for
 from . import _protocol_sql as sql
@@ -121,10 +122,18 @@ I_USAGE = insert(_ue)
 Q_TICKETS_OF = select(_t.c.id, _t.c.ticket, _t.c.license_id, _t.c.customer_id, _t.c.item_id, _t.c.options).where(
     _t.c.firm_id == bindparam("firm"), _t.c.license_id.in_(bindparam("licenses", expanding=True))
 )
-#: Of those, the tickets activated into the container (held there now, or before): the only
-#: licenses a server's log may name.
+_cc, _px = CloudContainer.__table__, CloudProxy.__table__
+#: Of those, the tickets activated into the container (held there now, or before), or into
+#: the cloud container of a group whose proxy the container's server is: the only licenses
+#: a server's log may name.
 Q_TICKETS_HELD = Q_TICKETS_OF.where(
     exists().where(sql._act.c.ticket_id == _t.c.id, sql._act.c.container_id == bindparam("container"))
+    | exists().where(
+        sql._act.c.ticket_id == _t.c.id,
+        sql._act.c.container_id == _cc.c.container_id,
+        _cc.c.group_id == _px.c.group_id,
+        _px.c.container_id == bindparam("container"),
+    )
 )
 #: A license's sessions on one server that hold a seat at ``since`` or later.
 Q_HELD = select(_ue.c.seat, _ue.c.lease_id, _ue.c.access_time, _ue.c.release_time).where(
