@@ -782,3 +782,26 @@ def test_the_rollups_on_postgresql(tmp_path, pg_url, clock):
         test_retention_takes_the_rollups_old_days_with_the_events(app, client, store, firm, clock)
         test_the_product_view_of_any_period_sums_the_events_in_it(client, store, firm)
         test_the_billing_view_reads_the_jobs_rollup_and_answers_as_the_events_do(app, client, store, firm, clock)
+
+
+@pytest.mark.parametrize(
+    "view, key",
+    [
+        ("license", [10**20, 1]),  # beyond what a database integer holds
+        ("product", [10**20, "a", "b", 1, "u"]),
+        ("billing", [10**20, "a", "b", 1]),
+        ("product", [1, "\ud800", "b", 1, "u"]),  # a lone surrogate no database text holds
+        ("license", [-(10**20), 1]),
+    ],
+)
+def test_a_hand_made_cursor_is_refused_as_a_bad_cursor(client, source, view, key):
+    """A cursor is the client's text: one whose key passes for the view's types but holds
+    what no stored row could (a number beyond 64 bits, a lone surrogate) answers 400 like
+    any bad cursor, never a server error."""
+    from licentia.central.services.reporting import UsageFilter
+    from licentia.core.encoding import b64e
+
+    digest = UsageFilter.from_api({}).digest(view)
+    text = json.dumps({"v": view, "f": digest, "k": key})  # json.dumps escapes the surrogate
+    path = {"license": LICENSE, "product": PRODUCT, "billing": BILLING}[view]
+    refused(post(client, path, {"filter": {}, "cursor": b64e(text.encode())}, source.headers), 400, 1)

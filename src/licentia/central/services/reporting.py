@@ -33,7 +33,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from ...core import codes
-from ...core.encoding import b64d, b64e
+from ...core.encoding import JsonRejected, b64d, b64e, strict_loads
 from ...core.errors import BadInput, Forbidden, NotFound
 from ..db import run_read
 from ..models import (
@@ -452,14 +452,16 @@ class ReportingService(Service):
         try:
             if not isinstance(cursor, str) or len(cursor) > 1024:
                 raise ValueError
-            data = json.loads(b64d(cursor))
+            # the strict reader: whole numbers in 64 bits, no lone surrogate (what a database
+            # column holds), so a hand-made key fails here, not in the driver
+            data = strict_loads(b64d(cursor))
             key = data["k"]
             types = _KEY_TYPES[view]
             if data["v"] != view or data["f"] != digest or not isinstance(key, list) or len(key) != len(types):
                 raise ValueError
             if not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, types, strict=True)):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, JsonRejected):
             raise BadInput(BAD_CURSOR, reason=f"bad cursor {cursor[:80]!r}") from None
         return tuple(key)
 
