@@ -3791,8 +3791,9 @@ def build_anchoring(firm: Any, foreign: Any) -> dict[str, Any]:
         ),
         valid(
             "upload-event-largest-number",
-            one({**base, "seconds": 2**53 - 1, "ticketLicenseId": 2**53 - 1}),
-            "2^53 - 1 is the largest whole number an event holds.",
+            one({**base, "seconds": anchoring.MAX_TIME, "ticketLicenseId": 2**53 - 1}),
+            "2^53 - 1 is the largest whole number an event holds; 253402300799 (9999-12-31T23:59:59 UTC) the largest "
+            "time or number of seconds.",
         ),
         valid(
             "upload-event-unknown-fields",
@@ -3807,6 +3808,21 @@ def build_anchoring(firm: Any, foreign: Any) -> dict[str, Any]:
         ),
         # ---- the events
         refused("upload-event-with-spaces", upload([spaced]), "an event text is its canonical JSON (no spaces)."),
+        refused(
+            "upload-event-time-after-9999",
+            one({**base, "accessTime": anchoring.MAX_TIME + 1}),
+            "an event's times are no later than 9999-12-31T23:59:59 UTC (253402300799).",
+        ),
+        refused(
+            "upload-event-seconds-after-9999",
+            one({**base, "seconds": anchoring.MAX_TIME + 1}),
+            "an event's seconds are bounded as its times are.",
+        ),
+        refused(
+            "upload-event-ended-before-its-access",
+            one({**_lease_body("release", t0 + 60, "L-0001", t0 + 120, release=None), "seconds": 0}),
+            "a final event without releaseTime ends at its time, which is not before its access.",
+        ),
         refused(
             "upload-event-keys-out-of-order",
             upload([unordered]),

@@ -20,6 +20,9 @@ export const USAGE_FINAL_KINDS = Object.freeze(['release', 'expire', 'revoke', '
 
 const HASH = /^[0-9a-f]{64}$/;
 const WHOLE = T.int(0); // 0 … 2^53 − 1
+/** The last second an event's times may name: 9999-12-31T23:59:59 UTC (12.10). */
+export const USAGE_MAX_TIME = 253402300799;
+const TIME = T.int(0, USAGE_MAX_TIME);
 
 /**
  * The chain's next hash (12.9): lowercase hex SHA-256 of the previous hash's 32 bytes
@@ -39,9 +42,9 @@ function text(body, name, limit, seq, { optional: isOptional = false } = {}) {
   return v;
 }
 
-function whole(body, name, seq, { optional: isOptional = false } = {}) {
-  if (isOptional) return optional(body, name, WHOLE, null, `event ${seq}: ${name}`);
-  return required(body, name, WHOLE, `event ${seq}: ${name}`);
+function whole(body, name, seq, { optional: isOptional = false, type = WHOLE } = {}) {
+  if (isOptional) return optional(body, name, type, null, `event ${seq}: ${name}`);
+  return required(body, name, type, `event ${seq}: ${name}`);
 }
 
 /**
@@ -78,20 +81,24 @@ export function readUsageEvent(textIn, seq) {
   const ip = text(body, 'ip', 256, seq);
   const leaseId = text(body, 'leaseId', 128, seq, { optional: true });
   if (leaseId === null && kind !== 'deny') throw new DocumentInvalid(`event ${seq}: every event but deny names its lease`);
-  const accessTime = whole(body, 'accessTime', seq);
-  const releaseTime = whole(body, 'releaseTime', seq, { optional: true });
+  const accessTime = whole(body, 'accessTime', seq, { type: TIME });
+  const releaseTime = whole(body, 'releaseTime', seq, { optional: true, type: TIME });
+  const time = whole(body, 'time', seq, { type: TIME });
   if (releaseTime !== null && releaseTime < accessTime) throw new DocumentInvalid(`event ${seq}: released before it was accessed`);
+  if (USAGE_FINAL_KINDS.includes(kind) && releaseTime === null && time < accessTime) {
+    throw new DocumentInvalid(`event ${seq}: ended before it was accessed`);
+  }
   const firmCode = whole(body, 'firmCode', seq);
   T.firmCode(firmCode, `event ${seq}: firmCode`);
   return {
     seq,
     kind,
-    time: whole(body, 'time', seq),
+    time,
     leaseId,
     mode,
     accessTime,
     releaseTime,
-    seconds: whole(body, 'seconds', seq),
+    seconds: whole(body, 'seconds', seq, { type: TIME }),
     success,
     fail,
     invalid,
