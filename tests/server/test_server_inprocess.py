@@ -355,14 +355,20 @@ def _machine_proof(container, app, holder, client):
     return container.sign(grants.SEAT_PROOF, payload)
 
 
-def test_station_seats_are_per_proven_container_and_source_address(tmp_path, clock, traits):
+def _site(tmp_path, clock, *, lease_ttl=None, **options):
+    """A license server (its app) whose container holds a license of 10101:1 with
+    ``options``, the firm, and a laptop's machine container that clients prove."""
     firm = Firm()
     data = tmp_path / "data"
     c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=1)), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(**options)), T0)
     laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
-    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm")
-    app = create_app(settings)
+    ttl = {} if lease_ttl is None else {"lease_ttl": lease_ttl}
+    return create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", **ttl)), laptop, firm
+
+
+def test_station_seats_are_per_proven_container_and_source_address(tmp_path, clock, traits):
+    app, laptop, _ = _site(tmp_path, clock, quantity=1)
     with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as there:
         one, two, three = Holder(), Holder(), Holder()
         first = body(one, client_lease_id="s1", mode="station", machine=_machine_proof(laptop, app, one, here))
@@ -383,12 +389,7 @@ def test_a_first_access_naming_a_live_leases_client_lease_id_is_refused_to_anoth
     """``"reconnect": false`` says the client lease id is new; the server looks anyway: a
     live lease's client lease id is its holder's alone, so other processes of one machine
     cannot stack exclusive leases (or any other) on its seat by naming it."""
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=2)), T0)
-    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
-    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    app, laptop, _ = _site(tmp_path, clock, quantity=2)
     with TestClient(app, client=("127.0.0.2", 40000)) as here:
         owner = Holder()
         proof = _machine_proof(laptop, app, owner, here)
@@ -414,12 +415,7 @@ def test_a_sniffed_lease_request_cannot_be_replayed(tmp_path, clock, traits):
     answered its challenge once), not without its machine proof (the holder's proof covers
     it), not after the lease it got was released, and a copied request for a seat back
     cannot keep a dead client's lease alive (its counter was used)."""
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=3)), T0)
-    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
-    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", lease_ttl=100))
+    app, laptop, _ = _site(tmp_path, clock, quantity=3, lease_ttl=100)
     with TestClient(app, client=("127.0.0.2", 40000)) as victim, TestClient(app, client=("127.0.0.3", 40000)) as eve:
         alice = Holder()
         sent = body(alice, client_lease_id="a1", reconnect=False, mode="station", user="alice")
@@ -481,14 +477,8 @@ class _Claimed:
 def test_a_grace_receipt_ends_only_the_grace_of_the_container_that_signed_it(tmp_path, clock, traits):
     """A receipt signed by a key that merely claims another container's serial gives back
     the grace of its own lease only: the real container's grace seat stays counted."""
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    options = Options(quantity=2, max_grace=86400)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=options), T0)
-    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    app, laptop, firm = _site(tmp_path, clock, quantity=2, max_grace=86400)
     forger = _Claimed(laptop.serial)
-    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
     with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as eve:
         alice = Holder()
         ask = body(alice, client_lease_id="a1", grace=86400, machine=_machine_proof(laptop, app, alice, here))
@@ -524,12 +514,7 @@ def test_a_borrow_made_under_another_containers_serial_is_lifted_by_the_administ
     """Anyone can name a container serial in a borrow; while that borrow lives, the serial's
     own container is refused (one serial, one set of keys). Once the administrator releases
     it (lost: counted until it ends), the serial borrows again with its own keys, once."""
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=3)), T0)
-    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
-    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    app, laptop, _ = _site(tmp_path, clock, quantity=3)
     admin = {"Authorization": "Bearer adm"}
     with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as eve:
         squat = eve.post("/api/v1/borrows", json=_borrow_ask(laptop.serial, "mallory"))
@@ -556,12 +541,7 @@ def test_challenges_kept_are_bounded_and_the_oldest_go_first(tmp_path, clock, tr
     from licentia.server import core
 
     monkeypatch.setattr(core, "MAX_CHALLENGES", 50)
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=2)), T0)
-    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
-    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    app, laptop, _ = _site(tmp_path, clock, quantity=2)
     server = app.server
     with TestClient(app) as client:
         first = client.get("/api/v1/challenge").json()
