@@ -622,3 +622,73 @@ def test_a_query_string_that_is_not_utf8_is_a_plain_refusal(app):
     anyio.run(call)
     assert sent[0]["status"] == 200 and sent[1]["body"] == b'{"released":false}'
     assert [s["lease_id"] for s in _sessions(app)] == [lease_id]
+
+
+def test_a_seat_back_for_another_product_keeps_the_first_leases_grace_counted(tmp_path, clock, traits):
+    """A request under a live lease's client lease id for another license ends that lease,
+    but a lease whose grace the client's container holds stays counted for its grace (as a
+    release without the receipt leaves it): otherwise the seat was free while the grace ran."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    req = c.make_request("activate", T0, ticket=TICKET)
+    request = exchange.verify_request(req)
+    entries = [
+        firm.entry(request, product=1, options=Options(quantity=1, max_grace=86400)),
+        firm.entry(request, product=2, options=Options(quantity=5)),
+    ]
+    c.apply_update(firm.update(req, entries), T0)
+    laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
+    app = create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm"))
+    with TestClient(app, client=("127.0.0.2", 40000)) as here, TestClient(app, client=("127.0.0.3", 40000)) as there:
+        alice, bob = Holder(), Holder()
+        ask = body(alice, client_lease_id="a1", grace=86400, machine=_machine_proof(laptop, app, alice, here))
+        assert here.post("/api/v1/leases", json=ask).status_code == 200
+        assert there.post("/api/v1/leases", json=body(bob, client_lease_id="b1")).status_code == 409
+        other = here.post("/api/v1/leases", json=body(alice, client_lease_id="a1", product_code=2, counter=1))
+        assert other.status_code == 200
+        states = sorted((s["product_code"], s["state"]) for s in _sessions(here))
+        assert states == [(1, "grace"), (2, "active")]
+        refused = there.post("/api/v1/leases", json=body(bob, client_lease_id="b2"))
+        assert refused.status_code == 409 and refused.json()["error"]["type"] == "SeatsExhausted"
+
+
+def test_a_grace_receipt_ends_the_grace_of_its_own_feature_only(tmp_path, clock, traits):
+    """The container keeps one grace record per server, product and feature, and gives back
+    one of them with a receipt: the server ends the grace of the leases of that feature only;
+    another feature's grace, still held in the container, keeps its seat counted."""
+    app, real, firm = _site(tmp_path, clock, quantity=2, max_grace=86400)
+    laptop = _Claimed(real.serial)  # a container's key pair, which signs the receipt here
+    with TestClient(app, client=("127.0.0.2", 40000)) as here:
+        holder = Holder()
+        leases = {}
+        for feature, cid in ((1, "f1"), (2, "f2")):
+            proof = _machine_proof(laptop, app, holder, here)
+            ask = body(holder, client_lease_id=cid, feature_code=feature, grace=86400, machine=proof)
+            leases[feature] = here.post("/api/v1/leases", json=ask).json()["lease_id"]
+        receipt = laptop.sign(
+            grants.GRACE_RETURN, {"serial": laptop.serial, "lease_id": leases[1], "firm_code": firm.code, "vtime": T0}
+        )
+        answer = here.post(f"/api/v1/leases/{leases[1]}/return", json={"receipt": receipt}).json()
+        assert answer["leases"] == [leases[1]]
+        grace = {s["lease_id"]: s["grace_until"] for s in _sessions(here)}
+        assert grace[leases[1]] is None and grace[leases[2]] is not None
+
+
+def test_admin_token_guesses_on_the_client_api_count_against_the_address(tmp_path, clock, traits):
+    """The client API takes the access token, or the admin token: a wrong bearer token
+    there counts against the address as on the admin API, so that the answers cannot tell
+    a right guess of the admin token from a wrong one past the limit."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=1)), T0)
+    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm-secret", access_token="acc")
+    app = create_app(settings)
+    with TestClient(app, client=("127.0.0.2", 40000)) as guesser, TestClient(app) as client:
+        for n in range(5):
+            assert guesser.get("/api/v1/challenge", headers={"Authorization": f"Bearer g{n}"}).status_code == 401
+        assert guesser.get("/api/v1/challenge", headers={"Authorization": "Bearer adm-secret"}).status_code == 429
+        # the right access token still works from there, and other addresses are not held up
+        assert guesser.get("/api/v1/challenge", headers={"Authorization": "Bearer acc"}).status_code == 200
+        assert client.get("/api/v1/challenge", headers={"Authorization": "Bearer adm-secret"}).status_code == 200

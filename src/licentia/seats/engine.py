@@ -438,7 +438,10 @@ class SeatEngine:
             w.events.append(usage.lease_event("renew", now, prev, reason="reconnect"))
             return prev
         if prev.state == ACTIVE:
-            self._finish(w, prev, EXPIRED, min(prev.expires, now), "expire")
+            if (prev.grace_until or 0) > now:  # its grace is held in the container: counted for it
+                self._keep_for_grace(w, prev, now)
+            else:
+                self._finish(w, prev, EXPIRED, min(prev.expires, now), "expire")
         return None
 
     def _grant(
@@ -645,16 +648,7 @@ class SeatEngine:
                 return False
             if (lease.grace_until or 0) > now:
                 # given up without the container's receipt: the grace it holds keeps the seat
-                lease.state, lease.expires, lease.end_time = GRACE, min(lease.expires, now), now
-                w.tx.save(lease)
-                w.events.append(
-                    usage.lease_event(
-                        GRACE,
-                        now,
-                        lease,
-                        reason=f"counted until {lease.grace_until} unless the client container's return receipt comes",
-                    )
-                )
+                self._keep_for_grace(w, lease, now)
                 return True
             if lease.expires <= now:
                 self._finish(w, lease, EXPIRED, lease.expires, "expire")
@@ -666,6 +660,21 @@ class SeatEngine:
             else:
                 self._finish(w, lease, RELEASED, now, "release")
             return True
+
+    @staticmethod
+    def _keep_for_grace(w: _Work, lease: Lease, now: int) -> None:
+        """A lease given up without its container's receipt: the grace the container holds
+        keeps its seat counted until the grace ends or the receipt comes."""
+        lease.state, lease.expires, lease.end_time = GRACE, min(lease.expires, now), now
+        w.tx.save(lease)
+        w.events.append(
+            usage.lease_event(
+                GRACE,
+                now,
+                lease,
+                reason=f"counted until {lease.grace_until} unless the client container's return receipt comes",
+            )
+        )
 
     def withdraw(self, lease_id: str, reason: str) -> None:
         """End at once a lease this server granted but could not complete (its container
@@ -875,10 +884,11 @@ class SeatEngine:
 
     def end_grace(self, lease_id: str, serial: str, sign_pub: str) -> list[Lease]:
         """The client container ``serial`` with the key ``sign_pub`` gave back the grace of a
-        lease (its receipt was checked): it holds no grace record of that license from this
-        server any more, so no lease of it held there keeps its seat for grace. A container
-        is its serial and its key: another key that claims the serial ends no grace but its
-        own. Returns the leases it changed."""
+        lease (its receipt was checked): it holds no grace record of that license and feature
+        from this server any more (a container keeps one per server, product and feature), so
+        no lease of them held there keeps its seat for grace; another feature's grace stays. A
+        container is its serial and its key: another key that claims the serial ends no grace
+        but its own. Returns the leases it changed."""
         now = self.clock()
         changed: list[Lease] = []
         container = {"serial": serial, "sign_pub": sign_pub}
@@ -893,6 +903,8 @@ class SeatEngine:
                 return changed
             for held in [lease, *w.tx.live_leases([lease.license_key], now)]:
                 if held.mode == BORROW or not same(held) or held.grace_until is None:
+                    continue
+                if held.feature_code != lease.feature_code:
                     continue
                 if any(held.id == c.id for c in changed):
                     continue

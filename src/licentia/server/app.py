@@ -402,8 +402,9 @@ def create_app(settings: Settings, *, server: LicenseServer | None = None) -> Cl
     app.state.license_server = server
     app.state.admin_source = admin_source
     app.state.metrics = metrics
-    _Operators(server, settings, admin_token, metrics).mount(app)
-    return ClientApi(app, server, _Batcher(server), metrics, admin_token)
+    operators = _Operators(server, settings, admin_token, metrics)
+    operators.mount(app)
+    return ClientApi(app, server, _Batcher(server), metrics, admin_token, operators.sessions)
 
 
 # ---------------------------------------------------------------- the client API
@@ -416,6 +417,11 @@ _UNAUTHORIZED = json.dumps(
             "message": "this license server needs its access token: set LICENTIA_SERVER_TOKEN",
         }
     }
+).encode()
+
+
+_THROTTLED = json.dumps(
+    {"error": {"type": "TooManyAttempts", "message": "too many wrong tokens from this address: wait ten minutes"}}
 ).encode()
 
 
@@ -477,13 +483,22 @@ class ClientApi:
     operators' endpoints): the hot path (access, renew, release) skips the framework's
     routing and dependency machinery. Every other path goes to FastAPI."""
 
-    def __init__(self, app: FastAPI, server: LicenseServer, batcher: _Batcher, metrics: Metrics, admin_token: str):
+    def __init__(
+        self,
+        app: FastAPI,
+        server: LicenseServer,
+        batcher: _Batcher,
+        metrics: Metrics,
+        admin_token: str,
+        sessions: admin_page.AdminSessions,
+    ):
         self.app = app
         self.state = app.state
         self.server = server
         self.batcher = batcher
         self.metrics = metrics
         self.admin_token = admin_token
+        self.sessions = sessions  # the admin sign-in limit per address, shared with the operators' endpoints
 
     def client_ok(self, given: str) -> bool:
         token = self.server.settings.access_token
@@ -590,7 +605,19 @@ class ClientApi:
         t0 = time.perf_counter()
         given = _token(scope)
         private = endpoint == "licenses" and self.server.settings.private_views
+        # a bearer that is not the access token is the admin token or a guess at it: guesses
+        # count against the address as the admin sign-ins do, and past the limit even the
+        # right one waits, so the answers tell no right guess from a wrong one
+        suspect = bool(given) and not _same(given, self.server.settings.access_token or "")
+        peer = scope.get("client")
+        address = str(peer[0]) if peer else "unknown"
+        if suspect and self.sessions.throttled(address):
+            self.metrics.observe(endpoint, time.perf_counter() - t0, False)
+            await self._send(send, 429, _THROTTLED)
+            return
         if not (self.client_ok(given) and (not private or _same(given, self.admin_token))):
+            if suspect:
+                self.sessions.failed(address)
             self.metrics.observe(endpoint, time.perf_counter() - t0, False)
             await self._send(send, 401, _UNAUTHORIZED)
             return
