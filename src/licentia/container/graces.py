@@ -11,8 +11,9 @@ container MACs, so it is removed in the same write that makes the receipt:
      "keys": [{"version", "sealed": seal_local(product key, context)}]}
 
 One record per (server, product, feature): a newer access replaces it, and giving it back
-removes it whichever lease wrote it (a receipt says that no record of the product from
-that server is left, so it may end every lease of it that the server still counts).
+removes it whichever lease wrote it (a receipt says that no record of the product and
+feature from that server is left, so the server may end the grace of every lease of that
+feature it still counts for this container, and of no other feature).
 """
 
 from __future__ import annotations
