@@ -172,9 +172,10 @@ class Lan:
         body = {"client_lease_id": other.cid, "counter": other.counter, "proof": proof}
         return self.server.renew(answer["lease_id"], body)
 
-    def borrow(self, days: int) -> dict[str, Any]:
-        box_pub = b64e(hazmat.raw_public(self.box.box_key.public_key()))
-        body = {
+    def borrow(self, days: int, *, box_pub: str | None = None, proven: bool = True) -> dict[str, Any]:
+        """A borrow into ``box``, proven by its machine proof (whose holder is the box key)."""
+        box_pub = box_pub or b64e(hazmat.raw_public(self.box.box_key.public_key()))
+        body: dict[str, Any] = {
             "firm_code": FIRM,
             "product_code": PRODUCT,
             "client_lease_id": self.cid,
@@ -183,6 +184,17 @@ class Lan:
             "days": days,
             "container": {"serial": self.box.serial, "sign_pub": self.sign_pub, "box_pub": box_pub},
         }
+        if proven:
+            challenge = self.server.challenge()
+            payload = {
+                "serial": self.box.serial,
+                "sign_pub": self.sign_pub,
+                "server": "http://lan",
+                "nonce": challenge["nonce"],
+                "time": challenge["time"],
+                "holder": box_pub,
+            }
+            body["machine"] = sign_document(grants.SEAT_PROOF, payload, self.box.sign_key)
         return self.server.borrow(body, "10.0.0.5")
 
 
@@ -238,6 +250,19 @@ def test_the_proxy_serves_the_groups_members_and_its_seats_add_up_with_cloud_lea
         )
     assert users and all(u.startswith("ada@example.com@") for u in users), users
     assert Lan(world.server, world.ada.box, 4).borrow(1)["entry"]["payload"]["options"]["quantity"] == 2
+
+
+def test_a_borrow_of_a_proxied_license_needs_the_members_device_proven(world):
+    """A member device's serial and public keys travel in every request: a stranger who
+    names them in a borrow, with a box key of its own, gets no proxied seat and no product
+    key (the same refusal a lease gets); the device itself, proving its container, borrows."""
+    ada = Lan(world.server, world.ada.box)
+    stranger_box = b64e(hazmat.raw_public(hazmat.X25519PrivateKey.generate().public_key()))
+    before = world.server.status()
+    assert refusal(lambda: ada.borrow(30, box_pub=stranger_box, proven=False)).error is E.AccessDenied
+    assert refusal(lambda: ada.borrow(30, proven=False)).error is E.AccessDenied  # not proven: no member's device
+    assert world.server.status()["borrowed"] == before["borrowed"] == []
+    assert ada.borrow(30)["expires"] == world.link.grant["payload"]["until"]
 
 
 def test_members_added_and_removed_take_effect_at_the_next_refresh_or_trigger(world):

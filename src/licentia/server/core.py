@@ -580,8 +580,9 @@ class LicenseServer:
 
     def borrow(self, body: dict[str, Any], ip: str) -> dict[str, Any]:
         ask = parse_borrow(body, ip)
+        device = self._proven_borrower(body, ask)
         candidates = self._candidates(ask.client, ask.request, "borrow")
-        client, candidates = self._admitted(ask.client, ask.request, "borrow", candidates, ask.borrower)
+        client, candidates = self._admitted(ask.client, ask.request, "borrow", candidates, device)
         ask = ask._replace(client=client)
         lease = self.engine.borrow(
             ask.client,
@@ -594,6 +595,34 @@ class LicenseServer:
         )
         item, _ = _chosen(candidates, lease)
         return self._borrow_answer(item, ask, lease)
+
+    def _proven_borrower(self, body: dict[str, Any], ask: BorrowAsk) -> dict[str, str] | None:
+        """The borrowing container when the request proves it (a machine proof by that
+        container over a live challenge of this server, whose ``holder`` is the container's
+        box key, the key the borrowed product keys are sealed to), else None. A container's
+        serial and keys are public, so only a proven one counts as a group member's device
+        for a proxied license; a proof that does not hold is refused (and logged)."""
+        doc = body.get("machine")
+        if doc is None:
+            return None
+        why = ""
+        try:
+            proof = protocol.read_machine_proof(doc, ask.borrower["sign_pub"])
+        except ValueError as exc:
+            why = str(exc)
+        else:
+            with self._lock:
+                seen = self._challenges.pop(proof.nonce, None)
+            if seen is None or seen != proof.issued or self.clock() - seen > CHALLENGE_TTL:
+                why = "machine proof answers no live challenge of this server (stale or replayed)"
+            elif proof.serial != ask.borrower["serial"]:
+                why = "machine proof of another container serial"
+            elif proof.holder != ask.borrower["box_pub"]:
+                why = "machine proof made for another box key"
+        if why:
+            refusal = Refusal(E.AccessDenied, "the machine proof does not verify", f"{ask.client.ident}: {why}")
+            self._refuse(ask.client, ask.request, "borrow", refusal, refusal.log)
+        return ask.borrower
 
     def _borrow_answer(self, item: Served, ask: BorrowAsk, lease: Lease) -> dict[str, Any]:
         entry = item.entry
