@@ -236,3 +236,38 @@ def test_tls_to_a_named_server_checks_the_name_not_the_address(tmp_path, site):
     finally:
         by_name.close()
         by_address.close()
+
+
+def test_discovery_takes_only_well_formed_answers_and_a_bounded_number():
+    """Anyone on the network can answer a discovery broadcast: an answer whose port is not
+    a port (a float, infinity, a huge or negative number, text, a boolean) is skipped, never
+    an error out of the client, ``tls`` counts only as a real boolean, and at most
+    MAX_DISCOVERED servers are taken from one broadcast."""
+    import json
+    import threading
+
+    from licentia.runtime import _servers
+
+    port = free_udp_port()
+    bad = ["1e300", "Infinity", "-Infinity", str(10**30), "-1", "0", "70000", "true", '"8080"', "8080.5"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rogue:
+        rogue.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rogue.bind(("0.0.0.0", port))
+        rogue.settimeout(5)
+
+        def answer() -> None:
+            data, addr = rogue.recvfrom(2048)
+            nonce = json.loads(data)["nonce"]
+            head = f'{{"licentia":"server","nonce":"{nonce}"'
+            for text in bad:
+                rogue.sendto(f'{head},"port":{text}}}'.encode(), addr)
+            rogue.sendto(f'{head},"port":9001,"tls":"no"}}'.encode(), addr)
+            for n in range(1, 30):
+                rogue.sendto(f'{head},"port":{9001 + n}}}'.encode(), addr)
+
+        t = threading.Thread(target=answer)
+        t.start()
+        found = _network.discover("127.255.255.255", port, 1.0)
+        t.join()
+    assert [s.port for s in found] == list(range(9001, 9001 + _servers.MAX_DISCOVERED))
+    assert found[0].tls is False

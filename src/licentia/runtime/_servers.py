@@ -223,6 +223,10 @@ def configured(home: Path) -> bool:
     return bool(cfg.servers) or cfg.discovery or (cfg.cloud != "off" and cloud_linked(home))
 
 
+#: servers taken from one discovery broadcast at most (the first to answer)
+MAX_DISCOVERED = 16
+
+
 def discover(broadcast: str, port: int, timeout: float = DISCOVERY_TIMEOUT, *, tls: bool = False) -> list[ServerAddr]:
     """Broadcast a discovery request; the servers that answer within ``timeout``."""
     nonce = secrets.token_hex(8)
@@ -248,13 +252,20 @@ def discover(broadcast: str, port: int, timeout: float = DISCOVERY_TIMEOUT, *, t
                 break
             except OSError:
                 break
+            # anyone on the network may answer: only a well-formed answer counts (a port is a
+            # whole number 1 ... 65535, tls a real boolean), and a bounded number of them
             try:
                 msg = json.loads(data)
-                if msg.get("licentia") != "server" or msg.get("nonce") != nonce:
-                    continue
-                srv = ServerAddr(addr[0], int(msg["port"]), bool(msg.get("tls")) or tls)
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except ValueError:
                 continue
+            if not isinstance(msg, dict) or msg.get("licentia") != "server" or msg.get("nonce") != nonce:
+                continue
+            answered = msg.get("port")
+            if type(answered) is not int or not 0 < answered < 65536:
+                continue
+            srv = ServerAddr(addr[0], answered, msg.get("tls") is True or tls)
             if srv not in found:
                 found.append(srv)
+                if len(found) >= MAX_DISCOVERED:
+                    break
     return found
