@@ -409,6 +409,19 @@ class LicenseServer:
             self._challenges[nonce] = now
         return {"nonce": nonce, "time": now}
 
+    def _answered(self, doc: Any, sign_pub: str | None = None) -> tuple[protocol.MachineProof | None, str]:
+        """A machine proof that verifies (with ``sign_pub`` when given) and answers a live
+        challenge of this server, which it uses up: (the proof, ""), or (None, why not)."""
+        try:
+            proof = protocol.read_machine_proof(doc, sign_pub)
+        except ValueError as exc:
+            return None, str(exc)
+        with self._lock:
+            seen = self._challenges.pop(proof.nonce, None)
+        if seen is None or seen != proof.issued or self.clock() - seen > CHALLENGE_TTL:
+            return None, "machine proof answers no live challenge of this server (stale or replayed)"
+        return proof, ""
+
     def _machine(self, body: dict[str, Any], client: Client) -> Client:
         """The client with the machine its request proved (its container's serial and key,
         with the source address; unchanged when it offers no proof); a Refusal when the
@@ -416,19 +429,10 @@ class LicenseServer:
         doc = body.get("machine")
         if doc is None:
             return client
-        why = ""
-        try:
-            proof = protocol.read_machine_proof(doc)
-        except ValueError as exc:
-            why = str(exc)
-        else:
-            with self._lock:
-                seen = self._challenges.pop(proof.nonce, None)
-            if seen is None or seen != proof.issued or self.clock() - seen > CHALLENGE_TTL:
-                why = "machine proof answers no live challenge of this server (stale or replayed)"
-            elif proof.holder != client.holder:
-                why = "machine proof made for another session"
-        if why:
+        proof, why = self._answered(doc)
+        if proof is not None and proof.holder != client.holder:
+            why = "machine proof made for another session"
+        if proof is None or why:
             raise Refusal(E.AccessDenied, "the machine proof does not verify", f"{client.ident}: {why}")
         return proof.client(client)
 
@@ -605,20 +609,11 @@ class LicenseServer:
         doc = body.get("machine")
         if doc is None:
             return None
-        why = ""
-        try:
-            proof = protocol.read_machine_proof(doc, ask.borrower["sign_pub"])
-        except ValueError as exc:
-            why = str(exc)
-        else:
-            with self._lock:
-                seen = self._challenges.pop(proof.nonce, None)
-            if seen is None or seen != proof.issued or self.clock() - seen > CHALLENGE_TTL:
-                why = "machine proof answers no live challenge of this server (stale or replayed)"
-            elif proof.serial != ask.borrower["serial"]:
-                why = "machine proof of another container serial"
-            elif proof.holder != ask.borrower["box_pub"]:
-                why = "machine proof made for another box key"
+        proof, why = self._answered(doc, ask.borrower["sign_pub"])
+        if proof is not None and proof.serial != ask.borrower["serial"]:
+            why = "machine proof of another container serial"
+        elif proof is not None and proof.holder != ask.borrower["box_pub"]:
+            why = "machine proof made for another box key"
         if why:
             refusal = Refusal(E.AccessDenied, "the machine proof does not verify", f"{ask.client.ident}: {why}")
             self._refuse(ask.client, ask.request, "borrow", refusal, refusal.log)
