@@ -23,24 +23,6 @@ from ._servers import parse_server
 from .activation import container_for
 
 
-def _machine_proof(net: Any, server: Any, container: Any) -> dict[str, Any] | None:
-    """The borrowing container's signature over a fresh challenge of ``server`` and its box
-    key (the key the borrowed product keys are sealed to): a proxied license is borrowed only
-    by a proven device of a group member. None from a server that issues no challenges."""
-    status, data = net.get(server, f"{API}/challenge")
-    if status != 200 or not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
-        return None
-    payload = {
-        "serial": container.serial,
-        "sign_pub": container.sign_pub,
-        "server": server.url,
-        "nonce": data["nonce"],
-        "time": data.get("time"),
-        "holder": container.box_pub,
-    }
-    return dict(container.sign(grants.SEAT_PROOF, payload))
-
-
 def borrow(
     runtime: Runtime, firm_code: int, product_code: int, days: int, *, feature_code: int = 0, level: str = "medium"
 ) -> dict[str, Any]:
@@ -66,7 +48,7 @@ def borrow(
     tried: list[str] = []
     for server in servers:
         try:
-            proof = _machine_proof(net, server, container)
+            proof = net.machine_proof(server, container, container.box_pub)  # the key the keys are sealed to
             status, data = net.post(server, f"{API}/borrows", {**body, **({"machine": proof} if proof else {})})
         except E.ServerUnreachable as exc:
             tried.append(str(exc))

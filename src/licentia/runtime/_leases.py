@@ -277,20 +277,7 @@ class LeaseKeeper:
         """The machine container's signature over a fresh challenge of ``server`` and this
         session's holder key: station and exclusive seats go by what it proves."""
         container = self._container()
-        if container is None:
-            return None
-        status, data = self.net.get(server, f"{server.api}/challenge")
-        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
-            return None  # an older server: no machine proof
-        payload = {
-            "serial": container.serial,
-            "sign_pub": container.sign_pub,
-            "server": server.url,
-            "nonce": data["nonce"],
-            "time": data.get("time"),
-            "holder": self.net.holder,
-        }
-        return container.sign(grants.SEAT_PROOF, payload)
+        return None if container is None else self.net.machine_proof(server, container, self.net.holder)
 
     def _lease_body(self, request: AccessRequest, mode: str) -> dict[str, Any]:
         return {

@@ -250,6 +250,25 @@ class NetClient:
             data = None
         return response.status_code, data
 
+    def machine_proof(self, server: ServerAddr, container: Any, holder: str) -> dict[str, Any] | None:
+        """``container``'s signature over a fresh challenge of ``server`` and ``holder``: the
+        session's holder key for a lease, the container's box key for a borrow (docs/formats.md
+        12.4); None from a server that issues no challenges."""
+        from ..core import grants
+
+        status, data = self.get(server, f"{server.api}/challenge")
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
+            return None
+        payload = {
+            "serial": container.serial,
+            "sign_pub": container.sign_pub,
+            "server": server.url,
+            "nonce": data["nonce"],
+            "time": data.get("time"),
+            "holder": holder,
+        }
+        return dict(container.sign(grants.SEAT_PROOF, payload))
+
     def get(self, server: ServerAddr, path: str) -> tuple[int, Any]:
         """GET JSON; (status, parsed answer or None). ServerUnreachable when no answer came."""
         import httpx
