@@ -441,6 +441,10 @@ class CentralRefused(CentralError):
 
 GENERIC_REQUEST = "The request could not be verified. Create a new request with 'licentia activate' and send it again."
 GENERIC_RECEIPT = "The receipt could not be verified. Send the receipt file the container wrote, unchanged."
+GENERIC_UPLOAD = (
+    "The usage upload could not be verified. Upload the license server's log again with "
+    "'licentia server sync' (offline: 'licentia server usage export'), unchanged."
+)
 
 
 class ServiceError(LicentiaError):
@@ -506,12 +510,13 @@ class InvalidTicket(ServiceError):
 
 
 class InvalidRequest(ServiceError):
-    """A request document failed verification; the message is generic."""
+    """A request document failed verification; the message is generic (``message``: the
+    generic words for another kind of request, a usage upload's)."""
 
     code = "invalid_request"
 
-    def __init__(self, reason: str):
-        super().__init__(GENERIC_REQUEST, reason=reason)
+    def __init__(self, reason: str, *, message: str = GENERIC_REQUEST):
+        super().__init__(message, reason=reason)
 
 
 class MalformedInput(ServiceError):
@@ -783,6 +788,7 @@ __all__ = [
     "FormatError",
     "GENERIC_RECEIPT",
     "GENERIC_REQUEST",
+    "GENERIC_UPLOAD",
     "InvalidCode",
     "InvalidItems",
     "InvalidReceipt",

@@ -56,7 +56,15 @@ from ...core import anchoring, hazmat
 from ...core.anchoring import Upload, UsageEvent
 from ...core.documents import DocumentInvalid, DocumentMalformed, parse
 from ...core.encoding import b64d
-from ...core.errors import AnchorMismatch, Conflict, InvalidRequest, MalformedInput, ServiceError, UsageRejected
+from ...core.errors import (
+    GENERIC_UPLOAD,
+    AnchorMismatch,
+    Conflict,
+    InvalidRequest,
+    MalformedInput,
+    ServiceError,
+    UsageRejected,
+)
 from ..db import run_read
 from ..models import CloudContainer, CloudProxy, ContainerFirm, Firm, UsageAnchor
 from ..models import UsageEvent as UsageRow
@@ -229,7 +237,7 @@ class UsageService(ActivationService):
             except DocumentMalformed as exc:  # not JSON we accept: refused before it is read, not counted here
                 raise MalformedInput(f"usage upload: {exc.reason}") from None
             except DocumentInvalid as exc:
-                raise InvalidRequest(f"usage upload rejected: {exc.reason}") from None
+                raise InvalidRequest(f"usage upload rejected: {exc.reason}", message=GENERIC_UPLOAD) from None
             container_id, up = self._verified_upload(doc)
             self._check_times(up)
             outcome = protocol_for(self.ctx.db.engine).run(lambda tx: self._upload_tx(tx, container_id, up))
@@ -244,15 +252,15 @@ class UsageService(ActivationService):
         try:
             serial = anchoring.upload_serial(doc)
         except DocumentInvalid as exc:
-            raise InvalidRequest(f"usage upload rejected: {exc.reason}") from None
+            raise InvalidRequest(f"usage upload rejected: {exc.reason}", message=GENERIC_UPLOAD) from None
         row = run_read(self.session, lambda: self.session.execute(Q_KEY_OF, {"serial": serial}).first())
         if row is None:
-            raise InvalidRequest(f"usage upload for unknown container {serial}")
+            raise InvalidRequest(f"usage upload for unknown container {serial}", message=GENERIC_UPLOAD)
         try:
             key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(row.sign_pub))
             return row.id, anchoring.verify_upload(doc, key)
         except DocumentInvalid as exc:
-            raise InvalidRequest(f"usage upload from {serial} rejected: {exc.reason}") from None
+            raise InvalidRequest(f"usage upload from {serial} rejected: {exc.reason}", message=GENERIC_UPLOAD) from None
 
     def _check_times(self, up: Upload) -> None:
         """Refuse the upload whole when an event is timed after Central's clock (and the
@@ -272,10 +280,12 @@ class UsageService(ActivationService):
     def _upload_tx(self, tx: Tx, container_id: uuid.UUID, up: Upload) -> _Outcome:
         row = tx.first(sql.Q_CONTAINER, {"serial": up.serial})  # locked: one upload of a container at a time
         if row is None or row.id != container_id:  # pragma: no cover - containers are never removed
-            raise InvalidRequest(f"usage upload for unknown container {up.serial}")
+            raise InvalidRequest(f"usage upload for unknown container {up.serial}", message=GENERIC_UPLOAD)
         firms = tx.all(Q_SLOT_FIRMS, {"container": container_id})
         if not firms:  # pragma: no cover - a registered container has the slot of its first activation
-            raise InvalidRequest(f"usage upload from {up.serial}, a container without a firm slot")
+            raise InvalidRequest(
+                f"usage upload from {up.serial}, a container without a firm slot", message=GENERIC_UPLOAD
+            )
         now = self.now()
         latest = tx.first(Q_LATEST, {"container": container_id})
         if latest is None:  # trust on first contact: the base starts Central's chain
