@@ -81,6 +81,11 @@ class UsageEvent:
     seat: str | None  # leases with the same seat share it (None: older logs, the lease is its own seat)
     ticket: str | None = None
 
+    @property
+    def latest(self) -> int:
+        """The latest time the event names (its time, the access, the release)."""
+        return max(self.time, self.access_time, self.release_time or 0)
+
 
 def _int(body: dict[str, Any], name: str, *, optional: bool = False) -> Any:
     value = body.get(name)

@@ -28,6 +28,7 @@ from ..db import run_write
 from ..models import USAGE_DAY_KEY, UsageBillingStale, UsageDay, UsageEvent
 from . import _protocol_sql as sql
 from .base import Service
+from .firms import MAX_RETENTION_DAYS
 
 log = logging.getLogger("licentia.central")
 
@@ -141,8 +142,8 @@ I_STALE = {
 
 
 #: the days before today a write marks at most: none older can be kept (the longest
-#: retention, firms.MAX_RETENTION_DAYS), and one more
-MARK_DAYS_BACK = 3651
+#: retention), and one more
+MARK_DAYS_BACK = MAX_RETENTION_DAYS + 1
 
 
 class StaleDays:

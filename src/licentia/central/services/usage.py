@@ -85,6 +85,12 @@ CHAIN_BROKEN = "usage log chain broken"
 #: how far a server's clock may run ahead of Central's: no event is timed later than that
 SKEW = 86400
 
+
+def _refused(reason: str) -> InvalidRequest:
+    """An upload that fails verification: the generic words of an upload, ``reason`` to the log."""
+    return InvalidRequest(reason, message=GENERIC_UPLOAD)
+
+
 _c, _cf, _f, _t = sql._c, sql.table_of(ContainerFirm), sql.table_of(Firm), sql._t
 _ue, _ua = sql.table_of(UsageRow), sql.table_of(UsageAnchor)
 
@@ -237,7 +243,7 @@ class UsageService(ActivationService):
             except DocumentMalformed as exc:  # not JSON we accept: refused before it is read, not counted here
                 raise MalformedInput(f"usage upload: {exc.reason}") from None
             except DocumentInvalid as exc:
-                raise InvalidRequest(f"usage upload rejected: {exc.reason}", message=GENERIC_UPLOAD) from None
+                raise _refused(f"usage upload rejected: {exc.reason}") from None
             container_id, up = self._verified_upload(doc)
             self._check_times(up)
             outcome = protocol_for(self.ctx.db.engine).run(lambda tx: self._upload_tx(tx, container_id, up))
@@ -252,15 +258,15 @@ class UsageService(ActivationService):
         try:
             serial = anchoring.upload_serial(doc)
         except DocumentInvalid as exc:
-            raise InvalidRequest(f"usage upload rejected: {exc.reason}", message=GENERIC_UPLOAD) from None
+            raise _refused(f"usage upload rejected: {exc.reason}") from None
         row = run_read(self.session, lambda: self.session.execute(Q_KEY_OF, {"serial": serial}).first())
         if row is None:
-            raise InvalidRequest(f"usage upload for unknown container {serial}", message=GENERIC_UPLOAD)
+            raise _refused(f"usage upload for unknown container {serial}")
         try:
             key = hazmat.Ed25519PublicKey.from_public_bytes(b64d(row.sign_pub))
             return row.id, anchoring.verify_upload(doc, key)
         except DocumentInvalid as exc:
-            raise InvalidRequest(f"usage upload from {serial} rejected: {exc.reason}", message=GENERIC_UPLOAD) from None
+            raise _refused(f"usage upload from {serial} rejected: {exc.reason}") from None
 
     def _check_times(self, up: Upload) -> None:
         """Refuse the upload whole when an event is timed after Central's clock (and the
@@ -268,7 +274,7 @@ class UsageService(ActivationService):
         days, into a future no report has reached."""
         limit = self.now() + SKEW
         for e in up.events:
-            latest = max(e.time, e.access_time, e.release_time or 0)
+            latest = e.latest
             if latest > limit:
                 raise UsageRejected(
                     f"usage upload from {up.serial}: event {e.seq} is timed {_iso(latest)}, "
@@ -280,12 +286,10 @@ class UsageService(ActivationService):
     def _upload_tx(self, tx: Tx, container_id: uuid.UUID, up: Upload) -> _Outcome:
         row = tx.first(sql.Q_CONTAINER, {"serial": up.serial})  # locked: one upload of a container at a time
         if row is None or row.id != container_id:  # pragma: no cover - containers are never removed
-            raise InvalidRequest(f"usage upload for unknown container {up.serial}", message=GENERIC_UPLOAD)
+            raise _refused(f"usage upload for unknown container {up.serial}")
         firms = tx.all(Q_SLOT_FIRMS, {"container": container_id})
         if not firms:  # pragma: no cover - a registered container has the slot of its first activation
-            raise InvalidRequest(
-                f"usage upload from {up.serial}, a container without a firm slot", message=GENERIC_UPLOAD
-            )
+            raise _refused(f"usage upload from {up.serial}, a container without a firm slot")
         now = self.now()
         latest = tx.first(Q_LATEST, {"container": container_id})
         if latest is None:  # trust on first contact: the base starts Central's chain
@@ -577,7 +581,7 @@ class UsageService(ActivationService):
         if not touched:
             return []
         since = min(e.access_time for e in new if e.lease_id is not None)
-        until = max(max(e.time, e.access_time, e.release_time or 0) for e in up.events)
+        until = max(e.latest for e in up.events)
         firm_ids = {int(f.code): f.id for f in firms}
         flagged = []
         for (code, license_id), t in sorted(touched.items()):
