@@ -891,11 +891,10 @@ class SeatEngine:
         but its own. Returns the leases it changed."""
         now = self.clock()
         changed: list[Lease] = []
-        container = {"serial": serial, "sign_pub": sign_pub}
 
         def same(held: Lease) -> bool:
             known = held.borrower or {}
-            return all(known.get(k) == v for k, v in container.items())
+            return (known.get("serial"), known.get("sign_pub")) == (serial, sign_pub)
 
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)

@@ -317,15 +317,18 @@ class LicenseServer:
         refusal = refusal or _no_license(request, local)
         self._refuse(client, request, mode, refusal, refusal.client_message)
 
-    def _refuse(self, client: Client, request: AccessRequest, mode: str, refusal: Refusal, reason: str) -> NoReturn:
-        """Record an invalid request's refusal in the usage log (``reason``), and raise it."""
+    def _refuse(
+        self, client: Client, request: AccessRequest, mode: str, refusal: Refusal, reason: str, *, invalid: bool = True
+    ) -> NoReturn:
+        """Record a request's refusal in the usage log (``reason``; ``invalid``: the request
+        was invalid, else refused for want of what it asked), and raise it."""
         self.engine.record_denial(
             client,
             firm_code=request.firm_code,
             product_code=request.product_code,
             feature_code=request.feature_code,
             mode=mode,
-            invalid=True,
+            invalid=invalid,
             reason=reason,
         )
         raise refusal
@@ -503,16 +506,10 @@ class LicenseServer:
                 return self._commit(item, ask.request, now, ev)
             except E.LicenseError as exc:
                 self.engine.withdraw(lease.id, f"its units were refused: {exc}")
-                self.engine.record_denial(
-                    ask.client,
-                    firm_code=ask.request.firm_code,
-                    product_code=ask.request.product_code,
-                    feature_code=ask.request.feature_code,
-                    mode=ask.mode,
-                    invalid=False,  # refused for want of units, as the engine refuses for want of seats
-                    reason=f"units refused by the container: {exc}",
-                )
-                raise Refusal(type(exc), f"license server: {exc}") from None
+                refusal = Refusal(type(exc), f"license server: {exc}")
+                # refused for want of units, as the engine refuses for want of seats
+                reason = f"units refused by the container: {exc}"
+                self._refuse(ask.client, ask.request, ask.mode, refusal, reason, invalid=False)
         if item.entry.options.usage_period is not None:
             slot = item.container.slots().get(item.entry.firm_code)
             return slot.license_state(item.entry).first_use if slot else None
