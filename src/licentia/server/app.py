@@ -609,8 +609,8 @@ class ClientApi:
         # count against the address as the admin sign-ins do, and past the limit even the
         # right one waits, so the answers tell no right guess from a wrong one
         suspect = bool(given) and not _same(given, self.server.settings.access_token or "")
-        peer = scope.get("client")
-        address = str(peer[0]) if peer else "unknown"
+        call = _call(scope, item)
+        address = call.ip or "unknown"
         if suspect and self.sessions.throttled(address):
             self.metrics.observe(endpoint, time.perf_counter() - t0, False)
             await self._send(send, 429, _THROTTLED)
@@ -629,7 +629,6 @@ class ClientApi:
             return
         try:
             body = _parse_body(raw) if needs_body and raw else {}
-            call = _call(scope, item)
             result = await self.batcher.submit(lambda: work(body, call))
         except E.SeatError as exc:
             await self._refuse(send, endpoint, t0, exc)
