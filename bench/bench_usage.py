@@ -24,6 +24,10 @@ busiest item's month, the billing view of the largest firm's month. For each: th
 view / count (goal: <= 2 at N = 10,000,000), and the time the view's SQL takes alone
 (every page's statement re-run on the driver, rows fetched, no Python rows built).
 
+Downloads: the license view's case read whole through the running server, as a vendor
+fetches a month: as CSV (``?format=csv``, one streamed answer) and as JSON pages of 1000
+(cursor after cursor); rows/s, median of ``--rounds``.
+
 Ingestion: 8 license servers (8 client threads, one kept-alive connection each) upload
 their logs (access, release and deny events, chunks of up to 1000 events, built and
 signed before the clock starts) to POST /api/v1/usage-uploads of the same server, after
@@ -72,6 +76,7 @@ from licentia.central.services.reporting import (  # noqa: E402
     ReportingService,
     UsageFilter,
     held_in,
+    iso,
 )
 from licentia.central.services.rollup import RollupService  # noqa: E402
 from licentia.central.settings import Settings  # noqa: E402
@@ -733,6 +738,43 @@ def measure_views(ctx: Context, w: World, rounds: int, page_size: int, explain: 
     return out
 
 
+# ---------------------------------------------------------------- downloads through HTTP
+
+
+def downloads(c: httpx.Client, case: Case, rounds: int) -> dict[str, Any]:
+    """The license view's case read whole through the server, as CSV and as JSON pages."""
+    flt = {"from": iso(MONTH_START), "to": iso(MONTH_END), "customerIdentification": case.filter.customer}
+    flt["firmCode"] = case.actor.firm_code  # the admin key names the firm
+
+    def csv_download() -> int:
+        lines = 0
+        with c.stream("POST", "/reporting/license-usage?format=csv", json={"filter": flt}, headers=ADMIN) as r:
+            r.raise_for_status()
+            for _ in r.iter_lines():
+                lines += 1
+        return lines - 1  # the header
+
+    def json_pages() -> int:
+        rows, cursor = 0, None
+        while True:
+            body: dict[str, Any] = {"filter": flt, "limit": 1000}
+            if cursor:
+                body["cursor"] = cursor
+            r = c.post("/reporting/license-usage", json=body, headers=ADMIN)
+            r.raise_for_status()
+            answer = r.json()
+            rows += len(answer["licenseUsageList"])
+            cursor = answer.get("cursor")
+            if not cursor:
+                return rows
+
+    out: dict[str, Any] = {"case": case.name, "what": case.what}
+    for name, fn in (("csv", csv_download), ("json_pages", json_pages)):
+        seconds, times, rows = _median_time(fn, rounds)
+        out[name] = {"rows": rows, "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds)}
+    return out
+
+
 # ---------------------------------------------------------------- ingestion through the endpoint
 
 
@@ -918,8 +960,11 @@ def run_backend(name: str, database_url: str | None, work: Path, args: argparse.
             result["rollups"] = build_rollups(ctx, args.events)
             progress(f"{name}: rollups {json.dumps(result['rollups'])}")
             result["views"] = measure_views(ctx, w, args.rounds, args.page_size, args.explain)
+            license_case = cases(ctx, w)[0]
         finally:
             ctx.db.dispose()
+        result["downloads"] = downloads(c, license_case, args.rounds)
+        progress(f"{name}: downloads {json.dumps(result['downloads'])}")
         if args.upload_events:
             try:
                 result["ingestion"] = ingestion(srv, c, args.upload_events, args.chained, rng)
@@ -977,6 +1022,13 @@ def print_tables(results: dict[str, Any]) -> None:
         print()
         for v in r["views"]:
             print(f"- {v['case']}: view `{v['view_plan']}`; count `{v['count_plan']}`")
+        if "downloads" in r:
+            d = r["downloads"]
+            print(
+                f"\n{d['case']} ({d['what']}) read whole through HTTP: as CSV {d['csv']['rows']:,} rows in "
+                f"{d['csv']['seconds']} s ({d['csv']['rows_per_second']:,} rows/s); as JSON pages of 1000 "
+                f"{d['json_pages']['seconds']} s ({d['json_pages']['rows_per_second']:,} rows/s)"
+            )
         if "ingestion_failed" in r:
             print(f"\ningestion FAILED: {r['ingestion_failed'].splitlines()[0]}")
         if "ingestion" in r:

@@ -728,6 +728,43 @@ def test_csv_cells_never_become_formulas(client, store, source):
                  params={"format": "csv"}), 404, 4)  # fmt: skip
 
 
+def test_a_csv_report_is_sent_in_blocks_of_lines_not_a_write_per_line(app, store, source):
+    """Each item of a streamed body costs a step on a worker thread and a write: a long
+    report sent a line at a time ran at a seventh of the JSON pages' rate. Its lines go in
+    blocks, and the blocks hold every row, across the pages the stream reads."""
+    (two,) = [t for t in source.tickets.values() if t["item"] == "F-00002-145"]
+    store.use(two, "2023-10-02T00:00:00", "2023-10-02T00:00:30", user="user-0")
+    with store.engine.begin() as conn:  # 1,199 more of its kind, one a minute, in one write
+        first = conn.execute(select(UsageEvent).where(UsageEvent.user_ident == "user-0")).mappings().one()
+        base = {k: v for k, v in first.items() if k != "id"}
+        conn.execute(
+            insert(UsageEvent),
+            [
+                {**base, "access_time": base["access_time"] + 60 * m, "release_time": base["release_time"] + 60 * m,
+                 "user_ident": f"user-{m}", "lease_id": f"bulk-{m}"}
+                for m in range(1, 1200)
+            ],
+        )  # fmt: skip
+    writes: list[int] = []
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                writes.append(len(message["body"]))
+            await send(message)
+
+        await app(scope, receive, counted)
+
+    c = TestClient(counting)  # the app is up (the fixture's client): no second lifespan
+    body = {"filter": {"from": "2023-10-02T00:00:00", "to": "2023-10-02T23:59:59"}}
+    r = post(c, LICENSE, body, source.headers, params={"format": "csv"})
+    assert r.status_code == 200, r.text
+    table = list(csv.reader(io.StringIO(r.text)))
+    assert table[0][0] == "accessTime" and len(table) == 1 + 1200
+    assert [row[-1] for row in table[1:]] == [f"user-{m}" for m in range(1200)]
+    assert sum(writes) == len(r.content) and len(writes) <= 4, len(writes)
+
+
 # ---------------------------------------------------------------- the CLI
 
 
@@ -755,8 +792,9 @@ def test_vendor_usage_prints_the_product_view_as_csv(tmp_path, clock):
         ]
         code, out, err = vendor_cli(["usage", "--view", "license", "--limit", "1"], url=server.url, key=key)
         assert code == 0 and "xyzKLF4711eDxSdfs6y" in out and "--cursor" in err, (out, err)
-        code, out, err = vendor_cli(["usage", "--customer", "NOBODY"], url=server.url, key=key)
-        assert code == 1 and "There is no customer NOBODY" in err, err
+        for csv_or_not in ([], ["--csv"]):  # a refusal is told as such, the CSV streamed or not
+            code, out, err = vendor_cli(["usage", "--customer", "NOBODY", *csv_or_not], url=server.url, key=key)
+            assert code == 1 and "There is no customer NOBODY" in err and not out, (out, err)
 
 
 # ---------------------------------------------------------------- PostgreSQL

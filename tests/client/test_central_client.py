@@ -121,13 +121,13 @@ def hostile_central():
     import http.server
     import threading
 
-    answer = {"body": b"{}", "type": "application/json"}
+    answer = {"body": b"{}", "type": "application/json", "length": None}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
             self.send_header("content-type", answer["type"])
-            self.send_header("content-length", str(len(answer["body"])))
+            self.send_header("content-length", str(answer["length"] or len(answer["body"])))
             self.end_headers()
             self.wfile.write(answer["body"])
 
@@ -157,3 +157,15 @@ def test_an_answer_central_could_not_have_sent_is_refused(hostile_central, body)
     answer["body"] = b'{"level": "loose"}'
     with CentralClient(url) as client:
         assert client.request("GET", "/tickets/x/info", authorized=False) == {"level": "loose"}
+
+
+def test_a_streamed_answer_that_breaks_off_raises_instead_of_ending_early(hostile_central):
+    """A report streamed to the vendor's CLI: an answer cut short is an error, never a
+    shorter report that looks whole."""
+    url, answer = hostile_central
+    answer.update(body=b"accessTime,seconds\n" + b"2023-08-12T13:56:06,7\n" * 4000, type="text/csv")
+    with CentralClient(url) as client:
+        assert "".join(client.stream_text("GET", "/reporting/x")) == answer["body"].decode()
+    answer["length"] = len(answer["body"]) + 100  # the server closes short of what it announced
+    with CentralClient(url) as client, pytest.raises(CentralUnreachable, match="broke off"):
+        "".join(client.stream_text("GET", "/reporting/x"))

@@ -132,7 +132,9 @@ def usage(
             _common.fail("no API key: set LICENTIA_API_KEY or pass --api-key")
         with CentralClient(central or DEFAULT_CENTRAL, api_key=api_key) as client:
             if as_csv:
-                typer.echo(client.request("POST", path, json=body, params={"format": "csv"}), nl=False)
+                # written as it arrives: a year of events never sits in memory here either
+                for text in client.stream_text("POST", path, json=body, params={"format": "csv"}):
+                    typer.echo(text, nl=False)
                 return
             answer = client.request("POST", path, json={**body, "limit": limit})
         if not isinstance(answer, dict) or not isinstance(answer.get(list_name), list):

@@ -9,6 +9,7 @@ is not what the call expects or the URL lacks its ``http://`` or ``https://``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,24 @@ class CentralClient:
         except ValueError:
             raise CentralError("License Central sent an answer that is not JSON", status=response.status_code) from None
 
+    def stream_text(self, method: str, path: str, *, json: Any = None, params: Params | None = None) -> Iterator[str]:
+        """Call ``/api/v1`` + ``path`` and give Central's answer as text, a piece at a time
+        as it arrives (a report of any length in little memory). A refusal raises before the
+        first piece; an answer that breaks off raises ``CentralUnreachable``, never ends early."""
+        import httpx
+
+        url, headers = self._target(path, authorized=True)
+        try:
+            with self._client().stream(method, url, json=json, params=params, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _refusal(response)
+                yield from response.iter_text()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise CentralUnreachable(
+                f"the answer of License Central at {self.url} broke off ({exc.__class__.__name__}): run it again"
+            ) from exc
+
     # ------------------------------------------------------------ the container protocol (no API key needed)
 
     def ticket_info(self, ticket: str) -> dict[str, Any]:
@@ -125,15 +144,20 @@ class CentralClient:
             self._http = httpx.Client(timeout=self.timeout, transport=self._transport)
         return self._http
 
-    def _send(self, method: str, path: str, json: Any, params: Params | None, authorized: bool) -> httpx.Response:
-        import httpx
-
+    def _target(self, path: str, authorized: bool) -> tuple[str, dict[str, str]]:
+        """The URL of ``path`` and the request's headers."""
         if not self.url.lower().startswith(("http://", "https://")):
             example = f": give http://{self.url} (or https://...)" if "://" not in self.url else ""
             raise CentralError(f"License Central's URL {self.url!r} must start with http:// or https://{example}")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key and authorized else {}
+        return self.url + API + path, headers
+
+    def _send(self, method: str, path: str, json: Any, params: Params | None, authorized: bool) -> httpx.Response:
+        import httpx
+
+        url, headers = self._target(path, authorized)
         try:
-            response = self._client().request(method, self.url + API + path, json=json, params=params, headers=headers)
+            response = self._client().request(method, url, json=json, params=params, headers=headers)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise CentralUnreachable(
                 f"cannot reach License Central at {self.url} ({exc.__class__.__name__}): check the address"

@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["FORMULA_STARTS", "csv_lines", "rows_to_csv", "spreadsheet_safe"]
+__all__ = ["BLOCK_CHARS", "FORMULA_STARTS", "csv_blocks", "rows_to_csv", "spreadsheet_safe"]
 
 #: what a spreadsheet reads as the start of a formula
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -29,24 +29,28 @@ def spreadsheet_safe(value: Any) -> Any:
     return value.replace("\r", " ").replace("\n", " ")
 
 
-def csv_lines(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Iterator[str]:
+#: about how many characters a CSV stream writes at a time (whole lines)
+BLOCK_CHARS = 1 << 16
+
+
+def csv_blocks(rows: Iterable[Mapping[str, Any]], fields: Sequence[str], size: int = BLOCK_CHARS) -> Iterator[str]:
     """The header line, then one line per row (``fields`` in order; a missing field is an
-    empty cell; other keys are left out), each cell made spreadsheet-safe. Lazy: a long
-    table is written as it is read."""
+    empty cell; other keys are left out), each cell made spreadsheet-safe, given as blocks
+    of whole lines of about ``size`` characters: a stream writes a block at a time, not a
+    line. Lazy: a long table is written as it is read."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-
-    def line(cells: Iterable[Any]) -> str:
-        buf.seek(0)
-        buf.truncate()
-        writer.writerow(cells)
-        return buf.getvalue()
-
-    yield line(fields)
+    writer.writerow(fields)
     for row in rows:
-        yield line(spreadsheet_safe(row.get(name, "")) for name in fields)
+        writer.writerow([spreadsheet_safe(row.get(name, "")) for name in fields])
+        if buf.tell() >= size:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    if buf.tell():
+        yield buf.getvalue()
 
 
 def rows_to_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
-    """The whole table as one CSV text (see ``csv_lines``)."""
-    return "".join(csv_lines(rows, fields))
+    """The whole table as one CSV text (see ``csv_blocks``)."""
+    return "".join(csv_blocks(rows, fields))

@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ...core import errors as E
-from ...core.tables import csv_lines
+from ...core.tables import csv_blocks
 from ..services import Actor, AuthService, Context, Person
 from ..services.reporting import FIELDS, MAX_NUMBER, MAX_PAGE, PAGE_SIZE, ReportingService, UsageFilter, UsageQuery
 from ..services.signin import DEVICE, TOKEN_PREFIX, USER
@@ -220,10 +220,11 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
 
 
 def _stream(ctx: Context, q: UsageQuery, view: str) -> Iterator[str]:
-    """The report as CSV lines, read a page at a time on a session of its own (the
-    request's session is closed once the route returns)."""
+    """The report as CSV, read a page at a time on a session of its own (the request's
+    session is closed once the route returns), sent in blocks of whole lines: each item
+    of a streamed body is a step on a worker thread and a write, so not one per line."""
     with ctx.db.session() as s:
-        yield from csv_lines(ReportingService(ctx, s).walk(q), FIELDS[view])
+        yield from csv_blocks(ReportingService(ctx, s).walk(q), FIELDS[view])
 
 
 def _session_token(session: dict[str, Any] | None, creds: Any) -> str | None:
