@@ -22,7 +22,9 @@ HTTP), each walked to its end page by page (``walk``) on a warm cache, median of
 busiest item's month, the billing view of the largest firm's month. For each: the bare
 ``count(*)`` with the view's own WHERE (the same rows, the same indexes), the ratio
 view / count (goal: <= 2 at N = 10,000,000), and the time the view's SQL takes alone
-(every page's statement re-run on the driver, rows fetched, no Python rows built).
+(every page's statement re-run on the driver, rows fetched, no Python rows built). For the
+license view on PostgreSQL also the floor of any listing of its rows: one ``COPY (SELECT
+the view's columns ...) TO STDOUT`` read to its end, against the same count.
 
 Downloads: the license view's case read whole through the running server, as a vendor
 fetches a month: as CSV (``?format=csv``, one streamed answer) and as JSON pages of 1000
@@ -77,6 +79,7 @@ from licentia.central.services.reporting import (  # noqa: E402
     UsageFilter,
     held_in,
     iso,
+    used,
 )
 from licentia.central.services.rollup import RollupService  # noqa: E402
 from licentia.central.settings import Settings  # noqa: E402
@@ -685,6 +688,34 @@ def _sql_only(ctx: Context, statements: list[tuple[str, Any]], page_size: int) -
         raw.close()
 
 
+def copy_floor(ctx: Context, svc: ReportingService, case: Case) -> int:
+    """PostgreSQL's own fastest output of the license view's rows: one ``COPY (SELECT the
+    view's columns ...) TO STDOUT``, in order, read to its end as text blocks (no row made in
+    Python, no JSON): the floor of any listing of these rows. Returns the bytes read."""
+    e = UsageEvent
+    q = svc.query(case.actor, case.view, case.filter)
+    columns = (e.access_time, e.release_time, e.seconds, e.success, e.fail, e.invalid, e.firm_code)
+    columns += (e.product_code, e.feature_code, e.feature_map, e.license_id, e.user_ident)
+    flt = case.filter
+    stmt = (
+        select(*columns)
+        .where(*q.scope.over(e), e.access_time >= flt.start, e.access_time <= flt.end, used(e))
+        .order_by(e.access_time, e.id)
+    )
+    compiled = stmt.compile(dialect=ctx.db.engine.dialect)
+    raw = ctx.db.engine.raw_connection()
+    try:
+        cur = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        read = 0
+        with cur.copy(f"COPY ({compiled.string}) TO STDOUT", compiled.params) as copy:
+            for block in copy:
+                read += len(block)
+        raw.rollback()
+        return read
+    finally:
+        raw.close()
+
+
 def measure_views(ctx: Context, w: World, rounds: int, page_size: int, explain: bool) -> list[dict[str, Any]]:
     out = []
     for case in cases(ctx, w):
@@ -713,6 +744,9 @@ def measure_views(ctx: Context, w: World, rounds: int, page_size: int, explain: 
                 return _sql_only(ctx, stmts, page_size)
 
             sql_s, _, fetched = _median_time(sql_only, rounds)
+            floor = None
+            if case.view == "license" and ctx.db.engine.dialect.name == "postgresql":
+                floor, _, _ = _median_time(lambda svc=svc, case=case: copy_floor(ctx, svc, case), rounds)
         result = {
             "case": case.name,
             "what": case.what,
@@ -727,6 +761,11 @@ def measure_views(ctx: Context, w: World, rounds: int, page_size: int, explain: 
             "count_rounds": [round(t, 5) for t in count_times],
             "ratio": round(view_s / count_s, 1),
             "sql_ratio": round(sql_s / count_s, 1),
+            **(
+                {"copy_floor_seconds": round(floor, 4), "copy_floor_ratio": round(floor / count_s, 1)}
+                if floor is not None
+                else {}
+            ),
             "view_plan": _plan_summary(ctx, *stmts[0]) if stmts else "",
             "count_plan": _plan_summary(ctx, count_sql, count_params),
         }
@@ -1022,6 +1061,11 @@ def print_tables(results: dict[str, Any]) -> None:
         print()
         for v in r["views"]:
             print(f"- {v['case']}: view `{v['view_plan']}`; count `{v['count_plan']}`")
+            if "copy_floor_seconds" in v:
+                print(
+                    f"  - the floor of any listing of its rows, one COPY of the view's columns to STDOUT: "
+                    f"{v['copy_floor_seconds'] * 1000:,.1f} ms = **{v['copy_floor_ratio']}x** the count"
+                )
         if "downloads" in r:
             d = r["downloads"]
             print(
