@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from central_helpers import ADMIN_KEY, ServerThread, central_app, make_settings
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -33,9 +35,10 @@ from licentia.central.models import (
     UsageRollupState,
 )
 from licentia.central.services.billing import BillingRollup
-from licentia.central.services.reporting import BILLING_FINAL, DaySweep
+from licentia.central.services.reporting import BILLING_FINAL, DaySweep, iso
 from licentia.central.services.retention import RetentionService
 from licentia.central.services.rollup import I_STALE, StaleDays, rebuild_days
+from licentia.core.anchoring import MAX_TIME
 from tests.cli.helpers import vendor as vendor_cli
 
 API = "/api/v1"
@@ -689,6 +692,24 @@ def test_the_billing_view_reads_the_jobs_rollup_and_answers_as_the_events_do(app
         left = conn.execute(select(UsageBillingStale.day)).scalars().all()
     assert left and set(left) == {clock() // DAY_S}  # only today's marks wait: the day goes on
     rolled_and_live(app, client, source, periods)
+
+
+def _calendar(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=0, max_value=MAX_TIME))
+def test_a_time_is_written_as_the_calendar_writes_it(ts):
+    """The reporting API's times (built from tables for speed) are the calendar's, from
+    1970 to the last second a stored event may carry."""
+    assert iso(ts) == _calendar(ts)
+
+
+def test_the_times_at_the_edges_of_a_minute_a_day_and_the_range():
+    edges = (0, 59, 60, 3599, 3600, 86399, 86400, 951782399, 951782400, 951868800, MAX_TIME)
+    assert [iso(ts) for ts in edges] == [_calendar(ts) for ts in edges]
+    assert iso(MAX_TIME) == "9999-12-31T23:59:59" and iso(951782400) == "2000-02-29T00:00:00"
 
 
 def test_the_day_sweep_counts_distinct_seats_at_an_instant():

@@ -133,10 +133,16 @@ def parse_time(text: str, *, name: str, end: bool = False) -> int:
 
 
 def iso(ts: int) -> str:
-    """Unix seconds as the reporting API writes them: UTC, no offset, whole seconds."""
+    """Unix seconds as the reporting API writes them: UTC, no offset, whole seconds. Twice
+    per row of a listing: the day's text comes from a cache, the time of day from tables."""
     day, second = divmod(ts, DAY)
-    hours, rest = divmod(second, 3600)
-    return f"{_day_prefix(day)}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    minute, sec = divmod(second, 60)
+    return _day_prefix(day) + _HOUR_MINUTE[minute] + _SECOND[sec]
+
+
+#: "HH:MM:" of each minute of a day, and "SS" of each second of a minute
+_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECOND = tuple(f"{s:02d}" for s in range(60))
 
 
 @functools.lru_cache(maxsize=4096)
