@@ -131,6 +131,10 @@ def hostile_central():
             self.end_headers()
             self.wfile.write(answer["body"])
 
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.do_GET()
+
         def log_message(self, *args):
             pass
 
@@ -169,3 +173,12 @@ def test_a_streamed_answer_that_breaks_off_raises_instead_of_ending_early(hostil
     answer["length"] = len(answer["body"]) + 100  # the server closes short of what it announced
     with CentralClient(url) as client, pytest.raises(CentralUnreachable, match="broke off"):
         "".join(client.stream_text("GET", "/reporting/x"))
+    # the vendor's command: the rows that came, then an error and exit status 1
+    from tests.cli.helpers import vendor as vendor_cli
+
+    answer["length"] = None
+    code, out, err = vendor_cli(["usage", "--csv"], url=url, key="k")
+    assert code == 0 and out == answer["body"].decode(), err
+    answer["length"] = len(answer["body"]) + 100
+    code, out, err = vendor_cli(["usage", "--csv"], url=url, key="k")
+    assert code == 1 and "broke off" in err and out == answer["body"].decode(), err
