@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -692,3 +693,27 @@ def test_admin_token_guesses_on_the_client_api_count_against_the_address(tmp_pat
         # the right access token still works from there, and other addresses are not held up
         assert guesser.get("/api/v1/challenge", headers={"Authorization": "Bearer acc"}).status_code == 200
         assert client.get("/api/v1/challenge", headers={"Authorization": "Bearer adm-secret"}).status_code == 200
+
+
+def test_health_tells_a_broken_config_without_its_path_or_text(tmp_path, clock):
+    """``/health`` answers anyone: it says the config file is broken, while the file's path
+    and the error's words (which quote its rules: users, addresses) stay with the log and
+    the administrator's status."""
+    firm = Firm()
+    data = tmp_path / "data"
+    c = MachineContainer.create(data, "medium", machine_traits(), T0)
+    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options()), T0)
+    config = tmp_path / "secret-site" / "server.toml"
+    config.parent.mkdir()
+    config.write_text("[[rules]]\naction = 'deny'\nusers = ['mallory']\n")
+    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", config_path=config)
+    admin = {"Authorization": "Bearer adm"}
+    with TestClient(create_app(settings)) as app:
+        assert app.get("/health").json()["config_error"] is None
+        config.write_text("[[rules]]\naction = 'deny'\nips = ['10.9.8.7-mallory']\n")
+        assert app.post("/api/v1/admin/reload", headers=admin).json()["reloaded"] is False
+        health = app.get("/health").json()
+        assert health["status"] == "ok" and health["config_error"]
+        assert "secret-site" not in json.dumps(health) and "mallory" not in json.dumps(health), health
+        told = app.get("/api/v1/admin/status", headers=admin).json()["server"]["config_error"]
+        assert "secret-site" in told and "mallory" in told, told

@@ -61,6 +61,8 @@ PRUNE_EVERY = 3600.0
 FIRST_CENTRAL_SYNC = 60.0
 
 TOO_LARGE = 413  # a BadRequest whose body is over MAX_BODY
+#: /health's words for a config file that did not load (the details: the log, licentia server status)
+CONFIG_BROKEN = "the config file did not load; the previous config stays live (see the server's log)"
 
 
 def _denial(error: E.SeatError) -> str | None:
@@ -308,13 +310,16 @@ class _Operators:
         return _json({"hello": "world"})
 
     async def health(self) -> Response:
+        """Anyone may ask: a broken config file is told, but not its path nor the error's
+        words, which quote its rules (users, addresses); those are in the log and in the
+        administrator's status."""
         server = self.server
         return _json(
             {
                 "status": "ok",
                 "config_version": server.config_version,
                 "config_digest": server.config_digest,
-                "config_error": server.config_error,
+                "config_error": None if server.config_error is None else CONFIG_BROKEN,
             }
         )
 
