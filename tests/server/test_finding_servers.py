@@ -271,3 +271,81 @@ def test_discovery_takes_only_well_formed_answers_and_a_bounded_number():
         t.join()
     assert [s.port for s in found] == list(range(9001, 9001 + _servers.MAX_DISCOVERED))
     assert found[0].tls is False
+
+
+class _Rogue:
+    """A 'license server' on 127.0.0.1 that answers every request with headers at once, then
+    a body too long (``huge``: 64 MiB as fast as the client reads) or too slow (``trickle``:
+    a byte every 0.2 s, each read well inside the client's read timeout). ``sent`` counts
+    the body's bytes the client took."""
+
+    def __init__(self, mode: str):
+        import http.server
+        import threading
+        import time
+
+        rogue = self
+        self.sent = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                size = 64 * 1024 * 1024 if mode == "huge" else 1000
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(size))
+                self.end_headers()
+                stop = time.monotonic() + 15  # bounds the test's run if the client never stops
+                try:
+                    while rogue.sent < size and time.monotonic() < stop:
+                        piece = b" " * (65536 if mode == "huge" else 1)
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                        rogue.sent += len(piece)
+                        if mode == "trickle":
+                            time.sleep(0.2)
+                except OSError:  # the client hung up
+                    pass
+
+            do_GET = do_POST = do_DELETE = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["huge", "trickle"])
+def test_a_rogue_server_can_neither_fill_the_memory_nor_hold_the_access(tmp_path, monkeypatch, mode):
+    """Anyone who answers discovery, or sits at a configured address, is a server to the
+    client. Its answers are read as they come and no further than 4 MiB, and no longer than
+    the answer deadline (shortened here from 20 s): before, the client read a 64 MiB answer
+    whole, and a byte every 0.2 s held its access as long as the server liked."""
+    import time
+
+    from licentia import LicenseError
+    from licentia.runtime import Runtime, _netclient
+    from tests.factory import Firm, machine_traits
+
+    monkeypatch.setattr(_netclient, "ANSWER_DEADLINE", 2.0)
+    rogue = _Rogue(mode)
+    try:
+        monkeypatch.setenv("LICENTIA_HOST", f"127.0.0.1:{rogue.port}")
+        rt = Runtime(tmp_path, clock=lambda: int(time.time()), traits=lambda: machine_traits())
+        firm = Firm()
+        start = time.monotonic()
+        with pytest.raises(LicenseError):
+            rt.access(firm.code, 1, firm_key=firm.pem)
+        took = time.monotonic() - start
+    finally:
+        rogue.close()
+    if mode == "huge":
+        assert rogue.sent < 32 * 1024 * 1024, rogue.sent  # 4 MiB read, and what the sockets buffer
+    else:
+        assert took < 8, took  # two requests (challenge, lease) at 2 s each at most

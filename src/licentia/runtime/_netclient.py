@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,7 +37,10 @@ log = logging.getLogger("licentia")
 
 API = "/api/v1"  # the license server protocol's path prefix (docs/formats.md)
 CONNECT_TIMEOUT = 3.0
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # for each step: connecting, sending, each read
+#: the longest an answer's body may take to arrive, whatever its pace: a server that sends
+#: a byte now and then never waits out REQUEST_TIMEOUT, and would hold the access forever
+ANSWER_DEADLINE = 20.0
 
 
 class RuntimeView(Protocol):
@@ -237,18 +241,7 @@ class NetClient:
 
     def post(self, server: ServerAddr, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         """POST JSON; (status, parsed answer or None). ServerUnreachable when no answer came."""
-        import httpx
-
-        try:
-            response = self.client(server).post(path, json=body)
-        except httpx.HTTPError as exc:
-            self._unreachable(server, exc)
-            raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
-        try:
-            data = strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES)
-        except ValueError:
-            data = None
-        return response.status_code, data
+        return self._call(server, "POST", path, json=body)
 
     def machine_proof(self, server: ServerAddr, container: Any, holder: str) -> dict[str, Any] | None:
         """``container``'s signature over a fresh challenge of ``server`` and ``holder``: the
@@ -271,15 +264,44 @@ class NetClient:
 
     def get(self, server: ServerAddr, path: str) -> tuple[int, Any]:
         """GET JSON; (status, parsed answer or None). ServerUnreachable when no answer came."""
+        return self._call(server, "GET", path)
+
+    def _call(
+        self,
+        server: ServerAddr,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
+        """(status, parsed answer or None). The answer is read as it comes and no further
+        than MAX_ANSWER_BYTES (a longer one is not an answer: None) nor longer than
+        ANSWER_DEADLINE (``timeout``, when given, for each step and for the body alike:
+        ServerUnreachable), so a server, or anyone answering discovery, can neither fill
+        the application's memory nor hold its access indefinitely."""
         import httpx
 
+        deadline = time.monotonic() + (ANSWER_DEADLINE if timeout is None else timeout)
+        steps: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         try:
-            response = self.client(server).get(path)
+            with self.client(server).stream(method, path, json=json, params=params, timeout=steps) as response:
+                content = bytearray()
+                for chunk in response.iter_bytes():
+                    content += chunk
+                    if len(content) > MAX_ANSWER_BYTES:
+                        log.warning("server %s: an answer over %d bytes, not read", server.label, MAX_ANSWER_BYTES)
+                        return response.status_code, None
+                    if time.monotonic() > deadline:
+                        raise E.ServerUnreachable(
+                            f"server {server.label}: its answer did not arrive within {ANSWER_DEADLINE:g} s"
+                        )
         except httpx.HTTPError as exc:
             self._unreachable(server, exc)
             raise E.ServerUnreachable(f"server {server.label}: unreachable ({exc.__class__.__name__})") from None
         try:
-            return response.status_code, strict_loads(response.content, max_bytes=MAX_ANSWER_BYTES)
+            return response.status_code, strict_loads(bytes(content), max_bytes=MAX_ANSWER_BYTES)
         except ValueError:
             return response.status_code, None
 
@@ -296,10 +318,7 @@ class NetClient:
     ) -> str:
         """DELETE that never raises; returns "" when it went through, else the error's class name."""
         try:
-            if timeout is None:
-                self.client(server).delete(path, params=params)
-            else:
-                self.client(server).delete(path, params=params, timeout=timeout)
+            self._call(server, "DELETE", path, params=params, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - a seat frees itself after its TTL
             return exc.__class__.__name__
         return ""
