@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
 import ipaddress
 import socket
 
@@ -275,9 +277,10 @@ def test_discovery_takes_only_well_formed_answers_and_a_bounded_number():
 
 class _Rogue:
     """A 'license server' on 127.0.0.1 that answers every request with headers at once, then
-    a body too long (``huge``: 64 MiB as fast as the client reads) or too slow (``trickle``:
-    a byte every 0.2 s, each read well inside the client's read timeout). ``sent`` counts
-    the body's bytes the client took."""
+    a body too long (``huge``: 64 MiB as fast as the client reads), too slow (``trickle``: a
+    byte every 0.2 s, each read well inside the client's read timeout) or compressed
+    (``gzip``: 64 KiB that unpack to 64 MiB). ``sent`` counts the body's bytes the client
+    took, ``asked`` the Accept-Encoding of each request."""
 
     def __init__(self, mode: str):
         import http.server
@@ -286,13 +289,32 @@ class _Rogue:
 
         rogue = self
         self.sent = 0
+        self.asked: list[str | None] = []
+        packed = gzip.compress(b" " * (64 * 1024 * 1024)) if mode == "gzip" else b""
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
+                rogue.asked.append(self.headers.get("accept-encoding"))
                 size = 64 * 1024 * 1024 if mode == "huge" else 1000
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
+                if mode == "late":  # a whole answer whose last part comes after the deadline
+                    body = b'{"answer": "whole"}'
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[:5])
+                    self.wfile.flush()
+                    time.sleep(1.0)
+                    self.wfile.write(body[5:])
+                    return
+                if mode == "gzip":
+                    self.send_header("content-encoding", "gzip")
+                    self.send_header("content-length", str(len(packed)))
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(packed)
+                    return
                 self.send_header("content-length", str(size))
                 self.end_headers()
                 stop = time.monotonic() + 15  # bounds the test's run if the client never stops
@@ -321,13 +343,15 @@ class _Rogue:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("mode", ["huge", "trickle"])
+@pytest.mark.parametrize("mode", ["huge", "trickle", "gzip"])
 def test_a_rogue_server_can_neither_fill_the_memory_nor_hold_the_access(tmp_path, monkeypatch, mode):
     """Anyone who answers discovery, or sits at a configured address, is a server to the
-    client. Its answers are read as they come and no further than 4 MiB, and no longer than
-    the answer deadline (shortened here from 20 s): before, the client read a 64 MiB answer
-    whole, and a byte every 0.2 s held its access as long as the server liked."""
+    client. Its answers are read as they come and no further than 4 MiB, not compressed,
+    and no longer than the answer deadline (shortened here from 20 s): before, the client
+    read a 64 MiB answer whole, unpacked 64 KiB of gzip into 64 MiB, and a byte every 0.2 s
+    held its access as long as the server liked."""
     import time
+    import tracemalloc
 
     from licentia import LicenseError
     from licentia.runtime import Runtime, _netclient
@@ -340,12 +364,36 @@ def test_a_rogue_server_can_neither_fill_the_memory_nor_hold_the_access(tmp_path
         rt = Runtime(tmp_path, clock=lambda: int(time.time()), traits=lambda: machine_traits())
         firm = Firm()
         start = time.monotonic()
-        with pytest.raises(LicenseError):
-            rt.access(firm.code, 1, firm_key=firm.pem)
+        tracemalloc.start()
+        try:
+            with pytest.raises(LicenseError):
+                rt.access(firm.code, 1, firm_key=firm.pem)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
         took = time.monotonic() - start
     finally:
         rogue.close()
+    assert peak < 24 * 1024 * 1024, peak  # what a 4 MiB answer costs, not 64 MiB
+    assert rogue.asked and set(rogue.asked) == {"identity"}, rogue.asked
     if mode == "huge":
         assert rogue.sent < 32 * 1024 * 1024, rogue.sent  # 4 MiB read, and what the sockets buffer
-    else:
+    if mode == "trickle":
         assert took < 8, took  # two requests (challenge, lease) at 2 s each at most
+
+
+def test_a_whole_answer_is_kept_though_its_last_part_came_after_the_deadline(tmp_path, monkeypatch):
+    """The deadline stops a body that keeps coming, not one that has come: a lease granted
+    just past it would hold a seat the client never learned of."""
+    from licentia.runtime import Runtime, _netclient
+    from licentia.runtime._servers import ServerAddr
+    from tests.factory import machine_traits
+
+    monkeypatch.setattr(_netclient, "ANSWER_DEADLINE", 0.5)
+    rogue = _Rogue("late")
+    try:
+        net = _netclient.NetClient(Runtime(tmp_path, clock=lambda: 0, traits=lambda: machine_traits()))
+        assert net.get(ServerAddr("127.0.0.1", rogue.port), "/api/v1/x") == (200, {"answer": "whole"})
+        net.close()
+    finally:
+        rogue.close()

@@ -164,7 +164,8 @@ class NetClient:
             with self._lock:
                 client = self._clients.get(server)
                 if client is None:
-                    headers = {"user-agent": "licentia-runtime/1"}
+                    # answers plain: a compressed one could unpack to any size (see _call)
+                    headers = {"user-agent": "licentia-runtime/1", "accept-encoding": "identity"}
                     token = (
                         self.cloud_token(server.cloud)
                         if server.cloud is not None
@@ -276,26 +277,35 @@ class NetClient:
         params: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[int, Any]:
-        """(status, parsed answer or None). The answer is read as it comes and no further
-        than MAX_ANSWER_BYTES (a longer one is not an answer: None) nor longer than
-        ANSWER_DEADLINE (``timeout``, when given, for each step and for the body alike:
-        ServerUnreachable), so a server, or anyone answering discovery, can neither fill
-        the application's memory nor hold its access indefinitely."""
+        """(status, parsed answer or None). The answer is read as it comes: no further than
+        MAX_ANSWER_BYTES (a longer one is not an answer: None), and not compressed (asked for
+        plainly; a compressed one is not an answer either, it could unpack to any size); once
+        its headers are in, its body has ANSWER_DEADLINE to arrive (``timeout``, when given,
+        for each step and for the body alike), else ServerUnreachable. So a server, or anyone
+        answering discovery, can neither fill the application's memory nor hold its access
+        indefinitely."""
         import httpx
 
-        deadline = time.monotonic() + (ANSWER_DEADLINE if timeout is None else timeout)
+        limit = ANSWER_DEADLINE if timeout is None else timeout
         steps: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         try:
             with self.client(server).stream(method, path, json=json, params=params, timeout=steps) as response:
+                if response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+                    log.warning("server %s: a compressed answer, not read", server.label)
+                    return response.status_code, None
+                deadline = time.monotonic() + limit
+                length = response.headers.get("content-length", "")
+                expected = int(length) if length.isdigit() else None
                 content = bytearray()
                 for chunk in response.iter_bytes():
                     content += chunk
                     if len(content) > MAX_ANSWER_BYTES:
                         log.warning("server %s: an answer over %d bytes, not read", server.label, MAX_ANSWER_BYTES)
                         return response.status_code, None
-                    if time.monotonic() > deadline:
+                    whole = expected is not None and len(content) >= expected
+                    if not whole and time.monotonic() > deadline:
                         raise E.ServerUnreachable(
-                            f"server {server.label}: its answer did not arrive within {ANSWER_DEADLINE:g} s"
+                            f"server {server.label}: its answer did not arrive within {limit:g} s"
                         )
         except httpx.HTTPError as exc:
             self._unreachable(server, exc)
@@ -316,11 +326,11 @@ class NetClient:
     def delete_quietly(
         self, server: ServerAddr, path: str, params: dict[str, str], timeout: float | None = None
     ) -> str:
-        """DELETE that never raises; returns "" when it went through, else the error's class name."""
+        """DELETE that never raises; returns "" when it went through, else what went wrong."""
         try:
             self._call(server, "DELETE", path, params=params, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - a seat frees itself after its TTL
-            return exc.__class__.__name__
+            return str(exc) or exc.__class__.__name__
         return ""
 
     @staticmethod
