@@ -343,12 +343,12 @@ def test_metrics_and_the_license_list_stay_open_unless_the_operator_makes_them_p
     assert server_table({"server": {"private_views": True}}) == {"private_views": True}
 
 
-def _machine_proof(container, app, holder, client):
+def _machine_proof(container, app, holder, client, server="http://testserver"):
     challenge = client.get("/api/v1/challenge").json()
     payload = {
         "serial": container.serial,
         "sign_pub": container.sign_pub,
-        "server": "http://testserver",
+        "server": server,
         "nonce": challenge["nonce"],
         "time": challenge["time"],
         "holder": holder.pub,
@@ -674,6 +674,30 @@ def test_a_grace_receipt_ends_the_grace_of_its_own_feature_only(tmp_path, clock,
         assert answer["leases"] == [leases[1]]
         grace = {s["lease_id"]: s["grace_until"] for s in _sessions(here)}
         assert grace[leases[1]] is None and grace[leases[2]] is not None
+
+
+def test_a_grace_receipt_ends_the_grace_of_the_url_its_record_was_kept_under(tmp_path, clock, traits):
+    """A container keeps a grace record per server URL, product and feature: one server
+    reached under two URLs (its address and its name) gives two records. A receipt gives
+    back one of them, so the server ends the grace of the leases taken under that URL only;
+    the other record, still in the container, keeps its seat counted."""
+    app, real, firm = _site(tmp_path, clock, quantity=2, max_grace=86400)
+    laptop = _Claimed(real.serial)
+    with TestClient(app, client=("127.0.0.2", 40000)) as here:
+        holder = Holder()
+        leases = {}
+        for url, cid in (("http://127.0.0.1:22370", "by-address"), ("http://licenses.example:22370", "by-name")):
+            proof = _machine_proof(laptop, app, holder, here, server=url)
+            ask = body(holder, client_lease_id=cid, grace=86400, machine=proof)
+            leases[cid] = here.post("/api/v1/leases", json=ask).json()["lease_id"]
+        lease = leases["by-address"]
+        receipt = laptop.sign(
+            grants.GRACE_RETURN, {"serial": laptop.serial, "lease_id": lease, "firm_code": firm.code, "vtime": T0}
+        )
+        answer = here.post(f"/api/v1/leases/{lease}/return", json={"receipt": receipt}).json()
+        assert answer["leases"] == [lease]
+        grace = {s["lease_id"]: s["grace_until"] for s in _sessions(here)}
+        assert grace[lease] is None and grace[leases["by-name"]] is not None
 
 
 def test_admin_token_guesses_on_the_client_api_count_against_the_address(tmp_path, clock, traits):

@@ -885,19 +885,23 @@ class SeatEngine:
     def end_grace(self, lease_id: str, serial: str, sign_pub: str) -> list[Lease]:
         """The client container ``serial`` with the key ``sign_pub`` gave back the grace of a
         lease (its receipt was checked): it holds no grace record of that license and feature
-        from this server any more (a container keeps one per server, product and feature), so
-        no lease of them held there keeps its seat for grace; another feature's grace stays. A
-        container is its serial and its key: another key that claims the serial ends no grace
-        but its own. Returns the leases it changed."""
+        from this server under the URL it named any more (a container keeps one per server
+        URL, product and feature), so no lease of them held there under that URL keeps its
+        seat for grace; another feature's grace, or the grace of a lease taken under another
+        URL of this server, stays. A container is its serial and its key: another key that
+        claims the serial ends no grace but its own. Returns the leases it changed."""
         now = self.clock()
         changed: list[Lease] = []
 
-        def same(held: Lease) -> bool:
-            known = held.borrower or {}
-            return (known.get("serial"), known.get("sign_pub")) == (serial, sign_pub)
-
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)
+            known = (lease.borrower or {}) if lease is not None else {}
+            record = (serial, sign_pub, known.get("server"))
+
+            def same(held: Lease) -> bool:
+                mine = held.borrower or {}
+                return (mine.get("serial"), mine.get("sign_pub"), mine.get("server")) == record
+
             if lease is None or lease.mode == BORROW or not same(lease):
                 return changed
             for held in [lease, *w.tx.live_leases([lease.license_key], now)]:

@@ -229,15 +229,17 @@ class MachineProof(NamedTuple):
     nonce: str
     issued: int
     holder: Any
+    #: the server's URL as the client named it: the container keeps a lease's grace record
+    #: under it, so one server reached under two URLs is two records there
+    server: Any = None
 
     def client(self, client: Client) -> Client:
         """``client`` with the machine it proved: the container's serial and key, with the
-        source address (station and exclusive seats go by it)."""
-        return dataclasses.replace(
-            client,
-            machine=f"{self.serial}:{self.key_id}@{client.ip}",
-            container={"serial": self.serial, "sign_pub": self.sign_pub},
-        )
+        source address (station and exclusive seats go by it), and the URL it named."""
+        container = {"serial": self.serial, "sign_pub": self.sign_pub}
+        if isinstance(self.server, str):
+            container["server"] = self.server
+        return dataclasses.replace(client, machine=f"{self.serial}:{self.key_id}@{client.ip}", container=container)
 
 
 def read_machine_proof(doc: Any, sign_pub: str | None = None) -> MachineProof:
@@ -255,7 +257,7 @@ def read_machine_proof(doc: Any, sign_pub: str | None = None) -> MachineProof:
         nonce, issued = require(payload, "nonce", str), require(payload, "time", int)
     except (DocumentInvalid, codes.InvalidCode, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"machine proof unusable: {getattr(exc, 'reason', exc)}") from None
-    return MachineProof(serial, named, hazmat.key_id(key), nonce, issued, payload.get("holder"))
+    return MachineProof(serial, named, hazmat.key_id(key), nonce, issued, payload.get("holder"), payload.get("server"))
 
 
 # ---------------------------------------------------------------- renewals, releases, grace returns
