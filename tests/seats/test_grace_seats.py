@@ -120,3 +120,23 @@ def test_the_administrators_release_marks_a_grace_seat_lost(make, clock):
     clock.advance(2 * HOUR)
     engine.sweep()
     assert engine.lease(lease.id).state == "expired"
+
+
+def test_a_grace_seat_is_taken_over_under_the_url_its_record_was_kept_under_only(make, clock):
+    """The container keeps the crashed process's grace record under the server URL it named;
+    a new process that reaches the server under another URL keeps a record of its own, and
+    its receipt gives back that one only. Taking the seat over would leave the first record
+    in the container, offline, with no lease counting its seat once the new one is returned."""
+    engine = make(ttl=30)
+    licenses = graceful(quantity=2)
+    by_address = {**CONTAINER, "server": "http://127.0.0.1:22370"}
+    by_name = {**CONTAINER, "server": "http://licenses.example:22370"}
+    first = take(engine, graced(1, container=by_address), licenses=licenses)
+    engine.release(first.id, first.client_lease_id)  # no receipt: only the grace keeps the seat
+    other_url = take(engine, graced(2, container=by_name), licenses=licenses)
+    assert other_url.seat != first.seat and engine.lease(first.id).state == GRACE
+    engine.release(other_url.id, other_url.client_lease_id)
+    assert [x.id for x in engine.end_grace(other_url.id, **CONTAINER)] == [other_url.id]
+    assert engine.lease(first.id).state == GRACE and engine.seats_in_use(["S/1"]) == {"S/1": 1}
+    again = take(engine, graced(3, container=by_address), licenses=licenses)  # the same URL: taken over
+    assert again.seat == first.seat and engine.lease(first.id).state == "released"

@@ -485,11 +485,14 @@ class SeatEngine:
 
     def _grace_to_take_over(self, w: _Work, client: Client, lic: SeatLicense, mode: str) -> Lease | None:
         """The seat of this user's lease on this machine that only its grace keeps counted (a
-        crashed or restarted process): the new lease takes it, and that grace, over."""
+        crashed or restarted process): the new lease takes it, and that grace, over. Only
+        under the server URL the old lease's grace record was kept under: a new process that
+        names another URL keeps a record of its own in the container, whose receipt would
+        end a taken-over grace while the old record stays there."""
         if client.machine is None or mode == "station":  # a station seat is shared anyway
             return None
         old = w.tx.on_grace_of(lic.key, client.user, client.machine, mode, w.now)
-        if old is None:
+        if old is None or (old.borrower or {}).get("server") != (client.container or {}).get("server"):
             return None
         self._finish(
             w,
