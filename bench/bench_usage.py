@@ -73,6 +73,7 @@ from licentia.central.models import Container, Customer, Firm, Item, Role, Ticke
 from licentia.central.services.base import Actor, Context  # noqa: E402
 from licentia.central.services.billing import BillingRollup  # noqa: E402
 from licentia.central.services.reporting import (  # noqa: E402
+    LICENSE_COLUMNS,
     MAX_PAGE,
     PAGE_SIZE,
     ReportingService,
@@ -694,12 +695,9 @@ def copy_floor(ctx: Context, svc: ReportingService, case: Case) -> int:
     Python, no JSON): the floor of any listing of these rows. Returns the bytes read."""
     e = UsageEvent
     q = svc.query(case.actor, case.view, case.filter)
-    columns = (e.access_time, e.release_time, e.seconds, e.success, e.fail, e.invalid, e.firm_code)
-    columns += (e.product_code, e.feature_code, e.feature_map, e.license_id, e.user_ident)
-    flt = case.filter
     stmt = (
-        select(*columns)
-        .where(*q.scope.over(e), e.access_time >= flt.start, e.access_time <= flt.end, used(e))
+        select(*LICENSE_COLUMNS)
+        .where(*q.scope.over(e), *svc.accessed(case.filter), used(e))
         .order_by(e.access_time, e.id)
     )
     compiled = stmt.compile(dialect=ctx.db.engine.dialect)
@@ -716,9 +714,11 @@ def copy_floor(ctx: Context, svc: ReportingService, case: Case) -> int:
         raw.close()
 
 
-def measure_views(ctx: Context, w: World, rounds: int, page_size: int, explain: bool) -> list[dict[str, Any]]:
+def measure_views(
+    ctx: Context, all_cases: list[Case], rounds: int, page_size: int, explain: bool
+) -> list[dict[str, Any]]:
     out = []
-    for case in cases(ctx, w):
+    for case in all_cases:
         with ctx.db.session() as s:
             svc = ReportingService(ctx, s)
             counted = count_stmt(svc, case)
@@ -998,8 +998,9 @@ def run_backend(name: str, database_url: str | None, work: Path, args: argparse.
             progress(f"{name}: load {json.dumps(result['load'])}")
             result["rollups"] = build_rollups(ctx, args.events)
             progress(f"{name}: rollups {json.dumps(result['rollups'])}")
-            result["views"] = measure_views(ctx, w, args.rounds, args.page_size, args.explain)
-            license_case = cases(ctx, w)[0]
+            all_cases = cases(ctx, w)
+            result["views"] = measure_views(ctx, all_cases, args.rounds, args.page_size, args.explain)
+            license_case = all_cases[0]
         finally:
             ctx.db.dispose()
         result["downloads"] = downloads(c, license_case, args.rounds)

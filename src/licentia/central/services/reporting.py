@@ -132,17 +132,17 @@ def parse_time(text: str, *, name: str, end: bool = False) -> int:
     return math.floor(seconds) if end else math.ceil(seconds)
 
 
+#: "HH:MM:" of each minute of a day, and "SS" of each second of a minute
+_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+_SECOND = tuple(f"{s:02d}" for s in range(60))
+
+
 def iso(ts: int) -> str:
     """Unix seconds as the reporting API writes them: UTC, no offset, whole seconds. Twice
     per row of a listing: the day's text comes from a cache, the time of day from tables."""
     day, second = divmod(ts, DAY)
     minute, sec = divmod(second, 60)
     return _day_prefix(day) + _HOUR_MINUTE[minute] + _SECOND[sec]
-
-
-#: "HH:MM:" of each minute of a day, and "SS" of each second of a minute
-_HOUR_MINUTE = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
-_SECOND = tuple(f"{s:02d}" for s in range(60))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -293,6 +293,23 @@ def _after(columns: Sequence[Any], values: Sequence[Any]) -> ColumnElement[bool]
 
 def _not_before(columns: Sequence[Any], values: Sequence[Any]) -> ColumnElement[bool]:
     return or_(_after(columns, values), and_(*(c == v for c, v in zip(columns, values, strict=True))))
+
+
+#: the license view's columns, in the order its entries are built from
+LICENSE_COLUMNS = (
+    UsageEvent.access_time,
+    UsageEvent.release_time,
+    UsageEvent.seconds,
+    UsageEvent.success,
+    UsageEvent.fail,
+    UsageEvent.invalid,
+    UsageEvent.firm_code,
+    UsageEvent.product_code,
+    UsageEvent.feature_code,
+    UsageEvent.feature_map,
+    UsageEvent.license_id,
+    UsageEvent.user_ident,
+)
 
 
 class ReportingService(Service):
@@ -475,21 +492,7 @@ class ReportingService(Service):
 
     def _license_rows(self, q: UsageQuery, fetch: int) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
         e = UsageEvent
-        stmt = select(
-            e.id,
-            e.access_time,
-            e.release_time,
-            e.seconds,
-            e.success,
-            e.fail,
-            e.invalid,
-            e.firm_code,
-            e.product_code,
-            e.feature_code,
-            e.feature_map,
-            e.license_id,
-            e.user_ident,
-        ).where(*q.scope.over(e), *self._accessed(q.filter), used(e))
+        stmt = select(e.id, *LICENSE_COLUMNS).where(*q.scope.over(e), *self.accessed(q.filter), used(e))
         if q.after is not None:  # a row comparison: an index condition, so a page reads its rows only
             stmt = stmt.where(tuple_(e.access_time, e.id) > tuple_(*q.after))
         # the page's rows and the one that tells whether another page follows: a range of the
@@ -517,7 +520,8 @@ class ReportingService(Service):
             yield (access, rid), entry
 
     @staticmethod
-    def _accessed(flt: UsageFilter) -> list[ColumnElement[bool]]:
+    def accessed(flt: UsageFilter) -> list[ColumnElement[bool]]:
+        """The license and product views' period: accessed from ``start`` to ``end``."""
         conds: list[ColumnElement[bool]] = []
         if flt.start is not None:
             conds.append(UsageEvent.access_time >= flt.start)
