@@ -160,6 +160,13 @@ def _host_conflict(w: _Work, client: Client, lic: SeatLicense, mode: str) -> Ref
     return None
 
 
+def _grace_record(container: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    """Which grace record of a client container a lease's grace is: the container (serial,
+    key) and the server URL its machine proof named (the container keeps one per URL)."""
+    known = container or {}
+    return known.get("serial"), known.get("sign_pub"), known.get("server")
+
+
 class SeatEngine:
     def __init__(
         self,
@@ -492,7 +499,7 @@ class SeatEngine:
         if client.machine is None or mode == "station":  # a station seat is shared anyway
             return None
         old = w.tx.on_grace_of(lic.key, client.user, client.machine, mode, w.now)
-        if old is None or (old.borrower or {}).get("server") != (client.container or {}).get("server"):
+        if old is None or _grace_record(old.borrower) != _grace_record(client.container):
             return None
         self._finish(
             w,
@@ -898,17 +905,13 @@ class SeatEngine:
 
         with self._work(now) as w:
             lease = w.tx.lease(lease_id)
-            known = (lease.borrower or {}) if lease is not None else {}
-            record = (serial, sign_pub, known.get("server"))
-
-            def same(held: Lease) -> bool:
-                mine = held.borrower or {}
-                return (mine.get("serial"), mine.get("sign_pub"), mine.get("server")) == record
-
-            if lease is None or lease.mode == BORROW or not same(lease):
+            if lease is None or lease.mode == BORROW:
+                return changed
+            record = _grace_record(lease.borrower)
+            if record[:2] != (serial, sign_pub):
                 return changed
             for held in [lease, *w.tx.live_leases([lease.license_key], now)]:
-                if held.mode == BORROW or not same(held) or held.grace_until is None:
+                if held.mode == BORROW or _grace_record(held.borrower) != record or held.grace_until is None:
                     continue
                 if held.feature_code != lease.feature_code:
                     continue
