@@ -356,16 +356,23 @@ def _machine_proof(container, app, holder, client, server="http://testserver"):
     return container.sign(grants.SEAT_PROOF, payload)
 
 
-def _site(tmp_path, clock, *, lease_ttl=None, **options):
+def _site(tmp_path, clock, *, lease_ttl=None, server=None, **options):
     """A license server (its app) whose container holds a license of 10101:1 with
-    ``options``, the firm, and a laptop's machine container that clients prove."""
+    ``options`` (``server``: settings of the server besides the defaults here), the firm,
+    and a laptop's machine container that clients prove."""
     firm = Firm()
     data = tmp_path / "data"
     c = MachineContainer.create(data, "medium", machine_traits(), T0)
     c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(**options)), T0)
     laptop = MachineContainer.create(tmp_path / "laptop", "medium", machine_traits(), T0)
-    ttl = {} if lease_ttl is None else {"lease_ttl": lease_ttl}
-    return create_app(Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", **ttl)), laptop, firm
+    settings = {"admin_token": "adm", **({} if lease_ttl is None else {"lease_ttl": lease_ttl}), **(server or {})}
+    return create_app(Settings(data_dir=data, discovery=False, clock=clock, **settings)), laptop, firm
+
+
+def _grace_return(container, lease_id, firm):
+    """``container``'s receipt giving back the grace of ``lease_id``."""
+    payload = {"serial": container.serial, "lease_id": lease_id, "firm_code": firm.code, "vtime": T0}
+    return container.sign(grants.GRACE_RETURN, payload)
 
 
 def test_station_seats_are_per_proven_container_and_source_address(tmp_path, clock, traits):
@@ -489,9 +496,7 @@ def test_a_grace_receipt_ends_only_the_grace_of_the_container_that_signed_it(tmp
         mallory = Holder()
         ask = body(mallory, client_lease_id="m1", grace=60, machine=_machine_proof(forger, app, mallory, eve))
         own = eve.post("/api/v1/leases", json=ask).json()["lease_id"]
-        receipt = forger.sign(
-            grants.GRACE_RETURN, {"serial": forger.serial, "lease_id": own, "firm_code": firm.code, "vtime": T0}
-        )
+        receipt = _grace_return(forger, own, firm)
         answer = eve.post(f"/api/v1/leases/{own}/return", json={"receipt": receipt}).json()
         assert answer["leases"] == [own]  # its own lease, and no other container's lease id
         states = {s["lease_id"]: s["state"] for s in _sessions(here)}
@@ -667,9 +672,7 @@ def test_a_grace_receipt_ends_the_grace_of_its_own_feature_only(tmp_path, clock,
             proof = _machine_proof(laptop, app, holder, here)
             ask = body(holder, client_lease_id=cid, feature_code=feature, grace=86400, machine=proof)
             leases[feature] = here.post("/api/v1/leases", json=ask).json()["lease_id"]
-        receipt = laptop.sign(
-            grants.GRACE_RETURN, {"serial": laptop.serial, "lease_id": leases[1], "firm_code": firm.code, "vtime": T0}
-        )
+        receipt = _grace_return(laptop, leases[1], firm)
         answer = here.post(f"/api/v1/leases/{leases[1]}/return", json={"receipt": receipt}).json()
         assert answer["leases"] == [leases[1]]
         grace = {s["lease_id"]: s["grace_until"] for s in _sessions(here)}
@@ -691,9 +694,7 @@ def test_a_grace_receipt_ends_the_grace_of_the_url_its_record_was_kept_under(tmp
             ask = body(holder, client_lease_id=cid, grace=86400, machine=proof)
             leases[cid] = here.post("/api/v1/leases", json=ask).json()["lease_id"]
         lease = leases["by-address"]
-        receipt = laptop.sign(
-            grants.GRACE_RETURN, {"serial": laptop.serial, "lease_id": lease, "firm_code": firm.code, "vtime": T0}
-        )
+        receipt = _grace_return(laptop, lease, firm)
         answer = here.post(f"/api/v1/leases/{lease}/return", json={"receipt": receipt}).json()
         assert answer["leases"] == [lease]
         grace = {s["lease_id"]: s["grace_until"] for s in _sessions(here)}
@@ -704,12 +705,7 @@ def test_admin_token_guesses_on_the_client_api_count_against_the_address(tmp_pat
     """The client API takes the access token, or the admin token: a wrong bearer token
     there counts against the address as on the admin API, so that the answers cannot tell
     a right guess of the admin token from a wrong one past the limit."""
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options(quantity=1)), T0)
-    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm-secret", access_token="acc")
-    app = create_app(settings)
+    app, _, _ = _site(tmp_path, clock, server={"admin_token": "adm-secret", "access_token": "acc"}, quantity=1)
     with TestClient(app, client=("127.0.0.2", 40000)) as guesser, TestClient(app) as client:
         for n in range(5):
             assert guesser.get("/api/v1/challenge", headers={"Authorization": f"Bearer g{n}"}).status_code == 401
@@ -723,16 +719,12 @@ def test_health_tells_a_broken_config_without_its_path_or_text(tmp_path, clock):
     """``/health`` answers anyone: it says the config file is broken, while the file's path
     and the error's words (which quote its rules: users, addresses) stay with the log and
     the administrator's status."""
-    firm = Firm()
-    data = tmp_path / "data"
-    c = MachineContainer.create(data, "medium", machine_traits(), T0)
-    c.apply_update(firm.grant(c.make_request("activate", T0, ticket=TICKET), now=T0, options=Options()), T0)
     config = tmp_path / "secret-site" / "server.toml"
     config.parent.mkdir()
     config.write_text("[[rules]]\naction = 'deny'\nusers = ['mallory']\n")
-    settings = Settings(data_dir=data, discovery=False, clock=clock, admin_token="adm", config_path=config)
+    site, _, _ = _site(tmp_path, clock, server={"config_path": config})
     admin = {"Authorization": "Bearer adm"}
-    with TestClient(create_app(settings)) as app:
+    with TestClient(site) as app:
         assert app.get("/health").json()["config_error"] is None
         config.write_text("[[rules]]\naction = 'deny'\nips = ['10.9.8.7-mallory']\n")
         assert app.post("/api/v1/admin/reload", headers=admin).json()["reloaded"] is False
